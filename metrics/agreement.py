@@ -1,0 +1,412 @@
+"""Inter-rater agreement for blinded expert ratings: Krippendorff's alpha, Fleiss' kappa,
+pairwise Cohen's kappa and accuracy on gold units.
+
+Every statistic returns ``None`` with a ``reason`` when the data cannot define it (one
+rater, no overlap, no variation) instead of raising or reporting a misleading number.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import warnings
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import krippendorff
+import numpy as np
+from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa
+from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+
+from metrics.stats import Rate, StatResult, wilson_interval
+
+Record = tuple[Hashable, Hashable, Any]
+"""One rating: ``(unit_id, rater_id, value)``; a ``None`` value counts as missing."""
+
+Level = Literal["nominal", "ordinal", "interval", "ratio"]
+KappaWeights = Literal["linear", "quadratic"] | None
+
+
+@dataclass(frozen=True, eq=False)
+class RatingsMatrix:
+    """Reliability data: ``values[r, u]`` is rater r's value for unit u, NaN when missing.
+
+    When the raw values were labels (``"a"``, ``"b"``, ``"tie"``) they are stored as codes
+    0..k-1 and ``categories[code]`` gives the label back.
+    """
+
+    unit_ids: tuple[Hashable, ...]
+    rater_ids: tuple[Hashable, ...]
+    values: np.ndarray
+    categories: tuple[Any, ...] | None = None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def ratings_matrix(records: Iterable[Record], *, categories: Sequence[Any] | None = None) -> RatingsMatrix:
+    """Build a raters x units matrix from ``(unit_id, rater_id, value)`` records.
+
+    Numeric values are kept as they are unless ``categories`` is given; labels are coded in
+    the order of ``categories`` (pass it for ordered labels: the order is the ordinal scale),
+    otherwise in sorted order. Units and raters keep their order of first appearance.
+    Two records for the same unit and rater are an error in the caller's data.
+    """
+    rows = [(unit, rater, value) for unit, rater, value in records]
+    units = list(dict.fromkeys(unit for unit, _, _ in rows))
+    raters = list(dict.fromkeys(rater for _, rater, _ in rows))
+    present = [value for _, _, value in rows if value is not None]
+    if categories is None and not all(_is_number(v) for v in present):
+        categories = sorted(set(present), key=str)
+    codes = {label: code for code, label in enumerate(categories)} if categories is not None else None
+
+    unit_index = {unit: i for i, unit in enumerate(units)}
+    rater_index = {rater: i for i, rater in enumerate(raters)}
+    values = np.full((len(raters), len(units)), np.nan)
+    seen: set[tuple[Hashable, Hashable]] = set()
+    for unit, rater, value in rows:
+        if (unit, rater) in seen:
+            raise ValueError(f"rater {rater!r} rated unit {unit!r} more than once")
+        seen.add((unit, rater))
+        if value is None:
+            continue
+        if codes is not None:
+            if value not in codes:
+                raise ValueError(f"value {value!r} is not one of the categories {list(codes)}")
+            values[rater_index[rater], unit_index[unit]] = codes[value]
+        else:
+            values[rater_index[rater], unit_index[unit]] = float(value)
+    return RatingsMatrix(
+        unit_ids=tuple(units),
+        rater_ids=tuple(raters),
+        values=values,
+        categories=tuple(categories) if categories is not None else None,
+    )
+
+
+MatrixLike = RatingsMatrix | np.ndarray | Sequence[Sequence[float | None]]
+
+
+def _as_matrix(data: MatrixLike) -> RatingsMatrix:
+    if isinstance(data, RatingsMatrix):
+        return data
+    values = np.array(
+        [[np.nan if v is None else float(v) for v in row] for row in np.asarray(data, dtype=object)],
+        dtype=float,
+    )
+    if values.ndim != 2:
+        raise ValueError("reliability data must be a raters x units matrix")
+    return RatingsMatrix(
+        unit_ids=tuple(range(values.shape[1])), rater_ids=tuple(range(values.shape[0])), values=values
+    )
+
+
+@dataclass(frozen=True)
+class AlphaResult(StatResult):
+    """Krippendorff's alpha over the units with at least two values (pairable units)."""
+
+    alpha: float | None
+    level: str
+    n_units: int
+    n_raters: int
+    n_values: int
+    reason: str | None = None
+
+
+def krippendorff_alpha(data: MatrixLike, *, level: Level = "ordinal") -> AlphaResult:
+    """Krippendorff's alpha (``krippendorff`` package) on raters x units data.
+
+    Use ``level="ordinal"`` for 1-5 scales and ``"nominal"`` for preferences (a/b/tie).
+    Missing values are allowed; units with fewer than two values carry no information
+    and are left out of the counts, as in Krippendorff (2011).
+    """
+    matrix = _as_matrix(data)
+    values = matrix.values
+    pairable = np.sum(~np.isnan(values), axis=0) >= 2
+    used = values[:, pairable]
+    n_raters = int(np.sum(np.any(~np.isnan(used), axis=1))) if used.size else 0
+
+    def result(alpha: float | None, reason: str | None = None) -> AlphaResult:
+        return AlphaResult(
+            alpha=alpha,
+            level=level,
+            n_units=int(pairable.sum()),
+            n_raters=n_raters,
+            n_values=int(np.sum(~np.isnan(used))),
+            reason=reason,
+        )
+
+    if int(np.sum(np.any(~np.isnan(values), axis=1))) < 2:
+        return result(None, "fewer than two raters")
+    if not pairable.any():
+        return result(None, "no unit was rated by two or more raters")
+    if np.unique(used[~np.isnan(used)]).size < 2:
+        return result(None, "all ratings are identical: expected disagreement is zero, so alpha is undefined")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        alpha = float(krippendorff.alpha(reliability_data=used, level_of_measurement=level))
+    if not math.isfinite(alpha):
+        return result(None, "alpha is undefined for these data")
+    return result(alpha)
+
+
+@dataclass(frozen=True)
+class FleissKappaResult(StatResult):
+    """Fleiss' kappa over units that each received ``ratings_per_unit`` ratings."""
+
+    kappa: float | None
+    n_units: int
+    ratings_per_unit: int
+    n_categories: int
+    n_units_dropped: int
+    reason: str | None = None
+
+
+def fleiss_kappa_from_table(counts: np.ndarray | Sequence[Sequence[int]]) -> FleissKappaResult:
+    """Fleiss' kappa from a units x categories table of rating counts (statsmodels)."""
+    table = np.asarray(counts, dtype=float)
+    if table.ndim != 2 or table.shape[0] == 0:
+        return FleissKappaResult(None, 0, 0, 0, 0, "no units")
+    per_unit = table.sum(axis=1)
+    m = int(per_unit[0])
+    common: dict[str, Any] = {
+        "n_units": int(table.shape[0]),
+        "ratings_per_unit": m,
+        "n_categories": int(np.sum(table.sum(axis=0) > 0)),
+        "n_units_dropped": 0,
+    }
+    if not np.all(per_unit == m):
+        return FleissKappaResult(
+            kappa=None,
+            reason="units differ in their number of ratings; Fleiss' kappa needs equal counts",
+            **common,
+        )
+    if m < 2:
+        return FleissKappaResult(kappa=None, reason="fewer than two ratings per unit", **common)
+    if common["n_categories"] < 2:
+        return FleissKappaResult(
+            kappa=None,
+            reason="all ratings fall in one category: chance agreement is 1, so kappa is undefined",
+            **common,
+        )
+    return FleissKappaResult(kappa=float(sm_fleiss_kappa(table, method="fleiss")), **common)
+
+
+def fleiss_kappa(data: MatrixLike) -> FleissKappaResult:
+    """Fleiss' kappa on raters x units data (``aggregate_raters`` then statsmodels).
+
+    Fleiss' kappa assumes every unit has the same number of ratings (not necessarily from
+    the same raters). Units are kept when their count equals the most common count of two
+    or more (the larger on a tie); the others are reported in ``n_units_dropped``.
+    """
+    matrix = _as_matrix(data)
+    per_unit = [col[~np.isnan(col)] for col in matrix.values.T]
+    counts = Counter(len(v) for v in per_unit if len(v) >= 2)
+    rated_units = sum(1 for v in per_unit if len(v) > 0)
+    if not counts:
+        return FleissKappaResult(None, 0, 0, 0, rated_units, "no unit has two or more ratings")
+    m = max(counts, key=lambda size: (counts[size], size))
+    kept = np.array([v for v in per_unit if len(v) == m])
+    table, _ = aggregate_raters(kept)
+    result = fleiss_kappa_from_table(table)
+    return FleissKappaResult(
+        kappa=result.kappa,
+        n_units=result.n_units,
+        ratings_per_unit=result.ratings_per_unit,
+        n_categories=result.n_categories,
+        n_units_dropped=rated_units - len(kept),
+        reason=result.reason,
+    )
+
+
+@dataclass(frozen=True)
+class CohenKappaResult(StatResult):
+    """Cohen's kappa for two raters on their shared units, with the asymptotic 95% interval."""
+
+    kappa: float | None
+    std_error: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n_units: int
+    observed_agreement: float | None
+    weights: str | None
+    reason: str | None = None
+
+
+def _category_scores(values: Sequence[Any], categories: Sequence[Any] | None) -> list[Any]:
+    if categories is not None:
+        return list(categories)
+    present = set(values)
+    if all(_is_number(v) for v in present):
+        return sorted(present)
+    return sorted(present, key=str)
+
+
+def cohen_kappa(
+    x: Sequence[Any],
+    y: Sequence[Any],
+    *,
+    weights: KappaWeights = None,
+    categories: Sequence[Any] | None = None,
+) -> CohenKappaResult:
+    """Cohen's kappa between two raters' values on the same units (statsmodels ``cohens_kappa``).
+
+    ``x[i]`` and ``y[i]`` rate the same unit; positions where either is None/NaN are dropped.
+    ``weights="linear"`` or ``"quadratic"`` gives weighted kappa for ordinal scales, with the
+    disagreement weight computed from the numeric category values (or from the position in
+    ``categories`` for labels), so a 1-vs-5 disagreement weighs more than 1-vs-2.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"paired inputs differ in length: {len(x)} != {len(y)}")
+
+    def missing(v: Any) -> bool:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not missing(a) and not missing(b)]
+    n = len(pairs)
+    if n < 2:
+        return CohenKappaResult(
+            None, None, None, None, n, None, weights, "fewer than two units rated by both raters"
+        )
+    scores = _category_scores([v for pair in pairs for v in pair], categories)
+    index = {label: i for i, label in enumerate(scores)}
+    unknown = {v for pair in pairs for v in pair if v not in index}
+    if unknown:
+        raise ValueError(f"values {sorted(unknown, key=str)} are not among the categories")
+    table = np.zeros((len(scores), len(scores)))
+    for a, b in pairs:
+        table[index[a], index[b]] += 1
+    observed = float(np.trace(table) / n)
+    row, col = table.sum(axis=1) / n, table.sum(axis=0) / n
+    if math.isclose(float(row @ col), 1.0):
+        return CohenKappaResult(
+            None,
+            None,
+            None,
+            None,
+            n,
+            observed,
+            weights,
+            "both raters used a single, identical category: chance agreement is 1, so kappa is undefined",
+        )
+    if weights is None:
+        result = cohens_kappa(table)
+    else:
+        numeric = all(_is_number(s) for s in scores)
+        category_values = np.array(scores if numeric else range(len(scores)), dtype=float)
+        result = cohens_kappa(table, weights=category_values, wt=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        std = float(result.std_kappa)
+    return CohenKappaResult(
+        kappa=float(result.kappa),
+        std_error=std if math.isfinite(std) else None,
+        ci_low=float(result.kappa_low) if math.isfinite(std) else None,
+        ci_high=float(result.kappa_upp) if math.isfinite(std) else None,
+        n_units=n,
+        observed_agreement=observed,
+        weights=weights,
+    )
+
+
+@dataclass(frozen=True)
+class RaterPairKappa(StatResult):
+    rater_a: Hashable
+    rater_b: Hashable
+    result: CohenKappaResult
+
+
+@dataclass(frozen=True)
+class PairwiseKappaResult(StatResult):
+    """Cohen's kappa for every pair of raters and their unweighted mean (Light's kappa)."""
+
+    mean_kappa: float | None
+    n_pairs: int
+    n_pairs_defined: int
+    pairs: tuple[RaterPairKappa, ...]
+    weights: str | None
+    reason: str | None = None
+
+
+def pairwise_cohen_kappa(
+    data: MatrixLike, *, weights: KappaWeights = None, min_overlap: int = 2
+) -> PairwiseKappaResult:
+    """Cohen's kappa for each pair of raters on their shared units, and the mean over the
+    pairs where it is defined. Pairs sharing fewer than ``min_overlap`` units get None."""
+    matrix = _as_matrix(data)
+    categories: list[Any] | None = None
+    if matrix.categories is not None:
+        categories = list(range(len(matrix.categories)))
+    else:
+        observed = matrix.values[~np.isnan(matrix.values)]
+        categories = sorted(set(observed.tolist()))
+    pairs = []
+    for i, j in itertools.combinations(range(len(matrix.rater_ids)), 2):
+        shared = ~np.isnan(matrix.values[i]) & ~np.isnan(matrix.values[j])
+        n_shared = int(shared.sum())
+        if n_shared < max(min_overlap, 2):
+            result = CohenKappaResult(
+                None, None, None, None, n_shared, None, weights, f"only {n_shared} shared units"
+            )
+        else:
+            result = cohen_kappa(
+                matrix.values[i, shared].tolist(),
+                matrix.values[j, shared].tolist(),
+                weights=weights,
+                categories=categories,
+            )
+        pairs.append(RaterPairKappa(matrix.rater_ids[i], matrix.rater_ids[j], result))
+    defined = [p.result.kappa for p in pairs if p.result.kappa is not None]
+    reason = None
+    if not pairs:
+        reason = "fewer than two raters"
+    elif not defined:
+        reason = "kappa is undefined for every pair of raters"
+    return PairwiseKappaResult(
+        mean_kappa=float(np.mean(defined)) if defined else None,
+        n_pairs=len(pairs),
+        n_pairs_defined=len(defined),
+        pairs=tuple(pairs),
+        weights=weights,
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class GoldAccuracy(StatResult):
+    """How often one rater matched the known answer on gold units (Wilson interval)."""
+
+    rater_id: Hashable
+    n_gold: int
+    n_correct: int
+    accuracy: Rate
+    reason: str | None = None
+
+
+def gold_accuracy(
+    records: Iterable[Record], gold: Mapping[Hashable, Any], *, confidence: float = 0.95
+) -> tuple[GoldAccuracy, ...]:
+    """Per rater, the share of their ratings on gold units that equal the gold value.
+
+    Raters appear in order of first appearance; a rater with no gold units gets
+    ``accuracy.rate = None`` and a reason.
+    """
+    tallies: dict[Hashable, list[int]] = {}
+    for unit, rater, value in records:
+        tally = tallies.setdefault(rater, [0, 0])
+        if value is None or unit not in gold:
+            continue
+        tally[0] += 1
+        tally[1] += int(value == gold[unit])
+    results = []
+    for rater, (n_gold, n_correct) in tallies.items():
+        if n_gold == 0:
+            results.append(GoldAccuracy(rater, 0, 0, Rate(None, None, None), "no gold units rated"))
+            continue
+        low, high = wilson_interval(n_correct, n_gold, confidence=confidence)
+        results.append(GoldAccuracy(rater, n_gold, n_correct, Rate(n_correct / n_gold, low, high)))
+    return tuple(results)
