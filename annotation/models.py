@@ -1,0 +1,155 @@
+"""Rating studies: blinded tasks built from a run's outputs, leased to raters, and their ratings.
+
+Which adapter wrote which side is stored only here, server-side (Task.output_a/output_b); everything a
+rater receives goes through annotation.blinding, which never includes it.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class RaterPool(models.Model):
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="rater_pools")
+    name = models.CharField(max_length=120)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="rater_pools", blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="raterpool_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StudyKind(models.TextChoices):
+    PAIRWISE = "pairwise", "Side by side"
+    SINGLE = "single", "Single output"
+
+
+class StudyStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    PAUSED = "paused", "Paused"
+    CLOSED = "closed", "Closed"
+
+
+class Study(models.Model):
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="studies")
+    run = models.ForeignKey("runs.Run", on_delete=models.PROTECT, related_name="studies")
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=12, choices=StudyKind.choices, default=StudyKind.PAIRWISE)
+    baseline = models.ForeignKey(
+        "catalog.Adapter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    overlap = models.PositiveIntegerField(
+        default=2, help_text="Ratings needed per task, from distinct raters."
+    )
+    lease_seconds = models.PositiveIntegerField(default=900)
+    gold_rate = models.FloatField(default=0.0, help_text="Share of gold tasks mixed into each rater's queue.")
+    rubric = models.JSONField(default=dict, blank=True)
+    instructions = models.TextField(blank=True)
+    terms = models.TextField(blank=True)
+    pool = models.ForeignKey(
+        RaterPool, null=True, blank=True, on_delete=models.SET_NULL, related_name="studies"
+    )
+    status = models.CharField(max_length=12, choices=StudyStatus.choices, default=StudyStatus.OPEN)
+    seed = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(overlap__gte=1), name="study_overlap_positive"),
+            models.CheckConstraint(
+                condition=models.Q(gold_rate__gte=0) & models.Q(gold_rate__lte=1), name="study_gold_rate_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    """One item to rate: a pair of outputs (sides already randomised) or a single output."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="tasks")
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    case = models.ForeignKey("suites.Case", on_delete=models.PROTECT, related_name="+")
+    output_a = models.ForeignKey("runs.Output", on_delete=models.PROTECT, related_name="+")
+    output_b = models.ForeignKey(
+        "runs.Output", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    is_gold = models.BooleanField(default=False)
+    gold_answer = models.JSONField(null=True, blank=True, help_text='For example {"preference": "A"}.')
+    required_ratings = models.PositiveIntegerField(default=2)
+    rating_count = models.PositiveIntegerField(default=0)
+    order_key = models.CharField(max_length=32, db_index=True, help_text="Random key that orders the queue.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["study", "rating_count", "order_key"])]
+
+
+class AssignmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
+class Assignment(models.Model):
+    """A rater's lease on a task. One per (task, rater): no rater sees a task twice."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(
+        max_length=12, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE
+    )
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "rater"], name="assignment_unique_task_rater")]
+
+
+class Rating(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="rating")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="ratings")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")
+    scores = models.JSONField(
+        default=dict, help_text='Per criterion and side, e.g. {"factual_accuracy": {"A": 4, "B": 2}}.'
+    )
+    preference = models.CharField(
+        max_length=12, blank=True, help_text="A, B, tie or both_bad (pairwise tasks)."
+    )
+    hallucination = models.JSONField(default=dict, blank=True, help_text='{"A": bool, "B": bool} and spans.')
+    rationale = models.TextField(blank=True)
+    time_on_task_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "rater"], name="rating_unique_task_rater")]
+
+
+class Consent(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="consents")
+    rater = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_consents"
+    )
+    accepted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "rater"], name="consent_unique")]

@@ -1,0 +1,47 @@
+"""Project-scoped access for the API and the web views, in one place.
+
+Staff roles (admin, ML lead, engineer) read a project's catalogue, suites, runs and reports; engineers
+and above write them; raters reach only the annotation endpoints. A token is limited to its project.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import permissions
+from rest_framework.request import Request
+
+from evalhub.accounts.models import ApiToken, Membership, Project, Role
+
+READ_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER)
+WRITE_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER)
+
+
+def projects_for(*, user: Any, auth: Any = None, roles: tuple[str, ...] = READ_ROLES) -> QuerySet[Project]:
+    """Projects where the user holds one of the roles (narrowed to the token's project for token auth)."""
+    if not user or not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        projects = Project.objects.all()
+    else:
+        projects = Project.objects.filter(
+            pk__in=Membership.objects.filter(user=user, role__in=roles).values("project_id")
+        )
+    if isinstance(auth, ApiToken):
+        projects = projects.filter(pk=auth.project_id)
+    return projects
+
+
+class ProjectRolePermission(permissions.BasePermission):
+    """Reads need a staff role in some project; writes need a write role in the object's project."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated)
+
+    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        project_id = getattr(obj, "project_id", None)
+        if project_id is None:
+            return False
+        roles = READ_ROLES if request.method in permissions.SAFE_METHODS else WRITE_ROLES
+        return projects_for(user=request.user, auth=request.auth, roles=roles).filter(pk=project_id).exists()

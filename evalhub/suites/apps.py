@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SuitesConfig(AppConfig):
+    name = "evalhub.suites"
+    label = "suites"

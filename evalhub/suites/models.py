@@ -1,0 +1,97 @@
+"""Evaluation suites: named, versioned sets of cases. A version is immutable once a run used it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Suite(models.Model):
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="suites")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    data_source = models.CharField(max_length=300, blank=True)
+    consent_statement = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="suite_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PiiDecision(models.TextChoices):
+    NONE_FOUND = "none_found", "No PII found"
+    REDACTED = "redacted", "Redacted"
+    KEPT = "kept", "Kept with justification"
+
+
+class SuiteVersion(models.Model):
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64)
+    source_filename = models.CharField(max_length=300, blank=True)
+    source_format = models.CharField(max_length=20, blank=True)
+    case_count = models.PositiveIntegerField(default=0)
+    pii_decision = models.CharField(
+        max_length=16, choices=PiiDecision.choices, default=PiiDecision.NONE_FOUND
+    )
+    pii_justification = models.TextField(blank=True)
+    pii_report = models.JSONField(default=dict, blank=True)
+    diff = models.JSONField(
+        default=dict, blank=True, help_text="Added, removed and changed case ids vs the previous version."
+    )
+    locked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when a run first uses this version."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["suite", "-number"]
+        constraints = [models.UniqueConstraint(fields=["suite", "number"], name="suiteversion_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.suite.name} v{self.number}"
+
+
+class Origin(models.TextChoices):
+    REAL = "real", "Real"
+    SYNTHETIC = "synthetic", "Synthetic"
+
+
+class Split(models.TextChoices):
+    EVAL = "eval", "Evaluation"
+    HELDOUT = "heldout", "Held-out real"
+
+
+class Case(models.Model):
+    version = models.ForeignKey(SuiteVersion, on_delete=models.CASCADE, related_name="cases")
+    key = models.CharField(max_length=200, help_text="The case id from the uploaded file.")
+    position = models.PositiveIntegerField()
+    input = models.TextField()
+    reference = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    slices = models.JSONField(default=dict, blank=True)
+    origin = models.CharField(max_length=12, choices=Origin.choices, default=Origin.REAL)
+    generator = models.CharField(max_length=200, blank=True)
+    split = models.CharField(max_length=12, choices=Split.choices, default=Split.EVAL)
+    category = models.CharField(max_length=60, blank=True)
+    expected = models.JSONField(default=list, blank=True)
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["version", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="case_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

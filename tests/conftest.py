@@ -1,0 +1,95 @@
+"""Shared fixtures: users in each role, a project, and the fixture model family registered in it."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from evalhub.accounts.models import Project, Role
+from evalhub.accounts.services import membership_set, project_create, user_create
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE_MODELS = REPO / "fixtures" / "models"
+FIXTURE_SUITES = REPO / "fixtures" / "suites"
+ADAPTER_ORDER = ["summariser-v1", "summariser-v2", "tone-v1", "synthetic-bad"]
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    redis_up = port_open("127.0.0.1", 6379)
+    for item in items:
+        if "redis" in item.keywords and not redis_up:
+            item.add_marker(pytest.mark.skip(reason="Redis is not running on 127.0.0.1:6379"))
+
+
+@pytest.fixture
+def require_postgres(db: None) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (make test does)")
+
+
+@pytest.fixture
+def project(db: None) -> Project:
+    return project_create(name="Acme Summaries", description="Earnings-call and clinic-visit summarisers.")
+
+
+@pytest.fixture
+def other_project(db: None) -> Project:
+    return project_create(name="Other Team")
+
+
+def _member(project: Project, username: str, role: str) -> Any:
+    user = user_create(username=username, password="correct-horse-battery")
+    membership_set(project=project, user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_user(db: None) -> Any:
+    return user_create(username="root-admin", password="correct-horse-battery", is_superuser=True)
+
+
+@pytest.fixture
+def lead(project: Project) -> Any:
+    return _member(project, "lead", Role.LEAD)
+
+
+@pytest.fixture
+def engineer(project: Project) -> Any:
+    return _member(project, "engineer", Role.ENGINEER)
+
+
+@pytest.fixture
+def rater(project: Project) -> Any:
+    return _member(project, "rater1", Role.RATER)
+
+
+@pytest.fixture
+def fixture_base_model(project: Project) -> Any:
+    from evalhub.catalog.services import base_model_register
+
+    return base_model_register(project=project, name="base", folder=str(FIXTURE_MODELS / "base"))
+
+
+@pytest.fixture
+def fixture_adapters(project: Project, fixture_base_model: Any) -> dict[str, Any]:
+    """The four fixture adapters, registered in lineage order (tone-v1's parent is summariser-v1)."""
+    from evalhub.catalog.services import adapter_register
+
+    return {
+        name: adapter_register(
+            project=project, base_model=fixture_base_model, folder=str(FIXTURE_MODELS / name)
+        )
+        for name in ADAPTER_ORDER
+    }
