@@ -3,5 +3,11 @@
 from django.urls import include, path
 
 urlpatterns = [
+    path("", include("evalhub.accounts.api_urls")),
     path("", include("evalhub.catalog.api_urls")),
+    path("", include("evalhub.suites.api_urls")),
+    path("", include("evalhub.runs.api_urls")),
+    path("", include("evalhub.reports.api_urls")),
+    path("", include("evalhub.audit.api_urls")),
+    path("rater/", include("annotation.api_urls")),
 ]

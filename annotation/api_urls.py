@@ -1,0 +1,3 @@
+"""Rater API routes under /api/v1/rater/."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""API routes for projects, memberships and tokens under /api/v1/."""
+
+urlpatterns: list = []
