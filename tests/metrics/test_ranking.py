@@ -1,0 +1,191 @@
+"""Bradley-Terry ratings, style features and style control, on simulations with known truth."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from metrics.ranking import (
+    LENGTH_ONLY,
+    StyleFeatures,
+    bradley_terry,
+    controlled_win_rate,
+    style_controlled_bradley_terry,
+    style_features,
+)
+
+TRUE_ELO = {"m0": 1200.0, "m1": 1100.0, "m2": 1000.0, "m3": 1000.0, "m4": 900.0, "m5": 800.0}
+
+
+def simulate_battles(n: int, seed: int) -> list[tuple[str, str, str]]:
+    rng = np.random.default_rng(seed)
+    names = list(TRUE_ELO)
+    battles = []
+    for _ in range(n):
+        i, j = rng.choice(len(names), 2, replace=False)
+        a, b = names[i], names[j]
+        p_a = 1 / (1 + 10 ** ((TRUE_ELO[b] - TRUE_ELO[a]) / 400))
+        battles.append((a, b, "a" if rng.random() < p_a else "b"))
+    return battles
+
+
+def test_bradley_terry_recovers_known_strengths_from_simulated_battles() -> None:
+    result = bradley_terry(simulate_battles(4000, seed=11), resamples=200, seed=0)
+    mean_true = np.mean(list(TRUE_ELO.values()))
+    covered = 0
+    for model, true in TRUE_ELO.items():
+        entry = result.rating(model)
+        assert entry.rating == pytest.approx(true - mean_true + 1000, abs=35)
+        covered += entry.ci_low <= true - mean_true + 1000 <= entry.ci_high
+    assert covered >= 5
+    assert [r.model for r in result.ratings][:2] == ["m0", "m1"]
+    assert np.mean([r.rating for r in result.ratings]) == pytest.approx(1000)
+    assert result.resamples_used == 200
+
+
+def test_bradley_terry_matches_a_direct_logistic_regression_mle() -> None:
+    battles = simulate_battles(1500, seed=3)
+    names = list(TRUE_ELO)
+    design = np.zeros((len(battles), len(names)))
+    for row, (a, b, _) in enumerate(battles):
+        design[row, names.index(a)] = math.log(10)
+        design[row, names.index(b)] = -math.log(10)
+    won = np.array([w == "a" for _, _, w in battles], dtype=float)
+    # Drop the last model's column: its rating is the reference zero.
+    logit = sm.Logit(won, design[:, :-1]).fit(disp=0, tol=1e-12)
+    direct = np.append(logit.params, 0.0) * 400
+    result = bradley_terry(battles, resamples=0, anchor="m5")
+    ours = np.array([result.rating(m).rating - 1000 for m in names])
+    np.testing.assert_allclose(ours, direct, atol=0.05)
+
+
+def test_two_models_rating_gap_follows_the_win_share_with_ties_as_half() -> None:
+    # 2 wins, 1 tie, 1 loss: a scores 2.5 of 4, so 10 ** (gap / 400) = 2.5 / 1.5.
+    battles = [("x", "y", "a"), ("y", "x", "b"), ("x", "y", "tie"), ("x", "y", "b")]
+    result = bradley_terry(battles, resamples=0)
+    gap = result.rating("x").rating - result.rating("y").rating
+    assert gap == pytest.approx(400 * math.log10(2.5 / 1.5), abs=1e-3)
+    assert result.rating("x").score == 2.5
+    both_bad = [("x", "y", "a"), ("y", "x", "b"), ("x", "y", "both_bad"), ("x", "y", "b")]
+    assert bradley_terry(both_bad, resamples=0).rating("x").rating == pytest.approx(result.rating("x").rating)
+
+
+def test_bootstrap_intervals_are_reproducible_for_a_seed() -> None:
+    battles = simulate_battles(600, seed=5)
+    first = bradley_terry(battles, resamples=100, seed=9)
+    assert first == bradley_terry(battles, resamples=100, seed=9)
+    assert first != bradley_terry(battles, resamples=100, seed=10)
+
+
+def test_undefined_ratings_are_none_with_reason() -> None:
+    sweep = bradley_terry([("x", "y", "a"), ("x", "y", "a")], resamples=10)
+    assert all(r.rating is None for r in sweep.ratings)
+    assert sweep.reason is not None and "not identifiable" in sweep.reason
+    json.dumps(sweep.to_dict())
+    # With Arena's L2 penalty the sweep gets a finite rating.
+    assert bradley_terry([("x", "y", "a"), ("x", "y", "a")], resamples=10, reg=0.5).rating("x").rating > 1000
+    disconnected = bradley_terry(
+        [("x", "y", "a"), ("y", "x", "a"), ("u", "v", "a"), ("v", "u", "a")], resamples=0, reg=0.5
+    )
+    assert disconnected.reason == "ratings are not identifiable: the battles do not connect all models"
+    assert bradley_terry([], resamples=10).reason == "no battles"
+
+
+def test_battles_with_unknown_winner_or_one_model_are_refused() -> None:
+    with pytest.raises(ValueError):
+        bradley_terry([("x", "y", "model_a")])
+    with pytest.raises(ValueError):
+        bradley_terry([("x", "x", "a")])
+
+
+def test_style_features_count_length_and_markdown_outside_code() -> None:
+    text = (
+        "# Title\n"
+        "Some **bold** and __also bold__ text.\n"
+        "## Steps\n"
+        "1. first\n"
+        "2. second\n"
+        "- bullet\n"
+        "```\n# not a header\n- not a list\n```\n"
+    )
+    features = style_features(text)
+    assert (features.headers, features.lists, features.bold) == (2, 3, 2)
+    assert features.chars == len(text)
+    assert style_features("Hello, world!").tokens == 4
+    assert style_features("").tokens == 0
+
+
+def simulate_length_bias(n: int, seed: int, quality_gap: float = 0.0) -> tuple[list, list, list]:
+    """Two models; raters prefer the longer answer (and, with quality_gap, model "long")."""
+    rng = np.random.default_rng(seed)
+    battles, styles_a, styles_b = [], [], []
+
+    def output(model: str) -> StyleFeatures:
+        tokens = int(rng.uniform(150, 600) if model == "long" else rng.uniform(50, 400))
+        return StyleFeatures(
+            chars=5 * tokens,
+            tokens=tokens,
+            headers=int(rng.integers(0, 3)),
+            lists=int(rng.integers(0, 5)),
+            bold=int(rng.integers(0, 3)),
+        )
+
+    for _ in range(n):
+        pair = ("long", "short") if rng.random() < 0.5 else ("short", "long")
+        fa, fb = output(pair[0]), output(pair[1])
+        length = (fa.tokens - fb.tokens) / (fa.tokens + fb.tokens + 1)
+        quality = quality_gap if pair[0] == "long" else -quality_gap
+        p_a = 1 / (1 + math.exp(-(4 * length + quality)))
+        battles.append((*pair, "a" if rng.random() < p_a else "b"))
+        styles_a.append(fa)
+        styles_b.append(fb)
+    return battles, styles_a, styles_b
+
+
+def test_style_control_removes_a_pure_length_advantage() -> None:
+    battles, styles_a, styles_b = simulate_length_bias(1500, seed=1)
+    plain = bradley_terry(battles, resamples=100)
+    assert plain.rating("long").ci_low > plain.rating("short").ci_high
+
+    controlled = style_controlled_bradley_terry(battles, styles_a, styles_b, resamples=100)
+    long_, short = controlled.ratings.rating("long"), controlled.ratings.rating("short")
+    assert abs(long_.rating - short.rating) < 25
+    assert long_.ci_low < short.ci_high and short.ci_low < long_.ci_high
+    coefficients = {c.feature: c for c in controlled.style}
+    assert coefficients["tokens"].ci_low > 0.5
+    for name in ("headers", "lists", "bold"):
+        assert coefficients[name].ci_low < 0 < coefficients[name].ci_high
+
+    rate = controlled_win_rate(
+        battles, styles_a, styles_b, candidate="long", baseline="short", features=LENGTH_ONLY, resamples=100
+    )
+    assert rate.uncontrolled_win_rate > 0.6
+    assert rate.observed_win_rate == pytest.approx(rate.uncontrolled_win_rate, abs=0.01)
+    assert rate.ci_low < 0.5 < rate.ci_high
+    json.dumps(rate.to_dict())
+
+
+def test_style_control_keeps_a_real_quality_advantage() -> None:
+    battles, styles_a, styles_b = simulate_length_bias(1500, seed=2, quality_gap=0.8)
+    rate = controlled_win_rate(battles, styles_a, styles_b, candidate="long", baseline="short", resamples=100)
+    # True controlled win probability: 1 / (1 + exp(-0.8)) = 0.69.
+    assert rate.ci_low < 1 / (1 + math.exp(-0.8)) < rate.ci_high
+    assert rate.ci_low > 0.6
+    assert rate.controlled_win_rate < rate.uncontrolled_win_rate
+
+
+def test_style_control_reports_constant_features_and_missing_models() -> None:
+    battles, styles_a, styles_b = simulate_length_bias(200, seed=4)
+    flat = [StyleFeatures(chars=s.chars, tokens=s.tokens, headers=0, lists=0, bold=0) for s in styles_a]
+    flat_b = [StyleFeatures(chars=s.chars, tokens=s.tokens, headers=0, lists=0, bold=0) for s in styles_b]
+    result = style_controlled_bradley_terry(battles, flat, flat_b, resamples=20)
+    headers = next(c for c in result.style if c.feature == "headers")
+    assert headers.coefficient is None and headers.reason == "feature does not vary across battles"
+    missing = controlled_win_rate(
+        battles, styles_a, styles_b, candidate="nope", baseline="short", resamples=5
+    )
+    assert missing.controlled_win_rate is None and missing.reason == "no battles for nope"
+    with pytest.raises(ValueError):
+        style_controlled_bradley_terry(battles, styles_a[:-1], styles_b)
