@@ -1,0 +1,107 @@
+"""Reads about runs: progress, lists, and the side-by-side outputs browser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from evalhub.accounts.models import Project
+from evalhub.catalog.models import Adapter
+from evalhub.runs.models import ChunkStatus, Output, Run, RunAdapter, RunStatus
+from evalhub.suites.models import Case
+
+ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+def run_list(*, project: Project) -> QuerySet[Run]:
+    return (
+        Run.objects.filter(project=project)
+        .select_related("suite_version__suite", "base_model")
+        .prefetch_related("run_adapters__adapter")
+        .order_by("-created_at")
+    )
+
+
+def run_adapters(*, run: Run) -> list[RunAdapter]:
+    """Baseline first, then candidates in the order they were added."""
+    rows = list(run.run_adapters.select_related("adapter").order_by("pk"))
+    return sorted(rows, key=lambda ra: ra.role != "baseline")
+
+
+def run_progress(*, run: Run) -> dict[str, Any]:
+    """done/total, tokens per second and time left, from the run's counters (read fresh)."""
+    run.refresh_from_db()
+    chunks = run.chunks.aggregate(total=Count("pk"), done=Count("pk", filter=Q(status=ChunkStatus.DONE)))
+    rejected = Output.objects.filter(run=run, finish_reason="rejected").count()
+    truncated = Output.objects.filter(run=run, truncated=True).count()
+    generated = run.done - run.reused
+    tokens_per_second = run.output_tokens / run.generation_seconds if run.generation_seconds > 0 else None
+    seconds_per_output = run.generation_seconds / generated if generated > 0 else None
+    remaining = max(run.total - run.done, 0)
+    eta = None
+    if run.status == RunStatus.RUNNING and seconds_per_output is not None:
+        eta = round(remaining * seconds_per_output, 1)
+    elapsed = None
+    if run.started_at:
+        elapsed = round(((run.finished_at or timezone.now()) - run.started_at).total_seconds(), 1)
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "finished": run.status not in ACTIVE,
+        "done": run.done,
+        "total": run.total,
+        "percent": round(100.0 * run.done / run.total, 1) if run.total else 0.0,
+        "reused": run.reused,
+        "generated": generated,
+        "rejected": rejected,
+        "truncated": truncated,
+        "chunks_done": chunks["done"],
+        "chunks_total": chunks["total"],
+        "output_tokens": run.output_tokens,
+        "generation_seconds": round(run.generation_seconds, 3),
+        "tokens_per_second": round(tokens_per_second, 1) if tokens_per_second is not None else None,
+        "eta_seconds": eta,
+        "elapsed_seconds": elapsed,
+        "error": run.error,
+    }
+
+
+def output_list(
+    *, run: Run, adapter: Adapter | None = None, case: Case | None = None, split: str | None = None
+) -> QuerySet[Output]:
+    outputs = Output.objects.filter(run=run).select_related("adapter", "case")
+    if adapter is not None:
+        outputs = outputs.filter(adapter=adapter)
+    if case is not None:
+        outputs = outputs.filter(case=case)
+    if split:
+        outputs = outputs.filter(case__split=split)
+    return outputs.order_by("case__position", "case_id", "adapter_id", "sample")
+
+
+@dataclass
+class CaseRow:
+    case: Case
+    outputs: list[Output | None]  # one per (adapter, sample) column, None while not generated
+
+
+def output_rows(*, run: Run, cases: list[Case], columns: list[tuple[int, int]]) -> list[CaseRow]:
+    """For the outputs browser: each case with its outputs in column order (adapter_id, sample)."""
+    found: dict[tuple[int, int, int], Output] = {
+        (o.case_id, o.adapter_id, o.sample): o
+        for o in Output.objects.filter(run=run, case__in=cases).select_related("adapter")
+    }
+    return [
+        CaseRow(case=case, outputs=[found.get((case.pk, adapter_id, sample)) for adapter_id, sample in columns])
+        for case in cases
+    ]
+
+
+def run_cases(*, run: Run, split: str | None = None) -> QuerySet[Case]:
+    cases = Case.objects.filter(version_id=run.suite_version_id)
+    if split:
+        cases = cases.filter(split=split)
+    return cases.order_by("position", "pk")
