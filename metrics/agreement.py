@@ -89,6 +89,26 @@ def ratings_matrix(records: Iterable[Record], *, categories: Sequence[Any] | Non
 
 
 MatrixLike = RatingsMatrix | np.ndarray | Sequence[Sequence[float | None]]
+"""A ``RatingsMatrix`` or a raw **raters x units** array (Krippendorff's layout); convert a
+units x raters array with ``ratings_matrix_from_units``."""
+
+
+def ratings_matrix_from_units(
+    values: np.ndarray | Sequence[Sequence[float | None]],
+    *,
+    unit_ids: Sequence[Hashable] | None = None,
+    rater_ids: Sequence[Hashable] | None = None,
+) -> RatingsMatrix:
+    """A ``RatingsMatrix`` from a numeric **units x raters** array (one row per unit, None or
+    NaN where a rater did not rate it), the layout of statsmodels' ``aggregate_raters``."""
+    by_unit = np.array(
+        [[np.nan if v is None else float(v) for v in row] for row in values], dtype=float
+    ).reshape(len(values), -1)
+    units = tuple(unit_ids) if unit_ids is not None else tuple(range(by_unit.shape[0]))
+    raters = tuple(rater_ids) if rater_ids is not None else tuple(range(by_unit.shape[1]))
+    if (len(units), len(raters)) != by_unit.shape:
+        raise ValueError("unit_ids and rater_ids must match the array's shape")
+    return RatingsMatrix(unit_ids=units, rater_ids=raters, values=by_unit.T.copy())
 
 
 def _as_matrix(data: MatrixLike) -> RatingsMatrix:

@@ -86,6 +86,14 @@ def _bootstrap_mean_ci(
     return _finite_or_none(result.confidence_interval.low), _finite_or_none(result.confidence_interval.high)
 
 
+def _interval_reason(n: int, low: float | None, method: str) -> str | None:
+    if n < 2:
+        return "a single observation has no interval" if n == 1 else None
+    if low is None:
+        return f"the {method} bootstrap interval is undefined for these data; try method='percentile'"
+    return None
+
+
 @dataclass(frozen=True)
 class MeanCI(StatResult):
     """Mean of one sample with a bootstrap interval."""
@@ -130,7 +138,7 @@ def mean_ci(
         std=float(kept.std(ddof=1)) if kept.size > 1 else None,
         ci_low=low,
         ci_high=high,
-        reason=None if kept.size > 1 else "a single value has no interval",
+        reason=_interval_reason(kept.size, low, method),
         **common,
     )
 
@@ -194,7 +202,7 @@ def paired_bootstrap(
         mean_difference=float(diff.mean()),
         ci_low=low,
         ci_high=high,
-        reason=None if x.size > 1 else "a single pair has no interval",
+        reason=_interval_reason(x.size, low, method),
         **common,
     )
 

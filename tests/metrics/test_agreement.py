@@ -13,6 +13,7 @@ from metrics.agreement import (
     krippendorff_alpha,
     pairwise_cohen_kappa,
     ratings_matrix,
+    ratings_matrix_from_units,
 )
 
 nan = np.nan
@@ -64,6 +65,15 @@ def test_krippendorff_alpha_from_records_matches_the_matrix() -> None:
     matrix = ratings_matrix(records_from_matrix(KRIPPENDORFF_2011))
     assert matrix.values.shape == (4, 12)
     assert krippendorff_alpha(matrix, level="nominal").alpha == pytest.approx(0.743421052631579)
+
+
+def test_units_by_raters_arrays_are_transposed_into_reliability_data() -> None:
+    by_unit = np.array(KRIPPENDORFF_2011).T.tolist()
+    matrix = ratings_matrix_from_units(by_unit, rater_ids=["A", "B", "C", "D"])
+    assert matrix.rater_ids == ("A", "B", "C", "D") and matrix.values.shape == (4, 12)
+    assert krippendorff_alpha(matrix, level="interval").alpha == pytest.approx(0.8491071428571428)
+    with pytest.raises(ValueError):
+        ratings_matrix_from_units(by_unit, rater_ids=["A", "B"])
 
 
 def test_nominal_alpha_on_preference_labels() -> None:
