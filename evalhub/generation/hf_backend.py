@@ -1,0 +1,493 @@
+"""The ``hf`` backend: transformers + peft weights, served by the fast Llama engine.
+
+Llama-family models run on :class:`~evalhub.generation.llama.LlamaEngine` (static KV cache,
+multi-LoRA in one batch, CUDA graph on GPU). Anything else runs on a slower but general loop
+over the HF model's own forward with peft's mixed-adapter batches; the log says which.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from evalhub.generation.adapters import LoraAdapter, check_adapter_fits, linear_shapes, read_adapter
+from evalhub.generation.errors import AdapterError, GenerationError
+from evalhub.generation.interface import (
+    GenerationConfig,
+    GenerationRequest,
+    GenerationResult,
+    OnBatch,
+    derive_seed,
+)
+from evalhub.generation.llama import LlamaEngine, unsupported_reason
+from evalhub.generation.prompts import PreparedPrompt, prepare_prompts
+from evalhub.generation.sampling import choose_tokens
+
+log = logging.getLogger(__name__)
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+class _Stepper(Protocol):
+    def start(
+        self,
+        prompts: list[list[int]],
+        adapter_index: list[int | None],
+        seeds: list[int],
+        *,
+        max_new: int,
+        greedy: bool,
+        temperature: float,
+        top_p: float,
+        pad_id: int,
+    ) -> Any: ...
+
+    def advance(self, st: Any, steps: int) -> None: ...
+
+    def drop_states(self) -> None: ...
+
+
+@dataclass
+class _HFState:
+    out: torch.Tensor
+    attention_mask: torch.Tensor
+    next_pos: torch.Tensor
+    past: Any
+    tok: torch.Tensor
+    seeds: torch.Tensor
+    adapter_names: list[str] | None
+    greedy: bool
+    temperature: float
+    top_p: float
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HFStepper:
+    """Decode with the HF model's forward and a dynamic cache: correct for any causal LM."""
+
+    def __init__(self, model: Any, adapter_names: list[str], device: torch.device) -> None:
+        self.model = model
+        self.adapter_names = adapter_names
+        self.device = device
+
+    def _forward(self, st: _HFState, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        kwargs: dict[str, Any] = {}
+        if st.adapter_names is not None:
+            kwargs["adapter_names"] = st.adapter_names
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=st.attention_mask,
+            position_ids=position_ids,
+            past_key_values=st.past,
+            use_cache=True,
+            **kwargs,
+        )
+        st.past = output.past_key_values
+        return output.logits[:, -1]
+
+    def _choose(self, logits: torch.Tensor, st: _HFState) -> torch.Tensor:
+        step = torch.tensor(st.step, dtype=torch.long, device=self.device)
+        return choose_tokens(
+            logits, greedy=st.greedy, temperature=st.temperature, top_p=st.top_p, seeds=st.seeds, step=step
+        )
+
+    def start(
+        self,
+        prompts: list[list[int]],
+        adapter_index: list[int | None],
+        seeds: list[int],
+        *,
+        max_new: int,
+        greedy: bool,
+        temperature: float,
+        top_p: float,
+        pad_id: int,
+    ) -> _HFState:
+        plen = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad_id] * (plen - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (plen - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        names = None
+        if self.adapter_names:
+            names = [BASE_ADAPTER if i is None else self.adapter_names[i] for i in adapter_index]
+        st = _HFState(
+            out=torch.zeros(len(prompts), max_new, dtype=torch.long, device=self.device),
+            attention_mask=mask,
+            next_pos=mask.sum(-1),
+            past=None,
+            tok=ids[:, -1],
+            seeds=torch.tensor(seeds, dtype=torch.long, device=self.device),
+            adapter_names=names,
+            greedy=greedy,
+            temperature=temperature,
+            top_p=top_p,
+        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            st.tok = self._choose(self._forward(st, ids, positions), st)
+        st.out[:, 0] = st.tok
+        st.step = 1
+        return st
+
+    def advance(self, st: _HFState, steps: int) -> None:
+        with torch.inference_mode():
+            for _ in range(steps):
+                st.attention_mask = torch.cat(
+                    [st.attention_mask, torch.ones_like(st.attention_mask[:, :1])], dim=-1
+                )
+                logits = self._forward(st, st.tok.unsqueeze(1), st.next_pos.unsqueeze(1))
+                st.next_pos = st.next_pos + 1
+                st.tok = self._choose(logits, st)
+                st.out[:, st.step] = st.tok
+                st.step += 1
+
+    def drop_states(self) -> None:
+        pass
+
+
+@dataclass
+class _Row:
+    index: int  # position in the caller's request list
+    request: GenerationRequest
+    prompt: PreparedPrompt
+    seed: int
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }[dtype]
+
+
+class HFBackend:
+    """transformers + peft backend; see the module docstring for the two execution paths.
+
+    ``max_batch_size`` rows per batch (default 64 on CUDA, 16 on CPU) and at most
+    ``max_batch_tokens`` cache slots per batch (rows x (prompt + new tokens)).
+    ``check_every``: decode steps between host-side checks for EOS / stop strings.
+    ``fault_hook`` is called with each batch's size before it runs (tests inject OOM there).
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_batch_size: int | None = None,
+        max_batch_tokens: int = 262_144,
+        fast: bool = True,
+        use_cuda_graph: bool | None = None,
+        attention: str = "grouped",
+        check_every: int = 16,
+        check_base_name: bool = True,
+    ) -> None:
+        self.device = _pick_device(device)
+        self.dtype = _pick_dtype(dtype, self.device)
+        self.max_batch_size = max_batch_size or (64 if self.device.type == "cuda" else 16)
+        self.max_batch_tokens = max_batch_tokens
+        self.fast = fast
+        self.use_cuda_graph = use_cuda_graph
+        self.attention = attention
+        self.check_every = max(1, check_every)
+        self.check_base_name = check_base_name
+        self.fault_hook: Callable[[int], None] | None = None
+        self.tokenizer: Any = None
+        self.adapters: dict[str, LoraAdapter] = {}
+        self.adapter_index: dict[str, int] = {}
+        self.context_length = 0
+        self.path = ""  # "fast" or "hf", for logs and tests
+        self._stepper: _Stepper | None = None
+        self._eos: set[int] = set()
+        self._pad_id = 0
+
+    # ---- load ------------------------------------------------------------------------------
+
+    def load(self, base_model_dir: str | Path, adapters: Mapping[str, str | Path]) -> None:
+        """Load the base model once and every adapter; raise AdapterError before any work."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base_dir = Path(base_model_dir)
+        if not (base_dir / "config.json").is_file():
+            raise GenerationError(f"base model folder {base_dir} has no config.json")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=self.dtype)
+        model.eval()
+        shapes = linear_shapes(model)
+        name_or_path = str(getattr(model.config, "_name_or_path", "") or "")
+        read = {name: read_adapter(name, path) for name, path in adapters.items()}
+        for adapter in read.values():
+            check_adapter_fits(
+                adapter,
+                base_model_dir=base_dir,
+                base_name_or_path=name_or_path,
+                module_shapes=shapes,
+                check_base_name=self.check_base_name,
+            )
+        self.adapters = read
+        self.adapter_index = {name: i for i, name in enumerate(read)}
+        self.context_length = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
+        self._eos = self._eos_ids(model)
+        pad = self.tokenizer.pad_token_id
+        self._pad_id = int(pad if pad is not None else min(self._eos, default=0))
+
+        reason = unsupported_reason(model, read) if self.fast else "fast engine disabled (fast=False)"
+        if reason is None:
+            self._stepper = LlamaEngine(
+                model,
+                read,
+                device=self.device,
+                dtype=self.dtype,
+                use_cuda_graph=self.use_cuda_graph,
+                attention=self.attention,
+            )
+            self.path = "fast"
+            del model  # the engine holds its own fused copy of the weights
+            log.info(
+                "hf backend: fast Llama engine on %s (%s), %d adapters", self.device, self.dtype, len(read)
+            )
+        else:
+            log.warning("hf backend: slower HF forward path (%s)", reason)
+            self._stepper = HFStepper(self._peft_model(model, adapters), list(read), self.device)
+            self.path = "hf"
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _peft_model(self, model: Any, adapters: Mapping[str, str | Path]) -> Any:
+        model = model.to(self.device)
+        if not adapters:
+            return model
+        from peft import PeftModel
+
+        names = list(adapters)
+        peft_model = PeftModel.from_pretrained(model, str(adapters[names[0]]), adapter_name=names[0])
+        for name in names[1:]:
+            peft_model.load_adapter(str(adapters[name]), adapter_name=name)
+        peft_model.eval()
+        return peft_model
+
+    def _eos_ids(self, model: Any) -> set[int]:
+        ids: set[int] = set()
+        for source in (self.tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif isinstance(source, list | tuple):
+                ids.update(int(i) for i in source)
+        return ids
+
+    def close(self) -> None:
+        if self._stepper is not None:
+            self._stepper.drop_states()
+        self._stepper = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # ---- generate --------------------------------------------------------------------------
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        config: GenerationConfig,
+        *,
+        on_batch: OnBatch | None = None,
+    ) -> list[GenerationResult]:
+        if self._stepper is None:
+            raise GenerationError("call load() before generate()")
+        for request in requests:
+            if request.adapter is not None and request.adapter not in self.adapter_index:
+                raise AdapterError(request.adapter, "was not given to load()")
+        prepared = prepare_prompts(self.tokenizer, {r.prompt for r in requests}, config, self.context_length)
+        results: list[GenerationResult | None] = [None] * len(requests)
+        rows: list[_Row] = []
+        rejected: list[GenerationResult] = []
+        for index, request in enumerate(requests):
+            prompt = prepared[request.prompt]
+            seed = derive_seed(config.seed, request.key, request.sample)
+            if prompt.error:
+                result = self._rejected(request, prompt, seed, prompt.error)
+                results[index] = result
+                rejected.append(result)
+            else:
+                rows.append(_Row(index, request, prompt, seed))
+        if rejected and on_batch is not None:
+            on_batch(rejected)
+        for batch in self._batches(rows, config):
+            done = self._run_splitting(batch, config)
+            for row, result in zip(batch, done, strict=True):
+                results[row.index] = result
+            if on_batch is not None:
+                on_batch(done)
+        return [r for r in results if r is not None]
+
+    def _batches(self, rows: list[_Row], config: GenerationConfig) -> list[list[_Row]]:
+        # Longest first: the first batch is the largest, so memory trouble shows up at once,
+        # and rows of similar length share a batch (little padding).
+        ordered = sorted(rows, key=lambda r: (-len(r.prompt.ids), r.index))
+        batches: list[list[_Row]] = []
+        current: list[_Row] = []
+        for row in ordered:
+            width = len(current[0].prompt.ids) if current else len(row.prompt.ids)
+            cost = (len(current) + 1) * (width + config.max_new_tokens)
+            if current and (len(current) >= self.max_batch_size or cost > self.max_batch_tokens):
+                batches.append(current)
+                current = []
+            current.append(row)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _run_splitting(self, batch: list[_Row], config: GenerationConfig) -> list[GenerationResult]:
+        """Run a batch; on CUDA out-of-memory, halve it and retry each half."""
+        try:
+            if self.fault_hook is not None:
+                self.fault_hook(len(batch))
+            return self._run_batch(batch, config)
+        except torch.cuda.OutOfMemoryError as exc:
+            assert self._stepper is not None
+            self._stepper.drop_states()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                row = batch[0]
+                log.error("out of memory on a single request (%s tokens): %s", len(row.prompt.ids), exc)
+                return [self._rejected(row.request, row.prompt, row.seed, "out of memory even alone")]
+            half = len(batch) // 2
+            log.warning(
+                "out of memory at batch size %d; retrying as %d + %d", len(batch), half, len(batch) - half
+            )
+            return self._run_splitting(batch[:half], config) + self._run_splitting(batch[half:], config)
+
+    def _rejected(
+        self, request: GenerationRequest, prompt: PreparedPrompt, seed: int, error: str
+    ) -> GenerationResult:
+        return GenerationResult(
+            key=request.key,
+            text="",
+            prompt_tokens=prompt.original_tokens,
+            output_tokens=0,
+            finish_reason="rejected",
+            latency_ms=0.0,
+            truncated=False,
+            seed=seed,
+            adapter=request.adapter,
+            sample=request.sample,
+            error=error,
+        )
+
+    def _run_batch(self, batch: list[_Row], config: GenerationConfig) -> list[GenerationResult]:
+        assert self._stepper is not None
+        started = time.perf_counter()
+        max_new = config.max_new_tokens
+        st = self._stepper.start(
+            [list(r.prompt.ids) for r in batch],
+            [None if r.request.adapter is None else self.adapter_index[r.request.adapter] for r in batch],
+            [r.seed for r in batch],
+            max_new=max_new,
+            greedy=config.greedy,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            pad_id=self._pad_id,
+        )
+        finisher = _Finisher(self.tokenizer, self._eos, config.stop, len(batch))
+        generated = 1
+        while True:
+            tokens = st.out[:, :generated].tolist()
+            if finisher.check(tokens, final=generated >= max_new, now=time.perf_counter() - started):
+                break
+            steps = min(self.check_every, max_new - generated)
+            self._stepper.advance(st, steps)
+            generated += steps
+        results = []
+        for row, end in zip(batch, finisher.ends, strict=True):
+            assert end is not None
+            results.append(
+                GenerationResult(
+                    key=row.request.key,
+                    text=end.text,
+                    prompt_tokens=len(row.prompt.ids),
+                    output_tokens=end.tokens,
+                    finish_reason=end.reason,  # type: ignore[arg-type]
+                    latency_ms=end.seconds * 1000.0,
+                    truncated=row.prompt.truncated,
+                    seed=row.seed,
+                    adapter=row.request.adapter,
+                    sample=row.request.sample,
+                    token_ids=tuple(end.token_ids),
+                )
+            )
+        return results
+
+
+@dataclass
+class _End:
+    text: str
+    tokens: int
+    reason: str
+    seconds: float
+    token_ids: list[int]
+
+
+class _Finisher:
+    """Decides, from the tokens generated so far, which rows are finished and how."""
+
+    def __init__(self, tokenizer: Any, eos: set[int], stop: Sequence[str], rows: int) -> None:
+        self.tokenizer = tokenizer
+        self.eos = eos
+        self.stop = list(stop)
+        self.ends: list[_End | None] = [None] * rows
+        self.scanned = [0] * rows  # tokens already searched for stop strings
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _first_stop(self, text: str) -> int:
+        positions = [p for p in (text.find(s) for s in self.stop) if p >= 0]
+        return min(positions) if positions else -1
+
+    def check(self, tokens: list[list[int]], *, final: bool, now: float) -> bool:
+        """Update finished rows from ``tokens`` (all generated so far); True when all are done."""
+        for row, ids in enumerate(tokens):
+            if self.ends[row] is not None:
+                continue
+            eos_at = next((i for i, t in enumerate(ids) if t in self.eos), -1)
+            limit = eos_at if eos_at >= 0 else len(ids)
+            if self.stop:
+                start = max(1, self.scanned[row] + 1)
+                if limit >= start and self._first_stop(self._decode(ids[:limit])) >= 0:
+                    # The shortest prefix that already contains a stop string.
+                    for n in range(start, limit + 1):
+                        text = self._decode(ids[:n])
+                        cut = self._first_stop(text)
+                        if cut >= 0:
+                            self.ends[row] = _End(text[:cut], n, "stop_string", now, ids[:n])
+                            break
+                    if self.ends[row] is not None:
+                        continue
+                self.scanned[row] = limit
+            if eos_at >= 0:
+                self.ends[row] = _End(self._decode(ids[:eos_at]), eos_at + 1, "eos", now, ids[: eos_at + 1])
+            elif final:
+                self.ends[row] = _End(self._decode(ids), len(ids), "length", now, ids)
+        return all(end is not None for end in self.ends)

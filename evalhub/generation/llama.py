@@ -1,0 +1,454 @@
+"""A hand-written multi-LoRA decode engine for Llama-architecture models.
+
+Why not ``generate()``: at batch 64 it spends its time launching small kernels and in
+Python (2.6k tok/s on an H100, 284 tok/s with 4 peft adapters mixed per batch). Here:
+
+* weights are read once from the HF model into fused matrices (q|k|v, gate|up);
+* every adapter's LoRA A rows are appended to the base weight, so one GEMM gives the base
+  output and all adapters' low-rank activations; a per-row 0/1 mask keeps only the row's own
+  adapter, and one ``addmm`` with all adapters' concatenated (pre-scaled) B adds the delta;
+* the KV cache is one preallocated tensor per layer; prompts are left-padded so every row
+  writes the same slot at each step, and a [B, L] position mask hides padding and the future;
+* on CUDA one whole decode step (embedding, layers, head, token choice, bookkeeping) is
+  captured as a CUDA graph and replayed; on CPU the same step runs eagerly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from evalhub.generation.adapters import LoraAdapter
+from evalhub.generation.sampling import choose_tokens
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = frozenset({"llama"})
+
+# Fused projection groups: (group name, block, [sub-module names]).
+_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("qkv", "self_attn", ("q_proj", "k_proj", "v_proj")),
+    ("o", "self_attn", ("o_proj",)),
+    ("gate_up", "mlp", ("gate_proj", "up_proj")),
+    ("down", "mlp", ("down_proj",)),
+)
+
+
+def unsupported_reason(model: torch.nn.Module, adapters: dict[str, LoraAdapter]) -> str | None:
+    """Why the fast engine cannot serve this model/adapters (None if it can)."""
+    config: Any = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model_type {model_type!r} is not Llama"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"hidden_act {config.hidden_act!r} is not silu"
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) in {
+        "dynamic",
+        "longrope",
+    }:
+        return f"rope type {rope.get('rope_type')!r} depends on the sequence length"
+    known = {
+        f"model.layers.{i}.{blk}.{sub}"
+        for i in range(config.num_hidden_layers)
+        for _, blk, subs in _GROUPS
+        for sub in subs
+    }
+    for adapter in adapters.values():
+        if adapter.unsupported:
+            return f"adapter {adapter.name!r} uses {adapter.unsupported[:3]} (not plain LoRA)"
+        extra = set(adapter.modules) - known
+        if extra:
+            return (
+                f"adapter {adapter.name!r} targets {sorted(extra)[:3]} (only attention/MLP linears are fused)"
+            )
+    return None
+
+
+@dataclass
+class _Linear:
+    """A fused linear layer with all adapters' LoRA A rows appended to the weight."""
+
+    weight: torch.Tensor  # [out + n_lora_cols, in]
+    bias: torch.Tensor | None  # [out + n_lora_cols] or None
+    out: int
+    lora_b: torch.Tensor | None  # [out, n_sub * R] pre-scaled, or None when no adapter targets it
+    n_sub: int  # how many sub-modules carry LoRA columns (mask repeat count)
+
+    def base_weight(self) -> torch.Tensor:
+        return self.weight[: self.out]
+
+
+@dataclass
+class _Layer:
+    in_norm: torch.Tensor
+    post_norm: torch.Tensor
+    linears: dict[str, _Linear]
+
+
+@dataclass
+class _BatchState:
+    """Static buffers for one (batch size, cache length, mode); a CUDA graph reads/writes them."""
+
+    batch: int
+    length: int
+    lora: bool
+    greedy: bool
+    cache: list[tuple[torch.Tensor, torch.Tensor]]
+    tok: torch.Tensor  # [B] next input token
+    pad: torch.Tensor  # [B] left padding per row
+    seeds: torch.Tensor  # [B]
+    slot: torch.Tensor  # 0-d: cache slot the next token is written to
+    step: torch.Tensor  # 0-d: index of the next generated token
+    out: torch.Tensor  # [B, max_new] generated tokens
+    masks: dict[int, torch.Tensor]  # n_sub -> [B, n_sub * R] LoRA row masks
+    temperature: float = 1.0
+    top_p: float = 1.0
+    graph: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LlamaEngine:
+    """Prefill + decode for a batch of left-padded prompts with per-row adapters."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        adapters: dict[str, LoraAdapter],
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        use_cuda_graph: bool | None = None,
+        attention: str = "grouped",
+    ) -> None:
+        config: Any = model.config
+        self.device = device
+        self.dtype = dtype
+        self.n_heads = int(config.num_attention_heads)
+        self.n_kv = int(config.num_key_value_heads or self.n_heads)
+        self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.n_heads)
+        self.hidden = int(config.hidden_size)
+        self.eps = float(config.rms_norm_eps)
+        self.max_positions = int(config.max_position_embeddings)
+        self.use_cuda_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
+        if attention not in {"grouped", "gqa"}:
+            raise ValueError("attention must be 'grouped' or 'gqa'")
+        self.attention = attention
+        self.adapter_names = list(adapters)
+        self._states: dict[tuple[int, int, bool, bool, float, float], _BatchState] = {}
+
+        # Each adapter owns a fixed block of LoRA columns (its largest rank) in every module,
+        # so one row mask serves all modules.
+        widths = [max((m.rank for m in a.modules.values()), default=0) for a in adapters.values()]
+        self.lora_offsets = [sum(widths[:i]) for i in range(len(widths))]
+        self.lora_widths = widths
+        self.lora_cols = sum(widths)
+
+        def param(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(device=device, dtype=dtype).contiguous()
+
+        inner: Any = model.model
+        self.embed = param(inner.embed_tokens.weight)
+        self.final_norm = param(inner.norm.weight)
+        self.lm_head = param(model.get_output_embeddings().weight)  # type: ignore[operator]
+        self.layers: list[_Layer] = []
+        for i, layer in enumerate(inner.layers):
+            linears = {}
+            for group, block, subs in _GROUPS:
+                modules = [getattr(getattr(layer, block), sub) for sub in subs]
+                names = [f"model.layers.{i}.{block}.{sub}" for sub in subs]
+                linears[group] = self._fuse(modules, names, adapters, param)
+            self.layers.append(
+                _Layer(
+                    in_norm=param(layer.input_layernorm.weight),
+                    post_norm=param(layer.post_attention_layernorm.weight),
+                    linears=linears,
+                )
+            )
+        # cos/sin tables from the model's own rotary module, so every rope_scaling type HF
+        # implements (linear, llama3, yarn, ...) gives the same angles here.
+        rope_device = inner.rotary_emb.inv_freq.device
+        positions = torch.arange(self.max_positions, device=rope_device).unsqueeze(0)
+        probe = torch.zeros(1, dtype=torch.float32, device=rope_device)
+        cos, sin = inner.rotary_emb(probe, positions)
+        self.cos = cos[0].to(device=device, dtype=dtype).contiguous()
+        self.sin = sin[0].to(device=device, dtype=dtype).contiguous()
+        self.positions = torch.arange(self.max_positions, device=device)
+
+    def _fuse(
+        self,
+        modules: list[Any],
+        names: list[str],
+        adapters: dict[str, LoraAdapter],
+        param: Any,
+    ) -> _Linear:
+        weights: list[torch.Tensor] = [m.weight for m in modules]
+        outs = [int(w.shape[0]) for w in weights]
+        in_features = int(weights[0].shape[1])
+        biases: list[torch.Tensor | None] = [m.bias for m in modules]
+        targeted = [j for j, name in enumerate(names) if any(name in a.modules for a in adapters.values())]
+        r = self.lora_cols
+        a_rows: list[torch.Tensor] = []
+        lora_b: torch.Tensor | None = None
+        if targeted and r:
+            lora_b = torch.zeros(sum(outs), len(targeted) * r, dtype=torch.float32)
+            for t_index, j in enumerate(targeted):
+                a_block = torch.zeros(r, in_features, dtype=torch.float32)
+                row0 = sum(outs[:j])
+                for k, adapter in enumerate(adapters.values()):
+                    lora = adapter.modules.get(names[j])
+                    if lora is None:
+                        continue
+                    off = self.lora_offsets[k]
+                    a_block[off : off + lora.rank] = lora.a.float()
+                    col0 = t_index * r + off
+                    lora_b[row0 : row0 + outs[j], col0 : col0 + lora.rank] = lora.b.float() * lora.scale
+                a_rows.append(a_block)
+        weight = torch.cat([w.detach().float() for w in weights] + a_rows, dim=0)
+        bias = None
+        if any(b is not None for b in biases):
+            parts = [
+                (b.detach().float() if b is not None else torch.zeros(o))
+                for b, o in zip(biases, outs, strict=True)
+            ]
+            parts.append(torch.zeros(len(a_rows) * r))
+            bias = param(torch.cat(parts))
+        return _Linear(
+            weight=param(weight),
+            bias=bias,
+            out=sum(outs),
+            lora_b=param(lora_b) if lora_b is not None else None,
+            n_sub=len(targeted),
+        )
+
+    # ---- building blocks -------------------------------------------------------------------
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # Same arithmetic as LlamaRMSNorm (float32 statistics, weight applied in model dtype).
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * h.to(x.dtype)
+
+    def _linear(self, x: torch.Tensor, lin: _Linear, st: _BatchState) -> torch.Tensor:
+        """x [N, in] -> [N, out], base weight plus each row's own adapter delta."""
+        if not st.lora or lin.lora_b is None:
+            w = lin.base_weight()
+            b = lin.bias[: lin.out] if lin.bias is not None else None
+            return F.linear(x, w, b)
+        y = F.linear(x, lin.weight, lin.bias)
+        mask = st.masks[lin.n_sub]
+        if x.shape[0] != st.batch:  # prefill: rows are (batch, position) pairs, batch-major
+            mask = mask.repeat_interleave(x.shape[0] // st.batch, dim=0)
+        h = y[:, lin.out :] * mask
+        return torch.addmm(y[:, : lin.out], h, lin.lora_b.t())
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+    def _layers(
+        self,
+        x: torch.Tensor,
+        st: _BatchState,
+        *,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor,
+        write: slice | torch.Tensor,
+    ) -> torch.Tensor:
+        """Run all layers on x [B, T, hidden]; T > 1 is prefill (slots 0..T-1), T == 1 decode."""
+        bsz, t, _ = x.shape
+        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        q_size, kv_size = nh * hd, nkv * hd
+        for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
+            h = self._norm(x, layer.in_norm).view(bsz * t, self.hidden)
+            qkv = self._linear(h, layer.linears["qkv"], st).view(bsz, t, q_size + 2 * kv_size)
+            qk = qkv[..., : q_size + kv_size].view(bsz, t, nh + nkv, hd)
+            qk = self._rope(qk, cos.unsqueeze(2), sin.unsqueeze(2))
+            q = qk[:, :, :nh]
+            k = qk[:, :, nh:].transpose(1, 2)
+            v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
+            if isinstance(write, slice):  # prefill: attend over the fresh keys only
+                k_cache[:, :, write] = k
+                v_cache[:, :, write] = v
+                attn = F.scaled_dot_product_attention(
+                    q.transpose(1, 2), k, v, attn_mask=mask, enable_gqa=nh != nkv
+                ).transpose(1, 2)
+            else:
+                k_cache.index_copy_(2, write, k)
+                v_cache.index_copy_(2, write, v)
+                if self.attention == "grouped":
+                    # Query heads that share a KV head become "positions" of one group: no
+                    # K/V expansion, one SDPA over [B, KV, group, D] x [B, KV, L, D].
+                    qg = q.reshape(bsz, nkv, nh // nkv, hd)
+                    attn = F.scaled_dot_product_attention(qg, k_cache, v_cache, attn_mask=mask)
+                else:
+                    attn = F.scaled_dot_product_attention(
+                        q.transpose(1, 2), k_cache, v_cache, attn_mask=mask, enable_gqa=nh != nkv
+                    )
+            attn2d = attn.reshape(bsz * t, q_size)
+            x = x + self._linear(attn2d, layer.linears["o"], st).view(bsz, t, self.hidden)
+            h = self._norm(x, layer.post_norm).view(bsz * t, self.hidden)
+            gu = self._linear(h, layer.linears["gate_up"], st)
+            inter = gu.shape[-1] // 2
+            act = F.silu(gu[:, :inter]) * gu[:, inter:]
+            x = x + self._linear(act, layer.linears["down"], st).view(bsz, t, self.hidden)
+        return x
+
+    def _logits(self, x_last: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._norm(x_last, self.final_norm), self.lm_head)
+
+    def _choose(self, logits: torch.Tensor, st: _BatchState) -> torch.Tensor:
+        return choose_tokens(
+            logits, greedy=st.greedy, temperature=st.temperature, top_p=st.top_p, seeds=st.seeds, step=st.step
+        )
+
+    # ---- batch life cycle --------------------------------------------------------------------
+
+    def _state(
+        self,
+        batch: int,
+        length: int,
+        max_new: int,
+        lora: bool,
+        greedy: bool,
+        temperature: float,
+        top_p: float,
+    ) -> _BatchState:
+        # Bucket the cache length so batches of similar length reuse one state (and graph).
+        # Sampling parameters are baked into a captured graph, so they are part of the key.
+        length = min(-(-length // 64) * 64, self.max_positions)
+        key = (batch, length, lora, greedy, 0.0 if greedy else temperature, 1.0 if greedy else top_p)
+        st = self._states.get(key)
+        if st is not None and st.out.shape[1] >= max_new:
+            return st
+        if len(self._states) >= 4:  # bound the memory held by idle KV caches and graphs
+            self._states.pop(next(iter(self._states)))
+        dev, dt = self.device, self.dtype
+        shape = (batch, self.n_kv, length, self.head_dim)
+        st = _BatchState(
+            batch=batch,
+            length=length,
+            lora=lora,
+            greedy=greedy,
+            cache=[
+                (torch.zeros(shape, device=dev, dtype=dt), torch.zeros(shape, device=dev, dtype=dt))
+                for _ in self.layers
+            ],
+            tok=torch.zeros(batch, dtype=torch.long, device=dev),
+            pad=torch.zeros(batch, dtype=torch.long, device=dev),
+            seeds=torch.zeros(batch, dtype=torch.long, device=dev),
+            slot=torch.zeros((), dtype=torch.long, device=dev),
+            step=torch.zeros((), dtype=torch.long, device=dev),
+            out=torch.zeros(batch, max(max_new, 1), dtype=torch.long, device=dev),
+            masks={n: torch.zeros(batch, n * self.lora_cols, device=dev, dtype=dt) for n in (1, 2, 3)},
+            temperature=temperature,
+            top_p=top_p,
+        )
+        self._states[key] = st
+        return st
+
+    def drop_states(self) -> None:
+        """Free every KV cache and CUDA graph (after an out-of-memory error, or on close)."""
+        self._states.clear()
+
+    def _decode_step(self, st: _BatchState) -> None:
+        x = F.embedding(st.tok, self.embed).unsqueeze(1)  # [B, 1, H]
+        pos = (st.slot - st.pad).clamp(min=0)
+        cos = self.cos[pos].unsqueeze(1)
+        sin = self.sin[pos].unsqueeze(1)
+        keys = self.positions[: st.length]
+        valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)  # [B, L]
+        mask = valid.view(st.batch, 1, 1, st.length)
+        x = self._layers(x, st, cos=cos, sin=sin, mask=mask, write=st.slot.view(1))
+        tok = self._choose(self._logits(x[:, 0]), st)
+        st.tok.copy_(tok)
+        st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
+        st.slot.add_(1)
+        st.step.add_(1)
+
+    def _capture(self, st: _BatchState) -> None:
+        # Warm up on a side stream (lazy init, cuBLAS handles), then capture one step.
+        # Warm-up writes garbage into the cache and counters; prefill resets all of it.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                st.slot.fill_(0)
+                st.step.fill_(0)
+                self._decode_step(st)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        st.slot.fill_(0)
+        st.step.fill_(0)
+        with torch.cuda.graph(graph):
+            self._decode_step(st)
+        st.graph = graph
+
+    def start(
+        self,
+        prompts: list[list[int]],
+        adapter_index: list[int | None],
+        seeds: list[int],
+        *,
+        max_new: int,
+        greedy: bool,
+        temperature: float,
+        top_p: float,
+        pad_id: int,
+    ) -> _BatchState:
+        """Prefill a batch and choose its first token; returns the state to ``advance``."""
+        bsz = len(prompts)
+        plen = max(len(p) for p in prompts)
+        if plen + max_new > self.max_positions:
+            raise ValueError("prompt + max_new_tokens exceeds the model context")
+        lora = any(i is not None for i in adapter_index) and self.lora_cols > 0
+        st = self._state(bsz, plen + max_new, max_new, lora, greedy, temperature, top_p)
+        if st.lora:
+            row_mask = torch.zeros(bsz, self.lora_cols, dtype=self.dtype)
+            for row, index in enumerate(adapter_index):
+                if index is not None:
+                    off, width = self.lora_offsets[index], self.lora_widths[index]
+                    row_mask[row, off : off + width] = 1
+            for n, buf in st.masks.items():
+                buf.copy_(row_mask.repeat(1, n))
+        pads = [plen - len(p) for p in prompts]
+        ids = torch.tensor(
+            [[pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], dtype=torch.long
+        )
+        st.pad.copy_(torch.tensor(pads, dtype=torch.long))
+        st.seeds.copy_(torch.tensor(seeds, dtype=torch.long))
+        if self.use_cuda_graph and st.graph is None:
+            self._capture(st)
+        st.step.fill_(0)
+        st.slot.fill_(plen)
+
+        ids_d = ids.to(self.device)
+        x = F.embedding(ids_d, self.embed)
+        pos = (self.positions[:plen].unsqueeze(0) - st.pad.unsqueeze(1)).clamp(min=0)
+        keys = self.positions[:plen]
+        causal = keys.view(1, plen) <= keys.view(plen, 1)  # [T, S]
+        visible = causal.unsqueeze(0) & (keys.view(1, 1, plen) >= st.pad.view(bsz, 1, 1))
+        # A padded query sees only itself, so no softmax row is empty (no NaN in the cache).
+        visible = visible | torch.eye(plen, dtype=torch.bool, device=self.device).unsqueeze(0)
+        x = self._layers(
+            x, st, cos=self.cos[pos], sin=self.sin[pos], mask=visible.unsqueeze(1), write=slice(0, plen)
+        )
+        tok = self._choose(self._logits(x[:, -1]), st)
+        st.tok.copy_(tok)
+        st.out[:, 0].copy_(tok)
+        st.step.fill_(1)
+        return st
+
+    def advance(self, st: _BatchState, steps: int) -> None:
+        """Generate ``steps`` more tokens for every row (no host synchronisation)."""
+        for _ in range(steps):
+            if st.graph is not None:
+                st.graph.replay()
+            else:
+                self._decode_step(st)

@@ -1,0 +1,121 @@
+"""Adapter sanity check, run before a run starts: every adapter loads, fits the base model,
+and really changes its outputs. Returns each adapter's weights hash for the run record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evalhub.generation.adapters import check_adapter_fits, linear_shapes, read_adapter
+from evalhub.generation.errors import AdapterIneffective, GenerationError
+
+DEFAULT_PROBES: tuple[str, ...] = (
+    "Summarise the following text in one sentence.",
+    "The meeting was moved to Thursday because",
+    "Hello",
+)
+#: Largest |logit difference| (over probes and vocabulary) below which an adapter "does nothing".
+DEFAULT_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class AdapterReport:
+    name: str
+    path: str
+    weights_sha256: str
+    modules: int  # adapted linear layers
+    max_rank: int
+    max_logit_delta: float  # max |adapter logits - base logits| on the probes' next token
+
+
+def _next_token_logits(
+    model: Any, tokenizer: Any, probes: Sequence[str], device: torch.device
+) -> torch.Tensor:
+    rows = []
+    with torch.inference_mode():
+        for probe in probes:  # one at a time: no padding, nothing to get wrong
+            ids = tokenizer(probe, return_tensors="pt")["input_ids"].to(device)
+            if ids.shape[1] == 0:
+                continue
+            rows.append(model(input_ids=ids).logits[0, -1].float().cpu())
+    if not rows:
+        raise GenerationError("no sanity probe encodes to any token")
+    return torch.stack(rows)
+
+
+def check_adapters(
+    base_model_dir: str | Path,
+    adapters: Mapping[str, str | Path],
+    *,
+    probes: Sequence[str] = DEFAULT_PROBES,
+    tolerance: float = DEFAULT_TOLERANCE,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    check_base_name: bool = True,
+) -> dict[str, AdapterReport]:
+    """Check every adapter; raise the first problem as an AdapterError naming the adapter.
+
+    Static checks come first for all adapters (folder, adapter_config.json, weights file,
+    base-model name, module names and shapes, all-zero matrices), so a broken adapter fails
+    before any model forward. Then each adapter is loaded through peft on top of the base
+    model and its next-token logits on ``probes`` must differ from the base model's by more
+    than ``tolerance`` somewhere.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir = Path(base_model_dir)
+    if not (base_dir / "config.json").is_file():
+        raise GenerationError(f"base model folder {base_dir} has no config.json")
+    read = {name: read_adapter(name, path) for name, path in adapters.items()}
+    dev = torch.device(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    model = model.to(dev)
+    model.eval()
+    shapes = linear_shapes(model)
+    name_or_path = str(getattr(model.config, "_name_or_path", "") or "")
+    for adapter in read.values():
+        check_adapter_fits(
+            adapter,
+            base_model_dir=base_dir,
+            base_name_or_path=name_or_path,
+            module_shapes=shapes,
+            check_base_name=check_base_name,
+        )
+    if not read:
+        return {}
+
+    base_logits = _next_token_logits(model, tokenizer, probes, dev)
+    reports: dict[str, AdapterReport] = {}
+    peft_model: Any = None
+    for name, adapter in read.items():
+        if peft_model is None:
+            peft_model = PeftModel.from_pretrained(model, str(adapter.path), adapter_name=name)
+        else:
+            peft_model.load_adapter(str(adapter.path), adapter_name=name)
+        peft_model.set_adapter(name)
+        peft_model.eval()
+        logits = _next_token_logits(peft_model, tokenizer, probes, dev)
+        delta = float((logits - base_logits).abs().max())
+        if not delta > tolerance:  # also catches NaN
+            raise AdapterIneffective(
+                name,
+                f"its next-token logits differ from the base model's by at most {delta:.3g} "
+                f"(tolerance {tolerance:g}) on {len(probes)} probe prompts: it changes nothing",
+            )
+        reports[name] = AdapterReport(
+            name=name,
+            path=str(adapter.path),
+            weights_sha256=adapter.weights_sha256,
+            modules=len(adapter.modules),
+            max_rank=max(m.rank for m in adapter.modules.values()),
+            max_logit_delta=delta,
+        )
+        peft_model.delete_adapter(name)
+    return reports
