@@ -34,7 +34,10 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    # Ids may be UUIDs or other hashables; JSON gets their text form.
+    return str(value)
 
 
 class StatResult:

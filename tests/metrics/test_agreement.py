@@ -1,6 +1,7 @@
 """Rater agreement against the published worked examples and on degenerate data."""
 
 import json
+import uuid
 
 import numpy as np
 import pytest
@@ -241,6 +242,13 @@ def test_gold_accuracy_per_rater_with_wilson_interval() -> None:
     assert results["bob"].accuracy.rate == 0.0
     lonely = gold_accuracy([("x1", "cy", "a")], {"g1": "a"})[0]
     assert lonely.accuracy.rate is None and lonely.reason == "no gold units rated"
+
+
+def test_results_serialise_non_string_ids_as_text() -> None:
+    rater = uuid.UUID(int=7)
+    result = gold_accuracy([("g1", rater, "a")], {"g1": "a"})[0].to_dict()
+    assert result["rater_id"] == str(rater)
+    assert json.loads(json.dumps(result)) == result
 
 
 def test_ratings_matrix_refuses_duplicate_ratings_and_unknown_categories() -> None:

@@ -73,6 +73,15 @@ def test_win_rate_without_ratings_or_decisive_comparisons_returns_none_with_reas
     json.dumps(empty.to_dict())
 
 
+def test_to_dict_gives_plain_json_values() -> None:
+    result = paired_bootstrap(np.array([1.0, 2.0, 4.0]), np.array([2.0, 2.5, 3.0]), resamples=100)
+    as_dict = result.to_dict()
+    assert all(type(v) in (int, float, str, type(None)) for v in as_dict.values())
+    assert json.loads(json.dumps(as_dict)) == as_dict
+    nested = aggregate_by_slice({"c1": (1, 2), "c2": (1, 3)}, {}, resamples=10)[0].to_dict()
+    assert nested["paired"]["mean_difference"] == 1.5
+
+
 def test_win_rate_rejects_negative_counts() -> None:
     with pytest.raises(ValueError):
         win_rate(-1, 0, 3)
