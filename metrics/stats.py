@@ -84,6 +84,8 @@ def _bootstrap_mean_ci(
         confidence_level=confidence,
         method=method,
         vectorized=True,
+        # Bounds memory at about 80 MB: resamples (and BCa's jackknife) are built in batches.
+        batch=max(1, 10_000_000 // values.size),
         rng=np.random.default_rng(seed),
     )
     return _finite_or_none(result.confidence_interval.low), _finite_or_none(result.confidence_interval.high)
