@@ -1,26 +1,107 @@
-"""Security headers Django does not set itself: a content security policy and a permissions policy."""
+"""Request-level guards: security headers, a cap on request bodies, and JSON errors under /api/.
+
+Order in MIDDLEWARE: SecurityHeadersMiddleware sits right after Django's SecurityMiddleware so every
+response gets the headers, including those short-circuited by later middleware; the body cap comes
+next so an oversized upload is refused before anything reads it.
+"""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+
+from evalhub.api import error_json_response
+
+# Swagger UI (drf-spectacular) loads its bundle from this CDN and bootstraps with an inline script.
+DOCS_ASSET_ORIGIN = "https://cdn.jsdelivr.net"
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=(), interest-cohort=()"
+)
+
+
+def _docs_policy() -> str:
+    return (
+        settings.CONTENT_SECURITY_POLICY.replace(
+            "script-src 'self'", f"script-src 'self' 'unsafe-inline' {DOCS_ASSET_ORIGIN}"
+        )
+        .replace("style-src 'self'", f"style-src 'self' 'unsafe-inline' {DOCS_ASSET_ORIGIN}")
+        .replace("img-src 'self' data:", f"img-src 'self' data: {DOCS_ASSET_ORIGIN}")
+    )
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/")
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    """Headers Django does not set itself (CSP, CORP, Permissions-Policy), and the ones it sets, enforced."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         if request.path.startswith("/api/docs"):
-            # The interactive API docs page (Swagger UI) needs its own inline bootstrap script.
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                settings.CONTENT_SECURITY_POLICY.replace(
-                    "script-src 'self'", "script-src 'self' 'unsafe-inline'"
-                ).replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"),
-            )
+            response.headers.setdefault("Content-Security-Policy", _docs_policy())
         else:
             response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+        response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if is_api_path(request.path):
+            # API answers carry private project data and sometimes a token secret: never cache them.
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+class RequestSizeLimitMiddleware:
+    """Refuse a body larger than EVALHUB_MAX_UPLOAD_BYTES with 413, from its Content-Length, unread.
+
+    Django caps form and JSON bodies (DATA_UPLOAD_MAX_MEMORY_SIZE) but streams uploaded files to disk
+    without limit; this caps every body, file uploads included. A body without Content-Length is
+    read by Django as empty, so it cannot slip past.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return self._refuse(request, 400, "The Content-Length header is not a number.")
+        limit = int(settings.EVALHUB_MAX_UPLOAD_BYTES)
+        if length > limit:
+            return self._refuse(request, 413, f"The request body is larger than the limit of {limit} bytes.")
+        return self.get_response(request)
+
+    def _refuse(self, request: HttpRequest, status: int, message: str) -> HttpResponse:
+        if is_api_path(request.path):
+            return error_json_response(
+                status, code="too_large" if status == 413 else "bad_request", message=message
+            )
+        return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+class ApiErrorFormatMiddleware:
+    """Errors that never reached DRF (unknown URL, CSRF failure, server error) still get the API's format."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if (
+            is_api_path(request.path)
+            and response.status_code >= 400
+            and not response.headers.get("Content-Type", "").startswith("application/json")
+        ):
+            return error_json_response(response.status_code)
         return response

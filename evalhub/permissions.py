@@ -1,7 +1,8 @@
 """Project-scoped access for the API and the web views, in one place.
 
 Staff roles (admin, ML lead, engineer) read a project's catalogue, suites, runs and reports; engineers
-and above write them; raters reach only the annotation endpoints. A token is limited to its project.
+and above write them; raters reach only the annotation endpoints. Project admins also manage members
+and read their project's audit trail. A token is limited to its project.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from evalhub.accounts.models import ApiToken, Membership, Project, Role
 
 READ_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER)
 WRITE_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER)
+ADMIN_ROLES = (Role.ADMIN,)
+ALL_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER, Role.RATER)
 
 
 def projects_for(*, user: Any, auth: Any = None, roles: tuple[str, ...] = READ_ROLES) -> QuerySet[Project]:
@@ -33,6 +36,16 @@ def projects_for(*, user: Any, auth: Any = None, roles: tuple[str, ...] = READ_R
     return projects
 
 
+def admin_projects_for(*, user: Any, auth: Any = None) -> QuerySet[Project]:
+    """Projects whose members and audit trail the user manages."""
+    return projects_for(user=user, auth=auth, roles=ADMIN_ROLES)
+
+
+def is_site_admin(*, user: Any, auth: Any = None) -> bool:
+    """A superuser acting through a session: tokens never carry site-wide powers."""
+    return bool(user and user.is_authenticated and user.is_superuser and not isinstance(auth, ApiToken))
+
+
 class ProjectRolePermission(permissions.BasePermission):
     """Reads need a staff role in some project; writes need a write role in the object's project."""
 
@@ -45,3 +58,21 @@ class ProjectRolePermission(permissions.BasePermission):
             return False
         roles = READ_ROLES if request.method in permissions.SAFE_METHODS else WRITE_ROLES
         return projects_for(user=request.user, auth=request.auth, roles=roles).filter(pk=project_id).exists()
+
+
+class ProjectAdminPermission(permissions.BasePermission):
+    """The user administers at least one project (a superuser session, or an admin membership)."""
+
+    message = "Only project admins may do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return admin_projects_for(user=request.user, auth=request.auth).exists()
+
+
+class SessionOnlyPermission(permissions.BasePermission):
+    """Refuses token authentication: for actions a leaked token must not be able to perform."""
+
+    message = "This action needs an interactive login, not an API token."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return not isinstance(request.auth, ApiToken)

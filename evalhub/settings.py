@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "evalhub",
     "evalhub.accounts",
     "evalhub.audit",
     "evalhub.catalog",
@@ -75,6 +76,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "evalhub.middleware.SecurityHeadersMiddleware",
+    "evalhub.middleware.RequestSizeLimitMiddleware",
+    "evalhub.middleware.ApiErrorFormatMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,7 +86,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "evalhub.middleware.SecurityHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "evalhub.urls"
@@ -119,6 +122,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Every login goes through the lockout-aware backend: 5 failures per username and address lock it.
+AUTHENTICATION_BACKENDS = ["evalhub.accounts.backends.LockoutModelBackend"]
+EVALHUB_LOGIN_FAILURE_LIMIT = int(os.environ.get("EVALHUB_LOGIN_FAILURE_LIMIT", "5"))
+EVALHUB_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("EVALHUB_LOGIN_LOCKOUT_SECONDS", str(15 * 60)))
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(12 * 3600)))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -172,8 +181,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {
     "evalhub.runs.tasks.generate_chunk": {"queue": "gpu"},
-    "evalhub.runs.tasks.score_perplexity": {"queue": "gpu"},
     "evalhub.runs.tasks.prepare_run": {"queue": "gpu"},  # the adapter sanity check loads the model
+    "evalhub.runs.tasks.score_perplexity": {"queue": "gpu"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
@@ -187,7 +196,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "evalhub.api.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -209,6 +218,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # A pinned Swagger UI, not @latest: the docs page runs with the user's session.
+    "SWAGGER_UI_DIST": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14",
+    "SWAGGER_UI_FAVICON_HREF": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/favicon-32x32.png",
 }
 
 # Generation defaults; a run may override them.

@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self) -> None:
-        from evalhub.accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from evalhub.accounts import schema, signals  # noqa: F401  (OpenAPI auth extension; audit signals)

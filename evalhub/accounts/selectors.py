@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from evalhub.accounts.models import Membership, Project, Role
+from evalhub.accounts.models import ApiToken, Membership, Project, Role
 
 STAFF_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER)
 
@@ -39,3 +39,24 @@ def user_is_rater_only(*, user: Any) -> bool:
         return False
     roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
     return roles == {Role.RATER}
+
+
+def membership_list(*, project: Project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+
+
+def token_projects_for_user(*, user: Any) -> QuerySet[Project]:
+    """Projects the user may create a token for: any membership; site admins any project."""
+    return project_list_for_user(user=user)
+
+
+def token_list_for_user(*, user: Any, auth: Any = None) -> QuerySet[ApiToken]:
+    """The user's own tokens and, for project admins, every token of their projects."""
+    tokens = ApiToken.objects.select_related("project", "user").order_by("-created_at")
+    if not user.is_authenticated:
+        return tokens.none()
+    admin_of = Membership.objects.filter(user=user, role=Role.ADMIN).values("project_id")
+    visible = tokens if user.is_superuser else tokens.filter(Q(user=user) | Q(project_id__in=admin_of))
+    if isinstance(auth, ApiToken):
+        visible = visible.filter(project_id=auth.project_id)
+    return visible

@@ -7,13 +7,13 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from evalhub.accounts.models import ApiToken, Membership, Project, Role
 from evalhub.audit.services import audit_record
-from evalhub.errors import ValidationFailed
+from evalhub.errors import Conflict, ValidationFailed
 
 TOKEN_PREFIX = "ehk"  # noqa: S105  (a public marker, not a secret)
 
@@ -28,9 +28,17 @@ def project_create(*, name: str, description: str = "", actor: Any = None) -> Pr
         raise ValidationFailed(
             "A project needs a name with letters or digits.", fields={"name": ["Invalid name."]}
         )
-    with transaction.atomic():
-        project = Project.objects.create(name=name, slug=slug, description=description)
-        audit_record(actor=actor, action="project.create", obj=project, project=project, after={"name": name})
+    try:
+        with transaction.atomic():
+            project = Project.objects.create(name=name, slug=slug, description=description)
+            audit_record(
+                actor=actor, action="project.create", obj=project, project=project, after={"name": name}
+            )
+    except IntegrityError as exc:
+        raise Conflict(
+            f"A project named {name!r} (or with the address {slug!r}) already exists.",
+            fields={"name": ["Already exists."]},
+        ) from exc
     return project
 
 
@@ -44,6 +52,8 @@ def membership_set(*, project: Project, user: Any, role: str, actor: Any = None)
             user=user, project=project, defaults={"role": role}
         )
         before = None if created else {"role": membership.role}
+        if not created:
+            check_membership_change(membership=membership, role=role)
         if not created and membership.role != role:
             membership.role = role
             membership.save(update_fields=["role"])
@@ -77,6 +87,9 @@ def token_create(*, user: Any, project: Project, name: str, actor: Any = None) -
 
 
 def token_revoke(*, token: ApiToken, actor: Any = None) -> ApiToken:
+    """Revoke a token; revoking a revoked token changes nothing and records nothing."""
+    if token.revoked_at is not None:
+        return token
     with transaction.atomic():
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
@@ -95,3 +108,49 @@ def user_create(*, username: str, password: str, email: str = "", is_superuser: 
     if is_superuser:
         return user_model.objects.create_superuser(username=username, password=password, email=email)
     return user_model.objects.create_user(username=username, password=password, email=email)
+
+
+def _admin_count(project: Project) -> int:
+    return Membership.objects.filter(project=project, role=Role.ADMIN).count()
+
+
+def check_membership_change(*, membership: Membership, role: str | None) -> None:
+    """Refuse to demote or remove a project's last admin (`role=None` means removal)."""
+    if membership.role == Role.ADMIN and role != Role.ADMIN and _admin_count(membership.project) == 1:
+        raise Conflict(
+            "A project keeps at least one admin: add another admin first.",
+            fields={"role": ["The project's last admin."]},
+        )
+
+
+def membership_remove(*, membership: Membership, actor: Any = None) -> None:
+    """Remove a member and revoke their tokens for the project, in one transaction."""
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update().select_related("project", "user").get(pk=membership.pk)
+        )
+        check_membership_change(membership=membership, role=None)
+        project, user = membership.project, membership.user
+        for token in ApiToken.objects.filter(user=user, project=project, revoked_at__isnull=True):
+            token_revoke(token=token, actor=actor)
+        audit_record(
+            actor=actor,
+            action="membership.remove",
+            obj=membership,
+            project=project,
+            before={"user": user.get_username(), "role": membership.role},
+        )
+        membership.delete()
+
+
+def check_token_create(*, user: Any, project: Project, name: str) -> None:
+    """A token is for a project the user belongs to (any role; site admins: any project)."""
+    if not name.strip():
+        raise ValidationFailed("A token needs a name.", fields={"name": ["This field is required."]})
+    if len(name) > ApiToken._meta.get_field("name").max_length:  # type: ignore[operator]
+        raise ValidationFailed("The token name is too long.", fields={"name": ["At most 120 characters."]})
+    if not user.is_superuser and not Membership.objects.filter(user=user, project=project).exists():
+        raise ValidationFailed(
+            "You can only create tokens for your own projects.",
+            fields={"project": ["Unknown project, or you are not a member."]},
+        )

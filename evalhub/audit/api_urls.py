@@ -1,3 +1,9 @@
 """API routes of the audit app under /api/v1/."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from evalhub.audit.api import AuditEventViewSet
+
+router = SimpleRouter()
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
+urlpatterns = router.urls

@@ -1,6 +1,11 @@
 """Web pages of the audit app."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from evalhub.audit import views
 
 app_name = "audit"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.events, name="events"),
+    path("export.<str:fmt>", views.export, name="export"),
+]
