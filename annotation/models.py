@@ -91,14 +91,36 @@ class Task(models.Model):
         "runs.Output", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     is_gold = models.BooleanField(default=False)
-    gold_answer = models.JSONField(null=True, blank=True, help_text='For example {"preference": "A"}.')
-    required_ratings = models.PositiveIntegerField(default=2)
+    gold_answer = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='In side terms, for example {"preference": "A", "hallucination": {"A": false, "B": true}}.',
+    )
+    required_ratings = models.PositiveIntegerField(
+        default=2,
+        help_text="Ratings needed from distinct raters; 0 on gold tasks (each rater sees each once).",
+    )
     rating_count = models.PositiveIntegerField(default=0)
     order_key = models.CharField(max_length=32, db_index=True, help_text="Random key that orders the queue.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["study", "rating_count", "order_key"])]
+        indexes = [models.Index(fields=["study", "is_gold", "order_key"], name="task_queue_order")]
+        constraints = [
+            # Never more ratings than asked for; gold tasks (required_ratings 0) have no cap.
+            models.CheckConstraint(
+                condition=models.Q(required_ratings=0)
+                | models.Q(rating_count__lte=models.F("required_ratings")),
+                name="task_rating_count_within_required",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(output_b=models.F("output_a")), name="task_sides_distinct"
+            ),
+        ]
+
+    @property
+    def is_pair(self) -> bool:
+        return self.output_b_id is not None
 
 
 class AssignmentStatus(models.TextChoices):
@@ -112,6 +134,8 @@ class Assignment(models.Model):
     """A rater's lease on a task. One per (task, rater): no rater sees a task twice."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    # Denormalised from task.study so a rater's own lease and progress are one indexed lookup.
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     status = models.CharField(
         max_length=12, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE
@@ -123,6 +147,10 @@ class Assignment(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["task", "rater"], name="assignment_unique_task_rater")]
+        indexes = [
+            models.Index(fields=["rater", "study", "status"], name="assignment_rater_study"),
+            models.Index(fields=["task", "status", "expires_at"], name="assignment_task_lease"),
+        ]
 
 
 class Rating(models.Model):
@@ -138,16 +166,28 @@ class Rating(models.Model):
     hallucination = models.JSONField(default=dict, blank=True, help_text='{"A": bool, "B": bool} and spans.')
     rationale = models.TextField(blank=True)
     time_on_task_ms = models.PositiveIntegerField(default=0)
+    client_time_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="What the browser measured, before the server's sanity check."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["task", "rater"], name="rating_unique_task_rater")]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "rater"], name="rating_unique_task_rater"),
+            models.CheckConstraint(
+                condition=models.Q(preference__in=["", "A", "B", "tie", "both_bad"]),
+                name="rating_preference_valid",
+            ),
+        ]
 
 
 class Consent(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="consents")
     rater = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_consents"
+    )
+    terms_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="Which wording of the terms was accepted."
     )
     accepted_at = models.DateTimeField(auto_now_add=True)
 

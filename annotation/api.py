@@ -1,0 +1,300 @@
+"""The rater JSON API and the study owner's endpoints, under /api/v1/rater/.
+
+Rater endpoints return only BlindTask data (annotation.blinding); they answer the same 404 for a
+task that does not exist and for someone else's task, so ids cannot be probed. Errors use the
+project's one format (evalhub.api.exception_handler).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.blinding import blind_queryset, task_blind
+from annotation.models import RaterPool, Study
+from annotation.queue import task_assign_next
+from evalhub.catalog.models import Adapter
+from evalhub.errors import NotFound, ValidationFailed
+from evalhub.permissions import WRITE_ROLES, projects_for
+from evalhub.runs.models import Run
+
+# --- raters -------------------------------------------------------------------------------------
+
+
+class BlindSideOut(serializers.Serializer[Any]):
+    label = serializers.CharField()
+    text = serializers.CharField()
+
+
+class BlindTaskOut(serializers.Serializer[Any]):
+    public_id = serializers.CharField()
+    input = serializers.CharField()
+    reference = serializers.CharField()
+    sides = BlindSideOut(many=True)
+    rubric = serializers.JSONField()
+
+
+class NextOut(serializers.Serializer[Any]):
+    task = BlindTaskOut(allow_null=True)
+    lease_seconds = serializers.IntegerField()
+
+
+def _ready_study(request: Request, public_id: str | None) -> Study:
+    if not public_id:
+        raise ValidationFailed("Say which study: ?study=<study id>.", fields={"study": ["Required."]})
+    study = selectors.study_for_rater(public_id=public_id, rater=request.user)
+    selectors.rater_check_ready(study=study, rater=request.user)
+    return study
+
+
+class NextTaskApi(APIView):
+    """Lease the next task of a study (or get back the one you hold) and return it blinded."""
+
+    @extend_schema(parameters=[OpenApiParameter("study", str, required=True)], responses={200: NextOut})
+    def get(self, request: Request) -> Response:
+        study = _ready_study(request, request.query_params.get("study"))
+        assignment = task_assign_next(study=study, rater=request.user)
+        if assignment is None:
+            return Response({"task": None, "lease_seconds": study.lease_seconds})
+        blind = task_blind(task=blind_queryset().get(pk=assignment.task_id))
+        return Response({"task": blind.as_dict(), "lease_seconds": study.lease_seconds})
+
+
+class SideFlagIn(serializers.Serializer[Any]):
+    flagged = serializers.BooleanField(required=False, default=False)
+    spans = serializers.ListField(child=serializers.DictField(), required=False, default=list)
+
+
+class RatingIn(serializers.Serializer[Any]):
+    scores = serializers.DictField(child=serializers.DictField())
+    preference = serializers.CharField(required=False, allow_blank=True, default="")
+    hallucination = serializers.DictField(child=SideFlagIn(), required=False, default=dict)
+    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    time_on_task_ms = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+
+
+class RatingOut(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=["stored", "already_stored"])
+
+
+class RatingSubmitApi(APIView):
+    """Store a rating of a task you hold. Retrying the same rating is harmless (200 already_stored)."""
+
+    @extend_schema(request=RatingIn, responses={201: RatingOut, 200: RatingOut})
+    def post(self, request: Request, task_id: str) -> Response:
+        data = RatingIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        _, created = services.rating_submit(public_id=task_id, rater=request.user, data=data.validated_data)
+        if created:
+            return Response({"status": "stored"}, status=status.HTTP_201_CREATED)
+        return Response({"status": "already_stored"})
+
+
+class SkipIn(serializers.Serializer[Any]):
+    reason = serializers.CharField(max_length=300)
+
+
+class TaskSkipApi(APIView):
+    @extend_schema(request=SkipIn, responses={200: RatingOut})
+    def post(self, request: Request, task_id: str) -> Response:
+        data = SkipIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.task_skip(public_id=task_id, rater=request.user, reason=data.validated_data["reason"])
+        return Response({"status": "skipped"})
+
+
+class ProgressOut(serializers.Serializer[Any]):
+    done = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+
+
+class ProgressApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("study", str, required=True)], responses={200: ProgressOut})
+    def get(self, request: Request) -> Response:
+        study = selectors.study_for_rater(public_id=request.query_params.get("study", ""), rater=request.user)
+        return Response(selectors.rater_progress(study=study, rater=request.user).as_dict())
+
+
+class AssignedStudyOut(serializers.Serializer[Any]):
+    public_id = serializers.CharField()
+    name = serializers.CharField()
+    instructions = serializers.CharField()
+    terms = serializers.CharField()
+    consented = serializers.BooleanField()
+
+
+class AssignedStudiesApi(APIView):
+    """The open studies you may rate, with their instructions and terms."""
+
+    @extend_schema(responses={200: AssignedStudyOut(many=True)})
+    def get(self, request: Request) -> Response:
+        rows = [
+            {
+                "public_id": study.public_id,
+                "name": study.name,
+                "instructions": study.instructions,
+                "terms": study.terms,
+                "consented": selectors.rater_has_consented(study=study, rater=request.user),
+            }
+            for study in selectors.rater_studies(rater=request.user)
+        ]
+        return Response(rows)
+
+
+class ConsentApi(APIView):
+    @extend_schema(request=None, responses={200: AssignedStudyOut})
+    def post(self, request: Request, study_id: str) -> Response:
+        study = selectors.study_for_rater(public_id=study_id, rater=request.user)
+        services.consent_accept(study=study, rater=request.user)
+        return Response(
+            {
+                "public_id": study.public_id,
+                "name": study.name,
+                "instructions": study.instructions,
+                "terms": study.terms,
+                "consented": True,
+            }
+        )
+
+
+# --- study owners ---------------------------------------------------------------------------------
+
+
+class GoldIn(serializers.Serializer[Any]):
+    case = serializers.CharField(help_text="The case key.")
+    preference = serializers.ChoiceField(choices=services.GOLD_PREFERENCES, required=False)
+    hallucination = serializers.DictField(child=serializers.BooleanField(), required=False)
+
+
+class StudyCreateIn(serializers.Serializer[Any]):
+    run = serializers.IntegerField()
+    name = serializers.CharField(max_length=200)
+    baseline = serializers.CharField(required=False, help_text="name@version; default: the run's baseline.")
+    candidates = serializers.ListField(child=serializers.CharField(), required=False)
+    pairing = serializers.ChoiceField(choices=services.PAIRINGS, default="baseline")
+    sample_size = serializers.IntegerField(required=False, min_value=1, allow_null=True)
+    stratify_by_tag = serializers.BooleanField(default=False)
+    single_output_categories = serializers.ListField(
+        child=serializers.CharField(), required=False, default=list(services.DEFAULT_SINGLE_OUTPUT_CATEGORIES)
+    )
+    overlap = serializers.IntegerField(default=2, min_value=1, max_value=50)
+    lease_seconds = serializers.IntegerField(default=900, min_value=1, max_value=services.MAX_LEASE_SECONDS)
+    gold_rate = serializers.FloatField(default=0.0, min_value=0, max_value=1)
+    gold_tasks = GoldIn(many=True, required=False, default=list)
+    rubric = serializers.JSONField(required=False, allow_null=True)
+    pool = serializers.CharField(required=False, allow_blank=True, help_text="Rater pool name.")
+    instructions = serializers.CharField(required=False, allow_blank=True, default="")
+    terms = serializers.CharField(required=False, allow_blank=True, default="")
+    seed = serializers.IntegerField(default=0)
+
+
+def _study_summary(study: Study) -> dict[str, Any]:
+    progress = selectors.study_progress(study=study)
+    return {
+        "public_id": study.public_id,
+        "name": study.name,
+        "project": study.project.slug,
+        "run": study.run_id,
+        "status": study.status,
+        "overlap": study.overlap,
+        "lease_seconds": study.lease_seconds,
+        "gold_rate": study.gold_rate,
+        "tasks": progress.tasks,
+        "gold_tasks": progress.gold_tasks,
+        "complete": progress.complete,
+        "ratings": progress.ratings,
+        "needed": progress.needed,
+    }
+
+
+def _adapter(run: Run, label: str, field: str) -> Adapter:
+    name, _, version = label.partition("@")
+    adapter = Adapter.objects.filter(project=run.project, name=name, version=version or "1").first()
+    if adapter is None:
+        raise ValidationFailed(f"No adapter {label!r} in the project.", fields={field: ["Unknown adapter."]})
+    return adapter
+
+
+class StudyListCreateApi(APIView):
+    """Studies of your projects (staff roles); POST creates one from a run."""
+
+    def get(self, request: Request) -> Response:
+        studies = selectors.studies_for_owner(user=request.user)
+        return Response([_study_summary(study) for study in studies[:200]])
+
+    @extend_schema(request=StudyCreateIn)
+    def post(self, request: Request) -> Response:
+        data = StudyCreateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        projects = projects_for(user=request.user, auth=request.auth, roles=WRITE_ROLES)
+        run = Run.objects.filter(pk=values["run"], project__in=projects).select_related("project").first()
+        if run is None:
+            raise NotFound("No run with this id in a project you can write to.")
+        pool = None
+        if values.get("pool"):
+            pool = RaterPool.objects.filter(project=run.project, name=values["pool"]).first()
+            if pool is None:
+                raise ValidationFailed(
+                    "No rater pool of that name in the project.", fields={"pool": ["Unknown."]}
+                )
+        study = services.study_create_from_run(
+            run=run,
+            name=values["name"],
+            baseline=_adapter(run, values["baseline"], "baseline") if values.get("baseline") else None,
+            candidates=[_adapter(run, c, "candidates") for c in values["candidates"]]
+            if values.get("candidates")
+            else None,
+            pairing=values["pairing"],
+            sample_size=values.get("sample_size"),
+            stratify_by_tag=values["stratify_by_tag"],
+            single_output_categories=values["single_output_categories"],
+            overlap=values["overlap"],
+            lease_seconds=values["lease_seconds"],
+            gold_rate=values["gold_rate"],
+            gold_tasks=[dict(g) for g in values["gold_tasks"]],
+            rubric=values.get("rubric"),
+            pool=pool,
+            instructions=values["instructions"],
+            terms=values["terms"],
+            seed=values["seed"],
+            actor=request.user,
+        )
+        return Response(_study_summary(study), status=status.HTTP_201_CREATED)
+
+
+class StudyDetailApi(APIView):
+    """A study's progress and per-rater quality figures (staff roles of its project)."""
+
+    def get(self, request: Request, study_id: str) -> Response:
+        study = selectors.study_for_owner(user=request.user, public_id=study_id)
+        alpha, reason = selectors.study_preference_alpha(study=study)
+        return Response(
+            {
+                **_study_summary(study),
+                "preference_alpha": alpha,
+                "preference_alpha_reason": reason,
+                "raters": [vars(r) for r in selectors.study_rater_stats(study=study)],
+            }
+        )
+
+
+class StudyStatusIn(serializers.Serializer[Any]):
+    status = serializers.CharField()
+
+
+class StudyStatusApi(APIView):
+    @extend_schema(request=StudyStatusIn)
+    def post(self, request: Request, study_id: str) -> Response:
+        study = selectors.study_for_owner(user=request.user, public_id=study_id)
+        data = StudyStatusIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.study_set_status(study=study, status=data.validated_data["status"], actor=request.user)
+        return Response(_study_summary(study))

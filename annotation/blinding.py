@@ -1,0 +1,96 @@
+"""The only code that turns a Task into what a rater sees, and the only code that picks sides.
+
+What leaves here: the task's opaque public id, the case input (and reference, if the rubric says
+so), the texts of sides A and B in the order recorded at task creation, and the rubric. Never an
+adapter's name, id, version or folder, an output or run id, a case key, a timestamp or gold status:
+views, templates and the API serialise a BlindTask and nothing else of a Task.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from django.db.models import QuerySet
+
+from annotation.models import Task
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BlindSide:
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BlindTask:
+    public_id: str
+    input: str
+    reference: str
+    sides: tuple[BlindSide, ...]
+    rubric: dict[str, Any]
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.sides) == 2
+
+    @property
+    def side_labels(self) -> tuple[str, ...]:
+        return tuple(side.label for side in self.sides)
+
+    def texts(self) -> dict[str, str]:
+        return {side.label: side.text for side in self.sides}
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sides"] = [asdict(side) for side in self.sides]
+        return data
+
+
+def display_text(text: str) -> str:
+    """Text as a browser holds it: HTML parsing turns CR LF and CR into LF, and hallucination span
+    offsets are counted in the browser, so the server counts in the same text."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def blind_queryset() -> QuerySet[Task]:
+    """Tasks with exactly the joined rows task_blind needs (one query, no lazy loads)."""
+    return Task.objects.select_related("study", "case", "output_a", "output_b").only(
+        "public_id",
+        "study__rubric",
+        "case__input",
+        "case__reference",
+        "output_a__text",
+        "output_b__text",
+    )
+
+
+def task_blind(*, task: Task) -> BlindTask:
+    rubric = task.study.rubric
+    sides = [BlindSide(label="A", text=display_text(task.output_a.text))]
+    if task.output_b_id is not None and task.output_b is not None:
+        sides.append(BlindSide(label="B", text=display_text(task.output_b.text)))
+    return BlindTask(
+        public_id=task.public_id,
+        input=display_text(task.case.input),
+        reference=display_text(task.case.reference) if rubric.get("show_reference") else "",
+        sides=tuple(sides),
+        rubric=rubric,
+    )
+
+
+def sides_assign(pairs: Sequence[tuple[T, T]], *, rng: random.Random) -> list[tuple[T, T]]:
+    """Put each pair's first element on side A in exactly half the pairs (odd counts: one extra either way).
+
+    Balanced rather than coin flips, so no adapter sits on side A noticeably more often in a small
+    study; which pairs are swapped is a seeded shuffle, so a study can be rebuilt identically.
+    """
+    flips = [i < len(pairs) // 2 for i in range(len(pairs))]
+    if len(pairs) % 2:
+        flips[-1] = rng.random() < 0.5
+    rng.shuffle(flips)
+    return [(b, a) if flip else (a, b) for (a, b), flip in zip(pairs, flips, strict=True)]

@@ -1,0 +1,232 @@
+"""The rating rubric of a study: its format, the default, and the checks a submitted rating must pass.
+
+A rubric is JSON so a study owner can change criteria without a migration:
+
+    {"criteria": [{"key": "factual_accuracy", "label": "Factual accuracy", "min": 1, "max": 5,
+                   "anchors": {"1": "...", "3": "...", "5": "..."}, "help": "..."}],
+     "preference": true, "hallucination": true, "rationale": "optional" | "required" | "off",
+     "show_reference": false}
+
+Every criterion is scored on each side shown (A and B for a pair, A alone for a single output).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from evalhub.errors import ValidationFailed
+
+PREFERENCES = ("A", "B", "tie", "both_bad")
+PREFERENCE_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both bad"}
+MAX_RATIONALE = 5000
+MAX_SPANS_PER_SIDE = 20
+
+DEFAULT_RUBRIC: dict[str, Any] = {
+    "criteria": [
+        {
+            "key": "factual_accuracy",
+            "label": "Factual accuracy",
+            "min": 1,
+            "max": 5,
+            "help": "Is every statement supported by the input?",
+            "anchors": {
+                "1": "Several claims contradict or are absent from the input",
+                "2": "One serious error, or several small ones",
+                "3": "Minor inaccuracies that do not change the meaning",
+                "4": "Accurate, with one trivial slip",
+                "5": "Every claim is supported by the input",
+            },
+        },
+        {
+            "key": "completeness",
+            "label": "Completeness",
+            "min": 1,
+            "max": 5,
+            "help": "Does it cover what a reader of the input needs?",
+            "anchors": {
+                "1": "Misses most of the key points",
+                "2": "Misses several key points",
+                "3": "Covers the main point, misses some important details",
+                "4": "Covers all key points, misses a minor detail",
+                "5": "Covers every key point",
+            },
+        },
+        {
+            "key": "conciseness",
+            "label": "Conciseness",
+            "min": 1,
+            "max": 5,
+            "help": "Is it as short as it can be while staying useful?",
+            "anchors": {
+                "1": "Mostly padding, repetition or irrelevant text",
+                "2": "Much longer than needed",
+                "3": "Some padding or repetition",
+                "4": "Nearly as short as possible",
+                "5": "No wasted words",
+            },
+        },
+    ],
+    "preference": True,
+    "hallucination": True,
+    "rationale": "optional",
+    "show_reference": False,
+}
+
+_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def rubric_default() -> dict[str, Any]:
+    return copy.deepcopy(DEFAULT_RUBRIC)
+
+
+def rubric_normalise(rubric: dict[str, Any] | None) -> dict[str, Any]:
+    """Check a study owner's rubric and fill in defaults; raise ValidationFailed naming the bad part."""
+    if not rubric:
+        return rubric_default()
+    if not isinstance(rubric, dict):
+        raise ValidationFailed("The rubric must be a JSON object.", fields={"rubric": ["Not an object."]})
+    criteria = rubric.get("criteria", DEFAULT_RUBRIC["criteria"])
+    if not isinstance(criteria, list) or len(criteria) > 12:
+        raise ValidationFailed("rubric.criteria must be a list of at most 12 criteria.")
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(criteria):
+        where = f"rubric.criteria[{i}]"
+        if not isinstance(raw, dict):
+            raise ValidationFailed(f"{where} must be an object.")
+        key = raw.get("key")
+        if not isinstance(key, str) or not _KEY.match(key) or key in seen:
+            raise ValidationFailed(f"{where}.key must be a unique lower_snake_case name.")
+        seen.add(key)
+        low, high = raw.get("min", 1), raw.get("max", 5)
+        if not (isinstance(low, int) and isinstance(high, int)) or not (0 <= low < high <= 10):
+            raise ValidationFailed(f"{where}: min and max must be integers with 0 <= min < max <= 10.")
+        anchors = raw.get("anchors", {})
+        if not isinstance(anchors, dict) or any(
+            not str(k).lstrip("-").isdigit() or not low <= int(k) <= high for k in anchors
+        ):
+            raise ValidationFailed(f"{where}.anchors must map scale points between min and max to text.")
+        out.append(
+            {
+                "key": key,
+                "label": str(raw.get("label") or key.replace("_", " ").capitalize())[:80],
+                "min": low,
+                "max": high,
+                "help": str(raw.get("help", ""))[:300],
+                "anchors": {str(k): str(v)[:200] for k, v in anchors.items()},
+            }
+        )
+    rationale = rubric.get("rationale", "optional")
+    if rationale not in ("optional", "required", "off"):
+        raise ValidationFailed("rubric.rationale must be optional, required or off.")
+    return {
+        "criteria": out,
+        "preference": bool(rubric.get("preference", True)),
+        "hallucination": bool(rubric.get("hallucination", True)),
+        "rationale": rationale,
+        "show_reference": bool(rubric.get("show_reference", False)),
+    }
+
+
+def rating_check(
+    *, rubric: dict[str, Any], sides: tuple[str, ...], texts: dict[str, str], data: dict[str, Any]
+) -> dict[str, Any]:
+    """Validate a submitted rating against the rubric and return its clean form.
+
+    `texts` are the side texts, to check hallucination span offsets against. All errors are
+    collected so the form can show each next to its field.
+    """
+    errors: dict[str, list[str]] = {}
+    scores_in = data.get("scores") or {}
+    if not isinstance(scores_in, dict):
+        raise ValidationFailed("scores must be an object.", fields={"scores": ["Not an object."]})
+    scores: dict[str, dict[str, int]] = {}
+    known = {c["key"] for c in rubric["criteria"]}
+    for extra in set(scores_in) - known:
+        errors[f"scores.{extra}"] = ["Not a criterion of this study's rubric."]
+    for criterion in rubric["criteria"]:
+        key = criterion["key"]
+        given = scores_in.get(key) or {}
+        if not isinstance(given, dict):
+            errors[f"scores.{key}"] = ["Must map each side to a score."]
+            continue
+        scores[key] = {}
+        for side in sides:
+            value = given.get(side)
+            field = f"scores.{key}.{side}"
+            if value is None or value == "":
+                errors[field] = [f"Rate {criterion['label'].lower()} for output {side}."]
+                continue
+            try:
+                number = int(value)
+                if isinstance(value, float) and value != number:
+                    raise ValueError
+            except (TypeError, ValueError):
+                errors[field] = [f"{value!r} is not a whole number."]
+                continue
+            if not criterion["min"] <= number <= criterion["max"]:
+                errors[field] = [f"Must be between {criterion['min']} and {criterion['max']}, not {number}."]
+                continue
+            scores[key][side] = number
+        for side in set(given) - set(sides):
+            errors[f"scores.{key}.{side}"] = ["This task has no such side."]
+
+    preference = data.get("preference") or ""
+    if len(sides) == 2 and rubric["preference"]:
+        if preference not in PREFERENCES:
+            errors["preference"] = ["Choose A, B, tie or both bad."]
+    elif preference:
+        errors["preference"] = ["This task takes no preference."]
+
+    hallucination: dict[str, Any] = {}
+    if rubric["hallucination"]:
+        raw = data.get("hallucination") or {}
+        if not isinstance(raw, dict):
+            raw = {}
+            errors["hallucination"] = ["Must be an object per side."]
+        for side in sides:
+            entry = raw.get(side) or {}
+            if isinstance(entry, bool):
+                entry = {"flagged": entry}
+            if not isinstance(entry, dict):
+                errors[f"hallucination.{side}"] = ["Must be an object."]
+                continue
+            spans_in = entry.get("spans") or []
+            if not isinstance(spans_in, list) or len(spans_in) > MAX_SPANS_PER_SIDE:
+                errors[f"hallucination.{side}"] = [f"At most {MAX_SPANS_PER_SIDE} spans."]
+                continue
+            spans = []
+            text = texts.get(side, "")
+            for span in spans_in:
+                try:
+                    start, end = int(span["start"]), int(span["end"])
+                except (TypeError, ValueError, KeyError):
+                    errors[f"hallucination.{side}"] = ["A span needs whole-number start and end."]
+                    break
+                if not 0 <= start < end <= len(text):
+                    errors[f"hallucination.{side}"] = ["A span lies outside the output's text."]
+                    break
+                # The quoted text is taken from the server's copy, never from the client.
+                spans.append({"start": start, "end": end, "text": text[start:end]})
+            flagged = bool(entry.get("flagged")) or bool(spans)
+            hallucination[side] = {"flagged": flagged, "spans": spans}
+
+    rationale = str(data.get("rationale") or "").strip()
+    if len(rationale) > MAX_RATIONALE:
+        errors["rationale"] = [f"At most {MAX_RATIONALE} characters."]
+    if rubric["rationale"] == "required" and not rationale:
+        errors["rationale"] = ["Explain your choice in a sentence or two."]
+    if rubric["rationale"] == "off":
+        rationale = ""
+
+    if errors:
+        first = next(iter(errors.values()))[0]
+        raise ValidationFailed(f"The rating is incomplete or invalid: {first}", fields=errors)
+    return {
+        "scores": scores,
+        "preference": preference,
+        "hallucination": hallucination,
+        "rationale": rationale,
+    }

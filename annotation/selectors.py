@@ -1,0 +1,242 @@
+"""Reads of the rating workflow: who may rate what, progress, and the study owner's quality figures."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from statistics import median
+from typing import Any
+
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+
+from annotation.models import Assignment, AssignmentStatus, Consent, Rating, Study, StudyStatus, Task
+from evalhub.accounts.models import Membership, Role
+from evalhub.errors import Forbidden, NotFound
+from evalhub.permissions import READ_ROLES, projects_for
+
+
+def rater_studies(*, rater: Any) -> QuerySet[Study]:
+    """Open studies the user may rate: a rater in the study's project, and in its pool if it has one."""
+    if not rater.is_authenticated:
+        return Study.objects.none()
+    projects = Membership.objects.filter(user=rater, role=Role.RATER).values("project_id")
+    return (
+        Study.objects.filter(project__in=projects, status=StudyStatus.OPEN)
+        .filter(Q(pool__isnull=True) | Q(pool__members=rater))
+        .distinct()
+        .order_by("-created_at")
+    )
+
+
+def study_for_rater(*, public_id: str, rater: Any) -> Study:
+    """The open study with this public id, if the user may rate it; NotFound otherwise, so a study's
+    existence is not revealed to someone outside it."""
+    study = rater_studies(rater=rater).filter(public_id=public_id).first()
+    if study is None:
+        raise NotFound("No open study with this id is available to you.")
+    return study
+
+
+def rater_has_consented(*, study: Study, rater: Any) -> bool:
+    from annotation.services import terms_digest
+
+    consent = Consent.objects.filter(study=study, rater=rater).values_list("terms_sha256", flat=True).first()
+    return consent is not None and consent == terms_digest(study.terms)
+
+
+def rater_check_ready(*, study: Study, rater: Any) -> None:
+    if not rater_has_consented(study=study, rater=rater):
+        raise Forbidden("Read the study's instructions and accept its terms before your first task.")
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    skipped: int
+    remaining: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"done": self.done, "skipped": self.skipped, "remaining": self.remaining}
+
+
+def rater_progress(*, study: Study, rater: Any) -> Progress:
+    """The rater's submitted and skipped counts, and how many tasks they could still be given
+    (tasks still short of ratings that they have not seen; gold tasks are not counted)."""
+    counts = Assignment.objects.filter(study=study, rater=rater).aggregate(
+        done=Count("pk", filter=Q(status=AssignmentStatus.SUBMITTED)),
+        skipped=Count("pk", filter=Q(status=AssignmentStatus.SKIPPED)),
+    )
+    seen = Assignment.objects.filter(task=OuterRef("pk"), rater=rater).exclude(status=AssignmentStatus.ACTIVE)
+    remaining = (
+        Task.objects.filter(study=study, is_gold=False, rating_count__lt=F("required_ratings"))
+        .filter(~Exists(seen))
+        .count()
+    )
+    return Progress(done=counts["done"], skipped=counts["skipped"], remaining=remaining)
+
+
+# --- the study owner's view -------------------------------------------------------------------
+
+
+def studies_for_owner(*, user: Any) -> QuerySet[Study]:
+    return (
+        Study.objects.filter(project__in=projects_for(user=user, roles=READ_ROLES))
+        .select_related("project", "run", "pool")
+        .order_by("-created_at")
+    )
+
+
+def study_for_owner(*, user: Any, public_id: str) -> Study:
+    study = studies_for_owner(user=user).filter(public_id=public_id).first()
+    if study is None:
+        raise NotFound("No study with this id in your projects.")
+    return study
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    tasks: int
+    complete: int
+    ratings: int
+    needed: int
+    gold_tasks: int
+    gold_ratings: int
+
+
+def study_progress(*, study: Study) -> StudyProgress:
+    rows = Task.objects.filter(study=study).aggregate(
+        tasks=Count("pk", filter=Q(is_gold=False)),
+        complete=Count("pk", filter=Q(is_gold=False, rating_count__gte=F("required_ratings"))),
+        gold_tasks=Count("pk", filter=Q(is_gold=True)),
+    )
+    ratings = Rating.objects.filter(task__study=study).aggregate(
+        ratings=Count("pk", filter=Q(task__is_gold=False)), gold=Count("pk", filter=Q(task__is_gold=True))
+    )
+    return StudyProgress(
+        tasks=rows["tasks"],
+        complete=rows["complete"],
+        ratings=ratings["ratings"],
+        needed=rows["tasks"] * study.overlap,
+        gold_tasks=rows["gold_tasks"],
+        gold_ratings=ratings["gold"],
+    )
+
+
+@dataclass(frozen=True)
+class RaterStats:
+    username: str
+    submitted: int
+    skipped: int
+    active: int
+    median_seconds: float | None
+    gold_rated: int
+    gold_correct: int
+    gold_accuracy: float | None
+    agreement: float | None
+    agreement_n: int
+
+
+def _gold_value(rating: Mapping[str, Any], answer: dict[str, Any]) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    if "preference" in answer:
+        parts.append(rating["preference"])
+    for side in sorted(answer.get("hallucination", {})):
+        parts.append(bool(rating["hallucination"].get(side, {}).get("flagged")))
+    return tuple(parts)
+
+
+def _gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    if "preference" in answer:
+        parts.append(answer["preference"])
+    for side in sorted(answer.get("hallucination", {})):
+        parts.append(bool(answer["hallucination"][side]))
+    return tuple(parts)
+
+
+def study_rater_stats(*, study: Study) -> list[RaterStats]:
+    """Per rater: counts, median time on task, gold accuracy (preference and hallucination flags as
+    the gold answer gives them) and agreement: how often their preference matches each other rater's
+    on the same pair, averaged over those comparisons."""
+    from metrics.agreement import gold_accuracy  # numpy and statsmodels: loaded for owners only
+
+    assignments = Assignment.objects.filter(study=study).values("rater_id", "rater__username", "status")
+    counts: dict[int, Counter[str]] = defaultdict(Counter)
+    names: dict[int, str] = {}
+    for row in assignments:
+        counts[row["rater_id"]][row["status"]] += 1
+        names[row["rater_id"]] = row["rater__username"]
+    ratings = list(
+        Rating.objects.filter(task__study=study).values(
+            "task_id",
+            "rater_id",
+            "preference",
+            "hallucination",
+            "time_on_task_ms",
+            "task__is_gold",
+            "task__gold_answer",
+            "task__output_b_id",
+        )
+    )
+    times: dict[int, list[int]] = defaultdict(list)
+    gold_records: list[tuple[Hashable, Hashable, Any]] = []
+    gold_truth: dict[Hashable, Any] = {}
+    by_task: dict[int, dict[int, str]] = defaultdict(dict)
+    for r in ratings:
+        times[r["rater_id"]].append(r["time_on_task_ms"])
+        if r["task__is_gold"] and r["task__gold_answer"]:
+            answer = r["task__gold_answer"]
+            gold_truth[r["task_id"]] = _gold_expected(answer)
+            gold_records.append((r["task_id"], r["rater_id"], _gold_value(r, answer)))
+        elif r["task__output_b_id"] and r["preference"]:
+            by_task[r["task_id"]][r["rater_id"]] = r["preference"]
+    gold = {g.rater_id: g for g in gold_accuracy(gold_records, gold_truth)}
+    agree: dict[int, list[int]] = defaultdict(list)
+    for prefs in by_task.values():
+        for rater, pref in prefs.items():
+            agree[rater].extend(int(pref == other) for who, other in prefs.items() if who != rater)
+    stats = []
+    for rater_id in sorted(names, key=lambda pk: names[pk]):
+        g = gold.get(rater_id)
+        a = agree.get(rater_id, [])
+        stats.append(
+            RaterStats(
+                username=names[rater_id],
+                submitted=counts[rater_id][AssignmentStatus.SUBMITTED],
+                skipped=counts[rater_id][AssignmentStatus.SKIPPED],
+                active=counts[rater_id][AssignmentStatus.ACTIVE],
+                median_seconds=median(times[rater_id]) / 1000 if times[rater_id] else None,
+                gold_rated=g.n_gold if g else 0,
+                gold_correct=g.n_correct if g else 0,
+                gold_accuracy=g.accuracy.rate if g else None,
+                agreement=sum(a) / len(a) if a else None,
+                agreement_n=len(a),
+            )
+        )
+    return stats
+
+
+def study_preference_alpha(*, study: Study) -> tuple[float | None, str | None]:
+    """Krippendorff's alpha (nominal) over the pairwise preferences of the study's non-gold tasks."""
+    from metrics.agreement import krippendorff_alpha, ratings_matrix
+
+    records = list(
+        Rating.objects.filter(task__study=study, task__is_gold=False)
+        .exclude(preference="")
+        .values_list("task_id", "rater_id", "preference")
+    )
+    if not records:
+        return None, "no ratings yet"
+    result = krippendorff_alpha(ratings_matrix(records), level="nominal")
+    return result.alpha, result.reason
+
+
+def skip_reasons(*, study: Study) -> list[tuple[str, int]]:
+    rows = (
+        Assignment.objects.filter(study=study, status=AssignmentStatus.SKIPPED)
+        .values_list("skip_reason")
+        .annotate(n=Count("pk"))
+        .order_by("-n")
+    )
+    return [(reason, n) for reason, n in rows]

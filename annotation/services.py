@@ -1,0 +1,503 @@
+"""Writes of the rating workflow: building a study from a run, consent, submitting and skipping.
+
+Assignment (who gets which task) lives in annotation.queue and side order in annotation.blinding;
+these services call them. Each write runs in one transaction and raises evalhub.errors on refusal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from annotation.blinding import display_text, sides_assign
+from annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Consent,
+    RaterPool,
+    Rating,
+    Study,
+    StudyKind,
+    StudyStatus,
+    Task,
+)
+from annotation.queue import assignment_for_update, task_has_room
+from annotation.rubric import PREFERENCES, rating_check, rubric_normalise
+from evalhub.audit.services import audit_record
+from evalhub.catalog.models import Adapter
+from evalhub.errors import Conflict, NotFound, ValidationFailed
+from evalhub.runs.models import AdapterRole, Output, Run, RunAdapter
+from evalhub.suites.models import Case
+
+PAIRINGS = ("baseline", "all_pairs")
+DEFAULT_SINGLE_OUTPUT_CATEGORIES = ("adversarial",)
+GOLD_PREFERENCES = ("baseline", "candidate", "tie", "both_bad")
+MAX_LEASE_SECONDS = 24 * 3600
+
+
+def terms_digest(terms: str) -> str:
+    return hashlib.sha256(terms.encode()).hexdigest()
+
+
+def _order_key(rng: random.Random) -> str:
+    return f"{rng.getrandbits(64):016x}"
+
+
+def cases_sample(
+    cases: Sequence[Case], *, size: int | None, stratify_by_tag: bool, rng: random.Random
+) -> list[Case]:
+    """A seeded sample of `size` cases; stratified by each case's first tag, allocated in proportion
+    to the strata with largest remainders (every stratum that can have one gets at least one case)."""
+    if size is None or size >= len(cases):
+        return list(cases)
+    if size <= 0:
+        raise ValidationFailed("sample_size must be positive.", fields={"sample_size": ["Must be > 0."]})
+    if not stratify_by_tag:
+        return sorted(rng.sample(list(cases), size), key=lambda c: c.position)
+    strata: dict[str, list[Case]] = defaultdict(list)
+    for case in cases:
+        strata[str(case.tags[0]) if case.tags else ""].append(case)
+    names = sorted(strata)
+    exact = {name: size * len(strata[name]) / len(cases) for name in names}
+    quota = {name: min(len(strata[name]), int(exact[name])) for name in names}
+    if size >= len(names):
+        for name in names:
+            quota[name] = max(quota[name], 1)
+    by_remainder = sorted(names, key=lambda n: (exact[n] - int(exact[n]), rng.random()), reverse=True)
+    while sum(quota.values()) > size:
+        name = max(names, key=lambda n: (quota[n] - exact[n], rng.random()))
+        quota[name] -= 1
+    for name in itertools.cycle(by_remainder):
+        if sum(quota.values()) >= size:
+            break
+        if quota[name] < len(strata[name]):
+            quota[name] += 1
+    chosen = [case for name in names for case in rng.sample(strata[name], quota[name])]
+    return sorted(chosen, key=lambda c: c.position)
+
+
+def _gold_answer(spec: Mapping[str, Any], *, baseline_side: str) -> dict[str, Any]:
+    candidate_side = "B" if baseline_side == "A" else "A"
+    to_side = {"baseline": baseline_side, "candidate": candidate_side}
+    answer: dict[str, Any] = {}
+    preference = spec.get("preference")
+    if preference is not None:
+        if preference not in GOLD_PREFERENCES:
+            raise ValidationFailed(f"A gold preference must be one of {', '.join(GOLD_PREFERENCES)}.")
+        answer["preference"] = to_side.get(preference, preference)
+    flags = spec.get("hallucination")
+    if flags is not None:
+        if not isinstance(flags, Mapping) or set(flags) - set(to_side):
+            raise ValidationFailed('A gold hallucination answer is {"baseline": bool, "candidate": bool}.')
+        answer["hallucination"] = {to_side[who]: bool(flag) for who, flag in flags.items()}
+    if not answer:
+        raise ValidationFailed("A gold task needs a known preference or hallucination answer.")
+    return answer
+
+
+def study_create_from_run(
+    *,
+    run: Run,
+    name: str,
+    baseline: Adapter | None = None,
+    candidates: Sequence[Adapter] | None = None,
+    pairing: str = "baseline",
+    sample_size: int | None = None,
+    stratify_by_tag: bool = False,
+    single_output_categories: Iterable[str] = DEFAULT_SINGLE_OUTPUT_CATEGORIES,
+    overlap: int = 2,
+    lease_seconds: int = 900,
+    gold_rate: float = 0.0,
+    gold_tasks: Sequence[Mapping[str, Any]] = (),
+    rubric: dict[str, Any] | None = None,
+    pool: RaterPool | None = None,
+    instructions: str = "",
+    terms: str = "",
+    seed: int = 0,
+    actor: Any = None,
+) -> Study:
+    """Create a study and its tasks from a run's outputs (sample 0 of each adapter and case).
+
+    Pairs: each candidate against the baseline (`pairing="baseline"`) or every pair among baseline
+    and candidates (`"all_pairs"`). Cases whose category is in `single_output_categories` become
+    single-output tasks, one per adapter, rated on the absolute rubric instead. `gold_tasks` are
+    `{"case": Case or case key, "preference": "baseline"|"candidate"|"tie"|"both_bad",
+    "hallucination": {"baseline": bool, "candidate": bool}}` (either answer may be left out); they
+    compare the baseline with the first candidate, are shown to every rater once, at `gold_rate`, and
+    their cases are left out of the rated sample. Sides and queue order come from `seed`.
+    """
+    check = _study_check(
+        run=run,
+        baseline=baseline,
+        candidates=candidates,
+        pairing=pairing,
+        overlap=overlap,
+        lease_seconds=lease_seconds,
+        gold_rate=gold_rate,
+        pool=pool,
+        name=name,
+    )
+    baseline, candidates = check["baseline"], check["candidates"]
+    clean_rubric = rubric_normalise(rubric)
+    rng = random.Random(seed)
+    adapters = [baseline, *candidates]
+    all_cases = list(Case.objects.filter(version=run.suite_version_id).order_by("position"))
+    by_key = {case.key: case for case in all_cases}
+    outputs: dict[tuple[int, int], Output] = {
+        (o.adapter_id, o.case_id): o
+        for o in Output.objects.filter(run=run, sample=0, adapter__in=adapters).only(
+            "pk", "adapter_id", "case_id"
+        )
+    }
+
+    gold_specs: list[tuple[Case, Mapping[str, Any]]] = []
+    for i, spec in enumerate(gold_tasks):
+        case = spec.get("case")
+        case = by_key.get(case) if isinstance(case, str) else case
+        if not isinstance(case, Case) or case.version_id != run.suite_version_id:
+            raise ValidationFailed(f"gold_tasks[{i}]: the case is not in this run's suite version.")
+        gold_specs.append((case, spec))
+    gold_case_ids = {case.pk for case, _ in gold_specs}
+    if gold_rate > 0 and not gold_specs:
+        raise ValidationFailed("A gold rate needs gold tasks.", fields={"gold_tasks": ["Give at least one."]})
+
+    single_categories = set(single_output_categories)
+    rated = [c for c in all_cases if c.pk not in gold_case_ids]
+    sample = cases_sample(rated, size=sample_size, stratify_by_tag=stratify_by_tag, rng=rng)
+    if pairing == "baseline":
+        adapter_pairs = [(baseline, candidate) for candidate in candidates]
+    else:
+        adapter_pairs = list(itertools.combinations(adapters, 2))
+
+    pairs: list[tuple[Case, Output, Output]] = []
+    singles: list[tuple[Case, Output]] = []
+    missing = 0
+    for case in sample:
+        if case.category and case.category in single_categories:
+            for adapter in adapters:
+                output = outputs.get((adapter.pk, case.pk))
+                if output is None:
+                    missing += 1
+                else:
+                    singles.append((case, output))
+            continue
+        for first, second in adapter_pairs:
+            a, b = outputs.get((first.pk, case.pk)), outputs.get((second.pk, case.pk))
+            if a is None or b is None:
+                missing += 1
+            else:
+                pairs.append((case, a, b))
+
+    gold_pairs: list[tuple[Case, Output, Output, Mapping[str, Any]]] = []
+    for case, spec in gold_specs:
+        a, b = outputs.get((baseline.pk, case.pk)), outputs.get((candidates[0].pk, case.pk))
+        if a is None or b is None:
+            raise ValidationFailed(f"Gold case {case.key!r} has no output from both adapters in this run.")
+        gold_pairs.append((case, a, b, spec))
+
+    if not pairs and not singles:
+        raise ValidationFailed("The run has no outputs to compare for these adapters and cases.")
+
+    sided = sides_assign([(a, b) for _, a, b in pairs], rng=rng)
+    gold_sided = sides_assign([(a, b) for _, a, b, _ in gold_pairs], rng=rng)
+    with transaction.atomic():
+        study = Study.objects.create(
+            project=run.project,
+            run=run,
+            name=name,
+            kind=StudyKind.PAIRWISE if pairs else StudyKind.SINGLE,
+            baseline=baseline,
+            overlap=overlap,
+            lease_seconds=lease_seconds,
+            gold_rate=gold_rate,
+            rubric=clean_rubric,
+            instructions=instructions,
+            terms=terms,
+            pool=pool,
+            seed=seed,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        tasks = [
+            Task(
+                study=study,
+                case=case,
+                output_a=side_a,
+                output_b=side_b,
+                required_ratings=overlap,
+                order_key=_order_key(rng),
+            )
+            for (case, _, _), (side_a, side_b) in zip(pairs, sided, strict=True)
+        ]
+        tasks += [
+            Task(study=study, case=case, output_a=output, required_ratings=overlap, order_key=_order_key(rng))
+            for case, output in singles
+        ]
+        for (case, base_out, _, spec), (side_a, side_b) in zip(gold_pairs, gold_sided, strict=True):
+            tasks.append(
+                Task(
+                    study=study,
+                    case=case,
+                    output_a=side_a,
+                    output_b=side_b,
+                    is_gold=True,
+                    gold_answer=_gold_answer(spec, baseline_side="A" if side_a.pk == base_out.pk else "B"),
+                    required_ratings=0,
+                    order_key=_order_key(rng),
+                )
+            )
+        Task.objects.bulk_create(tasks, batch_size=500)
+        audit_record(
+            actor=actor,
+            action="study.create",
+            obj=study,
+            project=run.project,
+            after={
+                "run": run.pk,
+                "baseline": baseline.label,
+                "candidates": [c.label for c in candidates],
+                "pairing": pairing,
+                "pair_tasks": len(pairs),
+                "single_tasks": len(singles),
+                "gold_tasks": len(gold_pairs),
+                "missing_outputs": missing,
+                "overlap": overlap,
+                "seed": seed,
+            },
+        )
+    return study
+
+
+def _study_check(
+    *,
+    run: Run,
+    baseline: Adapter | None,
+    candidates: Sequence[Adapter] | None,
+    pairing: str,
+    overlap: int,
+    lease_seconds: int,
+    gold_rate: float,
+    pool: RaterPool | None,
+    name: str,
+) -> dict[str, Any]:
+    if not name.strip():
+        raise ValidationFailed("A study needs a name.", fields={"name": ["Required."]})
+    if pairing not in PAIRINGS:
+        raise ValidationFailed(
+            f"pairing must be one of {', '.join(PAIRINGS)}.", fields={"pairing": ["Invalid."]}
+        )
+    if overlap < 1 or overlap > 50:
+        raise ValidationFailed("overlap must be between 1 and 50.", fields={"overlap": ["Out of range."]})
+    if not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
+        raise ValidationFailed(
+            "lease_seconds must be between 1 and 86400.", fields={"lease_seconds": ["Out of range."]}
+        )
+    if not 0 <= gold_rate <= 1:
+        raise ValidationFailed("gold_rate must be between 0 and 1.", fields={"gold_rate": ["Out of range."]})
+    if pool is not None and pool.project_id != run.project_id:
+        raise ValidationFailed(
+            "The rater pool belongs to another project.", fields={"pool": ["Wrong project."]}
+        )
+    roles = dict(RunAdapter.objects.filter(run=run).values_list("adapter_id", "role"))
+    in_run = {a.pk: a for a in Adapter.objects.filter(pk__in=roles)}
+    if baseline is None:
+        baseline_ids = [pk for pk, role in roles.items() if role == AdapterRole.BASELINE]
+        if len(baseline_ids) != 1:
+            raise ValidationFailed("Name the baseline adapter: the run does not have exactly one.")
+        baseline = in_run[baseline_ids[0]]
+    if baseline.pk not in in_run:
+        raise ValidationFailed(
+            f"{baseline.label} is not an adapter of this run.", fields={"baseline": ["Not in run."]}
+        )
+    if candidates is None:
+        candidates = [in_run[pk] for pk, role in sorted(roles.items()) if role == AdapterRole.CANDIDATE]
+    candidates = [c for c in candidates if c.pk != baseline.pk]
+    for candidate in candidates:
+        if candidate.pk not in in_run:
+            raise ValidationFailed(
+                f"{candidate.label} is not an adapter of this run.", fields={"candidates": ["Not in run."]}
+            )
+    if not candidates:
+        raise ValidationFailed("A study needs at least one candidate adapter besides the baseline.")
+    return {"baseline": baseline, "candidates": list(candidates)}
+
+
+def study_set_status(*, study: Study, status: str, actor: Any = None) -> Study:
+    if status not in StudyStatus.values:
+        raise ValidationFailed(f"Unknown status {status!r}.", fields={"status": ["Invalid."]})
+    with transaction.atomic():
+        before = study.status
+        study.status = status
+        study.save(update_fields=["status"])
+        audit_record(
+            actor=actor, action="study.status", obj=study, before={"status": before}, after={"status": status}
+        )
+    return study
+
+
+def consent_accept(*, study: Study, rater: Any) -> Consent:
+    """Record that the rater accepted this wording of the study's terms (idempotent)."""
+    digest = terms_digest(study.terms)
+    with transaction.atomic():
+        consent, created = Consent.objects.get_or_create(
+            study=study, rater=rater, defaults={"terms_sha256": digest}
+        )
+        if not created and consent.terms_sha256 != digest:
+            consent.terms_sha256, consent.accepted_at = digest, timezone.now()
+            consent.save(update_fields=["terms_sha256", "accepted_at"])
+            created = True
+        if created:
+            audit_record(actor=rater, action="study.consent", obj=study, after={"terms_sha256": digest})
+    return consent
+
+
+def _side_texts(task: Task, data: Mapping[str, Any]) -> dict[str, str]:
+    """Side texts, loaded only when the rating carries spans to check against them."""
+    halluc = data.get("hallucination")
+    wants = isinstance(halluc, Mapping) and any(
+        isinstance(v, Mapping) and v.get("spans") for v in halluc.values()
+    )
+    if not wants:
+        return {}
+    ids = {"A": task.output_a_id, "B": task.output_b_id}
+    texts = dict(Output.objects.filter(pk__in=[i for i in ids.values() if i]).values_list("pk", "text"))
+    return {side: display_text(texts[pk]) for side, pk in ids.items() if pk in texts}
+
+
+def _time_on_task(*, client_ms: Any, leased_at: datetime, now: datetime) -> tuple[int, int | None]:
+    """The server's elapsed time caps what the browser reports (a tab left open, a wrong clock)."""
+    server_ms = max(0, int((now - leased_at).total_seconds() * 1000))
+    try:
+        client = int(client_ms) if client_ms not in (None, "") else None
+    except (TypeError, ValueError):
+        client = None
+    if client is None or client <= 0:
+        return server_ms, None
+    return min(client, server_ms), client
+
+
+def _same_rating(rating: Rating, clean: Mapping[str, Any]) -> bool:
+    return (
+        rating.scores == clean["scores"]
+        and rating.preference == clean["preference"]
+        and rating.hallucination == clean["hallucination"]
+        and rating.rationale == clean["rationale"]
+    )
+
+
+def rating_submit(
+    *,
+    public_id: str,
+    rater: Any,
+    data: Mapping[str, Any],
+    study: Study | None = None,
+    now: datetime | None = None,
+) -> tuple[Rating, bool]:
+    """Store the rater's rating of a task they hold; return (rating, created).
+
+    A retry of the same submission returns the stored rating with created=False, so a network retry
+    never counts twice; a different second submission is refused. A late submission (lease expired)
+    is kept if the task still has room, so an expert's work is not thrown away, and refused if
+    another rater has taken the place meanwhile. rating_count can never pass required_ratings: the
+    increment is conditional in the database, and a check constraint backs it.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = assignment_for_update(study=study, rater=rater, public_id=public_id)
+        if assignment is None:
+            raise NotFound("No such task among those given to you. Fetch the next task to continue.")
+        task, study = assignment.task, assignment.study
+        rubric = study.rubric
+        sides = ("A", "B") if task.output_b_id else ("A",)
+        clean = rating_check(rubric=rubric, sides=sides, texts=_side_texts(task, data), data=dict(data))
+        if assignment.status == AssignmentStatus.SUBMITTED:
+            rating = Rating.objects.get(assignment=assignment)
+            if _same_rating(rating, clean):
+                return rating, False
+            raise Conflict("You have already rated this task; a submitted rating cannot be changed.")
+        if assignment.status == AssignmentStatus.SKIPPED:
+            raise Conflict("You skipped this task, so it cannot be rated any more.")
+        if study.status != StudyStatus.OPEN:
+            raise Conflict("This study is closed or paused; your rating was not stored.")
+        if assignment.status == AssignmentStatus.EXPIRED or assignment.expires_at <= now:
+            _late_check(task=task, rater=rater, now=now)
+        elapsed, client = _time_on_task(
+            client_ms=data.get("time_on_task_ms"), leased_at=assignment.leased_at, now=now
+        )
+        rating = Rating.objects.create(
+            assignment=assignment,
+            task=task,
+            rater=rater,
+            scores=clean["scores"],
+            preference=clean["preference"],
+            hallucination=clean["hallucination"],
+            rationale=clean["rationale"],
+            time_on_task_ms=elapsed,
+            client_time_ms=client,
+        )
+        assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
+        assignment.save(update_fields=["status", "finished_at"])
+        counted = Task.objects.filter(
+            Q(required_ratings=0) | Q(rating_count__lt=F("required_ratings")), pk=task.pk
+        ).update(rating_count=F("rating_count") + 1)
+        if not counted:
+            transaction.set_rollback(True)
+            raise Conflict("This task already has all the ratings it needs; your rating was not stored.")
+    return rating, True
+
+
+def _late_check(*, task: Task, rater: Any, now: datetime) -> None:
+    """Assumes the caller's transaction; takes the task's row lock, as task_assign_next does."""
+    locked = (
+        Task.objects.select_for_update().filter(pk=task.pk).only("pk", "required_ratings", "is_gold").first()
+    )
+    if locked is None or not task_has_room(task=locked, now=now, excluding=rater.pk):
+        raise Conflict(
+            "Your time on this task ran out and another rater has taken it, so this rating was not stored."
+        )
+
+
+def task_skip(*, public_id: str, rater: Any, reason: str, study: Study | None = None) -> Assignment:
+    """Give a task back with a reason; the rater never gets it again (idempotent)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("Say why you skip this task.", fields={"reason": ["Required."]})
+    with transaction.atomic():
+        assignment = assignment_for_update(study=study, rater=rater, public_id=public_id)
+        if assignment is None:
+            raise NotFound("No such task among those given to you.")
+        if assignment.status == AssignmentStatus.SKIPPED:
+            return assignment
+        if assignment.status == AssignmentStatus.SUBMITTED:
+            raise Conflict("You have already rated this task; it cannot be skipped.")
+        assignment.status, assignment.finished_at = AssignmentStatus.SKIPPED, timezone.now()
+        assignment.skip_reason = reason[:300]
+        assignment.save(update_fields=["status", "finished_at", "skip_reason"])
+    return assignment
+
+
+def pool_create(*, project: Any, name: str, members: Iterable[Any] = (), actor: Any = None) -> RaterPool:
+    with transaction.atomic():
+        pool, _ = RaterPool.objects.get_or_create(project=project, name=name)
+        pool.members.add(*members)
+        audit_record(actor=actor, action="rater_pool.set", obj=pool, project=project, after={"name": name})
+    return pool
+
+
+__all__ = [
+    "PREFERENCES",
+    "consent_accept",
+    "pool_create",
+    "rating_submit",
+    "study_create_from_run",
+    "study_set_status",
+    "task_skip",
+]

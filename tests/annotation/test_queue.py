@@ -1,0 +1,138 @@
+"""The queue: k distinct raters per task, no task twice, leases that expire and return, pools, atomicity."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from annotation.models import Assignment, AssignmentStatus, StudyStatus, Task
+from annotation.queue import task_assign_next
+from annotation.services import consent_accept, pool_create, rating_submit, study_create_from_run, task_skip
+from evalhub.errors import Conflict
+from tests.annotation.factories import rater_user, rating_data, run_rows
+
+pytestmark = pytest.mark.django_db
+
+
+def rate_all(study, rater, now=None):
+    rated = []
+    while (assignment := task_assign_next(study=study, rater=rater, now=now)) is not None:
+        rating_submit(public_id=assignment.task.public_id, rater=rater, data=rating_data(), now=now)
+        rated.append(assignment.task_id)
+    return rated
+
+
+def test_each_task_gets_exactly_k_ratings_from_distinct_raters(study, raters):
+    per_rater = [rate_all(study, rater) for rater in raters]
+    assert all(len(set(r)) == len(r) for r in per_rater), "no rater rates a task twice"
+    assert sum(len(r) for r in per_rater) == 6 * 2
+    assert set(Task.objects.filter(study=study).values_list("rating_count", flat=True)) == {2}
+    assert task_assign_next(study=study, rater=raters[0]) is None
+
+
+def test_a_live_lease_is_returned_again_not_a_second_task(study, raters):
+    first = task_assign_next(study=study, rater=raters[0])
+    again = task_assign_next(study=study, rater=raters[0])
+    assert first.pk == again.pk
+    assert Assignment.objects.filter(rater=raters[0]).count() == 1
+
+
+def test_leased_tasks_count_against_overlap_until_they_expire(project, rows):
+    study = study_create_from_run(run=rows.run, name="s", overlap=1, lease_seconds=60)
+    one, two = rater_user(project, "one"), rater_user(project, "two")
+    now = timezone.now()
+    held = [task_assign_next(study=study, rater=one, now=now)]
+    for _ in range(5):
+        rating_submit(public_id=held[-1].task.public_id, rater=one, data=rating_data(), now=now)
+        held.append(task_assign_next(study=study, rater=one, now=now))
+    # `one` holds the last open task: nothing is left for `two` while the lease runs.
+    assert task_assign_next(study=study, rater=two, now=now + timedelta(seconds=30)) is None
+    later = now + timedelta(seconds=61)
+    back = task_assign_next(study=study, rater=two, now=later)
+    assert back is not None and back.task_id == held[-1].task_id
+    # `one` comes back after the lease ran out: the task is gone, their lease is marked expired.
+    assert task_assign_next(study=study, rater=one, now=later) is None
+    assert Assignment.objects.get(pk=held[-1].pk).status == AssignmentStatus.EXPIRED
+
+
+def test_an_expired_lease_comes_back_to_the_same_rater_when_still_open(study, raters):
+    now = timezone.now()
+    first = task_assign_next(study=study, rater=raters[0], now=now)
+    back = task_assign_next(study=study, rater=raters[0], now=now + timedelta(seconds=study.lease_seconds + 1))
+    assert back.pk == first.pk and back.expires_at > now + timedelta(seconds=study.lease_seconds + 1)
+
+
+def test_skipped_tasks_never_come_back(study, raters):
+    first = task_assign_next(study=study, rater=raters[0])
+    task_skip(public_id=first.task.public_id, rater=raters[0], reason="Outside my expertise")
+    seen = [first.task_id, *rate_all(study, raters[0])]
+    assert len(seen) == 6 and len(set(seen)) == 6
+    assert first.task_id not in rate_all(study, raters[0])
+
+
+def test_pool_limits_who_can_rate(project, rows):
+    from annotation.selectors import rater_studies
+
+    finance = rater_user(project, "finance-expert")
+    other = rater_user(project, "generalist")
+    pool = pool_create(project=project, name="finance experts", members=[finance])
+    study = study_create_from_run(run=rows.run, name="s", pool=pool)
+    assert list(rater_studies(rater=finance)) == [study]
+    assert list(rater_studies(rater=other)) == []
+
+
+def test_paused_study_hands_out_nothing(study, raters):
+    study.status = StudyStatus.PAUSED
+    study.save()
+    with pytest.raises(Conflict, match="not open"):
+        task_assign_next(study=study, rater=raters[0])
+
+
+def test_gold_tasks_are_mixed_in_at_about_the_rate(project):
+    rows = run_rows(project, n_cases=60)
+    gold = [{"case": c.key, "preference": "candidate"} for c in rows.cases[:10]]
+    study = study_create_from_run(run=rows.run, name="s", overlap=1, gold_rate=0.2, gold_tasks=gold, seed=5)
+    rater = rater_user(project, "r")
+    consent_accept(study=study, rater=rater)
+    rate_all(study, rater)
+    kinds = Counter(Assignment.objects.filter(rater=rater).values_list("task__is_gold", flat=True))
+    assert kinds[False] == 50
+    assert 5 <= kinds[True] <= 10
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_raters_never_overfill_a_task(require_postgres, project):
+    rows = run_rows(project, n_cases=12)
+    study = study_create_from_run(run=rows.run, name="race", overlap=3)
+    users = [rater_user(project, f"racer{i}") for i in range(8)]
+    barrier = threading.Barrier(len(users))
+    errors: list[BaseException] = []
+
+    def work(user):
+        try:
+            barrier.wait()
+            while (assignment := task_assign_next(study=study, rater=user)) is not None:
+                rating_submit(public_id=assignment.task.public_id, rater=user, data=rating_data())
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    close_old_connections()
+    assert not errors
+    assert list(Task.objects.filter(study=study).values_list("rating_count", flat=True).distinct()) == [3]
+    per_task = Counter(Assignment.objects.filter(study=study, status="submitted").values_list("task_id", flat=True))
+    assert set(per_task.values()) == {3}
+    pairs = Assignment.objects.filter(study=study).values_list("task_id", "rater_id")
+    assert len(pairs) == len(set(pairs))

@@ -1,0 +1,103 @@
+"""Building a study from a run: pairs, all pairs, stratified samples, single outputs, gold, balanced sides."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from annotation.models import StudyKind, Task
+from annotation.rubric import DEFAULT_RUBRIC
+from annotation.services import study_create_from_run
+from evalhub.audit.models import AuditEvent
+from evalhub.errors import ValidationFailed
+from tests.annotation.factories import run_rows
+
+pytestmark = pytest.mark.django_db
+
+
+def test_baseline_pairing_makes_one_task_per_case_with_both_outputs(rows):
+    study = study_create_from_run(run=rows.run, name="s", seed=3)
+    tasks = list(study.tasks.select_related("output_a", "output_b"))
+    assert len(tasks) == 6 and study.kind == StudyKind.PAIRWISE
+    for task in tasks:
+        assert {task.output_a.adapter_id, task.output_b.adapter_id} == {a.pk for a in rows.adapters.values()}
+        assert task.output_a.case_id == task.output_b.case_id == task.case_id
+        assert task.required_ratings == 2 and not task.is_gold
+    assert study.rubric == DEFAULT_RUBRIC
+    assert AuditEvent.objects.filter(action="study.create", object_id=str(study.pk)).exists()
+
+
+def test_sides_are_balanced_and_reproducible_from_the_seed(project):
+    rows = run_rows(project, n_cases=40)
+    first = study_create_from_run(run=rows.run, name="one", seed=11)
+    again = study_create_from_run(run=rows.run, name="two", seed=11)
+    baseline = rows.adapters["baseline"].pk
+
+    def baseline_on_a(study):
+        return [t.output_a.adapter_id == baseline for t in study.tasks.select_related("output_a").order_by("case__position")]
+
+    sides = baseline_on_a(first)
+    assert Counter(sides) == {True: 20, False: 20}
+    assert sides == baseline_on_a(again)
+    order = [t.case_id for t in first.tasks.order_by("order_key")]
+    assert order != sorted(order), "queue order is shuffled, not the suite's order"
+
+
+def test_all_pairs_among_three_adapters(project):
+    rows = run_rows(project, n_cases=4, adapters=("baseline", "cand1", "cand2"))
+    study = study_create_from_run(run=rows.run, name="s", pairing="all_pairs")
+    pairs = Counter(
+        frozenset((t.output_a.adapter_id, t.output_b.adapter_id)) for t in study.tasks.select_related("output_a", "output_b")
+    )
+    assert len(pairs) == 3 and set(pairs.values()) == {4}
+
+
+def test_stratified_sample_keeps_every_tag(project):
+    tags = {i: ["rare"] if i < 2 else ["common"] for i in range(20)}
+    rows = run_rows(project, n_cases=20, tags=tags)
+    study = study_create_from_run(run=rows.run, name="s", sample_size=5, stratify_by_tag=True, seed=2)
+    chosen = Counter(t.case.tags[0] for t in study.tasks.select_related("case"))
+    assert chosen == {"rare": 1, "common": 4}
+
+
+def test_adversarial_cases_become_single_output_tasks_per_adapter(project):
+    rows = run_rows(project, n_cases=4, categories={3: "adversarial"})
+    study = study_create_from_run(run=rows.run, name="s")
+    singles = list(study.tasks.filter(output_b__isnull=True))
+    assert len(singles) == 2 and {t.case_id for t in singles} == {rows.cases[3].pk}
+    assert study.tasks.filter(output_b__isnull=False).count() == 3
+
+
+def test_gold_answers_are_translated_to_sides_and_their_cases_left_out(rows):
+    gold = [{"case": rows.cases[0].key, "preference": "candidate", "hallucination": {"baseline": True}}]
+    study = study_create_from_run(run=rows.run, name="s", gold_rate=0.2, gold_tasks=gold)
+    task = study.tasks.select_related("output_a").get(is_gold=True)
+    candidate_side = "A" if task.output_a.adapter_id == rows.adapters["candidate"].pk else "B"
+    baseline_side = "B" if candidate_side == "A" else "A"
+    assert task.gold_answer == {"preference": candidate_side, "hallucination": {baseline_side: True}}
+    assert task.required_ratings == 0
+    assert not study.tasks.filter(is_gold=False, case=rows.cases[0]).exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"overlap": 0}, "overlap"),
+        ({"pairing": "round_robin"}, "pairing"),
+        ({"gold_rate": 0.1}, "gold rate needs gold tasks"),
+        ({"rubric": {"criteria": [{"key": "Bad Key"}]}}, "lower_snake_case"),
+        ({"rubric": {"criteria": [{"key": "x", "min": 5, "max": 1}]}}, "min and max"),
+        ({"lease_seconds": 0}, "lease_seconds"),
+    ],
+)
+def test_bad_study_settings_are_refused_and_nothing_is_stored(rows, kwargs, message):
+    with pytest.raises(ValidationFailed, match=message):
+        study_create_from_run(run=rows.run, name="s", **kwargs)
+    assert not Task.objects.exists()
+
+
+def test_adapter_outside_the_run_is_refused(rows, project):
+    other = run_rows(project, n_cases=1)
+    with pytest.raises(ValidationFailed, match="not an adapter of this run"):
+        study_create_from_run(run=rows.run, name="s", candidates=[other.adapters["candidate"]])
