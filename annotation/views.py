@@ -161,7 +161,10 @@ def task_skip(request: HttpRequest, study_id: str, task_id: str) -> HttpResponse
     code = request.POST.get("reason", "")
     labels = dict(SKIP_REASONS)
     detail = request.POST.get("detail", "").strip()
-    reason = f"{labels[code]}: {detail}" if code in labels and detail else labels.get(code, detail)
+    if code == "other" or code not in labels:
+        reason = detail  # "Another reason" means nothing without the rater's words
+    else:
+        reason = f"{labels[code]}: {detail}" if detail else labels[code]
     try:
         services.task_skip(public_id=task_id, rater=request.user, reason=reason, study=study)
     except ValidationFailed:
