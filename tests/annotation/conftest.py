@@ -17,7 +17,9 @@ def rows(project: Any) -> RunRows:
 
 @pytest.fixture
 def study(rows: RunRows) -> Any:
-    return study_create_from_run(run=rows.run, name="Summaries: v2 vs v1", overlap=2, terms="Be fair.", seed=1)
+    return study_create_from_run(
+        run=rows.run, name="Summaries: v2 vs v1", overlap=2, terms="Be fair.", seed=1
+    )
 
 
 @pytest.fixture

@@ -36,7 +36,14 @@ class RunRows:
         """Every string that would reveal which system wrote an output."""
         out = [self.run.name, str(self.run.pk), self.base_model.name, self.base_model.folder]
         for adapter in self.adapters.values():
-            out += [adapter.name, adapter.version, adapter.folder, adapter.weights_hash, str(adapter.pk), adapter.label]
+            out += [
+                adapter.name,
+                adapter.version,
+                adapter.folder,
+                adapter.weights_hash,
+                str(adapter.pk),
+                adapter.label,
+            ]
         for output in self.outputs.values():
             out += [str(output.pk), output.cache_key, output.config_hash]
         for case in self.cases:
@@ -60,7 +67,7 @@ def run_rows(
     """A completed run over a new suite version with one output per adapter and case (sample 0).
 
     The first adapter is the run's baseline; `text(adapter_key, case, i)` writes each output."""
-    text = text or (lambda key, case, i: f"[{ 'xyz'[len(key) % 3] }] " + default_text(key, case, i))
+    text = text or (lambda key, case, i: f"[{'xyz'[len(key) % 3]}] " + default_text(key, case, i))
     n = big_id()
     base = BaseModel.objects.create(
         id=big_id(),
@@ -130,17 +137,28 @@ def run_rows(
     return result
 
 
-def rater_user(project: Project, username: str, *, password: str = "correct-horse-battery") -> Any:
+PASSWORD = "correct-horse-battery"
+
+
+def rater_user(project: Project, username: str, *, password: str = PASSWORD) -> Any:
     user = user_create(username=username, password=password)
     membership_set(project=project, user=user, role=Role.RATER)
     return user
 
 
-FULL_SCORES = {"factual_accuracy": {"A": 4, "B": 3}, "completeness": {"A": 5, "B": 2}, "conciseness": {"A": 3, "B": 3}}
+FULL_SCORES = {
+    "factual_accuracy": {"A": 4, "B": 3},
+    "completeness": {"A": 5, "B": 2},
+    "conciseness": {"A": 3, "B": 3},
+}
 
 
 def rating_data(*, preference: str = "A", single: bool = False, **extra: Any) -> dict[str, Any]:
     scores = {k: ({"A": v["A"]} if single else dict(v)) for k, v in FULL_SCORES.items()}
-    data: dict[str, Any] = {"scores": scores, "preference": "" if single else preference, "rationale": "Clear."}
+    data: dict[str, Any] = {
+        "scores": scores,
+        "preference": "" if single else preference,
+        "rationale": "Clear.",
+    }
     data.update(extra)
     return data

@@ -60,7 +60,9 @@ def test_every_rater_visible_response_is_free_of_adapter_identity(project):
         single = len(task["sides"]) == 1
         data = rating_data(single=single)
         posted = client.post(
-            f"/api/v1/rater/tasks/{task['public_id']}/rating", json.dumps(data), content_type="application/json"
+            f"/api/v1/rater/tasks/{task['public_id']}/rating",
+            json.dumps(data),
+            content_type="application/json",
         )
         check(posted, "api rating")
         assert posted.status_code == 201, posted.content
@@ -69,7 +71,9 @@ def test_every_rater_visible_response_is_free_of_adapter_identity(project):
     assert seen_responses > 20
     # The error answers are blind too.
     check(client.get("/api/v1/rater/next", {"study": "nope"}), "api bad study")
-    check(client.post("/api/v1/rater/tasks/nope/rating", "{}", content_type="application/json"), "api bad task")
+    check(
+        client.post("/api/v1/rater/tasks/nope/rating", "{}", content_type="application/json"), "api bad task"
+    )
 
 
 def test_rater_cannot_reach_owner_pages_or_endpoints(study, raters):
@@ -97,9 +101,11 @@ def test_an_output_with_markup_is_escaped_in_the_form(project):
     client = Client()
     client.force_login(rater)
     client.post(reverse("annotation:start", args=[study.public_id]), {"accept": "1"})
-    page = client.get(client.get(reverse("annotation:next", args=[study.public_id]))["Location"]).content.decode()
+    page = client.get(
+        client.get(reverse("annotation:next", args=[study.public_id]))["Location"]
+    ).content.decode()
     assert "<script>window.pwned" not in page and "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
-    assert '<b onmouseover' not in page
+    assert "<b onmouseover" not in page
 
 
 def test_skip_and_rating_leave_no_trace_of_identity_in_messages(study, raters):

@@ -22,7 +22,9 @@ def test_no_task_before_consent_and_changed_terms_ask_again(study, project):
     client = Client()
     client.force_login(rater)
     response = client.get(reverse("annotation:next", args=[study.public_id]))
-    assert response.status_code == 302 and response["Location"] == reverse("annotation:start", args=[study.public_id])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "annotation:start", args=[study.public_id]
+    )
     api = client.get("/api/v1/rater/next", {"study": study.public_id})
     assert api.status_code == 403 and "accept its terms" in api.json()["error"]["message"]
     page = client.post(reverse("annotation:start", args=[study.public_id]), {})
@@ -80,9 +82,15 @@ def test_skip_needs_a_reason(study, raters):
     a = task_assign_next(study=study, rater=raters[0])
     client = Client()
     client.force_login(raters[0])
-    response = client.post(reverse("annotation:skip", args=[study.public_id, a.task.public_id]), {"reason": "other"}, follow=True)
+    response = client.post(
+        reverse("annotation:skip", args=[study.public_id, a.task.public_id]), {"reason": "other"}, follow=True
+    )
     assert b"Choose why you skip" in response.content
-    api = client.post(f"/api/v1/rater/tasks/{a.task.public_id}/skip", json.dumps({"reason": ""}), content_type="application/json")
+    api = client.post(
+        f"/api/v1/rater/tasks/{a.task.public_id}/skip",
+        json.dumps({"reason": ""}),
+        content_type="application/json",
+    )
     assert api.status_code == 400
 
 
@@ -94,12 +102,20 @@ def test_owner_creates_a_study_through_the_api(project, engineer, rows):
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["tasks"] == 6 and body["needed"] == 18
-    status = client.post(f"/api/v1/rater/studies/{body['public_id']}/status", json.dumps({"status": "paused"}), content_type="application/json")
+    status = client.post(
+        f"/api/v1/rater/studies/{body['public_id']}/status",
+        json.dumps({"status": "paused"}),
+        content_type="application/json",
+    )
     assert status.json()["status"] == "paused"
 
 
 def test_rater_cannot_create_studies(project, rows, raters):
     client = Client()
     client.force_login(raters[0])
-    response = client.post("/api/v1/rater/studies/", json.dumps({"run": rows.run.pk, "name": "x"}), content_type="application/json")
+    response = client.post(
+        "/api/v1/rater/studies/",
+        json.dumps({"run": rows.run.pk, "name": "x"}),
+        content_type="application/json",
+    )
     assert response.status_code == 404

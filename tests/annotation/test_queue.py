@@ -63,7 +63,9 @@ def test_leased_tasks_count_against_overlap_until_they_expire(project, rows):
 def test_an_expired_lease_comes_back_to_the_same_rater_when_still_open(study, raters):
     now = timezone.now()
     first = task_assign_next(study=study, rater=raters[0], now=now)
-    back = task_assign_next(study=study, rater=raters[0], now=now + timedelta(seconds=study.lease_seconds + 1))
+    back = task_assign_next(
+        study=study, rater=raters[0], now=now + timedelta(seconds=study.lease_seconds + 1)
+    )
     assert back.pk == first.pk and back.expires_at > now + timedelta(seconds=study.lease_seconds + 1)
 
 
@@ -132,7 +134,9 @@ def test_concurrent_raters_never_overfill_a_task(require_postgres, project):
     close_old_connections()
     assert not errors
     assert list(Task.objects.filter(study=study).values_list("rating_count", flat=True).distinct()) == [3]
-    per_task = Counter(Assignment.objects.filter(study=study, status="submitted").values_list("task_id", flat=True))
+    per_task = Counter(
+        Assignment.objects.filter(study=study, status="submitted").values_list("task_id", flat=True)
+    )
     assert set(per_task.values()) == {3}
     pairs = Assignment.objects.filter(study=study).values_list("task_id", "rater_id")
     assert len(pairs) == len(set(pairs))

@@ -35,7 +35,10 @@ def test_sides_are_balanced_and_reproducible_from_the_seed(project):
     baseline = rows.adapters["baseline"].pk
 
     def baseline_on_a(study):
-        return [t.output_a.adapter_id == baseline for t in study.tasks.select_related("output_a").order_by("case__position")]
+        return [
+            t.output_a.adapter_id == baseline
+            for t in study.tasks.select_related("output_a").order_by("case__position")
+        ]
 
     sides = baseline_on_a(first)
     assert Counter(sides) == {True: 20, False: 20}
@@ -48,7 +51,8 @@ def test_all_pairs_among_three_adapters(project):
     rows = run_rows(project, n_cases=4, adapters=("baseline", "cand1", "cand2"))
     study = study_create_from_run(run=rows.run, name="s", pairing="all_pairs")
     pairs = Counter(
-        frozenset((t.output_a.adapter_id, t.output_b.adapter_id)) for t in study.tasks.select_related("output_a", "output_b")
+        frozenset((t.output_a.adapter_id, t.output_b.adapter_id))
+        for t in study.tasks.select_related("output_a", "output_b")
     )
     assert len(pairs) == 3 and set(pairs.values()) == {4}
 

@@ -27,7 +27,9 @@
   }
   function showAnchor(fs) {
     var checked = fs.querySelector("input:checked");
-    fs.querySelector(".anchor").textContent = checked ? checked.getAttribute("data-anchor") : "";
+    var anchor = fs.querySelector(".anchor");
+    anchor.textContent = checked ? checked.getAttribute("data-anchor") : anchor.getAttribute("data-help");
+    anchor.classList.toggle("chosen", !!checked);
   }
   scales.forEach(function (fs) {
     showAnchor(fs);
@@ -238,7 +240,8 @@
 
   /* --- messages, missing answers, submit ------------------------------------------------------- */
   var missing = document.getElementById("missing");
-  function announce(text) { missing.textContent = text; }
+  var notice = document.getElementById("notice");
+  function announce(text) { notice.textContent = text; }
   function missingItems() {
     var items = scales.filter(function (s) { return !answered(s); });
     var pref = document.getElementById("preference");
@@ -321,7 +324,7 @@
     else if (key === "h") { handled = flag(null); }
     else if (key === "d" && diffToggle) { diffToggle.checked = !diffToggle.checked; diffToggle.dispatchEvent(new Event("change")); handled = true; }
     else if (key === "r") { var r = document.getElementById("rationale"); if (r) { r.focus(); handled = true; } }
-    else if (key === "s" && skip) { skip.open = true; skip.querySelector("input").focus(); handled = true; }
+    else if (key === "s" && skip) { skip.open = true; skip.querySelector("input[type=radio]").focus(); handled = true; }
     else if (key === "?") { toggleHelp(); handled = true; }
     else if (key === "Enter" && t && t.tagName === "INPUT") { submit(); handled = true; }
     if (handled) { e.preventDefault(); }
@@ -329,4 +332,5 @@
 
   var formError = document.getElementById("form-error");
   if (formError) { formError.focus(); }
+  document.documentElement.setAttribute("data-rate-ready", "1");
 })();

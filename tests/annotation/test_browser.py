@@ -1,0 +1,251 @@
+"""Real-browser tests: Playwright driving Debian's Chromium against the live server.
+
+A rater logs in, accepts the terms, rates by mouse and by keyboard, flags a span, skips a task, lets a
+lease expire, and never sees which system wrote an output; markup in an output stays text.
+Set ANNOTATION_SCREENSHOTS=/some/dir to keep screenshots of the form.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from annotation.models import Assignment, AssignmentStatus, Rating
+from annotation.services import study_create_from_run
+from tests.annotation.factories import rater_user, run_rows
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)"
+    ),
+]
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still
+# plain synchronous code between page actions.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+PASSWORD = "correct-horse-battery"
+LONG = "\n".join(
+    f"Paragraph {i}: revenue for the segment grew {i} percent while operating margin held at 21 percent."
+    for i in range(1, 30)
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = Path(os.environ.get("ANNOTATION_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def new_page(browser, live_server, username):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # Script errors and CSP refusals count; the favicon's 404 (no favicon is shipped) does not.
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
+        ),
+    )
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/rate/")
+    return page, errors
+
+
+def accept_terms(page):
+    page.click("a.button.primary")
+    page.wait_for_selector("#accept")
+    page.check("#accept")
+    navigate(page, lambda: page.click("button[type=submit].primary"))
+
+
+def navigate(page, action):
+    """Run an action that submits a form and wait until the next page's script is ready."""
+    with page.expect_navigation():
+        action()
+    page.wait_for_selector("html[data-rate-ready]")
+
+
+def assert_blind_dom(page, secrets):
+    html = page.content() + page.url
+    leaked = [s for s in secrets if s in html]
+    assert not leaked, f"the rendered page reveals {leaked}"
+
+
+def select_text(page, side, needle):
+    """Select `needle` inside output `side` as a mouse drag would."""
+    page.evaluate(
+        """([side, needle]) => {
+            const pre = document.getElementById('text-' + side);
+            const node = pre.firstChild; const start = node.textContent.indexOf(needle);
+            const range = document.createRange(); range.setStart(node, start); range.setEnd(node, start + needle.length);
+            const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+        }""",
+        [side, needle],
+    )
+
+
+def test_rater_rates_by_mouse_and_keyboard_skips_and_stays_blind(browser, live_server, project, shots):
+    rows = run_rows(
+        project,
+        n_cases=4,
+        text=lambda key, case, i: (
+            (LONG if i == 0 else "")
+            + f"\n{'Baseline-ish' if key == 'baseline' else 'Candidate-ish'} summary {i}: revenue rose 4 percent."
+        ),
+    )
+    study_create_from_run(
+        run=rows.run,
+        name="Earnings summaries",
+        overlap=1,
+        terms="Ratings are stored under your name.",
+        seed=2,
+    )
+    rater = rater_user(project, "anna")
+    page, errors = new_page(browser, live_server, "anna")
+    page.screenshot(path=str(shots / "01-home.png"))
+    page.click("a.button.primary")
+    page.wait_for_selector("#accept")
+    page.screenshot(path=str(shots / "02-onboarding.png"), full_page=True)
+    page.check("#accept")
+    navigate(page, lambda: page.click("button[type=submit].primary"))
+    assert_blind_dom(page, rows.secrets())
+    page.screenshot(path=str(shots / "03-form-empty.png"))
+
+    # Task 1 by mouse: every scale, a flagged span in B, the preference, a rationale.
+    for side in "AB":
+        for criterion, value in (("factual_accuracy", 4), ("completeness", 3), ("conciseness", 5)):
+            page.click(f"label[for='s-{criterion}-{side}-{value}']")
+    select_text(page, "B", "revenue rose 4 percent")
+    page.click("button.mark-span[data-side='B']")
+    assert page.is_checked("#halluc-B")
+    page.click("label[for='pref-A']")
+    page.click("#diff-toggle")
+    page.fill("#rationale", "A keeps the figures straight.")
+    page.screenshot(path=str(shots / "04-form-filled.png"))
+    navigate(page, lambda: page.click("#submit-rating"))
+    first = Rating.objects.get(rater=rater)
+    assert first.scores == {
+        "factual_accuracy": {"A": 4, "B": 4},
+        "completeness": {"A": 3, "B": 3},
+        "conciseness": {"A": 5, "B": 5},
+    }
+    assert first.preference == "A" and first.rationale == "A keeps the figures straight."
+    [span] = first.hallucination["B"]["spans"]
+    assert span["text"] == "revenue rose 4 percent"
+    assert first.time_on_task_ms > 0 and first.client_time_ms is not None
+    assert "1 rated" in page.inner_text("#progress-text")
+
+    # Task 2 by keyboard only: six digits walk the scales, b prefers B, Ctrl+Enter submits.
+    page.keyboard.press("4")
+    page.keyboard.press("3")
+    page.keyboard.press("5")
+    page.keyboard.press("2")
+    page.keyboard.press("2")
+    page.keyboard.press("1")
+    page.keyboard.press("b")
+    page.screenshot(path=str(shots / "05-form-keyboard.png"))
+    navigate(page, lambda: page.keyboard.press("Control+Enter"))
+    second = Rating.objects.exclude(pk=first.pk).get(rater=rater)
+    assert second.scores == {
+        "factual_accuracy": {"A": 4, "B": 2},
+        "completeness": {"A": 3, "B": 2},
+        "conciseness": {"A": 5, "B": 1},
+    }
+    assert second.preference == "B"
+
+    # Task 3: skip with a reason, by keyboard.
+    page.keyboard.press("s")
+    page.keyboard.press("Space")  # the first reason is focused
+    page.screenshot(path=str(shots / "06-skip.png"))
+    navigate(page, lambda: page.click("#skip-submit"))
+    assert Assignment.objects.filter(rater=rater, status=AssignmentStatus.SKIPPED).count() == 1
+    assert "Task skipped" in page.inner_text("main")
+    assert "2 rated" in page.inner_text("#progress-text")
+
+    # Submitting with a scale missing shows what is left and keeps what was entered.
+    page.keyboard.press("5")
+    page.click("#submit-rating")
+    assert "Still to answer: 6 questions" in page.inner_text("#missing")
+    assert page.is_checked("#s-factual_accuracy-A-5")
+    page.keyboard.press("?")
+    assert page.is_visible("#shortcuts")
+    page.screenshot(path=str(shots / "07-missing-and-help.png"))
+    assert_blind_dom(page, rows.secrets())
+    assert not errors, errors
+
+
+def test_lease_expires_and_the_task_comes_back(browser, live_server, project, shots):
+    rows = run_rows(project, n_cases=1)
+    study = study_create_from_run(run=rows.run, name="Short leases", overlap=1, lease_seconds=2)
+    rater_user(project, "ben")
+    rater_user(project, "cleo")
+    ben, _ = new_page(browser, live_server, "ben")
+    accept_terms(ben)
+    held_url = ben.url
+    ben.wait_for_selector("#lease:has-text('time on this task is up')")
+    ben.screenshot(path=str(shots / "08-lease-expired.png"))
+    # Ben comes back after his lease ran out: the task is still open, so he gets it back.
+    navigate(ben, lambda: ben.goto(f"{live_server.url}/rate/s/{study.public_id}/next/"))
+    assert ben.url == held_url
+    # His lease runs out again and Cleo takes the task.
+    ben.wait_for_selector("#lease:has-text('time on this task is up')")
+    cleo, _ = new_page(browser, live_server, "cleo")
+    accept_terms(cleo)
+    assert cleo.url.endswith(held_url.split("/rate/")[1])
+    for page in (cleo, ben):
+        page.keyboard.press("4")
+        for _ in range(5):
+            page.keyboard.press("3")
+        page.keyboard.press("t")
+    cleo.keyboard.press("Control+Enter")
+    cleo.wait_for_selector("text=Nothing left to rate")
+    ben.keyboard.press("Control+Enter")
+    ben.wait_for_selector("text=another rater has taken it")
+    ben.screenshot(path=str(shots / "09-late-submit.png"))
+    assert Rating.objects.count() == 1
+
+
+def test_markup_in_an_output_is_shown_as_text_and_never_runs(browser, live_server, project, shots):
+    evil = '<script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"><b>bold?</b>'
+    rows = run_rows(
+        project, n_cases=1, text=lambda key, case, i: evil if key == "candidate" else "Plain <i>text</i>."
+    )
+    study_create_from_run(run=rows.run, name="Markup", overlap=1)
+    rater_user(project, "dora")
+    page, errors = new_page(browser, live_server, "dora")
+    accept_terms(page)
+    page.keyboard.press("d")  # redraw through the diff highlighter too
+    page.wait_for_timeout(200)
+    texts = page.eval_on_selector_all("pre.output", "els => els.map(e => e.textContent)")
+    assert any(evil in t for t in texts)
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("pre.output b").count() == 0 and page.locator("pre.output img").count() == 0
+    page.screenshot(path=str(shots / "10-markup.png"))
+    assert not [e for e in errors if "pwned" in e]
