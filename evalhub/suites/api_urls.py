@@ -1,3 +1,11 @@
 """API routes of the suites app under /api/v1/."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from evalhub.suites.api import CaseViewSet, SuiteVersionViewSet, SuiteViewSet
+
+router = SimpleRouter()
+router.register("suites", SuiteViewSet, basename="suite")
+router.register("suite-versions", SuiteVersionViewSet, basename="suite-version")
+router.register("cases", CaseViewSet, basename="case")
+urlpatterns = router.urls

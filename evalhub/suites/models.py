@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -95,3 +98,43 @@ class Case(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Defence in depth: services refuse first, with a message (see services.case_update).
+        if SuiteVersion.objects.filter(pk=self.version_id, locked_at__isnull=False).exists():
+            raise RuntimeError("This suite version is locked: a run has used it.")
+        super().save(*args, **kwargs)
+
+
+class UploadStatus(models.TextChoices):
+    STAGED = "staged", "Staged"
+    IMPORTED = "imported", "Imported"
+    DISCARDED = "discarded", "Discarded"
+
+
+class Upload(models.Model):
+    """A file staged for preview and column mapping before it becomes a suite version."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="suite_uploads")
+    suite_name = models.CharField(max_length=200)
+    filename = models.CharField(max_length=300)
+    path = models.CharField(max_length=500, help_text="The staged file, relative to MEDIA_ROOT.")
+    size = models.BigIntegerField(default=0)
+    format = models.CharField(max_length=20, blank=True)
+    options = models.JSONField(default=dict, blank=True, help_text="delimiter, sheet, input_var, mapping.")
+    report = models.JSONField(default=dict, blank=True, help_text="Preview rows, problems and PII findings.")
+    status = models.CharField(max_length=12, choices=UploadStatus.choices, default=UploadStatus.STAGED)
+    version = models.ForeignKey(
+        SuiteVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} -> {self.suite_name}"

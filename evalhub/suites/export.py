@@ -1,0 +1,93 @@
+"""CSV and XLSX exports of a suite version, with spreadsheet formulas neutralised in every cell."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from evalhub.suites.models import Case, SuiteVersion
+
+COLUMNS = [
+    "id",
+    "input",
+    "reference",
+    "tags",
+    "origin",
+    "generator",
+    "split",
+    "slices",
+    "category",
+    "expected",
+]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: str) -> str:
+    """Prefix "'" to text a spreadsheet would run as a formula (OWASP CSV injection advice)."""
+    if value and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _cells(case: Case) -> list[str]:
+    return [
+        case.key,
+        case.input,
+        case.reference,
+        ";".join(str(t) for t in case.tags or []),
+        case.origin,
+        case.generator,
+        case.split,
+        json.dumps(case.slices or {}, ensure_ascii=False) if case.slices else "",
+        case.category,
+        json.dumps(case.expected or [], ensure_ascii=False) if case.expected else "",
+    ]
+
+
+def _cases(version: SuiteVersion) -> Iterator[Case]:
+    return Case.objects.filter(version=version).order_by("position").iterator(chunk_size=2000)
+
+
+def export_csv_lines(*, version: SuiteVersion) -> Iterator[str]:
+    """The version as CSV text, one record at a time (for a streaming response)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def take(row: list[str]) -> str:
+        writer.writerow([neutralise(c) for c in row])
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield "\ufeff" + take(COLUMNS)  # a BOM so spreadsheet programs read UTF-8
+    for case in _cases(version):
+        yield take(_cells(case))
+
+
+def export_xlsx(*, version: SuiteVersion, path: Path) -> Path:
+    """Write the version as an XLSX workbook; every cell is a string cell, never a formula."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    workbook = Workbook(write_only=True)
+    sheet: Any = workbook.create_sheet(title="cases")
+
+    def row(values: list[str]) -> list[Any]:
+        cells = []
+        for value in values:
+            cell = WriteOnlyCell(sheet, value=neutralise(ILLEGAL_CHARACTERS_RE.sub("", value)))
+            cell.data_type = "s"
+            cells.append(cell)
+        return cells
+
+    sheet.append(row(COLUMNS))
+    for case in _cases(version):
+        sheet.append(row(_cells(case)))
+    workbook.save(path)
+    return path

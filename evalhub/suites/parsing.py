@@ -1,0 +1,677 @@
+"""Streaming readers for suite files: CSV, JSONL, XLSX and promptfoo YAML.
+
+Every reader yields `RawRow(row, values)` one record at a time, so a large upload is never held in
+memory whole; a problem that makes the rest of the file unreadable is raised as `FileProblem`
+(with the row where reading stopped). Limits come from settings at call time (see `limits()`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+from django.conf import settings
+
+FORMATS = ("csv", "jsonl", "xlsx", "promptfoo")
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int
+    max_rows: int
+    max_columns: int
+    max_field_chars: int
+    max_row_chars: int
+    max_yaml_bytes: int
+    max_xlsx_uncompressed_bytes: int
+    max_xlsx_ratio: int
+    max_problems: int
+
+
+def limits() -> Limits:
+    """The configured limits, read now (never at import) so tests and deployments can change them."""
+
+    def value(name: str, default: int) -> int:
+        return int(getattr(settings, name, default))
+
+    max_file = value("EVALHUB_SUITE_MAX_FILE_BYTES", value("EVALHUB_MAX_UPLOAD_BYTES", 200 * 1024 * 1024))
+    field_chars = value("EVALHUB_SUITE_MAX_FIELD_CHARS", 100_000)
+    return Limits(
+        max_file_bytes=max_file,
+        max_rows=value("EVALHUB_SUITE_MAX_ROWS", 100_000),
+        max_columns=value("EVALHUB_SUITE_MAX_COLUMNS", 200),
+        max_field_chars=field_chars,
+        max_row_chars=value("EVALHUB_SUITE_MAX_ROW_CHARS", max(1_000_000, 4 * field_chars)),
+        max_yaml_bytes=value("EVALHUB_SUITE_MAX_YAML_BYTES", 10 * 1024 * 1024),
+        max_xlsx_uncompressed_bytes=value("EVALHUB_SUITE_MAX_XLSX_UNCOMPRESSED_BYTES", 1024 * 1024 * 1024),
+        max_xlsx_ratio=value("EVALHUB_SUITE_MAX_XLSX_RATIO", 200),
+        max_problems=value("EVALHUB_SUITE_MAX_PROBLEMS", 1000),
+    )
+
+
+class FileProblem(Exception):
+    """The file cannot be read past this point; nothing from it is stored."""
+
+    def __init__(self, message: str, *, row: int | None = None, column: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.row = row
+        self.column = column
+
+
+@dataclass
+class RawRow:
+    """One record as read: `row` is what the user sees (spreadsheet row, JSONL line, promptfoo test)."""
+
+    row: int
+    values: dict[str, Any]
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (column, problem) found while reading
+
+
+# --- formats and encodings -------------------------------------------------------------------------
+
+_MAGIC = (
+    (b"PK\x03\x04", "a ZIP archive (an XLSX workbook is one: choose the XLSX format)"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel/Word file (.xls/.doc): save it as XLSX or CSV"),
+    (b"\x7fELF", "a program"),
+    (b"MZ", "a Windows program"),
+)
+
+
+def detect_format(filename: str, head: bytes = b"") -> str:
+    """The format from the file name, falling back on the first bytes."""
+    name = filename.lower()
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if name.endswith((".xlsx", ".xlsm")):
+        return "xlsx"
+    if name.endswith((".yaml", ".yml")):
+        return "promptfoo"
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if head.lstrip()[:1] == b"{":
+        return "jsonl"
+    raise FileProblem(
+        f"Cannot tell the format of {filename!r}: name it .csv, .jsonl, .xlsx or .yaml, or choose the format."
+    )
+
+
+def _sniff_encoding(head: bytes) -> tuple[str, int]:
+    """(codec, BOM length). BOMs for UTF-32/UTF-16/UTF-8, BOM-less UTF-16 by its zero bytes, else UTF-8."""
+    if head.startswith(codecs.BOM_UTF32_LE) or head.startswith(codecs.BOM_UTF32_BE):
+        return ("utf-32-le" if head.startswith(codecs.BOM_UTF32_LE) else "utf-32-be"), 4
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8", 3
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16-le", 2
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be", 2
+    sample = head[:2048]
+    if len(sample) >= 8:
+        even_zero = sample[0::2].count(0) / len(sample[0::2])
+        odd_zero = sample[1::2].count(0) / len(sample[1::2])
+        if odd_zero > 0.4 and even_zero == 0:
+            return "utf-16-le", 0
+        if even_zero > 0.4 and odd_zero == 0:
+            return "utf-16-be", 0
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise FileProblem(
+                f"This is {what}, not a text file. Upload a CSV, JSONL, XLSX or promptfoo YAML file.",
+                row=None,
+            )
+    return "utf-8", 0
+
+
+class DecodedReader:
+    """Strict incremental decoding of a binary stream, with `readline(limit)`.
+
+    Unlike `io.TextIOWrapper`, a decoding error names the byte and its offset in the file, and a line
+    is never read past `limit` characters, so one enormous line cannot fill memory.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        head = raw.read(4096)
+        self.encoding, bom = _sniff_encoding(head)
+        self._decoder = codecs.getincrementaldecoder(self.encoding)(errors="strict")
+        self._consumed = 0  # bytes handed to the decoder so far
+        self._buffer = ""
+        self._eof = False
+        self._lines_done = 0
+        self._pending_head: bytes | None = head[bom:]
+        self._consumed = bom
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        if self._pending_head is not None:
+            data, self._pending_head = self._pending_head, None
+        else:
+            data = self.raw.read(self.CHUNK)
+        final = not data
+        pending = len(self._decoder.getstate()[0])
+        try:
+            text = self._decoder.decode(data, final=final)
+        except UnicodeDecodeError as exc:
+            offset = self._consumed - pending + exc.start
+            bad = exc.object[exc.start : exc.start + 1]
+            line = (
+                self._lines_done + self._buffer.count("\n") + bytes(exc.object[: exc.start]).count(b"\n") + 1
+            )
+            byte = f"0x{bad[0]:02x}" if bad else "end of file"
+            raise FileProblem(
+                f"File is not UTF-8 or UTF-16 (byte {byte} at offset {offset}, line {line}); "
+                "save it as UTF-8 and upload again.",
+                row=None,
+            ) from exc
+        self._consumed += len(data)
+        if "\x00" in text:
+            line = self._lines_done + self._buffer.count("\n") + text[: text.index("\x00")].count("\n") + 1
+            raise FileProblem(
+                f"The file contains a NUL character (line {line}): it looks like a binary file, "
+                "not a text file. Save it as UTF-8 CSV or JSONL.",
+                row=None,
+            )
+        self._buffer += text
+        if final:
+            self._eof = True
+        return True
+
+    def readline(self, limit: int) -> str:
+        """The next line including its newline; '' at the end. Raises FileProblem past `limit`."""
+        while True:
+            idx = self._buffer.find("\n")
+            if idx >= 0 and idx < limit:
+                line, self._buffer = self._buffer[: idx + 1], self._buffer[idx + 1 :]
+                self._lines_done += 1
+                return line
+            if len(self._buffer) > limit:
+                raise FileProblem(
+                    f"Line {self._lines_done + 1} is longer than {limit:,} characters; "
+                    "the file may be truncated, binary, or have a row with far too many columns.",
+                    row=None,
+                )
+            if not self._fill():
+                line, self._buffer = self._buffer, ""
+                if line:
+                    self._lines_done += 1
+                return line
+
+    def lines(self, limit: int) -> Iterator[str]:
+        while line := self.readline(limit):
+            yield line
+
+
+# --- CSV -------------------------------------------------------------------------------------------
+
+_CSV_ERRORS = (
+    (
+        re.compile(r"field larger than field limit \((\d+)\)"),
+        "a field is longer than {0} characters (the limit)",
+    ),
+    (
+        re.compile(r"unexpected end of data"),
+        "the file ends inside a quoted field: it is truncated or a quote is not closed",
+    ),
+    (
+        re.compile(r"'.' expected after '\"'"),
+        'malformed quoting: a quote inside a quoted field must be doubled ("")',
+    ),
+    (re.compile(r"line contains NUL"), "the row contains a NUL byte (binary data)"),
+    (re.compile(r"new-line character seen in unquoted field"), "a line break inside an unquoted field"),
+)
+
+
+def _csv_message(exc: csv.Error) -> str:
+    text = str(exc)
+    for pattern, message in _CSV_ERRORS:
+        match = pattern.search(text)
+        if match:
+            return message.format(*(f"{int(g):,}" for g in match.groups()))
+    return f"unreadable CSV ({text})"
+
+
+def unformula(value: str) -> str:
+    """Undo our own export's formula neutralisation ("'=x" back to "=x") on CSV/XLSX import."""
+    if len(value) >= 2 and value[0] == "'" and value[1] in "=+-@\t\r":
+        return value[1:]
+    return value
+
+
+def read_header_and_rows_csv(raw: IO[bytes], *, delimiter: str = ",") -> tuple[list[str], Iterator[RawRow]]:
+    lim = limits()
+    reader_in = DecodedReader(raw)
+    lines = reader_in.lines(lim.max_row_chars)
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(lim.max_field_chars)
+    try:
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise FileProblem(f"{_csv_message(exc).capitalize()}.", row=1) from exc
+    finally:
+        csv.field_size_limit(old_limit)
+    if not header or not any(h.strip() for h in header):
+        raise FileProblem("The file is empty: the first row must name the columns.", row=1)
+    if len(header) > lim.max_columns:
+        raise FileProblem(f"The header has {len(header):,} columns; the limit is {lim.max_columns:,}.", row=1)
+    header = [h.strip() for h in header]
+    if len(header) == 1:
+        for other, name in DELIMITERS.items():
+            if other != delimiter and other in header[0]:
+                raise FileProblem(
+                    f"The first row has one column ({header[0][:80]!r}): the file seems to separate "
+                    f"columns with a {name} ({other!r}). Choose that delimiter, or save the file as "
+                    "comma-separated CSV.",
+                    row=1,
+                )
+
+    def rows() -> Iterator[RawRow]:
+        number = 1
+        csv.field_size_limit(lim.max_field_chars)
+        try:
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise FileProblem(f"{_csv_message(exc).capitalize()}.", row=number + 1) from exc
+                number += 1
+                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    continue  # blank line
+                problems: list[tuple[str, str]] = []
+                if len(cells) > lim.max_columns:
+                    raise FileProblem(
+                        f"This row has {len(cells):,} columns; the limit is {lim.max_columns:,}.",
+                        row=number,
+                    )
+                if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+                    problems.append(("", f"{len(cells)} cells but the header names {len(header)} columns"))
+                values = {
+                    name: unformula(cells[i]) if i < len(cells) else "" for i, name in enumerate(header)
+                }
+                yield RawRow(number, values, problems)
+        finally:
+            csv.field_size_limit(old_limit)
+
+    return header, rows()
+
+
+# --- JSONL -----------------------------------------------------------------------------------------
+
+
+def read_rows_jsonl(raw: IO[bytes]) -> Iterator[RawRow]:
+    lim = limits()
+    reader = DecodedReader(raw)
+    number = 0
+    for line in reader.lines(lim.max_row_chars):
+        number += 1
+        text = line.strip()
+        if not text:
+            continue
+        problems: list[tuple[str, str]] = []
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            hint = "; the line is cut off: is the file truncated?" if not line.endswith("\n") else ""
+            yield RawRow(number, {}, [("", f"not valid JSON ({exc.msg}, character {exc.pos + 1}){hint}")])
+            continue
+        except RecursionError:
+            yield RawRow(number, {}, [("", "JSON nested too deeply")])
+            continue
+        if not isinstance(value, dict):
+            problems.append(("", f"each line must be a JSON object, not {type(value).__name__}"))
+            value = {}
+        elif len(value) > lim.max_columns:
+            raise FileProblem(
+                f"This line has {len(value):,} fields; the limit is {lim.max_columns:,}.", row=number
+            )
+        yield RawRow(number, value, problems)
+
+
+# --- XLSX ------------------------------------------------------------------------------------------
+
+
+def check_xlsx_archive(path: Path) -> None:
+    """Refuse archives whose declared uncompressed size or compression ratio is out of bounds (zip bombs).
+
+    Python's zipfile stops each member at its declared size and fails on a CRC mismatch, so the
+    declared sizes checked here bound what openpyxl can ever inflate.
+    """
+    lim = limits()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FileProblem(
+            "This is not a valid XLSX workbook (the archive is damaged or truncated). "
+            "Open it in your spreadsheet program and save it again as .xlsx."
+        ) from exc
+    total = sum(i.file_size for i in infos)
+    if total > lim.max_xlsx_uncompressed_bytes:
+        raise FileProblem(
+            f"The workbook expands to {total / 1e6:,.0f} MB when unzipped (limit "
+            f"{lim.max_xlsx_uncompressed_bytes / 1e6:,.0f} MB): it may be a zip bomb. Nothing was read."
+        )
+    for info in infos:
+        if info.file_size > 1_000_000 and info.file_size > lim.max_xlsx_ratio * max(info.compress_size, 1):
+            raise FileProblem(
+                f"Part {info.filename!r} of the workbook expands from {info.compress_size / 1e6:,.1f} MB to "
+                f"{info.file_size / 1e6:,.0f} MB ({info.file_size // max(info.compress_size, 1):,} to 1; the limit "
+                f"is {lim.max_xlsx_ratio} to 1): it may be a zip bomb. Nothing was read."
+            )
+    if "xl/workbook.xml" not in {i.filename for i in infos}:
+        raise FileProblem("This ZIP archive is not an XLSX workbook (no xl/workbook.xml).")
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def read_header_and_rows_xlsx(path: Path, *, sheet: str = "") -> tuple[list[str], Iterator[RawRow]]:
+    import openpyxl
+
+    lim = limits()
+    check_xlsx_archive(path)
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    except Exception as exc:  # openpyxl raises many types for damaged workbooks
+        raise FileProblem(f"This XLSX workbook cannot be read ({type(exc).__name__}: {exc}).") from exc
+    ws: Any
+    if sheet:
+        if sheet not in workbook.sheetnames:
+            workbook.close()
+            raise FileProblem(f"No sheet named {sheet!r}; the workbook has {', '.join(workbook.sheetnames)}.")
+        ws = workbook[sheet]
+    else:
+        ws = workbook.worksheets[0]
+    iterator = ws.iter_rows(values_only=True, max_col=lim.max_columns + 1)
+    first = next(iterator, None)
+    if first is None or not any(v not in (None, "") for v in first):
+        workbook.close()
+        raise FileProblem("The first sheet is empty: its first row must name the columns.", row=1)
+    header = [_cell_text(v).strip() for v in first]
+    while header and not header[-1]:
+        header.pop()
+    if len(header) > lim.max_columns:
+        workbook.close()
+        raise FileProblem(f"The header has more than {lim.max_columns:,} columns (the limit).", row=1)
+
+    def rows() -> Iterator[RawRow]:
+        try:
+            for number, cells in enumerate(iterator, start=2):
+                if not any(v not in (None, "") for v in cells):
+                    continue
+                values: dict[str, Any] = {}
+                problems: list[tuple[str, str]] = []
+                for i, name in enumerate(header):
+                    text = unformula(_cell_text(cells[i])) if i < len(cells) else ""
+                    if name:
+                        values[name] = text
+                extra = [c for c in cells[len(header) :] if c not in (None, "")]
+                if extra:
+                    problems.append(("", f"{len(extra)} cells right of the last named column"))
+                yield RawRow(number, values, problems)
+        finally:
+            workbook.close()
+
+    return header, rows()
+
+
+# --- promptfoo YAML --------------------------------------------------------------------------------
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe loading without anchors/aliases, which can expand a small file enormously."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise FileProblem(
+                f"YAML aliases (*{getattr(event, 'anchor', '')}) are not supported (line "
+                f"{event.start_mark.line + 1}); write each test out in full."
+            )
+        return super().compose_node(parent, index)
+
+
+# promptfoo assertion type -> function(value) returning our expected-behaviour check, or None
+def _escape(value: Any) -> str:
+    return re.escape(str(value))
+
+
+PROMPTFOO_ASSERTIONS: dict[str, Any] = {
+    "contains": lambda v: {"type": "contains", "value": str(v)},
+    "not-contains": lambda v: {"type": "not_contains", "value": str(v)},
+    "icontains": lambda v: {"type": "contains", "value": str(v), "case_sensitive": False},
+    "not-icontains": lambda v: {"type": "not_contains", "value": str(v), "case_sensitive": False},
+    "regex": lambda v: {"type": "regex", "pattern": str(v)},
+    "equals": lambda v: {"type": "regex", "pattern": r"\A" + _escape(v) + r"\Z"},
+    "starts-with": lambda v: {"type": "regex", "pattern": r"\A" + _escape(v)},
+    "is-json": lambda v: {"type": "valid_json"},
+    "contains-json": lambda v: {"type": "valid_json"},
+}
+OUR_TYPES_IN_PROMPTFOO = {
+    "must_refuse",
+    "must_not_refuse",
+    "contains",
+    "not_contains",
+    "regex",
+    "valid_json",
+    "max_length",
+    "no_pii",
+    "no_injection",
+}
+INPUT_VARS = ("input", "document", "prompt", "query", "question", "text")
+REFERENCE_VARS = ("reference", "expected", "expected_output", "answer", "target")
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+
+
+def _promptfoo_case(number: int, test: Any, input_var: str, default_asserts: list[Any]) -> RawRow:
+    problems: list[tuple[str, str]] = []
+    if not isinstance(test, dict):
+        return RawRow(number, {}, [("", "each test must be a mapping with vars and assert")])
+    variables = test.get("vars") or {}
+    if not isinstance(variables, dict):
+        return RawRow(number, {}, [("vars", "vars must be a mapping of names to text")])
+    name = input_var
+    if not name:
+        if len(variables) == 1:
+            name = next(iter(variables))
+        else:
+            name = next((v for v in INPUT_VARS if v in variables), "")
+    values: dict[str, Any] = {}
+    if not name or name not in variables:
+        problems.append(
+            (
+                "vars",
+                f"no input variable: name it one of {', '.join(INPUT_VARS)} or choose the variable "
+                f"(found: {', '.join(map(str, variables)) or 'none'})",
+            )
+        )
+    else:
+        text = variables[name]
+        if isinstance(text, str) and text.startswith("file://"):
+            problems.append((f"vars.{name}", "file:// references are not supported: put the text inline"))
+        values["input"] = _scalar_text(text)
+    metadata: dict[str, Any] = test["metadata"] if isinstance(test.get("metadata"), dict) else {}
+    slices: dict[str, str] = {}
+    for var, value in variables.items():
+        if var == name:
+            continue
+        if var in REFERENCE_VARS and "reference" not in values:
+            values["reference"] = _scalar_text(value)
+        elif var in ("id", "key"):
+            values["id"] = _scalar_text(value)
+        else:
+            slices[str(var)] = _scalar_text(value)
+    for key in ("id", "tags", "origin", "generator", "split", "category"):
+        if key in metadata:
+            values[key] = metadata[key]
+    for key, value in metadata.items():
+        if key not in ("id", "tags", "origin", "generator", "split", "category"):
+            slices[str(key)] = _scalar_text(value)
+    if slices:
+        values["slices"] = slices
+    expected: list[dict[str, Any]] = []
+    asserts = list(default_asserts) + list(test.get("assert") or [])
+    for i, item in enumerate(asserts, start=1):
+        if not isinstance(item, dict) or "type" not in item:
+            problems.append((f"assert[{i}]", "each assertion needs a type"))
+            continue
+        kind = str(item["type"])
+        if kind in PROMPTFOO_ASSERTIONS:
+            if kind not in ("is-json", "contains-json") and item.get("value") in (None, ""):
+                problems.append((f"assert[{i}]", f"assertion {kind!r} needs a value"))
+                continue
+            expected.append(PROMPTFOO_ASSERTIONS[kind](item.get("value")))
+        elif kind in OUR_TYPES_IN_PROMPTFOO:
+            expected.append({k: v for k, v in item.items() if k != "weight"})
+        else:
+            problems.append(
+                (
+                    f"assert[{i}]",
+                    f"unknown assertion type {kind!r}: evalhub maps "
+                    f"{', '.join(sorted(PROMPTFOO_ASSERTIONS))} (and its own check types); "
+                    "remove it or replace it with one of these",
+                )
+            )
+    values["expected"] = expected
+    return RawRow(number, values, problems)
+
+
+def read_rows_promptfoo(raw: IO[bytes], *, input_var: str = "") -> Iterator[RawRow]:
+    lim = limits()
+    data = raw.read(lim.max_yaml_bytes + 1)
+    if len(data) > lim.max_yaml_bytes:
+        raise FileProblem(f"The YAML file is larger than {lim.max_yaml_bytes / 1e6:,.0f} MB (the limit).")
+    reader = DecodedReader(io.BytesIO(data))
+    text = "".join(reader.lines(len(data) + 1))
+    try:
+        document = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except FileProblem:
+        raise
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FileProblem(
+            f"This is not valid YAML{where}: {problem}.", row=(mark.line + 1) if mark else None
+        ) from exc
+    except RecursionError as exc:
+        raise FileProblem("The YAML is nested too deeply.") from exc
+    default_asserts: list[Any] = []
+    if isinstance(document, dict):
+        default = document.get("defaultTest")
+        if isinstance(default, dict) and isinstance(default.get("assert"), list):
+            default_asserts = default["assert"]
+        if "tests" not in document:
+            raise FileProblem("A promptfoo file needs a list of tests (a top-level list, or a 'tests:' key).")
+        tests = document["tests"]
+    else:
+        tests = document
+    if isinstance(tests, str):
+        raise FileProblem("tests: file references are not supported: put the tests in this file.")
+    if not isinstance(tests, list):
+        raise FileProblem("A promptfoo file needs a list of tests (a top-level list, or a 'tests:' key).")
+    for number, test in enumerate(tests, start=1):
+        yield _promptfoo_case(number, test, input_var, default_asserts)
+
+
+# --- one entry point -------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """An open upload: its columns (for mapping) and a row iterator. Close it when done."""
+
+    format: str
+    columns: list[str]
+    rows: Iterator[RawRow]
+    handle: IO[bytes] | None = None
+    encoding: str = ""
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def open_source(
+    path: Path,
+    *,
+    format: str = "",
+    filename: str = "",
+    delimiter: str = ",",
+    sheet: str = "",
+    input_var: str = "",
+) -> Source:
+    """Open a stored upload for streaming. Raises FileProblem for what makes the whole file unusable."""
+    lim = limits()
+    size = path.stat().st_size
+    if size > lim.max_file_bytes:
+        raise FileProblem(
+            f"The file is {size / 1e6:,.1f} MB; the limit is {lim.max_file_bytes / 1e6:,.0f} MB."
+        )
+    if size == 0:
+        raise FileProblem("The file is empty.")
+    with path.open("rb") as probe:
+        head = probe.read(16)
+    fmt = format or detect_format(filename or path.name, head)
+    if fmt not in FORMATS:
+        raise FileProblem(f"Unknown format {fmt!r}: choose one of {', '.join(FORMATS)}.")
+    if fmt == "xlsx":
+        if not head.startswith(b"PK"):
+            raise FileProblem("This is not an XLSX workbook (it does not start like a ZIP archive).")
+        columns, rows = read_header_and_rows_xlsx(path, sheet=sheet)
+        return Source(fmt, columns, rows)
+    if head.startswith(b"PK\x03\x04"):
+        raise FileProblem("This is a ZIP archive (perhaps an XLSX workbook), not a text file: choose XLSX.")
+    with path.open("rb") as probe:
+        encoding = _sniff_encoding(probe.read(4096))[0]
+    handle = path.open("rb")
+    try:
+        if fmt == "csv":
+            if delimiter not in DELIMITERS:
+                raise FileProblem(f"Unknown delimiter {delimiter!r}: use comma, semicolon, tab or pipe.")
+            columns, rows = read_header_and_rows_csv(handle, delimiter=delimiter)
+            return Source(fmt, columns, rows, handle, encoding)
+        if fmt == "jsonl":
+            return Source(fmt, [], read_rows_jsonl(handle), handle, encoding)
+        return Source(fmt, [], read_rows_promptfoo(handle, input_var=input_var), handle, encoding)
+    except BaseException:
+        handle.close()
+        raise

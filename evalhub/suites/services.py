@@ -1,0 +1,934 @@
+"""Writes for suites: staging an upload, importing it as the next version, PII decisions, locking.
+
+Every path (web, API, CLI, demo) goes through `suite_import`, which streams the file once inside one
+transaction: rows are validated, screened for PII and bulk-inserted in batches; any problem (unless
+the uploader chose to import only the valid rows) rolls everything back, so nothing is stored.
+PII decisions live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from evalhub.accounts.models import Project
+from evalhub.audit.services import audit_record
+from evalhub.errors import Conflict, ValidationFailed
+from evalhub.suites.models import Case, PiiDecision, Suite, SuiteVersion, Upload, UploadStatus
+from evalhub.suites.parsing import FileProblem, RawRow, Source, limits, open_source
+from evalhub.suites.validation import (
+    FIELDS,
+    CaseData,
+    Problem,
+    RowStream,
+    auto_mapping,
+    check_mapping,
+)
+
+PII_ACTIONS = ("redact", "keep", "reject")
+PII_FIELDS = ("input", "reference")
+PREVIEW_ROWS = 10
+PREVIEW_CELL_CHARS = 300
+PII_ROWS_SHOWN = 200
+PII_EXCERPT_CHARS = 1500
+BATCH = 500
+
+
+@dataclass
+class ImportOptions:
+    """How to read a file: format (guessed from the name when empty), CSV delimiter, XLSX sheet,
+    promptfoo input variable, and a field -> column mapping over the automatic one."""
+
+    format: str = ""
+    delimiter: str = ","
+    sheet: str = ""
+    input_var: str = ""
+    mapping: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "delimiter": self.delimiter,
+            "sheet": self.sheet,
+            "input_var": self.input_var,
+            "mapping": self.mapping or {},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportOptions:
+        return cls(
+            format=str(data.get("format") or ""),
+            delimiter=str(data.get("delimiter") or ","),
+            sheet=str(data.get("sheet") or ""),
+            input_var=str(data.get("input_var") or ""),
+            mapping=dict(data.get("mapping") or {}) or None,
+        )
+
+
+@dataclass
+class ScanReport:
+    """What a pass over a file found. JSON-ready through `to_dict()` (stored on staged uploads)."""
+
+    filename: str = ""
+    format: str = ""
+    encoding: str = ""
+    columns: list[str] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    rows_read: int = 0
+    valid_rows: int = 0
+    problem_count: int = 0
+    problem_rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    pii_rows: list[dict[str, Any]] = field(default_factory=list)
+    pii_row_count: int = 0
+    pii_entities: dict[str, int] = field(default_factory=dict)
+    pii_seconds: float = 0.0
+    pii_scanned: bool = True
+    seconds: float = 0.0
+
+    @property
+    def fatal(self) -> bool:
+        return any(p.fatal for p in self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "format": self.format,
+            "encoding": self.encoding,
+            "columns": self.columns,
+            "mapping": self.mapping,
+            "preview": self.preview,
+            "rows_read": self.rows_read,
+            "valid_rows": self.valid_rows,
+            "problem_count": self.problem_count,
+            "problem_rows": self.problem_rows,
+            "fatal": self.fatal,
+            "problems": [p.to_dict() for p in self.problems],
+            "pii_rows": self.pii_rows,
+            "pii_row_count": self.pii_row_count,
+            "pii_entities": self.pii_entities,
+            "pii_seconds": round(self.pii_seconds, 3),
+            "pii_scanned": self.pii_scanned,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def problems_error(message: str, report: ScanReport) -> ValidationFailed:
+    """The ValidationFailed every interface shows: row-level problems under fields["rows"]."""
+    error = ValidationFailed(
+        message,
+        fields={
+            "rows": [p.to_dict() for p in report.problems],
+            "problem_count": report.problem_count,
+            "rows_with_problems": report.problem_rows,
+        },
+    )
+    error.problems = list(report.problems)  # type: ignore[attr-defined]
+    error.report = report  # type: ignore[attr-defined]
+    return error
+
+
+# --- PII ---------------------------------------------------------------------------------------------
+
+
+def _pii_enabled() -> bool:
+    return bool(getattr(settings, "EVALHUB_SUITE_PII_SCAN", True))
+
+
+def _pii_screen(cases: list[CaseData], report: ScanReport, *, redact: bool) -> None:
+    """Find PII in each case's input and reference; record it on the report; redact in place if asked."""
+    from metrics.pii import detect_pii_batch, redact_pii, resolve_overlaps
+
+    texts: list[str] = []
+    where: list[tuple[int, str]] = []
+    for i, case in enumerate(cases):
+        for name in PII_FIELDS:
+            value = getattr(case, name)
+            if value.strip():
+                texts.append(value)
+                where.append((i, name))
+    if not texts:
+        return
+    started = time.perf_counter()
+    results = detect_pii_batch(texts, batch_size=64)
+    report.pii_seconds += time.perf_counter() - started
+    by_case: dict[int, list[dict[str, Any]]] = {}
+    for (i, name), text, found in zip(where, texts, results, strict=True):
+        if not found:
+            continue
+        kept = resolve_overlaps(found)
+        for f in kept:
+            report.pii_entities[f.entity_type] = report.pii_entities.get(f.entity_type, 0) + 1
+        by_case.setdefault(i, []).append(
+            {
+                "field": name,
+                "entities": sorted({f.entity_type for f in kept}),
+                "findings": [
+                    {
+                        "entity_type": f.entity_type,
+                        "start": f.start,
+                        "end": f.end,
+                        "text": f.text,
+                        "score": round(f.score, 2),
+                    }
+                    for f in kept
+                ],
+                "excerpt": text[:PII_EXCERPT_CHARS],
+                "redacted": redact_pii(
+                    text[:PII_EXCERPT_CHARS], [f for f in kept if f.end <= PII_EXCERPT_CHARS]
+                ),
+                "truncated": len(text) > PII_EXCERPT_CHARS,
+            }
+        )
+        if redact:
+            setattr(cases[i], name, redact_pii(text, kept))
+    for i, fields_found in by_case.items():
+        report.pii_row_count += 1
+        if len(report.pii_rows) < PII_ROWS_SHOWN:
+            report.pii_rows.append({"row": cases[i].row, "key": cases[i].key, "fields": fields_found})
+
+
+def _pii_summary(report: ScanReport) -> dict[str, Any]:
+    """What is kept on the version: counts and where, never the found text itself."""
+    return {
+        "rows_with_pii": report.pii_row_count,
+        "entities": report.pii_entities,
+        "rows": [
+            {
+                "row": r["row"],
+                "key": r["key"],
+                "fields": {f["field"]: f["entities"] for f in r["fields"]},
+            }
+            for r in report.pii_rows
+        ],
+        "seconds": round(report.pii_seconds, 3),
+        "scanned": report.pii_scanned,
+    }
+
+
+# --- one pass over a file ----------------------------------------------------------------------------
+
+
+def _preview_row(raw: RawRow) -> dict[str, Any]:
+    out = {}
+    for name, value in list(raw.values.items())[:50]:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        out[str(name)] = text if len(text) <= PREVIEW_CELL_CHARS else text[:PREVIEW_CELL_CHARS] + "…"
+    return out
+
+
+def _peek_columns(source: Source, sample: int = 50) -> tuple[list[str], Iterator[RawRow]]:
+    """JSONL and promptfoo have no header: their columns are the keys of the first records."""
+    head = list(islice(source.rows, sample))
+    columns: list[str] = []
+    for raw in head:
+        for key in raw.values:
+            if key not in columns:
+                columns.append(str(key))
+    return columns, chain(head, source.rows)
+
+
+def scan_file(
+    *,
+    path: Path,
+    filename: str = "",
+    options: ImportOptions | None = None,
+    sink: Callable[[list[CaseData]], None] | None = None,
+    pii: str = "scan",
+    preview: bool = False,
+) -> ScanReport:
+    """Read, validate and PII-screen a file in one streaming pass; valid cases go to `sink` in batches.
+
+    `pii` is "scan" (report only), "redact" (replace findings with typed placeholders before the
+    sink sees them) or "off". File-level problems are returned on the report, never raised.
+    """
+    options = options or ImportOptions()
+    lim = limits()
+    started = time.perf_counter()
+    report = ScanReport(filename=filename or path.name)
+    stream = RowStream(mapping={}, lim=lim)
+    report.pii_scanned = pii != "off" and _pii_enabled()
+    try:
+        source = open_source(
+            path,
+            format=options.format,
+            filename=filename,
+            delimiter=options.delimiter,
+            sheet=options.sheet,
+            input_var=options.input_var,
+        )
+    except FileProblem as exc:
+        stream.add(Problem(exc.row, exc.column, exc.message, fatal=True))
+        report.format = options.format
+        return _finish(report, stream, started)
+    report.format = source.format
+    try:
+        rows: Iterator[RawRow] = source.rows
+        if source.format in ("jsonl", "promptfoo"):
+            try:
+                columns, rows = _peek_columns(source)
+            except FileProblem as exc:
+                stream.add(Problem(exc.row, exc.column, exc.message, fatal=True))
+                return _finish(report, stream, started)
+        else:
+            columns = source.columns
+        report.columns = columns
+        report.encoding = source.encoding
+        mapping = auto_mapping(columns)
+        if options.mapping and source.format != "promptfoo":
+            for fld, column in options.mapping.items():
+                if column:
+                    mapping[fld] = column
+                else:
+                    mapping.pop(fld, None)
+        report.mapping = {f: mapping[f] for f in FIELDS if f in mapping}
+        for problem in check_mapping(
+            {**(options.mapping or {}), **report.mapping} if source.format != "promptfoo" else report.mapping,
+            columns if (columns or source.format in ("csv", "xlsx")) else None,
+        ):
+            stream.add(problem)
+        if stream.fatal:
+            return _finish(report, stream, started)
+        stream.mapping = report.mapping
+
+        def previewing(raws: Iterator[RawRow]) -> Iterator[RawRow]:
+            for raw in raws:
+                if preview and len(report.preview) < PREVIEW_ROWS:
+                    report.preview.append({"row": raw.row, "values": _preview_row(raw)})
+                yield raw
+
+        batch: list[CaseData] = []
+        for case in stream.cases(previewing(rows)):
+            batch.append(case)
+            if len(batch) >= BATCH:
+                _flush(batch, report, sink, pii)
+                batch = []
+        if batch and not stream.fatal:
+            _flush(batch, report, sink, pii)
+    finally:
+        source.close()
+    return _finish(report, stream, started)
+
+
+def _flush(
+    batch: list[CaseData], report: ScanReport, sink: Callable[[list[CaseData]], None] | None, pii: str
+) -> None:
+    if report.pii_scanned:
+        _pii_screen(batch, report, redact=pii == "redact")
+    if sink is not None:
+        sink(batch)
+
+
+def _finish(report: ScanReport, stream: RowStream, started: float) -> ScanReport:
+    report.problems = sorted(stream.problems, key=lambda p: (not p.fatal, p.row or 0))
+    report.problem_count = stream.problem_count
+    report.problem_rows = len(stream.problem_rows)
+    report.rows_read = stream.rows_read
+    report.valid_rows = stream.valid_rows
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# --- importing ----------------------------------------------------------------------------------------
+
+
+class _Unchanged(Exception):
+    def __init__(self, version: SuiteVersion) -> None:
+        self.version = version
+
+
+def _check_choices(*, name: str, pii_action: str, pii_justification: str) -> None:
+    if not name.strip():
+        raise ValidationFailed("A suite needs a name.", fields={"name": ["This field is required."]})
+    if len(name) > 200:
+        raise ValidationFailed("The suite name is too long.", fields={"name": ["At most 200 characters."]})
+    if pii_action not in PII_ACTIONS:
+        raise ValidationFailed(
+            f"Unknown PII choice {pii_action!r}.",
+            fields={"pii_action": [f"One of {', '.join(PII_ACTIONS)}."]},
+        )
+    if pii_action == "keep" and not pii_justification.strip():
+        raise ValidationFailed(
+            "Keeping personal data needs a justification.",
+            fields={"pii_justification": ["Say why the personal data may be kept."]},
+        )
+
+
+def _diff(previous: SuiteVersion | None, hashes: dict[str, str]) -> dict[str, Any]:
+    if previous is None:
+        return {
+            "previous": None,
+            "added": sorted(hashes)[:1000],
+            "removed": [],
+            "changed": [],
+            "counts": {"added": len(hashes), "removed": 0, "changed": 0, "unchanged": 0},
+        }
+    old = dict(
+        Case.objects.filter(version=previous).values_list("key", "content_hash").iterator(chunk_size=5000)
+    )
+    added = sorted(set(hashes) - set(old))
+    removed = sorted(set(old) - set(hashes))
+    changed = sorted(k for k in set(hashes) & set(old) if hashes[k] != old[k])
+    return {
+        "previous": previous.number,
+        "added": added[:1000],
+        "removed": removed[:1000],
+        "changed": changed[:1000],
+        "counts": {
+            "added": len(added),
+            "removed": len(removed),
+            "changed": len(changed),
+            "unchanged": len(set(hashes) & set(old)) - len(changed),
+        },
+    }
+
+
+def _version_hash(hashes: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(hashes):
+        digest.update(f"{key}\t{hashes[key]}\n".encode())
+    return digest.hexdigest()
+
+
+def suite_import(
+    *,
+    project: Project,
+    name: str,
+    path: Path,
+    filename: str = "",
+    options: ImportOptions | None = None,
+    actor: Any = None,
+    pii_action: str = "redact",
+    pii_justification: str = "",
+    data_source: str = "",
+    consent_statement: str = "",
+    only_valid_rows: bool = False,
+    description: str = "",
+) -> SuiteVersion:
+    """Import a file as the next version of the suite `name` (created if new), all or nothing.
+
+    Raises ValidationFailed with the row-level problems (`fields["rows"]`, `.problems`) and stores
+    nothing when the file has any problem, unless `only_valid_rows` (file-level problems still
+    refuse). With `pii_action="reject"` any PII found refuses the upload; "redact" replaces it with
+    typed placeholders; "keep" needs `pii_justification`. The choice, the data source and the
+    consent statement are audited. An upload identical to the latest version returns that version.
+    """
+    _check_choices(name=name, pii_action=pii_action, pii_justification=pii_justification)
+    name = name.strip()
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    filename = filename or path.name
+    try:
+        with transaction.atomic():
+            suite, created = Suite.objects.select_for_update().get_or_create(
+                project=project, name=name, defaults={"created_by": user, "description": description}
+            )
+            previous = suite.versions.order_by("-number").first()
+            version = SuiteVersion.objects.create(
+                suite=suite,
+                number=(previous.number + 1) if previous else 1,
+                content_hash="",
+                source_filename=filename[:300],
+                created_by=user,
+            )
+            hashes: dict[str, str] = {}
+            position = 0
+
+            def sink(cases: list[CaseData]) -> None:
+                nonlocal position
+                rows = []
+                for case in cases:
+                    digest = case.content_hash()
+                    hashes[case.key] = digest
+                    rows.append(
+                        Case(
+                            version=version,
+                            key=case.key,
+                            position=position,
+                            content_hash=digest,
+                            **case.content(),
+                        )
+                    )
+                    position += 1
+                Case.objects.bulk_create(rows, batch_size=BATCH)
+
+            report = scan_file(
+                path=path,
+                filename=filename,
+                options=options,
+                sink=sink,
+                pii="redact" if pii_action == "redact" else "scan",
+            )
+            if report.fatal:
+                raise problems_error(f"{filename}: {report.problems[0].problem}", report)
+            if report.problem_count and not only_valid_rows:
+                raise problems_error(
+                    f"{filename}: {report.problem_count} problem(s) in {report.problem_rows} row(s); nothing was "
+                    "imported. Fix them, or choose to import only the valid rows.",
+                    report,
+                )
+            if report.valid_rows == 0:
+                raise problems_error(f"{filename}: no valid cases to import.", report)
+            if report.pii_row_count and pii_action == "reject":
+                raise ValidationFailed(
+                    f"{filename}: personal data found in {report.pii_row_count} row(s) "
+                    f"({', '.join(sorted(report.pii_entities))}); the upload was rejected as chosen.",
+                    fields={"pii": _pii_summary(report)["rows"]},
+                )
+            content_hash = _version_hash(hashes)
+            if previous is not None and previous.content_hash == content_hash:
+                raise _Unchanged(previous)
+            decision = PiiDecision.NONE_FOUND
+            if report.pii_row_count:
+                decision = PiiDecision.REDACTED if pii_action == "redact" else PiiDecision.KEPT
+            version.content_hash = content_hash
+            version.source_format = report.format
+            version.case_count = report.valid_rows
+            version.pii_decision = decision
+            version.pii_justification = pii_justification.strip() if decision == PiiDecision.KEPT else ""
+            version.pii_report = _pii_summary(report)
+            version.diff = _diff(previous, hashes)
+            version.save()
+            _audit_import(
+                actor=actor,
+                suite=suite,
+                version=version,
+                report=report,
+                created=created,
+                only_valid_rows=only_valid_rows,
+                pii_action=pii_action,
+                pii_justification=pii_justification,
+                data_source=data_source,
+                consent_statement=consent_statement,
+            )
+    except _Unchanged as unchanged:
+        unchanged.version.unchanged = True  # type: ignore[attr-defined]
+        return unchanged.version
+    except ValidationFailed as error:
+        if "pii" in error.fields:
+            audit_record(
+                actor=actor,
+                action="suite.upload_rejected_pii",
+                project=project,
+                object_type="suites.suite",
+                object_id=name[:64],
+                after={
+                    "file": filename,
+                    "rows_with_pii": len(error.fields["pii"]),
+                    "data_source": data_source,
+                    "consent_statement": consent_statement,
+                },
+                note="Rejected at upload because personal data was found.",
+            )
+        raise
+    return version
+
+
+def _audit_import(
+    *,
+    actor: Any,
+    suite: Suite,
+    version: SuiteVersion,
+    report: ScanReport,
+    created: bool,
+    only_valid_rows: bool,
+    pii_action: str,
+    pii_justification: str,
+    data_source: str,
+    consent_statement: str,
+) -> None:
+    if created:
+        audit_record(actor=actor, action="suite.create", obj=suite, after={"name": suite.name})
+    before = {"data_source": suite.data_source, "consent_statement": suite.consent_statement}
+    after = {
+        "data_source": data_source.strip() or suite.data_source,
+        "consent_statement": consent_statement.strip() or suite.consent_statement,
+    }
+    if after != before:
+        suite.data_source = after["data_source"][:300]
+        suite.consent_statement = after["consent_statement"]
+        suite.save(update_fields=["data_source", "consent_statement"])
+    audit_record(
+        actor=actor,
+        action="suite.provenance",
+        obj=suite,
+        before=before,
+        after=after,
+        note=f"Stated with the upload of v{version.number}.",
+    )
+    audit_record(
+        actor=actor,
+        action="suite_version.import",
+        object_type="suites.suiteversion",
+        object_id=version.pk,
+        project=suite.project,
+        after={
+            "suite": suite.name,
+            "number": version.number,
+            "file": version.source_filename,
+            "format": version.source_format,
+            "cases": version.case_count,
+            "content_hash": version.content_hash,
+            "diff": version.diff.get("counts"),
+            "only_valid_rows": only_valid_rows,
+            "skipped_rows": report.problem_rows if only_valid_rows else 0,
+        },
+    )
+    audit_record(
+        actor=actor,
+        action="suite_version.pii_decision",
+        object_type="suites.suiteversion",
+        object_id=version.pk,
+        project=suite.project,
+        after={
+            "choice": pii_action,
+            "decision": version.pii_decision,
+            "justification": version.pii_justification,
+            "rows_with_pii": report.pii_row_count,
+            "entities": report.pii_entities,
+            "data_source": after["data_source"],
+            "consent_statement": after["consent_statement"],
+        },
+        note=pii_justification.strip(),
+    )
+
+
+def suite_import_file(
+    *,
+    project: Project,
+    name: str,
+    path: str | Path,
+    actor: Any = None,
+    pii_action: str = "redact",
+    pii_justification: str = "",
+    data_source: str = "",
+    consent_statement: str = "",
+    mapping: dict[str, str] | None = None,
+    only_valid_rows: bool = False,
+    format: str = "",
+    delimiter: str = ",",
+    sheet: str = "",
+    input_var: str = "",
+) -> SuiteVersion:
+    """Import a file from disk (the CLI and the demo). See `suite_import`."""
+    file_path = Path(path)
+    if not file_path.is_file():
+        raise ValidationFailed(f"{file_path}: no such file.", fields={"path": ["No such file."]})
+    return suite_import(
+        project=project,
+        name=name,
+        path=file_path,
+        filename=file_path.name,
+        options=ImportOptions(
+            format=format, delimiter=delimiter, sheet=sheet, input_var=input_var, mapping=mapping
+        ),
+        actor=actor,
+        pii_action=pii_action,
+        pii_justification=pii_justification,
+        data_source=data_source,
+        consent_statement=consent_statement,
+        only_valid_rows=only_valid_rows,
+    )
+
+
+def _staging_dir() -> Path:
+    folder = Path(settings.MEDIA_ROOT) / "suite_uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _store(chunks: Iterator[bytes], filename: str) -> tuple[Path, int]:
+    """Copy an upload to the staging folder, refusing past the size limit without reading further."""
+    lim = limits()
+    folder = _staging_dir() / uuid.uuid4().hex
+    folder.mkdir()
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(filename).name)[-100:] or "upload"
+    target = folder / safe
+    size = 0
+    with target.open("wb") as out:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > lim.max_file_bytes:
+                out.close()
+                shutil.rmtree(folder, ignore_errors=True)
+                raise ValidationFailed(
+                    f"{filename}: the file is larger than {lim.max_file_bytes / 1e6:,.0f} MB (the limit).",
+                    fields={
+                        "rows": [
+                            Problem(
+                                None, "", f"file larger than {lim.max_file_bytes:,} bytes", fatal=True
+                            ).to_dict()
+                        ]
+                    },
+                )
+            out.write(chunk)
+    return target, size
+
+
+def suite_import_cases(
+    *,
+    project: Project,
+    name: str,
+    cases: list[Any],
+    actor: Any = None,
+    **choices: Any,
+) -> SuiteVersion:
+    """Import cases given as JSON objects (the API's JSON body): the same checks as a JSONL file."""
+
+    def lines() -> Iterator[bytes]:
+        for case in cases:
+            yield json.dumps(case, ensure_ascii=False).encode("utf-8") + b"\n"
+
+    path, _ = _store(lines(), "cases.jsonl")
+    try:
+        return suite_import(
+            project=project,
+            name=name,
+            path=path,
+            filename="cases.jsonl",
+            options=ImportOptions(format="jsonl"),
+            actor=actor,
+            **choices,
+        )
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def suite_import_upload(
+    *,
+    project: Project,
+    name: str,
+    file: IO[bytes] | Any,
+    filename: str,
+    actor: Any = None,
+    options: ImportOptions | None = None,
+    **choices: Any,
+) -> SuiteVersion:
+    """Import an uploaded file object (the API's multipart upload) in one step."""
+    chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+    path, _ = _store(chunks, filename)
+    try:
+        return suite_import(
+            project=project, name=name, path=path, filename=filename, options=options, actor=actor, **choices
+        )
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def suite_upload_check(
+    *, file: IO[bytes] | Any, filename: str, options: ImportOptions | None = None
+) -> ScanReport:
+    """Scan an uploaded file and report, storing nothing (the API's dry run)."""
+    chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+    path, _ = _store(chunks, filename)
+    try:
+        return scan_file(path=path, filename=filename, options=options, preview=True)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+# --- staged uploads (the web flow: preview, map, confirm) -------------------------------------------
+
+
+def suite_upload_stage(
+    *,
+    project: Project,
+    name: str,
+    file: IO[bytes] | Any,
+    filename: str,
+    actor: Any = None,
+    options: ImportOptions | None = None,
+) -> Upload:
+    """Store the file under MEDIA_ROOT and scan it: the preview, the row problems and the PII found."""
+    if not name.strip():
+        raise ValidationFailed("A suite needs a name.", fields={"name": ["This field is required."]})
+    chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+    path, size = _store(chunks, filename)
+    options = options or ImportOptions()
+    report = scan_file(path=path, filename=filename, options=options, preview=True)
+    with transaction.atomic():
+        upload = Upload.objects.create(
+            project=project,
+            suite_name=name.strip()[:200],
+            filename=filename[:300],
+            path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
+            size=size,
+            format=report.format,
+            options=options.to_dict(),
+            report=report.to_dict(),
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        audit_record(
+            actor=actor,
+            action="suite_upload.stage",
+            obj=upload,
+            after={
+                "file": filename,
+                "suite": upload.suite_name,
+                "size": size,
+                "problems": report.problem_count,
+            },
+        )
+    return upload
+
+
+def _upload_path(upload: Upload) -> Path:
+    return Path(settings.MEDIA_ROOT) / upload.path
+
+
+def _check_staged(upload: Upload) -> None:
+    if upload.status != UploadStatus.STAGED:
+        raise Conflict(f"This upload was already {upload.get_status_display().lower()}.")
+    if not _upload_path(upload).is_file():
+        raise Conflict("The staged file is gone; upload it again.")
+
+
+def suite_upload_remap(*, upload: Upload, options: ImportOptions, actor: Any = None) -> Upload:
+    """Scan the staged file again under another mapping (or delimiter, sheet, input variable)."""
+    _check_staged(upload)
+    report = scan_file(path=_upload_path(upload), filename=upload.filename, options=options, preview=True)
+    upload.options = options.to_dict()
+    upload.format = report.format
+    upload.report = report.to_dict()
+    upload.save(update_fields=["options", "format", "report"])
+    return upload
+
+
+def suite_upload_confirm(
+    *,
+    upload: Upload,
+    actor: Any = None,
+    pii_action: str,
+    pii_justification: str = "",
+    data_source: str = "",
+    consent_statement: str = "",
+    only_valid_rows: bool = False,
+) -> SuiteVersion:
+    """Import a staged upload with the uploader's choices; the staged file is removed on success."""
+    _check_staged(upload)
+    version = suite_import(
+        project=upload.project,
+        name=upload.suite_name,
+        path=_upload_path(upload),
+        filename=upload.filename,
+        options=ImportOptions.from_dict(upload.options),
+        actor=actor,
+        pii_action=pii_action,
+        pii_justification=pii_justification,
+        data_source=data_source,
+        consent_statement=consent_statement,
+        only_valid_rows=only_valid_rows,
+    )
+    upload.status = UploadStatus.IMPORTED
+    upload.version = version
+    upload.report = {**upload.report, "pii_rows": [], "preview": []}  # the staged copy of personal data goes
+    upload.save(update_fields=["status", "version", "report"])
+    shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+    return version
+
+
+def suite_upload_discard(*, upload: Upload, actor: Any = None) -> None:
+    if upload.status == UploadStatus.STAGED:
+        shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+        upload.status = UploadStatus.DISCARDED
+        upload.report = {**upload.report, "pii_rows": [], "preview": []}
+        upload.save(update_fields=["status", "report"])
+        audit_record(actor=actor, action="suite_upload.discard", obj=upload, after={"file": upload.filename})
+
+
+# --- immutability ---------------------------------------------------------------------------------
+
+
+def suite_version_lock(*, version: SuiteVersion, actor: Any = None, note: str = "") -> SuiteVersion:
+    """Freeze a version (the runs app calls this when a run starts). Idempotent: the first lock stays."""
+    with transaction.atomic():
+        locked = SuiteVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.locked_at is None:
+            locked.locked_at = timezone.now()
+            locked.save(update_fields=["locked_at"])
+            audit_record(
+                actor=actor,
+                action="suite_version.lock",
+                object_type="suites.suiteversion",
+                object_id=locked.pk,
+                project=locked.suite.project,
+                after={"locked_at": locked.locked_at},
+                note=note,
+            )
+    version.locked_at = locked.locked_at
+    return version
+
+
+EDITABLE = ("reference", "tags", "slices", "category", "expected", "input", "origin", "generator", "split")
+
+
+def case_update(*, case: Case, actor: Any = None, **changes: Any) -> Case:
+    """Edit one case of an unlocked version. Raises Conflict once a run has used the version."""
+    with transaction.atomic():
+        version = SuiteVersion.objects.select_for_update().get(pk=case.version_id)
+        if version.locked_at is not None:
+            raise Conflict(
+                f"{version} is locked: a run has used it. Upload a new version instead.",
+                fields={"version": ["Locked."]},
+            )
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise ValidationFailed(f"Cannot edit {', '.join(sorted(unknown))}.")
+        before = {k: getattr(case, k) for k in changes}
+        for k, v in changes.items():
+            setattr(case, k, v)
+        data = CaseData(
+            row=case.position,
+            key=case.key,
+            input=case.input,
+            reference=case.reference,
+            tags=case.tags,
+            slices=case.slices,
+            origin=case.origin,
+            generator=case.generator,
+            split=case.split,
+            category=case.category,
+            expected=case.expected,
+        )
+        case.content_hash = data.content_hash()
+        case.save()
+        hashes = dict(Case.objects.filter(version=version).values_list("key", "content_hash"))
+        version.content_hash = _version_hash(hashes)
+        version.save(update_fields=["content_hash"])
+        audit_record(
+            actor=actor,
+            action="case.update",
+            obj=case,
+            project=version.suite.project,
+            before=before,
+            after=changes,
+        )
+    return case
+
+
+def suite_version_delete(*, version: SuiteVersion, actor: Any = None) -> None:
+    with transaction.atomic():
+        locked = SuiteVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.locked_at is not None:
+            raise Conflict(f"{locked} is locked: a run has used it, so it cannot be deleted.")
+        audit_record(
+            actor=actor,
+            action="suite_version.delete",
+            object_type="suites.suiteversion",
+            object_id=locked.pk,
+            project=locked.suite.project,
+            before={"number": locked.number, "cases": locked.case_count},
+        )
+        locked.delete()

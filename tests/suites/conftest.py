@@ -1,0 +1,54 @@
+"""Helpers for the suites tests: the test files and an API client logged in as a project engineer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+GOOD = DATA / "good"
+HOSTILE = DATA / "hostile"
+
+# Each hostile file and a phrase its (first) problem must contain: the same through service, API and CLI.
+HOSTILE_EXPECTATIONS: dict[str, str] = {
+    "truncated.csv": "ends inside a quoted field",
+    "truncated.jsonl": "is the file truncated",
+    "binary.csv": "PNG image, not a text file",
+    "random_bytes.jsonl": "not UTF-8 or UTF-16",
+    "wrong_delimiter.csv": "semicolon",
+    "latin1.csv": "not UTF-8 or UTF-16 (byte 0xe9 at offset 13",
+    "mixed_encoding.csv": "byte 0xe9 at offset 49, line 4",
+    "zip_bomb.xlsx": "zip bomb",
+    "truncated.xlsx": "damaged or truncated",
+    "not_a_workbook.xlsx": "not an XLSX workbook",
+    "html_script.csv": "origin must be real or synthetic, not '<script>alert(1)</script>'",
+    "million_columns.csv": "longer than 1,000,000 characters",
+    "many_columns_header.csv": "5,000 columns; the limit is 200",
+    "malformed_quotes.csv": "quote inside a quoted field must be doubled",
+    "missing_input.csv": "missing required column 'input'",
+    "empty_input.csv": "empty input",
+    "duplicates.jsonl": "duplicate id 'd1' (first on row 1)",
+    "unknown_expected.jsonl": "unknown expected-behaviour type 'sounds_polite'",
+    "deep_nesting.jsonl": "nested too deeply",
+    "nul_bytes.csv": "NUL character",
+    "empty.csv": "The file is empty",
+    "promptfoo_unknown.yaml": "unknown assertion type 'llm-rubric'",
+    "promptfoo_billion_laughs.yaml": "YAML aliases",
+    "promptfoo_not_yaml.yaml": "not valid YAML (line 3",
+}
+
+
+@pytest.fixture
+def api(engineer: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(engineer)
+    return client
+
+
+@pytest.fixture
+def no_pii_scan(settings: Any) -> None:
+    """For tests where PII is not the point: skip the (slow) analyzer."""
+    settings.EVALHUB_SUITE_PII_SCAN = False

@@ -1,0 +1,77 @@
+"""Every hostile file gives a clear problem and stores nothing, the same through the service, API and CLI."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from evalhub.errors import ValidationFailed
+from evalhub.suites.models import Case, Suite, SuiteVersion
+from evalhub.suites.services import suite_import_file
+from tests.suites.conftest import HOSTILE, HOSTILE_EXPECTATIONS
+
+pytestmark = pytest.mark.django_db
+
+FILES = sorted(HOSTILE_EXPECTATIONS)
+
+
+def nothing_stored() -> None:
+    assert Suite.objects.count() == 0
+    assert SuiteVersion.objects.count() == 0
+    assert Case.objects.count() == 0
+
+
+def problem_texts(fields: dict[str, Any]) -> str:
+    return "\n".join(str(p["problem"]) for p in fields.get("rows", []))
+
+
+def test_every_hostile_file_has_an_expectation() -> None:
+    assert sorted(p.name for p in HOSTILE.iterdir()) == FILES
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_service_refuses_hostile_file_and_stores_nothing(project: Any, name: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        suite_import_file(project=project, name="hostile", path=HOSTILE / name)
+    assert HOSTILE_EXPECTATIONS[name] in problem_texts(caught.value.fields)
+    assert caught.value.fields["rows"][0]["row"] is None or caught.value.fields["rows"][0]["row"] >= 1
+    nothing_stored()
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_api_refuses_hostile_file_with_row_problems(api: Any, project: Any, name: str) -> None:
+    with (HOSTILE / name).open("rb") as handle:
+        response = api.post(
+            "/api/v1/suites/upload/",
+            {"project": project.slug, "name": "hostile", "file": handle},
+            format="multipart",
+        )
+    assert response.status_code == 400, response.content[:500]
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert HOSTILE_EXPECTATIONS[name] in problem_texts(error["fields"])
+    assert set(error["fields"]["rows"][0]) >= {"row", "column", "problem"}
+    nothing_stored()
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_cli_refuses_hostile_file_and_prints_problems(project: Any, name: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "import_suite", str(HOSTILE / name), project=project.slug, name="hostile", stdout=StringIO()
+        )
+    message = str(caught.value)
+    assert HOSTILE_EXPECTATIONS[name] in message
+    assert "Nothing was stored." in message
+    nothing_stored()
+
+
+def test_only_valid_rows_never_overrides_a_file_level_problem(project: Any) -> None:
+    with pytest.raises(ValidationFailed):
+        suite_import_file(
+            project=project, name="h", path=HOSTILE / "malformed_quotes.csv", only_valid_rows=True
+        )
+    nothing_stored()

@@ -1,0 +1,100 @@
+"""PII screening at upload: found row by row, then rejected, redacted or kept with a justification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalhub.audit.models import AuditEvent
+from evalhub.errors import ValidationFailed
+from evalhub.suites.models import Case, PiiDecision, Suite
+from evalhub.suites.services import scan_file, suite_import_file
+
+pytestmark = pytest.mark.django_db
+
+PII_CSV = (
+    "id,input,reference\n"
+    "p1,Email jane.doe@example.com or call 212-555-0187 about the refund.,Customer asked about a refund.\n"
+    "p2,The quarterly revenue rose 4%.,Revenue up 4%.\n"
+    "p3,John Smith lives at 42 Baker Street.,A customer moved.\n"
+)
+
+
+@pytest.fixture
+def pii_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pii.csv"
+    path.write_text(PII_CSV, encoding="utf-8")
+    return path
+
+
+def test_scan_reports_findings_row_by_row(pii_file: Path) -> None:
+    report = scan_file(path=pii_file, preview=True)
+    rows = {r["key"]: r for r in report.pii_rows}
+    assert set(rows) == {"p1", "p3"}
+    assert report.pii_row_count == 2
+    p1 = rows["p1"]["fields"][0]
+    assert p1["field"] == "input" and {"EMAIL_ADDRESS", "PHONE_NUMBER"} <= set(p1["entities"])
+    assert "<EMAIL_ADDRESS>" in p1["redacted"] and "jane.doe@example.com" not in p1["redacted"]
+    assert "PERSON" in rows["p3"]["fields"][0]["entities"]
+
+
+def test_reject_stores_nothing_and_audits_the_rejection(project: Any, pii_file: Path, engineer: Any) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        suite_import_file(
+            project=project,
+            name="pii",
+            path=pii_file,
+            pii_action="reject",
+            actor=engineer,
+            data_source="CRM export",
+            consent_statement="none recorded",
+        )
+    assert "personal data found in 2 row(s)" in str(caught.value)
+    assert [r["key"] for r in caught.value.fields["pii"]] == ["p1", "p3"]
+    assert not Suite.objects.exists() and not Case.objects.exists()
+    event = AuditEvent.objects.get(action="suite.upload_rejected_pii")
+    assert event.after["data_source"] == "CRM export" and event.project == project
+
+
+def test_redact_replaces_findings_with_typed_placeholders(project: Any, pii_file: Path) -> None:
+    version = suite_import_file(project=project, name="pii", path=pii_file, pii_action="redact")
+    p1 = version.cases.get(key="p1").input
+    assert "<EMAIL_ADDRESS>" in p1 and "<PHONE_NUMBER>" in p1 and "jane.doe" not in p1
+    assert "<PERSON>" in version.cases.get(key="p3").input
+    assert version.cases.get(key="p2").input == "The quarterly revenue rose 4%."
+    assert version.pii_decision == PiiDecision.REDACTED
+    assert version.pii_report["rows_with_pii"] == 2
+    assert "jane.doe@example.com" not in str(version.pii_report)  # the report keeps types, not the values
+    event = AuditEvent.objects.get(action="suite_version.pii_decision")
+    assert event.after["decision"] == "redacted"
+
+
+def test_keep_needs_a_justification_and_records_it(project: Any, pii_file: Path, lead: Any) -> None:
+    with pytest.raises(ValidationFailed, match="justification"):
+        suite_import_file(project=project, name="pii", path=pii_file, pii_action="keep")
+    version = suite_import_file(
+        project=project,
+        name="pii",
+        path=pii_file,
+        pii_action="keep",
+        actor=lead,
+        pii_justification="Synthetic people; checked by the DPO.",
+        consent_statement="n/a: invented data",
+    )
+    assert "jane.doe@example.com" in version.cases.get(key="p1").input
+    assert version.pii_decision == PiiDecision.KEPT
+    assert version.pii_justification == "Synthetic people; checked by the DPO."
+    event = AuditEvent.objects.get(action="suite_version.pii_decision")
+    assert event.after["justification"] == "Synthetic people; checked by the DPO."
+    assert event.note == "Synthetic people; checked by the DPO."
+    assert event.after["consent_statement"] == "n/a: invented data"
+    assert event.actor == lead
+
+
+def test_a_file_without_pii_records_none_found(project: Any, tmp_path: Path) -> None:
+    path = tmp_path / "clean.csv"
+    path.write_text("input\nRevenue rose 4% this quarter.\n")
+    version = suite_import_file(project=project, name="clean", path=path, pii_action="reject")
+    assert version.pii_decision == PiiDecision.NONE_FOUND
