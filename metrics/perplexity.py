@@ -176,7 +176,7 @@ def _chunked_nll(
 ) -> torch.Tensor:
     """Per-token NLL (float32) of ``targets`` given ``hidden`` (n x d), ``chunk_tokens`` at a time."""
     global _compiled_nll
-    nll_fn = _nll_from_logits
+    nll_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = _nll_from_logits
     if compiled:
         if _compiled_nll is None:
             # One fused pass over the bf16 logits: upcast, logsumexp and gather without a float32 copy.
@@ -249,7 +249,8 @@ def score_perplexity_ids(
         _compile_model(body)
     run_body = body
     transform = _final_logit_transform(model)
-    vocab = int(head.weight.shape[0]) if isinstance(getattr(head, "weight", None), torch.Tensor) else 32_000
+    weight = getattr(head, "weight", None)
+    vocab = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else 32_000
     chunk = loss_chunk_tokens or max(1, _LOGITS_CHUNK_ELEMENTS // vocab)
 
     segments: list[_Segment] = []

@@ -10,7 +10,6 @@ from metrics.pii import (
     detect_pii,
     detect_pii_batch,
     entity_types,
-    get_analyzer,
     redact_pii,
     resolve_overlaps,
 )
@@ -22,9 +21,9 @@ SENTENCE = (
 )
 
 
-@pytest.fixture(scope="module")
-def analyzer():
-    return get_analyzer()
+@pytest.fixture
+def analyzer(pii_analyzer):
+    return pii_analyzer
 
 
 def by_type(findings):
