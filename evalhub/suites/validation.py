@@ -213,7 +213,9 @@ def _local_expected_problems(expected: list[Any]) -> list[str]:
             messages.append(f"{where}: each expected behaviour must be an object with a 'type'")
             continue
         if check["type"] not in known:
-            messages.append(f"{where}: unknown expected-behaviour type {check['type']!r} (known: {', '.join(known)})")
+            messages.append(
+                f"{where}: unknown expected-behaviour type {check['type']!r} (known: {', '.join(known)})"
+            )
             continue
         for needed in LOCAL_CHECK_TYPES.get(str(check["type"]), ()):
             if check.get(needed) in (None, ""):
