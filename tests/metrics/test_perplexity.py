@@ -1,6 +1,8 @@
 """Perplexity (metrics/perplexity.py) against independent Hugging Face computations."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -205,3 +207,73 @@ def test_lora_wrapped_model_scores_with_adapters_active(model):
 def test_rejects_non_string_texts(model, tokenizer):
     with pytest.raises(TypeError):
         score_perplexity(model, tokenizer, [None], device="cpu")  # type: ignore[list-item]
+
+
+# --- the shipped fixture model family (tiny Llama + LoRA adapters) ----------------------------
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "models"
+
+
+@pytest.fixture(scope="module")
+def fixture_base():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(FIXTURES / "base", dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(FIXTURES / "base")
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def suite_texts():
+    rows = [
+        json.loads(line)
+        for line in (FIXTURES.parent / "suites" / "summaries.jsonl").read_text().splitlines()[:6]
+    ]
+    return [r["input"] for r in rows] + [r["reference"] for r in rows]
+
+
+def hf_text_perplexity(model, tok, text):
+    ids = [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]
+    return hf_perplexity(model, ids)
+
+
+def test_fixture_model_matches_hf_per_text_with_padding(fixture_base, suite_texts):
+    model, tok = fixture_base
+    result = score_perplexity(model, tok, suite_texts, batch_size=5, device="cpu")
+    assert result.config["bos"] is True
+    for text, got in zip(suite_texts, result.texts, strict=True):
+        assert got.n_tokens == len(tok(text, add_special_tokens=False)["input_ids"])
+        assert rel_close(got.perplexity, hf_text_perplexity(model, tok, text))
+    # The model was trained on this kind of text: far better than uniform over its vocabulary.
+    assert result.perplexity < model.config.vocab_size / 10
+
+
+def test_fixture_model_sliding_window(fixture_base, suite_texts):
+    model, tok = fixture_base
+    long_text = " ".join(suite_texts)
+    ids = [tok.bos_token_id, *tok(long_text, add_special_tokens=False)["input_ids"]]
+    assert len(ids) > 300
+    result = score_perplexity(model, tok, [long_text], max_length=128, stride=48, device="cpu")
+    nll, n = hf_windowed_nll(model, ids, 128, 48)
+    assert result.texts[0].n_tokens == n == len(ids) - 1
+    assert rel_close(result.texts[0].nll_sum, nll)
+
+
+@pytest.mark.parametrize("adapter", ["summariser-v1", "tone-v1"])
+def test_fixture_lora_adapter_matches_hf(fixture_base, suite_texts, adapter):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_model, tok = fixture_base
+    fresh = AutoModelForCausalLM.from_pretrained(FIXTURES / "base", dtype=torch.float32).eval()
+    lora = PeftModel.from_pretrained(fresh, FIXTURES / adapter).eval()
+    texts = suite_texts[:4]
+    with_adapter = score_perplexity(lora, tok, texts, batch_size=3, device="cpu")
+    without = score_perplexity(base_model, tok, texts, batch_size=3, device="cpu")
+    for text, got, base in zip(texts, with_adapter.texts, without.texts, strict=True):
+        assert rel_close(got.perplexity, hf_text_perplexity(lora, tok, text))
+        assert not rel_close(got.perplexity, base.perplexity, 1e-3)  # the adapter is active
+    with lora.disable_adapter():
+        disabled = score_perplexity(lora, tok, texts, batch_size=3, device="cpu")
+    for a, b in zip(disabled.texts, without.texts, strict=True):
+        assert rel_close(a.perplexity, b.perplexity)
