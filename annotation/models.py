@@ -105,7 +105,15 @@ class Task(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["study", "is_gold", "order_key"], name="task_queue_order")]
+        indexes = [
+            models.Index(fields=["study", "is_gold", "order_key"], name="task_queue_order"),
+            # The queue scans only tasks still short of ratings, so filled tasks cost nothing.
+            models.Index(
+                fields=["study", "order_key"],
+                condition=models.Q(is_gold=False, rating_count__lt=models.F("required_ratings")),
+                name="task_open_queue",
+            ),
+        ]
         constraints = [
             # Never more ratings than asked for; gold tasks (required_ratings 0) have no cap.
             models.CheckConstraint(

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -24,26 +24,74 @@ from evalhub.errors import Conflict
 _MAX_ATTEMPTS = 8
 
 
-def active_leases(*, now: datetime) -> Coalesce:
-    """Number of unexpired active leases on the outer task, as a subquery expression."""
-    leases = (
-        Assignment.objects.filter(task=OuterRef("pk"), status=AssignmentStatus.ACTIVE, expires_at__gt=now)
-        .order_by()
-        .values("task")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(leases, output_field=IntegerField()), Value(0))
+# The hot path is two statements in raw SQL (one per round trip, no ORM compilation): take the first
+# open task under a row lock, then insert the lease only if the task still has room, re-counting the
+# leases in a fresh statement, hence a fresh snapshot that sees every lease committed before the lock.
+_ROOM = (
+    "t.rating_count + (SELECT COUNT(*) FROM annotation_assignment a WHERE a.task_id = t.id"
+    " AND a.status = 'active' AND a.expires_at > %s) < t.required_ratings"
+)
 
 
-def _open_tasks(*, study: Study, rater: Any, now: datetime, gold: bool) -> QuerySet[Task]:
-    seen = Assignment.objects.filter(task=OuterRef("pk"), rater=rater)
-    tasks = Task.objects.filter(study=study, is_gold=gold).filter(~Exists(seen))
+_LEASE_INSERT = " ".join(
+    [
+        "INSERT INTO annotation_assignment",
+        "(task_id, study_id, rater_id, status, leased_at, expires_at, finished_at, skip_reason)",
+        "SELECT t.id, %s, %s, 'active', %s, %s, NULL, '' FROM annotation_task t",
+        "WHERE t.id = %s AND (t.is_gold OR",
+        _ROOM,
+        ") RETURNING id",
+    ]
+)
+
+
+def _lock_candidate(*, study: Study, rater: Any, now: datetime, gold: bool, skip: list[int]) -> int | None:
+    """Id of the first open task (queue order) the rater has never had, row-locked on PostgreSQL;
+    tasks other raters hold locked are skipped, not waited for."""
+    when = connection.ops.adapt_datetimefield_value(now)
+    sql = ["SELECT t.id FROM annotation_task t WHERE t.study_id = %s AND t.is_gold = %s"]
+    params: list[Any] = [study.pk, gold]
     if not gold:
-        tasks = tasks.alias(leased=active_leases(now=now)).filter(
-            rating_count__lt=F("required_ratings") - F("leased")
-        )
-    return tasks.order_by("order_key")
+        # The first condition matches the partial index task_open_queue; the second counts leases.
+        sql.append("AND t.rating_count < t.required_ratings AND " + _ROOM)
+        params.append(when)
+    sql.append(
+        "AND NOT EXISTS (SELECT 1 FROM annotation_assignment s WHERE s.task_id = t.id AND s.rater_id = %s)"
+    )
+    params.append(rater.pk)
+    if skip:
+        sql.append("AND t.id NOT IN (" + ", ".join(["%s"] * len(skip)) + ")")
+        params += skip
+    sql.append("ORDER BY t.order_key LIMIT 1")
+    if connection.features.has_select_for_update_skip_locked:
+        sql.append("FOR UPDATE OF t SKIP LOCKED")
+    with connection.cursor() as cursor:
+        cursor.execute(" ".join(sql), params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _lease_if_room(
+    *, task_id: int, study: Study, rater: Any, now: datetime, lease: timedelta
+) -> Assignment | None:
+    """Insert the lease if the (locked) task still has room; None if it filled up meanwhile."""
+    ops = connection.ops
+    when, until = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now + lease)
+    sql = _LEASE_INSERT
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [study.pk, rater.pk, when, until, task_id, when])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Assignment(
+        id=row[0],
+        task_id=task_id,
+        study=study,
+        rater=rater,
+        status=AssignmentStatus.ACTIVE,
+        leased_at=now,
+        expires_at=now + lease,
+    )
 
 
 def _lock_first(tasks: QuerySet[Task], *, skip: list[int]) -> Task | None:
@@ -125,17 +173,15 @@ def task_assign_next(*, study: Study, rater: Any, now: datetime | None = None) -
                 return renewed
 
         for gold in (True, False) if _gold_due(study=study, rater=rater) else (False,):
-            candidates = _open_tasks(study=study, rater=rater, now=now, gold=gold)
             skipped: list[int] = []
             for _ in range(_MAX_ATTEMPTS):
-                task = _lock_first(candidates, skip=skipped)
-                if task is None:
+                task_id = _lock_candidate(study=study, rater=rater, now=now, gold=gold, skip=skipped)
+                if task_id is None:
                     break
-                if task_has_room(task=task, now=now):
-                    return Assignment.objects.create(
-                        task=task, study=study, rater=rater, leased_at=now, expires_at=now + lease
-                    )
-                skipped.append(task.pk)
+                assignment = _lease_if_room(task_id=task_id, study=study, rater=rater, now=now, lease=lease)
+                if assignment is not None:
+                    return assignment
+                skipped.append(task_id)
     return None
 
 

@@ -8,41 +8,69 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 
-from annotation.models import Assignment, AssignmentStatus, Consent, Rating, Study, StudyStatus, Task
+from annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Consent,
+    RaterPool,
+    Rating,
+    Study,
+    StudyStatus,
+    Task,
+)
 from evalhub.accounts.models import Membership, Role
 from evalhub.errors import Forbidden, NotFound
 from evalhub.permissions import READ_ROLES, projects_for
+
+
+def _rateable(*, rater: Any) -> QuerySet[Study]:
+    member = Membership.objects.filter(user_id=rater.pk, role=Role.RATER, project_id=OuterRef("project_id"))
+    pooled = RaterPool.members.through.objects.filter(raterpool_id=OuterRef("pool_id"), user_id=rater.pk)
+    return Study.objects.filter(
+        Exists(member), Q(pool__isnull=True) | Exists(pooled), status=StudyStatus.OPEN
+    )
 
 
 def rater_studies(*, rater: Any) -> QuerySet[Study]:
     """Open studies the user may rate: a rater in the study's project, and in its pool if it has one."""
     if not rater.is_authenticated:
         return Study.objects.none()
-    projects = Membership.objects.filter(user=rater, role=Role.RATER).values("project_id")
-    return (
-        Study.objects.filter(project__in=projects, status=StudyStatus.OPEN)
-        .filter(Q(pool__isnull=True) | Q(pool__members=rater))
-        .distinct()
-        .order_by("-created_at")
-    )
+    return _rateable(rater=rater).order_by("-created_at")
 
 
 def study_for_rater(*, public_id: str, rater: Any) -> Study:
-    """The open study with this public id, if the user may rate it; NotFound otherwise, so a study's
+    """The open study with this public id, if the user may rate it, with the hash of the terms they
+    accepted (one query: this runs on every rater request). NotFound otherwise, so a study's
     existence is not revealed to someone outside it."""
-    study = rater_studies(rater=rater).filter(public_id=public_id).first()
+    study = None
+    if rater.is_authenticated and public_id:
+        consent = Consent.objects.filter(study_id=OuterRef("pk"), rater_id=rater.pk).values("terms_sha256")[
+            :1
+        ]
+        study = (
+            _rateable(rater=rater)
+            .filter(public_id=public_id)
+            .annotate(accepted_terms_sha256=Subquery(consent))
+            .first()
+        )
     if study is None:
         raise NotFound("No open study with this id is available to you.")
     return study
 
 
 def rater_has_consented(*, study: Study, rater: Any) -> bool:
+    """Whether the rater accepted the study's current terms (changed terms must be accepted again)."""
     from annotation.services import terms_digest
 
-    consent = Consent.objects.filter(study=study, rater=rater).values_list("terms_sha256", flat=True).first()
-    return consent is not None and consent == terms_digest(study.terms)
+    if hasattr(study, "accepted_terms_sha256"):
+        accepted = study.accepted_terms_sha256
+    else:
+        accepted = (
+            Consent.objects.filter(study=study, rater=rater).values_list("terms_sha256", flat=True).first()
+        )
+    return accepted is not None and accepted == terms_digest(study.terms)
 
 
 def rater_check_ready(*, study: Study, rater: Any) -> None:

@@ -1,0 +1,490 @@
+"""Load benchmark of the rater API: gunicorn + PostgreSQL on loopback, bounded in rounds and seconds.
+
+(a) closed loop: N raters fetch (`GET /api/v1/rater/next`) and submit (`POST .../rating`) with no pause
+    for a fixed number of rounds; prints ratings/s and p50/p95 of fetch and submit.
+(b) open loop: ratings arrive at a steady rate (default 50/s) whatever the latency; prints p50/p95.
+Then it checks integrity in the database (every acknowledged submission stored exactly once, no rater
+given a task twice, no task over its k ratings, counters equal to rows) and exits 1 if any check fails.
+
+It creates and drops its own database (default `evalhub_bench`); it never touches another one.
+
+    .venv/bin/python bench/rating_load.py                # the figures in bench/RESULTS.md
+    .venv/bin/python bench/rating_load.py --raters 10 --rounds 3 --open-seconds 2 --rate 10   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+LABEL_STUDIO_RATINGS_PER_S = 8.1  # ENVIRONMENT.md: Label Studio 1.23.2, same closed loop, gunicorn 4 workers
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--raters", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=30, help="closed loop: ratings per rater")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="closed loop: stop after this long")
+    p.add_argument("--rate", type=float, default=50.0, help="open loop: ratings per second")
+    p.add_argument("--open-seconds", type=float, default=20.0)
+    p.add_argument("--overlap", type=int, default=3, help="k: ratings per task")
+    p.add_argument("--workers", type=int, default=0, help="gunicorn workers (0: 2 x cores + 1)")
+    p.add_argument("--worker-class", default="sync")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
+    p.add_argument("--db", default="evalhub_bench")
+    p.add_argument("--keep-db", action="store_true")
+    return p.parse_args(argv)
+
+
+# --- database and server --------------------------------------------------------------------------
+
+
+def recreate_database(pg: str, name: str, *, drop_only: bool = False) -> None:
+    import psycopg
+
+    if not name.replace("_", "").isalnum():
+        raise SystemExit(f"refusing odd database name {name!r}")
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": f"{args.pg}/{args.db}",
+            "DATABASE_CONN_MAX_AGE": "600",
+            "DEBUG": "false",
+            "SECRET_KEY": env.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(40),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "false",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "evalhub.settings",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    return env
+
+
+def start_gunicorn(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    workers = args.workers or 2 * (os.cpu_count() or 1) + 1
+    cmd = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "evalhub.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{args.port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        args.worker_class,
+        "--threads",
+        str(args.threads),
+        "--backlog",
+        "2048",
+        "--log-level",
+        "warning",
+        "--keep-alive",
+        "30",
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1) as r:  # noqa: S310
+                if r.status == 200:
+                    print(f"gunicorn up: {workers} {args.worker_class} workers x {args.threads} threads")
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    stop(proc)
+    raise SystemExit("gunicorn did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    study_public_id: str
+    sessions: list[tuple[int, str, str]]  # (user id, session key, csrf secret)
+    tasks: int
+
+
+def build_data(args: argparse.Namespace) -> Setup:
+    """Migrate, then create a project, a run with a baseline and a candidate, a study and raters
+    with sessions (logged in without password hashing, as a login would leave them)."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.core.management import call_command
+
+    from annotation.models import Consent
+    from annotation.services import study_create_from_run, terms_digest
+    from evalhub.accounts.models import Membership, Project, Role
+    from evalhub.catalog.models import Adapter, BaseModel
+    from evalhub.runs.models import AdapterRole, Output, Run, RunAdapter
+    from evalhub.suites.models import Case, Suite, SuiteVersion
+    from django.contrib.auth import get_user_model
+
+    call_command("migrate", verbosity=0)
+    ratings_needed = args.raters * args.rounds + int(args.rate * args.open_seconds * 1.2) + args.raters
+    n_cases = ratings_needed // args.overlap + args.raters + 50
+    project = Project.objects.create(name="Bench", slug="bench")
+    base = BaseModel.objects.create(project=project, name="base", folder="/bench/base", weights_hash="0" * 64, tokenizer="/bench/base")
+    adapters = [
+        Adapter.objects.create(
+            project=project, base_model=base, name=name, version="1", folder=f"/bench/{name}",
+            weights_hash=str(i) * 64, peft_type="LORA", rank=8, alpha=16,
+        )
+        for i, name in enumerate(("baseline", "candidate"))
+    ]
+    suite = Suite.objects.create(project=project, name="bench")
+    version = SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64)
+    body = "The quarter's revenue rose four percent while operating margin held at 21 percent. " * 8
+    cases = Case.objects.bulk_create(
+        [
+            Case(version=version, key=f"c{i}", position=i, input=f"Transcript {i}. {body}", tags=["finance"], content_hash=f"{i:064d}")
+            for i in range(n_cases)
+        ],
+        batch_size=1000,
+    )
+    run = Run.objects.create(project=project, name="bench run", suite_version=version, base_model=base, config_hash="d" * 64, status="completed")
+    for adapter, role in zip(adapters, (AdapterRole.BASELINE, AdapterRole.CANDIDATE), strict=True):
+        RunAdapter.objects.create(run=run, adapter=adapter, role=role)
+    Output.objects.bulk_create(
+        [
+            Output(run=run, adapter=adapter, case=case, text=f"Summary by system {j} of case {case.position}: {body[:300]}",
+                   finish_reason="stop", backend="hf", config_hash="d" * 64, cache_key=f"{j}-{case.pk}")
+            for case in cases
+            for j, adapter in enumerate(adapters)
+        ],
+        batch_size=1000,
+    )
+    study = study_create_from_run(run=run, name="bench", overlap=args.overlap, lease_seconds=600, terms="Bench.", seed=1)
+    user_model = get_user_model()
+    users = []
+    for i in range(args.raters):
+        user = user_model(username=f"bench-rater-{i}")
+        user.set_unusable_password()
+        users.append(user)
+    users = user_model.objects.bulk_create(users)
+    Membership.objects.bulk_create([Membership(user=u, project=project, role=Role.RATER) for u in users])
+    Consent.objects.bulk_create([Consent(study=study, rater=u, terms_sha256=terms_digest(study.terms)) for u in users])
+    sessions = []
+    for user in users:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        sessions.append((user.pk, session.session_key or "", secrets.token_hex(16)))
+    return Setup(study_public_id=study.public_id, sessions=sessions, tasks=study.tasks.count())
+
+
+# --- load --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    fetch_ms: list[float] = field(default_factory=list)
+    submit_ms: list[float] = field(default_factory=list)
+    stored: list[tuple[int, str]] = field(default_factory=list)  # (user id, task id) answered 201
+    fetched: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    errors: Counter[str] = field(default_factory=Counter)
+    empty: int = 0
+
+
+RATING = {
+    "scores": {
+        "factual_accuracy": {"A": 4, "B": 3},
+        "completeness": {"A": 4, "B": 4},
+        "conciseness": {"A": 3, "B": 5},
+    },
+    "preference": "A",
+    "hallucination": {"A": {"flagged": False}, "B": {"flagged": True, "spans": [{"start": 0, "end": 7}]}},
+    "rationale": "A is more precise.",
+    "time_on_task_ms": 20000,
+}
+
+
+class Rater:
+    def __init__(self, base: str, study: str, user_id: int, session_key: str, csrf: str) -> None:
+        import aiohttp
+
+        self.user_id = user_id
+        self.next_url = f"{base}/api/v1/rater/next?study={study}"
+        self.base = base
+        self.headers = {"Cookie": f"sessionid={session_key}; csrftoken={csrf}", "X-CSRFToken": csrf}
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        self.busy = False
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def rate_once(self, tally: Tally) -> bool:
+        t0 = time.perf_counter()
+        async with self.session.get(self.next_url, headers=self.headers) as r:
+            body = await r.json()
+            status = r.status
+        t1 = time.perf_counter()
+        if status != 200:
+            tally.errors[f"next {status} {body.get('error', {}).get('code')}"] += 1
+            return False
+        tally.fetch_ms.append((t1 - t0) * 1000)
+        task = body["task"]
+        if task is None:
+            tally.empty += 1
+            return False
+        tally.fetched[self.user_id].append(task["public_id"])
+        url = f"{self.base}/api/v1/rater/tasks/{task['public_id']}/rating"
+        async with self.session.post(url, json=RATING, headers=self.headers) as r:
+            status = r.status
+            await r.read()
+        t2 = time.perf_counter()
+        if status == 201:
+            tally.submit_ms.append((t2 - t1) * 1000)
+            tally.stored.append((self.user_id, task["public_id"]))
+            return True
+        tally.errors[f"rating {status}"] += 1
+        return False
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def closed_loop(raters: list[Rater], rounds: int, max_seconds: float) -> tuple[Tally, float]:
+    tally = Tally()
+    deadline = time.perf_counter() + max_seconds
+
+    async def loop(rater: Rater) -> None:
+        for _ in range(rounds):
+            if time.perf_counter() > deadline:
+                return
+            await rater.rate_once(tally)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(r) for r in raters))
+    return tally, time.perf_counter() - start
+
+
+async def open_loop(raters: list[Rater], rate: float, seconds: float) -> tuple[Tally, float, int]:
+    """Start one rating (fetch + submit) every 1/rate seconds on an absolute schedule, by a free rater."""
+    tally = Tally()
+    pending: set[asyncio.Task[Any]] = set()
+    dropped = 0
+    n = int(rate * seconds)
+    start = time.perf_counter()
+    turn = 0
+
+    async def one(rater: Rater) -> None:
+        try:
+            await rater.rate_once(tally)
+        finally:
+            rater.busy = False
+
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for _ in range(len(raters)):
+            rater = raters[turn % len(raters)]
+            turn += 1
+            if not rater.busy:
+                break
+        else:
+            dropped += 1
+            continue
+        rater.busy = True
+        job = asyncio.create_task(one(rater))
+        pending.add(job)
+        job.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
+    return tally, time.perf_counter() - start, dropped
+
+
+async def healthz_baseline(base: str, seconds: float, concurrency: int) -> float:
+    """The cheapest request the same server answers (one SELECT 1): the ceiling for any endpoint."""
+    import aiohttp
+
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            async with session.get(f"{base}/healthz") as r:
+                await r.read()
+            done += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        return done / (time.perf_counter() - start)
+
+
+# --- integrity ------------------------------------------------------------------------------------------
+
+
+def integrity(tallies: list[Tally]) -> list[str]:
+    from django.db.models import Count, F
+
+    from annotation.models import Assignment, Rating, Task
+
+    problems = []
+    acknowledged = [pair for t in tallies for pair in t.stored]
+    if not acknowledged:
+        problems.append("nothing was rated")
+    if len(acknowledged) != len(set(acknowledged)):
+        problems.append("the server acknowledged the same (rater, task) twice")
+    stored = set(Rating.objects.values_list("rater_id", "task__public_id"))
+    if Rating.objects.count() != len(stored):
+        problems.append("a (rater, task) pair has two ratings")
+    missing = set(acknowledged) - stored
+    if missing:
+        problems.append(f"{len(missing)} acknowledged ratings are not stored")
+    extra = stored - set(acknowledged)
+    if extra:
+        problems.append(f"{len(extra)} stored ratings were never acknowledged to the client")
+    fetched: dict[int, list[str]] = defaultdict(list)
+    for t in tallies:
+        for user, tasks in t.fetched.items():
+            fetched[user].extend(tasks)
+    twice = sum(len(tasks) - len(set(tasks)) for tasks in fetched.values())
+    if twice:
+        problems.append(f"raters were given a task they had already had {twice} times")
+    if Assignment.objects.values("task", "rater").annotate(n=Count("pk")).filter(n__gt=1).exists():
+        problems.append("two assignments for one (task, rater)")
+    over = Task.objects.filter(is_gold=False, rating_count__gt=F("required_ratings")).count()
+    over_rows = (
+        Rating.objects.filter(task__is_gold=False).values("task").annotate(n=Count("pk"))
+        .filter(n__gt=F("task__required_ratings")).count()
+    )
+    if over or over_rows:
+        problems.append(f"{max(over, over_rows)} tasks have more than k ratings")
+    drift = Task.objects.annotate(n=Count("ratings")).exclude(rating_count=F("n")).count()
+    if drift:
+        problems.append(f"{drift} tasks' rating_count differs from their stored ratings")
+    return problems
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+
+def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
+    rated = len(tally.stored)
+    row = {
+        "ratings": rated,
+        "seconds": seconds,
+        "per_s": rated / seconds if seconds else 0.0,
+        "fetch_p50": pct(tally.fetch_ms, 50),
+        "fetch_p95": pct(tally.fetch_ms, 95),
+        "submit_p50": pct(tally.submit_ms, 50),
+        "submit_p95": pct(tally.submit_ms, 95),
+    }
+    print(
+        f"{name}: {rated} ratings in {seconds:.1f} s = {row['per_s']:.1f} ratings/s | "
+        f"fetch p50 {row['fetch_p50']:.1f} ms p95 {row['fetch_p95']:.1f} ms | "
+        f"submit p50 {row['submit_p50']:.1f} ms p95 {row['submit_p95']:.1f} ms"
+        + (f" | errors {dict(tally.errors)}" if tally.errors else "")
+        + (f" | empty queue {tally.empty}" if tally.empty else "")
+    )
+    return row
+
+
+async def run_load(args: argparse.Namespace, setup: Setup) -> tuple[list[Tally], bool]:
+    base = f"http://127.0.0.1:{args.port}"
+    healthz = await healthz_baseline(base, 3.0, args.raters)
+    print(f"baseline in this run: /healthz (one SELECT 1) {healthz:.0f} requests/s at concurrency {args.raters}")
+    raters = [Rater(base, setup.study_public_id, *s) for s in setup.sessions]
+    try:
+        closed, closed_s = await closed_loop(raters, args.rounds, args.max_seconds)
+        a = report(f"(a) closed loop, {args.raters} raters x {args.rounds} rounds", closed, closed_s)
+        print(
+            f"    vs Label Studio 1.23.2 ({LABEL_STUDIO_RATINGS_PER_S}/s, ENVIRONMENT.md): "
+            f"{a['per_s'] / LABEL_STUDIO_RATINGS_PER_S:.0f}x; one rating = 2 requests, "
+            f"so {2 * a['per_s'] / healthz:.2f} of the /healthz ceiling"
+        )
+        opened, open_s, dropped = await open_loop(raters, args.rate, args.open_seconds)
+        b = report(f"(b) open loop, {args.rate:g} ratings/s for {args.open_seconds:g} s", opened, open_s)
+        if dropped:
+            print(f"    {dropped} arrivals found every rater busy and were dropped")
+    finally:
+        await asyncio.gather(*(r.close() for r in raters))
+    ok = a["per_s"] >= 300 and b["fetch_p95"] < 50 and b["submit_p95"] < 50
+    print(f"targets (a) >= 300 ratings/s, (b) p95 < 50 ms: {'met' if ok else 'NOT met'}")
+    return [closed, opened], ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("BENCH_SECRET_KEY", secrets.token_urlsafe(40))  # one key: sessions made here, read there
+    os.environ.update(server_env(args))
+    sys.path.insert(0, str(REPO))
+    recreate_database(args.pg, args.db)
+    proc = None
+    try:
+        import django
+
+        django.setup()
+        t0 = time.perf_counter()
+        setup = build_data(args)
+        print(f"setup: {setup.tasks} tasks, {len(setup.sessions)} raters, k={args.overlap} ({time.perf_counter() - t0:.1f} s)")
+        from django.db import connections
+
+        connections.close_all()
+        proc = start_gunicorn(args, server_env(args))
+        tallies, _targets = asyncio.run(run_load(args, setup))
+        problems = integrity(tallies)
+        stored = sum(len(t.stored) for t in tallies)
+        if problems:
+            print("INTEGRITY FAILED: " + "; ".join(problems))
+            return 1
+        print(f"integrity: {stored} acknowledged ratings stored exactly once; no rater got a task twice; no task over k")
+        return 0
+    finally:
+        if proc is not None:
+            stop(proc)
+        if not args.keep_db:
+            from django.db import connections
+
+            connections.close_all()
+            recreate_database(args.pg, args.db, drop_only=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
