@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -99,3 +100,19 @@ class CaseFilterForm(forms.Form):
     split = forms.ChoiceField(choices=[("", "Any"), *list(Split.choices)], required=False, label="Split")
     category = forms.CharField(required=False, label="Category")
     slice = forms.CharField(required=False, label="Slice", help_text="name or name:value")
+
+    def __init__(
+        self, *args: Any, tags: Sequence[str] = (), categories: Sequence[str] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Offer the version's own tags and categories; a value typed in a URL still works.
+        tag_value = self.data.get("tag", "") if self.is_bound else ""
+        cat_value = self.data.get("category", "") if self.is_bound else ""
+        tag_choices = sorted(set(tags) | ({tag_value} if tag_value else set()))
+        cat_choices = sorted(set(categories) | ({cat_value} if cat_value else set()))
+        self.fields["tag"] = forms.ChoiceField(
+            choices=[("", "Any"), *((t, t) for t in tag_choices)], required=False, label="Tag"
+        )
+        self.fields["category"] = forms.ChoiceField(
+            choices=[("", "Any"), *((c, c) for c in cat_choices)], required=False, label="Category"
+        )

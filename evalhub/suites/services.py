@@ -27,7 +27,7 @@ from evalhub.accounts.models import Project
 from evalhub.audit.services import audit_record
 from evalhub.errors import Conflict, ValidationFailed
 from evalhub.suites.models import Case, PiiDecision, Suite, SuiteVersion, Upload, UploadStatus
-from evalhub.suites.parsing import FileProblem, RawRow, Source, limits, open_source
+from evalhub.suites.parsing import FileProblem, RawRow, Source, detect_format, limits, open_source
 from evalhub.suites.validation import (
     FIELDS,
     CaseData,
@@ -272,7 +272,10 @@ def scan_file(
         )
     except FileProblem as exc:
         stream.add(Problem(exc.row, exc.column, exc.message, fatal=True))
-        report.format = options.format
+        try:
+            report.format = options.format or detect_format(filename or path.name)
+        except FileProblem:
+            report.format = ""
         return _finish(report, stream, started)
     report.format = source.format
     try:

@@ -199,9 +199,12 @@ def detail(request: HttpRequest, project_slug: str, suite_id: int) -> HttpRespon
     project = _project(request, project_slug)
     suite = get_object_or_404(Suite, pk=suite_id, project=project)
     versions = list(selectors.suite_version_list(suite=suite))
-    filters = CaseFilterForm(request.GET or None)
+    wanted = request.GET.get("v", "")
+    version = next((v for v in versions if str(v.number) == wanted), versions[0] if versions else None)
+    all_counts = selectors.case_counts(version=version) if version is not None else {}
+    choices = {"tags": list(all_counts.get("tags", {})), "categories": list(all_counts.get("category", {}))}
+    filters = CaseFilterForm(request.GET or None, **choices)
     data = filters.cleaned_data if filters.is_valid() else {}
-    version = next((v for v in versions if v.number == data.get("v")), versions[0] if versions else None)
     context: dict[str, Any] = {"project": project, "suite": suite, "versions": versions, "version": version}
     if version is not None:
         name, _, value = (data.get("slice") or "").partition(":")
@@ -222,9 +225,11 @@ def detail(request: HttpRequest, project_slug: str, suite_id: int) -> HttpRespon
         context.update(
             {
                 "page": page,
-                "filters": filters if filters.is_bound else CaseFilterForm(initial={"v": version.number}),
+                "filters": filters
+                if filters.is_bound
+                else CaseFilterForm(initial={"v": version.number}, **choices),
                 "filtered": filtered,
-                "counts": selectors.case_counts(version=version, cases=cases if filtered else None),
+                "counts": selectors.case_counts(version=version, cases=cases) if filtered else all_counts,
                 "query": query.urlencode(),
                 "version_number": version.number,
             }
