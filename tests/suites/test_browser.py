@@ -1,0 +1,86 @@
+"""Real Chromium through Playwright: upload the fixture CSV and a hostile file through the pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalhub.suites.models import SuiteVersion
+from tests.conftest import FIXTURE_SUITES
+from tests.suites.conftest import HOSTILE
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium (make browser)"),
+]
+
+
+@pytest.fixture
+def browser_page(monkeypatch: Any) -> Any:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; Django's async-safety check would
+    # otherwise refuse the ORM calls this test makes between page actions.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.console_errors = errors  # type: ignore[attr-defined]
+        yield page
+        browser.close()
+
+
+def login(page: Any, base: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", "engineer")
+    page.fill("input[name=password]", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+def test_upload_fixture_csv_and_hostile_file_in_the_browser(
+    live_server: Any, project: Any, engineer: Any, browser_page: Any, settings: Any
+) -> None:
+    settings.EVALHUB_SUITE_PII_SCAN = False  # the PII paths have their own tests; this one is about the pages
+    page = browser_page
+    login(page, live_server.url)
+    page.goto(f"{live_server.url}/p/{project.slug}/suites/")
+    page.click("text=Upload a suite")
+    page.set_input_files("#id_file", str(FIXTURE_SUITES / "summaries.csv"))
+    assert page.input_value("#id_name") == "summaries"  # filled in from the file name by upload.js
+    page.click("button:has-text('Check the file')")
+    page.wait_for_load_state()
+    assert "All 300 rows are valid" in page.inner_text("#status")
+    page.fill("#id_data_source", "fixture generator")
+    page.click("button:has-text('Import as the next version')")
+    page.wait_for_load_state()
+    assert "Imported 300 cases as version 1." in page.content()
+    assert SuiteVersion.objects.get().case_count == 300
+
+    page.goto(f"{live_server.url}/p/{project.slug}/suites/upload/")
+    page.set_input_files("#id_file", str(HOSTILE / "html_script.csv"))
+    page.fill("#id_name", "hostile")
+    page.click("button:has-text('Check the file')")
+    page.wait_for_load_state()
+    problems = page.inner_text("#problems")
+    assert "origin must be real or synthetic, not '<script>alert(1)</script>'" in problems
+    # Shown as text: no element was created from the file's markup.
+    assert page.locator("#problems script").count() == 0
+    assert page.locator("img[src=x]").count() == 0 and page.locator("iframe").count() == 0
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.inner_html("#problems")
+    page.click("button:has-text('Import as the next version')")
+    page.wait_for_load_state()
+    assert "nothing was imported" in page.inner_text("[role=alert]")
+    assert SuiteVersion.objects.count() == 1
+    # No script or style was blocked by the CSP (the favicon 404 is not ours).
+    assert [e for e in page.console_errors if "Content Security Policy" in e] == []
