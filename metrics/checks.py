@@ -145,9 +145,16 @@ def _check_problems(index: int, check: Any) -> list[str]:
         if not check[key]:
             problems.append(f"{where}: '{kind}' field '{key}' must not be empty")
     elif kind == "no_pii":
+        from metrics.pii import KNOWN_ENTITIES  # a constant: does not load the analyzer
+
         entities = check.get("entities")
-        if entities is not None and not all(isinstance(e, str) for e in entities):
-            problems.append(f"{where}: 'no_pii' entities must be entity names such as 'PERSON'")
+        if entities is not None:
+            unknown = [e for e in entities if not isinstance(e, str) or e not in KNOWN_ENTITIES]
+            if unknown:
+                problems.append(
+                    f"{where}: 'no_pii' entities {unknown!r} are not known entity types "
+                    f"(known: {', '.join(sorted(KNOWN_ENTITIES))})"
+                )
     return problems
 
 

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ENTITIES",
+    "KNOWN_ENTITIES",
     "SPACY_MODEL",
     "PiiFinding",
     "detect_pii",
     "detect_pii_batch",
+    "entity_types",
     "get_analyzer",
     "redact_pii",
     "resolve_overlaps",
@@ -50,6 +52,23 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "MEDICAL_LICENSE",
     "IP_ADDRESS",
     "CRYPTO",
+)
+
+#: Every entity name the analyzer can report (DEFAULT_ENTITIES and the rest of Presidio's English
+#: recognizers): used to validate ``entities`` lists in suites without loading the analyzer.
+KNOWN_ENTITIES: frozenset[str] = frozenset(
+    {
+        *DEFAULT_ENTITIES,
+        "ORGANIZATION",
+        "DATE_TIME",
+        "NRP",
+        "URL",
+        "MAC_ADDRESS",
+        "UUID",
+        "AGE",
+        "ID",
+        "EMAIL",
+    }
 )
 
 # spaCy refuses documents over nlp.max_length (1,000,000 characters by default) and memory grows

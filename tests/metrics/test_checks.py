@@ -171,6 +171,8 @@ def test_validate_expected_accepts_every_well_formed_check():
         ([{"type": "no_injection"}], "needs a 'marker' field"),
         ([{"type": "contains", "vaule": "x", "value": "y"}], "has no field 'vaule'"),
         (["must_refuse"], "must be an object"),
+        ([{"type": "no_pii", "entities": ["PERSN"]}], "['PERSN'] are not known entity types"),
+        ([{"type": "no_pii", "entities": "PERSON"}], "must be a list"),
         ({"type": "must_refuse"}, "must be a list"),
     ],
 )
