@@ -116,9 +116,15 @@ class CaseData:
             "expected": self.expected,
         }
 
+    def _blob(self) -> bytes:
+        return json.dumps(self.content(), sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
     def content_hash(self) -> str:
-        blob = json.dumps(self.content(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return hashlib.sha256(self._blob()).hexdigest()
+
+    def content_digest(self) -> bytes:
+        """The raw digest (half the memory of the hex form) for duplicate detection over large files."""
+        return hashlib.sha256(self._blob()).digest()
 
 
 def _norm(name: str) -> str:
@@ -397,7 +403,7 @@ class RowStream:
     valid_rows: int = 0
     problem_rows: set[int] = field(default_factory=set)
     _keys: dict[str, int] = field(default_factory=dict)
-    _contents: dict[str, int] = field(default_factory=dict)
+    _contents: dict[bytes, int] = field(default_factory=dict)
 
     def add(self, problem: Problem) -> None:
         self.problem_count += 1
@@ -441,7 +447,7 @@ class RowStream:
                         )
                     )
                     continue
-                digest = case.content_hash()
+                digest = case.content_digest()
                 if digest in self._contents:
                     self.add(
                         Problem(raw.row, "", f"duplicate case: same content as row {self._contents[digest]}")

@@ -1,0 +1,304 @@
+"""Suite upload benchmark: peak memory of stage+validate against file size, and PII-scan throughput.
+
+Generates CSV and JSONL suites of 10, 50 and 100 MB, then scans each in a fresh process (the same
+`scan_file` pass the web preview, API and CLI use; PII scan off so that the parse itself is measured)
+and reports the peak RSS above an idle process's (the baseline, measured in the same run), the ratio
+to the file size, and rows/s. A naive reader that loads the whole file is measured for comparison.
+PII-scan throughput is measured separately on fixture-like rows.
+
+    .venv/bin/python bench/suite_upload.py [--sizes 10,50,100] [--pii-rows 400] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+WORDS = [
+    "revenue",
+    "margin",
+    "quarter",
+    "guidance",
+    "customer",
+    "patient",
+    "visit",
+    "dose",
+    "follow-up",
+    "operating",
+    "board",
+    "dividend",
+    "analysts",
+    "demand",
+    "region",
+    "pressure",
+    "supply",
+    "costs",
+    "outlook",
+    "headcount",
+    "review",
+    "prescribed",
+    "vitals",
+]
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalhub.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.EVALHUB_SUITE_MAX_ROWS = 10_000_000
+    if os.environ.get("EVALHUB_SUITE_BENCH_NO_PII"):
+        settings.EVALHUB_SUITE_PII_SCAN = False
+    settings.EVALHUB_SUITE_MAX_FILE_BYTES = 1 << 40
+
+
+def make_case(i: int, rng: random.Random) -> dict[str, object]:
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 120)))
+    return {
+        "id": f"case-{i:08d}",
+        "input": f"Notes {i}: {text}.",
+        "reference": " ".join(rng.choice(WORDS) for _ in range(25)),
+        "tags": ["finance", "earnings"] if i % 2 else ["clinical"],
+        "origin": "synthetic" if i % 10 == 0 else "real",
+        "generator": "template-v1" if i % 10 == 0 else "",
+        "split": "heldout" if i % 5 == 1 else "eval",
+        "slices": {"domain": "finance" if i % 2 else "clinical", "length": "short"},
+        "category": "",
+        "expected": [{"type": "max_length", "value": 600}] if i % 7 == 0 else [],
+    }
+
+
+def generate(folder: Path, megabytes: int) -> dict[str, Path]:
+    rng = random.Random(megabytes)
+    target = megabytes * 1_000_000
+    csv_path = folder / f"suite_{megabytes}mb.csv"
+    jsonl_path = folder / f"suite_{megabytes}mb.jsonl"
+    with csv_path.open("w", newline="", encoding="utf-8") as c, jsonl_path.open("w", encoding="utf-8") as j:
+        writer = csv.writer(c)
+        writer.writerow(
+            [
+                "id",
+                "input",
+                "reference",
+                "tags",
+                "origin",
+                "generator",
+                "split",
+                "slices",
+                "category",
+                "expected",
+            ]
+        )
+        i = 0
+        while c.tell() < target:
+            case = make_case(i, rng)
+            writer.writerow(
+                [
+                    case["id"],
+                    case["input"],
+                    case["reference"],
+                    ";".join(case["tags"]),
+                    case["origin"],  # type: ignore[arg-type]
+                    case["generator"],
+                    case["split"],
+                    json.dumps(case["slices"]),
+                    case["category"],
+                    json.dumps(case["expected"]) if case["expected"] else "",
+                ]
+            )
+            j.write(json.dumps(case) + "\n")
+            i += 1
+    return {"csv": csv_path, "jsonl": jsonl_path}
+
+
+def child(mode: str, path: str) -> None:
+    """Run in a fresh process; print one JSON line."""
+    setup_django()
+    started = time.perf_counter()
+    rows = 0
+    if mode == "idle":
+        import evalhub.suites.services  # noqa: F401  (the same modules loaded as a scan)
+    elif mode == "scan":
+        from evalhub.suites.services import scan_file
+
+        report = scan_file(path=Path(path), pii="off")
+        rows = report.valid_rows
+        assert report.problem_count == 0, report.problems[:3]
+    elif mode == "import":
+        # The whole write path (validate, bulk insert in batches, diff, audit) into a scratch SQLite file.
+        from django.core.management import call_command
+
+        from evalhub.accounts.services import project_create
+        from evalhub.suites.services import suite_import_file
+
+        call_command("migrate", verbosity=0)
+        project = project_create(name="Bench")
+        started = time.perf_counter()
+        version = suite_import_file(project=project, name="bench", path=path)
+        rows = version.case_count
+    elif mode == "naive":
+        # What a non-streaming importer does: read the whole file, then parse it into a list.
+        data = Path(path).read_bytes().decode("utf-8")
+        if path.endswith(".csv"):
+            records = list(csv.DictReader(data.splitlines()))
+        else:
+            records = [json.loads(line) for line in data.splitlines() if line]
+        rows = len(records)
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_kb / 1024}))
+
+
+def run_child(mode: str, path: Path | str, env: dict[str, str] | None = None) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "EVALHUB_SUITE_BENCH_NO_PII": "1", **(env or {})},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pii_throughput(rows: int) -> dict[str, float]:
+    setup_django()
+    from evalhub.suites.services import ScanReport, _pii_screen
+    from evalhub.suites.validation import CaseData
+    from metrics.pii import get_analyzer
+
+    started = time.perf_counter()
+    get_analyzer()
+    load = time.perf_counter() - started
+    fixture = REPO / "fixtures" / "suites" / "summaries.jsonl"
+    source = [json.loads(line) for line in fixture.open(encoding="utf-8")]
+    cases = [
+        CaseData(
+            row=i,
+            key=str(i),
+            input=source[i % len(source)]["input"],
+            reference=source[i % len(source)]["reference"],
+        )
+        for i in range(rows)
+    ]
+    chars = sum(len(c.input) + len(c.reference) for c in cases)
+    report = ScanReport()
+    started = time.perf_counter()
+    for i in range(0, rows, 500):
+        _pii_screen(cases[i : i + 500], report, redact=True)
+    seconds = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "texts": 2 * rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "mb_per_s": chars / seconds / 1e6,
+        "analyzer_load_s": load,
+        "rows_with_pii": report.pii_row_count,
+    }
+
+
+def mb_of(path: Path) -> float:
+    return path.stat().st_size / 1e6
+
+
+def import_into_scratch_db(folder: Path, path: Path) -> dict[str, float]:
+    db = folder / "scratch.sqlite3"
+    try:
+        return run_child(
+            "import", path, env={"DATABASE_URL": f"sqlite:///{db}", "EVALHUB_DATA_DIR": str(folder)}
+        )
+    finally:
+        for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(folder / "media", ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,50,100", help="File sizes in MB.")
+    parser.add_argument("--pii-rows", type=int, default=400)
+    parser.add_argument("--no-naive", action="store_true", help="Skip the whole-file reader comparison.")
+    parser.add_argument("--keep", action="store_true", help="Keep the generated files.")
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+
+    folder = Path(tempfile.mkdtemp(prefix="evalhub-suite-bench-"))
+    try:
+        baseline = run_child("idle", "-")
+        imports: list[tuple[int, float, dict[str, float]]] = []
+        print(f"baseline: an idle process with Django set up peaks at {baseline['peak_mb']:.0f} MB RSS")
+        print()
+        print(
+            "| format | file MB | rows | scan s | rows/s | peak RSS MB | above baseline MB | ratio to file | whole-file reader above baseline MB |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for size in [int(s) for s in args.sizes.split(",")]:
+            files = generate(folder, size)
+            for fmt, path in files.items():
+                mb = path.stat().st_size / 1e6
+                scan = run_child("scan", path)
+                above = max(scan["peak_mb"] - baseline["peak_mb"], 0.0)
+                naive = (
+                    ""
+                    if args.no_naive
+                    else f"{run_child('naive', path)['peak_mb'] - baseline['peak_mb']:.0f}"
+                )
+                print(
+                    f"| {fmt} | {mb:.1f} | {scan['rows']:,} | {scan['seconds']:.1f} | {scan['rows'] / scan['seconds']:,.0f} "
+                    f"| {scan['peak_mb']:.0f} | {above:.0f} | {above / mb:.2f} | {naive} |",
+                    flush=True,
+                )
+            imports.append((size, mb_of(files["csv"]), import_into_scratch_db(folder, files["csv"])))
+            for path in files.values():
+                if not args.keep:
+                    path.unlink()
+        print()
+        print(
+            "Full import (validate + bulk insert in batches of 500 + diff + audit) of the CSV into a scratch SQLite file:"
+        )
+        print()
+        print("| file MB | rows | import s | rows/s | peak RSS above baseline MB |")
+        print("|---:|---:|---:|---:|---:|")
+        for _size, mb, result in imports:
+            print(
+                f"| {mb:.1f} | {result['rows']:,} | {result['seconds']:.1f} | {result['rows'] / result['seconds']:,.0f} "
+                f"| {result['peak_mb'] - baseline['peak_mb']:.0f} |"
+            )
+        print()
+        pii = pii_throughput(args.pii_rows)
+        print(
+            f"PII scan (Presidio + spaCy en_core_web_sm, offline): {pii['rows']} fixture rows ({pii['texts']} texts) in "
+            f"{pii['seconds']:.1f} s = {pii['rows_per_s']:.1f} rows/s, {pii['mb_per_s'] * 1000:.1f} kB/s of text; "
+            f"analyzer load {pii['analyzer_load_s']:.1f} s; {pii['rows_with_pii']} rows with findings."
+        )
+        print(
+            f"  at that rate 100,000 such rows take about {100_000 / pii['rows_per_s'] / 60:.0f} min to screen."
+        )
+    finally:
+        if args.keep:
+            print(f"files kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
