@@ -8,11 +8,13 @@ views, templates and the API serialise a BlindTask and nothing else of a Task.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from annotation.models import Task
@@ -78,6 +80,49 @@ def task_blind(*, task: Task) -> BlindTask:
         public_id=task.public_id,
         input=display_text(task.case.input),
         reference=display_text(task.case.reference) if rubric.get("show_reference") else "",
+        sides=tuple(sides),
+        rubric=rubric,
+    )
+
+
+def task_blind_by_id(*, task_id: int) -> BlindTask:
+    """task_blind for a task id in one raw query (the rater API's hot path: no ORM compilation)."""
+    from annotation.models import Study
+    from evalhub.runs.models import Output
+    from evalhub.suites.models import Case
+
+    task, study = Task._meta.db_table, Study._meta.db_table
+    case, output = Case._meta.db_table, Output._meta.db_table
+    sql = " ".join(
+        [
+            "SELECT t.public_id, s.rubric, c.input, c.reference, oa.text, ob.text FROM",
+            task,
+            "t JOIN",
+            study,
+            "s ON s.id = t.study_id JOIN",
+            case,
+            "c ON c.id = t.case_id JOIN",
+            output,
+            "oa ON oa.id = t.output_a_id LEFT JOIN",
+            output,
+            "ob ON ob.id = t.output_b_id WHERE t.id = %s",
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Task.DoesNotExist(task_id)
+    public_id, rubric_raw, text_in, reference, text_a, text_b = row
+    # PostgreSQL hands jsonb to Django as text (the ORM parses it in from_db_value); SQLite as text too.
+    rubric = json.loads(rubric_raw) if isinstance(rubric_raw, str | bytes) else rubric_raw
+    sides = [BlindSide(label="A", text=display_text(text_a))]
+    if text_b is not None:
+        sides.append(BlindSide(label="B", text=display_text(text_b)))
+    return BlindTask(
+        public_id=public_id,
+        input=display_text(text_in),
+        reference=display_text(reference) if rubric.get("show_reference") else "",
         sides=tuple(sides),
         rubric=rubric,
     )

@@ -8,6 +8,7 @@ that task back first if it is still open (their half-read task is where they lef
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timedelta
 from typing import Any
@@ -186,9 +187,37 @@ def task_assign_next(*, study: Study, rater: Any, now: datetime | None = None) -
 
 
 def assignment_for_update(*, study: Study | None, rater: Any, public_id: str) -> Assignment | None:
-    """The rater's own assignment for a task, row-locked; None for a task they were never given."""
-    rows = Assignment.objects.select_for_update(of=("self",)).select_related("task", "study")
-    rows = rows.filter(rater=rater, task__public_id=public_id)
+    """The rater's own assignment for a task, row-locked, with the few task and study fields a submit
+    needs (task ids of the outputs, the rubric, the study status) loaded in the same raw query;
+    None for a task they were never given."""
+    a, t, s = Assignment._meta.db_table, Task._meta.db_table, Study._meta.db_table
+    sql = [
+        "SELECT a.*, t.public_id AS t_public_id, t.output_a_id AS t_output_a_id,",
+        "t.output_b_id AS t_output_b_id, s.rubric AS s_rubric, s.status AS s_status",
+        "FROM",
+        a,
+        "a JOIN",
+        t,
+        "t ON t.id = a.task_id JOIN",
+        s,
+        "s ON s.id = a.study_id WHERE a.rater_id = %s AND t.public_id = %s",
+    ]
+    params: list[Any] = [rater.pk, public_id]
     if study is not None:
-        rows = rows.filter(study=study)
-    return rows.first()
+        sql.append("AND a.study_id = %s")
+        params.append(study.pk)
+    if connection.features.has_select_for_update:
+        sql.append("FOR UPDATE OF a")
+    found = next(iter(Assignment.objects.raw(" ".join(sql), params)), None)
+    if found is None:
+        return None
+    extra: Any = found  # the raw query's extra columns are plain attributes
+    rubric = json.loads(extra.s_rubric) if isinstance(extra.s_rubric, str | bytes) else extra.s_rubric
+    found.task = Task(
+        id=found.task_id,
+        public_id=extra.t_public_id,
+        output_a_id=extra.t_output_a_id,
+        output_b_id=extra.t_output_b_id,
+    )
+    found.study = Study(id=found.study_id, rubric=rubric, status=extra.s_status)
+    return found

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from annotation.models import (
     Assignment,
@@ -40,21 +40,40 @@ def rater_studies(*, rater: Any) -> QuerySet[Study]:
     return _rateable(rater=rater).order_by("-created_at")
 
 
+def _study_access_sql() -> str:
+    # Raw SQL: this runs on every rater request, and the ORM spends ~1.5 ms compiling the
+    # equivalent Exists/Subquery queryset; table names still come from the models.
+    study, consent = Study._meta.db_table, Consent._meta.db_table
+    member, pooled = Membership._meta.db_table, RaterPool.members.through._meta.db_table
+    return " ".join(
+        [
+            "SELECT s.*, (SELECT c.terms_sha256 FROM",
+            consent,
+            "c",
+            "WHERE c.study_id = s.id AND c.rater_id = %s) AS accepted_terms_sha256",
+            "FROM",
+            study,
+            "s WHERE s.public_id = %s AND s.status = %s",
+            "AND EXISTS (SELECT 1 FROM",
+            member,
+            "m",
+            "WHERE m.project_id = s.project_id AND m.user_id = %s AND m.role = %s)",
+            "AND (s.pool_id IS NULL OR EXISTS (SELECT 1 FROM",
+            pooled,
+            "p",
+            "WHERE p.raterpool_id = s.pool_id AND p.user_id = %s))",
+        ]
+    )
+
+
 def study_for_rater(*, public_id: str, rater: Any) -> Study:
-    """The open study with this public id, if the user may rate it, with the hash of the terms they
-    accepted (one query: this runs on every rater request). NotFound otherwise, so a study's
-    existence is not revealed to someone outside it."""
+    """The open study with this public id, if the user may rate it (a rater of its project, and of its
+    pool if it has one), with the hash of the terms they accepted, in one query. NotFound otherwise,
+    so a study's existence is not revealed to someone outside it."""
     study = None
     if rater.is_authenticated and public_id:
-        consent = Consent.objects.filter(study_id=OuterRef("pk"), rater_id=rater.pk).values("terms_sha256")[
-            :1
-        ]
-        study = (
-            _rateable(rater=rater)
-            .filter(public_id=public_id)
-            .annotate(accepted_terms_sha256=Subquery(consent))
-            .first()
-        )
+        params = [rater.pk, public_id, StudyStatus.OPEN, rater.pk, Role.RATER, rater.pk]
+        study = next(iter(Study.objects.raw(_study_access_sql(), params)), None)
     if study is None:
         raise NotFound("No open study with this id is available to you.")
     return study

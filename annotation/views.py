@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import selectors, services
-from annotation.blinding import blind_queryset, task_blind
+from annotation.blinding import task_blind_by_id
 from annotation.forms import SKIP_REASONS, rating_form_context, rating_payload_from_post
 from annotation.models import Assignment, AssignmentStatus, Study
 from annotation.queue import task_assign_next
@@ -95,8 +95,7 @@ def _render_form(
     message: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    task = blind_queryset().get(pk=assignment.task_id)
-    blind = task_blind(task=task)
+    blind = task_blind_by_id(task_id=assignment.task_id)
     context = rating_form_context(blind=blind, data=data, errors=errors)
     progress = selectors.rater_progress(study=study, rater=request.user)
     remaining_s = max(0, int((assignment.expires_at - timezone.now()).total_seconds()))
