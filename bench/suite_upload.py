@@ -61,6 +61,7 @@ def setup_django() -> None:
     django.setup()
     from django.conf import settings
 
+    settings.DEBUG = False  # production-like: no SQL kept per query
     settings.EVALHUB_SUITE_MAX_ROWS = 10_000_000
     if os.environ.get("EVALHUB_SUITE_BENCH_NO_PII"):
         settings.EVALHUB_SUITE_PII_SCAN = False

@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import reset_queries, transaction
 from django.utils import timezone
 
 from evalhub.accounts.models import Project
@@ -433,7 +434,41 @@ def suite_import(
     name = name.strip()
     user = actor if getattr(actor, "is_authenticated", False) else None
     filename = filename or path.name
+    # Check, then write: the slow pass (parse, validate, PII screen and redact) spools the cases to a
+    # scratch file outside any transaction; only the bulk insert holds one, briefly.
+    spool_dir = _staging_dir() / f"spool-{uuid.uuid4().hex}"
+    spool_dir.mkdir()
+    spool = spool_dir / "cases.jsonl"
     try:
+        with spool.open("w", encoding="utf-8") as out:
+
+            def sink(cases: list[CaseData]) -> None:
+                for case in cases:
+                    out.write(json.dumps({"key": case.key, **case.content()}, ensure_ascii=False) + "\n")
+
+            report = scan_file(
+                path=path,
+                filename=filename,
+                options=options,
+                sink=sink,
+                pii="redact" if pii_action == "redact" else "scan",
+            )
+        if report.fatal:
+            raise problems_error(f"{filename}: {report.problems[0].problem}", report)
+        if report.problem_count and not only_valid_rows:
+            raise problems_error(
+                f"{filename}: {report.problem_count} problem(s) in {report.problem_rows} row(s); nothing was "
+                "imported. Fix them, or choose to import only the valid rows.",
+                report,
+            )
+        if report.valid_rows == 0:
+            raise problems_error(f"{filename}: no valid cases to import.", report)
+        if report.pii_row_count and pii_action == "reject":
+            raise ValidationFailed(
+                f"{filename}: personal data found in {report.pii_row_count} row(s) "
+                f"({', '.join(sorted(report.pii_entities))}); the upload was rejected as chosen.",
+                fields={"pii": _pii_summary(report)["rows"]},
+            )
         with transaction.atomic():
             suite, created = Suite.objects.select_for_update().get_or_create(
                 project=project, name=name, defaults={"created_by": user, "description": description}
@@ -446,50 +481,7 @@ def suite_import(
                 source_filename=filename[:300],
                 created_by=user,
             )
-            hashes: dict[str, str] = {}
-            position = 0
-
-            def sink(cases: list[CaseData]) -> None:
-                nonlocal position
-                rows = []
-                for case in cases:
-                    digest = case.content_hash()
-                    hashes[case.key] = digest
-                    rows.append(
-                        Case(
-                            version=version,
-                            key=case.key,
-                            position=position,
-                            content_hash=digest,
-                            **case.content(),
-                        )
-                    )
-                    position += 1
-                Case.objects.bulk_create(rows, batch_size=BATCH)
-
-            report = scan_file(
-                path=path,
-                filename=filename,
-                options=options,
-                sink=sink,
-                pii="redact" if pii_action == "redact" else "scan",
-            )
-            if report.fatal:
-                raise problems_error(f"{filename}: {report.problems[0].problem}", report)
-            if report.problem_count and not only_valid_rows:
-                raise problems_error(
-                    f"{filename}: {report.problem_count} problem(s) in {report.problem_rows} row(s); nothing was "
-                    "imported. Fix them, or choose to import only the valid rows.",
-                    report,
-                )
-            if report.valid_rows == 0:
-                raise problems_error(f"{filename}: no valid cases to import.", report)
-            if report.pii_row_count and pii_action == "reject":
-                raise ValidationFailed(
-                    f"{filename}: personal data found in {report.pii_row_count} row(s) "
-                    f"({', '.join(sorted(report.pii_entities))}); the upload was rejected as chosen.",
-                    fields={"pii": _pii_summary(report)["rows"]},
-                )
+            hashes = _insert_spooled(version=version, spool=spool)
             content_hash = _version_hash(hashes)
             if previous is not None and previous.content_hash == content_hash:
                 raise _Unchanged(previous)
@@ -498,7 +490,7 @@ def suite_import(
                 decision = PiiDecision.REDACTED if pii_action == "redact" else PiiDecision.KEPT
             version.content_hash = content_hash
             version.source_format = report.format
-            version.case_count = report.valid_rows
+            version.case_count = len(hashes)
             version.pii_decision = decision
             version.pii_justification = pii_justification.strip() if decision == PiiDecision.KEPT else ""
             version.pii_report = _pii_summary(report)
@@ -536,7 +528,31 @@ def suite_import(
                 note="Rejected at upload because personal data was found.",
             )
         raise
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
     return version
+
+
+def _insert_spooled(*, version: SuiteVersion, spool: Path) -> dict[str, str]:
+    """Bulk-insert the spooled cases in batches; returns key -> content hash. Call inside a transaction."""
+    hashes: dict[str, str] = {}
+    batch: list[Case] = []
+    with spool.open(encoding="utf-8") as lines:
+        for position, line in enumerate(lines):
+            data = json.loads(line)
+            key = data.pop("key")
+            digest = CaseData(row=0, key=key, **data).content_hash()
+            hashes[key] = digest
+            batch.append(Case(version=version, key=key, position=position, content_hash=digest, **data))
+            if len(batch) >= BATCH:
+                Case.objects.bulk_create(batch)
+                batch = []
+                # With DEBUG on (the embedded default) Django keeps every query's SQL; the inserts
+                # of a large file would otherwise stay in memory until the command ends.
+                reset_queries()
+    if batch:
+        Case.objects.bulk_create(batch)
+    return hashes
 
 
 def _audit_import(
@@ -935,3 +951,13 @@ def suite_version_delete(*, version: SuiteVersion, actor: Any = None) -> None:
             before={"number": locked.number, "cases": locked.case_count},
         )
         locked.delete()
+
+
+def suite_upload_purge(*, older_than: timedelta, actor: Any = None) -> int:
+    """Discard staged uploads nobody confirmed (their files may hold personal data). Returns how many."""
+    cutoff = timezone.now() - older_than
+    count = 0
+    for upload in Upload.objects.filter(status=UploadStatus.STAGED, created_at__lt=cutoff):
+        suite_upload_discard(upload=upload, actor=actor)
+        count += 1
+    return count

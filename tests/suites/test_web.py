@@ -173,3 +173,22 @@ def test_raters_and_outsiders_get_404(project: Any, rater: Any, other_project: A
     client.force_login(engineer)
     assert client.get(f"/p/{other_project.slug}/suites/").status_code == 404
     assert Client().get(f"/p/{project.slug}/suites/").status_code == 302
+
+
+def test_stale_staged_uploads_are_purged_with_their_files(web: Client, project: Any, settings: Any) -> None:
+    from datetime import timedelta
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.EVALHUB_SUITE_PII_SCAN = False
+    post_file(web, project, GOOD / "small.csv")
+    upload = Upload.objects.get()
+    staged_file = Path(settings.MEDIA_ROOT) / upload.path
+    assert staged_file.exists()
+    Upload.objects.filter(pk=upload.pk).update(created_at=upload.created_at - timedelta(days=2))
+    out = StringIO()
+    call_command("purge_suite_uploads", "--hours", "24", stdout=out)
+    assert "Discarded 1 staged upload(s)." in out.getvalue()
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.DISCARDED and not staged_file.exists()
