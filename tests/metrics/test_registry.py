@@ -166,3 +166,41 @@ def test_score_many_takes_configs_and_runs_serial_metrics_here(embedding_model):
         if it.reference is None
     )
     assert score_many([], ["bleu"]) == []
+
+
+NASTY = [
+    Item("", "a reference", "an input"),
+    Item("an output", "", ""),
+    Item("", "", ""),
+    Item("   \n\t ", " ", None),
+    Item("你好世界和平", "你好世界", "这是一个很长的文件"),
+    Item("🎉🎉🎉 👍", "🎉", "🎉🎉🎉🎉"),
+    Item("مرحبا بالعالم", "مرحبا", "שלום עולם"),
+    Item("null\x00byte and \u202e right-to-left override", "null byte", "x"),
+    Item("word " * 20000, "word " * 15000, "word " * 100000),
+    Item("only output"),
+]
+RANGES = {"bleu": (0, 100.0001), "chrf": (0, 100.0001), "embedding_similarity": (-1, 1)}
+
+
+def test_every_builtin_metric_gives_a_defined_value_on_awkward_input(embedding_model):
+    rows = score_many(NASTY, sorted(BUILTINS), workers=1)
+    for item, row in zip(NASTY, rows, strict=True):
+        for name, result in row.items():
+            value = result["value"]
+            assert value is None or isinstance(value, float), (name, item.prediction[:20], value)
+            if value is None:
+                assert result["details"].get("reason"), (name, item.prediction[:20])
+                continue
+            low, high = RANGES.get(name, (0, 1) if name.startswith("rouge") else (0, float("inf")))
+            assert low <= value <= high, (name, item.prediction[:20], value)
+    both_empty = rows[2]
+    assert [both_empty[n]["value"] for n in ("rouge1", "rougeL", "bleu", "chrf", "embedding_similarity")] == [
+        1.0,
+        1.0,
+        100.0,
+        100.0,
+        1.0,
+    ]
+    assert both_empty["compression_ratio"]["value"] is None
+    assert rows[0]["rougeL"]["value"] == rows[0]["bleu"]["value"] == 0.0
