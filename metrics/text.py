@@ -8,6 +8,8 @@ Plain functions over strings. Degenerate input has a defined value and never rai
   chrF), since the output reproduces the reference exactly.
 * Embedding similarity: both empty 1.0, exactly one empty 0.0.
 * Ratios with an empty denominator are ``None`` (undefined), never ``inf`` or an exception.
+
+To score many items with several metrics on every core, use ``metrics.registry.score_many``.
 """
 
 from __future__ import annotations
