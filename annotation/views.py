@@ -21,6 +21,12 @@ from annotation.queue import task_assign_next
 from evalhub.errors import DomainError, NotFound, ValidationFailed
 
 
+def _duration(seconds: int) -> str:
+    if seconds >= 120:
+        return f"{round(seconds / 60)} minutes"
+    return f"{seconds} seconds"
+
+
 def _domain_error_page(request: HttpRequest, error: DomainError) -> HttpResponse:
     """The one place rater pages turn a refused request into a page: the message, and a way on."""
     return render(request, "annotation/error.html", {"message": str(error)}, status=error.http_status)
@@ -55,7 +61,12 @@ def study_start(request: HttpRequest, study_id: str) -> HttpResponse:
     return render(
         request,
         "annotation/onboarding.html",
-        {"study": study, "consented": consented, "error": error},
+        {
+            "study": study,
+            "consented": consented,
+            "error": error,
+            "lease_text": _duration(study.lease_seconds),
+        },
         status=400 if error else 200,
     )
 

@@ -40,10 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=50.0, help="open loop: ratings per second")
     p.add_argument("--open-seconds", type=float, default=20.0)
     p.add_argument("--overlap", type=int, default=3, help="k: ratings per task")
-    p.add_argument("--workers", type=int, default=0, help="gunicorn workers (0: 2 x cores + 1)")
-    p.add_argument("--worker-class", default="sync")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--port", type=int, default=8765)
+    # Measured best on the 2-core box (bench/RESULTS.md): one gthread worker per core, 4 threads each;
+    # gthread keeps connections alive, sync workers pay a TCP connect per request.
+    p.add_argument("--workers", type=int, default=0, help="gunicorn workers (0: one per core)")
+    p.add_argument("--worker-class", default="gthread")
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--port", type=int, default=0, help="loopback port (0: a free one)")
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
     p.add_argument("--db", default="evalhub_bench")
     p.add_argument("--keep-db", action="store_true")
@@ -82,8 +84,16 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_gunicorn(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    workers = args.workers or 2 * (os.cpu_count() or 1) + 1
+    workers = args.workers or (os.cpu_count() or 1)
     cmd = [
         str(Path(sys.executable).parent / "gunicorn"),
         "evalhub.wsgi:application",
@@ -107,8 +117,10 @@ def start_gunicorn(args: argparse.Namespace, env: dict[str, str]) -> subprocess.
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {proc.returncode} (is port {args.port} taken?)")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1) as r:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1) as r:
                 if r.status == 200:
                     print(f"gunicorn up: {workers} {args.worker_class} workers x {args.threads} threads")
                     return proc
@@ -141,7 +153,7 @@ def build_data(args: argparse.Namespace) -> Setup:
     """Migrate, then create a project, a run with a baseline and a candidate, a study and raters
     with sessions (logged in without password hashing, as a login would leave them)."""
     from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command
 
@@ -151,17 +163,25 @@ def build_data(args: argparse.Namespace) -> Setup:
     from evalhub.catalog.models import Adapter, BaseModel
     from evalhub.runs.models import AdapterRole, Output, Run, RunAdapter
     from evalhub.suites.models import Case, Suite, SuiteVersion
-    from django.contrib.auth import get_user_model
 
     call_command("migrate", verbosity=0)
     ratings_needed = args.raters * args.rounds + int(args.rate * args.open_seconds * 1.2) + args.raters
     n_cases = ratings_needed // args.overlap + args.raters + 50
     project = Project.objects.create(name="Bench", slug="bench")
-    base = BaseModel.objects.create(project=project, name="base", folder="/bench/base", weights_hash="0" * 64, tokenizer="/bench/base")
+    base = BaseModel.objects.create(
+        project=project, name="base", folder="/bench/base", weights_hash="0" * 64, tokenizer="/bench/base"
+    )
     adapters = [
         Adapter.objects.create(
-            project=project, base_model=base, name=name, version="1", folder=f"/bench/{name}",
-            weights_hash=str(i) * 64, peft_type="LORA", rank=8, alpha=16,
+            project=project,
+            base_model=base,
+            name=name,
+            version="1",
+            folder=f"/bench/{name}",
+            weights_hash=str(i) * 64,
+            peft_type="LORA",
+            rank=8,
+            alpha=16,
         )
         for i, name in enumerate(("baseline", "candidate"))
     ]
@@ -170,24 +190,48 @@ def build_data(args: argparse.Namespace) -> Setup:
     body = "The quarter's revenue rose four percent while operating margin held at 21 percent. " * 8
     cases = Case.objects.bulk_create(
         [
-            Case(version=version, key=f"c{i}", position=i, input=f"Transcript {i}. {body}", tags=["finance"], content_hash=f"{i:064d}")
+            Case(
+                version=version,
+                key=f"c{i}",
+                position=i,
+                input=f"Transcript {i}. {body}",
+                tags=["finance"],
+                content_hash=f"{i:064d}",
+            )
             for i in range(n_cases)
         ],
         batch_size=1000,
     )
-    run = Run.objects.create(project=project, name="bench run", suite_version=version, base_model=base, config_hash="d" * 64, status="completed")
+    run = Run.objects.create(
+        project=project,
+        name="bench run",
+        suite_version=version,
+        base_model=base,
+        config_hash="d" * 64,
+        status="completed",
+    )
     for adapter, role in zip(adapters, (AdapterRole.BASELINE, AdapterRole.CANDIDATE), strict=True):
         RunAdapter.objects.create(run=run, adapter=adapter, role=role)
     Output.objects.bulk_create(
         [
-            Output(run=run, adapter=adapter, case=case, text=f"Summary by system {j} of case {case.position}: {body[:300]}",
-                   finish_reason="stop", backend="hf", config_hash="d" * 64, cache_key=f"{j}-{case.pk}")
+            Output(
+                run=run,
+                adapter=adapter,
+                case=case,
+                text=f"Summary by system {j} of case {case.position}: {body[:300]}",
+                finish_reason="stop",
+                backend="hf",
+                config_hash="d" * 64,
+                cache_key=f"{j}-{case.pk}",
+            )
             for case in cases
             for j, adapter in enumerate(adapters)
         ],
         batch_size=1000,
     )
-    study = study_create_from_run(run=run, name="bench", overlap=args.overlap, lease_seconds=600, terms="Bench.", seed=1)
+    study = study_create_from_run(
+        run=run, name="bench", overlap=args.overlap, lease_seconds=600, terms="Bench.", seed=1
+    )
     user_model = get_user_model()
     users = []
     for i in range(args.raters):
@@ -196,7 +240,9 @@ def build_data(args: argparse.Namespace) -> Setup:
         users.append(user)
     users = user_model.objects.bulk_create(users)
     Membership.objects.bulk_create([Membership(user=u, project=project, role=Role.RATER) for u in users])
-    Consent.objects.bulk_create([Consent(study=study, rater=u, terms_sha256=terms_digest(study.terms)) for u in users])
+    Consent.objects.bulk_create(
+        [Consent(study=study, rater=u, terms_sha256=terms_digest(study.terms)) for u in users]
+    )
     sessions = []
     for user in users:
         session = SessionStore()
@@ -391,8 +437,11 @@ def integrity(tallies: list[Tally]) -> list[str]:
         problems.append("two assignments for one (task, rater)")
     over = Task.objects.filter(is_gold=False, rating_count__gt=F("required_ratings")).count()
     over_rows = (
-        Rating.objects.filter(task__is_gold=False).values("task").annotate(n=Count("pk"))
-        .filter(n__gt=F("task__required_ratings")).count()
+        Rating.objects.filter(task__is_gold=False)
+        .values("task")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=F("task__required_ratings"))
+        .count()
     )
     if over or over_rows:
         problems.append(f"{max(over, over_rows)} tasks have more than k ratings")
@@ -429,7 +478,9 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
 async def run_load(args: argparse.Namespace, setup: Setup) -> tuple[list[Tally], bool]:
     base = f"http://127.0.0.1:{args.port}"
     healthz = await healthz_baseline(base, 3.0, args.raters)
-    print(f"baseline in this run: /healthz (one SELECT 1) {healthz:.0f} requests/s at concurrency {args.raters}")
+    print(
+        f"baseline in this run: /healthz (one SELECT 1) {healthz:.0f} requests/s at concurrency {args.raters}"
+    )
     raters = [Rater(base, setup.study_public_id, *s) for s in setup.sessions]
     try:
         closed, closed_s = await closed_loop(raters, args.rounds, args.max_seconds)
@@ -452,7 +503,10 @@ async def run_load(args: argparse.Namespace, setup: Setup) -> tuple[list[Tally],
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("BENCH_SECRET_KEY", secrets.token_urlsafe(40))  # one key: sessions made here, read there
+    args.port = args.port or free_port()
+    os.environ.setdefault(
+        "BENCH_SECRET_KEY", secrets.token_urlsafe(40)
+    )  # one key: sessions made here, read there
     os.environ.update(server_env(args))
     sys.path.insert(0, str(REPO))
     recreate_database(args.pg, args.db)
@@ -463,7 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         django.setup()
         t0 = time.perf_counter()
         setup = build_data(args)
-        print(f"setup: {setup.tasks} tasks, {len(setup.sessions)} raters, k={args.overlap} ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"setup: {setup.tasks} tasks, {len(setup.sessions)} raters, k={args.overlap} ({time.perf_counter() - t0:.1f} s)"
+        )
         from django.db import connections
 
         connections.close_all()
@@ -474,7 +530,9 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print("INTEGRITY FAILED: " + "; ".join(problems))
             return 1
-        print(f"integrity: {stored} acknowledged ratings stored exactly once; no rater got a task twice; no task over k")
+        print(
+            f"integrity: {stored} acknowledged ratings stored exactly once; no rater got a task twice; no task over k"
+        )
         return 0
     finally:
         if proc is not None:

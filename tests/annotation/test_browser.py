@@ -201,6 +201,31 @@ def test_rater_rates_by_mouse_and_keyboard_skips_and_stays_blind(browser, live_s
     assert not errors, errors
 
 
+def test_study_owner_sees_progress_per_rater(browser, live_server, project, lead, shots):
+    from annotation.queue import task_assign_next
+    from annotation.services import consent_accept, rating_submit
+    from tests.annotation.factories import rating_data
+
+    rows = run_rows(project, n_cases=3)
+    gold = [{"case": rows.cases[0].key, "preference": "candidate"}]
+    study = study_create_from_run(run=rows.run, name="Owner view", overlap=2, gold_rate=0.5, gold_tasks=gold)
+    for name in ("eve", "finn"):
+        rater = rater_user(project, name)
+        consent_accept(study=study, rater=rater)
+        while (held := task_assign_next(study=study, rater=rater)) is not None:
+            rating_submit(public_id=held.task.public_id, rater=rater, data=rating_data())
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/rate/studies/{study.public_id}/")
+    text = page.inner_text("main")
+    assert "eve" in text and "finn" in text and "2 of 2 tasks" in text
+    page.screenshot(path=str(shots / "11-owner.png"), full_page=True)
+
+
 def test_lease_expires_and_the_task_comes_back(browser, live_server, project, shots):
     rows = run_rows(project, n_cases=1)
     study = study_create_from_run(run=rows.run, name="Short leases", overlap=1, lease_seconds=2)
