@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import FileResponse, StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -109,6 +109,9 @@ class ImportChoicesSerializer(serializers.Serializer[Any]):
     only_valid_rows = serializers.BooleanField(required=False, default=False)
 
 
+@extend_schema_field(
+    {"type": "string", "description": 'field=column pairs ("input=prompt,key=id") or a JSON object.'}
+)
 class MappingField(serializers.Field):
     """field -> column, as a JSON object or "field=column,field=column" (handy in multipart forms)."""
 

@@ -217,6 +217,23 @@ class DecodedReader:
                     self._lines_done += 1
                 return line
 
+    def first_char(self) -> str:
+        """The first non-blank character, without consuming anything ('' for a blank file)."""
+        while not self._buffer.strip() and self._fill():
+            pass
+        text = self._buffer.lstrip()
+        return text[:1]
+
+    def read_all(self, limit: int) -> str:
+        """Everything that is left, refusing past `limit` characters."""
+        while self._fill():
+            if len(self._buffer) > limit:
+                raise FileProblem(
+                    f"The file is longer than {limit:,} characters (the limit for this format)."
+                )
+        text, self._buffer = self._buffer, ""
+        return text
+
     def lines(self, limit: int) -> Iterator[str]:
         while line := self.readline(limit):
             yield line
@@ -325,6 +342,9 @@ def read_header_and_rows_csv(raw: IO[bytes], *, delimiter: str = ",") -> tuple[l
 def read_rows_jsonl(raw: IO[bytes]) -> Iterator[RawRow]:
     lim = limits()
     reader = DecodedReader(raw)
+    if reader.first_char() == "[":
+        yield from _rows_json_array(reader, lim)
+        return
     number = 0
     for line in reader.lines(lim.max_row_chars):
         number += 1
@@ -349,6 +369,31 @@ def read_rows_jsonl(raw: IO[bytes]) -> Iterator[RawRow]:
                 f"This line has {len(value):,} fields; the limit is {lim.max_columns:,}.", row=number
             )
         yield RawRow(number, value, problems)
+
+
+def _rows_json_array(reader: DecodedReader, lim: Limits) -> Iterator[RawRow]:
+    """A JSON array of case objects (parsed whole, so capped like promptfoo files); row = position from 1."""
+    text = reader.read_all(lim.max_yaml_bytes)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileProblem(
+            f"This JSON array is not valid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno}).",
+            row=exc.lineno,
+        ) from exc
+    except RecursionError as exc:
+        raise FileProblem("The JSON is nested too deeply.") from exc
+    if not isinstance(value, list):
+        raise FileProblem("A .json file must hold an array of case objects (or be JSON Lines).")
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, dict):
+            yield RawRow(number, {}, [("", f"each case must be a JSON object, not {type(item).__name__}")])
+        elif len(item) > lim.max_columns:
+            raise FileProblem(
+                f"Case {number} has {len(item):,} fields; the limit is {lim.max_columns:,}.", row=number
+            )
+        else:
+            yield RawRow(number, item, [])
 
 
 # --- XLSX ------------------------------------------------------------------------------------------

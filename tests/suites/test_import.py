@@ -314,3 +314,20 @@ def test_fixture_suites_import_in_every_format(project: Any) -> None:
     )
     assert adversarial.case_count == sum(1 for _ in (FIXTURE_SUITES / "adversarial.jsonl").open())
     assert json.dumps(adversarial.cases.exclude(expected=[]).first().expected)
+
+
+def test_a_json_array_file_is_read_like_jsonl(project: Any, tmp_path: Path) -> None:
+    cases = [json.loads(line) for line in (GOOD / "small.jsonl").read_text().splitlines()]
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases, indent=2))
+    version = suite_import_file(project=project, name="array", path=path)
+    assert (
+        version.content_hash
+        == suite_import_file(project=project, name="lines", path=GOOD / "small.jsonl").content_hash
+    )
+    path.write_text(json.dumps([cases[0], "oops"]))
+    with pytest.raises(ValidationFailed) as caught:
+        suite_import_file(project=project, name="array2", path=path)
+    assert caught.value.fields["rows"] == [
+        {"row": 2, "column": "", "problem": "each case must be a JSON object, not str"}
+    ]
