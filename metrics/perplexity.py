@@ -25,6 +25,7 @@ Conventions (the same as ``exp(model(ids, labels=ids).loss)`` on an unpadded, un
 
 from __future__ import annotations
 
+import logging
 import math
 import weakref
 from collections.abc import Callable, Sequence
@@ -42,6 +43,8 @@ __all__ = [
     "score_perplexity",
     "score_perplexity_ids",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Elements of one float32 logits chunk (2**27 floats = 512 MiB): the loss is computed over at most
 # this many token x vocab logits at a time.
@@ -166,6 +169,19 @@ def _compile_model(body: nn.Module) -> None:
     _compiled_bodies[body] = True
 
 
+def _auto_compile(dev: torch.device) -> bool:
+    """Whether ``compile_body=None`` compiles: on CUDA, where it pays off (about 1.5x on an H100)."""
+    return dev.type == "cuda"
+
+
+def _uncompile_model(body: nn.Module) -> None:
+    """Undo :func:`_compile_model` (``nn.Module.compile`` keeps the compiled call here)."""
+    modules = getattr(body, "layers", None)
+    for module in [*modules] if isinstance(modules, nn.ModuleList) else [body]:
+        module._compiled_call_impl = None
+    _compiled_bodies.pop(body, None)
+
+
 def _chunked_nll(
     hidden: torch.Tensor,
     targets: torch.Tensor,
@@ -213,6 +229,38 @@ def _default_max_length(model: nn.Module) -> int:
     return int(value) if isinstance(value, int) and value >= 2 else 2048
 
 
+def _score_batch(
+    body: nn.Module,
+    head: nn.Module,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    ids_cpu: torch.Tensor,
+    scored: torch.Tensor,
+    dev: torch.device,
+    chunk: int,
+    compiled: bool,
+) -> torch.Tensor:
+    """Summed NLL per row (float64, on ``dev``) of a right-padded batch; ``scored[r, t]`` marks
+    token ``t + 1`` of row ``r``, predicted from hidden state ``t``."""
+    rows_n, width = ids_cpu.shape
+    ids_t = _to_device(ids_cpu, dev)
+    hidden = body(input_ids=ids_t, use_cache=False).last_hidden_state
+    hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    targets = ids_t[:, 1:].reshape(-1)
+    per_row = torch.zeros(rows_n, dtype=torch.float64, device=dev)
+    if bool(scored.all()):
+        token_nll = _chunked_nll(hidden, targets, head, transform, chunk, compiled)
+        per_row += token_nll.view(rows_n, width - 1).double().sum(dim=1)
+    else:
+        flat = scored.reshape(-1).nonzero().squeeze(1)
+        rows = _to_device(flat // (width - 1), dev)
+        flat = _to_device(flat, dev)
+        token_nll = _chunked_nll(
+            hidden.index_select(0, flat), targets.index_select(0, flat), head, transform, chunk, compiled
+        )
+        per_row.index_add_(0, rows, token_nll.double())
+    return per_row
+
+
 @torch.inference_mode()
 def score_perplexity_ids(
     model: nn.Module,
@@ -222,7 +270,7 @@ def score_perplexity_ids(
     max_length: int | None = None,
     stride: int | None = None,
     device: str | torch.device | None = None,
-    compile_body: bool = False,
+    compile_body: bool | None = None,
     pad_id: int = 0,
     loss_chunk_tokens: int | None = None,
 ) -> PerplexityResult:
@@ -233,7 +281,8 @@ def score_perplexity_ids(
     ``stride`` to half of ``max_length``. The model is moved to ``device`` (default: CUDA when
     available, else where it is) and put in eval mode. On CUDA a float32 model runs under bf16
     autocast. ``compile_body`` compiles the decoder layers in place with ``torch.compile`` (the
-    model stays compiled afterwards) and fuses the loss: worth it for many batches of one shape.
+    model stays compiled afterwards) and fuses the loss; ``None`` (default) means on CUDA only, and
+    there a compilation failure falls back to eager with a warning instead of raising.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -245,9 +294,9 @@ def score_perplexity_ids(
     if model.training:
         model.eval()
     body, head = _body_and_head(model)
-    if compile_body:
+    use_compile = _auto_compile(dev) if compile_body is None else compile_body
+    if use_compile:
         _compile_model(body)
-    run_body = body
     transform = _final_logit_transform(model)
     weight = getattr(head, "weight", None)
     vocab = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else 32_000
@@ -279,27 +328,16 @@ def score_perplexity_ids(
             for row, seg in enumerate(batch):
                 # Position t of `scored` marks token t + 1, predicted from hidden state t.
                 scored[row, seg.score_from - 1 : len(seg.ids) - 1] = True
-            ids_t = _to_device(ids_cpu, dev)
-            hidden = run_body(input_ids=ids_t, use_cache=False).last_hidden_state
-            hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-            targets = ids_t[:, 1:].reshape(-1)
-            per_row = torch.zeros(len(batch), dtype=torch.float64, device=dev)
-            if bool(scored.all()):
-                token_nll = _chunked_nll(hidden, targets, head, transform, chunk, compile_body)
-                per_row += token_nll.view(len(batch), width - 1).double().sum(dim=1)
-            else:
-                flat = scored.reshape(-1).nonzero().squeeze(1)
-                rows = _to_device(flat // (width - 1), dev)
-                flat = _to_device(flat, dev)
-                token_nll = _chunked_nll(
-                    hidden.index_select(0, flat),
-                    targets.index_select(0, flat),
-                    head,
-                    transform,
-                    chunk,
-                    compile_body,
-                )
-                per_row.index_add_(0, rows, token_nll.double())
+            args = (body, head, transform, ids_cpu, scored, dev, chunk)
+            try:
+                per_row = _score_batch(*args, use_compile)
+            except Exception:
+                if not (use_compile and compile_body is None):
+                    raise
+                logger.warning("perplexity: torch.compile failed; scoring eagerly", exc_info=True)
+                _uncompile_model(body)
+                use_compile = False
+                per_row = _score_batch(*args, use_compile)
             pending.append((batch, per_row, scored.sum(dim=1).tolist()))
 
     nll = [0.0] * len(sequences)
@@ -334,7 +372,7 @@ def score_perplexity(
     stride: int | None = None,
     add_bos: bool = True,
     device: str | torch.device | None = None,
-    compile_body: bool = False,
+    compile_body: bool | None = None,
 ) -> PerplexityResult:
     """Per-text and corpus perplexity of ``texts`` under ``model`` (a transformers causal LM,
     optionally wrapped by PEFT with its adapters active).

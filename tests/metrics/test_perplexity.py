@@ -277,3 +277,35 @@ def test_fixture_lora_adapter_matches_hf(fixture_base, suite_texts, adapter):
         disabled = score_perplexity(lora, tok, texts, batch_size=3, device="cpu")
     for a, b in zip(disabled.texts, without.texts, strict=True):
         assert rel_close(a.perplexity, b.perplexity)
+
+
+def _failing_compile(body):
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor exploded")
+
+    for layer in body.layers:
+        layer._compiled_call_impl = broken
+
+
+def test_auto_compile_failure_falls_back_to_eager(model, monkeypatch, caplog):
+    import metrics.perplexity as ppl
+
+    seqs = [[1, *random_ids(n, 80 + n)] for n in (12, 30)]
+    eager = score_perplexity_ids(model, seqs, device="cpu", compile_body=False)
+    monkeypatch.setattr(ppl, "_auto_compile", lambda dev: True)
+    monkeypatch.setattr(ppl, "_compile_model", _failing_compile)
+    result = score_perplexity_ids(model, seqs, device="cpu")  # compile_body=None: auto
+    assert [t.nll_sum for t in result.texts] == pytest.approx([t.nll_sum for t in eager.texts], rel=REL)
+    assert "torch.compile failed" in caplog.text
+    assert all(layer._compiled_call_impl is None for layer in model.model.layers)
+
+
+def test_explicit_compile_failure_raises(model, monkeypatch):
+    import metrics.perplexity as ppl
+
+    monkeypatch.setattr(ppl, "_compile_model", _failing_compile)
+    try:
+        with pytest.raises(RuntimeError, match="inductor exploded"):
+            score_perplexity_ids(model, [[1, 5, 6, 7]], device="cpu", compile_body=True)
+    finally:
+        ppl._uncompile_model(model.model)
