@@ -149,9 +149,24 @@ def _pii_enabled() -> bool:
     return bool(getattr(settings, "EVALHUB_SUITE_PII_SCAN", True))
 
 
-def _pii_screen(cases: list[CaseData], report: ScanReport, *, redact: bool) -> None:
-    """Find PII in each case's input and reference; record it on the report; redact in place if asked."""
-    from metrics.pii import detect_pii_batch, redact_pii, resolve_overlaps
+KnownFindings = dict[tuple[int, str], list[tuple[str, int, int, float]]]
+
+
+def _pii_screen(
+    cases: list[CaseData],
+    report: ScanReport,
+    *,
+    redact: bool,
+    known: KnownFindings | None = None,
+    record: IO[str] | None = None,
+) -> None:
+    """Find PII in each case's input and reference; record it on the report; redact in place if asked.
+
+    `known` holds the findings of an earlier scan of the same staged file under the same options
+    (row, field) -> spans, so confirming an upload does not run the analyzer twice; `record`
+    receives this scan's spans (types and offsets only, never the text) for that purpose.
+    """
+    from metrics.pii import PiiFinding, detect_pii_batch, redact_pii, resolve_overlaps
 
     texts: list[str] = []
     where: list[tuple[int, str]] = []
@@ -164,13 +179,22 @@ def _pii_screen(cases: list[CaseData], report: ScanReport, *, redact: bool) -> N
     if not texts:
         return
     started = time.perf_counter()
-    results = detect_pii_batch(texts, batch_size=64)
+    if known is not None:
+        results = [
+            [PiiFinding(t, a, b, text[a:b], score) for t, a, b, score in known.get((cases[i].row, name), [])]
+            for (i, name), text in zip(where, texts, strict=True)
+        ]
+    else:
+        results = detect_pii_batch(texts, batch_size=64)
     report.pii_seconds += time.perf_counter() - started
     by_case: dict[int, list[dict[str, Any]]] = {}
     for (i, name), text, found in zip(where, texts, results, strict=True):
         if not found:
             continue
         kept = resolve_overlaps(found)
+        if record is not None:
+            spans = [[f.entity_type, f.start, f.end, f.score] for f in kept]
+            record.write(json.dumps({"row": cases[i].row, "field": name, "spans": spans}) + "\n")
         for f in kept:
             report.pii_entities[f.entity_type] = report.pii_entities.get(f.entity_type, 0) + 1
         by_case.setdefault(i, []).append(
@@ -250,12 +274,52 @@ def scan_file(
     sink: Callable[[list[CaseData]], None] | None = None,
     pii: str = "scan",
     preview: bool = False,
+    pii_record: Path | None = None,
+    pii_known: Path | None = None,
 ) -> ScanReport:
     """Read, validate and PII-screen a file in one streaming pass; valid cases go to `sink` in batches.
 
     `pii` is "scan" (report only), "redact" (replace findings with typed placeholders before the
     sink sees them) or "off". File-level problems are returned on the report, never raised.
+    `pii_record` saves the findings' spans; `pii_known` reuses spans saved by an earlier scan of the
+    same file under the same options instead of running the analyzer again.
     """
+    known: KnownFindings | None = None
+    if pii_known is not None and pii_known.is_file():
+        known = {}
+        with pii_known.open(encoding="utf-8") as saved:
+            for line in saved:
+                item = json.loads(line)
+                known[(item["row"], item["field"])] = [tuple(span) for span in item["spans"]]
+    screening = pii != "off" and _pii_enabled()
+    record = pii_record.open("w", encoding="utf-8") if pii_record and screening and known is None else None
+    try:
+        return _scan(
+            path=path,
+            filename=filename,
+            options=options,
+            sink=sink,
+            pii=pii,
+            preview=preview,
+            known=known,
+            record=record,
+        )
+    finally:
+        if record is not None:
+            record.close()
+
+
+def _scan(
+    *,
+    path: Path,
+    filename: str,
+    options: ImportOptions | None,
+    sink: Callable[[list[CaseData]], None] | None,
+    pii: str,
+    preview: bool,
+    known: KnownFindings | None,
+    record: IO[str] | None,
+) -> ScanReport:
     options = options or ImportOptions()
     lim = limits()
     started = time.perf_counter()
@@ -318,20 +382,25 @@ def scan_file(
         for case in stream.cases(previewing(rows)):
             batch.append(case)
             if len(batch) >= BATCH:
-                _flush(batch, report, sink, pii)
+                _flush(batch, report, sink, pii, known, record)
                 batch = []
         if batch and not stream.fatal:
-            _flush(batch, report, sink, pii)
+            _flush(batch, report, sink, pii, known, record)
     finally:
         source.close()
     return _finish(report, stream, started)
 
 
 def _flush(
-    batch: list[CaseData], report: ScanReport, sink: Callable[[list[CaseData]], None] | None, pii: str
+    batch: list[CaseData],
+    report: ScanReport,
+    sink: Callable[[list[CaseData]], None] | None,
+    pii: str,
+    known: KnownFindings | None,
+    record: IO[str] | None,
 ) -> None:
     if report.pii_scanned:
-        _pii_screen(batch, report, redact=pii == "redact")
+        _pii_screen(batch, report, redact=pii == "redact", known=known, record=record)
     if sink is not None:
         sink(batch)
 
@@ -421,6 +490,7 @@ def suite_import(
     consent_statement: str = "",
     only_valid_rows: bool = False,
     description: str = "",
+    pii_known: Path | None = None,
 ) -> SuiteVersion:
     """Import a file as the next version of the suite `name` (created if new), all or nothing.
 
@@ -452,6 +522,7 @@ def suite_import(
                 options=options,
                 sink=sink,
                 pii="redact" if pii_action == "redact" else "scan",
+                pii_known=pii_known,
             )
         if report.fatal:
             raise problems_error(f"{filename}: {report.problems[0].problem}", report)
@@ -776,7 +847,9 @@ def suite_upload_stage(
     chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
     path, size = _store(chunks, filename)
     options = options or ImportOptions()
-    report = scan_file(path=path, filename=filename, options=options, preview=True)
+    report = scan_file(
+        path=path, filename=filename, options=options, preview=True, pii_record=_findings_path(path)
+    )
     with transaction.atomic():
         upload = Upload.objects.create(
             project=project,
@@ -803,6 +876,11 @@ def suite_upload_stage(
     return upload
 
 
+def _findings_path(staged: Path) -> Path:
+    """The PII spans found when the upload was staged, beside the staged file."""
+    return staged.parent / "pii#findings.jsonl"  # "#" never appears in a stored upload's name
+
+
 def _upload_path(upload: Upload) -> Path:
     return Path(settings.MEDIA_ROOT) / upload.path
 
@@ -817,7 +895,10 @@ def _check_staged(upload: Upload) -> None:
 def suite_upload_remap(*, upload: Upload, options: ImportOptions, actor: Any = None) -> Upload:
     """Scan the staged file again under another mapping (or delimiter, sheet, input variable)."""
     _check_staged(upload)
-    report = scan_file(path=_upload_path(upload), filename=upload.filename, options=options, preview=True)
+    path = _upload_path(upload)
+    report = scan_file(
+        path=path, filename=upload.filename, options=options, preview=True, pii_record=_findings_path(path)
+    )
     upload.options = options.to_dict()
     upload.format = report.format
     upload.report = report.to_dict()
@@ -849,6 +930,7 @@ def suite_upload_confirm(
         data_source=data_source,
         consent_statement=consent_statement,
         only_valid_rows=only_valid_rows,
+        pii_known=_findings_path(_upload_path(upload)),
     )
     upload.status = UploadStatus.IMPORTED
     upload.version = version

@@ -98,3 +98,21 @@ def test_a_file_without_pii_records_none_found(project: Any, tmp_path: Path) -> 
     path.write_text("input\nRevenue rose 4% this quarter.\n")
     version = suite_import_file(project=project, name="clean", path=path, pii_action="reject")
     assert version.pii_decision == PiiDecision.NONE_FOUND
+
+
+def test_confirming_a_staged_upload_reuses_its_findings(
+    project: Any, pii_file: Path, monkeypatch: Any
+) -> None:
+    from evalhub.suites.services import suite_upload_confirm, suite_upload_stage
+
+    with pii_file.open("rb") as handle:
+        upload = suite_upload_stage(project=project, name="pii", file=handle, filename="pii.csv")
+    assert upload.report["pii_row_count"] == 2
+
+    def no_second_scan(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the analyzer ran again")
+
+    monkeypatch.setattr("metrics.pii.detect_pii_batch", no_second_scan)
+    version = suite_upload_confirm(upload=upload, pii_action="redact")
+    assert "<EMAIL_ADDRESS>" in version.cases.get(key="p1").input
+    assert version.pii_report["rows_with_pii"] == 2
