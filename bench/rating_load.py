@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
     p.add_argument("--db", default="evalhub_bench")
     p.add_argument("--keep-db", action="store_true")
+    p.add_argument(
+        "--tuned",
+        action="store_true",
+        help="experiment: serve with cached_db sessions and psycopg server-side binding (settings that"
+        " evalhub/settings.py does not set today), to show what they would gain",
+    )
     return p.parse_args(argv)
 
 
@@ -66,7 +73,7 @@ def recreate_database(pg: str, name: str, *, drop_only: bool = False) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def server_env(args: argparse.Namespace) -> dict[str, str]:
+def server_env(args: argparse.Namespace, *, tuned: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -81,6 +88,15 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
             "PYTHONPATH": str(REPO),
         }
     )
+    if tuned:
+        folder = Path(tempfile.mkdtemp(prefix="evalhub-bench-settings-"))
+        (folder / "bench_tuned_settings.py").write_text(
+            "from evalhub.settings import *  # noqa: F403\n"
+            'SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"\n'
+            'DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True})  # noqa: F405\n'
+        )
+        env["PYTHONPATH"] = f"{folder}:{REPO}"
+        env["DJANGO_SETTINGS_MODULE"] = "bench_tuned_settings"
     return env
 
 
@@ -475,16 +491,82 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
     return row
 
 
-async def run_load(args: argparse.Namespace, setup: Setup) -> tuple[list[Tally], bool]:
+class CpuMeter:
+    """CPU seconds spent by the server side of this bench (gunicorn workers, their PostgreSQL backends)
+    and by the load generator: a figure that does not depend on what else the machine is running."""
+
+    def __init__(self, args: argparse.Namespace, server_pid: int) -> None:
+        self.args, self.server_pid = args, server_pid
+
+    @staticmethod
+    def _cpu(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _workers(self) -> list[int]:
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.server_pid:
+                    out.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def _backends(self) -> list[int]:
+        import psycopg
+
+        with psycopg.connect(f"{self.args.pg}/postgres", autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [self.args.db],
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "server": {pid: self._cpu(pid) for pid in self._workers()},
+            "database": {pid: self._cpu(pid) for pid in self._backends()},
+            "client": {0: usage.ru_utime + usage.ru_stime},
+        }
+
+    @staticmethod
+    def spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+        return {
+            part: sum(cpu - before[part].get(pid, 0.0) for pid, cpu in after[part].items()) for part in after
+        }
+
+
+async def run_load(args: argparse.Namespace, setup: Setup, server_pid: int) -> tuple[list[Tally], bool]:
     base = f"http://127.0.0.1:{args.port}"
+    meter = CpuMeter(args, server_pid)
     healthz = await healthz_baseline(base, 3.0, args.raters)
     print(
         f"baseline in this run: /healthz (one SELECT 1) {healthz:.0f} requests/s at concurrency {args.raters}"
     )
     raters = [Rater(base, setup.study_public_id, *s) for s in setup.sessions]
     try:
+        before = meter.snapshot()
         closed, closed_s = await closed_loop(raters, args.rounds, args.max_seconds)
+        cpu = CpuMeter.spent(before, meter.snapshot())
         a = report(f"(a) closed loop, {args.raters} raters x {args.rounds} rounds", closed, closed_s)
+        n = max(1, len(closed.stored))
+        per = {part: 1000 * seconds / n for part, seconds in cpu.items()}
+        cores = os.cpu_count() or 1
+        print(
+            f"    CPU per rating: server {per['server']:.2f} ms + PostgreSQL {per['database']:.2f} ms"
+            f" + load generator {per['client']:.2f} ms = {sum(per.values()):.2f} ms;"
+            f" {cores} idle cores would give about {1000 * cores / sum(per.values()):.0f} ratings/s"
+            f" ({1000 * cores / (per['server'] + per['database']):.0f} with the load generator elsewhere)"
+        )
+        with open("/proc/loadavg") as f:
+            print(f"    load average after the closed loop (all users): {f.read().split()[0]}")
         print(
             f"    vs Label Studio 1.23.2 ({LABEL_STUDIO_RATINGS_PER_S}/s, ENVIRONMENT.md): "
             f"{a['per_s'] / LABEL_STUDIO_RATINGS_PER_S:.0f}x; one rating = 2 requests, "
@@ -523,8 +605,10 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connections
 
         connections.close_all()
-        proc = start_gunicorn(args, server_env(args))
-        tallies, _targets = asyncio.run(run_load(args, setup))
+        proc = start_gunicorn(args, server_env(args, tuned=args.tuned))
+        if args.tuned:
+            print("served with the --tuned settings: cached_db sessions, server-side binding")
+        tallies, _targets = asyncio.run(run_load(args, setup, proc.pid))
         problems = integrity(tallies)
         stored = sum(len(t.stored) for t in tallies)
         if problems:
