@@ -570,6 +570,14 @@ def _promptfoo_case(number: int, test: Any, input_var: str, default_asserts: lis
         )
     else:
         text = variables[name]
+        if isinstance(text, list):
+            problems.append(
+                (
+                    f"vars.{name}",
+                    "a list of values (promptfoo expands it into several tests) is not "
+                    "supported: write one test per value",
+                )
+            )
         if isinstance(text, str) and text.startswith("file://"):
             problems.append((f"vars.{name}", "file:// references are not supported: put the text inline"))
         values["input"] = _scalar_text(text)

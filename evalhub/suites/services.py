@@ -250,7 +250,10 @@ def _pii_summary(report: ScanReport) -> dict[str, Any]:
 def _preview_row(raw: RawRow) -> dict[str, Any]:
     out = {}
     for name, value in list(raw.values.items())[:50]:
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if value is None:
+            text = ""
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         out[str(name)] = text if len(text) <= PREVIEW_CELL_CHARS else text[:PREVIEW_CELL_CHARS] + "…"
     return out
 

@@ -104,6 +104,7 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
     confirm_form = ConfirmForm(initial={"pii_action": "redact"})
     error = ""
     mapped_by_column = {column: fld for fld, column in report.get("mapping", {}).items()}
+    is_csv = staged.format == "csv" or staged.filename.lower().endswith((".csv", ".tsv", ".txt"))
     if request.method == "POST" and staged.status == UploadStatus.STAGED:
         action = request.POST.get("action")
         try:
@@ -188,7 +189,14 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
             "delimiter": staged.options.get("delimiter", ","),
             "delimiters": DELIMITER_CHOICES,
             "options": staged.options,
-            "is_csv": staged.format == "csv" or staged.filename.lower().endswith((".csv", ".tsv", ".txt")),
+            "is_csv": is_csv,
+            # Offer another delimiter where it can help: a delimiter hint, or row problems in a CSV.
+            "offer_delimiter": is_csv
+            and (
+                any("delimiter" in p["problem"] for p in report.get("problems", []))
+                or (report.get("problem_count", 0) > 0 and not report.get("fatal"))
+            ),
+            "importable": not report.get("fatal") and report.get("valid_rows", 0) > 0,
             "can_map": staged.format in ("csv", "xlsx", "jsonl"),
         },
     )

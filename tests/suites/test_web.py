@@ -192,3 +192,10 @@ def test_stale_staged_uploads_are_purged_with_their_files(web: Client, project: 
     assert "Discarded 1 staged upload(s)." in out.getvalue()
     upload.refresh_from_db()
     assert upload.status == UploadStatus.DISCARDED and not staged_file.exists()
+
+
+def test_a_file_without_any_valid_row_offers_no_import(web: Client, project: Any, settings: Any) -> None:
+    settings.EVALHUB_SUITE_PII_SCAN = False
+    page = post_file(web, project, HOSTILE / "promptfoo_unknown.yaml").content.decode()
+    assert "No row can be imported" in page and "&#x27;llm-rubric&#x27;" in page
+    assert 'value="confirm"' not in page and "Columns are separated by" not in page
