@@ -277,6 +277,7 @@ def unformula(value: str) -> str:
 
 def read_header_and_rows_csv(raw: IO[bytes], *, delimiter: str = ",") -> tuple[list[str], Iterator[RawRow]]:
     lim = limits()
+    header_row = 1
     reader_in = DecodedReader(raw)
     lines = reader_in.lines(lim.max_row_chars)
     old_limit = csv.field_size_limit()
@@ -289,6 +290,24 @@ def read_header_and_rows_csv(raw: IO[bytes], *, delimiter: str = ",") -> tuple[l
             raise FileProblem(f"{_csv_message(exc).capitalize()}.", row=1) from exc
     finally:
         csv.field_size_limit(old_limit)
+    if (
+        header
+        and len(header) <= 2
+        and header[0].strip().lower().startswith("sep=")
+        and len(header[0].strip()) <= 5
+    ):
+        # Excel's "sep=;" first line names the delimiter; the header follows it.
+        header_row = 2
+        sep = (header[0].strip()[4:] or ",") if len(header) == 1 else ","
+        delimiter = sep if sep in DELIMITERS else delimiter
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
+        csv.field_size_limit(lim.max_field_chars)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise FileProblem(f"{_csv_message(exc).capitalize()}.", row=2) from exc
+        finally:
+            csv.field_size_limit(old_limit)
     if not header or not any(h.strip() for h in header):
         raise FileProblem("The file is empty: the first row must name the columns.", row=1)
     if len(header) > lim.max_columns:
@@ -305,7 +324,7 @@ def read_header_and_rows_csv(raw: IO[bytes], *, delimiter: str = ",") -> tuple[l
                 )
 
     def rows() -> Iterator[RawRow]:
-        number = 1
+        number = header_row
         csv.field_size_limit(lim.max_field_chars)
         try:
             while True:

@@ -331,3 +331,12 @@ def test_a_json_array_file_is_read_like_jsonl(project: Any, tmp_path: Path) -> N
     assert caught.value.fields["rows"] == [
         {"row": 2, "column": "", "problem": "each case must be a JSON object, not str"}
     ]
+
+
+def test_excel_sep_line_names_the_delimiter(project: Any, tmp_path: Path) -> None:
+    path = write(tmp_path, "excel.csv", "sep=;\nid;input\na;one, with a comma\nb;\n")
+    with pytest.raises(ValidationFailed) as caught:
+        suite_import_file(project=project, name="excel", path=path)
+    assert caught.value.fields["rows"] == [{"row": 4, "column": "input", "problem": "empty input"}]
+    case = suite_import_file(project=project, name="excel", path=path, only_valid_rows=True).cases.get()
+    assert (case.key, case.input) == ("a", "one, with a comma")
