@@ -230,7 +230,7 @@ class StudyListCreateApi(APIView):
     """Studies of your projects (staff roles); POST creates one from a run."""
 
     def get(self, request: Request) -> Response:
-        studies = selectors.studies_for_owner(user=request.user)
+        studies = selectors.studies_for_owner(user=request.user, auth=request.auth)
         return Response([_study_summary(study) for study in studies[:200]])
 
     @extend_schema(request=StudyCreateIn)
@@ -278,7 +278,7 @@ class StudyDetailApi(APIView):
     """A study's progress and per-rater quality figures (staff roles of its project)."""
 
     def get(self, request: Request, study_id: str) -> Response:
-        study = selectors.study_for_owner(user=request.user, public_id=study_id)
+        study = selectors.study_for_owner(user=request.user, public_id=study_id, auth=request.auth)
         alpha, reason = selectors.study_preference_alpha(study=study)
         return Response(
             {
@@ -297,7 +297,7 @@ class StudyStatusIn(serializers.Serializer[Any]):
 class StudyStatusApi(APIView):
     @extend_schema(request=StudyStatusIn)
     def post(self, request: Request, study_id: str) -> Response:
-        study = selectors.study_for_owner(user=request.user, public_id=study_id)
+        study = selectors.study_for_owner(user=request.user, public_id=study_id, auth=request.auth)
         data = StudyStatusIn(data=request.data)
         data.is_valid(raise_exception=True)
         services.study_set_status(study=study, status=data.validated_data["status"], actor=request.user)

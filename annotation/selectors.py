@@ -126,16 +126,17 @@ def rater_progress(*, study: Study, rater: Any) -> Progress:
 # --- the study owner's view -------------------------------------------------------------------
 
 
-def studies_for_owner(*, user: Any) -> QuerySet[Study]:
+def studies_for_owner(*, user: Any, auth: Any = None) -> QuerySet[Study]:
+    """Studies of the projects where the user has a staff role (narrowed to an API token's project)."""
     return (
-        Study.objects.filter(project__in=projects_for(user=user, roles=READ_ROLES))
+        Study.objects.filter(project__in=projects_for(user=user, auth=auth, roles=READ_ROLES))
         .select_related("project", "run", "pool")
         .order_by("-created_at")
     )
 
 
-def study_for_owner(*, user: Any, public_id: str) -> Study:
-    study = studies_for_owner(user=user).filter(public_id=public_id).first()
+def study_for_owner(*, user: Any, public_id: str, auth: Any = None) -> Study:
+    study = studies_for_owner(user=user, auth=auth).filter(public_id=public_id).first()
     if study is None:
         raise NotFound("No study with this id in your projects.")
     return study
