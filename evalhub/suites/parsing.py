@@ -35,6 +35,7 @@ class Limits:
     max_yaml_bytes: int
     max_xlsx_uncompressed_bytes: int
     max_xlsx_ratio: int
+    max_xlsx_shared_strings_bytes: int
     max_problems: int
 
 
@@ -55,6 +56,7 @@ def limits() -> Limits:
         max_yaml_bytes=value("EVALHUB_SUITE_MAX_YAML_BYTES", 10 * 1024 * 1024),
         max_xlsx_uncompressed_bytes=value("EVALHUB_SUITE_MAX_XLSX_UNCOMPRESSED_BYTES", 1024 * 1024 * 1024),
         max_xlsx_ratio=value("EVALHUB_SUITE_MAX_XLSX_RATIO", 200),
+        max_xlsx_shared_strings_bytes=value("EVALHUB_SUITE_MAX_XLSX_SHARED_STRINGS_BYTES", 256 * 1024 * 1024),
         max_problems=value("EVALHUB_SUITE_MAX_PROBLEMS", 1000),
     )
 
@@ -445,6 +447,16 @@ def check_xlsx_archive(path: Path) -> None:
                 f"Part {info.filename!r} of the workbook expands from {info.compress_size / 1e6:,.1f} MB to "
                 f"{info.file_size / 1e6:,.0f} MB ({info.file_size // max(info.compress_size, 1):,} to 1; the limit "
                 f"is {lim.max_xlsx_ratio} to 1): it may be a zip bomb. Nothing was read."
+            )
+    for info in infos:
+        # openpyxl holds the whole shared-strings table in memory, even in read-only mode.
+        if (
+            info.filename.lower().endswith("sharedstrings.xml")
+            and info.file_size > lim.max_xlsx_shared_strings_bytes
+        ):
+            raise FileProblem(
+                f"The workbook's text table expands to {info.file_size / 1e6:,.0f} MB (limit "
+                f"{lim.max_xlsx_shared_strings_bytes / 1e6:,.0f} MB). Save the suite as CSV or JSONL instead."
             )
     if "xl/workbook.xml" not in {i.filename for i in infos}:
         raise FileProblem("This ZIP archive is not an XLSX workbook (no xl/workbook.xml).")

@@ -340,3 +340,18 @@ def test_excel_sep_line_names_the_delimiter(project: Any, tmp_path: Path) -> Non
     assert caught.value.fields["rows"] == [{"row": 4, "column": "input", "problem": "empty input"}]
     case = suite_import_file(project=project, name="excel", path=path, only_valid_rows=True).cases.get()
     assert (case.key, case.input) == ("a", "one, with a comma")
+
+
+def test_an_xlsx_whose_text_table_is_too_large_is_refused_before_reading(
+    project: Any, tmp_path: Path, settings: Any
+) -> None:
+    import zipfile
+
+    settings.EVALHUB_SUITE_MAX_XLSX_SHARED_STRINGS_BYTES = 1000
+    path = tmp_path / "strings.xlsx"
+    with zipfile.ZipFile(GOOD / "small.xlsx") as source, zipfile.ZipFile(path, "w") as target:
+        for info in source.infolist():
+            target.writestr(info, source.read(info.filename))
+        target.writestr("xl/sharedStrings.xml", "<sst>" + "<si><t>x</t></si>" * 200 + "</sst>")
+    with pytest.raises(ValidationFailed, match="text table expands"):
+        suite_import_file(project=project, name="strings", path=path)
