@@ -163,3 +163,14 @@ def test_rater_outside_the_project_cannot_see_the_study(study, other_project):
     client.force_login(outsider)
     assert client.get(reverse("annotation:start", args=[study.public_id])).status_code == 404
     assert client.get("/api/v1/rater/next", {"study": study.public_id}).status_code == 404
+
+
+def test_a_full_task_refuses_a_rating_and_writes_nothing(held, raters):
+    # A lease normally reserves its place; if the count is full anyway (a lease raced its expiry),
+    # the conditional increment refuses and the rating, the assignment and the count stay as they were.
+    Task.objects.filter(pk=held.task_id).update(rating_count=2)
+    with pytest.raises(Conflict, match="already has all the ratings"):
+        rating_submit(public_id=held.task.public_id, rater=raters[0], data=rating_data())
+    assert Rating.objects.count() == 0
+    assert Assignment.objects.get(pk=held.pk).status == "active"
+    assert Task.objects.get(pk=held.task_id).rating_count == 2
