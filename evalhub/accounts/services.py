@@ -6,7 +6,8 @@ import hashlib
 import secrets
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -104,7 +105,12 @@ def token_revoke(*, token: ApiToken, actor: Any = None) -> ApiToken:
 
 
 def user_create(*, username: str, password: str, email: str = "", is_superuser: bool = False) -> Any:
+    """Create a user whose password passes AUTH_PASSWORD_VALIDATORS (length, common, numeric, similarity)."""
     user_model = get_user_model()
+    try:
+        password_validation.validate_password(password, user_model(username=username, email=email))
+    except DjangoValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), fields={"password": exc.messages}) from exc
     if is_superuser:
         return user_model.objects.create_superuser(username=username, password=password, email=email)
     return user_model.objects.create_user(username=username, password=password, email=email)
