@@ -201,6 +201,8 @@ class HFBackend:
         fast: bool = True,
         use_cuda_graph: bool | None = None,
         attention: str = "grouped",
+        fused_kernels: bool | None = None,
+        merge_single_adapter: bool | None = None,
         check_every: int = 16,
         check_base_name: bool = True,
     ) -> None:
@@ -211,6 +213,8 @@ class HFBackend:
         self.fast = fast
         self.use_cuda_graph = use_cuda_graph
         self.attention = attention
+        self.fused_kernels = fused_kernels
+        self.merge_single_adapter = merge_single_adapter
         self.check_every = max(1, check_every)
         self.check_base_name = check_base_name
         self.fault_hook: Callable[[int], None] | None = None
@@ -262,6 +266,8 @@ class HFBackend:
                 dtype=self.dtype,
                 use_cuda_graph=self.use_cuda_graph,
                 attention=self.attention,
+                fused_kernels=self.fused_kernels,
+                merge_single_adapter=self.merge_single_adapter,
             )
             self.path = "fast"
             del model  # the engine holds its own fused copy of the weights
@@ -342,18 +348,22 @@ class HFBackend:
         return [r for r in results if r is not None]
 
     def _batches(self, rows: list[_Row], config: GenerationConfig) -> list[list[_Row]]:
-        # Longest first: the first batch is the largest, so memory trouble shows up at once,
-        # and rows of similar length share a batch (little padding).
-        ordered = sorted(rows, key=lambda r: (-len(r.prompt.ids), r.index))
+        # Grouped by adapter, so most batches hold one adapter (merged weights on GPU: base
+        # speed); only the batch where one adapter's rows end and the next begin mixes them.
+        # Within an adapter, longest first: the first batch is the largest, so memory trouble
+        # shows up at once, and rows of similar length share a batch (little padding).
+        ordered = sorted(rows, key=lambda r: (r.request.adapter or "", -len(r.prompt.ids), r.index))
         batches: list[list[_Row]] = []
         current: list[_Row] = []
+        width = 0
         for row in ordered:
-            width = len(current[0].prompt.ids) if current else len(row.prompt.ids)
-            cost = (len(current) + 1) * (width + config.max_new_tokens)
+            wider = max(width, len(row.prompt.ids))
+            cost = (len(current) + 1) * (wider + config.max_new_tokens)
             if current and (len(current) >= self.max_batch_size or cost > self.max_batch_tokens):
                 batches.append(current)
-                current = []
+                current, wider = [], len(row.prompt.ids)
             current.append(row)
+            width = wider
         if current:
             batches.append(current)
         return batches

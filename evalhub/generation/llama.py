@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from evalhub.generation import kernels
 from evalhub.generation.adapters import LoraAdapter
 from evalhub.generation.sampling import choose_tokens
 
@@ -78,6 +79,7 @@ class _Linear:
     out: int
     lora_b: torch.Tensor | None  # [out, n_sub * R] pre-scaled, or None when no adapter targets it
     n_sub: int  # how many sub-modules carry LoRA columns (mask repeat count)
+    merged: torch.Tensor | None = None  # base + one adapter's delta (single-adapter batches)
 
     def base_weight(self) -> torch.Tensor:
         return self.weight[: self.out]
@@ -96,7 +98,7 @@ class _BatchState:
 
     batch: int
     length: int
-    lora: bool
+    mode: str  # "base": no adapter in the batch; "mixed": per-row LoRA; "merged": one adapter, merged
     greedy: bool
     cache: list[tuple[torch.Tensor, torch.Tensor]]
     tok: torch.Tensor  # [B] next input token
@@ -124,6 +126,8 @@ class LlamaEngine:
         dtype: torch.dtype,
         use_cuda_graph: bool | None = None,
         attention: str = "grouped",
+        fused_kernels: bool | None = None,
+        merge_single_adapter: bool | None = None,
     ) -> None:
         config: Any = model.config
         self.device = device
@@ -135,11 +139,22 @@ class LlamaEngine:
         self.eps = float(config.rms_norm_eps)
         self.max_positions = int(config.max_position_embeddings)
         self.use_cuda_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
-        if attention not in {"grouped", "gqa"}:
-            raise ValueError("attention must be 'grouped' or 'gqa'")
+        if attention not in {"grouped", "gqa", "bmm"}:
+            raise ValueError("attention must be 'grouped', 'gqa' or 'bmm'")
         self.attention = attention
+        # Triton kernels for the decode step: on by default where they run (CUDA + Triton);
+        # forcing them on a CPU tensor works only under TRITON_INTERPRET=1 (used in tests).
+        self.fused_kernels = kernels.available(device) if fused_kernels is None else fused_kernels
+        if self.fused_kernels and not kernels.HAVE_TRITON:
+            raise ValueError("fused_kernels=True needs Triton, which is not installed")
+        # A batch whose rows all use one adapter runs on base+delta merged weights (one extra
+        # weight copy, re-merged in place when the adapter changes): base-model speed.
+        self.merge_single_adapter = (
+            device.type == "cuda" if merge_single_adapter is None else merge_single_adapter
+        )
+        self._merged_for: int | None = None
         self.adapter_names = list(adapters)
-        self._states: dict[tuple[int, int, bool, bool, float, float], _BatchState] = {}
+        self._states: dict[tuple[int, int, str, bool, float, float], _BatchState] = {}
 
         # Each adapter owns a fixed block of LoRA columns (its largest rank) in every module,
         # so one row mask serves all modules.
@@ -233,18 +248,28 @@ class LlamaEngine:
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return weight * h.to(x.dtype)
 
-    def _linear(self, x: torch.Tensor, lin: _Linear, st: _BatchState) -> torch.Tensor:
-        """x [N, in] -> [N, out], base weight plus each row's own adapter delta."""
-        if not st.lora or lin.lora_b is None:
-            w = lin.base_weight()
-            b = lin.bias[: lin.out] if lin.bias is not None else None
-            return F.linear(x, w, b)
-        y = F.linear(x, lin.weight, lin.bias)
-        mask = st.masks[lin.n_sub]
-        if x.shape[0] != st.batch:  # prefill: rows are (batch, position) pairs, batch-major
-            mask = mask.repeat_interleave(x.shape[0] // st.batch, dim=0)
-        h = y[:, lin.out :] * mask
-        return torch.addmm(y[:, : lin.out], h, lin.lora_b.t())
+    def _linear(self, x: torch.Tensor, lin: _Linear, st: _BatchState, *, act: bool = False) -> torch.Tensor:
+        """x [N, in] -> [N, out], base weight plus each row's own adapter delta.
+
+        With ``act`` the layer is gate|up and SiLU(gate) * up, [N, out / 2], is returned.
+        """
+        if st.mode == "mixed" and lin.lora_b is not None:
+            y = F.linear(x, lin.weight, lin.bias)
+            # Prefill rows are (batch, position) pairs, batch-major: the mask was repeated for them.
+            mask = st.masks[lin.n_sub] if x.shape[0] == st.batch else st.extra["prefill_masks"][lin.n_sub]
+            if self.fused_kernels:
+                return kernels.lora_expand(y, lin.out, mask, lin.lora_b, act=act)
+            h = y[:, lin.out :] * mask
+            out = torch.addmm(y[:, : lin.out], h, lin.lora_b.t())
+        else:
+            w = lin.merged if st.mode == "merged" and lin.merged is not None else lin.base_weight()
+            out = F.linear(x, w, lin.bias[: lin.out] if lin.bias is not None else None)
+        if not act:
+            return out
+        inter = out.shape[-1] // 2
+        if self.fused_kernels:
+            return kernels.silu_mul(out, inter)
+        return F.silu(out[:, :inter]) * out[:, inter:]
 
     def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         half = x.shape[-1] // 2
@@ -294,9 +319,7 @@ class LlamaEngine:
             attn2d = attn.reshape(bsz * t, q_size)
             x = x + self._linear(attn2d, layer.linears["o"], st).view(bsz, t, self.hidden)
             h = self._norm(x, layer.post_norm).view(bsz * t, self.hidden)
-            gu = self._linear(h, layer.linears["gate_up"], st)
-            inter = gu.shape[-1] // 2
-            act = F.silu(gu[:, :inter]) * gu[:, inter:]
+            act = self._linear(h, layer.linears["gate_up"], st, act=True)
             x = x + self._linear(act, layer.linears["down"], st).view(bsz, t, self.hidden)
         return x
 
@@ -315,7 +338,7 @@ class LlamaEngine:
         batch: int,
         length: int,
         max_new: int,
-        lora: bool,
+        mode: str,
         greedy: bool,
         temperature: float,
         top_p: float,
@@ -323,7 +346,7 @@ class LlamaEngine:
         # Bucket the cache length so batches of similar length reuse one state (and graph).
         # Sampling parameters are baked into a captured graph, so they are part of the key.
         length = min(-(-length // 64) * 64, self.max_positions)
-        key = (batch, length, lora, greedy, 0.0 if greedy else temperature, 1.0 if greedy else top_p)
+        key = (batch, length, mode, greedy, 0.0 if greedy else temperature, 1.0 if greedy else top_p)
         st = self._states.get(key)
         if st is not None and st.out.shape[1] >= max_new:
             return st
@@ -334,7 +357,7 @@ class LlamaEngine:
         st = _BatchState(
             batch=batch,
             length=length,
-            lora=lora,
+            mode=mode,
             greedy=greedy,
             cache=[
                 (torch.zeros(shape, device=dev, dtype=dt), torch.zeros(shape, device=dev, dtype=dt))
@@ -358,6 +381,9 @@ class LlamaEngine:
         self._states.clear()
 
     def _decode_step(self, st: _BatchState) -> None:
+        if self.fused_kernels:
+            self._decode_step_fused(st)
+            return
         x = F.embedding(st.tok, self.embed).unsqueeze(1)  # [B, 1, H]
         pos = (st.slot - st.pad).clamp(min=0)
         cos = self.cos[pos].unsqueeze(1)
@@ -367,6 +393,50 @@ class LlamaEngine:
         mask = valid.view(st.batch, 1, 1, st.length)
         x = self._layers(x, st, cos=cos, sin=sin, mask=mask, write=st.slot.view(1))
         tok = self._choose(self._logits(x[:, 0]), st)
+        st.tok.copy_(tok)
+        st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
+        st.slot.add_(1)
+        st.step.add_(1)
+
+    def _decode_step_fused(self, st: _BatchState) -> None:
+        """The decode step with Triton kernels: same maths, ~17 kernels per layer instead of ~40."""
+        bsz, nh, nkv, hd = st.batch, self.n_heads, self.n_kv, self.head_dim
+        x = F.embedding(st.tok, self.embed)  # [B, H]; the residual stream, updated in place
+        keys = self.positions[: st.length]
+        valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)
+        zero = torch.zeros((), device=self.device, dtype=self.dtype)
+        mask = torch.where(valid, zero, torch.full_like(zero, float("-inf"))).view(bsz, 1, 1, st.length)
+        mask_bkv = mask.expand(bsz, nkv, 1, st.length).reshape(bsz * nkv, 1, st.length)
+        q = st.extra.get("q")
+        if q is None:
+            q = st.extra["q"] = torch.empty(bsz, nh, hd, device=self.device, dtype=self.dtype)
+        pending: torch.Tensor | None = None
+        for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
+            h = kernels.add_rmsnorm(x, pending, layer.in_norm, self.eps)
+            qkv = self._linear(h, layer.linears["qkv"], st)
+            kernels.rope_kv(qkv, self.cos, self.sin, st.pad, st.slot, q, k_cache, v_cache, nh, nkv, hd)
+            if self.attention == "grouped":
+                attn = F.scaled_dot_product_attention(
+                    q.view(bsz, nkv, nh // nkv, hd), k_cache, v_cache, attn_mask=mask
+                )
+            elif self.attention == "bmm":
+                scores = torch.baddbmm(
+                    mask_bkv,
+                    q.view(bsz * nkv, nh // nkv, hd),
+                    k_cache.view(bsz * nkv, st.length, hd).transpose(1, 2),
+                    alpha=hd**-0.5,
+                )
+                attn = torch.bmm(torch.softmax(scores, dim=-1), v_cache.view(bsz * nkv, st.length, hd))
+            else:
+                attn = F.scaled_dot_product_attention(
+                    q.view(bsz, nh, 1, hd), k_cache, v_cache, attn_mask=mask, enable_gqa=nh != nkv
+                )
+            o = self._linear(attn.reshape(bsz, nh * hd), layer.linears["o"], st)
+            h = kernels.add_rmsnorm(x, o, layer.post_norm, self.eps)
+            act = self._linear(h, layer.linears["gate_up"], st, act=True)
+            pending = self._linear(act, layer.linears["down"], st)
+        h = kernels.add_rmsnorm(x, pending, self.final_norm, self.eps)
+        tok = self._choose(F.linear(h, self.lm_head), st)
         st.tok.copy_(tok)
         st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
         st.slot.add_(1)
@@ -407,9 +477,18 @@ class LlamaEngine:
         plen = max(len(p) for p in prompts)
         if plen + max_new > self.max_positions:
             raise ValueError("prompt + max_new_tokens exceeds the model context")
-        lora = any(i is not None for i in adapter_index) and self.lora_cols > 0
-        st = self._state(bsz, plen + max_new, max_new, lora, greedy, temperature, top_p)
-        if st.lora:
+        used = set(adapter_index)
+        if used == {None} or self.lora_cols == 0:
+            mode = "base"
+        elif len(used) == 1 and self.merge_single_adapter:
+            mode = "merged"
+            only = adapter_index[0]
+            assert only is not None
+            self._merge(only)
+        else:
+            mode = "mixed"
+        st = self._state(bsz, plen + max_new, max_new, mode, greedy, temperature, top_p)
+        if st.mode == "mixed":
             row_mask = torch.zeros(bsz, self.lora_cols, dtype=self.dtype)
             for row, index in enumerate(adapter_index):
                 if index is not None:
@@ -417,6 +496,7 @@ class LlamaEngine:
                     row_mask[row, off : off + width] = 1
             for n, buf in st.masks.items():
                 buf.copy_(row_mask.repeat(1, n))
+            st.extra["prefill_masks"] = {n: m.repeat_interleave(plen, dim=0) for n, m in st.masks.items()}
         pads = [plen - len(p) for p in prompts]
         ids = torch.tensor(
             [[pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], dtype=torch.long
@@ -429,21 +509,91 @@ class LlamaEngine:
         st.slot.fill_(plen)
 
         ids_d = ids.to(self.device)
-        x = F.embedding(ids_d, self.embed)
         pos = (self.positions[:plen].unsqueeze(0) - st.pad.unsqueeze(1)).clamp(min=0)
         keys = self.positions[:plen]
         causal = keys.view(1, plen) <= keys.view(plen, 1)  # [T, S]
         visible = causal.unsqueeze(0) & (keys.view(1, 1, plen) >= st.pad.view(bsz, 1, 1))
         # A padded query sees only itself, so no softmax row is empty (no NaN in the cache).
         visible = visible | torch.eye(plen, dtype=torch.bool, device=self.device).unsqueeze(0)
-        x = self._layers(
-            x, st, cos=self.cos[pos], sin=self.sin[pos], mask=visible.unsqueeze(1), write=slice(0, plen)
-        )
-        tok = self._choose(self._logits(x[:, -1]), st)
+        if self.fused_kernels:
+            logits = self._prefill_fused(ids_d, st, pos, visible)
+        else:
+            x = self._layers(
+                F.embedding(ids_d, self.embed),
+                st,
+                cos=self.cos[pos],
+                sin=self.sin[pos],
+                mask=visible.unsqueeze(1),
+                write=slice(0, plen),
+            )
+            logits = self._logits(x[:, -1])
+        st.extra.pop("prefill_masks", None)
+        tok = self._choose(logits, st)
         st.tok.copy_(tok)
         st.out[:, 0].copy_(tok)
         st.step.fill_(1)
         return st
+
+    def _merge(self, index: int) -> None:
+        """Write base + adapter ``index``'s delta into the merged weight buffers (in place)."""
+        if self._merged_for == index:
+            return
+        off, width = self.lora_offsets[index], self.lora_widths[index]
+        r = self.lora_cols
+        for layer in self.layers:
+            for lin in layer.linears.values():
+                if lin.lora_b is None:
+                    continue
+                if lin.merged is None:
+                    lin.merged = torch.empty_like(lin.base_weight())
+                cols = torch.cat(
+                    [torch.arange(t * r + off, t * r + off + width) for t in range(lin.n_sub)]
+                ).to(self.device)
+                # B is pre-scaled and zero outside each sub-module's rows: one product per group.
+                torch.addmm(
+                    lin.base_weight(), lin.lora_b[:, cols], lin.weight[lin.out + cols], out=lin.merged
+                )
+        self._merged_for = index
+
+    def _prefill_fused(
+        self, ids: torch.Tensor, st: _BatchState, pos: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor:
+        """Prefill with the Triton kernels and grouped-query attention; returns last-token logits."""
+        bsz, t = ids.shape
+        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        group = nh // nkv
+        q_size, kv_size = nh * hd, nkv * hd
+        x = F.embedding(ids, self.embed).view(bsz * t, self.hidden)
+        cos, sin = self.cos[pos].unsqueeze(2), self.sin[pos].unsqueeze(2)
+        zero = torch.zeros((), device=self.device, dtype=self.dtype)
+        bias = torch.where(visible, zero, torch.full_like(zero, float("-inf")))  # [B, T, T]
+        # Query heads sharing a KV head are stacked along the query axis: [B, KV, G*T, D].
+        bias = bias.unsqueeze(1).expand(bsz, group, t, t).reshape(bsz, 1, group * t, t)
+        pending: torch.Tensor | None = None
+        for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
+            h = kernels.add_rmsnorm(x, pending, layer.in_norm, self.eps)
+            qkv = self._linear(h, layer.linears["qkv"], st).view(bsz, t, q_size + 2 * kv_size)
+            qk = self._rope(qkv[..., : q_size + kv_size].view(bsz, t, nh + nkv, hd), cos, sin)
+            k = qk[:, :, nh:].transpose(1, 2)
+            v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
+            k_cache[:, :, :t] = k
+            v_cache[:, :, :t] = v
+            q = (
+                qk[:, :, :nh]
+                .reshape(bsz, t, nkv, group, hd)
+                .permute(0, 2, 3, 1, 4)
+                .reshape(bsz, nkv, group * t, hd)
+            )
+            attn = F.scaled_dot_product_attention(q, k_cache[:, :, :t], v_cache[:, :, :t], attn_mask=bias)
+            attn = attn.view(bsz, nkv, group, t, hd).permute(0, 3, 1, 2, 4).reshape(bsz * t, q_size)
+            o = self._linear(attn, layer.linears["o"], st)
+            h = kernels.add_rmsnorm(x, o, layer.post_norm, self.eps)
+            act = self._linear(h, layer.linears["gate_up"], st, act=True)
+            pending = self._linear(act, layer.linears["down"], st)
+        assert pending is not None
+        last = x.view(bsz, t, self.hidden)[:, -1].contiguous()
+        h = kernels.add_rmsnorm(last, pending.view(bsz, t, self.hidden)[:, -1], self.final_norm, self.eps)
+        return F.linear(h, self.lm_head)
 
     def advance(self, st: _BatchState, steps: int) -> None:
         """Generate ``steps`` more tokens for every row (no host synchronisation)."""

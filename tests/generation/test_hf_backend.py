@@ -305,3 +305,30 @@ def test_greedy_matches_generate_for_rope_scaling_and_tied_embeddings(tmp_path: 
     results = be.generate(_requests(prompts, names), GenerationConfig(max_new_tokens=16))
     expected = _peft_generate(base, adapters, prompts, [names[i % 2] for i in range(6)], max_new=16)
     assert [list(r.token_ids) for r in results] == expected
+
+
+def test_single_adapter_batches_on_merged_weights_match_peft(
+    tiny_family: dict[str, Path], tiny_adapters: dict[str, Path]
+) -> None:
+    be = HFBackend(device="cpu", merge_single_adapter=True, max_batch_size=6)
+    be.load(tiny_family["base"], tiny_adapters)
+    prompts = _prompts(6, seed=10)
+    engine = be._stepper
+    for name in ("b", "a", "c"):  # re-merging into the same buffers for each adapter
+        results = be.generate(_requests(prompts, [name]), GenerationConfig(max_new_tokens=16))
+        assert engine._merged_for == be.adapter_index[name]  # type: ignore[union-attr]
+        expected = _peft_generate(tiny_family["base"], tiny_adapters, prompts, [name] * 6, max_new=16)
+        assert [list(r.token_ids) for r in results] == expected
+
+
+def test_batches_are_grouped_by_adapter(backend: HFBackend) -> None:
+    seen: list[list] = []
+    size = backend.max_batch_size
+    backend.max_batch_size = 5
+    try:
+        backend.generate(
+            _requests(_prompts(20, seed=11)), GenerationConfig(max_new_tokens=2), on_batch=seen.append
+        )
+    finally:
+        backend.max_batch_size = size
+    assert [len({r.adapter for r in batch}) for batch in seen] == [1, 1, 1, 1]

@@ -1,0 +1,440 @@
+"""Generation throughput on a GPU: evalhub's hf backend against the naive peft generate() path.
+
+TinyLlama-1.1B shape (hidden 2048, 22 layers, 32 heads, 4 KV heads, intermediate 5632, vocab
+32000), random bf16 weights, batch 64, 128 prompt + 128 new tokens, 4 rank-16 LoRA adapters on
+every linear layer (random non-zero B), mixed in one batch. Prints tokens/s, the share of the
+HBM roofline and the ratio to the naive path measured in the same run.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py [--naive-new 32] [--out DIR]
+
+Runs without Django or Celery: the GPU box has neither (see the import shim below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+try:
+    import evalhub.generation  # noqa: F401
+except ImportError:
+    # evalhub/__init__.py imports the Celery app; the GPU box has no Celery. Load the
+    # Django-free subpackage on its own.
+    for name in [m for m in sys.modules if m == "evalhub" or m.startswith("evalhub.")]:
+        del sys.modules[name]
+    shim = types.ModuleType("evalhub")
+    shim.__path__ = [str(REPO / "evalhub")]  # type: ignore[attr-defined]
+    sys.modules["evalhub"] = shim
+
+from evalhub.generation import GenerationConfig, GenerationRequest  # noqa: E402
+from evalhub.generation.hf_backend import HFBackend  # noqa: E402
+
+HBM_BYTES_PER_S = 3.35e12  # H100 SXM HBM3 datasheet
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ENV_ROOFLINE_TOK_S = 97_000  # ENVIRONMENT.md's figure for batch 64
+
+
+def build_model(folder: Path, *, vocab: int, layers: int) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=layers,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        bos_token_id=0,
+        eos_token_id=None,  # random weights: never stop early, every row makes all its tokens
+        pad_token_id=1,
+    )
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.eval()
+    model.save_pretrained(folder)
+    vocab_map = {"<s>": 0, "<pad>": 1} | {f"w{i}": i for i in range(2, vocab)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab_map, unk_token="<pad>"))  # noqa: S106
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",  # noqa: S106
+        pad_token="<pad>",  # noqa: S106
+        unk_token="<pad>",  # noqa: S106
+    ).save_pretrained(folder)
+    return model
+
+
+def write_adapters(folder: Path, model: Any, *, count: int, rank: int) -> dict[str, Path]:
+    """PEFT-format adapters written directly (what peft's save_pretrained writes)."""
+    from safetensors.torch import save_file
+
+    adapters = {}
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    for k in range(count):
+        name = f"adapter{k}"
+        path = folder / name
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for mod_name, module in model.named_modules():
+            if mod_name.rsplit(".", 1)[-1] in TARGETS:
+                out_f, in_f = module.weight.shape
+                prefix = f"base_model.model.{mod_name}"
+                tensors[f"{prefix}.lora_A.weight"] = (
+                    torch.randn(rank, in_f, generator=gen) / math.sqrt(in_f)
+                ).to(torch.bfloat16)
+                tensors[f"{prefix}.lora_B.weight"] = (torch.randn(out_f, rank, generator=gen) * 0.02).to(
+                    torch.bfloat16
+                )
+        save_file(tensors, str(path / "adapter_model.safetensors"))
+        (path / "adapter_config.json").write_text(
+            json.dumps(
+                {
+                    "peft_type": "LORA",
+                    "task_type": "CAUSAL_LM",
+                    "r": rank,
+                    "lora_alpha": 2 * rank,
+                    "target_modules": list(TARGETS),
+                    "lora_dropout": 0.0,
+                    "bias": "none",
+                    "base_model_name_or_path": str(folder.parent / "base"),
+                }
+            )
+        )
+        adapters[name] = path
+    return adapters
+
+
+def roofline(model: Any, *, batch: int, prompt: int, new: int, lora_params: int) -> dict[str, float]:
+    """Bytes one decode step must read: every weight once (bf16) + the KV cache at the mean context."""
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    embed = model.get_input_embeddings().weight.numel()
+    weight_bytes = 2 * (params - embed + lora_params)  # embedding: only `batch` rows are read
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    mean_ctx = prompt + new / 2
+    kv_bytes = 2 * cfg.num_hidden_layers * 2 * batch * cfg.num_key_value_heads * head_dim * mean_ctx
+    step_s = (weight_bytes + kv_bytes) / HBM_BYTES_PER_S
+    return {
+        "weight_bytes": weight_bytes,
+        "kv_bytes": kv_bytes,
+        "step_ms": step_s * 1e3,
+        "tok_s": batch / step_s,
+    }
+
+
+def timed(fn: Any, repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        result = fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def decode_step_ms(
+    backend: HFBackend, prompts: list[list[int]], adapters: list[int | None], new: int
+) -> float:
+    """Steady-state decode: CUDA-event time of (new - 1) graph replays after prefill, per step."""
+    engine: Any = backend._stepper
+    st = engine.start(
+        prompts, adapters, [0] * len(prompts), max_new=new, greedy=True, temperature=0.0, top_p=1.0, pad_id=1
+    )
+    engine.advance(st, 3)
+    st = engine.start(
+        prompts, adapters, [0] * len(prompts), max_new=new, greedy=True, temperature=0.0, top_p=1.0, pad_id=1
+    )
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    engine.advance(st, new - 1)
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / (new - 1)
+
+
+def prefill_ms(backend: HFBackend, prompts: list[list[int]], adapters: list[int | None], new: int) -> float:
+    engine: Any = backend._stepper
+    times = []
+    for _ in range(3):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        engine.start(
+            prompts,
+            adapters,
+            [0] * len(prompts),
+            max_new=new,
+            greedy=True,
+            temperature=0.0,
+            top_p=1.0,
+            pad_id=1,
+        )
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def profile_step(
+    backend: HFBackend, prompts: list[list[int]], adapters: list[int | None], new: int, work: Path
+) -> None:
+    """Kernel time of one (eager, un-graphed) mixed-adapter decode step, by kernel name."""
+    from torch.profiler import ProfilerActivity, profile
+
+    engine: Any = backend._stepper
+    st = engine.start(
+        prompts, adapters, [0] * len(prompts), max_new=new, greedy=True, temperature=0.0, top_p=1.0, pad_id=1
+    )
+    engine._decode_step(st)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            engine._decode_step(st)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
+    print("kernel time of 2 eager mixed-adapter decode steps:")
+    print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--prompt", type=int, default=128)
+    parser.add_argument("--new", type=int, default=128)
+    parser.add_argument("--adapters", type=int, default=4)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=22)
+    parser.add_argument("--naive-new", type=int, default=32, help="new tokens for the (slow) naive peft runs")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--work", default="/tmp/evalhub-bench-generation")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
+    work = Path(args.work)
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "args": vars(args),
+    }
+    import transformers
+
+    report["transformers"] = transformers.__version__
+    print(f"{report['gpu']}  torch {torch.__version__}  transformers {transformers.__version__}")
+
+    t0 = time.perf_counter()
+    model = build_model(work / "base", vocab=32000, layers=args.layers)
+    adapter_dirs = write_adapters(work, model, count=args.adapters, rank=args.rank)
+    names = list(adapter_dirs)
+    print(f"model + adapters written in {time.perf_counter() - t0:.1f} s")
+
+    rng = torch.Generator().manual_seed(2)
+    words = torch.randint(2, 32000, (args.batch, args.prompt - 1), generator=rng).tolist()
+    prompts = [" ".join(f"w{w}" for w in row) for row in words]
+    mixed = [names[i % len(names)] for i in range(args.batch)]
+    config = GenerationConfig(max_new_tokens=args.new, use_chat_template=False)
+    lora_params = sum(
+        (m.weight.shape[0] + m.weight.shape[1]) * args.rank
+        for n, m in model.named_modules()
+        if n.rsplit(".", 1)[-1] in TARGETS
+    )
+    roof = roofline(model, batch=args.batch, prompt=args.prompt, new=args.new, lora_params=0)
+    roof_lora = roofline(
+        model, batch=args.batch, prompt=args.prompt, new=args.new, lora_params=lora_params * args.adapters
+    )
+    report["roofline"] = {"base": roof, "lora4": roof_lora}
+
+    # ---- evalhub hf backend -----------------------------------------------------------------
+    t0 = time.perf_counter()
+    backend = HFBackend(device="cuda", dtype=torch.bfloat16, max_batch_size=args.batch, check_every=32)
+    backend.load(work / "base", adapter_dirs)
+    print(f"backend loaded in {time.perf_counter() - t0:.1f} s (path: {backend.path})")
+    tokens = backend.tokenizer(prompts[0])["input_ids"]
+    assert len(tokens) == args.prompt, len(tokens)
+
+    def run(adapter_of_row: list[str | None], batch: int = args.batch) -> list[Any]:
+        requests = [
+            GenerationRequest(key=i, prompt=prompts[i], adapter=adapter_of_row[i]) for i in range(batch)
+        ]
+        return backend.generate(requests, config)
+
+    rows: list[tuple[str, float, float]] = []  # (label, tok/s, roofline tok/s)
+    results: dict[str, Any] = {}
+    cases = {
+        "mixed4": mixed,
+        "one_adapter": [names[0]] * args.batch,
+        "base": [None] * args.batch,
+    }
+    engine: Any = backend._stepper
+    default = {"fused_kernels": engine.fused_kernels, "attention": "grouped", "merge_single_adapter": True}
+    # (label, engine settings, cases to run)
+    variants: list[tuple[str, dict[str, Any], list[str]]] = [("default", default, list(cases))]
+    if engine.fused_kernels:
+        variants += [
+            ("gqa sdpa", {**default, "attention": "gqa"}, ["mixed4"]),
+            ("bmm attention", {**default, "attention": "bmm"}, ["mixed4"]),
+            ("no merge (concat LoRA)", {**default, "merge_single_adapter": False}, ["one_adapter"]),
+            ("eager step (no Triton)", {**default, "fused_kernels": False}, ["mixed4", "base"]),
+        ]
+    ids = [backend.tokenizer(p)["input_ids"] for p in prompts]
+    variant_tokens: dict[str, list[Any]] = {}
+    index = {n: i for i, n in enumerate(names)}
+    for label, settings, wanted in variants:
+        for key, value in settings.items():
+            setattr(engine, key, value)
+        engine.drop_states()
+        for case in wanted:
+            adapters = cases[case]
+            t_first = time.perf_counter()
+            run(adapters)  # warm-up: CUDA-graph capture for this shape
+            first_s = time.perf_counter() - t_first
+            secs, out = timed(lambda adapters=adapters: run(adapters), args.repeat)
+            variant_tokens[f"{label}/{case}"] = [r.token_ids for r in out]
+            made = sum(r.output_tokens for r in out)
+            tok_s = made / secs
+            rows_idx = [None if a is None else index[a] for a in adapters]
+            step = decode_step_ms(backend, ids, rows_idx, args.new)
+            prefill = prefill_ms(backend, ids, rows_idx, args.new)
+            ref = roof_lora if case != "base" else roof
+            name = f"evalhub hf [{label}] {case}"
+            results[name] = {
+                "tok_s": tok_s,
+                "seconds": secs,
+                "tokens": made,
+                "decode_step_ms": step,
+                "decode_tok_s": args.batch / step * 1e3,
+                "first_call_s": first_s,
+                "prefill_ms": prefill,
+                "roofline_share": tok_s / ref["tok_s"],
+            }
+            rows.append((name, tok_s, ref["tok_s"]))
+            print(
+                f"{name:48s} {tok_s:9,.0f} tok/s  ({tok_s / ref['tok_s']:.1%} of roofline)  "
+                f"step {step:.3f} ms = {args.batch / step * 1e3:,.0f} tok/s  prefill {prefill:.1f} ms  first {first_s:.1f} s"
+            )
+    # Variants against each other: the same greedy tokens up to bf16 rounding (random weights
+    # have many near-ties, so rows drift apart after a while; a bug shows as ~0 common prefix).
+    for a_key, b_key in [
+        ("default/mixed4", "eager step (no Triton)/mixed4"),
+        ("default/base", "eager step (no Triton)/base"),
+        ("default/mixed4", "bmm attention/mixed4"),
+        ("default/one_adapter", "no merge (concat LoRA)/one_adapter"),
+    ]:
+        if a_key in variant_tokens and b_key in variant_tokens:
+            pairs = zip(variant_tokens[a_key], variant_tokens[b_key], strict=True)
+            common = [
+                next((j for j, (a, b) in enumerate(zip(x, y, strict=True)) if a != b), len(x))
+                for x, y in pairs
+            ]
+            agree = {
+                "rows_identical": sum(c == args.new for c in common),
+                "mean_common_prefix": statistics.mean(common),
+            }
+            results[f"agreement {a_key} vs {b_key}"] = agree
+            print(f"greedy agreement {a_key} vs {b_key}: {agree}")
+    for key, value in default.items():
+        setattr(engine, key, value)
+    engine.drop_states()
+    profile_step(backend, ids, [index[a] for a in mixed], args.new, work)
+    fast_tokens = {r.key: r.token_ids for r in run(mixed)}
+
+    # Batch-1 latency (adapter 0): per-token decode time, and end to end.
+    single = [names[0]]
+    run(single, batch=1)
+    secs, out = timed(lambda: run(single, batch=1), args.repeat)
+    step1 = decode_step_ms(backend, ids[:1], [0], args.new)
+    results["batch1"] = {
+        "ms_per_token_decode": step1,
+        "ms_per_token_end_to_end": secs * 1e3 / out[0].output_tokens,
+    }
+    print(
+        f"batch 1 (one adapter): {step1:.3f} ms/token decode, {secs * 1e3 / out[0].output_tokens:.3f} ms/token end to end"
+    )
+    backend.close()  # frees the engine's weights, KV caches and graphs
+    torch.cuda.empty_cache()
+
+    # ---- naive path: HF generate(), peft adapter_names -----------------------------------------
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dirs[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        peft_model.load_adapter(str(adapter_dirs[name]), adapter_name=name)
+    peft_model.eval()
+    tok = transformers.AutoTokenizer.from_pretrained(work / "base")
+    enc = tok(prompts, return_tensors="pt").to("cuda")
+    naive_new = args.naive_new
+
+    def naive(adapter_names: list[str] | None) -> Any:
+        kwargs: dict[str, Any] = {"adapter_names": adapter_names} if adapter_names else {}
+        target = peft_model if adapter_names else model
+        with torch.inference_mode():
+            return target.generate(
+                **enc,
+                max_new_tokens=naive_new,
+                min_new_tokens=naive_new,
+                do_sample=False,
+                pad_token_id=1,
+                **kwargs,
+            )
+
+    naive(mixed)
+    secs, out = timed(lambda: naive(mixed), 1)
+    naive_tok_s = args.batch * naive_new / secs
+    results["naive peft mixed4"] = {"tok_s": naive_tok_s, "seconds": secs, "new_tokens": naive_new}
+    rows.append(("naive peft generate(adapter_names) mixed4", naive_tok_s, roof_lora["tok_s"]))
+    print(f"naive peft generate mixed4 ({naive_new} new tokens): {naive_tok_s:,.0f} tok/s")
+    # Agreement in bf16 (different kernels round differently; random weights give near-ties).
+    naive_rows = out[:, enc["input_ids"].shape[1] :].tolist()
+    prefix = []
+    for i, row in enumerate(naive_rows):
+        fast = list(fast_tokens[i])[:naive_new]
+        n = next((j for j, (a, b) in enumerate(zip(fast, row, strict=False)) if a != b), len(fast))
+        prefix.append(n)
+    results["agreement_with_naive"] = {
+        "rows_identical": sum(p == naive_new for p in prefix),
+        "mean_common_prefix": statistics.mean(prefix),
+        "rows": len(prefix),
+    }
+    print(f"greedy agreement with naive peft (bf16): {results['agreement_with_naive']}")
+    with peft_model.disable_adapter():
+        naive(None)
+        secs, _ = timed(lambda: naive(None), 1)
+    results["naive base"] = {"tok_s": args.batch * naive_new / secs}
+    rows.append(("naive generate() base", args.batch * naive_new / secs, roof["tok_s"]))
+
+    # ---- summary ----------------------------------------------------------------------------
+    best = results["evalhub hf [default] mixed4"]["tok_s"]
+    report["results"] = results
+    report["ratio_vs_naive_mixed4"] = best / naive_tok_s
+    print()
+    print(
+        f"roofline: bytes/step = weights {roof['weight_bytes'] / 1e9:.2f} GB (+LoRA {(roof_lora['weight_bytes'] - roof['weight_bytes']) / 1e6:.0f} MB)"
+        f" + KV {roof['kv_bytes'] / 1e6:.0f} MB at mean context {args.prompt + args.new / 2:.0f}; / {HBM_BYTES_PER_S / 1e12:.2f} TB/s"
+        f" -> base {roof['tok_s']:,.0f} tok/s, 4 LoRA {roof_lora['tok_s']:,.0f} tok/s (ENVIRONMENT.md: {ENV_ROOFLINE_TOK_S:,})"
+    )
+    print(f"{'path':56s} {'tok/s':>9s} {'roofline':>9s} {'vs 97k':>7s}")
+    for label, tok_s, ref in rows:
+        print(f"{label:56s} {tok_s:9,.0f} {tok_s / ref:9.1%} {tok_s / ENV_ROOFLINE_TOK_S:7.1%}")
+    print(f"ratio evalhub / naive (4 adapters mixed): {report['ratio_vs_naive_mixed4']:.1f}x")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "generation_bench.json").write_text(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
