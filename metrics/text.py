@@ -292,7 +292,7 @@ def bleu(
     """Sentence-level BLEU (0-100) via sacrebleu, as ``sacrebleu.sentence_bleu`` computes it.
 
     ``reference`` may be one string or several. ``tokenize`` is sacrebleu's (``"13a"``; use
-    ``"zh"``, ``"ja-mecab"`` or ``"char"`` for text without spaces). Empty prediction against a
+    ``"zh"`` or ``"char"`` for text without spaces). Empty prediction against a
     non-empty reference: 0.0; both empty: 100.0.
     """
     refs = _as_refs(reference)
