@@ -98,6 +98,9 @@ class ScanReport:
     pii_entities: dict[str, int] = field(default_factory=dict)
     pii_seconds: float = 0.0
     pii_scanned: bool = True
+    pii_screened_rows: int = 0
+    pii_partial: bool = False  # only the first rows were screened (the preview of a large file)
+    pii_through: int = 0  # the last row screened
     seconds: float = 0.0
 
     @property
@@ -123,6 +126,8 @@ class ScanReport:
             "pii_entities": self.pii_entities,
             "pii_seconds": round(self.pii_seconds, 3),
             "pii_scanned": self.pii_scanned,
+            "pii_screened_rows": self.pii_screened_rows,
+            "pii_partial": self.pii_partial,
             "seconds": round(self.seconds, 3),
         }
 
@@ -149,7 +154,26 @@ def _pii_enabled() -> bool:
     return bool(getattr(settings, "EVALHUB_SUITE_PII_SCAN", True))
 
 
-KnownFindings = dict[tuple[int, str], list[tuple[str, int, int, float]]]
+@dataclass
+class KnownFindings:
+    """PII spans saved by an earlier screening of the same staged file: rows up to `through`."""
+
+    through: int = 0
+    spans: dict[tuple[int, str], list[tuple[str, int, int, float]]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> KnownFindings:
+        known = cls()
+        with path.open(encoding="utf-8") as saved:
+            for line in saved:
+                item = json.loads(line)
+                if "through" in item:
+                    known.through = int(item["through"])
+                else:
+                    known.spans[(item["row"], item["field"])] = [
+                        (str(t), int(a), int(b), float(sc)) for t, a, b, sc in item["spans"]
+                    ]
+        return known
 
 
 def _pii_screen(
@@ -179,13 +203,17 @@ def _pii_screen(
     if not texts:
         return
     started = time.perf_counter()
-    if known is not None:
-        results = [
-            [PiiFinding(t, a, b, text[a:b], score) for t, a, b, score in known.get((cases[i].row, name), [])]
-            for (i, name), text in zip(where, texts, strict=True)
-        ]
-    else:
-        results = detect_pii_batch(texts, batch_size=64)
+    results: list[list[Any]] = [[] for _ in texts]
+    fresh = [j for j, (i, _) in enumerate(where) if known is None or cases[i].row > known.through]
+    for j, ((i, name), text) in enumerate(zip(where, texts, strict=True)):
+        if known is not None and cases[i].row <= known.through:
+            results[j] = [
+                PiiFinding(t, a, b, text[a:b], sc)
+                for t, a, b, sc in known.spans.get((cases[i].row, name), [])
+            ]
+    if fresh:
+        for j, found in zip(fresh, detect_pii_batch([texts[j] for j in fresh], batch_size=64), strict=True):
+            results[j] = found
     report.pii_seconds += time.perf_counter() - started
     by_case: dict[int, list[dict[str, Any]]] = {}
     for (i, name), text, found in zip(where, texts, results, strict=True):
@@ -279,21 +307,17 @@ def scan_file(
     preview: bool = False,
     pii_record: Path | None = None,
     pii_known: Path | None = None,
+    pii_row_limit: int | None = None,
 ) -> ScanReport:
     """Read, validate and PII-screen a file in one streaming pass; valid cases go to `sink` in batches.
 
     `pii` is "scan" (report only), "redact" (replace findings with typed placeholders before the
     sink sees them) or "off". File-level problems are returned on the report, never raised.
     `pii_record` saves the findings' spans; `pii_known` reuses spans saved by an earlier scan of the
-    same file under the same options instead of running the analyzer again.
+    same file under the same options instead of running the analyzer again. `pii_row_limit` screens
+    only the first rows (a large file's preview); the rest is screened on import.
     """
-    known: KnownFindings | None = None
-    if pii_known is not None and pii_known.is_file():
-        known = {}
-        with pii_known.open(encoding="utf-8") as saved:
-            for line in saved:
-                item = json.loads(line)
-                known[(item["row"], item["field"])] = [tuple(span) for span in item["spans"]]
+    known = KnownFindings.load(pii_known) if pii_known is not None and pii_known.is_file() else None
     screening = pii != "off" and _pii_enabled()
     record = pii_record.open("w", encoding="utf-8") if pii_record and screening and known is None else None
     try:
@@ -306,6 +330,7 @@ def scan_file(
             preview=preview,
             known=known,
             record=record,
+            pii_row_limit=pii_row_limit,
         )
     finally:
         if record is not None:
@@ -322,6 +347,7 @@ def _scan(
     preview: bool,
     known: KnownFindings | None,
     record: IO[str] | None,
+    pii_row_limit: int | None,
 ) -> ScanReport:
     options = options or ImportOptions()
     lim = limits()
@@ -385,10 +411,12 @@ def _scan(
         for case in stream.cases(previewing(rows)):
             batch.append(case)
             if len(batch) >= BATCH:
-                _flush(batch, report, sink, pii, known, record)
+                _flush(batch, report, sink, pii, known, record, pii_row_limit)
                 batch = []
         if batch and not stream.fatal:
-            _flush(batch, report, sink, pii, known, record)
+            _flush(batch, report, sink, pii, known, record, pii_row_limit)
+        if record is not None and report.pii_scanned:
+            record.write(json.dumps({"through": report.pii_through}) + "\n")
     finally:
         source.close()
     return _finish(report, stream, started)
@@ -401,9 +429,17 @@ def _flush(
     pii: str,
     known: KnownFindings | None,
     record: IO[str] | None,
+    pii_row_limit: int | None,
 ) -> None:
     if report.pii_scanned:
-        _pii_screen(batch, report, redact=pii == "redact", known=known, record=record)
+        screen = batch
+        if pii_row_limit is not None:
+            screen = batch[: max(pii_row_limit - report.pii_screened_rows, 0)]
+            report.pii_partial = report.pii_partial or len(screen) < len(batch)
+        if screen:
+            _pii_screen(screen, report, redact=pii == "redact", known=known, record=record)
+            report.pii_screened_rows += len(screen)
+            report.pii_through = screen[-1].row
     if sink is not None:
         sink(batch)
 
@@ -851,7 +887,12 @@ def suite_upload_stage(
     path, size = _store(chunks, filename)
     options = options or ImportOptions()
     report = scan_file(
-        path=path, filename=filename, options=options, preview=True, pii_record=_findings_path(path)
+        path=path,
+        filename=filename,
+        options=options,
+        preview=True,
+        pii_record=_findings_path(path),
+        pii_row_limit=_preview_pii_rows(),
     )
     with transaction.atomic():
         upload = Upload.objects.create(
@@ -879,6 +920,12 @@ def suite_upload_stage(
     return upload
 
 
+def _preview_pii_rows() -> int:
+    """Rows screened for the preview; screening runs at tens of rows a second, so a large file's
+    remaining rows are screened when the upload is confirmed."""
+    return int(getattr(settings, "EVALHUB_SUITE_PREVIEW_PII_ROWS", 2000))
+
+
 def _findings_path(staged: Path) -> Path:
     """The PII spans found when the upload was staged, beside the staged file."""
     return staged.parent / "pii#findings.jsonl"  # "#" never appears in a stored upload's name
@@ -900,7 +947,12 @@ def suite_upload_remap(*, upload: Upload, options: ImportOptions, actor: Any = N
     _check_staged(upload)
     path = _upload_path(upload)
     report = scan_file(
-        path=path, filename=upload.filename, options=options, preview=True, pii_record=_findings_path(path)
+        path=path,
+        filename=upload.filename,
+        options=options,
+        preview=True,
+        pii_record=_findings_path(path),
+        pii_row_limit=_preview_pii_rows(),
     )
     upload.options = options.to_dict()
     upload.format = report.format

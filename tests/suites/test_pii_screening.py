@@ -116,3 +116,32 @@ def test_confirming_a_staged_upload_reuses_its_findings(
     version = suite_upload_confirm(upload=upload, pii_action="redact")
     assert "<EMAIL_ADDRESS>" in version.cases.get(key="p1").input
     assert version.pii_report["rows_with_pii"] == 2
+
+
+def test_a_large_preview_screens_the_first_rows_and_import_screens_the_rest(
+    project: Any, tmp_path: Path, settings: Any, monkeypatch: Any
+) -> None:
+    from evalhub.suites.services import suite_upload_confirm, suite_upload_stage
+    from metrics import pii
+
+    settings.EVALHUB_SUITE_PREVIEW_PII_ROWS = 2
+    path = tmp_path / "big.csv"
+    path.write_text(PII_CSV + "p4,Call Maria Garcia on 212-555-0199 today.,x\n")
+    with path.open("rb") as handle:
+        upload = suite_upload_stage(project=project, name="big", file=handle, filename="big.csv")
+    assert upload.report["pii_partial"] is True and upload.report["pii_screened_rows"] == 2
+    assert [r["key"] for r in upload.report["pii_rows"]] == ["p1"]
+
+    screened: list[str] = []
+    real = pii.detect_pii_batch
+
+    def counting(texts: Any, **kwargs: Any) -> Any:
+        screened.extend(texts)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(pii, "detect_pii_batch", counting)
+    version = suite_upload_confirm(upload=upload, pii_action="redact")
+    assert len(screened) == 4  # rows 4 and 5 (input and reference): rows 2 and 3 came from the preview
+    assert version.pii_report["rows_with_pii"] == 3
+    redacted = version.cases.get(key="p4").input
+    assert "<PERSON>" in redacted and "Maria Garcia" not in redacted and "212-555-0199" not in redacted
