@@ -274,3 +274,21 @@ def test_markup_in_an_output_is_shown_as_text_and_never_runs(browser, live_serve
     assert page.locator("pre.output b").count() == 0 and page.locator("pre.output img").count() == 0
     page.screenshot(path=str(shots / "10-markup.png"))
     assert not [e for e in errors if "pwned" in e]
+
+
+def test_single_output_task_is_rated_by_keyboard_without_preference(browser, live_server, project, shots):
+    rows = run_rows(project, n_cases=1, categories={0: "adversarial"})
+    study_create_from_run(run=rows.run, name="Adversarial prompts", overlap=1)
+    rater = rater_user(project, "gus")
+    page, errors = new_page(browser, live_server, "gus")
+    accept_terms(page)
+    assert page.locator("pre.output").count() == 1 and page.locator("#preference").count() == 0
+    for key in "435":
+        page.keyboard.press(key)
+    page.screenshot(path=str(shots / "12-single.png"))
+    navigate(page, lambda: page.keyboard.press("Control+Enter"))
+    rating = Rating.objects.get(rater=rater)
+    assert rating.scores == {"factual_accuracy": {"A": 4}, "completeness": {"A": 3}, "conciseness": {"A": 5}}
+    assert rating.preference == ""
+    assert_blind_dom(page, rows.secrets())
+    assert not errors, errors

@@ -119,3 +119,14 @@ def test_rater_cannot_create_studies(project, rows, raters):
         content_type="application/json",
     )
     assert response.status_code == 404
+
+
+def test_admin_lists_studies_and_shows_ratings_read_only(study, raters, admin_user):
+    a = task_assign_next(study=study, rater=raters[0])
+    rating, _ = rating_submit(public_id=a.task.public_id, rater=raters[0], data=rating_data())
+    client = Client()
+    client.force_login(admin_user)
+    for model in ("study", "task", "assignment", "rating", "consent", "raterpool"):
+        assert client.get(f"/admin/annotation/{model}/").status_code == 200, model
+    page = client.get(f"/admin/annotation/rating/{rating.pk}/change/")
+    assert page.status_code == 200 and b'name="rationale"' not in page.content
