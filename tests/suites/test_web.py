@@ -199,3 +199,14 @@ def test_a_file_without_any_valid_row_offers_no_import(web: Client, project: Any
     page = post_file(web, project, HOSTILE / "promptfoo_unknown.yaml").content.decode()
     assert "No row can be imported" in page and "&#x27;llm-rubric&#x27;" in page
     assert 'value="confirm"' not in page and "Columns are separated by" not in page
+
+
+def test_a_partly_screened_preview_says_so_and_still_offers_the_choice(
+    web: Client, project: Any, tmp_path: Path, settings: Any
+) -> None:
+    settings.EVALHUB_SUITE_PREVIEW_PII_ROWS = 1
+    path = tmp_path / "two.csv"
+    path.write_text("id,input\na,Revenue rose 4%.\nb,Margins fell.\n")
+    page = post_file(web, project, path).content.decode()
+    assert "looked for in the first 1 valid row only" in page
+    assert 'name="pii_action" value="keep"' in page
