@@ -1,0 +1,250 @@
+"""API for runs: list, create (and start), read with progress, cancel, resume, and browse outputs.
+
+Staff roles only, scoped to the caller's projects; writes need a write role in the run's project.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from evalhub.accounts.models import Project
+from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
+from evalhub.runs import selectors, services
+from evalhub.runs.models import Output, Run, RunAdapter
+from evalhub.suites.models import SuiteVersion
+
+
+class ProgressSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    finished = serializers.BooleanField()
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+    percent = serializers.FloatField()
+    reused = serializers.IntegerField()
+    generated = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    truncated = serializers.IntegerField()
+    chunks_done = serializers.IntegerField()
+    chunks_total = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    generation_seconds = serializers.FloatField()
+    tokens_per_second = serializers.FloatField(allow_null=True)
+    eta_seconds = serializers.FloatField(allow_null=True)
+    elapsed_seconds = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class RunAdapterSerializer(serializers.ModelSerializer[RunAdapter]):
+    adapter = serializers.CharField(source="adapter.label")
+    adapter_id = serializers.IntegerField()
+
+    class Meta:
+        model = RunAdapter
+        fields = ["adapter_id", "adapter", "role", "sanity"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer[Run]):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    suite = serializers.CharField(source="suite_version.suite.name")
+    suite_version = serializers.IntegerField(source="suite_version.number")
+    base_model = serializers.CharField(source="base_model.name")
+    adapters = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "project",
+            "name",
+            "suite",
+            "suite_version",
+            "base_model",
+            "adapters",
+            "backend",
+            "generation_config",
+            "config_hash",
+            "samples_per_case",
+            "force_regenerate",
+            "status",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "progress",
+        ]
+        read_only_fields = fields
+
+    @extend_schema(responses=RunAdapterSerializer(many=True))
+    def get_adapters(self, run: Run) -> list[dict[str, Any]]:
+        return list(RunAdapterSerializer(selectors.run_adapters(run=run), many=True).data)
+
+    @extend_schema(responses=ProgressSerializer)
+    def get_progress(self, run: Run) -> dict[str, Any]:
+        return selectors.run_progress(run=run)
+
+
+class RunCreateSerializer(serializers.Serializer[Any]):
+    project = serializers.SlugField()
+    suite = serializers.CharField(help_text="Suite name in the project.")
+    version = serializers.IntegerField(required=False, help_text="Suite version number; default the newest.")
+    base_model = serializers.CharField(help_text="Name of a registered base model.")
+    adapters = serializers.ListField(child=serializers.CharField(), help_text="name@version of each adapter.")
+    baseline = serializers.CharField(required=False, help_text="name@version of the baseline adapter.")
+    backend = serializers.CharField(required=False, default="hf")
+    generation_config = serializers.DictField(required=False, default=dict)
+    samples_per_case = serializers.IntegerField(required=False, default=1, min_value=1)
+    force_regenerate = serializers.BooleanField(required=False, default=False)
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class OutputSerializer(serializers.ModelSerializer[Output]):
+    adapter = serializers.CharField(source="adapter.label")
+    case = serializers.CharField(source="case.key")
+    split = serializers.CharField(source="case.split")
+
+    class Meta:
+        model = Output
+        fields = [
+            "id",
+            "adapter_id",
+            "adapter",
+            "case_id",
+            "case",
+            "split",
+            "sample",
+            "text",
+            "prompt_tokens",
+            "output_tokens",
+            "finish_reason",
+            "latency_ms",
+            "backend",
+            "seed",
+            "config_hash",
+            "cache_key",
+            "truncated",
+            "error",
+            "reused_from",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+def _adapter(project: Project, label: str, field: str) -> Adapter:
+    name, _, version = label.partition("@")
+    adapter = Adapter.objects.filter(project=project, name=name, version=version or "1").first()
+    if adapter is None:
+        raise serializers.ValidationError({field: [f"No adapter {label!r} in the project (use name@version)."]})
+    return adapter
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Run]):
+    serializer_class = RunSerializer
+    permission_classes = [ProjectRolePermission]
+    filterset_fields = ["status", "backend"]
+
+    def get_queryset(self) -> QuerySet[Run]:
+        projects = projects_for(user=self.request.user, auth=self.request.auth)
+        runs = Run.objects.filter(project__in=projects).select_related(
+            "project", "suite_version__suite", "base_model"
+        )
+        slug = self.request.query_params.get("project")
+        if slug:
+            runs = runs.filter(project__slug=slug)
+        return runs.order_by("-created_at")
+
+    @extend_schema(
+        request=RunCreateSerializer,
+        responses={201: RunSerializer},
+        description="Create a run and start it. Without a broker it runs to the end before the reply.",
+    )
+    def create(self, request: Request) -> Response:
+        data = RunCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        project = (
+            projects_for(user=request.user, auth=request.auth, roles=WRITE_ROLES)
+            .filter(slug=values["project"])
+            .first()
+        )
+        if project is None:
+            raise serializers.ValidationError({"project": ["Unknown project, or you cannot write to it."]})
+        versions = SuiteVersion.objects.filter(suite__project=project, suite__name=values["suite"])
+        if values.get("version") is not None:
+            versions = versions.filter(number=values["version"])
+        suite_version = versions.order_by("-number").first()
+        if suite_version is None:
+            raise serializers.ValidationError({"suite": ["No such suite (version) in the project."]})
+        base_model = BaseModel.objects.filter(project=project, name=values["base_model"]).first()
+        if base_model is None:
+            raise serializers.ValidationError({"base_model": ["No base model of that name in the project."]})
+        run = services.run_create(
+            project=project,
+            suite_version=suite_version,
+            base_model=base_model,
+            adapters=[_adapter(project, label, "adapters") for label in values["adapters"]],
+            baseline=_adapter(project, values["baseline"], "baseline") if values.get("baseline") else None,
+            backend=values["backend"],
+            generation_config=values["generation_config"],
+            samples_per_case=values["samples_per_case"],
+            force_regenerate=values["force_regenerate"],
+            name=values["name"],
+            actor=request.user,
+        )
+        run = services.run_start(run=run, actor=request.user)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ProgressSerializer)
+    @action(detail=True, methods=["get"])
+    def progress(self, request: Request, pk: str | None = None) -> Response:
+        return Response(selectors.run_progress(run=self.get_object()))
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        run = services.run_cancel(run=self.get_object(), actor=request.user)
+        return Response(RunSerializer(run).data)
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        run = services.run_resume(run=self.get_object(), actor=request.user)
+        return Response(RunSerializer(run).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("adapter", str, description="Adapter id or name@version."),
+            OpenApiParameter("case", str, description="Case key."),
+            OpenApiParameter("split", str, description="eval or heldout."),
+        ],
+        responses=OutputSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def outputs(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        adapter = None
+        if request.query_params.get("adapter"):
+            value = request.query_params["adapter"]
+            adapters = Adapter.objects.filter(run_adapters__run=run)
+            adapter = get_object_or_404(adapters, pk=value) if value.isdigit() else _adapter(
+                run.project, value, "adapter"
+            )
+        case = None
+        if request.query_params.get("case"):
+            case = get_object_or_404(run.suite_version.cases.all(), key=request.query_params["case"])
+        outputs = selectors.output_list(
+            run=run, adapter=adapter, case=case, split=request.query_params.get("split") or None
+        )
+        page = self.paginate_queryset(outputs)
+        return self.get_paginated_response(OutputSerializer(page, many=True).data)
