@@ -57,8 +57,14 @@ def shots(tmp_path):
     return folder
 
 
+def viewport():
+    """A laptop screen by default; ANNOTATION_VIEWPORT=1366x768 tries a smaller one."""
+    width, height = (os.environ.get("ANNOTATION_VIEWPORT") or "1440x900").split("x")
+    return {"width": int(width), "height": int(height)}
+
+
 def new_page(browser, live_server, username):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context = browser.new_context(viewport=viewport())
     page = context.new_page()
     page.set_default_timeout(10_000)
     errors = []
