@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -246,5 +247,6 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         outputs = selectors.output_list(
             run=run, adapter=adapter, case=case, split=request.query_params.get("split") or None
         )
-        page = self.paginate_queryset(outputs)
-        return self.get_paginated_response(OutputSerializer(page, many=True).data)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(outputs, request, view=self)
+        return paginator.get_paginated_response(OutputSerializer(page, many=True).data)
