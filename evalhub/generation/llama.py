@@ -125,7 +125,7 @@ class LlamaEngine:
         device: torch.device,
         dtype: torch.dtype,
         use_cuda_graph: bool | None = None,
-        attention: str = "grouped",
+        attention: str = "gqa",
         fused_kernels: bool | None = None,
         merge_single_adapter: bool | None = None,
     ) -> None:
