@@ -1,0 +1,277 @@
+"""Two projects full of objects and one actor per role, for the authorisation, tampering and XSS tests.
+
+Every own-project object carries OWN_MARK in a visible text field and every other-project object
+OTHER_MARK, so a test can tell from a response body alone whether something leaked across a line.
+Catalogue, suite, run and study rows are built with the ORM: the apps' services need real weights,
+uploaded files or a generation backend, none of which is the point of an access check. Accounts
+(users, memberships, tokens) go through their services.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from rest_framework.test import APIClient
+
+from evalhub.accounts.models import ApiToken, Project, Role
+from evalhub.accounts.services import membership_set, project_create, token_create, token_revoke, user_create
+
+OWN_MARK = "ownmark"
+OTHER_MARK = "othermark"
+PASSWORD = "correct-horse-battery"
+_ids = itertools.count(1)
+
+# The actors of the matrix: each holds a token for one project unless it is a session or anonymous.
+ROLE_ACTORS = ("admin", "lead", "engineer", "rater")
+ACTORS = (*ROLE_ACTORS, "outsider", "cross_token", "site_admin", "anonymous", "revoked")
+
+
+@dataclass
+class Actor:
+    name: str
+    user: Any = None
+    secret: str = ""
+    session: bool = False
+
+    def client(self) -> APIClient:
+        client = APIClient()
+        if self.secret:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.secret}")
+        elif self.session and self.user is not None:
+            client.force_login(self.user)
+        return client
+
+
+@dataclass
+class World:
+    own: Project
+    other: Project
+    actors: dict[str, Actor]
+    users: dict[str, Any]
+    cache: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def project(self, scope: str) -> Project:
+        return self.own if scope == "own" else self.other
+
+    def mark(self, scope: str) -> str:
+        return OWN_MARK if scope == "own" else OTHER_MARK
+
+    def get(self, kind: str, scope: str) -> Any:
+        """The object of a kind in a project, built on first use."""
+        key = (kind, scope)
+        if key not in self.cache:
+            with transaction.atomic():
+                self.cache[key] = BUILDERS[kind](self, scope)
+        return self.cache[key]
+
+
+def build_world() -> World:
+    own = project_create(name=f"{OWN_MARK} project", description=f"{OWN_MARK} description")
+    other = project_create(name=f"{OTHER_MARK} project", description=f"{OTHER_MARK} description")
+    users: dict[str, Any] = {}
+    actors: dict[str, Actor] = {}
+    for role in ROLE_ACTORS:
+        user = user_create(username=f"m-{role}", password=PASSWORD)
+        membership_set(project=own, user=user, role=role)
+        users[role] = user
+        actors[role] = Actor(role, user, token_create(user=user, project=own, name=f"{OWN_MARK}-{role}")[1])
+    outsider = user_create(username="m-outsider", password=PASSWORD)
+    membership_set(project=other, user=outsider, role=Role.ENGINEER)
+    users["outsider"] = outsider
+    actors["outsider"] = Actor("outsider", outsider, token_create(user=outsider, project=other, name="o")[1])
+    # A lead of both projects whose token is for the other one: the token, not the user, sets the scope.
+    cross = user_create(username="m-cross", password=PASSWORD)
+    membership_set(project=own, user=cross, role=Role.LEAD)
+    membership_set(project=other, user=cross, role=Role.LEAD)
+    users["cross_token"] = cross
+    actors["cross_token"] = Actor("cross_token", cross, token_create(user=cross, project=other, name="x")[1])
+    site_admin = user_create(username="m-site-admin", password=PASSWORD, is_superuser=True)
+    users["site_admin"] = site_admin
+    actors["site_admin"] = Actor("site_admin", site_admin, session=True)
+    actors["anonymous"] = Actor("anonymous")
+    revoked, secret = token_create(user=users["lead"], project=own, name="revoked")
+    token_revoke(token=revoked)
+    actors["revoked"] = Actor("revoked", users["lead"], secret)
+    # An admin of the other project, for the rows of other-project memberships and tokens.
+    other_admin = user_create(username="m-other-admin", password=PASSWORD)
+    membership_set(project=other, user=other_admin, role=Role.ADMIN)
+    users["other_admin"] = other_admin
+    other_rater = user_create(username="m-rater2", password=PASSWORD)
+    membership_set(project=other, user=other_rater, role=Role.RATER)
+    users["other_rater"] = other_rater
+    users["newcomer"] = user_create(username="m-newcomer", password=PASSWORD)
+    return World(own=own, other=other, actors=actors, users=users)
+
+
+# --- builders, one per kind of object -------------------------------------------------------------
+
+
+def _n() -> int:
+    return next(_ids) * 7919 + 4_000_000
+
+
+def build_base_model(world: World, scope: str) -> Any:
+    from evalhub.catalog.models import BaseModel
+
+    n = _n()
+    return BaseModel.objects.create(
+        project=world.project(scope),
+        name=f"base-{world.mark(scope)}-{n}",
+        folder=f"/srv/models/{world.mark(scope)}-{n}",
+        weights_hash=f"{n:x}".rjust(64, "b"),
+        tokenizer=f"/srv/models/{world.mark(scope)}-{n}",
+    )
+
+
+def build_adapter(world: World, scope: str, *, suffix: str = "") -> Any:
+    from evalhub.catalog.models import Adapter
+
+    n = _n()
+    return Adapter.objects.create(
+        project=world.project(scope),
+        base_model=world.get("base_model", scope),
+        name=f"adapter-{world.mark(scope)}{suffix}-{n}",
+        version="1",
+        folder=f"/srv/adapters/{world.mark(scope)}-{n}",
+        weights_hash=f"{n:x}".rjust(64, "a"),
+        peft_type="LORA",
+        rank=8,
+        alpha=16.0,
+        notes=f"notes {world.mark(scope)}",
+    )
+
+
+def build_membership(world: World, scope: str) -> Any:
+    from evalhub.accounts.models import Membership
+
+    user = world.users["engineer"] if scope == "own" else world.users["outsider"]
+    return Membership.objects.get(user=user, project=world.project(scope))
+
+
+def build_token(world: World, scope: str) -> ApiToken:
+    user = world.users["lead"] if scope == "own" else world.users["outsider"]
+    return token_create(user=user, project=world.project(scope), name=f"ci-{world.mark(scope)}")[0]
+
+
+def build_audit_event(world: World, scope: str) -> Any:
+    from evalhub.audit.services import audit_record
+
+    return audit_record(
+        actor=None,
+        action="test.event",
+        object_type="test.thing",
+        object_id=_n(),
+        project=world.project(scope),
+        note=f"event {world.mark(scope)}",
+    )
+
+
+def build_suite_version(world: World, scope: str) -> Any:
+    from evalhub.suites.models import Suite, SuiteVersion
+
+    suite = Suite.objects.create(
+        project=world.project(scope),
+        name=f"suite-{world.mark(scope)}-{_n()}",
+        description=f"{world.mark(scope)} suite",
+    )
+    return SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64, case_count=2)
+
+
+def build_suite(world: World, scope: str) -> Any:
+    return world.get("suite_version", scope).suite
+
+
+def build_cases(world: World, scope: str) -> list[Any]:
+    from evalhub.suites.models import Case
+
+    version = world.get("suite_version", scope)
+    return [
+        Case.objects.create(
+            version=version,
+            key=f"case-{world.mark(scope)}-{i}",
+            position=i,
+            input=f"input {world.mark(scope)} {i}",
+            reference=f"reference {world.mark(scope)} {i}",
+            content_hash=f"{_n():064d}",
+        )
+        for i in range(2)
+    ]
+
+
+def build_case(world: World, scope: str) -> Any:
+    return world.get("cases", scope)[0]
+
+
+def build_run(world: World, scope: str) -> Any:
+    from evalhub.runs.models import AdapterRole, Output, Run, RunAdapter
+
+    n = _n()
+    run = Run.objects.create(
+        project=world.project(scope),
+        name=f"run-{world.mark(scope)}-{n}",
+        suite_version=world.get("suite_version", scope),
+        base_model=world.get("base_model", scope),
+        config_hash="d" * 64,
+        status="completed",
+    )
+    baseline = world.get("adapter", scope)
+    candidate = build_adapter(world, scope, suffix="-cand")
+    RunAdapter.objects.create(run=run, adapter=baseline, role=AdapterRole.BASELINE)
+    RunAdapter.objects.create(run=run, adapter=candidate, role=AdapterRole.CANDIDATE)
+    for adapter in (baseline, candidate):
+        for case in world.get("cases", scope):
+            Output.objects.create(
+                run=run,
+                adapter=adapter,
+                case=case,
+                text=f"output {world.mark(scope)} {adapter.pk} {case.key}",
+                finish_reason="stop",
+                backend="hf",
+                config_hash="e" * 64,
+                cache_key=f"{_n():x}".rjust(64, "f"),
+            )
+    return run
+
+
+def build_study(world: World, scope: str) -> Any:
+    from annotation.services import study_create_from_run
+
+    from annotation.services import consent_accept
+
+    run = world.get("run", scope)
+    study = study_create_from_run(
+        run=run, name=f"study-{world.mark(scope)}", overlap=1, terms=f"terms {world.mark(scope)}", seed=1
+    )
+    consent_accept(study=study, rater=world.users["rater"] if scope == "own" else world.users["other_rater"])
+    return study
+
+
+def build_task(world: World, scope: str) -> Any:
+    """A task leased to the project's rater (a rater reaches only tasks leased to them)."""
+    from annotation.queue import task_assign_next
+
+    study = world.get("study", scope)
+    rater = world.users["rater"] if scope == "own" else world.users["other_rater"]
+    assignment = task_assign_next(study=study, rater=rater)
+    assert assignment is not None, "the study has no task to lease"
+    return assignment.task
+
+
+BUILDERS = {
+    "project": lambda world, scope: world.project(scope),
+    "base_model": build_base_model,
+    "adapter": build_adapter,
+    "membership": build_membership,
+    "token": build_token,
+    "audit_event": build_audit_event,
+    "suite": build_suite,
+    "suite_version": build_suite_version,
+    "cases": build_cases,
+    "case": build_case,
+    "run": build_run,
+    "study": build_study,
+    "task": build_task,
+}
