@@ -1,4 +1,4 @@
-"""The authorisation matrix: every API operation × every actor × own or other project.
+"""The authorisation matrix: every API operation x every actor x own or other project.
 
 Operations come from the generated OpenAPI schema; what each actor may get comes from the table in
 tests/security/rules.py. An operation missing from the table, or a rule for an operation that no
@@ -67,7 +67,7 @@ def check(outcome: str, response, *, target_mark: str, foreign_mark: str) -> str
         return f"server error {status}"
     if outcome == rules.OK and not 200 <= status < 300:
         return f"expected 2xx, got {status}"
-    if outcome == rules.PASS and (status in (401, 403, 404) or status >= 300 and status not in (400, 409)):
+    if outcome == rules.PASS and (status in (401, 403, 404) or (status >= 300 and status not in (400, 409))):
         return f"expected to pass authorisation, got {status}"
     if outcome in (rules.LIST_OWN, rules.LIST_ALL):
         if status != 200:

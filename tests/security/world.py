@@ -237,9 +237,7 @@ def build_run(world: World, scope: str) -> Any:
 
 
 def build_study(world: World, scope: str) -> Any:
-    from annotation.services import study_create_from_run
-
-    from annotation.services import consent_accept
+    from annotation.services import consent_accept, study_create_from_run
 
     run = world.get("run", scope)
     study = study_create_from_run(
