@@ -1,9 +1,10 @@
 """Writes for suites: staging an upload, importing it as the next version, PII decisions, locking.
 
-Every path (web, API, CLI, demo) goes through `suite_import`, which streams the file once inside one
-transaction: rows are validated, screened for PII and bulk-inserted in batches; any problem (unless
-the uploader chose to import only the valid rows) rolls everything back, so nothing is stored.
-PII decisions live here and nowhere else.
+Every path (web, API, CLI, demo) goes through `suite_import`: one streaming pass validates the rows,
+screens them for PII (redacting if chosen) and spools the valid cases to a scratch file, outside any
+transaction; if anything is wrong (unless the uploader chose to import only the valid rows) nothing
+is stored. Otherwise one short transaction inserts the spooled cases in batches, makes the next
+version with its diff and writes the audit events. PII decisions live here and nowhere else.
 """
 
 from __future__ import annotations
