@@ -1,0 +1,164 @@
+"""A real Celery worker on PostgreSQL and Redis, SIGKILLed mid-run: the run still completes exactly.
+
+What guarantees completion: chunk tasks are acks_late, so the chunk a killed worker was running
+stays unacknowledged in Redis; after the broker's visibility timeout (5 s here, through
+CELERY_VISIBILITY_TIMEOUT) the next worker receives it again. The chunk then generates only the
+outputs its run lacks (the unique (run, adapter, case, sample) constraint backs this up), so the
+redelivery duplicates nothing and the run ends with exactly one output per (adapter, case, sample).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from evalhub.runs.models import ChunkStatus, Output, Run, RunChunk, RunStatus
+from tests.runs.conftest import make_suite_version, words
+
+REPO = Path(__file__).resolve().parents[2]
+REDIS_DB = 11
+BROKER = f"redis://127.0.0.1:6379/{REDIS_DB}"
+CASES = 30
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    user = s.get("USER") or "postgres"
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or "5432"
+    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
+
+
+def flush_broker() -> None:
+    import redis
+
+    redis.Redis.from_url(BROKER).flushdb()
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="evalhub.settings",
+        DATABASE_URL=database_url(),
+        CELERY_BROKER_URL=BROKER,
+        CELERY_VISIBILITY_TIMEOUT="5",
+        EVALHUB_GENERATION_CHUNK_SIZE="4",
+        EVALHUB_DATA_DIR=str(tmp_path / "data"),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class Workers:
+    """Celery worker subprocesses, each in its own process group so a kill takes the pool child too."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "-A", "evalhub", "worker", "-Q", "gpu,cpu",
+             "--concurrency", "1", "--pool", "prefork", "-n", f"{name}@%h", "--loglevel", "INFO",
+             "--without-heartbeat", "--without-gossip", "--without-mingle"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+                self.kill(proc, signal.SIGKILL)
+
+
+T0 = time.monotonic()
+
+
+def trace(message: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f}s] {message}", flush=True)
+
+
+def wait_for(predicate: Any, timeout: float, what: str, logs: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
+    raise AssertionError(f"timed out waiting for {what}\n{tails}")
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.timeout(240)
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_run_loses_at_most_its_chunk_and_the_run_completes_exactly(
+    require_postgres: None, project: Any, tiny: dict[str, Any], worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    make_suite_version(project, [words(i * 11, 20 + i % 7) for i in range(CASES)], name="kill-suite")
+    flush_broker()
+    workers = Workers(worker_env, tmp_path)
+    try:
+        first = workers.start("w1")
+        started = subprocess.run(
+            [sys.executable, "manage.py", "run_eval", "--project", project.slug, "--suite", "kill-suite",
+             "--base-model", "tiny-base", "--adapter", "alpha@1", "--baseline", "beta@1",
+             "--max-new-tokens", "48", "--no-wait"],
+            cwd=REPO, env=worker_env, capture_output=True, text=True, timeout=120,
+        )
+        assert started.returncode == 0, started.stderr
+        run = Run.objects.get()
+        expected = {(a, c, 0) for a in (tiny["alpha"].pk, tiny["beta"].pk)
+                    for c in run.suite_version.cases.values_list("pk", flat=True)}
+        assert len(expected) == 2 * CASES
+
+        # Kill once some outputs exist, with a chunk in flight.
+        def mid_run() -> bool:
+            done = Output.objects.filter(run=run).count()
+            return 8 <= done < 2 * CASES - 16 and RunChunk.objects.filter(
+                run=run, status=ChunkStatus.RUNNING).exists()
+
+        wait_for(mid_run, 120, "outputs from the first worker", tmp_path)
+        in_flight = set(RunChunk.objects.filter(run=run, status=ChunkStatus.RUNNING).values_list("index", flat=True))
+        workers.kill(first)
+        done_at_kill = Output.objects.filter(run=run).count()
+        assert 0 < done_at_kill < len(expected)
+        assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+        workers.start("w2")
+        wait_for(lambda: Run.objects.get(pk=run.pk).status != RunStatus.RUNNING, 120,
+                 "the run to finish on the second worker", tmp_path)
+
+        run.refresh_from_db()
+        assert run.status == RunStatus.COMPLETED, run.error
+        keys = list(Output.objects.filter(run=run).values_list("adapter_id", "case_id", "sample"))
+        assert len(keys) == len(set(keys)) == run.total == run.done == len(expected)  # no duplicate
+        assert set(keys) == expected  # none missing
+        assert not RunChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
+        # The chunk in flight at the kill was delivered again and finished by the second worker.
+        for chunk in RunChunk.objects.filter(run=run, index__in=in_flight):
+            assert chunk.attempts >= 2 and chunk.leased_by != "", chunk
+    finally:
+        workers.stop_all()
+        flush_broker()
