@@ -51,13 +51,15 @@ class World:
     other: Project
     actors: dict[str, Actor]
     users: dict[str, Any]
+    marks: tuple[str, str] = (OWN_MARK, OTHER_MARK)
     cache: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def project(self, scope: str) -> Project:
         return self.own if scope == "own" else self.other
 
     def mark(self, scope: str) -> str:
-        return OWN_MARK if scope == "own" else OTHER_MARK
+        """The text every object of the project carries (a plain word, or an XSS payload)."""
+        return self.marks[0] if scope == "own" else self.marks[1]
 
     def get(self, kind: str, scope: str) -> Any:
         """The object of a kind in a project, built on first use."""
@@ -68,16 +70,16 @@ class World:
         return self.cache[key]
 
 
-def build_world() -> World:
-    own = project_create(name=f"{OWN_MARK} project", description=f"{OWN_MARK} description")
-    other = project_create(name=f"{OTHER_MARK} project", description=f"{OTHER_MARK} description")
+def build_world(marks: tuple[str, str] = (OWN_MARK, OTHER_MARK)) -> World:
+    own = project_create(name=f"{marks[0]} project", description=f"{marks[0]} description")
+    other = project_create(name=f"{marks[1]} project", description=f"{marks[1]} description")
     users: dict[str, Any] = {}
     actors: dict[str, Actor] = {}
     for role in ROLE_ACTORS:
         user = user_create(username=f"m-{role}", password=PASSWORD)
         membership_set(project=own, user=user, role=role)
         users[role] = user
-        actors[role] = Actor(role, user, token_create(user=user, project=own, name=f"{OWN_MARK}-{role}")[1])
+        actors[role] = Actor(role, user, token_create(user=user, project=own, name=f"{marks[0]}-{role}")[1])
     outsider = user_create(username="m-outsider", password=PASSWORD)
     membership_set(project=other, user=outsider, role=Role.ENGINEER)
     users["outsider"] = outsider
@@ -103,7 +105,7 @@ def build_world() -> World:
     membership_set(project=other, user=other_rater, role=Role.RATER)
     users["other_rater"] = other_rater
     users["newcomer"] = user_create(username="m-newcomer", password=PASSWORD)
-    return World(own=own, other=other, actors=actors, users=users)
+    return World(own=own, other=other, actors=actors, users=users, marks=marks)
 
 
 # --- builders, one per kind of object -------------------------------------------------------------
@@ -258,7 +260,49 @@ def build_task(world: World, scope: str) -> Any:
     return assignment.task
 
 
+def build_upload(world: World, scope: str) -> Any:
+    import json
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from evalhub.suites.services import suite_upload_stage
+
+    mark = world.mark(scope)
+    line = json.dumps({"id": "u1", "input": f"upload input {mark}", "reference": f"upload ref {mark}"})
+    return suite_upload_stage(
+        project=world.project(scope),
+        name=f"staged {mark}",
+        file=SimpleUploadedFile("cases.jsonl", line.encode() + b"\n"),
+        filename="cases.jsonl",
+        actor=world.users["lead"],
+    )
+
+
+def build_rating(world: World, scope: str) -> Any:
+    """The rater's rating of their leased task, with the mark in its rationale."""
+    from annotation.rubric import DEFAULT_RUBRIC
+    from annotation.services import rating_submit
+
+    task = world.get("task", scope)
+    rater = world.users["rater"] if scope == "own" else world.users["other_rater"]
+    rubric = task.study.rubric or DEFAULT_RUBRIC
+    criteria = [c["key"] for c in rubric.get("criteria", DEFAULT_RUBRIC["criteria"])]
+    sides = ["A", "B"] if task.output_b_id else ["A"]
+    rating, _created = rating_submit(
+        public_id=task.public_id,
+        rater=rater,
+        data={
+            "scores": {c: dict.fromkeys(sides, 3) for c in criteria},
+            "preference": "A" if task.output_b_id else "",
+            "rationale": f"rationale {world.mark(scope)}",
+        },
+    )
+    return rating
+
+
 BUILDERS = {
+    "upload": build_upload,
+    "rating": build_rating,
     "project": lambda world, scope: world.project(scope),
     "base_model": build_base_model,
     "adapter": build_adapter,

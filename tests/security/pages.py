@@ -1,0 +1,119 @@
+"""Every web page of the URLconf (the admin and the API aside), with who views it and its parameters.
+
+A route missing here fails `test_every_page_is_listed`, so the XSS and id-tampering tests grow with
+the UI. `params(world, scope)` names the objects of a project that fill the route's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import URLPattern, URLResolver, get_resolver
+
+SKIPPED_PREFIXES = ("admin/", "api/")
+
+
+def _none(world: Any, scope: str) -> dict[str, Any]:
+    return {}
+
+
+def _project(world: Any, scope: str) -> dict[str, Any]:
+    return {"project_slug": world.project(scope).slug}
+
+
+def _suite(world: Any, scope: str) -> dict[str, Any]:
+    return {**_project(world, scope), "suite_id": world.get("suite", scope).pk}
+
+
+def _study(world: Any, scope: str) -> dict[str, Any]:
+    return {"study_id": world.get("study", scope).public_id}
+
+
+@dataclass(frozen=True)
+class Page:
+    viewer: str  # the actor who may see it
+    params: Callable[[Any, str], dict[str, Any]] = _none
+    method: str = "GET"  # POST-only routes are probed with POST and skipped by the XSS scan
+    html: bool = True  # False for downloads and JSON
+    status: int = 200  # what the viewer gets on their own objects
+    fixed: tuple[str, ...] = ()  # parameters that are not object ids (a format, a version number)
+    data: dict[str, str] | None = None  # a valid form for POST routes, so the id is what gets checked
+
+
+PAGES: dict[str, Page] = {
+    "": Page("lead"),
+    "healthz": Page("anonymous", html=False),
+    "accounts/login/": Page("anonymous"),
+    "accounts/logout/": Page("lead", method="POST", status=302),
+    "accounts/tokens/": Page("lead"),
+    "accounts/tokens/<int:token_id>/revoke/": Page(
+        "lead", lambda w, s: {"token_id": w.get("token", s).pk}, method="POST", status=302
+    ),
+    "accounts/projects/<slug:project_slug>/members/": Page("admin", _project),
+    "accounts/projects/<slug:project_slug>/members/<int:membership_id>/remove/": Page(
+        "admin",
+        lambda w, s: {**_project(w, s), "membership_id": w.get("membership", s).pk},
+        method="POST",
+        status=302,
+    ),
+    "p/<slug:project_slug>/adapters/": Page("lead", _project),
+    "p/<slug:project_slug>/suites/": Page("lead", _project),
+    "p/<slug:project_slug>/suites/upload/": Page("lead", _project),
+    "p/<slug:project_slug>/suites/uploads/<uuid:upload_id>/": Page(
+        "lead", lambda w, s: {**_project(w, s), "upload_id": w.get("upload", s).pk}
+    ),
+    "p/<slug:project_slug>/suites/uploads/<uuid:upload_id>/discard/": Page(
+        "lead", lambda w, s: {**_project(w, s), "upload_id": w.get("upload", s).pk}, method="POST", status=302
+    ),
+    "p/<slug:project_slug>/suites/<int:suite_id>/": Page("lead", _suite),
+    "p/<slug:project_slug>/suites/<int:suite_id>/v<int:number>/export.<str:kind>": Page(
+        "lead",
+        lambda w, s: {**_suite(w, s), "number": 1, "kind": "csv"},
+        html=False,
+        fixed=("number", "kind"),
+    ),
+    "audit/": Page("admin"),
+    "audit/export.<str:fmt>": Page("admin", lambda w, s: {"fmt": "csv"}, html=False, fixed=("fmt",)),
+    "rate/": Page("rater"),
+    "rate/s/<str:study_id>/": Page("rater", _study, status=302),  # consented already: on to the queue
+    "rate/s/<str:study_id>/next/": Page("rater", _study, status=302),
+    "rate/s/<str:study_id>/t/<str:task_id>/": Page(
+        "rater", lambda w, s: {**_study(w, s), "task_id": w.get("task", s).public_id}
+    ),
+    "rate/s/<str:study_id>/t/<str:task_id>/skip/": Page(
+        "rater",
+        lambda w, s: {**_study(w, s), "task_id": w.get("task", s).public_id},
+        method="POST",
+        status=302,
+        data={"reason": "other", "detail": "not my field"},
+    ),
+    "rate/studies/": Page("lead"),
+    "rate/studies/<str:study_id>/": Page("lead", _study),
+}
+
+
+def routes() -> Iterator[tuple[str, URLPattern]]:
+    def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, URLPattern]]:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern), pattern
+
+    for route, pattern in walk(get_resolver().url_patterns, ""):
+        if not route.startswith(SKIPPED_PREFIXES):
+            yield route, pattern
+
+
+def url_for(route: str, values: dict[str, Any]) -> str:
+    """Fill a route like 'p/<slug:project_slug>/suites/' with values; every parameter must be given."""
+    import re
+
+    def put(match: re.Match[str]) -> str:
+        name = match.group(2)
+        assert name in values, f"{route}: no value for {name}; add it to tests/security/pages.py"
+        return str(values[name])
+
+    return "/" + re.sub(r"<(?:(\w+):)?(\w+)>", put, route)
