@@ -143,6 +143,9 @@ def build_adapter(world: World, scope: str, *, suffix: str = "") -> Any:
         rank=8,
         alpha=16.0,
         notes=f"notes {world.mark(scope)}",
+        stage=world.mark(scope)[:60],
+        data_source=f"source {world.mark(scope)}",
+        consent_reference=f"consent {world.mark(scope)}",
     )
 
 
@@ -178,6 +181,8 @@ def build_suite_version(world: World, scope: str) -> Any:
         project=world.project(scope),
         name=f"suite-{world.mark(scope)}-{_n()}",
         description=f"{world.mark(scope)} suite",
+        data_source=f"source {world.mark(scope)}",
+        consent_statement=f"consent {world.mark(scope)}",
     )
     return SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64, case_count=2)
 
@@ -243,7 +248,12 @@ def build_study(world: World, scope: str) -> Any:
 
     run = world.get("run", scope)
     study = study_create_from_run(
-        run=run, name=f"study-{world.mark(scope)}", overlap=1, terms=f"terms {world.mark(scope)}", seed=1
+        run=run,
+        name=f"study-{world.mark(scope)}",
+        overlap=1,
+        instructions=f"instructions {world.mark(scope)}",
+        terms=f"terms {world.mark(scope)}",
+        seed=1,
     )
     consent_accept(study=study, rater=world.users["rater"] if scope == "own" else world.users["other_rater"])
     return study
@@ -279,13 +289,19 @@ def build_upload(world: World, scope: str) -> Any:
 
 
 def build_rating(world: World, scope: str) -> Any:
-    """The rater's rating of their leased task, with the mark in its rationale."""
+    """A rating of a task the rater leases for it, with the mark in its rationale.
+
+    Build it before "task" when both are needed: the rater then holds a second, unrated task."""
+    from annotation.queue import task_assign_next
     from annotation.rubric import DEFAULT_RUBRIC
     from annotation.services import rating_submit
 
-    task = world.get("task", scope)
+    study = world.get("study", scope)
     rater = world.users["rater"] if scope == "own" else world.users["other_rater"]
-    rubric = task.study.rubric or DEFAULT_RUBRIC
+    assignment = task_assign_next(study=study, rater=rater)
+    assert assignment is not None, "the study has no task to lease"
+    task = assignment.task
+    rubric = study.rubric or DEFAULT_RUBRIC
     criteria = [c["key"] for c in rubric.get("criteria", DEFAULT_RUBRIC["criteria"])]
     sides = ["A", "B"] if task.output_b_id else ["A"]
     rating, _created = rating_submit(
