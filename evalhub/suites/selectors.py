@@ -107,3 +107,17 @@ def case_counts(*, version: SuiteVersion, cases: QuerySet[Case] | None = None) -
         "tags": dict(tags.most_common()),
         "slices": {name: dict(values.most_common()) for name, values in sorted(slices.items())},
     }
+
+
+def case_groups_for_synthetic_validation(*, version: SuiteVersion) -> dict[str, QuerySet[Case]]:
+    """The groups the reports compare adapters on: did synthetic training data help on real data?
+
+    `real_eval` and `synthetic_eval` are the evaluation split by origin; `heldout_real` is the held-out
+    real split (never synthetic, which the upload checks enforce).
+    """
+    cases = Case.objects.filter(version=version)
+    return {
+        "real_eval": cases.filter(origin=Origin.REAL, split=Split.EVAL),
+        "synthetic_eval": cases.filter(origin=Origin.SYNTHETIC, split=Split.EVAL),
+        "heldout_real": cases.filter(origin=Origin.REAL, split=Split.HELDOUT),
+    }

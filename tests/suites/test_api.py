@@ -113,3 +113,15 @@ def test_raters_and_other_projects_never_reach_suites(
         )
     assert response.status_code == 400
     assert APIClient().get("/api/v1/suites/").status_code in (401, 403)
+
+
+def test_groups_for_synthetic_validation(project: Any) -> None:
+    from evalhub.suites.selectors import case_groups_for_synthetic_validation
+
+    version = suite_import_file(project=project, name="small", path=GOOD / "small.csv")
+    groups = case_groups_for_synthetic_validation(version=version)
+    assert {name: sorted(qs.values_list("key", flat=True)) for name, qs in groups.items()} == {
+        "real_eval": ["c1", "c4"],
+        "synthetic_eval": ["c3"],
+        "heldout_real": ["c2"],
+    }
