@@ -218,6 +218,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status": give each choice set its own schema name.
+    "ENUM_NAME_OVERRIDES": {
+        "AdapterStatusEnum": "evalhub.catalog.models.AdapterStatus",
+        "RunStatusEnum": "evalhub.runs.models.RunStatus",
+        "StudyStatusEnum": "annotation.models.StudyStatus",
+    },
     # A pinned Swagger UI, not @latest: the docs page runs with the user's session.
     "SWAGGER_UI_DIST": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14",
     "SWAGGER_UI_FAVICON_HREF": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/favicon-32x32.png",
@@ -226,6 +232,8 @@ SPECTACULAR_SETTINGS = {
 # Generation defaults; a run may override them.
 EVALHUB_DEVICE = os.environ.get("EVALHUB_DEVICE", "auto")
 EVALHUB_GENERATION_CHUNK_SIZE = int(os.environ.get("EVALHUB_GENERATION_CHUNK_SIZE", "32"))
+# Score a run (text metrics, checks, perplexity) as soon as its generation completes.
+EVALHUB_SCORE_ON_COMPLETE = env_bool("EVALHUB_SCORE_ON_COMPLETE", True)
 
 # Security headers. The CSP allows only our own scripts and styles: templates carry no inline script.
 CONTENT_SECURITY_POLICY = (
