@@ -1,8 +1,8 @@
 """Handing out tasks: the one place that decides which task a rater gets next, under a lease.
 
 A task is open while `rating_count + unexpired active leases < required_ratings`. Expired leases need
-no sweeper: they simply stop counting, and their rows are marked `expired` lazily, when their rater
-comes back. A rater never gets a task they submitted or skipped; a rater whose own lease expired gets
+no sweeper: they simply stop counting, and their rows are marked `expired` lazily, when the task is
+handed to someone else or their rater comes back. A rater never gets a task they submitted or skipped; a rater whose own lease expired gets
 that task back first if it is still open (their half-read task is where they left off).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,8 @@ from evalhub.errors import Conflict
 
 # How many locked-but-full candidates to step over before giving up (each is one round trip).
 _MAX_ATTEMPTS = 8
+# Seconds to wait, one after the other, for open tasks that other raters' transactions hold locked.
+_BUSY_PAUSES = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 
 # The hot path is two statements in raw SQL (one per round trip, no ORM compilation): take the first
@@ -46,12 +49,19 @@ _LEASE_INSERT = " ".join(
 )
 
 
-def _lock_candidate(*, study: Study, rater: Any, now: datetime, gold: bool, skip: list[int]) -> int | None:
-    """Id of the first open task (queue order) the rater has never had, row-locked on PostgreSQL;
-    tasks other raters hold locked are skipped, not waited for."""
+def _lock_candidate(
+    *, study: Study, rater: Any, now: datetime, gold: bool, skip: list[int], lock: bool = True
+) -> tuple[int, bool] | None:
+    """Id of the first open task (queue order) the rater has never had, row-locked on PostgreSQL
+    (tasks other raters hold locked are skipped, not waited for), and whether it has expired leases
+    still marked active."""
     when = connection.ops.adapt_datetimefield_value(now)
-    sql = ["SELECT t.id FROM annotation_task t WHERE t.study_id = %s AND t.is_gold = %s"]
-    params: list[Any] = [study.pk, gold]
+    sql = [
+        "SELECT t.id, EXISTS (SELECT 1 FROM annotation_assignment x WHERE x.task_id = t.id",
+        "AND x.status = 'active' AND x.expires_at <= %s)",
+        "FROM annotation_task t WHERE t.study_id = %s AND t.is_gold = %s",
+    ]
+    params: list[Any] = [when, study.pk, gold]
     if not gold:
         # The first condition matches the partial index task_open_queue; the second counts leases.
         sql.append("AND t.rating_count < t.required_ratings AND " + _ROOM)
@@ -64,12 +74,28 @@ def _lock_candidate(*, study: Study, rater: Any, now: datetime, gold: bool, skip
         sql.append("AND t.id NOT IN (" + ", ".join(["%s"] * len(skip)) + ")")
         params += skip
     sql.append("ORDER BY t.order_key LIMIT 1")
-    if connection.features.has_select_for_update_skip_locked:
+    if lock and connection.features.has_select_for_update_skip_locked:
         sql.append("FOR UPDATE OF t SKIP LOCKED")
     with connection.cursor() as cursor:
         cursor.execute(" ".join(sql), params)
         row = cursor.fetchone()
-    return row[0] if row else None
+    return (row[0], bool(row[1])) if row else None
+
+
+def _leases_expire(*, task_id: int, now: datetime) -> None:
+    """Mark the task's lapsed leases `expired` (lazily, now that the task is handed on)."""
+    when = connection.ops.adapt_datetimefield_value(now)
+    sql = [
+        "UPDATE annotation_assignment SET status = 'expired', finished_at = %s WHERE id IN",
+        "(SELECT id FROM annotation_assignment WHERE task_id = %s AND status = 'active' AND expires_at <= %s",
+    ]
+    if connection.features.has_select_for_update_skip_locked:
+        # A late submitter may hold their assignment's row while waiting for this task's row, which
+        # we hold: skip their row rather than wait for it (waiting would deadlock).
+        sql.append("FOR UPDATE SKIP LOCKED")
+    sql.append(")")
+    with connection.cursor() as cursor:
+        cursor.execute(" ".join(sql), [when, task_id, when])
 
 
 def _lease_if_room(
@@ -138,13 +164,33 @@ def _gold_due(*, study: Study, rater: Any) -> bool:
 
 
 def _renew_own(*, assignment: Assignment, now: datetime, lease: timedelta) -> Assignment | None:
+    """Give the rater back the task whose lease lapsed, if it still has room; else mark it expired."""
     task = _lock_first(Task.objects.filter(pk=assignment.task_id), skip=[])
     if task is not None and task_has_room(task=task, now=now, excluding=assignment.rater_id):
+        assignment.status, assignment.finished_at = AssignmentStatus.ACTIVE, None
         assignment.leased_at, assignment.expires_at = now, now + lease
-        assignment.save(update_fields=["leased_at", "expires_at"])
+        assignment.save(update_fields=["status", "finished_at", "leased_at", "expires_at"])
         return assignment
-    assignment.status, assignment.finished_at = AssignmentStatus.EXPIRED, now
-    assignment.save(update_fields=["status", "finished_at"])
+    if assignment.status != AssignmentStatus.EXPIRED:
+        assignment.status, assignment.finished_at = AssignmentStatus.EXPIRED, now
+        assignment.save(update_fields=["status", "finished_at"])
+    return None
+
+
+def _take(*, study: Study, rater: Any, now: datetime, lease: timedelta, gold: bool) -> Assignment | None:
+    """Lease the first open task nobody else holds locked, stepping over ones that filled up."""
+    skipped: list[int] = []
+    for _ in range(_MAX_ATTEMPTS):
+        found = _lock_candidate(study=study, rater=rater, now=now, gold=gold, skip=skipped)
+        if found is None:
+            return None
+        task_id, stale = found
+        assignment = _lease_if_room(task_id=task_id, study=study, rater=rater, now=now, lease=lease)
+        if assignment is not None:
+            if stale:
+                _leases_expire(task_id=task_id, now=now)
+            return assignment
+        skipped.append(task_id)
     return None
 
 
@@ -161,28 +207,33 @@ def task_assign_next(*, study: Study, rater: Any, now: datetime | None = None) -
     now = now or timezone.now()
     lease = timedelta(seconds=study.lease_seconds)
     with transaction.atomic():
-        own = (
-            Assignment.objects.filter(rater=rater, study=study, status=AssignmentStatus.ACTIVE)
-            .order_by("-leased_at")
-            .first()
-        )
-        if own is not None:
-            if own.expires_at > now:
-                return own
+        # The rater's latest lease: still live, it is returned as is; lapsed (whether or not another
+        # rater's lease already marked it expired), the rater gets that task back if it has room.
+        own = Assignment.objects.filter(rater=rater, study=study).order_by("-leased_at").first()
+        if own is not None and own.status == AssignmentStatus.ACTIVE and own.expires_at > now:
+            return own
+        if own is not None and own.status in (AssignmentStatus.ACTIVE, AssignmentStatus.EXPIRED):
             renewed = _renew_own(assignment=own, now=now, lease=lease)
             if renewed is not None:
                 return renewed
 
         for gold in (True, False) if _gold_due(study=study, rater=rater) else (False,):
-            skipped: list[int] = []
-            for _ in range(_MAX_ATTEMPTS):
-                task_id = _lock_candidate(study=study, rater=rater, now=now, gold=gold, skip=skipped)
-                if task_id is None:
+            assignment = _take(study=study, rater=rater, now=now, lease=lease, gold=gold)
+            if assignment is not None:
+                return assignment
+        if connection.features.has_select_for_update_skip_locked:
+            # Nothing free, but at the end of a study the last open tasks may only be locked for a
+            # few milliseconds by other raters' leases in flight: look again before saying "done".
+            for pause in _BUSY_PAUSES:
+                if (
+                    _lock_candidate(study=study, rater=rater, now=now, gold=False, skip=[], lock=False)
+                    is None
+                ):
                     break
-                assignment = _lease_if_room(task_id=task_id, study=study, rater=rater, now=now, lease=lease)
+                time.sleep(pause)
+                assignment = _take(study=study, rater=rater, now=now, lease=lease, gold=False)
                 if assignment is not None:
                     return assignment
-                skipped.append(task_id)
     return None
 
 

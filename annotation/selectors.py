@@ -9,6 +9,7 @@ from statistics import median
 from typing import Any
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from annotation.models import (
     Assignment,
@@ -209,11 +210,17 @@ def study_rater_stats(*, study: Study) -> list[RaterStats]:
     on the same pair, averaged over those comparisons."""
     from metrics.agreement import gold_accuracy  # numpy and statsmodels: loaded for owners only
 
-    assignments = Assignment.objects.filter(study=study).values("rater_id", "rater__username", "status")
+    assignments = Assignment.objects.filter(study=study).values(
+        "rater_id", "rater__username", "status", "expires_at"
+    )
     counts: dict[int, Counter[str]] = defaultdict(Counter)
     names: dict[int, str] = {}
+    now = timezone.now()
     for row in assignments:
-        counts[row["rater_id"]][row["status"]] += 1
+        status = row["status"]
+        if status == AssignmentStatus.ACTIVE and row["expires_at"] <= now:
+            status = AssignmentStatus.EXPIRED  # lapsed, not yet marked (queue.py marks lazily)
+        counts[row["rater_id"]][status] += 1
         names[row["rater_id"]] = row["rater__username"]
     ratings = list(
         Rating.objects.filter(task__study=study).values(

@@ -55,6 +55,8 @@ def test_leased_tasks_count_against_overlap_until_they_expire(project, rows):
     later = now + timedelta(seconds=61)
     back = task_assign_next(study=study, rater=two, now=later)
     assert back is not None and back.task_id == held[-1].task_id
+    # Handing the task on marks the lapsed lease expired.
+    assert Assignment.objects.get(pk=held[-1].pk).status == AssignmentStatus.EXPIRED
     # `one` comes back after the lease ran out: the task is gone, their lease is marked expired.
     assert task_assign_next(study=study, rater=one, now=later) is None
     assert Assignment.objects.get(pk=held[-1].pk).status == AssignmentStatus.EXPIRED
@@ -67,6 +69,22 @@ def test_an_expired_lease_comes_back_to_the_same_rater_when_still_open(study, ra
         study=study, rater=raters[0], now=now + timedelta(seconds=study.lease_seconds + 1)
     )
     assert back.pk == first.pk and back.expires_at > now + timedelta(seconds=study.lease_seconds + 1)
+
+
+def test_an_expired_lease_marked_by_others_still_comes_back_when_the_task_has_room(project, rows):
+    study = study_create_from_run(run=rows.run, name="k2", overlap=2, lease_seconds=60)
+    one, two = rater_user(project, "one"), rater_user(project, "two")
+    now = timezone.now()
+    first = task_assign_next(study=study, rater=one, now=now)
+    later = now + timedelta(seconds=61)
+    other = task_assign_next(study=study, rater=two, now=later)
+    assert other.task_id == first.task_id
+    assert Assignment.objects.get(pk=first.pk).status == AssignmentStatus.EXPIRED
+    back = task_assign_next(study=study, rater=one, now=later)
+    assert back.pk == first.pk and back.status == AssignmentStatus.ACTIVE
+    rating_submit(public_id=back.task.public_id, rater=one, data=rating_data(), now=later)
+    rating_submit(public_id=other.task.public_id, rater=two, data=rating_data(), now=later)
+    assert Task.objects.get(pk=first.task_id).rating_count == 2
 
 
 def test_skipped_tasks_never_come_back(study, raters):
