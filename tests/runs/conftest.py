@@ -82,6 +82,14 @@ def suite_version(project: Any) -> SuiteVersion:
 
 
 @pytest.fixture(autouse=True)
+def _no_completion_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run tests stop at the run: scoring, which a completed run triggers, has its own tests."""
+    from evalhub.runs import hooks
+
+    monkeypatch.setattr(hooks, "RUN_COMPLETED_HOOKS", [])
+
+
+@pytest.fixture(autouse=True)
 def _fresh_engine() -> Any:
     """Every test starts without a cached engine (tests swap backends and families)."""
     engine.engine_release()
