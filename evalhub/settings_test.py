@@ -17,6 +17,8 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="evalhub-test-media-"))
 # Real-worker tests point Celery at Redis themselves; everything else runs tasks in process.
 CELERY_TASK_ALWAYS_EAGER = True
+# Generation tests finish many runs; scoring tests turn this on themselves.
+EVALHUB_SCORE_ON_COMPLETE = False
 CELERY_BROKER_URL = "memory://"
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.utils.module_loading import import_string
 
-RUN_COMPLETED_HOOKS: list[str] = []
+RUN_COMPLETED_HOOKS: list[str] = ["evalhub.runs.scoring.run_score_enqueue"]
 
 
 def on_run_completed(run_id: int) -> None:
