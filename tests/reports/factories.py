@@ -1,0 +1,198 @@
+"""Rows for report tests: a run with outputs, metric scores, a pairwise study and its ratings,
+built directly with the ORM in bulk (runs, scoring and annotation are other apps' services)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from annotation.models import Assignment, AssignmentStatus, Rating, Study, Task
+from evalhub.accounts.models import Project, Role
+from evalhub.accounts.services import membership_set, user_create
+from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.runs.models import AdapterRole, MetricScore, Output, Run, RunAdapter
+from evalhub.suites.models import Case, Suite, SuiteVersion
+
+_n = itertools.count(1)
+
+Pref = Callable[[int, int], str]  # (case index, rater index) -> "candidate" | "baseline" | "tie" | "both_bad"
+
+
+@dataclass
+class Built:
+    run: Run
+    adapters: dict[str, Adapter]
+    cases: list[Case]
+    study: Study | None = None
+    raters: list[Any] = field(default_factory=list)
+
+
+def build_run(
+    project: Project,
+    *,
+    n_cases: int = 40,
+    adapters: tuple[str, ...] = ("base", "cand"),
+    n_raters: int = 3,
+    preference: Pref | None = None,
+    scores: Callable[[int, int], tuple[int, int]] | None = None,
+    hallucination: Callable[[int, int], tuple[bool, bool]] | None = None,
+    metrics: dict[str, Callable[[str, int], float | None]] | None = None,
+    checks: Callable[[str, int], bool] | None = None,
+    categories: Callable[[int], str] | None = None,
+    must_refuse: Callable[[int], bool] | None = None,
+    gold_cases: int = 0,
+    gold_right: Callable[[int], bool] | None = None,
+    with_study: bool = True,
+    base_model: BaseModel | None = None,
+    adapter_objects: dict[str, Adapter] | None = None,
+) -> Built:
+    """A completed run, baseline first. ``preference(case, rater)`` names the winner by role;
+    ``scores(case, rater)`` gives (candidate, baseline) factual accuracy; ``metrics[name](adapter,
+    case)`` the metric value per output. The candidate is ``adapters[1]``; with three adapters, the
+    third is rated against the baseline too. ``gold_right(rater)`` says whether a rater answers gold
+    tasks correctly."""
+    n = next(_n)
+    if base_model is None:
+        base_model = BaseModel.objects.create(
+            project=project, name=f"base-{n}", folder="/srv/b", weights_hash="b" * 64, tokenizer="/srv/b"
+        )
+    made: dict[str, Adapter] = dict(adapter_objects or {})
+    for key in adapters:
+        if key not in made:
+            made[key] = Adapter.objects.create(
+                project=project,
+                base_model=base_model,
+                name=key,
+                version=f"1.{n}",
+                folder=f"/srv/{key}",
+                weights_hash="a" * 64,
+                peft_type="LORA",
+                rank=8,
+                alpha=16.0,
+            )
+    suite = Suite.objects.create(project=project, name=f"suite-{n}")
+    version = SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64)
+    cases = Case.objects.bulk_create(
+        [
+            Case(
+                version=version,
+                key=f"case-{i}",
+                position=i,
+                input=f"Input {i}",
+                reference=f"Reference {i}",
+                tags=["finance" if i % 2 == 0 else "clinic"],
+                origin="synthetic" if i % 4 == 3 else "real",
+                split="heldout" if i % 5 == 4 else "eval",
+                category=categories(i) if categories else "",
+                expected=[{"type": "must_refuse"}] if must_refuse and must_refuse(i) else [],
+                content_hash=f"{i:064d}",
+            )
+            for i in range(n_cases + gold_cases)
+        ]
+    )
+    run = Run.objects.create(
+        project=project, name=f"run-{n}", suite_version=version, base_model=base_model, config_hash="d" * 64,
+        status="completed",
+    )
+    for i, key in enumerate(adapters):
+        RunAdapter.objects.create(
+            run=run, adapter=made[key], role=AdapterRole.BASELINE if i == 0 else AdapterRole.CANDIDATE
+        )
+    outputs: dict[tuple[str, int], Output] = {}
+    objs = []
+    for key in adapters:
+        for i, case in enumerate(cases):
+            length = 40 + (i % 7) * 5
+            objs.append(
+                Output(
+                    run=run, adapter=made[key], case=case, text=f"{key} says " + "word " * length,
+                    output_tokens=length, finish_reason="stop", backend="hf", config_hash="e" * 64,
+                    cache_key=f"{n}-{key}-{i}",
+                )
+            )
+    for o in Output.objects.bulk_create(objs):
+        outputs[(next(k for k, a in made.items() if a.pk == o.adapter_id), cases.index(o.case))] = o
+    score_rows = []
+    for key in adapters:
+        for i, case in enumerate(cases):
+            out = outputs[(key, i)]
+            for name, fn in (metrics or {}).items():
+                value = fn(key, i)
+                if value is not None:
+                    score_rows.append(
+                        MetricScore(run=run, adapter=made[key], case=case, output=out, metric=name,
+                                    metric_version="1", config_hash="f" * 64, value=value)
+                    )
+            if checks is not None and (case.category or case.expected):
+                score_rows.append(
+                    MetricScore(run=run, adapter=made[key], case=case, output=out, metric="checks",
+                                metric_version="1", config_hash="f" * 64, passed=checks(key, i), value=None)
+                )
+    MetricScore.objects.bulk_create(score_rows)
+    built = Built(run=run, adapters=made, cases=list(cases))
+    if not with_study:
+        return built
+    raters = []
+    for r in range(n_raters):
+        user = user_create(username=f"rater-{n}-{r}", password="correct-horse-battery")
+        membership_set(project=project, user=user, role=Role.RATER)
+        raters.append(user)
+    study = Study.objects.create(project=project, run=run, name=f"study-{n}", baseline=made[adapters[0]])
+    base, cand = adapters[0], adapters[1]
+    pairs = [(cand, base)] + [(other, base) for other in adapters[2:]]
+    tasks = []
+    for i in range(n_cases + gold_cases):
+        for j, (c_key, b_key) in enumerate(pairs):
+            flip = (i + j) % 2 == 1  # candidate on side B for odd cases
+            a_out, b_out = (outputs[(b_key, i)], outputs[(c_key, i)]) if flip else (outputs[(c_key, i)], outputs[(b_key, i)])
+            gold = i >= n_cases and j == 0
+            if i >= n_cases and not gold:
+                continue
+            tasks.append(
+                Task(
+                    study=study, case=cases[i], output_a=a_out, output_b=b_out, is_gold=gold,
+                    gold_answer={"preference": "B" if flip else "A"} if gold else None,
+                    required_ratings=0 if gold else n_raters, order_key=f"{i:08d}{j}",
+                )
+            )
+    tasks = Task.objects.bulk_create(tasks)
+    now = timezone.now()
+    assignments, ratings = [], []
+    for task in tasks:
+        i = cases.index(task.case)
+        cand_side = "B" if task.output_a.adapter_id == made[base].pk else "A"
+        base_side = "B" if cand_side == "A" else "A"
+        for r, user in enumerate(raters):
+            if task.is_gold:
+                right = gold_right(r) if gold_right else True
+                pref = cand_side if right else base_side
+            else:
+                who = preference(i, r) if preference else "candidate"
+                pref = {"candidate": cand_side, "baseline": base_side}.get(who, who)
+            c_score, b_score = scores(i, r) if scores else (4, 3)
+            c_h, b_h = hallucination(i, r) if hallucination else (False, False)
+            assignments.append(
+                Assignment(task=task, study=study, rater=user, status=AssignmentStatus.SUBMITTED,
+                           leased_at=now, expires_at=now + timedelta(minutes=15), finished_at=now)
+            )
+            ratings.append(
+                {
+                    "task": task,
+                    "rater": user,
+                    "scores": {"factual_accuracy": {cand_side: c_score, base_side: b_score}},
+                    "preference": pref,
+                    "hallucination": {cand_side: {"flagged": c_h, "spans": []}, base_side: {"flagged": b_h, "spans": []}},
+                }
+            )
+    made_assignments = Assignment.objects.bulk_create(assignments)
+    Rating.objects.bulk_create(
+        [Rating(assignment=a, time_on_task_ms=20000, **r) for a, r in zip(made_assignments, ratings, strict=True)]
+    )
+    built.study = study
+    built.raters = raters
+    return built
