@@ -34,7 +34,7 @@ def available(device: torch.device) -> bool:
 if HAVE_TRITON:
 
     @triton.jit
-    def _rope_kv_kernel(
+    def _rope_kv_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
         qkv_ptr,
         qkv_stride,
         cos_ptr,
@@ -79,7 +79,7 @@ if HAVE_TRITON:
             tl.store(v_cache_ptr + row + full, tl.load(v_src + full))
 
     @triton.jit
-    def _add_rmsnorm_kernel(
+    def _add_rmsnorm_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
         x_ptr,
         delta_ptr,
         delta_stride,
@@ -110,7 +110,9 @@ if HAVE_TRITON:
         )
 
     @triton.jit
-    def _silu_mul_kernel(gu_ptr, gu_stride, out_ptr, inter, BLOCK: tl.constexpr) -> None:
+    def _silu_mul_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
+        gu_ptr, gu_stride, out_ptr, inter, BLOCK: tl.constexpr
+    ) -> None:
         row = tl.program_id(0)
         cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         valid = cols < inter
@@ -123,7 +125,7 @@ if HAVE_TRITON:
 if HAVE_TRITON:
 
     @triton.jit
-    def _lora_expand_kernel(
+    def _lora_expand_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
         y_ptr,
         y_stride,
         mask_ptr,

@@ -313,12 +313,15 @@ def test_single_adapter_batches_on_merged_weights_match_peft(
     be = HFBackend(device="cpu", merge_single_adapter=True, max_batch_size=6)
     be.load(tiny_family["base"], tiny_adapters)
     prompts = _prompts(6, seed=10)
+    order = ("b", "a", "c")
+    expected = _peft_generate(
+        tiny_family["base"], tiny_adapters, prompts * 3, [n for n in order for _ in range(6)], max_new=16
+    )
     engine = be._stepper
-    for name in ("b", "a", "c"):  # re-merging into the same buffers for each adapter
+    for i, name in enumerate(order):  # re-merging into the same buffers for each adapter
         results = be.generate(_requests(prompts, [name]), GenerationConfig(max_new_tokens=16))
         assert engine._merged_for == be.adapter_index[name]  # type: ignore[union-attr]
-        expected = _peft_generate(tiny_family["base"], tiny_adapters, prompts, [name] * 6, max_new=16)
-        assert [list(r.token_ids) for r in results] == expected
+        assert [list(r.token_ids) for r in results] == expected[6 * i : 6 * i + 6]
 
 
 def test_batches_are_grouped_by_adapter(backend: HFBackend) -> None:
