@@ -199,6 +199,41 @@ class StudyCreateIn(serializers.Serializer[Any]):
     seed = serializers.IntegerField(default=0)
 
 
+class StudySummaryOut(serializers.Serializer[Any]):
+    public_id = serializers.CharField()
+    name = serializers.CharField()
+    project = serializers.CharField()
+    run = serializers.IntegerField()
+    status = serializers.CharField()
+    overlap = serializers.IntegerField()
+    lease_seconds = serializers.IntegerField()
+    gold_rate = serializers.FloatField()
+    tasks = serializers.IntegerField()
+    gold_tasks = serializers.IntegerField()
+    complete = serializers.IntegerField()
+    ratings = serializers.IntegerField()
+    needed = serializers.IntegerField()
+
+
+class RaterStatsOut(serializers.Serializer[Any]):
+    username = serializers.CharField()
+    submitted = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    active = serializers.IntegerField()
+    median_seconds = serializers.FloatField(allow_null=True)
+    gold_rated = serializers.IntegerField()
+    gold_correct = serializers.IntegerField()
+    gold_accuracy = serializers.FloatField(allow_null=True)
+    agreement = serializers.FloatField(allow_null=True)
+    agreement_n = serializers.IntegerField()
+
+
+class StudyDetailOut(StudySummaryOut):
+    preference_alpha = serializers.FloatField(allow_null=True)
+    preference_alpha_reason = serializers.CharField(allow_null=True)
+    raters = RaterStatsOut(many=True)
+
+
 def _study_summary(study: Study) -> dict[str, Any]:
     progress = selectors.study_progress(study=study)
     return {
@@ -229,11 +264,12 @@ def _adapter(run: Run, label: str, field: str) -> Adapter:
 class StudyListCreateApi(APIView):
     """Studies of your projects (staff roles); POST creates one from a run."""
 
+    @extend_schema(operation_id="rater_studies_list", responses={200: StudySummaryOut(many=True)})
     def get(self, request: Request) -> Response:
         studies = selectors.studies_for_owner(user=request.user, auth=request.auth)
         return Response([_study_summary(study) for study in studies[:200]])
 
-    @extend_schema(request=StudyCreateIn)
+    @extend_schema(request=StudyCreateIn, responses={201: StudySummaryOut})
     def post(self, request: Request) -> Response:
         data = StudyCreateIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -277,6 +313,7 @@ class StudyListCreateApi(APIView):
 class StudyDetailApi(APIView):
     """A study's progress and per-rater quality figures (staff roles of its project)."""
 
+    @extend_schema(responses={200: StudyDetailOut})
     def get(self, request: Request, study_id: str) -> Response:
         study = selectors.study_for_owner(user=request.user, public_id=study_id, auth=request.auth)
         alpha, reason = selectors.study_preference_alpha(study=study)
@@ -295,7 +332,7 @@ class StudyStatusIn(serializers.Serializer[Any]):
 
 
 class StudyStatusApi(APIView):
-    @extend_schema(request=StudyStatusIn)
+    @extend_schema(request=StudyStatusIn, responses={200: StudySummaryOut})
     def post(self, request: Request, study_id: str) -> Response:
         study = selectors.study_for_owner(user=request.user, public_id=study_id, auth=request.auth)
         data = StudyStatusIn(data=request.data)
