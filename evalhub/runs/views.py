@@ -1,0 +1,140 @@
+"""Web pages of runs: the list, the start form, a run's progress page, and the outputs browser."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evalhub.accounts.models import Project
+from evalhub.cli import format_domain_error
+from evalhub.errors import DomainError
+from evalhub.permissions import READ_ROLES, WRITE_ROLES, projects_for
+from evalhub.runs import selectors, services
+from evalhub.runs.forms import RunStartForm
+from evalhub.runs.models import Run, RunStatus
+from evalhub.suites.models import Split
+
+CASES_PER_PAGE = 20
+
+
+def _project(request: HttpRequest, slug: str, *, write: bool = False) -> Project:
+    projects = projects_for(user=request.user, roles=WRITE_ROLES if write else READ_ROLES)
+    return get_object_or_404(projects, slug=slug)
+
+
+def _run(project: Project, run_id: int) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related("suite_version__suite", "base_model", "project"), project=project, pk=run_id
+    )
+
+
+@login_required
+def run_list(request: HttpRequest, project_slug: str) -> HttpResponse:
+    project = _project(request, project_slug)
+    return render(request, "runs/list.html", {"project": project, "runs": selectors.run_list(project=project)})
+
+
+@login_required
+def run_new(request: HttpRequest, project_slug: str) -> HttpResponse:
+    project = _project(request, project_slug, write=True)
+    form = RunStartForm(request.POST or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = services.run_create(
+                project=project,
+                suite_version=data["suite_version"],
+                base_model=data["base_model"],
+                adapters=list(data["adapters"]),
+                baseline=data["baseline"],
+                backend=data["backend"],
+                generation_config=form.generation_config(),
+                samples_per_case=data["samples_per_case"],
+                force_regenerate=data["force_regenerate"],
+                name=data["name"] or "",
+                actor=request.user,
+            )
+            run = services.run_start(run=run, actor=request.user)
+        except DomainError as exc:
+            form.add_error(None, format_domain_error(exc))
+        else:
+            messages.info(request, f"Run {run.pk} started.")
+            return redirect("runs:detail", project.slug, run.pk)
+    return render(request, "runs/new.html", {"project": project, "form": form})
+
+
+@login_required
+def run_detail(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    can_write = projects_for(user=request.user, roles=WRITE_ROLES).filter(pk=project.pk).exists()
+    return render(
+        request,
+        "runs/detail.html",
+        {
+            "project": project,
+            "run": run,
+            "progress": selectors.run_progress(run=run),
+            "run_adapters": selectors.run_adapters(run=run),
+            "can_cancel": can_write and run.status in (RunStatus.PENDING, RunStatus.RUNNING),
+            "can_resume": can_write and run.status in (RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.RUNNING),
+        },
+    )
+
+
+@login_required
+def run_outputs(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    split = request.GET.get("split") or ""
+    if split not in Split.values:
+        split = ""
+    run_adapters = selectors.run_adapters(run=run)
+    columns = [(ra.adapter_id, sample) for ra in run_adapters for sample in range(run.samples_per_case)]
+    headers = [(ra, sample) for ra in run_adapters for sample in range(run.samples_per_case)]
+    page = Paginator(selectors.run_cases(run=run, split=split or None), CASES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    rows = selectors.output_rows(run=run, cases=list(page.object_list), columns=columns)
+    return render(
+        request,
+        "runs/outputs.html",
+        {
+            "project": project,
+            "run": run,
+            "page": page,
+            "rows": rows,
+            "headers": headers,
+            "split": split,
+            "splits": Split.choices,
+            "multi_sample": run.samples_per_case > 1,
+        },
+    )
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    project = _project(request, project_slug, write=True)
+    try:
+        services.run_cancel(run=_run(project, run_id), actor=request.user)
+        messages.info(request, f"Run {run_id} cancelled.")
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    return redirect("runs:detail", project.slug, run_id)
+
+
+@login_required
+@require_POST
+def run_resume(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    project = _project(request, project_slug, write=True)
+    try:
+        services.run_resume(run=_run(project, run_id), actor=request.user)
+        messages.info(request, f"Run {run_id} resumed.")
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    return redirect("runs:detail", project.slug, run_id)
