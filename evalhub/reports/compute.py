@@ -48,6 +48,24 @@ METRIC_ORDER = (
 )
 CHECKS_METRIC = "checks"
 MIN_SLICE_CASES = 5
+# Bootstrap cost grows with n x resamples. Past these budgets the resample count shrinks (never
+# below BOOT_FLOOR); every result reports the count it used. At such n the percentile interval is
+# close to normal and its Monte Carlo error is a small fraction of its width.
+BOOT_DRAWS = 4_000_000
+BOOT_FLOOR = 200
+RANK_DRAWS = 100_000
+RANK_FLOOR = 50
+
+
+def boot_resamples(n: int, wanted: int) -> int:
+    return max(min(wanted, BOOT_FLOOR), min(wanted, BOOT_DRAWS // max(n, 1)))
+
+
+def rank_resamples(n: int, wanted: int = 200) -> int:
+    """Rank-correlation bootstraps refit per resample; past the budget the interval is left out
+    (resamples 0) and the coefficient keeps SciPy's p-value."""
+    count = min(wanted, RANK_DRAWS // max(n, 1))
+    return count if count >= RANK_FLOOR else 0
 
 
 def case_slices(case: dict[str, Any]) -> list[str]:
@@ -307,15 +325,16 @@ def report_compute(
             for name in slices_by_case.get(r["case"], ()):
                 slice_pairs[name][0].append(bv)
                 slice_pairs[name][1].append(cv)
-        delta = paired_bootstrap(b_vals, c_vals, resamples=resamples, seed=seed)
+        boots = boot_resamples(len(c_vals), resamples)
+        delta = paired_bootstrap(b_vals, c_vals, resamples=boots, seed=seed)
         diffs = np.array(
             [c - b for c, b in zip(c_vals, b_vals, strict=True) if c is not None and b is not None], dtype=float
         )
         crit_out.append(
             {
                 "criterion": criterion,
-                "candidate": mean_ci(c_vals, resamples=resamples, seed=seed).to_dict(),
-                "baseline": mean_ci(b_vals, resamples=resamples, seed=seed).to_dict(),
+                "candidate": mean_ci(c_vals, resamples=boots, seed=seed).to_dict(),
+                "baseline": mean_ci(b_vals, resamples=boots, seed=seed).to_dict(),
                 "delta": delta.to_dict(),
                 "delta_sd": float(diffs.std(ddof=1)) if diffs.size > 1 else None,
                 "distribution": {
@@ -323,7 +342,7 @@ def report_compute(
                     "baseline": dict(sorted(Counter(str(v) for v in b_vals if v is not None).items())),
                 },
                 "by_slice": [
-                    {"slice": name, **paired_bootstrap(a, b, resamples=min(resamples, 1000), seed=seed).to_dict()}
+                    {"slice": name, **paired_bootstrap(a, b, resamples=boot_resamples(len(a), resamples // 2), seed=seed).to_dict()}
                     for name, (a, b) in sorted(slice_pairs.items())
                     if len(a) >= MIN_SLICE_CASES
                 ],
@@ -351,7 +370,7 @@ def report_compute(
         "delta": paired_bootstrap(
             [None if f is None else float(f) for f in hall_b],
             [None if f is None else float(f) for f in hall_c],
-            resamples=resamples,
+            resamples=boot_resamples(len(hall_c), resamples),
             seed=seed,
         ).to_dict(),
     }
@@ -418,13 +437,13 @@ def report_compute(
                 "metric": metric,
                 "means": means,
                 "missing": {"candidate": len(cvals) == 0, "baseline": len(bvals) == 0},
-                "delta": paired_bootstrap(a, b, resamples=resamples, seed=seed).to_dict(),
+                "delta": paired_bootstrap(a, b, resamples=boot_resamples(len(a), resamples), seed=seed).to_dict(),
                 "by_slice": [
                     {
                         "slice": name,
                         **paired_bootstrap(
                             [bvals[c] for c in members], [cvals[c] for c in members],
-                            resamples=min(resamples, 1000), seed=seed,
+                            resamples=boot_resamples(len(members), resamples // 2), seed=seed,
                         ).to_dict(),
                     }
                     for name, members in sorted(slice_members.items())
@@ -484,7 +503,8 @@ def report_compute(
     for metric, deltas in per_case_delta.items():
         common_cases = sorted(set(deltas) & set(human))
         corr = rank_correlation(
-            [deltas[c] for c in common_cases], [human[c] for c in common_cases], resamples=200, seed=seed
+            [deltas[c] for c in common_cases], [human[c] for c in common_cases],
+            resamples=rank_resamples(len(common_cases)), seed=seed,
         ).to_dict()
         hv.append({"metric": metric, "n": len(common_cases), **corr})
     report["human_vs_metric"] = hv

@@ -1,0 +1,220 @@
+"""Benchmark of the go/no-go report on PostgreSQL: 10k cases, 3 adapters, 100k ratings.
+
+It creates its own database (default `evalhub_reportbench`), migrates it, bulk-inserts a run with
+outputs and metric scores for every (adapter, case), a pairwise study (candidate and a third adapter
+each against the baseline) rated 5 times per task, then times `report_build` against a plain
+aggregate query over the same rows (win/tie/loss counts and metric means), in the same process.
+
+    .venv/bin/python bench/report.py                     # the figures in bench/RESULTS.md
+    .venv/bin/python bench/report.py --cases 500 --raters 5   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=int, default=10_000)
+    p.add_argument("--raters", type=int, default=20)
+    p.add_argument("--per-task", type=int, default=5, help="ratings per task (2 tasks per case)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    p.add_argument("--db", default="evalhub_reportbench")
+    p.add_argument("--keep-db", action="store_true")
+    return p.parse_args(argv)
+
+
+def recreate_database(pg: str, name: str, *, drop_only: bool = False) -> None:
+    import psycopg
+
+    if not name.replace("_", "").isalnum():
+        raise SystemExit(f"refusing odd database name {name!r}")
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def populate(args: argparse.Namespace) -> Any:
+    from django.utils import timezone
+
+    from annotation.models import Assignment, AssignmentStatus, Rating, Study, Task
+    from evalhub.accounts.models import Role
+    from evalhub.accounts.services import membership_set, project_create, user_create
+    from evalhub.catalog.models import Adapter, BaseModel
+    from evalhub.runs.models import AdapterRole, MetricScore, Output, Run, RunAdapter
+    from evalhub.suites.models import Case, Suite, SuiteVersion
+
+    rng = random.Random(0)
+    project = project_create(name="Report bench")
+    base_model = BaseModel.objects.create(
+        project=project, name="base", folder="/srv/b", weights_hash="b" * 64, tokenizer="/srv/b"
+    )
+    adapters = [
+        Adapter.objects.create(
+            project=project, base_model=base_model, name=name, version="1", folder=f"/srv/{name}",
+            weights_hash="a" * 64, peft_type="LORA", rank=8, alpha=16.0,
+        )
+        for name in ("baseline", "candidate", "challenger")
+    ]
+    suite = Suite.objects.create(project=project, name="bench")
+    version = SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64)
+    tags = ["finance", "clinic", "legal", "support"]
+    cases = Case.objects.bulk_create(
+        [
+            Case(
+                version=version, key=f"case-{i}", position=i, input=f"Input {i}", reference=f"Reference {i}",
+                tags=[tags[i % 4]], origin="synthetic" if i % 3 == 0 else "real",
+                split="heldout" if i % 10 == 0 else "eval",
+                category="jailbreak" if i % 50 == 0 else "",
+                expected=[{"type": "must_refuse"}] if i % 50 == 0 else [], content_hash=f"{i:064d}",
+            )
+            for i in range(args.cases)
+        ],
+        batch_size=2000,
+    )
+    run = Run.objects.create(
+        project=project, name="bench", suite_version=version, base_model=base_model, config_hash="d" * 64,
+        status="completed",
+    )
+    for i, adapter in enumerate(adapters):
+        RunAdapter.objects.create(run=run, adapter=adapter, role=AdapterRole.BASELINE if i == 0 else AdapterRole.CANDIDATE)
+    outputs = Output.objects.bulk_create(
+        [
+            Output(
+                run=run, adapter=adapter, case=case,
+                text=("## Summary\n" if k == 2 and i % 2 else "") + " ".join(["word"] * (30 + (i * 7 + k * 13) % 60)),
+                output_tokens=30 + (i * 7 + k * 13) % 60, finish_reason="stop", backend="hf",
+                config_hash="e" * 64, cache_key=f"{k}-{i}",
+            )
+            for k, adapter in enumerate(adapters)
+            for i, case in enumerate(cases)
+        ],
+        batch_size=2000,
+    )
+    out = {(o.adapter_id, o.case_id): o for o in outputs}
+    scores = []
+    for k, adapter in enumerate(adapters):
+        for case in cases:
+            o = out[(adapter.pk, case.pk)]
+            for metric in ("rougeL", "bleu", "chrf", "embedding_similarity"):
+                scores.append(
+                    MetricScore(run=run, adapter=adapter, case=case, output=o, metric=metric, metric_version="1",
+                                config_hash="f" * 64, value=rng.random() * 0.5 + 0.05 * k)
+                )
+            if case.category:
+                scores.append(
+                    MetricScore(run=run, adapter=adapter, case=case, output=o, metric="checks", metric_version="1",
+                                config_hash="f" * 64, passed=rng.random() < 0.9)
+                )
+    MetricScore.objects.bulk_create(scores, batch_size=5000)
+    raters = []
+    for r in range(args.raters):
+        user = user_create(username=f"rater{r}", password="correct-horse-battery")
+        membership_set(project=project, user=user, role=Role.RATER)
+        raters.append(user)
+    study = Study.objects.create(project=project, run=run, name="bench", baseline=adapters[0])
+    tasks = []
+    for i, case in enumerate(cases):
+        for j, other in enumerate(adapters[1:]):
+            a, b = out[(adapters[0].pk, case.pk)], out[(other.pk, case.pk)]
+            if (i + j) % 2:
+                a, b = b, a
+            tasks.append(Task(study=study, case=case, output_a=a, output_b=b, required_ratings=args.per_task,
+                              rating_count=args.per_task, order_key=f"{i:08d}{j}"))
+    tasks = Task.objects.bulk_create(tasks, batch_size=2000)
+    now = timezone.now()
+    assignments, ratings = [], []
+    for t in tasks:
+        for rater in rng.sample(raters, args.per_task):
+            pref = rng.choices(["A", "B", "tie", "both_bad"], weights=[4, 5, 2, 1])[0]
+            assignments.append(Assignment(task=t, study=study, rater=rater, status=AssignmentStatus.SUBMITTED,
+                                          leased_at=now, expires_at=now + timedelta(minutes=15), finished_at=now))
+            ratings.append(
+                {
+                    "task": t, "rater": rater, "preference": pref,
+                    "scores": {c: {"A": rng.randint(2, 5), "B": rng.randint(2, 5)}
+                               for c in ("factual_accuracy", "completeness", "conciseness")},
+                    "hallucination": {"A": {"flagged": rng.random() < 0.1, "spans": []},
+                                      "B": {"flagged": rng.random() < 0.08, "spans": []}},
+                }
+            )
+    made = Assignment.objects.bulk_create(assignments, batch_size=5000)
+    Rating.objects.bulk_create(
+        [Rating(assignment=a, time_on_task_ms=30000, **r) for a, r in zip(made, ratings, strict=True)], batch_size=5000
+    )
+    return run, adapters, len(ratings)
+
+
+def plain_aggregate(run: Any) -> Any:
+    """What a hand-written dashboard query would do: counts of preferences and metric means."""
+    from django.db.models import Avg, Count
+
+    from annotation.models import Rating
+    from evalhub.runs.models import MetricScore
+
+    prefs = list(Rating.objects.filter(task__study__run=run).values("preference").annotate(n=Count("pk")))
+    means = list(MetricScore.objects.filter(run=run).values("adapter_id", "metric").annotate(mean=Avg("value")))
+    return prefs, means
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    recreate_database(args.pg, args.db)
+    os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalhub.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from evalhub.reports.services import report_build
+
+    try:
+        call_command("migrate", verbosity=0)
+        started = time.perf_counter()
+        run, adapters, n_ratings = populate(args)
+        print(f"populated {args.cases} cases x 3 adapters, {n_ratings} ratings in {time.perf_counter() - started:.1f} s")
+        report_times, plain_times = [], []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            plain_aggregate(run)
+            plain_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            report = report_build(run=run, candidate=adapters[1], baseline=adapters[0])
+            report_times.append(time.perf_counter() - t)
+        print(
+            f"report_build: median {statistics.median(report_times):.2f} s (runs: "
+            f"{', '.join(f'{x:.2f}' for x in report_times)}); plain aggregate: median "
+            f"{statistics.median(plain_times):.3f} s; ratio {statistics.median(report_times) / statistics.median(plain_times):.1f}x"
+        )
+        print(
+            f"report: {report['counts']['pair_ratings']} candidate-vs-baseline ratings, win rate (ties half) "
+            f"{report['win_rate']['ties_as_half']['rate']:.3f}, {len(report['metrics'])} metrics, "
+            f"{len(report['win_rate_by_slice'])} slices, leaderboard "
+            f"{'yes' if 'bradley_terry' in report['leaderboard'] else 'no'}"
+        )
+    finally:
+        if not args.keep_db:
+            from django.db import connections
+
+            connections.close_all()
+            recreate_database(args.pg, args.db, drop_only=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
