@@ -22,16 +22,28 @@ def make_base_model(
     chat_template: bool = False,
     rope_scaling: dict[str, Any] | None = None,
     tie: bool = False,
+    architecture: str = "llama",
 ) -> Path:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    config_class, model_class = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "mistral": (MistralConfig, MistralForCausalLM),
+    }[architecture]
 
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {}
     if rope_scaling is not None:
         kwargs["rope_scaling"] = rope_scaling
-    config = LlamaConfig(
+    config = config_class(
         vocab_size=vocab,
         hidden_size=hidden,
         intermediate_size=hidden * 2,
@@ -46,7 +58,7 @@ def make_base_model(
         tie_word_embeddings=tie,
         **kwargs,
     )
-    model = LlamaForCausalLM(config)
+    model = model_class(config)
     # Larger weights than the default init, so that random models make confident, varied choices.
     with torch.no_grad():
         for p in model.parameters():

@@ -335,3 +335,22 @@ def test_batches_are_grouped_by_adapter(backend: HFBackend) -> None:
     finally:
         backend.max_batch_size = size
     assert [len({r.adapter for r in batch}) for batch in seen] == [1, 1, 1, 1]
+
+
+def test_other_architectures_fall_back_to_the_hf_path_and_still_match(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.generation.factories import make_lora_adapter
+
+    base = make_base_model(tmp_path / "mistral", architecture="mistral", layers=1)
+    adapters = {"m": make_lora_adapter(tmp_path / "m", base, rank=4, seed=5)}
+    be = HFBackend(device="cpu")
+    with caplog.at_level("WARNING", logger="evalhub.generation.hf_backend"):
+        be.load(base, adapters)
+    assert be.path == "hf"
+    assert "model_type 'mistral' is not Llama" in caplog.text
+    prompts = _prompts(4, seed=13)
+    names: list[str | None] = [None, "m"]
+    results = be.generate(_requests(prompts, names), GenerationConfig(max_new_tokens=10))
+    expected = _peft_generate(base, adapters, prompts, [names[i % 2] for i in range(4)], max_new=10)
+    assert [list(r.token_ids) for r in results] == expected
