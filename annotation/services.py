@@ -32,7 +32,7 @@ from annotation.models import (
     Task,
 )
 from annotation.queue import assignment_for_update, task_has_room
-from annotation.rubric import PREFERENCES, rating_check, rubric_normalise
+from annotation.rubric import rating_check, rubric_normalise
 from evalhub.audit.services import audit_record
 from evalhub.catalog.models import Adapter
 from evalhub.errors import Conflict, NotFound, ValidationFailed
@@ -542,14 +542,3 @@ def pool_create(*, project: Any, name: str, members: Iterable[Any] = (), actor: 
         pool.members.add(*members)
         audit_record(actor=actor, action="rater_pool.set", obj=pool, project=project, after={"name": name})
     return pool
-
-
-__all__ = [
-    "PREFERENCES",
-    "consent_accept",
-    "pool_create",
-    "rating_submit",
-    "study_create_from_run",
-    "study_set_status",
-    "task_skip",
-]
