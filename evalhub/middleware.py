@@ -90,6 +90,26 @@ class RequestSizeLimitMiddleware:
         return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
+class RejectNulBytesMiddleware:
+    """Refuse a NUL byte in the path or query string with 400: no address or filter needs one, and
+    PostgreSQL cannot compare text with it, so it would otherwise surface as a server error."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if (
+            "\x00" in request.path
+            or "%00" in request.META.get("QUERY_STRING", "")
+            or "\x00" in (request.META.get("QUERY_STRING", ""))
+        ):
+            message = "The address contains a NUL character."
+            if is_api_path(request.path):
+                return error_json_response(400, code="bad_request", message=message)
+            return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
 class ApiErrorFormatMiddleware:
     """Errors that never reached DRF (unknown URL, CSRF failure, server error) still get the API's format."""
 

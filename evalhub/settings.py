@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "evalhub.middleware.SecurityHeadersMiddleware",
     "evalhub.middleware.RequestSizeLimitMiddleware",
+    "evalhub.middleware.RejectNulBytesMiddleware",
     "evalhub.middleware.ApiErrorFormatMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

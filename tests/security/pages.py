@@ -27,6 +27,10 @@ def _suite(world: Any, scope: str) -> dict[str, Any]:
     return {**_project(world, scope), "suite_id": world.get("suite", scope).pk}
 
 
+def _run(world: Any, scope: str) -> dict[str, Any]:
+    return {**_project(world, scope), "run_id": world.get("run", scope).pk}
+
+
 def _study(world: Any, scope: str) -> dict[str, Any]:
     return {"study_id": world.get("study", scope).public_id}
 
@@ -74,6 +78,12 @@ PAGES: dict[str, Page] = {
         html=False,
         fixed=("number", "kind"),
     ),
+    "p/<slug:project_slug>/runs/": Page("lead", _project),
+    "p/<slug:project_slug>/runs/new/": Page("lead", _project),
+    "p/<slug:project_slug>/runs/<int:run_id>/": Page("lead", _run),
+    "p/<slug:project_slug>/runs/<int:run_id>/outputs/": Page("lead", _run),
+    "p/<slug:project_slug>/runs/<int:run_id>/cancel/": Page("lead", _run, method="POST", status=302),
+    "p/<slug:project_slug>/runs/<int:run_id>/resume/": Page("lead", _run, method="POST", status=302),
     "audit/": Page("admin"),
     "audit/export.<str:fmt>": Page("admin", lambda w, s: {"fmt": "csv"}, html=False, fixed=("fmt",)),
     "rate/": Page("rater"),

@@ -25,7 +25,21 @@ SEED_KINDS = ("adapter", "suite", "cases", "run", "study", "task", "token", "mem
 
 
 @pytest.fixture
-def world(db, settings) -> World:
+def keep_connection():
+    """Requests here go through the bare WSGI handler, whose request_finished signal would close the
+    test's database connection (mid-transaction on PostgreSQL); Django's test client unhooks it too."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def world(db, settings, keep_connection) -> World:
     settings.EVALHUB_SUITE_PII_SCAN = False
     world = build_world()
     for kind in SEED_KINDS:
