@@ -53,7 +53,7 @@ test: install browser lint typecheck
 	fi
 
 demo: install
-	$(PY) manage.py demo
+	EVALHUB_DATA_DIR=$(CURDIR)/data/demo $(PY) manage.py demo
 
 serve: install
 	$(PY) manage.py runserver 127.0.0.1:8000

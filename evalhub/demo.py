@@ -1,0 +1,302 @@
+"""The demo pipeline, step by step. Each step calls the same services the web UI, API and CLI use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from evalhub.accounts.models import Project, Role
+from evalhub.accounts.services import membership_set, project_create
+from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.catalog.services import adapter_register, base_model_register
+
+ADAPTERS = ["summariser-v1", "summariser-v2", "tone-v1", "synthetic-bad"]
+USERS = [
+    ("admin", Role.ADMIN, "site admin: users, raters, consent and the audit trail"),
+    ("lead", Role.LEAD, "ML lead: reports and verdicts"),
+    ("engineer", Role.ENGINEER, "engineer: suites, runs and gates"),
+    ("rater1", Role.RATER, "domain expert: the blinded rating form"),
+    ("rater2", Role.RATER, "domain expert"),
+]
+
+
+class Writer(Protocol):
+    def write(self, text: str) -> Any: ...
+
+
+class StepUnavailable(Exception):
+    """A pipeline step whose part of evalhub is not installed."""
+
+
+@dataclass
+class DemoState:
+    password: str
+    cases: int
+    project: Project | None = None
+    users: dict[str, Any] = field(default_factory=dict)
+    base_model: BaseModel | None = None
+    adapters: dict[str, Adapter] = field(default_factory=dict)
+    objects: dict[str, Any] = field(default_factory=dict)
+    urls: list[tuple[str, str]] = field(default_factory=list)
+
+
+def setup_users(state: DemoState) -> None:
+    user_model = get_user_model()
+    state.project = Project.objects.filter(slug="demo").first() or project_create(
+        name="Demo", description="Fixture summarisers of earnings-call and clinic-visit notes."
+    )
+    for username, role, _ in USERS:
+        user = user_model.objects.filter(username=username).first()
+        if user is None:
+            user = user_model.objects.create_user(
+                username=username,
+                password=state.password,
+                is_staff=role == Role.ADMIN,
+                is_superuser=role == Role.ADMIN,
+            )
+        membership_set(project=state.project, user=user, role=role)
+        state.users[username] = user
+
+
+def register_models(state: DemoState, out: Writer) -> None:
+    assert state.project is not None
+    models_dir = settings.FIXTURES_DIR / "models"
+    actor = state.users.get("engineer")
+    state.base_model = BaseModel.objects.filter(
+        project=state.project, name="base"
+    ).first() or base_model_register(
+        project=state.project, name="base", folder=str(models_dir / "base"), actor=actor
+    )
+    for name in ADAPTERS:
+        adapter = Adapter.objects.filter(project=state.project, name=name).first() or adapter_register(
+            project=state.project, base_model=state.base_model, folder=str(models_dir / name), actor=actor
+        )
+        state.adapters[name] = adapter
+        parent = f" (parent {adapter.parent.label}, stage {adapter.stage})" if adapter.parent else ""
+        out.write(f"  {adapter.label}: LoRA r={adapter.rank}{parent}\n")
+    state.urls.append(("Models and adapters", f"/p/{state.project.slug}/adapters/"))
+
+
+FIXTURE_JUSTIFICATION = "Fixture data: every name, e-mail and number was invented by fixtures/corpus.py."
+
+
+def _import(state: DemoState, name: str, path: Any, out: Writer) -> Any:
+    from evalhub.suites.services import suite_import_file
+
+    assert state.project is not None
+    version = suite_import_file(
+        project=state.project,
+        name=name,
+        path=path,
+        actor=state.users["engineer"],
+        pii_action="keep",
+        pii_justification=FIXTURE_JUSTIFICATION,
+        data_source="fixtures/corpus.py (generated)",
+        consent_statement="No real person's data: generated text.",
+    )
+    out.write(f"  {name} v{version.number}: {version.case_count} cases\n")
+    return version
+
+
+def import_suites(state: DemoState, out: Writer) -> None:
+    """The two sample suites, and the demo's evaluation mix (a slice of each) through the same import."""
+    import json
+
+    suites_dir = settings.FIXTURES_DIR / "suites"
+    _import(state, "Summaries", suites_dir / "summaries.jsonl", out)
+    _import(state, "Adversarial", suites_dir / "adversarial.jsonl", out)
+    summaries = [json.loads(line) for line in (suites_dir / "summaries.jsonl").read_text().splitlines()]
+    adversarial = [json.loads(line) for line in (suites_dir / "adversarial.jsonl").read_text().splitlines()]
+    heldout = [row for row in summaries if row["split"] == "heldout"][: max(4, state.cases // 5)]
+    evaluation = [row for row in summaries if row["split"] != "heldout"][: state.cases - len(heldout)]
+    keep = {"refusal", "injection", "pii", "format"}
+    mix = (
+        evaluation
+        + heldout
+        + [row for row in adversarial if row.get("category") in keep][: max(4, state.cases // 3)]
+    )
+    path = settings.DATA_DIR / "demo-evaluation.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in mix), encoding="utf-8")
+    state.objects["suite_version"] = _import(state, "Demo evaluation", path, out)
+    assert state.project is not None
+    state.urls.append(("Suites", f"/p/{state.project.slug}/suites/"))
+
+
+def generate(state: DemoState, out: Writer) -> None:
+    """One run: three candidates against summariser-v1, greedy; scoring follows on completion."""
+    from evalhub.runs.models import RunStatus
+    from evalhub.runs.services import run_create, run_start
+
+    assert state.project is not None and state.base_model is not None
+    run = run_create(
+        project=state.project,
+        suite_version=state.objects["suite_version"],
+        base_model=state.base_model,
+        adapters=[
+            state.adapters["summariser-v2"],
+            state.adapters["tone-v1"],
+            state.adapters["synthetic-bad"],
+        ],
+        baseline=state.adapters["summariser-v1"],
+        generation_config={"max_new_tokens": 64},
+        name="Demo: v2, tone and synthetic vs v1",
+        actor=state.users["engineer"],
+    )
+    run = run_start(run=run, actor=state.users["engineer"])
+    run.refresh_from_db()
+    if run.status != RunStatus.COMPLETED:
+        raise RuntimeError(f"the demo run ended {run.status}: {run.error}")
+    rate = run.output_tokens / run.generation_seconds if run.generation_seconds else 0.0
+    out.write(
+        f"  run {run.pk}: {run.done}/{run.total} outputs, {run.output_tokens} tokens, {rate:,.0f} tokens/s\n"
+    )
+    state.objects["run"] = run
+    state.urls.append(("Run and outputs", f"/p/{state.project.slug}/runs/{run.pk}/"))
+
+
+def scores(state: DemoState, out: Writer) -> None:
+    from django.db.models import Avg, Count
+
+    from evalhub.runs.models import MetricScore
+    from evalhub.runs.scoring import run_score
+
+    run = state.objects["run"]
+    if not MetricScore.objects.filter(run=run).exists():  # scoring is off in this environment: do it now
+        run_score(run_id=run.pk)
+    rows = (
+        MetricScore.objects.filter(run=run, metric__in=["rougeL", "perplexity", "checks"])
+        .values("adapter__name", "metric")
+        .annotate(mean=Avg("value"), n=Count("id"))
+        .order_by("metric", "adapter__name")
+    )
+    for row in rows:
+        out.write(f"  {row['metric']:<11} {row['adapter__name']:<15} {row['mean']:.3f}  (n={row['n']})\n")
+
+
+NUMBER = __import__("re").compile(r"\d+(?:[.,]\d+)?")
+SIM_RATERS = ["expert-sim-1", "expert-sim-2", "expert-sim-3"]
+
+
+def _judge(text: str, source: str, reference: str, seed: int) -> dict[str, Any]:
+    """A simulated domain expert: checks every number against the input, as the real ones do.
+
+    Deterministic per (text, rater); its small noise keeps agreement realistic rather than perfect.
+    """
+    import random
+
+    rng = random.Random(f"{seed}:{text}")
+    numbers = NUMBER.findall(text)
+    wanted = NUMBER.findall(reference)
+    invented = [n for n in numbers if n not in source]
+    covered = sum(1 for n in wanted if n in text) / len(wanted) if wanted else 1.0
+    words = len(text.split())
+    factual = 5 - min(4, 2 * len(invented)) if text.strip() else 1
+    complete = 1 + round(4 * covered)
+    concise = 5 if 8 <= words <= 45 else 3 if words <= 70 else 2
+    noise = rng.choice([-1, 0, 0, 0, 0, 1])
+    return {
+        "factual_accuracy": max(1, min(5, factual + noise)),
+        "completeness": max(1, min(5, complete)),
+        "conciseness": max(1, min(5, concise - (noise < 0))),
+        "hallucinated": bool(invented),
+    }
+
+
+def open_study(state: DemoState, out: Writer) -> None:
+    """A blinded study (candidates vs summariser-v1), and simulated experts rating most of it.
+
+    Real raters (rater1, rater2) find the remaining tasks in their queue.
+    """
+    from annotation.queue import task_assign_next
+    from annotation.services import consent_accept, rating_submit, study_create_from_run
+
+    assert state.project is not None
+    user_model = get_user_model()
+    run = state.objects["run"]
+    study = study_create_from_run(
+        run=run,
+        name="Demo: which summary would you ship?",
+        baseline=state.adapters["summariser-v1"],
+        overlap=2,
+        lease_seconds=900,
+        single_output_categories=("refusal", "injection", "pii", "format"),
+        instructions="Compare the two summaries of each note. Check every number against the note.",
+        terms="I rate as an independent domain expert and keep the notes confidential.",
+        seed=7,
+        actor=state.users["lead"],
+    )
+    state.objects["study"] = study
+    total = study.tasks.count()
+    budget = int(total * 2 * 0.8)  # simulated experts fill 80% of the ratings; people get the rest
+    given = 0
+    for index, username in enumerate(SIM_RATERS):
+        rater = user_model.objects.filter(username=username).first() or user_model.objects.create_user(
+            username=username, password=None
+        )
+        membership_set(project=state.project, user=rater, role=Role.RATER)
+        consent_accept(study=study, rater=rater)
+        while given < budget:
+            assignment = task_assign_next(study=study, rater=rater)
+            if assignment is None:
+                break
+            task = assignment.task
+            sides = (
+                {"A": task.output_a} if task.output_b_id is None else {"A": task.output_a, "B": task.output_b}
+            )
+            judged = {
+                side: _judge(output.text, task.case.input, task.case.reference, index)
+                for side, output in sides.items()
+            }
+            data: dict[str, Any] = {
+                "scores": {
+                    key: {side: judged[side][key] for side in sides}
+                    for key in ("factual_accuracy", "completeness", "conciseness")
+                },
+                "hallucination": {side: {"flagged": judged[side]["hallucinated"]} for side in sides},
+                "rationale": "Simulated expert (demo).",
+                "time_on_task_ms": 30000,
+            }
+            if len(sides) == 2:
+                totals = {
+                    s: (judged[s]["factual_accuracy"], judged[s]["completeness"], judged[s]["conciseness"])
+                    for s in sides
+                }
+                data["preference"] = (
+                    "both_bad"
+                    if max(t[0] for t in totals.values()) <= 2
+                    else "tie"
+                    if totals["A"] == totals["B"]
+                    else "A"
+                    if totals["A"] > totals["B"]
+                    else "B"
+                )
+            rating_submit(public_id=task.public_id, rater=rater, data=data)
+            given += 1
+    out.write(
+        f"  study with {total} blinded tasks (overlap 2); {given} simulated expert ratings, the rest await rater1/rater2\n"
+    )
+    state.urls.append(("Rate (as rater1)", "/rate/"))
+
+
+PIPELINE: list[tuple[str, Any]] = [
+    ("Import the sample suites (validation and PII screening)", import_suites),
+    ("Generate outputs for every adapter and case", generate),
+    ("Score the outputs (ROUGE, BLEU, chrF, embeddings, checks, perplexity)", scores),
+    ("Open a blinded rating study", open_study),
+]
+
+
+def summary_lines(state: DemoState) -> list[str]:
+    lines = [
+        "",
+        "Log in at http://127.0.0.1:8000/accounts/login/ with (password for all: " + state.password + "):",
+    ]
+    lines += [f"  {username:<10} {description}" for username, _, description in USERS]
+    if state.urls:
+        lines.append("")
+        lines.append("Pages to look at:")
+        lines += [f"  {title:<28} http://127.0.0.1:8000{url}" for title, url in state.urls]
+    return lines
