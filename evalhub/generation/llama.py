@@ -223,7 +223,8 @@ class LlamaEngine:
                     col0 = t_index * r + off
                     lora_b[row0 : row0 + outs[j], col0 : col0 + lora.rank] = lora.b.float() * lora.scale
                 a_rows.append(a_block)
-        weight = torch.cat([w.detach().float() for w in weights] + a_rows, dim=0)
+        # Concatenate on the target device in the model dtype: no float32 copy of a large model in RAM.
+        weight = torch.cat([param(w) for w in weights] + [param(a) for a in a_rows], dim=0)
         bias = None
         if any(b is not None for b in biases):
             parts = [
