@@ -261,3 +261,69 @@ def project_trend(*, project: Any) -> list[dict[str, Any]]:
             }
         )
     return points
+
+
+def rating_rows(*, run: Run, case_id: int | None = None) -> list[dict[str, Any]]:
+    """Every rating of the run's studies with both sides' adapters named (report readers only)."""
+    from annotation.models import Rating
+
+    ratings = Rating.objects.filter(task__study__run=run)
+    if case_id is not None:
+        ratings = ratings.filter(task__case_id=case_id)
+    rows = ratings.order_by("task__case__position", "pk").values(
+        "id",
+        "task__case__key",
+        "rater__username",
+        "task__output_a__adapter__name",
+        "task__output_a__adapter__version",
+        "task__output_b__adapter__name",
+        "task__output_b__adapter__version",
+        "task__output_a_id",
+        "task__output_b_id",
+        "preference",
+        "scores",
+        "hallucination",
+        "time_on_task_ms",
+        "task__is_gold",
+        "rationale",
+    )
+    out = []
+    for r in rows:
+        b_name = r["task__output_b__adapter__name"]
+        out.append(
+            {
+                "id": r["id"],
+                "case_key": r["task__case__key"],
+                "rater": r["rater__username"],
+                "adapter_a": f"{r['task__output_a__adapter__name']}@{r['task__output_a__adapter__version']}",
+                "adapter_b": f"{b_name}@{r['task__output_b__adapter__version']}" if b_name else "",
+                "output_a": r["task__output_a_id"],
+                "output_b": r["task__output_b_id"],
+                "preference": r["preference"],
+                "scores": r["scores"] or {},
+                "hallucination": r["hallucination"] or {},
+                "time_on_task_ms": r["time_on_task_ms"],
+                "gold": r["task__is_gold"],
+                "rationale": r["rationale"],
+            }
+        )
+    return out
+
+
+def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
+    case = Case.objects.filter(pk=case_id, version_id=run.suite_version_id).first()
+    if case is None:
+        raise NotFound("No such case in this run.")
+    outputs = list(
+        Output.objects.filter(run=run, case=case, sample=0).select_related("adapter").order_by("adapter__created_at")
+    )
+    scores: dict[int, dict[str, Any]] = {}
+    for adapter_id, metric, value, passed in MetricScore.objects.filter(run=run, case=case).values_list(
+        "adapter_id", "metric", "value", "passed"
+    ):
+        scores.setdefault(adapter_id, {})[metric] = passed if metric == "checks" else value
+    return {
+        "case": case,
+        "outputs": [{"output": o, "adapter": o.adapter.label, "scores": scores.get(o.adapter_id, {})} for o in outputs],
+        "ratings": rating_rows(run=run, case_id=case.pk),
+    }

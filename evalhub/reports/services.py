@@ -25,6 +25,7 @@ from evalhub.reports.selectors import ReportRows, adapter_info, report_rows, run
 from evalhub.runs.models import Run, RunAdapter
 
 DEFAULT_RESAMPLES = 2000
+SCHEMA_VERSION = 1
 
 
 def canonical_json(data: Any) -> str:
@@ -278,3 +279,30 @@ def verdict_reopen(verdict: Verdict) -> dict[str, Any]:
         "gates": recomputed["gates"],
         "report": recomputed["report"],
     }
+
+
+def report_cached(
+    *,
+    run: Run,
+    candidate: Adapter | None = None,
+    baseline: Adapter | None = None,
+    exclude_raters_below: float | None = None,
+    timeout: int = 600,
+) -> dict[str, Any]:
+    """``report_build`` memoised in the cache, keyed by the rows' current extent, so the page, its
+    plots and exports of the same request share one computation and new data is never stale."""
+    from django.core.cache import cache
+    from django.db.models import Count, Max
+
+    from annotation.models import Rating
+    from evalhub.runs.models import MetricScore
+
+    candidate, baseline = _resolve(run, candidate, baseline)
+    r = Rating.objects.filter(task__study__run=run).aggregate(n=Count("pk"), m=Max("pk"))
+    s = MetricScore.objects.filter(run=run).aggregate(n=Count("pk"), m=Max("pk"))
+    key = f"report:v{SCHEMA_VERSION}:{run.pk}:{candidate.pk}:{baseline.pk}:{exclude_raters_below}:{r['n']}:{r['m']}:{s['n']}:{s['m']}"
+    report = cache.get(key)
+    if report is None:
+        report = report_build(run=run, candidate=candidate, baseline=baseline, exclude_raters_below=exclude_raters_below)
+        cache.set(key, report, timeout)
+    return report

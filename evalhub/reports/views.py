@@ -1,0 +1,222 @@
+"""Web pages of the reports app: the report of a run, its plots and exports, a case's drill-down,
+verdicts, gate policies and the project trend. Staff roles only (raters never see adapter names)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from evalhub.accounts.models import Project
+from evalhub.errors import DomainError
+from evalhub.permissions import WRITE_ROLES, projects_for
+from evalhub.reports import exports, gates, plots, selectors, services
+from evalhub.reports.models import GatePolicy
+from evalhub.runs.models import Run
+
+
+def _project(request: HttpRequest, slug: str, roles: tuple[str, ...] | None = None) -> Project:
+    projects = projects_for(user=request.user) if roles is None else projects_for(user=request.user, roles=roles)
+    return get_object_or_404(projects, slug=slug)
+
+
+def _run(project: Project, run_id: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("project", "suite_version__suite"), pk=run_id, project=project)
+
+
+def _params(request: HttpRequest, run: Run) -> dict[str, Any]:
+    """candidate / baseline (name@version) and exclude_below from the query string."""
+    params: dict[str, Any] = {}
+    for role in ("candidate", "baseline"):
+        label = request.GET.get(role)
+        if label:
+            params[role] = selectors.adapter_in_run(run=run, label=label)
+    below = request.GET.get("exclude_below")
+    if below:
+        try:
+            params["exclude_raters_below"] = min(1.0, max(0.0, float(below)))
+        except ValueError:
+            params["exclude_raters_below"] = None
+    return params
+
+
+def _report(request: HttpRequest, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
+    report = services.report_cached(run=run, **_params(request, run))
+    stored = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
+    policy = stored.parsed if stored else gates.default_policy()
+    return report, services.report_with_verdict(report=report, policy=policy)
+
+
+def _domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return render(request, "reports/error.html", {"message": str(exc)}, status=exc.http_status)
+
+
+@login_required
+def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    try:
+        data, verdict = _report(request, run)
+    except DomainError as exc:
+        return _domain_error(request, exc)
+    baseline, candidates = selectors.run_adapters_by_role(run=run)
+    adapters = ([baseline] if baseline else []) + candidates
+    worst_cases = sorted(
+        (c for c in data["cases"] if c["wins"] + c["ties"] + c["losses"]), key=lambda c: (c["human"] or 0)
+    )[:10]
+    return render(
+        request,
+        "reports/report.html",
+        {
+            "project": project,
+            "run": run,
+            "report": data,
+            "verdict": verdict,
+            "adapters": adapters,
+            "policies": GatePolicy.objects.filter(project=project).order_by("name"),
+            "query": request.GET.urlencode(),
+            "worst_cases": worst_cases,
+            "can_freeze": projects_for(user=request.user, roles=WRITE_ROLES).filter(pk=project.pk).exists(),
+        },
+    )
+
+
+@login_required
+def report_plot(request: HttpRequest, project_slug: str, run_id: int, name: str) -> HttpResponse:
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    fn = plots.REPORT_PLOTS.get(name)
+    if fn is None:
+        raise Http404
+    try:
+        data, _ = _report(request, run)
+    except DomainError as exc:
+        return _domain_error(request, exc)
+    response = HttpResponse(fn(data), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+@login_required
+def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str) -> HttpResponse:
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    try:
+        data, verdict = _report(request, run)
+    except DomainError as exc:
+        return _domain_error(request, exc)
+    stem = f"report-run{run.pk}"
+    if fmt == "json":
+        body = json.dumps({"report": data, "verdict": verdict}, indent=1, default=str)
+        response = HttpResponse(body, content_type="application/json")
+    elif fmt == "cases.csv":
+        response = HttpResponse(exports.cases_csv(data), content_type="text/csv")
+    elif fmt == "ratings.csv":
+        response = HttpResponse(
+            exports.ratings_csv(selectors.rating_rows(run=run), data["settings"]["criteria"]), content_type="text/csv"
+        )
+    elif fmt == "pdf":
+        response = HttpResponse(exports.report_pdf(data, verdict), content_type="application/pdf")
+    else:
+        raise Http404
+    response["Content-Disposition"] = f'attachment; filename="{stem}.{fmt}"'
+    return response
+
+
+@login_required
+def case_detail(request: HttpRequest, project_slug: str, run_id: int, case_id: int) -> HttpResponse:
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    try:
+        detail = selectors.case_detail(run=run, case_id=case_id)
+    except DomainError as exc:
+        return _domain_error(request, exc)
+    return render(request, "reports/case.html", {"project": project, "run": run, **detail})
+
+
+@login_required
+@require_POST
+def verdict_freeze(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    project = _project(request, project_slug, roles=WRITE_ROLES)
+    run = _run(project, run_id)
+    try:
+        params = _params(request, run)
+        policy = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
+        verdict = services.verdict_freeze(run=run, policy=policy, actor=request.user, **params)
+    except DomainError as exc:
+        return _domain_error(request, exc)
+    messages.success(request, f"Verdict frozen: {verdict.decision}.")
+    return redirect("reports:verdict", project_slug=project.slug, public_id=verdict.public_id)
+
+
+@login_required
+def verdict(request: HttpRequest, project_slug: str, public_id: str) -> HttpResponse:
+    project = _project(request, project_slug)
+    try:
+        obj = selectors.verdict_get(public_id=public_id, projects=projects_for(user=request.user).filter(pk=project.pk))
+    except DomainError as exc:
+        return _domain_error(request, exc)
+    reopened = services.verdict_reopen(obj) if request.GET.get("reopen") else None
+    return render(
+        request,
+        "reports/verdict.html",
+        {"project": project, "verdict": obj, "report": obj.snapshot.get("report", {}), "reopened": reopened},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def policies(request: HttpRequest, project_slug: str) -> HttpResponse:
+    project = _project(request, project_slug)
+    error = None
+    form = {"name": "", "source": gates.DEFAULT_POLICY_YAML}
+    if request.method == "POST":
+        project = _project(request, project_slug, roles=WRITE_ROLES)
+        form = {"name": request.POST.get("name", ""), "source": request.POST.get("source", "")}
+        try:
+            services.gate_policy_save(project=project, name=form["name"], source=form["source"], actor=request.user)
+        except DomainError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"Gate policy {form['name']!r} saved.")
+            return redirect("reports:policies", project_slug=project.slug)
+    return render(
+        request,
+        "reports/policies.html",
+        {
+            "project": project,
+            "policies": GatePolicy.objects.filter(project=project).order_by("name"),
+            "form": form,
+            "error": error,
+            "verdicts": project.verdicts.select_related("candidate", "baseline", "run")[:20],  # type: ignore[attr-defined]
+            "runs": Run.objects.filter(project=project).order_by("-created_at")[:20],
+        },
+    )
+
+
+@login_required
+def trend(request: HttpRequest, project_slug: str) -> HttpResponse:
+    project = _project(request, project_slug)
+    points = selectors.project_trend(project=project)
+    table: dict[str, dict[str, Any]] = {}
+    metrics: list[str] = []
+    for p in points:
+        row = table.setdefault(p["adapter"], {"adapter": p["adapter"], "stage": p["stage"], "at": p["adapter_at"], "values": {}})
+        row["values"][p["metric"]] = p["mean"]
+        if p["metric"] not in metrics:
+            metrics.append(p["metric"])
+    rows = sorted(table.values(), key=lambda r: r["at"])
+    for row in rows:
+        row["cells"] = [row["values"].get(m) for m in metrics]
+    return render(request, "reports/trend.html", {"project": project, "rows": rows, "metrics": metrics})
+
+
+@login_required
+def trend_plot(request: HttpRequest, project_slug: str) -> HttpResponse:
+    project = _project(request, project_slug)
+    return HttpResponse(plots.trend(selectors.project_trend(project=project)), content_type="image/png")
