@@ -243,9 +243,9 @@ def open_study(state: DemoState, out: Writer) -> None:
             if assignment is None:
                 break
             task = assignment.task
-            sides = (
-                {"A": task.output_a} if task.output_b_id is None else {"A": task.output_a, "B": task.output_b}
-            )
+            sides: dict[str, Any] = {"A": task.output_a}
+            if task.output_b is not None:
+                sides["B"] = task.output_b
             judged = {
                 side: _judge(output.text, task.case.input, task.case.reference, index)
                 for side, output in sides.items()
