@@ -66,7 +66,7 @@ def viewport():
 def new_page(browser, live_server, username):
     context = browser.new_context(viewport=viewport())
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(20_000)  # generous: CI boxes are shared and sometimes slow
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     # Script errors and CSP refusals count; the favicon's 404 (no favicon is shipped) does not.
@@ -220,8 +220,9 @@ def test_study_owner_sees_progress_per_rater(browser, live_server, project, lead
         consent_accept(study=study, rater=rater)
         while (held := task_assign_next(study=study, rater=rater)) is not None:
             rating_submit(public_id=held.task.public_id, rater=rater, data=rating_data())
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context = browser.new_context(viewport=viewport())
     page = context.new_page()
+    page.set_default_timeout(20_000)
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "lead")
     page.fill("#id_password", PASSWORD)
