@@ -1,0 +1,136 @@
+"""The report through its interfaces: the gate CLI's exit codes, the API, the pages, plots and exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
+
+from evalhub.reports.exports import cases_csv, csv_cell
+from evalhub.reports.models import GatePolicy, Verdict
+from tests.reports.factories import build_run
+
+pytestmark = pytest.mark.django_db
+
+LENIENT = "gates:\n  - metric: win_rate_lower\n    threshold: 0.5\n"
+
+
+@pytest.fixture
+def built(project: Any) -> Any:
+    return build_run(
+        project,
+        n_cases=24,
+        preference=lambda i, r: "candidate" if i % 4 else "tie",
+        metrics={"rougeL": lambda k, i: 0.3 + 0.01 * i, "bleu": lambda k, i: 10.0 + (k == "cand")},
+    )
+
+
+def gate(*args: str) -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(SystemExit) as exc:
+        call_command("gate", *args, stdout=out, stderr=err)
+    return int(exc.value.code or 0), out.getvalue(), err.getvalue()
+
+
+def test_gate_cli_exit_codes_follow_the_decision(project: Any, built: Any) -> None:
+    code, out, _ = gate(str(built.run.pk))
+    assert code == 2 and out.startswith("INCONCLUSIVE")  # default policy: agreement below 0.6 with these rows
+    from evalhub.reports.services import gate_policy_save
+
+    gate_policy_save(project=project, name="lenient", source=LENIENT)
+    code, out, _ = gate(str(built.run.pk), "--policy", "lenient")
+    assert code == 0 and out.startswith("GO") and "PASS" in out
+    gate_policy_save(project=project, name="harsh", source="gates:\n  - metric: win_rate_lower\n    threshold: 0.95\n")
+    code, out, _ = gate(str(built.run.pk), "--policy", "harsh", "--json", "--freeze")
+    body = json.loads(out)
+    assert code == 1 and body["decision"] == "NO-GO" and Verdict.objects.filter(public_id=body["verdict"]).exists()
+
+
+def test_gate_cli_errors_exit_3_with_the_reason(built: Any) -> None:
+    code, _, err = gate(str(built.run.pk), "--candidate", "nope@9")
+    assert code == 3 and "nope@9" in err
+    code, _, err = gate("999999")
+    assert code == 3 and "No run" in err
+    code, _, err = gate(str(built.run.pk), "--policy", "missing")
+    assert code == 3 and "missing" in err
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised() -> None:
+    for raw in ("=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_cell(raw) == "'" + raw
+    assert csv_cell("plain") == "plain" and csv_cell(-2.5) == -2.5 and csv_cell(None) == ""
+
+
+def test_cases_csv_has_one_row_per_case(built: Any) -> None:
+    from evalhub.reports.services import report_build
+
+    report = report_build(run=built.run, resamples=200)
+    report["cases"][0]["key"] = "=HYPERLINK(1)"
+    rows = list(csv.reader(io.StringIO(cases_csv(report))))
+    assert len(rows) == 1 + len(built.cases)
+    assert rows[1][0] == "'=HYPERLINK(1)"
+    assert "rougeL_candidate" in rows[0]
+
+
+def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, built: Any) -> None:
+    client = APIClient()
+    client.force_authenticate(lead)
+    body = client.get(f"/api/v1/runs/{built.run.pk}/report").json()
+    assert body["report"]["win_rate"]["n"] == 72 and body["verdict"]["decision"] in ("GO", "NO-GO", "INCONCLUSIVE")
+    bad = client.post("/api/v1/gate-policies", {"project": project.slug, "name": "x", "source": "gates:\n  - metric: wat\n    threshold: 1\n"}, format="json")
+    assert bad.status_code == 400 and "wat" in bad.json()["error"]["message"]
+    made = client.post("/api/v1/gate-policies", {"project": project.slug, "name": "lenient", "source": LENIENT}, format="json")
+    assert made.status_code == 201
+    verdict = client.post("/api/v1/verdicts", {"run": built.run.pk, "policy": "lenient"}, format="json")
+    assert verdict.status_code == 201 and verdict.json()["decision"] == "GO"
+    got = client.get(f"/api/v1/verdicts/{verdict.json()['public_id']}?reopen=1").json()
+    assert got["reopened"] == {"hash_ok": True, "reproduced": True, "decision": "GO"}
+    assert client.delete(f"/api/v1/gate-policies/{made.json()['id']}").status_code == 409
+    # Raters never see reports.
+    client.force_authenticate(rater)
+    assert client.get(f"/api/v1/runs/{built.run.pk}/report").status_code == 404
+    assert client.get(f"/api/v1/verdicts/{verdict.json()['public_id']}").status_code == 404
+
+
+def test_pages_plots_and_exports_render_for_staff_only(project: Any, lead: Any, rater: Any, built: Any) -> None:
+    web = Client()
+    web.force_login(lead)
+    base = f"/p/{project.slug}/runs/{built.run.pk}/report/"
+    page = web.get(base)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert built.adapters["cand"].label in html and 'id="decision"' in html
+    for name in ("win-rates", "criteria", "slices", "metric-vs-human"):
+        png = web.get(f"{base}plot/{name}.png")
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert web.get(f"{base}export.pdf").content.startswith(b"%PDF")
+    assert json.loads(web.get(f"{base}export.json").content)["report"]["counts"]["cases"] == 24
+    ratings = list(csv.reader(io.StringIO(web.get(f"{base}export.ratings.csv").content.decode())))
+    assert len(ratings) == 1 + 72
+    case = built.cases[0]
+    drill = web.get(f"{base}cases/{case.pk}/")
+    assert drill.status_code == 200 and built.raters[0].username in drill.content.decode()
+    assert web.get(f"/p/{project.slug}/trend/").status_code == 200
+    assert web.get(f"/p/{project.slug}/trend/plot.png").content.startswith(b"\x89PNG")
+    assert web.get(f"/p/{project.slug}/gate-policies/").status_code == 200
+    freeze = web.post(f"{base}freeze")
+    assert freeze.status_code == 302
+    assert web.get(freeze["Location"] + "?reopen=1").status_code == 200
+    web.force_login(rater)
+    assert web.get(base).status_code == 404
+    assert web.get(f"{base}plot/win-rates.png").status_code == 404
+
+
+def test_a_policy_with_an_unknown_field_is_refused_on_the_page(project: Any, lead: Any) -> None:
+    web = Client()
+    web.force_login(lead)
+    page = web.post(f"/p/{project.slug}/gate-policies/", {"name": "x", "source": "gates:\n  - metric: win_rate\n    threshold: 0.5\n    colour: red\n"})
+    assert page.status_code == 200 and "colour" in page.content.decode()
+    assert not GatePolicy.objects.filter(name="x").exists()
