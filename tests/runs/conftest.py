@@ -81,9 +81,9 @@ def suite_version(project: Any) -> SuiteVersion:
     return make_suite_version(project, [words(i * 7, 12 + i) for i in range(6)])
 
 
-@pytest.fixture(autouse=True)
-def _no_completion_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run tests stop at the run: scoring, which a completed run triggers, has its own tests."""
+@pytest.fixture
+def no_completion_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stop at the completed run: scoring, which a completed run triggers, has its own tests."""
     from evalhub.runs import hooks
 
     monkeypatch.setattr(hooks, "RUN_COMPLETED_HOOKS", [])

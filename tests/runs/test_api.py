@@ -9,7 +9,7 @@ from evalhub.accounts.services import token_create
 from evalhub.runs.models import Run, RunStatus
 from evalhub.runs.services import run_create
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_completion_hooks")]
 
 
 def session(user) -> APIClient:

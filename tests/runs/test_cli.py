@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from evalhub.runs.models import Output, Run, RunStatus
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_completion_hooks")]
 
 
 def run_eval(*args: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from tests.runs.conftest import make_suite_version
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("no_completion_hooks"),
     pytest.mark.skipif(not (FIXTURE_MODELS / "base" / "config.json").is_file(), reason="fixture models not built"),
 ]
 

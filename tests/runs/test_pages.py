@@ -8,7 +8,7 @@ from django.test import Client
 from evalhub.runs.models import Run, RunStatus
 from evalhub.runs.services import run_create, run_start
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_completion_hooks")]
 
 
 def logged_in(user) -> Client:

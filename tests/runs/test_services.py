@@ -22,7 +22,7 @@ from evalhub.runs.services import (
 from evalhub.suites.models import SuiteVersion
 from tests.runs.conftest import make_suite_version, words
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_completion_hooks")]
 
 
 @pytest.fixture(autouse=True)
