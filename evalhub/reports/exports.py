@@ -106,7 +106,7 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
         Paragraph(f'<font color="{colour.hexval()}" size="18"><b>{esc(decision)}</b></font>', styles["Normal"]),
         Spacer(1, 0.4 * cm),
     ]
-    gate_rows = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More data needed"]]
+    gate_rows = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More needed"]]
     for g in verdict["gates"]:
         ci = f"{_fmt(g.get('ci_low'))}–{_fmt(g.get('ci_high'))}" if g.get("ci_low") is not None else "—"
         ev = (g.get("evidence") or {}).get("additional_n")
@@ -117,11 +117,11 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
                 _fmt(g["value"]),
                 ci,
                 f"{g['op']} {_fmt(g['threshold'], 2)}",
-                g["status"] + ("" if g.get("counted", True) else " (not counted)"),
+                Paragraph(esc(g["status"] + (" (not counted)" if g["status"] == "fail" and not g.get("counted", True) else "")), styles["BodyText"]),
                 _fmt(ev) if ev is not None else "",
             ]
         )
-    table = Table(gate_rows, colWidths=[4.2 * cm, 3.6 * cm, 1.6 * cm, 2.6 * cm, 1.8 * cm, 2 * cm, 2.2 * cm], repeatRows=1)
+    table = Table(gate_rows, colWidths=[3.9 * cm, 3.4 * cm, 1.5 * cm, 2.5 * cm, 1.7 * cm, 2.6 * cm, 1.9 * cm], repeatRows=1)
     table.setStyle(
         TableStyle(
             [
