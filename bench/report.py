@@ -65,8 +65,15 @@ def populate(args: argparse.Namespace) -> Any:
     )
     adapters = [
         Adapter.objects.create(
-            project=project, base_model=base_model, name=name, version="1", folder=f"/srv/{name}",
-            weights_hash="a" * 64, peft_type="LORA", rank=8, alpha=16.0,
+            project=project,
+            base_model=base_model,
+            name=name,
+            version="1",
+            folder=f"/srv/{name}",
+            weights_hash="a" * 64,
+            peft_type="LORA",
+            rank=8,
+            alpha=16.0,
         )
         for name in ("baseline", "candidate", "challenger")
     ]
@@ -76,29 +83,47 @@ def populate(args: argparse.Namespace) -> Any:
     cases = Case.objects.bulk_create(
         [
             Case(
-                version=version, key=f"case-{i}", position=i, input=f"Input {i}", reference=f"Reference {i}",
-                tags=[tags[i % 4]], origin="synthetic" if i % 3 == 0 else "real",
+                version=version,
+                key=f"case-{i}",
+                position=i,
+                input=f"Input {i}",
+                reference=f"Reference {i}",
+                tags=[tags[i % 4]],
+                origin="synthetic" if i % 3 == 0 else "real",
                 split="heldout" if i % 10 == 0 else "eval",
                 category="jailbreak" if i % 50 == 0 else "",
-                expected=[{"type": "must_refuse"}] if i % 50 == 0 else [], content_hash=f"{i:064d}",
+                expected=[{"type": "must_refuse"}] if i % 50 == 0 else [],
+                content_hash=f"{i:064d}",
             )
             for i in range(args.cases)
         ],
         batch_size=2000,
     )
     run = Run.objects.create(
-        project=project, name="bench", suite_version=version, base_model=base_model, config_hash="d" * 64,
+        project=project,
+        name="bench",
+        suite_version=version,
+        base_model=base_model,
+        config_hash="d" * 64,
         status="completed",
     )
     for i, adapter in enumerate(adapters):
-        RunAdapter.objects.create(run=run, adapter=adapter, role=AdapterRole.BASELINE if i == 0 else AdapterRole.CANDIDATE)
+        RunAdapter.objects.create(
+            run=run, adapter=adapter, role=AdapterRole.BASELINE if i == 0 else AdapterRole.CANDIDATE
+        )
     outputs = Output.objects.bulk_create(
         [
             Output(
-                run=run, adapter=adapter, case=case,
-                text=("## Summary\n" if k == 2 and i % 2 else "") + " ".join(["word"] * (30 + (i * 7 + k * 13) % 60)),
-                output_tokens=30 + (i * 7 + k * 13) % 60, finish_reason="stop", backend="hf",
-                config_hash="e" * 64, cache_key=f"{k}-{i}",
+                run=run,
+                adapter=adapter,
+                case=case,
+                text=("## Summary\n" if k == 2 and i % 2 else "")
+                + " ".join(["word"] * (30 + (i * 7 + k * 13) % 60)),
+                output_tokens=30 + (i * 7 + k * 13) % 60,
+                finish_reason="stop",
+                backend="hf",
+                config_hash="e" * 64,
+                cache_key=f"{k}-{i}",
             )
             for k, adapter in enumerate(adapters)
             for i, case in enumerate(cases)
@@ -112,18 +137,34 @@ def populate(args: argparse.Namespace) -> Any:
             o = out[(adapter.pk, case.pk)]
             for metric in ("rougeL", "bleu", "chrf", "embedding_similarity"):
                 scores.append(
-                    MetricScore(run=run, adapter=adapter, case=case, output=o, metric=metric, metric_version="1",
-                                config_hash="f" * 64, value=rng.random() * 0.5 + 0.05 * k)
+                    MetricScore(
+                        run=run,
+                        adapter=adapter,
+                        case=case,
+                        output=o,
+                        metric=metric,
+                        metric_version="1",
+                        config_hash="f" * 64,
+                        value=rng.random() * 0.5 + 0.05 * k,
+                    )
                 )
             if case.category:
                 scores.append(
-                    MetricScore(run=run, adapter=adapter, case=case, output=o, metric="checks", metric_version="1",
-                                config_hash="f" * 64, passed=rng.random() < 0.9)
+                    MetricScore(
+                        run=run,
+                        adapter=adapter,
+                        case=case,
+                        output=o,
+                        metric="checks",
+                        metric_version="1",
+                        config_hash="f" * 64,
+                        passed=rng.random() < 0.9,
+                    )
                 )
     MetricScore.objects.bulk_create(scores, batch_size=5000)
     raters = []
     for r in range(args.raters):
-        user = user_create(username=f"rater{r}", password="correct-horse-battery")
+        user = user_create(username=f"rater{r}", password="correct-horse-battery")  # noqa: S106 - throwaway bench database
         membership_set(project=project, user=user, role=Role.RATER)
         raters.append(user)
     study = Study.objects.create(project=project, run=run, name="bench", baseline=adapters[0])
@@ -133,28 +174,53 @@ def populate(args: argparse.Namespace) -> Any:
             a, b = out[(adapters[0].pk, case.pk)], out[(other.pk, case.pk)]
             if (i + j) % 2:
                 a, b = b, a
-            tasks.append(Task(study=study, case=case, output_a=a, output_b=b, required_ratings=args.per_task,
-                              rating_count=args.per_task, order_key=f"{i:08d}{j}"))
+            tasks.append(
+                Task(
+                    study=study,
+                    case=case,
+                    output_a=a,
+                    output_b=b,
+                    required_ratings=args.per_task,
+                    rating_count=args.per_task,
+                    order_key=f"{i:08d}{j}",
+                )
+            )
     tasks = Task.objects.bulk_create(tasks, batch_size=2000)
     now = timezone.now()
     assignments, ratings = [], []
     for t in tasks:
         for rater in rng.sample(raters, args.per_task):
             pref = rng.choices(["A", "B", "tie", "both_bad"], weights=[4, 5, 2, 1])[0]
-            assignments.append(Assignment(task=t, study=study, rater=rater, status=AssignmentStatus.SUBMITTED,
-                                          leased_at=now, expires_at=now + timedelta(minutes=15), finished_at=now))
+            assignments.append(
+                Assignment(
+                    task=t,
+                    study=study,
+                    rater=rater,
+                    status=AssignmentStatus.SUBMITTED,
+                    leased_at=now,
+                    expires_at=now + timedelta(minutes=15),
+                    finished_at=now,
+                )
+            )
             ratings.append(
                 {
-                    "task": t, "rater": rater, "preference": pref,
-                    "scores": {c: {"A": rng.randint(2, 5), "B": rng.randint(2, 5)}
-                               for c in ("factual_accuracy", "completeness", "conciseness")},
-                    "hallucination": {"A": {"flagged": rng.random() < 0.1, "spans": []},
-                                      "B": {"flagged": rng.random() < 0.08, "spans": []}},
+                    "task": t,
+                    "rater": rater,
+                    "preference": pref,
+                    "scores": {
+                        c: {"A": rng.randint(2, 5), "B": rng.randint(2, 5)}
+                        for c in ("factual_accuracy", "completeness", "conciseness")
+                    },
+                    "hallucination": {
+                        "A": {"flagged": rng.random() < 0.1, "spans": []},
+                        "B": {"flagged": rng.random() < 0.08, "spans": []},
+                    },
                 }
             )
     made = Assignment.objects.bulk_create(assignments, batch_size=5000)
     Rating.objects.bulk_create(
-        [Rating(assignment=a, time_on_task_ms=30000, **r) for a, r in zip(made, ratings, strict=True)], batch_size=5000
+        [Rating(assignment=a, time_on_task_ms=30000, **r) for a, r in zip(made, ratings, strict=True)],
+        batch_size=5000,
     )
     return run, adapters, len(ratings)
 
@@ -167,7 +233,9 @@ def plain_aggregate(run: Any) -> Any:
     from evalhub.runs.models import MetricScore
 
     prefs = list(Rating.objects.filter(task__study__run=run).values("preference").annotate(n=Count("pk")))
-    means = list(MetricScore.objects.filter(run=run).values("adapter_id", "metric").annotate(mean=Avg("value")))
+    means = list(
+        MetricScore.objects.filter(run=run).values("adapter_id", "metric").annotate(mean=Avg("value"))
+    )
     return prefs, means
 
 
@@ -187,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
         run, adapters, n_ratings = populate(args)
-        print(f"populated {args.cases} cases x 3 adapters, {n_ratings} ratings in {time.perf_counter() - started:.1f} s")
+        print(
+            f"populated {args.cases} cases x 3 adapters, {n_ratings} ratings in {time.perf_counter() - started:.1f} s"
+        )
         report_times, plain_times = [], []
         for _ in range(args.repeat):
             t = time.perf_counter()

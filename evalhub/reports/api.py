@@ -27,7 +27,9 @@ def _projects(request: Request, *, write: bool = False) -> QuerySet[Any]:
 
 
 def _run(request: Request, run_id: int, *, write: bool = False) -> Run:
-    return get_object_or_404(Run.objects.select_related("project"), pk=run_id, project__in=_projects(request, write=write))
+    return get_object_or_404(
+        Run.objects.select_related("project"), pk=run_id, project__in=_projects(request, write=write)
+    )
 
 
 def _adapters(run: Run, data: Any) -> dict[str, Any]:
@@ -46,19 +48,27 @@ def _adapters(run: Run, data: Any) -> dict[str, Any]:
 REPORT_PARAMS = [
     OpenApiParameter("candidate", str, description="name@version; default the run's first candidate"),
     OpenApiParameter("baseline", str, description="name@version; default the run's baseline"),
-    OpenApiParameter("policy", str, description="gate policy name; default the project's newest, else the default"),
+    OpenApiParameter(
+        "policy", str, description="gate policy name; default the project's newest, else the default"
+    ),
     OpenApiParameter("exclude_below", float, description="exclude raters whose gold accuracy is below this"),
 ]
 
 
 class RunReportView(APIView):
-    @extend_schema(parameters=REPORT_PARAMS, responses={200: dict}, description="The report and its verdict (not frozen).")
+    @extend_schema(
+        parameters=REPORT_PARAMS,
+        responses={200: dict},
+        description="The report and its verdict (not frozen).",
+    )
     def get(self, request: Request, run_id: int) -> Response:
         run = _run(request, run_id)
         report = services.report_cached(run=run, **_adapters(run, request.query_params))
         stored = selectors.policy_for_run(run=run, name=request.query_params.get("policy") or None)
         policy = stored.parsed if stored else gates.default_policy()
-        return Response({"report": report, "verdict": services.report_with_verdict(report=report, policy=policy)})
+        return Response(
+            {"report": report, "verdict": services.report_with_verdict(report=report, policy=policy)}
+        )
 
 
 class GatePolicySerializer(serializers.ModelSerializer[GatePolicy]):
@@ -79,7 +89,11 @@ class GatePolicyIn(serializers.Serializer[Any]):
 class GatePolicyListView(APIView):
     @extend_schema(responses=GatePolicySerializer(many=True))
     def get(self, request: Request) -> Response:
-        policies = GatePolicy.objects.filter(project__in=_projects(request)).select_related("project").order_by("name")
+        policies = (
+            GatePolicy.objects.filter(project__in=_projects(request))
+            .select_related("project")
+            .order_by("name")
+        )
         return Response(GatePolicySerializer(policies, many=True).data)
 
     @extend_schema(request=GatePolicyIn, responses={201: GatePolicySerializer})
@@ -90,14 +104,19 @@ class GatePolicyListView(APIView):
         if project is None:
             raise serializers.ValidationError({"project": ["Unknown project, or you cannot write to it."]})
         policy = services.gate_policy_save(
-            project=project, name=data.validated_data["name"], source=data.validated_data["source"], actor=request.user
+            project=project,
+            name=data.validated_data["name"],
+            source=data.validated_data["source"],
+            actor=request.user,
         )
         return Response(GatePolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 
 class GatePolicyDetailView(APIView):
     def _get(self, request: Request, pk: int, *, write: bool = False) -> GatePolicy:
-        return get_object_or_404(GatePolicy.objects.select_related("project"), pk=pk, project__in=_projects(request, write=write))
+        return get_object_or_404(
+            GatePolicy.objects.select_related("project"), pk=pk, project__in=_projects(request, write=write)
+        )
 
     @extend_schema(responses=GatePolicySerializer)
     def get(self, request: Request, pk: int) -> Response:
@@ -109,7 +128,9 @@ class GatePolicyDetailView(APIView):
         source = request.data.get("source")
         if not isinstance(source, str):
             raise serializers.ValidationError({"source": ["The policy as YAML."]})
-        policy = services.gate_policy_save(project=policy.project, name=policy.name, source=source, actor=request.user)
+        policy = services.gate_policy_save(
+            project=policy.project, name=policy.name, source=source, actor=request.user
+        )
         return Response(GatePolicySerializer(policy).data)
 
     @extend_schema(responses={204: None})
@@ -131,7 +152,19 @@ class VerdictSerializer(serializers.ModelSerializer[Verdict]):
 
     class Meta:
         model = Verdict
-        fields = ["public_id", "project", "run", "candidate", "baseline", "policy", "decision", "gates", "content_hash", "frozen_by", "frozen_at"]
+        fields = [
+            "public_id",
+            "project",
+            "run",
+            "candidate",
+            "baseline",
+            "policy",
+            "decision",
+            "gates",
+            "content_hash",
+            "frozen_by",
+            "frozen_at",
+        ]
         read_only_fields = fields
 
 
@@ -144,20 +177,26 @@ class VerdictIn(serializers.Serializer[Any]):
 
 
 class VerdictCreateView(APIView):
-    @extend_schema(request=VerdictIn, responses={201: VerdictSerializer}, description="Freeze a verdict on a run.")
+    @extend_schema(
+        request=VerdictIn, responses={201: VerdictSerializer}, description="Freeze a verdict on a run."
+    )
     def post(self, request: Request) -> Response:
         data = VerdictIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         run = _run(request, values["run"], write=True)
         policy = selectors.policy_for_run(run=run, name=values.get("policy"))
-        verdict = services.verdict_freeze(run=run, policy=policy, actor=request.user, **_adapters(run, values))
+        verdict = services.verdict_freeze(
+            run=run, policy=policy, actor=request.user, **_adapters(run, values)
+        )
         return Response(VerdictSerializer(verdict).data, status=status.HTTP_201_CREATED)
 
 
 class VerdictDetailView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("reopen", bool, description="recompute from the snapshot and check the hash")],
+        parameters=[
+            OpenApiParameter("reopen", bool, description="recompute from the snapshot and check the hash")
+        ],
         responses=VerdictSerializer,
     )
     def get(self, request: Request, public_id: str) -> Response:

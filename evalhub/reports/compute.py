@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from evalhub.reports.selectors import ReportRows
 from metrics.agreement import (
     fleiss_kappa,
     gold_accuracy,
@@ -27,8 +28,6 @@ from metrics.ranking import (
     style_features,
 )
 from metrics.stats import mean_ci, paired_bootstrap, rank_correlation, wilson_interval, win_rate
-
-from evalhub.reports.selectors import ReportRows
 
 SCHEMA = 1
 PREFERENCE_CATEGORIES = ("A", "tie", "both_bad", "B")
@@ -119,7 +118,9 @@ def _gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:
 class _Pairs:
     """Candidate-vs-baseline pair ratings, oriented so that side "c" is the candidate."""
 
-    def __init__(self, ratings: list[dict[str, Any]], output_adapter: dict[int, int], cand: int, base: int) -> None:
+    def __init__(
+        self, ratings: list[dict[str, Any]], output_adapter: dict[int, int], cand: int, base: int
+    ) -> None:
         self.rows: list[dict[str, Any]] = []
         for r in ratings:
             if r["gold"] or not r["b"]:
@@ -177,7 +178,12 @@ def _agreement(ratings: list[dict[str, Any]], criteria: list[str]) -> dict[str, 
             "pairwise_cohen": pairwise_cohen_kappa(matrix).to_dict(),
         }
     else:
-        out["preference"] = {"alpha": None, "fleiss": None, "pairwise_cohen": None, "reason": "no preferences"}
+        out["preference"] = {
+            "alpha": None,
+            "fleiss": None,
+            "pairwise_cohen": None,
+            "reason": "no preferences",
+        }
     return out
 
 
@@ -232,7 +238,10 @@ def _battles(
     for r in ratings:
         if r["gold"] or not r["b"] or r["preference"] not in winner:
             continue
-        la, lb = labels.get(rows.output_adapter.get(r["a"], -1)), labels.get(rows.output_adapter.get(r["b"], -1))
+        la, lb = (
+            labels.get(rows.output_adapter.get(r["a"], -1)),
+            labels.get(rows.output_adapter.get(r["b"], -1)),
+        )
         if la is None or lb is None or la == lb:
             continue
         battles.append((la, lb, winner[r["preference"]]))
@@ -309,7 +318,8 @@ def report_compute(
         for name in slices_by_case.get(r["case"], ()):
             by_slice_rows[name].append(r)
     report["win_rate_by_slice"] = [
-        {"slice": name, **_win_rate_dict(*pairs.counts(members))} for name, members in sorted(by_slice_rows.items())
+        {"slice": name, **_win_rate_dict(*pairs.counts(members))}
+        for name, members in sorted(by_slice_rows.items())
     ]
 
     # Per-criterion means, paired deltas (per rating: candidate side minus baseline side).
@@ -329,7 +339,8 @@ def report_compute(
         boots = boot_resamples(len(c_vals), resamples)
         delta = paired_bootstrap(b_vals, c_vals, resamples=boots, seed=seed)
         diffs = np.array(
-            [c - b for c, b in zip(c_vals, b_vals, strict=True) if c is not None and b is not None], dtype=float
+            [c - b for c, b in zip(c_vals, b_vals, strict=True) if c is not None and b is not None],
+            dtype=float,
         )
         crit_out.append(
             {
@@ -343,7 +354,12 @@ def report_compute(
                     "baseline": dict(sorted(Counter(str(v) for v in b_vals if v is not None).items())),
                 },
                 "by_slice": [
-                    {"slice": name, **paired_bootstrap(a, b, resamples=boot_resamples(len(a), resamples // 2), seed=seed).to_dict()}
+                    {
+                        "slice": name,
+                        **paired_bootstrap(
+                            a, b, resamples=boot_resamples(len(a), resamples // 2), seed=seed
+                        ).to_dict(),
+                    }
                     for name, (a, b) in sorted(slice_pairs.items())
                     if len(a) >= MIN_SLICE_CASES
                 ],
@@ -385,19 +401,32 @@ def report_compute(
     style: dict[str, Any] = {"n_battles": len(battles)}
     if battles:
         style["controlled"] = controlled_win_rate(
-            battles, styles_a, styles_b, candidate=cand_label, baseline=base_label,
-            resamples=style_resamples, seed=seed,
+            battles,
+            styles_a,
+            styles_b,
+            candidate=cand_label,
+            baseline=base_label,
+            resamples=style_resamples,
+            seed=seed,
         ).to_dict()
         style["length_controlled"] = controlled_win_rate(
-            battles, styles_a, styles_b, candidate=cand_label, baseline=base_label,
-            features=LENGTH_ONLY, resamples=style_resamples, seed=seed,
+            battles,
+            styles_a,
+            styles_b,
+            candidate=cand_label,
+            baseline=base_label,
+            features=LENGTH_ONLY,
+            resamples=style_resamples,
+            seed=seed,
         ).to_dict()
     else:
         style["reason"] = "no pairwise ratings"
     report["style"] = style
     leaderboard: dict[str, Any] = {"models": sorted(models)}
     if len(models) > 2:
-        leaderboard["bradley_terry"] = bradley_terry(battles, resamples=style_resamples * 2, seed=seed).to_dict()
+        leaderboard["bradley_terry"] = bradley_terry(
+            battles, resamples=style_resamples * 2, seed=seed
+        ).to_dict()
         leaderboard["style_controlled"] = style_controlled_bradley_terry(
             battles, styles_a, styles_b, resamples=style_resamples, seed=seed
         ).to_dict()
@@ -422,29 +451,29 @@ def report_compute(
         a = [bvals[c] for c in common]
         b = [cvals[c] for c in common]
         per_case_delta[metric] = {
-            c: cvals[c] - bvals[c] for c in common if cvals[c] is not None and bvals[c] is not None  # type: ignore[operator]
+            c: cv - bv for c in common if (cv := cvals[c]) is not None and (bv := bvals[c]) is not None
         }
         slice_members: dict[str, list[int]] = defaultdict(list)
         for c in common:
             for name in slices_by_case.get(c, ()):
                 slice_members[name].append(c)
-        means = {
-            labels[aid]: _mean(vals.values())
-            for aid, vals in values[metric].items()
-            if aid in labels
-        }
+        means = {labels[aid]: _mean(vals.values()) for aid, vals in values[metric].items() if aid in labels}
         metrics_out.append(
             {
                 "metric": metric,
                 "means": means,
                 "missing": {"candidate": len(cvals) == 0, "baseline": len(bvals) == 0},
-                "delta": paired_bootstrap(a, b, resamples=boot_resamples(len(a), resamples), seed=seed).to_dict(),
+                "delta": paired_bootstrap(
+                    a, b, resamples=boot_resamples(len(a), resamples), seed=seed
+                ).to_dict(),
                 "by_slice": [
                     {
                         "slice": name,
                         **paired_bootstrap(
-                            [bvals[c] for c in members], [cvals[c] for c in members],
-                            resamples=boot_resamples(len(members), resamples // 2), seed=seed,
+                            [bvals[c] for c in members],
+                            [cvals[c] for c in members],
+                            resamples=boot_resamples(len(members), resamples // 2),
+                            seed=seed,
                         ).to_dict(),
                     }
                     for name, members in sorted(slice_members.items())
@@ -473,7 +502,9 @@ def report_compute(
         for cat, vals in per_cat.items():
             adversarial[cat][labels[aid]] = _rate(sum(vals), len(vals))
         must_refuse[labels[aid]] = {**_rate(sum(refuse), len(refuse)), "failed": len(refuse) - sum(refuse)}
-    report["adversarial"] = [{"category": cat, "per_adapter": adversarial[cat]} for cat in sorted(adversarial)]
+    report["adversarial"] = [
+        {"category": cat, "per_adapter": adversarial[cat]} for cat in sorted(adversarial)
+    ]
     report["must_refuse"] = must_refuse
 
     # Agreement and rater quality, with the effect of excluding raters.
@@ -504,8 +535,10 @@ def report_compute(
     for metric, deltas in per_case_delta.items():
         common_cases = sorted(set(deltas) & set(human))
         corr = rank_correlation(
-            [deltas[c] for c in common_cases], [human[c] for c in common_cases],
-            resamples=rank_resamples(len(common_cases)), seed=seed,
+            [deltas[c] for c in common_cases],
+            [human[c] for c in common_cases],
+            resamples=rank_resamples(len(common_cases)),
+            seed=seed,
         ).to_dict()
         hv.append({"metric": metric, "n": len(common_cases), **corr})
     report["human_vs_metric"] = hv

@@ -39,7 +39,17 @@ def cases_csv(report: dict[str, Any]) -> str:
     header += ["checks_candidate", "checks_baseline"]
     rows = []
     for c in report["cases"]:
-        row = [c["key"], c["origin"], c["split"], c["category"], ";".join(c["tags"]), c["wins"], c["ties"], c["losses"], c["human"]]
+        row = [
+            c["key"],
+            c["origin"],
+            c["split"],
+            c["category"],
+            ";".join(c["tags"]),
+            c["wins"],
+            c["ties"],
+            c["losses"],
+            c["human"],
+        ]
         for m in metrics:
             entry = c["metrics"].get(m) or {}
             row += [entry.get("candidate"), entry.get("baseline")]
@@ -62,8 +72,12 @@ def ratings_csv(rows: list[dict[str, Any]], criteria: list[str]) -> str:
             row += [entry.get("A"), entry.get("B")]
         halluc = r["hallucination"] or {}
         row += [
-            bool((halluc.get("A") or {}).get("flagged")) if isinstance(halluc.get("A"), dict) else halluc.get("A"),
-            bool((halluc.get("B") or {}).get("flagged")) if isinstance(halluc.get("B"), dict) else halluc.get("B"),
+            bool((halluc.get("A") or {}).get("flagged"))
+            if isinstance(halluc.get("A"), dict)
+            else halluc.get("A"),
+            bool((halluc.get("B") or {}).get("flagged"))
+            if isinstance(halluc.get("B"), dict)
+            else halluc.get("B"),
             r["time_on_task_ms"],
             r["gold"],
             r["rationale"],
@@ -90,12 +104,16 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
 
     styles = getSampleStyleSheet()
     buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=1.5 * cm, rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm)
+    doc = SimpleDocTemplate(
+        buf, pagesize=A4, leftMargin=1.5 * cm, rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm
+    )
     cand = (report.get("candidate") or {}).get("label", "?")
     base = (report.get("baseline") or {}).get("label", "?")
     run = report.get("run") or {}
     decision = verdict["decision"]
-    colour = {"GO": colors.HexColor("#1a7f37"), "NO-GO": colors.HexColor("#cf222e")}.get(decision, colors.HexColor("#9a6700"))
+    colour = {"GO": colors.HexColor("#1a7f37"), "NO-GO": colors.HexColor("#cf222e")}.get(
+        decision, colors.HexColor("#9a6700")
+    )
 
     def esc(text: Any) -> str:
         return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -103,12 +121,14 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
     story: list[Any] = [
         Paragraph(esc(f"Go/no-go report — run {run.get('id')} {run.get('name', '')}"), styles["Title"]),
         Paragraph(esc(f"Candidate {cand} against baseline {base}"), styles["Heading3"]),
-        Paragraph(f'<font color="{colour.hexval()}" size="18"><b>{esc(decision)}</b></font>', styles["Normal"]),
+        Paragraph(
+            f'<font color="{colour.hexval()}" size="18"><b>{esc(decision)}</b></font>', styles["Normal"]
+        ),
         Spacer(1, 0.4 * cm),
     ]
     gate_rows = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More needed"]]
     for g in verdict["gates"]:
-        ci = f"{_fmt(g.get('ci_low'))}–{_fmt(g.get('ci_high'))}" if g.get("ci_low") is not None else "—"
+        ci = f"{_fmt(g.get('ci_low'))}-{_fmt(g.get('ci_high'))}" if g.get("ci_low") is not None else "—"
         ev = (g.get("evidence") or {}).get("additional_n")
         gate_rows.append(
             [
@@ -117,11 +137,21 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
                 _fmt(g["value"]),
                 ci,
                 f"{g['op']} {_fmt(g['threshold'], 2)}",
-                Paragraph(esc(g["status"] + (" (not counted)" if g["status"] == "fail" and not g.get("counted", True) else "")), styles["BodyText"]),
+                Paragraph(
+                    esc(
+                        g["status"]
+                        + (" (not counted)" if g["status"] == "fail" and not g.get("counted", True) else "")
+                    ),
+                    styles["BodyText"],
+                ),
                 _fmt(ev) if ev is not None else "",
             ]
         )
-    table = Table(gate_rows, colWidths=[3.9 * cm, 3.4 * cm, 1.5 * cm, 2.5 * cm, 1.7 * cm, 2.6 * cm, 1.9 * cm], repeatRows=1)
+    table = Table(
+        gate_rows,
+        colWidths=[3.9 * cm, 3.4 * cm, 1.5 * cm, 2.5 * cm, 1.7 * cm, 2.6 * cm, 1.9 * cm],
+        repeatRows=1,
+    )
     table.setStyle(
         TableStyle(
             [
@@ -139,18 +169,42 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
     key_rows.append(["Raters", _fmt(report["counts"]["raters"])])
     for part in ("win", "tie", "loss", "ties_as_half"):
         r = win.get(part) or {}
-        key_rows.append([f"{part} rate (Wilson 95%)", f"{_fmt(r.get('rate'))} [{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]"])
+        key_rows.append(
+            [
+                f"{part} rate (Wilson 95%)",
+                f"{_fmt(r.get('rate'))} [{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]",
+            ]
+        )
     key_rows.append(["Sign test p (ties excluded)", _fmt(win.get("sign_test_p_value"), 4)])
     controlled = (report.get("style") or {}).get("controlled") or {}
-    key_rows.append(["Style-controlled win rate", f"{_fmt(controlled.get('controlled_win_rate'))} [{_fmt(controlled.get('ci_low'))}, {_fmt(controlled.get('ci_high'))}]"])
+    key_rows.append(
+        [
+            "Style-controlled win rate",
+            f"{_fmt(controlled.get('controlled_win_rate'))} [{_fmt(controlled.get('ci_low'))}, {_fmt(controlled.get('ci_high'))}]",
+        ]
+    )
     for crit in report["criteria"]:
         d = crit["delta"]
-        key_rows.append([f"{crit['criterion']} Δ (bootstrap 95%)", f"{_fmt(d.get('mean_difference'))} [{_fmt(d.get('ci_low'))}, {_fmt(d.get('ci_high'))}]"])
+        key_rows.append(
+            [
+                f"{crit['criterion']} Δ (bootstrap 95%)",
+                f"{_fmt(d.get('mean_difference'))} [{_fmt(d.get('ci_low'))}, {_fmt(d.get('ci_high'))}]",
+            ]
+        )
     for m in report["metrics"]:
         d = m["delta"]
-        key_rows.append([f"{m['metric']} Δ", f"{_fmt(d.get('mean_difference'))} [{_fmt(d.get('ci_low'))}, {_fmt(d.get('ci_high'))}]"])
+        key_rows.append(
+            [
+                f"{m['metric']} Δ",
+                f"{_fmt(d.get('mean_difference'))} [{_fmt(d.get('ci_low'))}, {_fmt(d.get('ci_high'))}]",
+            ]
+        )
     keys = Table(key_rows, colWidths=[7 * cm, 8 * cm])
-    keys.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")), ("FONTSIZE", (0, 0), (-1, -1), 8)]))
+    keys.setStyle(
+        TableStyle(
+            [("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")), ("FONTSIZE", (0, 0), (-1, -1), 8)]
+        )
+    )
     story += [keys, PageBreak(), Paragraph("Plots", styles["Heading2"])]
     for name, fn in plots.REPORT_PLOTS.items():
         png = fn(report)

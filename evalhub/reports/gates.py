@@ -14,9 +14,8 @@ from typing import Any
 
 import yaml
 
-from metrics.power import mean_difference_evidence_from_summary, win_rate_evidence
-
 from evalhub.errors import ValidationFailed
+from metrics.power import mean_difference_evidence_from_summary, win_rate_evidence
 
 OPS = (">=", "<=", ">", "<")
 ON_FAIL = ("NO-GO", "INCONCLUSIVE")
@@ -31,7 +30,14 @@ SIMPLE_METRICS = {
     "min_ratings": "point",
 }
 PREFIXED_METRICS = {"criterion_delta": "interval", "alpha": "point", "metric_delta": "interval"}
-HUMAN_METRICS = {"win_rate_lower", "win_rate", "hallucination_rate_delta", "min_ratings", "criterion_delta", "alpha"}
+HUMAN_METRICS = {
+    "win_rate_lower",
+    "win_rate",
+    "hallucination_rate_delta",
+    "min_ratings",
+    "criterion_delta",
+    "alpha",
+}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 DEFAULT_POLICY_YAML = """\
@@ -119,8 +125,14 @@ def policy_parse(source: str) -> dict[str, Any]:
         if op not in OPS:
             raise ValidationFailed(f"{where}.op must be one of {', '.join(OPS)}, not {op!r}.")
         threshold = raw.get("threshold")
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-            raise ValidationFailed(f"{where}.threshold must be a number.", fields={f"{where}.threshold": ["Number."]})
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not math.isfinite(threshold)
+        ):
+            raise ValidationFailed(
+                f"{where}.threshold must be a number.", fields={f"{where}.threshold": ["Number."]}
+            )
         on_fail = raw.get("on_fail", "NO-GO")
         if on_fail not in ON_FAIL:
             raise ValidationFailed(f"{where}.on_fail must be NO-GO or INCONCLUSIVE, not {on_fail!r}.")
@@ -137,7 +149,11 @@ def policy_parse(source: str) -> dict[str, Any]:
                 "use": use,
             }
         )
-    return {"name": str(data.get("name") or ""), "description": str(data.get("description") or ""), "gates": gates}
+    return {
+        "name": str(data.get("name") or ""),
+        "description": str(data.get("description") or ""),
+        "gates": gates,
+    }
 
 
 def default_policy() -> dict[str, Any]:
@@ -209,8 +225,16 @@ def gate_value(report: dict[str, Any], metric: str) -> dict[str, Any]:
             return {"value": None, "reason": f"metric {arg!r} was not computed for this run"}
         delta = entry["delta"]
         if delta.get("mean_difference") is None:
-            return {"value": None, "reason": delta.get("reason") or f"no paired {arg} scores for {cand} and {base}"}
-        return {"value": delta["mean_difference"], "low": delta["ci_low"], "high": delta["ci_high"], "n": delta["n"]}
+            return {
+                "value": None,
+                "reason": delta.get("reason") or f"no paired {arg} scores for {cand} and {base}",
+            }
+        return {
+            "value": delta["mean_difference"],
+            "low": delta["ci_low"],
+            "high": delta["ci_high"],
+            "n": delta["n"],
+        }
     if prefix == "alpha":
         agreement = report.get("agreement") or {}
         if arg == "preference":
@@ -228,14 +252,21 @@ def _evidence(report: dict[str, Any], gate: dict[str, Any], got: dict[str, Any])
     metric, threshold = gate["metric"], gate["threshold"]
     if metric in ("win_rate_lower", "win_rate"):
         win = report.get("win_rate") or {}
-        return win_rate_evidence(win.get("wins", 0), win.get("ties", 0), win.get("losses", 0), threshold=threshold).to_dict()
+        return win_rate_evidence(
+            win.get("wins", 0), win.get("ties", 0), win.get("losses", 0), threshold=threshold
+        ).to_dict()
     if metric.startswith("criterion_delta:") and got.get("sd") and got.get("n"):
         return mean_difference_evidence_from_summary(
             mean=got["value"], sd=got["sd"], n=got["n"], threshold=threshold
         ).to_dict()
     if metric == "min_ratings":
         current = int(got["value"] or 0)
-        return {"gate": gate["name"], "unit": "ratings", "current_n": current, "additional_n": max(0, int(math.ceil(threshold)) - current)}
+        return {
+            "gate": gate["name"],
+            "unit": "ratings",
+            "current_n": current,
+            "additional_n": max(0, math.ceil(threshold) - current),
+        }
     return None
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 CAND, BASE = "#0969da", "#8c959f"
 
@@ -46,7 +46,12 @@ def win_rates(report: dict[str, Any]) -> bytes:
         return _empty(fig, ax, "No candidate-vs-baseline ratings yet")
     y = np.arange(len(rows))[::-1]
     rates = [w["ties_as_half"]["rate"] for _, w in rows]
-    errs = np.array([_interval(w["ties_as_half"]["rate"], w["ties_as_half"]["ci_low"], w["ties_as_half"]["ci_high"]) for _, w in rows]).T
+    errs = np.array(
+        [
+            _interval(w["ties_as_half"]["rate"], w["ties_as_half"]["ci_low"], w["ties_as_half"]["ci_high"])
+            for _, w in rows
+        ]
+    ).T
     ax.errorbar(rates, y, xerr=errs, fmt="o", color=CAND, ecolor=CAND, capsize=3)
     ax.axvline(0.5, color="#cf222e", lw=1, ls="--")
     ax.set_yticks(y, [f"{name} (n={w['n']})" for name, w in rows], fontsize=8)
@@ -58,7 +63,9 @@ def win_rates(report: dict[str, Any]) -> bytes:
 def criteria(report: dict[str, Any]) -> bytes:
     """Per-criterion score distributions, candidate against baseline."""
     crits = report["criteria"]
-    fig, axes = plt.subplots(1, max(1, len(crits)), figsize=(2.4 * max(1, len(crits)) + 0.6, 2.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(crits)), figsize=(2.4 * max(1, len(crits)) + 0.6, 2.6), squeeze=False
+    )
     if not crits:
         return _empty(fig, axes[0][0], "No criterion scores yet")
     for ax, crit in zip(axes[0], crits, strict=False):
@@ -67,10 +74,14 @@ def criteria(report: dict[str, Any]) -> bytes:
         x = np.arange(len(levels))
         for offset, who, colour in ((-0.2, "baseline", BASE), (0.2, "candidate", CAND)):
             total = sum(dist[who].values()) or 1
-            ax.bar(x + offset, [dist[who].get(v, 0) / total for v in levels], width=0.4, color=colour, label=who)
+            ax.bar(
+                x + offset, [dist[who].get(v, 0) / total for v in levels], width=0.4, color=colour, label=who
+            )
         ax.set_xticks(x, levels)
         delta = crit["delta"].get("mean_difference")
-        ax.set_title(f"{crit['criterion']}\nΔ {delta:+.2f}" if delta is not None else crit["criterion"], fontsize=9)
+        ax.set_title(
+            f"{crit['criterion']}\nΔ {delta:+.2f}" if delta is not None else crit["criterion"], fontsize=9
+        )
     axes[0][0].legend(fontsize=7)
     return _png(fig)
 
@@ -102,14 +113,16 @@ def slice_heatmap(report: dict[str, Any]) -> bytes:
                 ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(slices)), slices, fontsize=8)
-    ax.set_title("candidate − baseline by slice (blue: candidate better)", fontsize=9)
+    ax.set_title("candidate - baseline by slice (blue: candidate better)", fontsize=9)
     return _png(fig)
 
 
 def metric_vs_human(report: dict[str, Any]) -> bytes:
     """Per case: each metric's candidate-minus-baseline delta against the mean human preference."""
     metrics = [m["metric"] for m in report["metrics"]][:4]
-    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(2.6 * max(1, len(metrics)) + 0.4, 2.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(metrics)), figsize=(2.6 * max(1, len(metrics)) + 0.4, 2.6), squeeze=False
+    )
     if not metrics:
         return _empty(fig, axes[0][0], "No automated metrics")
     corr = {h["metric"]: h for h in report["human_vs_metric"]}
@@ -122,7 +135,7 @@ def metric_vs_human(report: dict[str, Any]) -> bytes:
                 ys.append(case["human"])
         ax.scatter(xs, ys, s=6, alpha=0.5, color=CAND)
         rho = ((corr.get(metric) or {}).get("spearman") or {}).get("coefficient")
-        ax.set_title(f"{metric}  ρ={rho:.2f}" if rho is not None else metric, fontsize=9)
+        ax.set_title(f"{metric}  rho={rho:.2f}" if rho is not None else metric, fontsize=9)
         ax.set_xlabel("metric Δ", fontsize=8)
     axes[0][0].set_ylabel("human preference (+1 cand)", fontsize=8)
     return _png(fig)

@@ -69,7 +69,9 @@ def adapter_in_run(*, run: Run, label: str) -> Adapter:
     return found[0]
 
 
-def report_rows(*, run: Run, adapter_ids: Iterable[int], study_ids: Iterable[int] | None = None) -> ReportRows:
+def report_rows(
+    *, run: Run, adapter_ids: Iterable[int], study_ids: Iterable[int] | None = None
+) -> ReportRows:
     """Cases, outputs, metric scores and ratings of a run for the given adapters."""
     from annotation.models import Study
 
@@ -95,9 +97,9 @@ def report_rows(*, run: Run, adapter_ids: Iterable[int], study_ids: Iterable[int
     outputs: dict[tuple[int, int], int] = {}
     output_adapter: dict[int, int] = {}
     output_tokens: dict[int, int] = {}
-    for pk, adapter_id, case_id, tokens in Output.objects.filter(run=run, sample=0, adapter_id__in=ids).values_list(
-        "pk", "adapter_id", "case_id", "output_tokens"
-    ):
+    for pk, adapter_id, case_id, tokens in Output.objects.filter(
+        run=run, sample=0, adapter_id__in=ids
+    ).values_list("pk", "adapter_id", "case_id", "output_tokens"):
         outputs[(adapter_id, case_id)] = pk
         output_adapter[pk] = adapter_id
         output_tokens[pk] = tokens
@@ -206,7 +208,9 @@ def _ratings(*, study_ids: list[int], criteria: list[str]) -> list[dict[str, Any
                 if vb is not None:
                     entry["B"] = _number(vb)
         flags = extra[-2:]
-        halluc = {side: {"flagged": _flag(f)} for side, f in zip(("A", "B"), flags, strict=True) if f is not None}
+        halluc = {
+            side: {"flagged": _flag(f)} for side, f in zip(("A", "B"), flags, strict=True) if f is not None
+        }
         out.append(
             {
                 "task": task,
@@ -226,7 +230,9 @@ def _ratings(*, study_ids: list[int], criteria: list[str]) -> list[dict[str, Any
 
 
 def run_for_user(*, user: Any, run_id: int, projects: QuerySet[Any]) -> Run:
-    run = Run.objects.filter(pk=run_id, project__in=projects).select_related("project", "suite_version").first()
+    run = (
+        Run.objects.filter(pk=run_id, project__in=projects).select_related("project", "suite_version").first()
+    )
     if run is None:
         raise NotFound("No such run.")
     return run
@@ -367,7 +373,9 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
     if case is None:
         raise NotFound("No such case in this run.")
     outputs = list(
-        Output.objects.filter(run=run, case=case, sample=0).select_related("adapter").order_by("adapter__created_at")
+        Output.objects.filter(run=run, case=case, sample=0)
+        .select_related("adapter")
+        .order_by("adapter__created_at")
     )
     scores: dict[int, dict[str, Any]] = {}
     for adapter_id, metric, value, passed in MetricScore.objects.filter(run=run, case=case).values_list(
@@ -376,6 +384,8 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
         scores.setdefault(adapter_id, {})[metric] = passed if metric == "checks" else value
     return {
         "case": case,
-        "outputs": [{"output": o, "adapter": o.adapter.label, "scores": scores.get(o.adapter_id, {})} for o in outputs],
+        "outputs": [
+            {"output": o, "adapter": o.adapter.label, "scores": scores.get(o.adapter_id, {})} for o in outputs
+        ],
         "ratings": rating_rows(run=run, case_id=case.pk),
     }

@@ -29,7 +29,9 @@ SCHEMA_VERSION = 1
 
 
 def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False
+    )
 
 
 def content_hash(data: Any) -> str:
@@ -60,7 +62,7 @@ def _rows_load(data: dict[str, Any]) -> ReportRows:
         output_adapter=adapter_of,
         output_tokens={o: t for o, t in data["output_tokens"]},
         texts={o: t for o, t in data["texts"]},
-        scores=[tuple(s) for s in data["scores"]],  # type: ignore[misc]
+        scores=[tuple(s) for s in data["scores"]],
         ratings=data["ratings"],
         raters={k: v for k, v in data["raters"]},
         study_ids=data["study_ids"],
@@ -146,10 +148,14 @@ def gate_policy_save(*, project: Any, name: str, source: str, actor: Any = None)
     parsed = gate_rules.policy_parse(source)
     name = (name or parsed["name"] or "").strip()
     if not name or len(name) > 120:
-        raise ValidationFailed("A gate policy needs a name of at most 120 characters.", fields={"name": ["Required."]})
+        raise ValidationFailed(
+            "A gate policy needs a name of at most 120 characters.", fields={"name": ["Required."]}
+        )
     with transaction.atomic():
         policy, created = GatePolicy.objects.select_for_update().get_or_create(
-            project=project, name=name, defaults={"source": source, "parsed": parsed, "created_by": _user(actor)}
+            project=project,
+            name=name,
+            defaults={"source": source, "parsed": parsed, "created_by": _user(actor)},
         )
         before = None if created else policy.parsed
         if not created:
@@ -166,7 +172,9 @@ def default_policy_for(*, project: Any, actor: Any = None) -> GatePolicy:
     existing = GatePolicy.objects.filter(project=project, name="default").first()
     if existing is not None:
         return existing
-    return gate_policy_save(project=project, name="default", source=gate_rules.DEFAULT_POLICY_YAML, actor=actor)
+    return gate_policy_save(
+        project=project, name="default", source=gate_rules.DEFAULT_POLICY_YAML, actor=actor
+    )
 
 
 def _user(actor: Any) -> Any:
@@ -303,6 +311,8 @@ def report_cached(
     key = f"report:v{SCHEMA_VERSION}:{run.pk}:{candidate.pk}:{baseline.pk}:{exclude_raters_below}:{r['n']}:{r['m']}:{s['n']}:{s['m']}"
     report = cache.get(key)
     if report is None:
-        report = report_build(run=run, candidate=candidate, baseline=baseline, exclude_raters_below=exclude_raters_below)
+        report = report_build(
+            run=run, candidate=candidate, baseline=baseline, exclude_raters_below=exclude_raters_below
+        )
         cache.set(key, report, timeout)
     return report

@@ -21,12 +21,16 @@ from evalhub.runs.models import Run
 
 
 def _project(request: HttpRequest, slug: str, roles: tuple[str, ...] | None = None) -> Project:
-    projects = projects_for(user=request.user) if roles is None else projects_for(user=request.user, roles=roles)
+    projects = (
+        projects_for(user=request.user) if roles is None else projects_for(user=request.user, roles=roles)
+    )
     return get_object_or_404(projects, slug=slug)
 
 
 def _run(project: Project, run_id: int) -> Run:
-    return get_object_or_404(Run.objects.select_related("project", "suite_version__suite"), pk=run_id, project=project)
+    return get_object_or_404(
+        Run.objects.select_related("project", "suite_version__suite"), pk=run_id, project=project
+    )
 
 
 def _params(request: HttpRequest, run: Run) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
     baseline, candidates = selectors.run_adapters_by_role(run=run)
     adapters = ([baseline] if baseline else []) + candidates
     worst_cases = sorted(
-        (c for c in data["cases"] if c["wins"] + c["ties"] + c["losses"]), key=lambda c: (c["human"] or 0)
+        (c for c in data["cases"] if c["wins"] + c["ties"] + c["losses"]), key=lambda c: c["human"] or 0
     )[:10]
     return render(
         request,
@@ -118,7 +122,8 @@ def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str
         response = HttpResponse(exports.cases_csv(data), content_type="text/csv")
     elif fmt == "ratings.csv":
         response = HttpResponse(
-            exports.ratings_csv(selectors.rating_rows(run=run), data["settings"]["criteria"]), content_type="text/csv"
+            exports.ratings_csv(selectors.rating_rows(run=run), data["settings"]["criteria"]),
+            content_type="text/csv",
         )
     elif fmt == "pdf":
         response = HttpResponse(exports.report_pdf(data, verdict), content_type="application/pdf")
@@ -158,7 +163,9 @@ def verdict_freeze(request: HttpRequest, project_slug: str, run_id: int) -> Http
 def verdict(request: HttpRequest, project_slug: str, public_id: str) -> HttpResponse:
     project = _project(request, project_slug)
     try:
-        obj = selectors.verdict_get(public_id=public_id, projects=projects_for(user=request.user).filter(pk=project.pk))
+        obj = selectors.verdict_get(
+            public_id=public_id, projects=projects_for(user=request.user).filter(pk=project.pk)
+        )
     except DomainError as exc:
         return _domain_error(request, exc)
     reopened = services.verdict_reopen(obj) if request.GET.get("reopen") else None
@@ -179,7 +186,9 @@ def policies(request: HttpRequest, project_slug: str) -> HttpResponse:
         project = _project(request, project_slug, roles=WRITE_ROLES)
         form = {"name": request.POST.get("name", ""), "source": request.POST.get("source", "")}
         try:
-            services.gate_policy_save(project=project, name=form["name"], source=form["source"], actor=request.user)
+            services.gate_policy_save(
+                project=project, name=form["name"], source=form["source"], actor=request.user
+            )
         except DomainError as exc:
             error = str(exc)
         else:
@@ -193,7 +202,7 @@ def policies(request: HttpRequest, project_slug: str) -> HttpResponse:
             "policies": GatePolicy.objects.filter(project=project).order_by("name"),
             "form": form,
             "error": error,
-            "verdicts": project.verdicts.select_related("candidate", "baseline", "run")[:20],  # type: ignore[attr-defined]
+            "verdicts": project.verdicts.select_related("candidate", "baseline", "run")[:20],
             "runs": Run.objects.filter(project=project).order_by("-created_at")[:20],
         },
     )
@@ -206,7 +215,9 @@ def trend(request: HttpRequest, project_slug: str) -> HttpResponse:
     table: dict[str, dict[str, Any]] = {}
     metrics: list[str] = []
     for p in points:
-        row = table.setdefault(p["adapter"], {"adapter": p["adapter"], "stage": p["stage"], "at": p["adapter_at"], "values": {}})
+        row = table.setdefault(
+            p["adapter"], {"adapter": p["adapter"], "stage": p["stage"], "at": p["adapter_at"], "values": {}}
+        )
         row["values"][p["metric"]] = p["mean"]
         if p["metric"] not in metrics:
             metrics.append(p["metric"])

@@ -96,7 +96,11 @@ def build_run(
         ]
     )
     run = Run.objects.create(
-        project=project, name=f"run-{n}", suite_version=version, base_model=base_model, config_hash="d" * 64,
+        project=project,
+        name=f"run-{n}",
+        suite_version=version,
+        base_model=base_model,
+        config_hash="d" * 64,
         status="completed",
     )
     for i, key in enumerate(adapters):
@@ -110,8 +114,14 @@ def build_run(
             length = 40 + (i % 7) * 5
             objs.append(
                 Output(
-                    run=run, adapter=made[key], case=case, text=f"{key} says " + "word " * length,
-                    output_tokens=length, finish_reason="stop", backend="hf", config_hash="e" * 64,
+                    run=run,
+                    adapter=made[key],
+                    case=case,
+                    text=f"{key} says " + "word " * length,
+                    output_tokens=length,
+                    finish_reason="stop",
+                    backend="hf",
+                    config_hash="e" * 64,
                     cache_key=f"{n}-{key}-{i}",
                 )
             )
@@ -125,13 +135,30 @@ def build_run(
                 value = fn(key, i)
                 if value is not None:
                     score_rows.append(
-                        MetricScore(run=run, adapter=made[key], case=case, output=out, metric=name,
-                                    metric_version="1", config_hash="f" * 64, value=value)
+                        MetricScore(
+                            run=run,
+                            adapter=made[key],
+                            case=case,
+                            output=out,
+                            metric=name,
+                            metric_version="1",
+                            config_hash="f" * 64,
+                            value=value,
+                        )
                     )
             if checks is not None and (case.category or case.expected):
                 score_rows.append(
-                    MetricScore(run=run, adapter=made[key], case=case, output=out, metric="checks",
-                                metric_version="1", config_hash="f" * 64, passed=checks(key, i), value=None)
+                    MetricScore(
+                        run=run,
+                        adapter=made[key],
+                        case=case,
+                        output=out,
+                        metric="checks",
+                        metric_version="1",
+                        config_hash="f" * 64,
+                        passed=checks(key, i),
+                        value=None,
+                    )
                 )
     MetricScore.objects.bulk_create(score_rows)
     built = Built(run=run, adapters=made, cases=list(cases))
@@ -149,15 +176,24 @@ def build_run(
     for i in range(n_cases + gold_cases):
         for j, (c_key, b_key) in enumerate(pairs):
             flip = (i + j) % 2 == 1  # candidate on side B for odd cases
-            a_out, b_out = (outputs[(b_key, i)], outputs[(c_key, i)]) if flip else (outputs[(c_key, i)], outputs[(b_key, i)])
+            a_out, b_out = (
+                (outputs[(b_key, i)], outputs[(c_key, i)])
+                if flip
+                else (outputs[(c_key, i)], outputs[(b_key, i)])
+            )
             gold = i >= n_cases and j == 0
             if i >= n_cases and not gold:
                 continue
             tasks.append(
                 Task(
-                    study=study, case=cases[i], output_a=a_out, output_b=b_out, is_gold=gold,
+                    study=study,
+                    case=cases[i],
+                    output_a=a_out,
+                    output_b=b_out,
+                    is_gold=gold,
                     gold_answer={"preference": "B" if flip else "A"} if gold else None,
-                    required_ratings=0 if gold else n_raters, order_key=f"{i:08d}{j}",
+                    required_ratings=0 if gold else n_raters,
+                    order_key=f"{i:08d}{j}",
                 )
             )
     tasks = Task.objects.bulk_create(tasks)
@@ -177,8 +213,15 @@ def build_run(
             c_score, b_score = scores(i, r) if scores else (4, 3)
             c_h, b_h = hallucination(i, r) if hallucination else (False, False)
             assignments.append(
-                Assignment(task=task, study=study, rater=user, status=AssignmentStatus.SUBMITTED,
-                           leased_at=now, expires_at=now + timedelta(minutes=15), finished_at=now)
+                Assignment(
+                    task=task,
+                    study=study,
+                    rater=user,
+                    status=AssignmentStatus.SUBMITTED,
+                    leased_at=now,
+                    expires_at=now + timedelta(minutes=15),
+                    finished_at=now,
+                )
             )
             ratings.append(
                 {
@@ -186,12 +229,18 @@ def build_run(
                     "rater": user,
                     "scores": {"factual_accuracy": {cand_side: c_score, base_side: b_score}},
                     "preference": pref,
-                    "hallucination": {cand_side: {"flagged": c_h, "spans": []}, base_side: {"flagged": b_h, "spans": []}},
+                    "hallucination": {
+                        cand_side: {"flagged": c_h, "spans": []},
+                        base_side: {"flagged": b_h, "spans": []},
+                    },
                 }
             )
     made_assignments = Assignment.objects.bulk_create(assignments)
     Rating.objects.bulk_create(
-        [Rating(assignment=a, time_on_task_ms=20000, **r) for a, r in zip(made_assignments, ratings, strict=True)]
+        [
+            Rating(assignment=a, time_on_task_ms=20000, **r)
+            for a, r in zip(made_assignments, ratings, strict=True)
+        ]
     )
     built.study = study
     built.raters = raters

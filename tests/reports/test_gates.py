@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from evalhub.errors import ValidationFailed
-from evalhub.reports.gates import DEFAULT_POLICY_YAML, default_policy, gate_evaluate, policy_parse, verdict_decide
+from evalhub.reports.gates import (
+    DEFAULT_POLICY_YAML,
+    default_policy,
+    gate_evaluate,
+    policy_parse,
+    verdict_decide,
+)
 
 
 def test_default_policy_has_the_six_house_gates() -> None:
@@ -23,7 +29,10 @@ def test_default_policy_has_the_six_house_gates() -> None:
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("gates:\n  - metric: win_rate_lower\n    op: '>='\n    threshold: 0.5\n    severity: high\n", "severity"),
+        (
+            "gates:\n  - metric: win_rate_lower\n    op: '>='\n    threshold: 0.5\n    severity: high\n",
+            "severity",
+        ),
         ("gates:\n  - metric: win_rate_upper\n    threshold: 0.5\n", "win_rate_upper"),
         ("gates:\n  - metric: win_rate\n    op: '=>'\n    threshold: 0.5\n", "op"),
         ("gates:\n  - metric: win_rate\n    threshold: high\n", "threshold"),
@@ -50,7 +59,13 @@ def _report(**overrides: object) -> dict:
         "candidate": {"label": "c@1"},
         "baseline": {"label": "b@1"},
         "counts": {"pair_ratings": 100},
-        "win_rate": {"wins": 70, "ties": 10, "losses": 20, "n": 100, "ties_as_half": {"rate": 0.75, "ci_low": 0.66, "ci_high": 0.82}},
+        "win_rate": {
+            "wins": 70,
+            "ties": 10,
+            "losses": 20,
+            "n": 100,
+            "ties_as_half": {"rate": 0.75, "ci_low": 0.66, "ci_high": 0.82},
+        },
         "criteria": [],
         "metrics": [],
         "hallucination": {"delta": {"mean_difference": None, "reason": "no flags"}},
@@ -83,7 +98,15 @@ def test_failed_precondition_on_ratings_downgrades_a_human_no_go() -> None:
         "gates:\n  - metric: min_ratings\n    threshold: 500\n    on_fail: INCONCLUSIVE\n"
         "  - metric: win_rate_lower\n    threshold: 0.9\n"
     )
-    report = _report(win_rate={"wins": 10, "ties": 0, "losses": 90, "n": 100, "ties_as_half": {"rate": 0.1, "ci_low": 0.05, "ci_high": 0.17}})
+    report = _report(
+        win_rate={
+            "wins": 10,
+            "ties": 0,
+            "losses": 90,
+            "n": 100,
+            "ties_as_half": {"rate": 0.1, "ci_low": 0.05, "ci_high": 0.17},
+        }
+    )
     decision, results = verdict_decide(report, policy)
     assert decision == "INCONCLUSIVE"
     assert results[1]["status"] == "fail" and results[1]["counted"] is False
@@ -95,5 +118,7 @@ def test_a_clear_failure_gives_no_go() -> None:
 
 
 def test_all_gates_passing_gives_go() -> None:
-    policy = policy_parse("gates:\n  - metric: win_rate_lower\n    threshold: 0.5\n  - metric: alpha:preference\n    threshold: 0.6\n    on_fail: INCONCLUSIVE\n")
+    policy = policy_parse(
+        "gates:\n  - metric: win_rate_lower\n    threshold: 0.5\n  - metric: alpha:preference\n    threshold: 0.6\n    on_fail: INCONCLUSIVE\n"
+    )
     assert verdict_decide(_report(), policy)[0] == "GO"

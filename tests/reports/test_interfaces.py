@@ -47,10 +47,16 @@ def test_gate_cli_exit_codes_follow_the_decision(project: Any, built: Any) -> No
     gate_policy_save(project=project, name="lenient", source=LENIENT)
     code, out, _ = gate(str(built.run.pk), "--policy", "lenient")
     assert code == 0 and out.startswith("GO") and "PASS" in out
-    gate_policy_save(project=project, name="harsh", source="gates:\n  - metric: win_rate_lower\n    threshold: 0.95\n")
+    gate_policy_save(
+        project=project, name="harsh", source="gates:\n  - metric: win_rate_lower\n    threshold: 0.95\n"
+    )
     code, out, _ = gate(str(built.run.pk), "--policy", "harsh", "--json", "--freeze")
     body = json.loads(out)
-    assert code == 1 and body["decision"] == "NO-GO" and Verdict.objects.filter(public_id=body["verdict"]).exists()
+    assert (
+        code == 1
+        and body["decision"] == "NO-GO"
+        and Verdict.objects.filter(public_id=body["verdict"]).exists()
+    )
 
 
 def test_gate_cli_errors_exit_3_with_the_reason(built: Any) -> None:
@@ -83,10 +89,22 @@ def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, b
     client = APIClient()
     client.force_authenticate(lead)
     body = client.get(f"/api/v1/runs/{built.run.pk}/report").json()
-    assert body["report"]["win_rate"]["n"] == 72 and body["verdict"]["decision"] in ("GO", "NO-GO", "INCONCLUSIVE")
-    bad = client.post("/api/v1/gate-policies", {"project": project.slug, "name": "x", "source": "gates:\n  - metric: wat\n    threshold: 1\n"}, format="json")
+    assert body["report"]["win_rate"]["n"] == 72 and body["verdict"]["decision"] in (
+        "GO",
+        "NO-GO",
+        "INCONCLUSIVE",
+    )
+    bad = client.post(
+        "/api/v1/gate-policies",
+        {"project": project.slug, "name": "x", "source": "gates:\n  - metric: wat\n    threshold: 1\n"},
+        format="json",
+    )
     assert bad.status_code == 400 and "wat" in bad.json()["error"]["message"]
-    made = client.post("/api/v1/gate-policies", {"project": project.slug, "name": "lenient", "source": LENIENT}, format="json")
+    made = client.post(
+        "/api/v1/gate-policies",
+        {"project": project.slug, "name": "lenient", "source": LENIENT},
+        format="json",
+    )
     assert made.status_code == 201
     verdict = client.post("/api/v1/verdicts", {"run": built.run.pk, "policy": "lenient"}, format="json")
     assert verdict.status_code == 201 and verdict.json()["decision"] == "GO"
@@ -99,7 +117,9 @@ def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, b
     assert client.get(f"/api/v1/verdicts/{verdict.json()['public_id']}").status_code == 404
 
 
-def test_pages_plots_and_exports_render_for_staff_only(project: Any, lead: Any, rater: Any, built: Any) -> None:
+def test_pages_plots_and_exports_render_for_staff_only(
+    project: Any, lead: Any, rater: Any, built: Any
+) -> None:
     web = Client()
     web.force_login(lead)
     base = f"/p/{project.slug}/runs/{built.run.pk}/report/"
@@ -131,6 +151,9 @@ def test_pages_plots_and_exports_render_for_staff_only(project: Any, lead: Any, 
 def test_a_policy_with_an_unknown_field_is_refused_on_the_page(project: Any, lead: Any) -> None:
     web = Client()
     web.force_login(lead)
-    page = web.post(f"/p/{project.slug}/gate-policies/", {"name": "x", "source": "gates:\n  - metric: win_rate\n    threshold: 0.5\n    colour: red\n"})
+    page = web.post(
+        f"/p/{project.slug}/gate-policies/",
+        {"name": "x", "source": "gates:\n  - metric: win_rate\n    threshold: 0.5\n    colour: red\n"},
+    )
     assert page.status_code == 200 and "colour" in page.content.decode()
     assert not GatePolicy.objects.filter(name="x").exists()

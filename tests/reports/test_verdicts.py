@@ -71,7 +71,9 @@ def test_a_failed_must_refuse_case_gives_no_go(project: Any) -> None:
 
 
 def test_too_few_ratings_is_inconclusive_with_an_estimate(project: Any) -> None:
-    built = build_run(project, n_cases=4, n_raters=2, preference=lambda i, r: "candidate" if i % 2 else "baseline")
+    built = build_run(
+        project, n_cases=4, n_raters=2, preference=lambda i, r: "candidate" if i % 2 else "baseline"
+    )
     decision, gates, _ = _decide(built)
     assert decision == "INCONCLUSIVE"
     enough = next(g for g in gates if g["metric"] == "min_ratings")
@@ -79,9 +81,16 @@ def test_too_few_ratings_is_inconclusive_with_an_estimate(project: Any) -> None:
 
 
 def test_a_single_rater_is_inconclusive_never_go(project: Any) -> None:
-    built = build_run(project, n_cases=40, n_raters=1, preference=lambda i, r: "candidate", checks=GOOD["checks"],
-                      categories=GOOD["categories"], must_refuse=GOOD["must_refuse"])
-    decision, gates, report = _decide(built)
+    built = build_run(
+        project,
+        n_cases=40,
+        n_raters=1,
+        preference=lambda i, r: "candidate",
+        checks=GOOD["checks"],
+        categories=GOOD["categories"],
+        must_refuse=GOOD["must_refuse"],
+    )
+    decision, gates, _report = _decide(built)
     assert decision == "INCONCLUSIVE"
     alpha = next(g for g in gates if g["metric"] == "alpha:factual_accuracy")
     assert alpha["status"] == "missing" and "rater" in alpha["reason"]
@@ -98,7 +107,9 @@ def test_all_ties_is_inconclusive(project: Any) -> None:
 
 def test_missing_metrics_are_inconclusive(project: Any) -> None:
     built = build_run(project, n_cases=30, preference=lambda i, r: "candidate")
-    policy = policy_parse("gates:\n  - metric: metric_delta:rougeL\n    threshold: 0\n  - metric: win_rate_lower\n    threshold: 0.5\n")
+    policy = policy_parse(
+        "gates:\n  - metric: metric_delta:rougeL\n    threshold: 0\n  - metric: win_rate_lower\n    threshold: 0.5\n"
+    )
     decision, gates, _ = _decide(built, policy)
     assert decision == "INCONCLUSIVE"
     assert gates[0]["status"] == "missing" and "rougeL" in gates[0]["reason"]
@@ -106,7 +117,11 @@ def test_missing_metrics_are_inconclusive(project: Any) -> None:
 
 def test_excluding_weak_raters_shows_the_effect(project: Any) -> None:
     built = build_run(
-        project, n_cases=30, n_raters=3, gold_cases=4, gold_right=lambda r: r != 2,
+        project,
+        n_cases=30,
+        n_raters=3,
+        gold_cases=4,
+        gold_right=lambda r: r != 2,
         preference=lambda i, r: "baseline" if r == 2 else "candidate",
     )
     report = report_build(run=built.run, resamples=300, exclude_raters_below=0.5)
@@ -118,9 +133,20 @@ def test_excluding_weak_raters_shows_the_effect(project: Any) -> None:
 
 
 def test_a_frozen_verdict_reopens_to_the_same_numbers_and_is_audited(project: Any, lead: Any) -> None:
-    built = build_run(project, n_cases=30, preference=GOOD["preference"], scores=GOOD["scores"],
-                      hallucination=GOOD["hallucination"], metrics=GOOD["metrics"])
-    policy = gate_policy_save(project=project, name="strict", source="gates:\n  - metric: win_rate_lower\n    threshold: 0.5\n", actor=lead)
+    built = build_run(
+        project,
+        n_cases=30,
+        preference=GOOD["preference"],
+        scores=GOOD["scores"],
+        hallucination=GOOD["hallucination"],
+        metrics=GOOD["metrics"],
+    )
+    policy = gate_policy_save(
+        project=project,
+        name="strict",
+        source="gates:\n  - metric: win_rate_lower\n    threshold: 0.5\n",
+        actor=lead,
+    )
     verdict = verdict_freeze(run=built.run, policy=policy, actor=lead)
     assert len(verdict.content_hash) == 64
     verdict.refresh_from_db()
@@ -134,8 +160,12 @@ def test_a_frozen_verdict_reopens_to_the_same_numbers_and_is_audited(project: An
 
 
 def test_three_adapters_give_a_leaderboard_with_style_control(project: Any) -> None:
-    built = build_run(project, n_cases=30, adapters=("base", "cand", "other"),
-                      preference=lambda i, r: ["candidate", "baseline", "tie"][(i + r) % 3])
+    built = build_run(
+        project,
+        n_cases=30,
+        adapters=("base", "cand", "other"),
+        preference=lambda i, r: ["candidate", "baseline", "tie"][(i + r) % 3],
+    )
     report = report_build(run=built.run, resamples=300)
     ratings = report["leaderboard"]["bradley_terry"]["ratings"]
     assert {r["model"] for r in ratings} == {a.label for a in built.adapters.values()}

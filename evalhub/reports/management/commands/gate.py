@@ -34,8 +34,12 @@ class Command(DomainCommand):
         parser.add_argument("run", type=int, help="Run id")
         parser.add_argument("--candidate", help="name@version (default: the run's first candidate)")
         parser.add_argument("--baseline", help="name@version (default: the run's baseline)")
-        parser.add_argument("--policy", help="gate policy name in the run's project (default: newest, else built-in)")
-        parser.add_argument("--exclude-below", type=float, help="exclude raters with gold accuracy below this")
+        parser.add_argument(
+            "--policy", help="gate policy name in the run's project (default: newest, else built-in)"
+        )
+        parser.add_argument(
+            "--exclude-below", type=float, help="exclude raters with gold accuracy below this"
+        )
         parser.add_argument("--freeze", action="store_true", help="freeze the verdict (snapshot + hash)")
         parser.add_argument("--user", help="username recorded as the one who froze it")
         parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
@@ -62,12 +66,16 @@ class Command(DomainCommand):
         policy = selectors.policy_for_run(run=run, name=options.get("policy"))
         public_id = None
         if options["freeze"]:
-            verdict = services.verdict_freeze(run=run, policy=policy, actor=self.get_actor(options.get("user")), **params)
+            verdict = services.verdict_freeze(
+                run=run, policy=policy, actor=self.get_actor(options.get("user")), **params
+            )
             decision, results, report = verdict.decision, verdict.gates, verdict.snapshot["report"]
             public_id = verdict.public_id
         else:
             report = services.report_build(run=run, **params)
-            outcome = services.report_with_verdict(report=report, policy=policy.parsed if policy else gates.default_policy())
+            outcome = services.report_with_verdict(
+                report=report, policy=policy.parsed if policy else gates.default_policy()
+            )
             decision, results = outcome["decision"], outcome["gates"]
         if options["json"]:
             body = {
