@@ -1,0 +1,71 @@
+"""The run tasks: a transient error is retried on a worker; when a task gives up, the run fails."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from celery.exceptions import Retry
+from django.db import OperationalError
+
+from evalhub.runs import services, tasks
+from evalhub.runs.models import Output, RunStatus
+from evalhub.runs.services import run_create, run_resume, run_start
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_completion_hooks")]
+
+
+def test_in_process_a_task_that_gives_up_fails_the_run_which_then_resumes(
+    project, tiny, suite_version, monkeypatch, settings
+):
+    settings.EVALHUB_GENERATION_CHUNK_SIZE = 2
+    real = services.run_generate_chunk
+
+    def flaky(*, run_id: int, chunk_index: int) -> None:
+        if chunk_index == 1:
+            raise OperationalError("database went away")
+        real(run_id=run_id, chunk_index=chunk_index)
+
+    monkeypatch.setattr(services, "run_generate_chunk", flaky)
+    run = run_create(project=project, suite_version=suite_version, base_model=tiny["base"],
+                     adapters=[tiny["alpha"]], generation_config={"max_new_tokens": 4})
+    run = run_start(run=run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "generate_chunk gave up: OperationalError('database went away')" in run.error
+
+    monkeypatch.setattr(services, "run_generate_chunk", real)
+    run = run_resume(run=run)
+    assert run.status == RunStatus.COMPLETED and Output.objects.filter(run=run).count() == run.total
+
+
+class FakeTask:
+    name = "evalhub.runs.tasks.generate_chunk"
+
+    def __init__(self, retries: int) -> None:
+        self.request = SimpleNamespace(is_eager=False, retries=retries)
+        self.countdowns: list[int] = []
+
+    def retry(self, *, exc: Exception, countdown: int) -> Retry:
+        self.countdowns.append(countdown)
+        return Retry(exc=exc)
+
+
+def test_on_a_worker_a_transient_error_is_retried_with_backoff_then_fails_the_run(project, tiny, suite_version):
+    run = run_create(project=project, suite_version=suite_version, base_model=tiny["base"],
+                     adapters=[tiny["alpha"]])
+
+    def body() -> None:
+        raise OperationalError("connection reset")
+
+    task = FakeTask(retries=2)
+    with pytest.raises(Retry):
+        tasks._give_up_or_retry(task, run.pk, body)
+    assert task.countdowns == [20]
+    run.refresh_from_db()
+    assert run.status == RunStatus.PENDING
+
+    with pytest.raises(OperationalError):
+        tasks._give_up_or_retry(FakeTask(retries=tasks.MAX_RETRIES), run.pk, body)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "connection reset" in run.error
