@@ -84,6 +84,23 @@ PAGES: dict[str, Page] = {
     "p/<slug:project_slug>/runs/<int:run_id>/outputs/": Page("lead", _run),
     "p/<slug:project_slug>/runs/<int:run_id>/cancel/": Page("lead", _run, method="POST", status=302),
     "p/<slug:project_slug>/runs/<int:run_id>/resume/": Page("lead", _run, method="POST", status=302),
+    "p/<slug:project_slug>/runs/<int:run_id>/report/": Page("lead", _run),
+    "p/<slug:project_slug>/runs/<int:run_id>/report/plot/<slug:name>.png": Page(
+        "lead", lambda w, s: {**_run(w, s), "name": "win-rates"}, html=False, fixed=("name",)
+    ),
+    "p/<slug:project_slug>/runs/<int:run_id>/report/export.<str:fmt>": Page(
+        "lead", lambda w, s: {**_run(w, s), "fmt": "json"}, html=False, fixed=("fmt",)
+    ),
+    "p/<slug:project_slug>/runs/<int:run_id>/report/cases/<int:case_id>/": Page(
+        "lead", lambda w, s: {**_run(w, s), "case_id": w.get("case", s).pk}
+    ),
+    "p/<slug:project_slug>/runs/<int:run_id>/report/freeze": Page("lead", _run, method="POST", status=302),
+    "p/<slug:project_slug>/verdicts/<str:public_id>/": Page(
+        "lead", lambda w, s: {**_project(w, s), "public_id": w.get("verdict", s).public_id}
+    ),
+    "p/<slug:project_slug>/gate-policies/": Page("lead", _project),
+    "p/<slug:project_slug>/trend/": Page("lead", _project),
+    "p/<slug:project_slug>/trend/plot.png": Page("lead", _project, html=False),
     "audit/": Page("admin"),
     "audit/export.<str:fmt>": Page("admin", lambda w, s: {"fmt": "csv"}, html=False, fixed=("fmt",)),
     "rate/": Page("rater"),

@@ -275,6 +275,12 @@ def run_body(world: Any, scope: str) -> dict[str, Any]:
     }
 
 
+def policy_body(world: Any, scope: str) -> dict[str, Any]:
+    from evalhub.reports.gates import DEFAULT_POLICY_YAML
+
+    return {"project": _slug(world, scope), "name": "new policy", "source": DEFAULT_POLICY_YAML}
+
+
 def study_body(world: Any, scope: str) -> dict[str, Any]:
     return {"run": world.get("run", scope).pk, "name": "new study", "overlap": 1}
 
@@ -336,6 +342,15 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/runs/{id}/progress/"): Rule(staff_object()),
     ("POST", "/api/v1/runs/{id}/cancel/"): Rule(staff_object(PASS)),
     ("POST", "/api/v1/runs/{id}/resume/"): Rule(staff_object(PASS)),
+    # reports, gate policies and verdicts
+    ("GET", "/api/v1/runs/{run_id}/report"): Rule(staff_object(PASS)),
+    ("GET", "/api/v1/gate-policies"): Rule(STAFF_LIST, seed=("gate_policy",)),
+    ("POST", "/api/v1/gate-policies"): Rule(staff_create(OK), body=policy_body),
+    ("GET", "/api/v1/gate-policies/{id}"): Rule(staff_object()),
+    ("PUT", "/api/v1/gate-policies/{id}"): Rule(staff_object(), body=policy_body),
+    ("DELETE", "/api/v1/gate-policies/{id}"): Rule(staff_object()),
+    ("POST", "/api/v1/verdicts"): Rule(staff_create(), body=lambda w, s: {"run": w.get("run", s).pk}),
+    ("GET", "/api/v1/verdicts/{public_id}"): Rule(staff_object()),
     # rating: the rater's side
     ("GET", "/api/v1/rater/assigned-studies"): Rule(RATER_LIST, seed=("study",)),
     ("POST", "/api/v1/rater/assigned-studies/{study_id}/consent"): Rule(rater_object()),
@@ -366,6 +381,9 @@ PARAMS: dict[str, tuple[str, str]] = {
     "/api/v1/suite-versions/{id}": ("suite_version", "pk"),
     "/api/v1/cases/{id}": ("case", "pk"),
     "/api/v1/runs/{id}": ("run", "pk"),
+    "/api/v1/runs/{run_id}": ("run", "pk"),
+    "/api/v1/gate-policies/{id}": ("gate_policy", "pk"),
+    "/api/v1/verdicts/{public_id}": ("verdict", "public_id"),
     "/api/v1/rater/assigned-studies/{study_id}": ("study", "public_id"),
     "/api/v1/rater/tasks/{task_id}": ("task", "public_id"),
     "/api/v1/rater/studies/{study_id}": ("study", "public_id"),

@@ -107,7 +107,9 @@ def test_token_creation_has_the_tighter_login_rate(tight_throttles, project, lea
     assert statuses == [201, 201, 429]
 
 
-@pytest.mark.parametrize("url", ["/api/v1/rater/tasks/a%00b/skip", "/api/v1/adapters/?name=a%00", "/rate/s/x%00/"])
+@pytest.mark.parametrize(
+    "url", ["/api/v1/rater/tasks/a%00b/skip", "/api/v1/adapters/?name=a%00", "/rate/s/x%00/"]
+)
 def test_nul_bytes_in_the_address_are_a_400(url):
     response = Client().post(url) if "skip" in url else Client().get(url)
     assert response.status_code == 400

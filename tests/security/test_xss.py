@@ -29,7 +29,20 @@ RAW = [re.compile(r"<script>\s*window\.__xss", re.I), re.compile(r"<img src=x on
 # Pages that show no project data (the login form; the rater's home lists only study names, kept here
 # in case a rater has none).
 SHOWS_NO_TEXT = {"accounts/login/", "healthz"}
-KINDS = ("adapter", "suite", "cases", "run", "study", "rating", "task", "upload", "token", "membership")
+KINDS = (
+    "adapter",
+    "suite",
+    "cases",
+    "run",
+    "study",
+    "rating",
+    "task",
+    "upload",
+    "token",
+    "membership",
+    "gate_policy",
+    "verdict",
+)
 
 
 def xss_world() -> World:
@@ -95,6 +108,7 @@ def test_every_free_text_field_reaches_some_page_escaped(world):
         "study terms": "terms ownmark" + ESCAPED_SCRIPT,
         "suite consent statement": "consent ownmark" + ESCAPED_SCRIPT,
         "upload preview": "upload input ownmark" + ESCAPED_SCRIPT,
+        "gate policy name": "policy ownmark" + ESCAPED_SCRIPT,
         "username": "x" + ESCAPED_SCRIPT,
     }
     # Rationales carry the payload too; no page shows them yet (the reports pages will).

@@ -316,7 +316,26 @@ def build_rating(world: World, scope: str) -> Any:
     return rating
 
 
+def build_gate_policy(world: World, scope: str) -> Any:
+    from evalhub.reports.gates import DEFAULT_POLICY_YAML
+    from evalhub.reports.services import gate_policy_save
+
+    return gate_policy_save(
+        project=world.project(scope), name=f"policy {world.mark(scope)}"[:120], source=DEFAULT_POLICY_YAML
+    )
+
+
+def build_verdict(world: World, scope: str) -> Any:
+    from evalhub.reports.services import verdict_freeze
+
+    return verdict_freeze(
+        run=world.get("run", scope), policy=world.get("gate_policy", scope), actor=world.users["lead"]
+    )
+
+
 BUILDERS = {
+    "gate_policy": build_gate_policy,
+    "verdict": build_verdict,
     "upload": build_upload,
     "rating": build_rating,
     "project": lambda world, scope: world.project(scope),
