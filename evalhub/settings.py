@@ -112,7 +112,7 @@ ASGI_APPLICATION = "evalhub.asgi.application"
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'evalhub.sqlite3'}"),
+        os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'evalhub.sqlite3'}",
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
