@@ -34,13 +34,12 @@ class LoginView(auth_views.LoginView):
 def _token_page(
     request: HttpRequest, form: TokenCreateForm, *, secret: str = "", status: int = 200
 ) -> HttpResponse:
-    response = render(
+    return render(
         request,
         "accounts/tokens.html",
         {"form": form, "tokens": selectors.token_list_for_user(user=request.user), "secret": secret},
         status=status,
     )
-    return response
 
 
 @never_cache
