@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,16 @@ def database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
 
 
+PREFIX = f"evalhub-kill-test-{uuid.uuid4().hex[:12]}:"
+
+
 def flush_broker() -> None:
+    """Delete this session's broker keys only (other sessions may share the Redis database)."""
     import redis
 
-    redis.Redis.from_url(BROKER).flushdb()
+    client = redis.Redis.from_url(BROKER)
+    for key in client.scan_iter(match=f"{PREFIX}*"):
+        client.delete(key)
 
 
 @pytest.fixture
@@ -55,6 +62,7 @@ def worker_env(tmp_path: Path) -> dict[str, str]:
         DATABASE_URL=database_url(),
         CELERY_BROKER_URL=BROKER,
         CELERY_VISIBILITY_TIMEOUT="5",
+        EVALHUB_TEST_BROKER_PREFIX=PREFIX,
         EVALHUB_GENERATION_CHUNK_SIZE="4",
         EVALHUB_DATA_DIR=str(tmp_path / "data"),
         HF_HUB_OFFLINE="1",
@@ -118,16 +126,19 @@ def test_a_worker_killed_mid_run_loses_at_most_its_chunk_and_the_run_completes_e
     make_suite_version(project, [words(i * 11, 20 + i % 7) for i in range(CASES)], name="kill-suite")
     flush_broker()
     workers = Workers(worker_env, tmp_path)
+    cli: subprocess.Popen[str] | None = None
     try:
         trace("start")
         first = workers.start("w1")
-        started = subprocess.run(
+        # The CLI creates and starts the run, then follows it by polling until it ends.
+        cli = subprocess.Popen(
             [sys.executable, "manage.py", "run_eval", "--project", project.slug, "--suite", "kill-suite",
              "--base-model", "tiny-base", "--adapter", "alpha@1", "--baseline", "beta@1",
-             "--max-new-tokens", "48", "--no-wait"],
-            cwd=REPO, env=worker_env, capture_output=True, text=True, timeout=120,
+             "--max-new-tokens", "48"],
+            cwd=REPO, env=worker_env, stdout=(tmp_path / "cli.out").open("w"),
+            stderr=(tmp_path / "cli.err").open("w"), text=True,
         )
-        assert started.returncode == 0, started.stderr
+        wait_for(lambda: Run.objects.exists() and RunChunk.objects.exists(), 120, "the run's chunks", tmp_path)
         trace("run started from the CLI")
         run = Run.objects.get()
         expected = {(a, c, 0) for a in (tiny["alpha"].pk, tiny["beta"].pk)
@@ -163,6 +174,14 @@ def test_a_worker_killed_mid_run_loses_at_most_its_chunk_and_the_run_completes_e
         # The chunk in flight at the kill was delivered again and finished by the second worker.
         for chunk in RunChunk.objects.filter(run=run, index__in=in_flight):
             assert chunk.attempts >= 2 and chunk.leased_by != "", chunk
+        # The CLI followed the run through the kill to its end.
+        cli.wait(timeout=30)
+        out, err = (tmp_path / "cli.out").read_text(), (tmp_path / "cli.err").read_text()
+        assert cli.returncode == 0, err
+        assert f"Run {run.pk} completed: {len(expected)}/{len(expected)} outputs" in out
+        assert f"{len(expected)}/{len(expected)}" in err  # the progress bar
     finally:
+        if cli is not None and cli.poll() is None:
+            cli.kill()
         workers.stop_all()
         flush_broker()
