@@ -42,6 +42,7 @@ from evalhub.runs.engine import EngineSpec, engine_for, engine_release
 from evalhub.runs.hooks import on_run_completed
 from evalhub.runs.models import AdapterRole, ChunkStatus, Output, Run, RunAdapter, RunChunk, RunStatus
 from evalhub.suites.models import Case, SuiteVersion
+from evalhub.suites.services import suite_version_lock
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,6 @@ def check_adapter_folders(*, base_model: BaseModel, adapters: Iterable[Adapter])
 # ---- create and start -------------------------------------------------------------------------
 
 
-def _suite_version_lock(version: SuiteVersion) -> None:
-    """Mark the version as used by a run; it is immutable from then on."""
-    # TODO(suites): switch to evalhub.suites.services.suite_version_lock when it lands.
-    SuiteVersion.objects.filter(pk=version.pk, locked_at__isnull=True).update(locked_at=timezone.now())
-
-
 def run_create(
     *,
     project: Project,
@@ -157,7 +152,6 @@ def run_create(
     check_adapter_folders(base_model=base_model, adapters=chosen.values())
 
     with transaction.atomic():
-        _suite_version_lock(suite_version)
         run = Run.objects.create(
             project=project,
             name=name.strip() or f"{suite_version} · {', '.join(a.label for a in chosen.values())}"[:200],
@@ -179,6 +173,7 @@ def run_create(
             )
             for adapter in chosen.values()
         )
+        suite_version_lock(version=suite_version, actor=actor, note=f"used by run {run.pk}")
         audit_record(
             actor=actor,
             action="run.create",
