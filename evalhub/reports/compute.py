@@ -59,6 +59,16 @@ def boot_resamples(n: int, wanted: int) -> int:
     return max(min(wanted, BOOT_FLOOR), min(wanted, BOOT_DRAWS // max(n, 1)))
 
 
+STYLE_DRAWS = 3_000_000
+STYLE_FLOOR = 30
+
+
+def style_resamples_for(n_battles: int, wanted: int) -> int:
+    """Each style-control resample refits the model on every battle row, so past the budget the
+    count shrinks (never below STYLE_FLOOR); the intervals are then rough, and say how many."""
+    return max(min(wanted, STYLE_FLOOR), min(wanted, STYLE_DRAWS // max(n_battles, 1)))
+
+
 def rank_resamples(n: int, wanted: int = 200) -> int:
     """Rank-correlation bootstraps refit per resample; past the budget the interval is left out
     (resamples 0) and the coefficient keeps SciPy's p-value."""
@@ -323,30 +333,43 @@ def report_compute(
     ]
 
     # Per-criterion means, paired deltas (per rating: candidate side minus baseline side).
+    # Per-criterion means and paired deltas, bootstrapped over cases: the ratings of one case share
+    # its outputs and are not independent, so the case is the resampling unit (a cluster bootstrap).
+    case_order = sorted({r["case"] for r in pairs.rows})
     crit_out = []
     for criterion in criteria:
-        c_vals: list[float | None] = []
-        b_vals: list[float | None] = []
-        slice_pairs: dict[str, tuple[list[Any], list[Any]]] = defaultdict(lambda: ([], []))
+        c_vals: list[Any] = []
+        b_vals: list[Any] = []
+        per_case: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
         for r in pairs.rows:
             entry = r["scores"].get(criterion) or {}
             cv, bv = entry.get(r["cside"]), entry.get(r["bside"])
             c_vals.append(cv)
             b_vals.append(bv)
-            for name in slices_by_case.get(r["case"], ()):
+            if cv is not None and bv is not None:
+                per_case[r["case"]][0].append(cv)
+                per_case[r["case"]][1].append(bv)
+        c_case = [_mean(per_case[c][0]) if c in per_case else None for c in case_order]
+        b_case = [_mean(per_case[c][1]) if c in per_case else None for c in case_order]
+        slice_pairs: dict[str, tuple[list[Any], list[Any]]] = defaultdict(lambda: ([], []))
+        for case_id, cv, bv in zip(case_order, c_case, b_case, strict=True):
+            for name in slices_by_case.get(case_id, ()):
                 slice_pairs[name][0].append(bv)
                 slice_pairs[name][1].append(cv)
-        boots = boot_resamples(len(c_vals), resamples)
-        delta = paired_bootstrap(b_vals, c_vals, resamples=boots, seed=seed)
+        boots = boot_resamples(len(case_order), resamples)
+        delta = paired_bootstrap(b_case, c_case, resamples=boots, seed=seed)
         diffs = np.array(
-            [c - b for c, b in zip(c_vals, b_vals, strict=True) if c is not None and b is not None],
-            dtype=float,
+            [c - b for c, b in zip(c_case, b_case, strict=True) if c is not None and b is not None]
         )
         crit_out.append(
             {
                 "criterion": criterion,
-                "candidate": mean_ci(c_vals, resamples=boots, seed=seed).to_dict(),
-                "baseline": mean_ci(b_vals, resamples=boots, seed=seed).to_dict(),
+                "unit": "cases",
+                "n_ratings": sum(
+                    1 for c, b in zip(c_vals, b_vals, strict=True) if c is not None and b is not None
+                ),
+                "candidate": mean_ci(c_case, resamples=boots, seed=seed).to_dict(),
+                "baseline": mean_ci(b_case, resamples=boots, seed=seed).to_dict(),
                 "delta": delta.to_dict(),
                 "delta_sd": float(diffs.std(ddof=1)) if diffs.size > 1 else None,
                 "distribution": {
@@ -378,15 +401,21 @@ def report_compute(
             flag = _flagged(r["hallucination"].get(side))
             if flag is not None:
                 flags[rows.output_adapter.get(out_id, -1)].append(int(flag))
-    hall_c = [_flagged(r["hallucination"].get(r["cside"])) for r in pairs.rows]
-    hall_b = [_flagged(r["hallucination"].get(r["bside"])) for r in pairs.rows]
+    hall_case: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for r in pairs.rows:
+        fc, fb = _flagged(r["hallucination"].get(r["cside"])), _flagged(r["hallucination"].get(r["bside"]))
+        if fc is not None and fb is not None:
+            hall_case[r["case"]][0].append(float(fc))
+            hall_case[r["case"]][1].append(float(fb))
+    hall_c = [_mean(hall_case[c][0]) if c in hall_case else None for c in case_order]
+    hall_b = [_mean(hall_case[c][1]) if c in hall_case else None for c in case_order]
     report["hallucination"] = {
         "per_adapter": [
             {"adapter": labels[aid], **_rate(sum(v), len(v))} for aid, v in flags.items() if aid in labels
         ],
         "delta": paired_bootstrap(
-            [None if f is None else float(f) for f in hall_b],
-            [None if f is None else float(f) for f in hall_c],
+            hall_b,
+            hall_c,
             resamples=boot_resamples(len(hall_c), resamples),
             seed=seed,
         ).to_dict(),
@@ -399,6 +428,7 @@ def report_compute(
     styles_b = [styles[o] for o in outs_b]
     models = {m for a, b, _ in battles for m in (a, b)}
     style: dict[str, Any] = {"n_battles": len(battles)}
+    style_boots = style_resamples_for(len(battles), style_resamples)
     if battles:
         style["controlled"] = controlled_win_rate(
             battles,
@@ -406,7 +436,7 @@ def report_compute(
             styles_b,
             candidate=cand_label,
             baseline=base_label,
-            resamples=style_resamples,
+            resamples=style_boots,
             seed=seed,
         ).to_dict()
         style["length_controlled"] = controlled_win_rate(
@@ -416,7 +446,7 @@ def report_compute(
             candidate=cand_label,
             baseline=base_label,
             features=LENGTH_ONLY,
-            resamples=style_resamples,
+            resamples=style_boots,
             seed=seed,
         ).to_dict()
     else:
@@ -424,11 +454,9 @@ def report_compute(
     report["style"] = style
     leaderboard: dict[str, Any] = {"models": sorted(models)}
     if len(models) > 2:
-        leaderboard["bradley_terry"] = bradley_terry(
-            battles, resamples=style_resamples * 2, seed=seed
-        ).to_dict()
+        leaderboard["bradley_terry"] = bradley_terry(battles, resamples=style_boots * 2, seed=seed).to_dict()
         leaderboard["style_controlled"] = style_controlled_bradley_terry(
-            battles, styles_a, styles_b, resamples=style_resamples, seed=seed
+            battles, styles_a, styles_b, resamples=style_boots, seed=seed
         ).to_dict()
     else:
         leaderboard["reason"] = "a leaderboard needs more than two adapters with battles"
