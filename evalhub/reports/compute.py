@@ -6,6 +6,7 @@ into the shapes those functions take. Bootstraps are seeded, so the same rows gi
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -155,8 +156,13 @@ class _Pairs:
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
-    kept = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(kept)) if kept else None
+    """Mean of the finite values (plain Python: called once per case, where numpy's overhead dominates)."""
+    total, n = 0.0, 0
+    for v in values:
+        if v is not None and math.isfinite(v):
+            total += v
+            n += 1
+    return total / n if n else None
 
 
 def _win_rate_dict(wins: int, ties: int, losses: int) -> dict[str, Any]:
@@ -558,7 +564,7 @@ def report_compute(
     for r in pairs.rows:
         if r["outcome"] is not None:
             pref_by_case[r["case"]].append({"win": 1, "tie": 0, "loss": -1}[r["outcome"]])
-    human = {c: float(np.mean(v)) for c, v in pref_by_case.items()}
+    human = {c: sum(v) / len(v) for c, v in pref_by_case.items()}
     hv = []
     for metric, deltas in per_case_delta.items():
         common_cases = sorted(set(deltas) & set(human))
