@@ -47,6 +47,9 @@ from evalhub.suites.services import suite_version_lock
 log = logging.getLogger(__name__)
 
 REJECTED = "rejected"
+#: A chunk delivered this many times without finishing fails its run: each delivery killed its
+#: worker (out of memory, the hard time limit), so redelivering it forever would stall the queue.
+MAX_CHUNK_ATTEMPTS = 5
 
 
 class RunStopped(Exception):
@@ -348,6 +351,14 @@ def _lease_chunk(run_id: int, chunk_index: int) -> RunChunk | None:
         chunk = RunChunk.objects.select_for_update().get(run_id=run_id, index=chunk_index)
         if run.status != RunStatus.RUNNING or chunk.status == ChunkStatus.DONE:
             return None
+        if chunk.attempts >= MAX_CHUNK_ATTEMPTS:
+            _fail_locked(
+                run,
+                f"Chunk {chunk.index} was started {chunk.attempts} times without finishing (last on "
+                f"{chunk.leased_by}); its worker probably died each time (out of memory or the hard time "
+                "limit). Try a smaller EVALHUB_GENERATION_CHUNK_SIZE or max_new_tokens, then resume.",
+            )
+            return None
         chunk.status = ChunkStatus.RUNNING
         chunk.attempts = F("attempts") + 1
         chunk.leased_by = _worker_name()
@@ -608,7 +619,7 @@ def run_resume(*, run: Run, actor: Any = None) -> Run:
             _enqueue_prepare(run.pk)
         else:
             pending = list(run.chunks.exclude(status=ChunkStatus.DONE).values_list("index", flat=True))
-            run.chunks.filter(index__in=pending).update(status=ChunkStatus.PENDING)
+            run.chunks.filter(index__in=pending).update(status=ChunkStatus.PENDING, attempts=0)
             _enqueue_chunks(run.pk, pending)
             if not pending:
                 _complete_if_done_locked(run)

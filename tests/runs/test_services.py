@@ -295,3 +295,22 @@ COMPLETED: list[int] = []
 
 def record_completion(*, run_id: int) -> None:
     COMPLETED.append(run_id)
+
+
+def test_a_chunk_that_keeps_killing_its_worker_fails_the_run_instead_of_looping(project, tiny, suite_version):
+    from evalhub.runs.services import MAX_CHUNK_ATTEMPTS
+
+    run = run_create(project=project, suite_version=suite_version, base_model=tiny["base"],
+                     adapters=[tiny["alpha"]], generation_config={"max_new_tokens": 3})
+    run = run_start(run=run)
+    # As if every delivery of chunk 0 had died with its worker: running, attempts used up.
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    RunChunk.objects.filter(run=run, index=0).update(
+        status=ChunkStatus.RUNNING, attempts=MAX_CHUNK_ATTEMPTS, leased_by="gpu-7:123")
+    Output.objects.filter(run=run, case_id__in=RunChunk.objects.get(run=run, index=0).case_ids).delete()
+    run_generate_chunk(run_id=run.pk, chunk_index=0)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "started 5 times" in run.error and "gpu-7:123" in run.error
+
+    run = run_resume(run=run)  # the user decides to try again: attempts start over
+    assert run.status == RunStatus.COMPLETED and run.done == run.total
