@@ -257,10 +257,17 @@ def sanity_check(*, run: Run) -> dict[str, dict[str, Any]]:
     Returns label -> sanity record; raises the engine's AdapterError / GenerationError naming the
     adapter that is missing, incompatible or ineffective.
     """
+    import torch
+
     from evalhub.generation.sanity import check_adapters
 
+    # On the device generation uses: a large model in float32 on the CPU would not even fit.
+    device = str(getattr(settings, "EVALHUB_DEVICE", "auto") or "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     adapters = {ra.adapter.label: ra.adapter.folder for ra in run.run_adapters.select_related("adapter")}
-    reports = check_adapters(run.base_model.folder, adapters)
+    reports = check_adapters(run.base_model.folder, adapters, device=device, dtype=dtype)
     checked_at = timezone.now().isoformat()
     return {
         label: {

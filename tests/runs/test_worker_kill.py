@@ -18,11 +18,13 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from evalhub.runs.models import ChunkStatus, Output, Run, RunChunk, RunStatus
 from tests.runs.conftest import make_suite_version, words
@@ -148,13 +150,17 @@ def test_a_worker_killed_mid_run_loses_at_most_its_chunk_and_the_run_completes_e
         # Kill once some outputs exist, with a chunk in flight.
         def mid_run() -> bool:
             done = Output.objects.filter(run=run).count()
+            # A chunk leased a moment ago is generating now, not about to finish.
+            settled = timezone.now() - timedelta(seconds=0.2)
             return 8 <= done < 2 * CASES - 16 and RunChunk.objects.filter(
-                run=run, status=ChunkStatus.RUNNING).exists()
+                run=run, status=ChunkStatus.RUNNING, leased_at__lte=settled).exists()
 
         wait_for(mid_run, 120, "outputs from the first worker", tmp_path)
-        in_flight = set(RunChunk.objects.filter(run=run, status=ChunkStatus.RUNNING).values_list("index", flat=True))
         workers.kill(first)
+        # Read after the kill: a chunk still marked running is one the dead worker never finished.
+        in_flight = set(RunChunk.objects.filter(run=run, status=ChunkStatus.RUNNING).values_list("index", flat=True))
         trace(f"killed w1 with chunks {sorted(in_flight)} in flight")
+        assert in_flight, "the worker finished its chunk just before the kill; nothing was in flight"
         done_at_kill = Output.objects.filter(run=run).count()
         assert 0 < done_at_kill < len(expected)
         assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
@@ -185,3 +191,17 @@ def test_a_worker_killed_mid_run_loses_at_most_its_chunk_and_the_run_completes_e
             cli.kill()
         workers.stop_all()
         flush_broker()
+        wait_for_other_sessions_to_close()
+
+
+def wait_for_other_sessions_to_close() -> None:
+    """The killed workers' database sessions linger a moment; the test database is dropped after."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+        time.sleep(0.2)
