@@ -65,6 +65,7 @@ def worker_env(tmp_path: Path) -> dict[str, str]:
         CELERY_BROKER_URL=BROKER,
         CELERY_VISIBILITY_TIMEOUT="5",
         EVALHUB_TEST_BROKER_PREFIX=PREFIX,
+        EVALHUB_TEST_BATCH_DELAY="1.0",
         EVALHUB_GENERATION_CHUNK_SIZE="4",
         EVALHUB_DATA_DIR=str(tmp_path / "data"),
         HF_HUB_OFFLINE="1",
@@ -136,7 +137,7 @@ def test_a_worker_killed_mid_run_loses_at_most_its_chunk_and_the_run_completes_e
         cli = subprocess.Popen(
             [sys.executable, "manage.py", "run_eval", "--project", project.slug, "--suite", "kill-suite",
              "--base-model", "tiny-base", "--adapter", "alpha@1", "--baseline", "beta@1",
-             "--max-new-tokens", "48"],
+             "--max-new-tokens", "16"],
             cwd=REPO, env=worker_env, stdout=(tmp_path / "cli.out").open("w"),
             stderr=(tmp_path / "cli.err").open("w"), text=True,
         )
