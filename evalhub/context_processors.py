@@ -8,7 +8,7 @@ from evalhub.accounts.selectors import user_is_rater_only
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
-    user = getattr(request, "user", None)
+    user: Any = getattr(request, "user", None)
     signed_in = bool(user and user.is_authenticated)
     return {
         "nav_is_staff": bool(signed_in and user.is_staff),

@@ -281,11 +281,36 @@ def open_study(state: DemoState, out: Writer) -> None:
     state.urls.append(("Rate (as rater1)", "/rate/"))
 
 
+def report(state: DemoState, out: Writer) -> None:
+    """The go/no-go report of summariser-v2 against summariser-v1, frozen as a verdict."""
+    from evalhub.reports.services import verdict_freeze
+
+    assert state.project is not None
+    run = state.objects["run"]
+    verdict = verdict_freeze(
+        run=run,
+        candidate=state.adapters["summariser-v2"],
+        baseline=state.adapters["summariser-v1"],
+        study=state.objects.get("study"),
+        actor=state.users["lead"],
+    )
+    out.write(
+        f"  verdict for {verdict.candidate.label} vs {verdict.baseline.label if verdict.baseline else '-'}: {verdict.decision}\n"
+    )
+    for gate in verdict.gates:
+        if isinstance(gate, dict):
+            out.write(
+                f"    {gate.get('name', gate.get('metric', '?'))}: {gate.get('result', gate.get('status', ''))}\n"
+            )
+    state.urls.append(("Report (as lead)", f"/p/{state.project.slug}/runs/{run.pk}/report/"))
+
+
 PIPELINE: list[tuple[str, Any]] = [
     ("Import the sample suites (validation and PII screening)", import_suites),
     ("Generate outputs for every adapter and case", generate),
     ("Score the outputs (ROUGE, BLEU, chrF, embeddings, checks, perplexity)", scores),
     ("Open a blinded rating study", open_study),
+    ("Build the report and freeze a verdict", report),
 ]
 
 
