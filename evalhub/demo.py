@@ -113,11 +113,13 @@ def import_suites(state: DemoState, out: Writer) -> None:
     heldout = [row for row in summaries if row["split"] == "heldout"][: max(4, state.cases // 5)]
     evaluation = [row for row in summaries if row["split"] != "heldout"][: state.cases - len(heldout)]
     keep = {"refusal", "injection", "pii", "format"}
-    mix = (
-        evaluation
-        + heldout
-        + [row for row in adversarial if row.get("category") in keep][: max(4, state.cases // 3)]
-    )
+    per_category = max(1, state.cases // 12)
+    picked = [
+        r
+        for c in sorted(keep)
+        for r in [row for row in adversarial if row.get("category") == c][:per_category]
+    ]
+    mix = evaluation + heldout + picked
     path = settings.DATA_DIR / "demo-evaluation.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in mix), encoding="utf-8")
     state.objects["suite_version"] = _import(state, "Demo evaluation", path, out)
@@ -264,15 +266,13 @@ def open_study(state: DemoState, out: Writer) -> None:
                     s: (judged[s]["factual_accuracy"], judged[s]["completeness"], judged[s]["conciseness"])
                     for s in sides
                 }
-                data["preference"] = (
-                    "both_bad"
-                    if max(t[0] for t in totals.values()) <= 2
-                    else "tie"
-                    if totals["A"] == totals["B"]
-                    else "A"
-                    if totals["A"] > totals["B"]
-                    else "B"
-                )
+                score = {side: sum(values) for side, values in totals.items()}
+                if max(t[0] for t in totals.values()) <= 1 and max(t[1] for t in totals.values()) <= 2:
+                    data["preference"] = "both_bad"
+                elif abs(score["A"] - score["B"]) <= 1:
+                    data["preference"] = "tie"
+                else:
+                    data["preference"] = "A" if score["A"] > score["B"] else "B"
             rating_submit(public_id=task.public_id, rater=rater, data=data)
             given += 1
     out.write(
