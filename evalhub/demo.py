@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -178,7 +179,7 @@ def scores(state: DemoState, out: Writer) -> None:
         out.write(f"  {row['metric']:<11} {row['adapter__name']:<15} {row['mean']:.3f}  (n={row['n']})\n")
 
 
-NUMBER = __import__("re").compile(r"\d+(?:[.,]\d+)?")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 SIM_RATERS = ["expert-sim-1", "expert-sim-2", "expert-sim-3"]
 
 
