@@ -211,6 +211,100 @@ def profile_step(
     print(table)
 
 
+def kernel_checks() -> dict[str, float]:
+    """The Triton kernels in bf16 on the GPU against float64 references, on random inputs.
+
+    (The CPU tests run them in Triton's interpreter, which cannot do bf16 matrix products.)
+    """
+    import torch.nn.functional as F
+
+    from evalhub.generation import kernels
+
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    dev, bf = "cuda", torch.bfloat16
+    errors: dict[str, float] = {}
+
+    def rel(got: torch.Tensor, ref: torch.Tensor) -> float:
+        assert not torch.isnan(got).any(), "unwritten output"
+        return float((got.double() - ref).norm() / ref.norm())
+
+    b, nh, nkv, length, d = 64, 32, 4, 256, 64
+    q = torch.randn(b, nh, d, device=dev, generator=gen).to(bf)
+    k = torch.randn(b, nkv, length, d, device=dev, generator=gen).to(bf)
+    v = torch.randn(b, nkv, length, d, device=dev, generator=gen).to(bf)
+    pad = torch.randint(0, 128, (b,), device=dev, generator=gen)
+    for slot in (128, 191, 255):
+        out = torch.full_like(q, float("nan"))
+        kernels.decode_attention(q, k, v, pad, torch.tensor(slot, device=dev), out)
+        keys = torch.arange(length, device=dev)
+        live = ((keys >= pad[:, None]) & (keys <= slot)).view(b, 1, 1, length)
+        ref = F.scaled_dot_product_attention(
+            q.double().unsqueeze(2), k.double(), v.double(), attn_mask=live, enable_gqa=True
+        ).squeeze(2)
+        errors[f"decode_attention slot {slot}"] = rel(out, ref)
+    r = 64  # 4 adapters x rank 16
+    for act, outs in ((False, (2048, 256, 256)), (True, (5632, 5632))):
+        out_cols = sum(outs)
+        lora_b = torch.zeros(out_cols, len(outs) * r, device=dev)
+        for t, o in enumerate(outs):
+            row0 = sum(outs[:t])
+            lora_b[row0 : row0 + o, t * r : (t + 1) * r] = torch.randn(o, r, device=dev, generator=gen) * 0.02
+        y = torch.randn(64, out_cols + lora_b.shape[1], device=dev, generator=gen).to(bf)
+        mask = (torch.rand(64, lora_b.shape[1], device=dev, generator=gen) > 0.5).to(bf)
+        ranges = kernels.lora_k_ranges(lora_b, out_cols, act=act, block=kernels.LORA_BK).to(dev)
+        got = kernels.lora_expand(y, out_cols, mask, lora_b.to(bf), ranges, act=act)
+        ref = (
+            y[:, :out_cols].double() + (y[:, out_cols:].double() * mask.double()) @ lora_b.to(bf).double().t()
+        )
+        if act:
+            ref = F.silu(ref[:, : out_cols // 2]) * ref[:, out_cols // 2 :]
+        errors[f"lora_expand act={act}"] = rel(got, ref)
+    for name, err in errors.items():
+        print(f"kernel check (bf16 vs float64): {name:32s} relative error {err:.2e}")
+    worst = max(errors.values())
+    assert worst < 2e-2, f"a kernel is wrong in bf16: {errors}"
+    return errors
+
+
+def sanity_on_gpu(base: Path, adapter_dirs: dict[str, Path], work: Path) -> dict[str, Any]:
+    """The adapter sanity check in bf16 on CUDA: real adapters pass, a zero-B adapter is refused."""
+    from safetensors.torch import load_file, save_file
+
+    from evalhub.generation.errors import AdapterIneffective
+    from evalhub.generation.sanity import check_adapters
+
+    first = next(iter(adapter_dirs.values()))
+    dead = work / "dead_adapter"
+    dead.mkdir(exist_ok=True)
+    tensors = load_file(str(first / "adapter_model.safetensors"))
+    save_file(
+        {k: (torch.zeros_like(t) if "lora_B" in k else t) for k, t in tensors.items()},
+        str(dead / "adapter_model.safetensors"),
+    )
+    (dead / "adapter_config.json").write_text((first / "adapter_config.json").read_text())
+    reports = check_adapters(base, adapter_dirs, device="cuda", dtype=torch.bfloat16)
+    deltas = {name: rep.max_logit_delta for name, rep in reports.items()}
+    try:
+        check_adapters(base, {"dead": dead}, device="cuda", dtype=torch.bfloat16)
+        refused = False
+    except AdapterIneffective:
+        refused = True
+    print(f"adapter sanity in bf16 on CUDA: max logit deltas {deltas}; zero-B adapter refused: {refused}")
+    assert refused and min(deltas.values()) > 1e-2
+    return {"max_logit_delta": deltas, "dead_adapter_refused": refused}
+
+
+def full_k_ranges(engine: Any) -> None:
+    """Ablation: every lora_expand tile reads all of K (as before per-tile K ranges)."""
+    for layer in engine.layers:
+        for lin in layer.linears.values():
+            if lin.k_ranges is not None:
+                k = lin.lora_b.shape[1]
+                lin.k_ranges = lin.k_ranges.clone()
+                lin.k_ranges[:, 0], lin.k_ranges[:, 1] = 0, k
+                lin.k_ranges[:, 2], lin.k_ranges[:, 3] = 0, k
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=64)
@@ -242,6 +336,8 @@ def main() -> None:
     adapter_dirs = write_adapters(work, model, count=args.adapters, rank=args.rank)
     names = list(adapter_dirs)
     print(f"model + adapters written in {time.perf_counter() - t0:.1f} s")
+    report["kernel_checks"] = kernel_checks()
+    report["sanity"] = sanity_on_gpu(work / "base", adapter_dirs, work)
 
     rng = torch.Generator().manual_seed(2)
     words = torch.randint(2, 32000, (args.batch, args.prompt - 1), generator=rng).tolist()
@@ -281,22 +377,35 @@ def main() -> None:
         "base": [None] * args.batch,
     }
     engine: Any = backend._stepper
-    default = {"fused_kernels": engine.fused_kernels, "attention": "grouped", "merge_single_adapter": True}
+    default = {
+        "fused_kernels": engine.fused_kernels,
+        "attention": engine.attention,
+        "merge_single_adapter": True,
+    }
+    print(f"engine defaults: {default}")
     # (label, engine settings, cases to run)
     variants: list[tuple[str, dict[str, Any], list[str]]] = [("default", default, list(cases))]
     if engine.fused_kernels:
         variants += [
-            ("gqa sdpa", {**default, "attention": "gqa"}, ["mixed4"]),
-            ("bmm attention", {**default, "attention": "bmm"}, ["mixed4"]),
+            ("triton attention", {**default, "attention": "triton"}, ["mixed4", "base"]),
+            ("full-K LoRA expand", {**default, "full_k": True}, ["mixed4"]),
             ("no merge (concat LoRA)", {**default, "merge_single_adapter": False}, ["one_adapter"]),
             ("eager step (no Triton)", {**default, "fused_kernels": False}, ["mixed4", "base"]),
         ]
+    saved_ranges = {
+        (i, g): lin.k_ranges for i, layer in enumerate(engine.layers) for g, lin in layer.linears.items()
+    }
     ids = [backend.tokenizer(p)["input_ids"] for p in prompts]
     variant_tokens: dict[str, list[Any]] = {}
     index = {n: i for i, n in enumerate(names)}
     for label, settings, wanted in variants:
+        for (i, g), ranges in saved_ranges.items():
+            engine.layers[i].linears[g].k_ranges = ranges
         for key, value in settings.items():
-            setattr(engine, key, value)
+            if key == "full_k":
+                full_k_ranges(engine)
+            else:
+                setattr(engine, key, value)
         engine.drop_states()
         for case in wanted:
             adapters = cases[case]
@@ -332,7 +441,9 @@ def main() -> None:
     for a_key, b_key in [
         ("default/mixed4", "eager step (no Triton)/mixed4"),
         ("default/base", "eager step (no Triton)/base"),
-        ("default/mixed4", "bmm attention/mixed4"),
+        ("default/mixed4", "triton attention/mixed4"),
+        ("default/base", "triton attention/base"),
+        ("default/mixed4", "full-K LoRA expand/mixed4"),
         ("default/one_adapter", "no merge (concat LoRA)/one_adapter"),
     ]:
         if a_key in variant_tokens and b_key in variant_tokens:
@@ -347,6 +458,8 @@ def main() -> None:
             }
             results[f"agreement {a_key} vs {b_key}"] = agree
             print(f"greedy agreement {a_key} vs {b_key}: {agree}")
+    for (i, g), ranges in saved_ranges.items():
+        engine.layers[i].linears[g].k_ranges = ranges
     for key, value in default.items():
         setattr(engine, key, value)
     engine.drop_states()

@@ -200,7 +200,7 @@ class HFBackend:
         max_batch_tokens: int = 262_144,
         fast: bool = True,
         use_cuda_graph: bool | None = None,
-        attention: str = "gqa",
+        attention: str = "auto",
         fused_kernels: bool | None = None,
         merge_single_adapter: bool | None = None,
         check_every: int = 16,

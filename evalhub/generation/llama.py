@@ -79,6 +79,7 @@ class _Linear:
     out: int
     lora_b: torch.Tensor | None  # [out, n_sub * R] pre-scaled, or None when no adapter targets it
     n_sub: int  # how many sub-modules carry LoRA columns (mask repeat count)
+    k_ranges: torch.Tensor | None = None  # per column tile, where lora_b is non-zero (Triton path)
     merged: torch.Tensor | None = None  # base + one adapter's delta (single-adapter batches)
 
     def base_weight(self) -> torch.Tensor:
@@ -125,7 +126,7 @@ class LlamaEngine:
         device: torch.device,
         dtype: torch.dtype,
         use_cuda_graph: bool | None = None,
-        attention: str = "gqa",
+        attention: str = "auto",
         fused_kernels: bool | None = None,
         merge_single_adapter: bool | None = None,
     ) -> None:
@@ -139,14 +140,24 @@ class LlamaEngine:
         self.eps = float(config.rms_norm_eps)
         self.max_positions = int(config.max_position_embeddings)
         self.use_cuda_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
-        if attention not in {"grouped", "gqa", "bmm"}:
-            raise ValueError("attention must be 'grouped', 'gqa' or 'bmm'")
-        self.attention = attention
+        if attention not in {"auto", "triton", "grouped", "gqa", "bmm"}:
+            raise ValueError("attention must be 'auto', 'triton', 'grouped', 'gqa' or 'bmm'")
         # Triton kernels for the decode step: on by default where they run (CUDA + Triton);
         # forcing them on a CPU tensor works only under TRITON_INTERPRET=1 (used in tests).
         self.fused_kernels = kernels.available(device) if fused_kernels is None else fused_kernels
         if self.fused_kernels and not kernels.HAVE_TRITON:
             raise ValueError("fused_kernels=True needs Triton, which is not installed")
+        # Decode attention. "auto" is SDPA with enable_gqa, the fastest measured on an H100 so far
+        # (bench/RESULTS.md). "triton" is the flash-decoding kernel (kernels.decode_attention),
+        # exact against a float64 reference in the CPU interpreter (float32/float16) but not yet
+        # timed or checked in bf16 on a GPU: bench/generation.py does both, and "auto" should move
+        # to it once it wins there. The eager step always uses SDPA.
+        pow2_head = self.head_dim >= 16 and self.head_dim & (self.head_dim - 1) == 0
+        if attention == "auto":
+            attention = "gqa"
+        if attention == "triton" and not pow2_head:
+            raise ValueError(f"attention='triton' needs a power-of-two head_dim >= 16, not {self.head_dim}")
+        self.attention = attention
         # A batch whose rows all use one adapter runs on base+delta merged weights (one extra
         # weight copy, re-merged in place when the adapter changes): base-model speed.
         self.merge_single_adapter = (
@@ -176,7 +187,7 @@ class LlamaEngine:
             for group, block, subs in _GROUPS:
                 modules = [getattr(getattr(layer, block), sub) for sub in subs]
                 names = [f"model.layers.{i}.{block}.{sub}" for sub in subs]
-                linears[group] = self._fuse(modules, names, adapters, param)
+                linears[group] = self._fuse(modules, names, adapters, param, act=group == "gate_up")
             self.layers.append(
                 _Layer(
                     in_norm=param(layer.input_layernorm.weight),
@@ -200,6 +211,8 @@ class LlamaEngine:
         names: list[str],
         adapters: dict[str, LoraAdapter],
         param: Any,
+        *,
+        act: bool,
     ) -> _Linear:
         weights: list[torch.Tensor] = [m.weight for m in modules]
         outs = [int(w.shape[0]) for w in weights]
@@ -233,12 +246,17 @@ class LlamaEngine:
             ]
             parts.append(torch.zeros(len(a_rows) * r))
             bias = param(torch.cat(parts))
+        k_ranges = None
+        if lora_b is not None and kernels.HAVE_TRITON:
+            ranges = kernels.lora_k_ranges(lora_b, sum(outs), act=act, block=kernels.LORA_BK)
+            k_ranges = ranges.to(self.device)
         return _Linear(
             weight=param(weight),
             bias=bias,
             out=sum(outs),
             lora_b=param(lora_b) if lora_b is not None else None,
             n_sub=len(targeted),
+            k_ranges=k_ranges,
         )
 
     # ---- building blocks -------------------------------------------------------------------
@@ -259,7 +277,8 @@ class LlamaEngine:
             # Prefill rows are (batch, position) pairs, batch-major: the mask was repeated for them.
             mask = st.masks[lin.n_sub] if x.shape[0] == st.batch else st.extra["prefill_masks"][lin.n_sub]
             if self.fused_kernels:
-                return kernels.lora_expand(y, lin.out, mask, lin.lora_b, act=act)
+                assert lin.k_ranges is not None
+                return kernels.lora_expand(y, lin.out, mask, lin.lora_b, lin.k_ranges, act=act)
             h = y[:, lin.out :] * mask
             out = torch.addmm(y[:, : lin.out], h, lin.lora_b.t())
         else:
@@ -403,24 +422,31 @@ class LlamaEngine:
         """The decode step with Triton kernels: same maths, ~17 kernels per layer instead of ~40."""
         bsz, nh, nkv, hd = st.batch, self.n_heads, self.n_kv, self.head_dim
         x = F.embedding(st.tok, self.embed)  # [B, H]; the residual stream, updated in place
-        keys = self.positions[: st.length]
-        valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)
-        zero = torch.zeros((), device=self.device, dtype=self.dtype)
-        mask = torch.where(valid, zero, torch.full_like(zero, float("-inf"))).view(bsz, 1, 1, st.length)
-        mask_bkv = mask.expand(bsz, nkv, 1, st.length).reshape(bsz * nkv, 1, st.length)
+        mask = mask_bkv = None
+        if self.attention != "triton":  # the Triton kernel reads pad and slot itself
+            keys = self.positions[: st.length]
+            valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)
+            zero = torch.zeros((), device=self.device, dtype=self.dtype)
+            mask = torch.where(valid, zero, torch.full_like(zero, float("-inf"))).view(bsz, 1, 1, st.length)
+            mask_bkv = mask.expand(bsz, nkv, 1, st.length).reshape(bsz * nkv, 1, st.length)
         q = st.extra.get("q")
         if q is None:
             q = st.extra["q"] = torch.empty(bsz, nh, hd, device=self.device, dtype=self.dtype)
+            st.extra["attn_out"] = torch.empty_like(q)
+        attn_out = st.extra["attn_out"]
         pending: torch.Tensor | None = None
         for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
             h = kernels.add_rmsnorm(x, pending, layer.in_norm, self.eps)
             qkv = self._linear(h, layer.linears["qkv"], st)
             kernels.rope_kv(qkv, self.cos, self.sin, st.pad, st.slot, q, k_cache, v_cache, nh, nkv, hd)
-            if self.attention == "grouped":
+            if self.attention == "triton":
+                attn = kernels.decode_attention(q, k_cache, v_cache, st.pad, st.slot, attn_out)
+            elif self.attention == "grouped":
                 attn = F.scaled_dot_product_attention(
                     q.view(bsz, nkv, nh // nkv, hd), k_cache, v_cache, attn_mask=mask
                 )
             elif self.attention == "bmm":
+                assert mask_bkv is not None
                 scores = torch.baddbmm(
                     mask_bkv,
                     q.view(bsz * nkv, nh // nkv, hd),

@@ -1,4 +1,10 @@
-"""The Triton decode kernels, run by Triton's CPU interpreter: same greedy tokens as peft."""
+"""The Triton decode kernels, run by Triton's CPU interpreter: same greedy tokens as peft, and
+each kernel equal to a float64 reference on random inputs.
+
+The interpreter gets bfloat16 matrix products wrong (a Triton interpreter limitation: a bf16
+``tl.dot`` returns garbage there), so these run in float32 and float16; bench/generation.py
+checks the kernels in bfloat16 on the GPU.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,20 +38,114 @@ print(json.dumps({"same": sum(g == w for g, w in zip(got, want)), "rows": len(go
 """
 
 
+KERNEL_SCRIPT = """
+import json, sys
+import torch
+import torch.nn.functional as F
+from evalhub.generation import kernels
+
+dtype = getattr(torch, sys.argv[1])
+gen = torch.Generator().manual_seed(int(sys.argv[2]))
+errors = {}
+
+def rel(got, ref):
+    assert not torch.isnan(got).any(), "unwritten output"
+    return float((got.double() - ref).norm() / ref.norm())
+
+# decode attention: rows with different left padding, slots on and across block edges, GQA
+# groups of 4 and of 1 (a group smaller than the 16 rows tl.dot needs is padded).
+for nh, nkv in ((8, 2), (2, 2)):
+    b, length, d = 5, 130, 64
+    q = torch.randn(b, nh, d, generator=gen).to(dtype)
+    k = torch.randn(b, nkv, length, d, generator=gen).to(dtype)
+    v = torch.randn(b, nkv, length, d, generator=gen).to(dtype)
+    pad = torch.tensor([0, 3, 64, 70, 127])
+    for slot in (127, 128, 129):
+        out = torch.full_like(q, float("nan"))
+        kernels.decode_attention(q, k, v, pad, torch.tensor(slot), out)
+        keys = torch.arange(length)
+        live = ((keys >= pad[:, None]) & (keys <= slot)).view(b, 1, 1, length)
+        ref = F.scaled_dot_product_attention(
+            q.double().unsqueeze(2), k.double(), v.double(), attn_mask=live, enable_gqa=True
+        ).squeeze(2)
+        errors[f"attention nh={nh} nkv={nkv} slot={slot}"] = rel(out, ref)
+
+# LoRA expand: B is zero outside each targeted sub-module's block of K; untargeted modules
+# (here k of q|k|v, or gate of gate|up) have no block; rows keep only their adapter's columns.
+for act, outs, targeted, m in (
+    (False, (96, 32, 32), (0, 2), 7),
+    (False, (64, 64, 64), (0, 1, 2), 70),
+    (True, (80, 80), (0, 1), 70),
+    (True, (80, 80), (1,), 5),
+):
+    r, out_cols = 24, sum(outs)
+    lora_b = torch.zeros(out_cols, len(targeted) * r)
+    for t, j in enumerate(targeted):
+        row0 = sum(outs[:j])
+        lora_b[row0 : row0 + outs[j], t * r : (t + 1) * r] = torch.randn(outs[j], r, generator=gen)
+    y = torch.randn(m, out_cols + lora_b.shape[1], generator=gen).to(dtype)
+    mask = (torch.rand(m, lora_b.shape[1], generator=gen) > 0.5).to(dtype)
+    ranges = kernels.lora_k_ranges(lora_b, out_cols, act=act, block=kernels.LORA_BK)
+    got = kernels.lora_expand(y, out_cols, mask, lora_b.to(dtype), ranges, act=act)
+    ref = y[:, :out_cols].double() + (y[:, out_cols:].double() * mask.double()) @ lora_b.double().t()
+    if act:
+        ref = F.silu(ref[:, : out_cols // 2]) * ref[:, out_cols // 2 :]
+    errors[f"lora_expand act={act} outs={outs} targeted={targeted} m={m}"] = rel(got, ref)
+print(json.dumps(errors))
+"""
+
+
+def _interpret(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed here (CUDA builds of torch ship it; `make install` adds it)")
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 1e-5), ("float16", 2e-3)])
+def test_kernels_equal_a_float64_reference(dtype: str, tolerance: float) -> None:
+    errors = json.loads(_interpret(KERNEL_SCRIPT, dtype, "7").stdout.strip().splitlines()[-1])
+    assert len(errors) == 10
+    bad = {name: err for name, err in errors.items() if not err < tolerance}
+    assert not bad, bad
+
+
+def test_lora_k_ranges_cover_exactly_the_nonzero_blocks() -> None:
+    from evalhub.generation import kernels
+
+    if not kernels.HAVE_TRITON:
+        pytest.skip("Triton is not installed here")
+    block = kernels.LORA_BK
+    lora_b = torch.zeros(100, 3 * block)
+    lora_b[0:40, 0:5] = 1.0  # q rows: first block
+    lora_b[40:70, 2 * block : 2 * block + 3] = 1.0  # v rows: third block; rows 70..99 none
+    ranges = kernels.lora_k_ranges(lora_b, 100, act=False, block=block).tolist()
+    tile = kernels.LORA_BN
+    expected = []
+    for t in range(-(-100 // tile)):
+        rows = lora_b[t * tile : (t + 1) * tile].abs().sum(dim=0).nonzero().flatten()
+        if rows.numel() == 0:
+            expected.append([0, 0, 0, 0])
+        else:
+            lo = int(rows.min()) // block * block
+            hi = min(-(-(int(rows.max()) + 1) // block) * block, 3 * block)
+            expected.append([lo, hi, 0, 0])
+    assert ranges == expected
+    assert ranges[0] == [0, block, 0, 0]  # a q-only tile reads one block of three
+    assert ranges[-1] == [0, 0, 0, 0]  # a tile without LoRA reads none
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("attention", ["grouped", "bmm"])
+@pytest.mark.parametrize("attention", ["triton", "grouped", "bmm"])
 def test_fused_kernels_give_the_same_greedy_tokens(
     tiny_family: dict[str, Path], tiny_adapters: dict[str, Path], attention: str
 ) -> None:
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("Triton is not installed here (CUDA builds of torch ship it)")
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
     adapters = json.dumps({k: str(v) for k, v in tiny_adapters.items()})
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_family["base"]), adapters, attention],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _interpret(SCRIPT, str(tiny_family["base"]), adapters, attention)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["same"] == result["rows"], result
