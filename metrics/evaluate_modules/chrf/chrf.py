@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import datasets
 import evaluate
 
+from metrics.evaluate_support import text_pair_info
 from metrics.text import chrf, corpus_chrf
 
 _DESCRIPTION = """Corpus chrF via sacrebleu (0-100; word_order=2 gives chrF++), with evalhub's defined
@@ -26,21 +26,11 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS)
 class Chrf(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
+        return text_pair_info(
             description=_DESCRIPTION,
             citation="Popovic, 2015. chrF: character n-gram F-score for automatic MT evaluation.",
             inputs_description=_KWARGS,
-            features=[
-                datasets.Features(
-                    {
-                        "predictions": datasets.Value("string"),
-                        "references": datasets.Sequence(datasets.Value("string")),
-                    }
-                ),
-                datasets.Features(
-                    {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-                ),
-            ],
+            multi_reference=True,
         )
 
     def _compute(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import datasets
 import evaluate
 
+from metrics.evaluate_support import text_pair_info
 from metrics.text import embedding_similarity
 
 _DESCRIPTION = """Cosine similarity of all-MiniLM-L6-v2 sentence embeddings (bundled offline in the
@@ -27,13 +27,10 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS)
 class EmbeddingSimilarity(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
+        return text_pair_info(
             description=_DESCRIPTION,
             citation="Reimers and Gurevych, 2019. Sentence-BERT.",
             inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
         )
 
     def _compute(
