@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from our static files, no CDN
     "evalhub",
     "evalhub.accounts",
     "evalhub.audit",
@@ -225,9 +226,11 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "evalhub.runs.models.RunStatus",
         "StudyStatusEnum": "annotation.models.StudyStatus",
     },
-    # A pinned Swagger UI, not @latest: the docs page runs with the user's session.
-    "SWAGGER_UI_DIST": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14",
-    "SWAGGER_UI_FAVICON_HREF": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/favicon-32x32.png",
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: the docs page works offline
+    # and runs no third-party script with the user's session.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Generation defaults; a run may override them.
