@@ -17,16 +17,15 @@ from typing import Any, Protocol
 import torch
 
 from evalhub.generation.adapters import LoraAdapter, check_adapter_fits, linear_shapes, read_adapter
-from evalhub.generation.errors import AdapterError, GenerationError
+from evalhub.generation.errors import GenerationError
 from evalhub.generation.interface import (
     GenerationConfig,
     GenerationRequest,
     GenerationResult,
     OnBatch,
-    derive_seed,
 )
 from evalhub.generation.llama import LlamaEngine, unsupported_reason
-from evalhub.generation.prompts import PreparedPrompt, prepare_prompts
+from evalhub.generation.prompts import PendingRow, admit_requests, rejected_result
 from evalhub.generation.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
@@ -149,14 +148,6 @@ class HFStepper:
 
     def drop_states(self) -> None:
         pass
-
-
-@dataclass
-class _Row:
-    index: int  # position in the caller's request list
-    request: GenerationRequest
-    prompt: PreparedPrompt
-    seed: int
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:
@@ -321,24 +312,9 @@ class HFBackend:
     ) -> list[GenerationResult]:
         if self._stepper is None:
             raise GenerationError("call load() before generate()")
-        for request in requests:
-            if request.adapter is not None and request.adapter not in self.adapter_index:
-                raise AdapterError(request.adapter, "was not given to load()")
-        prepared = prepare_prompts(self.tokenizer, {r.prompt for r in requests}, config, self.context_length)
-        results: list[GenerationResult | None] = [None] * len(requests)
-        rows: list[_Row] = []
-        rejected: list[GenerationResult] = []
-        for index, request in enumerate(requests):
-            prompt = prepared[request.prompt]
-            seed = derive_seed(config.seed, request.key, request.sample)
-            if prompt.error:
-                result = self._rejected(request, prompt, seed, prompt.error)
-                results[index] = result
-                rejected.append(result)
-            else:
-                rows.append(_Row(index, request, prompt, seed))
-        if rejected and on_batch is not None:
-            on_batch(rejected)
+        results, rows = admit_requests(
+            requests, self.adapter_index, self.tokenizer, config, self.context_length, on_batch
+        )
         for batch in self._batches(rows, config):
             done = self._run_splitting(batch, config)
             for row, result in zip(batch, done, strict=True):
@@ -347,14 +323,14 @@ class HFBackend:
                 on_batch(done)
         return [r for r in results if r is not None]
 
-    def _batches(self, rows: list[_Row], config: GenerationConfig) -> list[list[_Row]]:
+    def _batches(self, rows: list[PendingRow], config: GenerationConfig) -> list[list[PendingRow]]:
         # Grouped by adapter, so most batches hold one adapter (merged weights on GPU: base
         # speed); only the batch where one adapter's rows end and the next begin mixes them.
         # Within an adapter, longest first: the first batch is the largest, so memory trouble
         # shows up at once, and rows of similar length share a batch (little padding).
         ordered = sorted(rows, key=lambda r: (r.request.adapter or "", -len(r.prompt.ids), r.index))
-        batches: list[list[_Row]] = []
-        current: list[_Row] = []
+        batches: list[list[PendingRow]] = []
+        current: list[PendingRow] = []
         width = 0
         for row in ordered:
             wider = max(width, len(row.prompt.ids))
@@ -368,7 +344,7 @@ class HFBackend:
             batches.append(current)
         return batches
 
-    def _run_splitting(self, batch: list[_Row], config: GenerationConfig) -> list[GenerationResult]:
+    def _run_splitting(self, batch: list[PendingRow], config: GenerationConfig) -> list[GenerationResult]:
         """Run a batch; on CUDA out-of-memory, halve it and retry each half."""
         try:
             if self.fault_hook is not None:
@@ -382,31 +358,14 @@ class HFBackend:
             if len(batch) == 1:
                 row = batch[0]
                 log.error("out of memory on a single request (%s tokens): %s", len(row.prompt.ids), exc)
-                return [self._rejected(row.request, row.prompt, row.seed, "out of memory even alone")]
+                return [rejected_result(row.request, row.prompt, row.seed, "out of memory even alone")]
             half = len(batch) // 2
             log.warning(
                 "out of memory at batch size %d; retrying as %d + %d", len(batch), half, len(batch) - half
             )
             return self._run_splitting(batch[:half], config) + self._run_splitting(batch[half:], config)
 
-    def _rejected(
-        self, request: GenerationRequest, prompt: PreparedPrompt, seed: int, error: str
-    ) -> GenerationResult:
-        return GenerationResult(
-            key=request.key,
-            text="",
-            prompt_tokens=prompt.original_tokens,
-            output_tokens=0,
-            finish_reason="rejected",
-            latency_ms=0.0,
-            truncated=False,
-            seed=seed,
-            adapter=request.adapter,
-            sample=request.sample,
-            error=error,
-        )
-
-    def _run_batch(self, batch: list[_Row], config: GenerationConfig) -> list[GenerationResult]:
+    def _run_batch(self, batch: list[PendingRow], config: GenerationConfig) -> list[GenerationResult]:
         assert self._stepper is not None
         started = time.perf_counter()
         max_new = config.max_new_tokens

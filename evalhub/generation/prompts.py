@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalhub.generation.interface import GenerationConfig
+from evalhub.generation.errors import AdapterError
+from evalhub.generation.interface import GenerationConfig, GenerationRequest, GenerationResult, derive_seed
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,65 @@ def prepare_prompts(
                 kept = ids[len(ids) - budget :]
             prepared[prompt] = PreparedPrompt(ids=tuple(kept), truncated=True, original_tokens=len(ids))
     return prepared
+
+
+@dataclass
+class PendingRow:
+    """A request admitted for generation: its place in the caller's list, prompt and seed."""
+
+    index: int
+    request: GenerationRequest
+    prompt: PreparedPrompt
+    seed: int
+
+
+def rejected_result(
+    request: GenerationRequest, prompt: PreparedPrompt, seed: int, error: str
+) -> GenerationResult:
+    return GenerationResult(
+        key=request.key,
+        text="",
+        prompt_tokens=prompt.original_tokens,
+        output_tokens=0,
+        finish_reason="rejected",
+        latency_ms=0.0,
+        truncated=False,
+        seed=seed,
+        adapter=request.adapter,
+        sample=request.sample,
+        error=error,
+    )
+
+
+def admit_requests(
+    requests: Sequence[GenerationRequest],
+    loaded_adapters: Container[str],
+    tokenizer: Any,
+    config: GenerationConfig,
+    context_length: int,
+    on_batch: Callable[[list[GenerationResult]], None] | None,
+) -> tuple[list[GenerationResult | None], list[PendingRow]]:
+    """What every backend does before generating: refuse unknown adapters (nothing runs),
+    tokenise each distinct prompt once, and answer the prompts that cannot run with a
+    ``rejected`` result (passed to ``on_batch`` at once). Returns the result slots, in the
+    caller's order, and the rows left to generate.
+    """
+    for request in requests:
+        if request.adapter is not None and request.adapter not in loaded_adapters:
+            raise AdapterError(request.adapter, "was not given to load()")
+    prepared = prepare_prompts(tokenizer, {r.prompt for r in requests}, config, context_length)
+    results: list[GenerationResult | None] = [None] * len(requests)
+    pending: list[PendingRow] = []
+    rejected: list[GenerationResult] = []
+    for index, request in enumerate(requests):
+        prompt = prepared[request.prompt]
+        seed = derive_seed(config.seed, request.key, request.sample)
+        if prompt.error:
+            result = rejected_result(request, prompt, seed, prompt.error)
+            results[index] = result
+            rejected.append(result)
+        else:
+            pending.append(PendingRow(index, request, prompt, seed))
+    if rejected and on_batch is not None:
+        on_batch(rejected)
+    return results, pending

