@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -50,14 +52,29 @@ def test_api_responses_are_never_cached(lead):
     assert client.get("/api/v1/me/")["Cache-Control"] == "no-store"
 
 
-def test_docs_page_loads_only_its_pinned_assets(lead):
+def test_docs_page_references_no_external_host(lead):
     client = Client()
     client.force_login(lead)
     response = client.get("/api/docs/")
     assert response.status_code == 200
+    html = response.content.decode()
+    # Every src/href on the page is a path on this site, and the bundle is the sidecar's copy.
+    urls = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert any("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in u for u in urls)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "<script>" not in html  # the start-up script is a file of its own (?script)
     csp = response["Content-Security-Policy"]
-    assert "https://cdn.jsdelivr.net" in csp and "frame-ancestors 'none'" in csp
-    assert "swagger-ui-dist@5." in response.content.decode()
+    assert "http" not in csp and "frame-ancestors 'none'" in csp
+    assert "script-src 'self';" in csp
+
+
+def test_docs_page_start_up_script_is_served_by_the_site(lead):
+    client = Client()
+    client.force_login(lead)
+    response = client.get("/api/docs/?script=")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/javascript")
+    assert "/api/schema/" in response.content.decode()
 
 
 def test_unknown_api_url_answers_in_the_error_format():
