@@ -1,12 +1,16 @@
 """PII detection and redaction (metrics/pii.py), offline."""
 
+import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from metrics.pii import (
     DEFAULT_ENTITIES,
+    SPACY_EXCLUDE,
     PiiFinding,
+    build_analyzer,
     detect_pii,
     detect_pii_batch,
     entity_types,
@@ -138,3 +142,27 @@ def test_redaction_ignores_findings_outside_the_text():
 def test_default_entities_cover_the_required_kinds():
     for name in ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "LOCATION", "CREDIT_CARD", "IBAN_CODE", "US_SSN"):
         assert name in DEFAULT_ENTITIES
+
+
+def test_spacy_loads_without_the_parser_but_keeps_what_context_words_need(analyzer):
+    pipes = analyzer.nlp_engine.nlp["en"].pipe_names
+    assert "parser" not in pipes and "parser" in SPACY_EXCLUDE
+    # Context words ("call ... phone") match on lemmas: the lemmatizer and its tagger must stay.
+    assert {"ner", "lemmatizer", "tagger"} <= set(pipes)
+    assert detect_pii("phone: 212-555-0123")[0].score > detect_pii("ref 212-555-0123")[0].score
+
+
+FIXTURE_SUITES = Path(__file__).resolve().parents[2] / "fixtures" / "suites"
+
+
+@pytest.mark.slow
+def test_trimmed_pipeline_finds_exactly_what_the_full_pipeline_finds(analyzer):
+    texts = [SENTENCE, "Call Dr. Maria Garcia on 020 7946 0958 about the dose."]
+    for name in ("summaries.jsonl", "adversarial.jsonl"):
+        for line in (FIXTURE_SUITES / name).open(encoding="utf-8"):
+            case = json.loads(line)
+            texts += [v for v in (case.get("input"), case.get("reference")) if isinstance(v, str)]
+    full = detect_pii_batch(texts, analyzer=build_analyzer(spacy_exclude=()))
+    trimmed = detect_pii_batch(texts)
+    assert sum(map(len, trimmed)) > 100  # the fixtures hold plenty of PII: the comparison means something
+    assert trimmed == full
