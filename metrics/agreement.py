@@ -88,6 +88,56 @@ def ratings_matrix(records: Iterable[Record], *, categories: Sequence[Any] | Non
     )
 
 
+def _first_appearance_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..k-1 for ``ids`` in order of first appearance, and the distinct ids in that order."""
+    distinct, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[inverse.reshape(-1)], distinct[order]
+
+
+def ratings_matrix_from_arrays(
+    units: np.ndarray | Sequence[Hashable],
+    raters: np.ndarray | Sequence[Hashable],
+    values: np.ndarray | Sequence[float],
+    *,
+    categories: Sequence[Any] | None = None,
+) -> RatingsMatrix:
+    """``ratings_matrix`` for column data: record i is ``(units[i], raters[i], values[i])``.
+
+    Ids are integers or strings (compared as numpy values); ``values`` are numbers, NaN where
+    missing, or with ``categories`` the codes 0..k-1 of those labels. Units and raters keep their
+    order of first appearance, so the matrix equals the one ``ratings_matrix`` builds from the
+    same records, without a Python loop per record.
+    """
+    unit_arr, rater_arr = np.asarray(units), np.asarray(raters)
+    vals = np.asarray(values, dtype=float)
+    if not unit_arr.shape == rater_arr.shape == vals.shape or vals.ndim != 1:
+        raise ValueError("units, raters and values must be 1-D and of the same length")
+    unit_idx, unit_ids = _first_appearance_codes(unit_arr)
+    rater_idx, rater_ids = _first_appearance_codes(rater_arr)
+    n_units, n_raters = unit_ids.size, rater_ids.size
+    flat = rater_idx.astype(np.int64) * n_units + unit_idx
+    _, first, counts = np.unique(flat, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        k = int(first[np.argmax(counts > 1)])
+        raise ValueError(f"rater {rater_arr[k].item()!r} rated unit {unit_arr[k].item()!r} more than once")
+    if categories is not None:
+        coded = vals[~np.isnan(vals)]
+        bad = (coded < 0) | (coded >= len(categories)) | (coded != np.floor(coded))
+        if np.any(bad):
+            raise ValueError(f"codes {sorted(set(coded[bad].tolist()))} are not codes of {list(categories)}")
+    matrix = np.full((n_raters, n_units), np.nan)
+    matrix[rater_idx, unit_idx] = vals
+    return RatingsMatrix(
+        unit_ids=tuple(unit_ids.tolist()),
+        rater_ids=tuple(rater_ids.tolist()),
+        values=matrix,
+        categories=tuple(categories) if categories is not None else None,
+    )
+
+
 MatrixLike = RatingsMatrix | np.ndarray | Sequence[Sequence[float | None]]
 """A ``RatingsMatrix`` or a raw **raters x units** array (Krippendorff's layout); convert a
 units x raters array with ``ratings_matrix_from_units``."""
@@ -224,13 +274,16 @@ def fleiss_kappa(data: MatrixLike) -> FleissKappaResult:
     or more (the larger on a tie); the others are reported in ``n_units_dropped``.
     """
     matrix = _as_matrix(data)
-    per_unit = [col[~np.isnan(col)] for col in matrix.values.T]
-    counts = Counter(len(v) for v in per_unit if len(v) >= 2)
-    rated_units = sum(1 for v in per_unit if len(v) > 0)
+    by_unit = matrix.values.T
+    sizes = np.sum(~np.isnan(by_unit), axis=1)
+    counts = Counter(sizes[sizes >= 2].tolist())
+    rated_units = int(np.sum(sizes > 0))
     if not counts:
         return FleissKappaResult(None, 0, 0, 0, rated_units, "no unit has two or more ratings")
     m = max(counts, key=lambda size: (counts[size], size))
-    kept = np.array([v for v in per_unit if len(v) == m])
+    # Each kept unit's values in rater order, one row per unit (row-major order keeps units apart).
+    chosen = by_unit[sizes == m]
+    kept = chosen[~np.isnan(chosen)].reshape(-1, m)
     table, _ = aggregate_raters(kept)
     result = fleiss_kappa_from_table(table)
     return FleissKappaResult(
@@ -300,6 +353,12 @@ def cohen_kappa(
     table = np.zeros((len(scores), len(scores)))
     for a, b in pairs:
         table[index[a], index[b]] += 1
+    return _kappa_from_table(table, scores, weights)
+
+
+def _kappa_from_table(table: np.ndarray, scores: Sequence[Any], weights: KappaWeights) -> CohenKappaResult:
+    """Cohen's kappa from a categories x categories table of counts (statsmodels)."""
+    n = int(table.sum())
     observed = float(np.trace(table) / n)
     row, col = table.sum(axis=1) / n, table.sum(axis=0) / n
     if math.isclose(float(row @ col), 1.0):
@@ -364,21 +423,24 @@ def pairwise_cohen_kappa(
     else:
         observed = matrix.values[~np.isnan(matrix.values)]
         categories = sorted(set(observed.tolist()))
+    # Each value as its category's index; each pair's table is then one bincount (the same
+    # table cohen_kappa tallies from the pair's shared values).
+    k = len(categories)
+    rated = ~np.isnan(matrix.values)
+    codes = np.zeros(matrix.values.shape, dtype=np.int64)
+    codes[rated] = np.searchsorted(np.asarray(categories, dtype=float), matrix.values[rated])
     pairs = []
     for i, j in itertools.combinations(range(len(matrix.rater_ids)), 2):
-        shared = ~np.isnan(matrix.values[i]) & ~np.isnan(matrix.values[j])
+        shared = rated[i] & rated[j]
         n_shared = int(shared.sum())
         if n_shared < max(min_overlap, 2):
             result = CohenKappaResult(
                 None, None, None, None, n_shared, None, weights, f"only {n_shared} shared units"
             )
         else:
-            result = cohen_kappa(
-                matrix.values[i, shared].tolist(),
-                matrix.values[j, shared].tolist(),
-                weights=weights,
-                categories=categories,
-            )
+            cells = codes[i, shared] * k + codes[j, shared]
+            table = np.bincount(cells, minlength=k * k).reshape(k, k).astype(float)
+            result = _kappa_from_table(table, categories, weights)
         pairs.append(RaterPairKappa(matrix.rater_ids[i], matrix.rater_ids[j], result))
     defined = [p.result.kappa for p in pairs if p.result.kappa is not None]
     reason = None

@@ -158,14 +158,47 @@ class ControlledWinRate(StatResult):
 
 
 @dataclass(frozen=True)
-class _Battles:
+class BattleArrays:
+    """Battles as integer-coded columns: battle i is ``models[a[i]]`` against ``models[b[i]]``
+    with ``outcome[i]`` 1 (a won), 0 (b won) or 0.5 (tie or both bad). Models are numbered in
+    order of first appearance, as when parsing ``Battle`` tuples. Build with ``battle_arrays``."""
+
     models: list[str]
     a: np.ndarray
     b: np.ndarray
     outcome: np.ndarray
 
 
-def _parse(battles: Sequence[Battle]) -> _Battles:
+_Battles = BattleArrays
+WINNERS = ("a", "b", "tie", "both_bad")
+"""The winner codes of ``battle_arrays``: 0 a, 1 b, 2 tie, 3 both bad."""
+
+
+def battle_arrays(names: Sequence[str], a: np.ndarray, b: np.ndarray, winner: np.ndarray) -> BattleArrays:
+    """Battles from integer columns (for many battles, without a tuple per battle): battle i is
+    ``names[a[i]]`` against ``names[b[i]]`` and ``WINNERS[winner[i]]`` won. Equals parsing the
+    tuples ``(names[a[i]], names[b[i]], WINNERS[winner[i]])``."""
+    a, b, winner = (np.asarray(x, dtype=np.int64).reshape(-1) for x in (a, b, winner))
+    if not a.size == b.size == winner.size:
+        raise ValueError("a, b and winner must have the same length")
+    if np.any((winner < 0) | (winner >= len(WINNERS))):
+        raise ValueError(f"winner codes must be 0..{len(WINNERS) - 1} ({', '.join(WINNERS)})")
+    same = np.flatnonzero(a == b)
+    if same.size:
+        raise ValueError(f"a battle needs two different models, got {names[int(a[same[0]])]!r} twice")
+    # Number the models as _parse does: by first appearance, scanning a then b of each battle.
+    seen = np.column_stack([a, b]).reshape(-1)
+    distinct, first = np.unique(seen, return_index=True)
+    order = distinct[np.argsort(first, kind="stable")]
+    recode = np.zeros(int(distinct.max()) + 1 if distinct.size else 0, dtype=np.int64)
+    recode[order] = np.arange(order.size)
+    outcome = np.array([_OUTCOME[w] for w in WINNERS])[winner]
+    return BattleArrays([names[int(i)] for i in order], recode[a], recode[b], outcome)
+
+
+def _parse(battles: Sequence[Battle] | BattleArrays) -> BattleArrays:
+    if isinstance(battles, BattleArrays):
+        return battles
     models: dict[str, int] = {}
     a, b, outcome = [], [], []
     for model_a, model_b, winner in battles:
@@ -229,6 +262,19 @@ def _fit(
     return params
 
 
+def _unique_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(table, axis=0, return_counts=True)`` (rows sorted lexicographically) by a
+    lexsort of the columns: the same rows and counts several times faster on wide float rows."""
+    if table.shape[0] == 0:
+        return table.copy(), np.zeros(0, dtype=np.int64)
+    order = np.lexsort(table.T[::-1])
+    ordered = table[order]
+    starts = np.concatenate([[True], np.any(ordered[1:] != ordered[:-1], axis=1)])
+    index = np.flatnonzero(starts)
+    counts = np.diff(np.append(index, table.shape[0]))
+    return ordered[index], counts
+
+
 def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     tail = 100 * (1 - confidence) / 2
     return np.percentile(samples, tail, axis=0), np.percentile(samples, 100 - tail, axis=0)
@@ -254,9 +300,7 @@ def _fit_with_bootstrap(
     n_params = len(data.models) + features.shape[1]
     # Identical battles (same pair, outcome and style) become one weighted row: resampling
     # battles with replacement is then a multinomial draw of the row weights, as in FastChat.
-    rows, counts = np.unique(
-        np.column_stack([data.a, data.b, data.outcome, features]), axis=0, return_counts=True
-    )
+    rows, counts = _unique_rows(np.column_stack([data.a, data.b, data.outcome, features]))
     unique = _Battles(data.models, rows[:, 0].astype(int), rows[:, 1].astype(int), rows[:, 2])
     unique_features = rows[:, 3:]
     counts = counts.astype(float)
@@ -319,7 +363,7 @@ def _rating_table(
 
 
 def bradley_terry(
-    battles: Sequence[Battle],
+    battles: Sequence[Battle] | BattleArrays,
     *,
     resamples: int = 1000,
     confidence: float = 0.95,
@@ -363,16 +407,29 @@ def bradley_terry(
     )
 
 
+Styles = Sequence[StyleFeatures] | Sequence[dict[str, int]] | np.ndarray
+"""Per battle side: ``StyleFeatures`` (or their dicts), or an array with one row per battle and
+one column per name in ``features``, in that order (the raw counts, not differences)."""
+
+
+def _raw_styles(styles: Styles, features: Sequence[str]) -> np.ndarray:
+    if isinstance(styles, np.ndarray):
+        raw = np.asarray(styles, dtype=float).reshape(len(styles), -1)
+        if raw.shape[1] != len(features):
+            raise ValueError(f"style arrays need one column per feature ({', '.join(features)})")
+        return raw
+    return np.array([[s.get(f) for f in features] for s in styles], dtype=float).reshape(-1, len(features))
+
+
 def _style_matrix(
-    styles_a: Sequence[StyleFeatures], styles_b: Sequence[StyleFeatures], features: Sequence[str]
+    styles_a: Styles, styles_b: Styles, features: Sequence[str]
 ) -> tuple[np.ndarray, list[float | None]]:
     """Arena's normalised differences (a - b) / (a + b + 1), divided by their standard
     deviation. Unlike Arena they are not mean-centred: in a model without an intercept a
     non-zero mean would act as a position bias, and here "no style difference" must be
     exactly zero so the controlled win rate is the same whichever side the candidate was
     shown on. Constant features get a zero column and a None std."""
-    raw_a = np.array([[s.get(f) for f in features] for s in styles_a], dtype=float).reshape(-1, len(features))
-    raw_b = np.array([[s.get(f) for f in features] for s in styles_b], dtype=float).reshape(-1, len(features))
+    raw_a, raw_b = _raw_styles(styles_a, features), _raw_styles(styles_b, features)
     diff = (raw_a - raw_b) / (raw_a + raw_b + 1)
     std = diff.std(axis=0)
     stds: list[float | None] = [float(s) if s > 0 else None for s in std]
@@ -406,15 +463,16 @@ def _style_table(
     return tuple(table)
 
 
-def _check_styles(battles: Sequence[Battle], styles_a: Sequence[Any], styles_b: Sequence[Any]) -> None:
-    if not len(battles) == len(styles_a) == len(styles_b):
+def _check_styles(battles: Sequence[Battle] | BattleArrays, styles_a: Styles, styles_b: Styles) -> None:
+    n = battles.a.size if isinstance(battles, BattleArrays) else len(battles)
+    if not n == len(styles_a) == len(styles_b):
         raise ValueError("battles, styles_a and styles_b must have the same length")
 
 
 def style_controlled_bradley_terry(
-    battles: Sequence[Battle],
-    styles_a: Sequence[StyleFeatures],
-    styles_b: Sequence[StyleFeatures],
+    battles: Sequence[Battle] | BattleArrays,
+    styles_a: Styles,
+    styles_b: Styles,
     *,
     features: Sequence[str] = STYLE_FEATURES,
     resamples: int = 1000,
@@ -466,9 +524,9 @@ def style_controlled_bradley_terry(
 
 
 def controlled_win_rate(
-    battles: Sequence[Battle],
-    styles_a: Sequence[StyleFeatures],
-    styles_b: Sequence[StyleFeatures],
+    battles: Sequence[Battle] | BattleArrays,
+    styles_a: Styles,
+    styles_b: Styles,
     *,
     candidate: str,
     baseline: str,
@@ -489,16 +547,15 @@ def controlled_win_rate(
     _check_styles(battles, styles_a, styles_b)
     data = _parse(battles)
     x, stds = _style_matrix(styles_a, styles_b, features)
-    direct = [
-        outcome if model_a == candidate else 1 - outcome
-        for (model_a, model_b, _), outcome in zip(battles, data.outcome, strict=True)
-        if {model_a, model_b} == {candidate, baseline}
-    ]
+    ci = data.models.index(candidate) if candidate in data.models else -1
+    bi = data.models.index(baseline) if baseline in data.models else -1
+    is_direct = ((data.a == ci) & (data.b == bi)) | ((data.a == bi) & (data.b == ci))
+    direct = np.where(data.a == ci, data.outcome, 1 - data.outcome)[is_direct]
     common: dict[str, Any] = {
         "candidate": candidate,
         "baseline": baseline,
-        "n_battles": len(direct),
-        "observed_win_rate": float(np.mean(direct)) if direct else None,
+        "n_battles": int(direct.size),
+        "observed_win_rate": float(np.mean(direct)) if direct.size else None,
         "features": tuple(features),
         "confidence": confidence,
         "resamples": resamples,

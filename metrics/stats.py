@@ -56,11 +56,17 @@ def _finite_or_none(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
-def _to_float_array(values: Iterable[MaybeNumber]) -> np.ndarray:
+Numbers = Sequence[MaybeNumber] | np.ndarray
+"""Values with None (or NaN, in an array) where missing."""
+
+
+def _to_float_array(values: Iterable[MaybeNumber] | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values.astype(float).reshape(-1)
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def paired_arrays(a: Sequence[MaybeNumber], b: Sequence[MaybeNumber]) -> tuple[np.ndarray, np.ndarray, int]:
+def paired_arrays(a: Numbers, b: Numbers) -> tuple[np.ndarray, np.ndarray, int]:
     """The complete pairs of ``a`` and ``b`` and how many pairs were dropped (None/NaN on either side)."""
     if len(a) != len(b):
         raise ValueError(f"paired inputs differ in length: {len(a)} != {len(b)}")
@@ -117,7 +123,7 @@ class MeanCI(StatResult):
 
 
 def mean_ci(
-    values: Sequence[MaybeNumber],
+    values: Numbers,
     *,
     resamples: int = 10000,
     confidence: float = 0.95,
@@ -167,8 +173,8 @@ class PairedBootstrap(StatResult):
 
 
 def paired_bootstrap(
-    a: Sequence[MaybeNumber],
-    b: Sequence[MaybeNumber],
+    a: Numbers,
+    b: Numbers,
     *,
     resamples: int = 10000,
     confidence: float = 0.95,

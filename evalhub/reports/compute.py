@@ -13,16 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from evalhub.reports.selectors import ReportRows
+from evalhub.reports.selectors import PREFERENCES, SIDES, RatingColumns, ReportRows
 from metrics.agreement import (
     fleiss_kappa,
     gold_accuracy,
     krippendorff_alpha,
     pairwise_cohen_kappa,
-    ratings_matrix,
+    ratings_matrix_from_arrays,
 )
 from metrics.ranking import (
     LENGTH_ONLY,
+    STYLE_FEATURES,
+    BattleArrays,
+    battle_arrays,
     bradley_terry,
     controlled_win_rate,
     style_controlled_bradley_terry,
@@ -92,14 +95,6 @@ def case_slices(case: dict[str, Any]) -> list[str]:
     return names
 
 
-def _flagged(entry: Any) -> bool | None:
-    if isinstance(entry, dict):
-        return bool(entry.get("flagged"))
-    if entry is None:
-        return None
-    return bool(entry)
-
-
 def _rate(successes: float, n: int) -> dict[str, Any]:
     if n == 0:
         return {"rate": None, "ci_low": None, "ci_high": None, "n": 0}
@@ -107,52 +102,95 @@ def _rate(successes: float, n: int) -> dict[str, Any]:
     return {"rate": successes / n, "ci_low": float(low), "ci_high": float(high), "n": n}
 
 
-def _gold_value(rating: dict[str, Any], answer: dict[str, Any]) -> tuple[Any, ...]:
-    """What the rater answered on a gold task, in the parts the gold answer fixes."""
-    parts: list[Any] = []
-    if "preference" in answer:
-        parts.append(rating["preference"])
-    for side in sorted(answer.get("hallucination", {})):
-        parts.append(bool(_flagged(rating["hallucination"].get(side))))
-    return tuple(parts)
+# Preference codes of RatingColumns (PREFERENCES): "" 0, "A" 1, "B" 2, "tie" 3, "both_bad" 4, None 5.
+PREF_A, PREF_B, PREF_TIE, PREF_BOTH_BAD = 1, 2, 3, 4
+# Outcome codes of a candidate-vs-baseline rating, for bincount.
+WIN, TIE, LOSS, NO_OUTCOME = 0, 1, 2, 3
 
 
-def _gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:
-    parts: list[Any] = []
-    if "preference" in answer:
-        parts.append(answer["preference"])
-    for side in sorted(answer.get("hallucination", {})):
-        parts.append(bool(answer["hallucination"][side]))
-    return tuple(parts)
+def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray, missing: int = -1) -> np.ndarray:
+    """``values[keys == q]`` for each q (keys sorted and distinct), ``missing`` where absent."""
+    if keys.size == 0:
+        return np.full(query.shape, missing, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+    return np.where(keys[pos] == query, values[pos], missing)
+
+
+def _group_mean(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the mean of the finite values (NaN for none): bincount adds in row order, so
+    the sums are the ones a Python loop over the rows gives."""
+    ok = np.isfinite(values)
+    total = np.bincount(groups[ok], values[ok], minlength=n_groups)
+    n = np.bincount(groups[ok], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def _floats_or_none(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def _distribution(values: np.ndarray, is_int: np.ndarray) -> dict[str, int]:
+    """Counts of the values by their text, as ``str()`` writes the ints and floats of the ratings."""
+    ok = ~np.isnan(values)
+    counts: Counter[str] = Counter()
+    if ok.any():
+        pairs, n = np.unique(np.column_stack([values[ok], is_int[ok]]), axis=0, return_counts=True)
+        for (value, integral), count in zip(pairs.tolist(), n.tolist(), strict=True):
+            counts[str(int(value)) if integral else str(value)] += count
+    return dict(sorted(counts.items()))
+
+
+class _Adapters:
+    """Output id -> adapter id, as arrays for lookups over many ratings."""
+
+    def __init__(self, output_adapter: dict[int, int]) -> None:
+        ids = np.array(sorted(output_adapter), dtype=np.int64)
+        self.ids = ids
+        self.adapters = np.array([output_adapter[o] for o in ids.tolist()], dtype=np.int64)
+
+    def of(self, outputs: np.ndarray) -> np.ndarray:
+        return _lookup(self.ids, self.adapters, outputs)
 
 
 class _Pairs:
-    """Candidate-vs-baseline pair ratings, oriented so that side "c" is the candidate."""
+    """Candidate-vs-baseline pair ratings (row indices into the rating columns), with the side
+    the candidate was shown on and the outcome for the candidate."""
 
     def __init__(
-        self, ratings: list[dict[str, Any]], output_adapter: dict[int, int], cand: int, base: int
+        self,
+        rc: RatingColumns,
+        keep: np.ndarray,
+        adapter_a: np.ndarray,
+        adapter_b: np.ndarray,
+        cand: int,
+        base: int,
     ) -> None:
-        self.rows: list[dict[str, Any]] = []
-        for r in ratings:
-            if r["gold"] or not r["b"]:
-                continue
-            adapter_a, adapter_b = output_adapter.get(r["a"]), output_adapter.get(r["b"])
-            if {adapter_a, adapter_b} != {cand, base}:
-                continue
-            cside, bside = ("A", "B") if adapter_a == cand else ("B", "A")
-            pref = r["preference"]
-            outcome = None
-            if pref == cside:
-                outcome = "win"
-            elif pref == bside:
-                outcome = "loss"
-            elif pref in ("tie", "both_bad"):
-                outcome = "tie"
-            self.rows.append({**r, "cside": cside, "bside": bside, "outcome": outcome})
+        mine = ((adapter_a == cand) & (adapter_b == base)) | ((adapter_a == base) & (adapter_b == cand))
+        self.idx = np.flatnonzero(keep & ~rc.gold & (rc.b != 0) & mine)
+        self.c_is_a = adapter_a[self.idx] == cand
+        pref = rc.preference[self.idx]
+        c_pref = np.where(self.c_is_a, PREF_A, PREF_B)
+        b_pref = np.where(self.c_is_a, PREF_B, PREF_A)
+        self.outcome = np.full(self.idx.size, NO_OUTCOME, dtype=np.int64)
+        self.outcome[(pref == PREF_TIE) | (pref == PREF_BOTH_BAD)] = TIE
+        self.outcome[pref == c_pref] = WIN
+        self.outcome[pref == b_pref] = LOSS
+        self.case = rc.case[self.idx]
+        self.preference = pref
 
-    def counts(self, rows: Iterable[dict[str, Any]] | None = None) -> tuple[int, int, int]:
-        c = Counter(r["outcome"] for r in (self.rows if rows is None else rows))
-        return c["win"], c["tie"], c["loss"]
+    def __len__(self) -> int:
+        return int(self.idx.size)
+
+    def counts(self, members: np.ndarray | None = None) -> tuple[int, int, int]:
+        outcome = self.outcome if members is None else self.outcome[members]
+        c = np.bincount(outcome, minlength=4).tolist()
+        return c[WIN], c[TIE], c[LOSS]
+
+    def sides(self, side_a: np.ndarray, side_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A per-rating column pair (A side, B side) as (candidate side, baseline side)."""
+        a, b = side_a[self.idx], side_b[self.idx]
+        return np.where(self.c_is_a, a, b), np.where(self.c_is_a, b, a)
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -169,25 +207,40 @@ def _win_rate_dict(wins: int, ties: int, losses: int) -> dict[str, Any]:
     return win_rate(wins, ties, losses).to_dict()
 
 
-def _agreement(ratings: list[dict[str, Any]], criteria: list[str]) -> dict[str, Any]:
+_PREF_CATEGORY = np.array([-1, 0, 3, 1, 2, -1])  # preference code -> index in PREFERENCE_CATEGORIES
+
+
+def _agreement(rc: RatingColumns, keep: np.ndarray, criteria: list[str]) -> dict[str, Any]:
     """Krippendorff's alpha per criterion (ordinal; a unit is one side of one task) and on the
     preference (nominal), Fleiss' kappa and pairwise Cohen's kappa on the preference."""
-    rated = [r for r in ratings if not r["gold"]]
-    out: dict[str, Any] = {"criteria": [], "n_raters": len({r["rater"] for r in rated})}
+    rated = keep & ~rc.gold
+    out: dict[str, Any] = {"criteria": [], "n_raters": int(np.unique(rc.rater[rated]).size)}
+    task, rater = rc.task[rated], rc.rater[rated]
+    # Records in row order, side A before side B within a rating (as the rating dicts list them).
+    units = np.column_stack([task * 2, task * 2 + 1])
+    raters = np.column_stack([rater, rater])
     for criterion in criteria:
-        records = [
-            ((r["task"], side), r["rater"], value)
-            for r in rated
-            for side, value in (r["scores"].get(criterion) or {}).items()
-            if isinstance(value, int | float)
-        ]
-        alpha = krippendorff_alpha(ratings_matrix(records), level="ordinal").to_dict() if records else None
+        col = rc.scores.get(criterion)
+        records = False
+        alpha = None
+        if col is not None:
+            values = np.column_stack([col.a[rated], col.b[rated]])
+            ok = ~np.isnan(values)
+            records = bool(ok.any())
+            if records:
+                matrix = ratings_matrix_from_arrays(units[ok], raters[ok], values[ok])
+                alpha = krippendorff_alpha(matrix, level="ordinal").to_dict()
         out["criteria"].append(
             {"criterion": criterion, "alpha": alpha, "reason": None if records else "no scores"}
         )
-    prefs = [(r["task"], r["rater"], r["preference"]) for r in rated if r["b"] and r["preference"]]
-    if prefs:
-        matrix = ratings_matrix(prefs, categories=PREFERENCE_CATEGORIES)
+    prefs = rated & (rc.b != 0) & (_PREF_CATEGORY[rc.preference] >= 0)
+    if prefs.any():
+        matrix = ratings_matrix_from_arrays(
+            rc.task[prefs],
+            rc.rater[prefs],
+            _PREF_CATEGORY[rc.preference[prefs]].astype(float),
+            categories=PREFERENCE_CATEGORIES,
+        )
         out["preference"] = {
             "alpha": krippendorff_alpha(matrix, level="nominal").to_dict(),
             "fleiss": fleiss_kappa(matrix).to_dict(),
@@ -214,13 +267,35 @@ def _alpha_value(agreement: dict[str, Any], criterion: str) -> float | None:
     return None
 
 
-def _gold(ratings: list[dict[str, Any]], raters: dict[int, str]) -> list[dict[str, Any]]:
+def _gold_value(rc: RatingColumns, k: int, answer: dict[str, Any]) -> tuple[Any, ...]:
+    """What the rater answered on a gold task, in the parts the gold answer fixes."""
+    parts: list[Any] = []
+    if "preference" in answer:
+        parts.append(PREFERENCES[int(rc.preference[k])])
+    for side in sorted(answer.get("hallucination", {})):
+        flag = int(rc.hall(SIDES.index(side))[k]) if side in SIDES else -1
+        parts.append(flag == 1)
+    return tuple(parts)
+
+
+def _gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    if "preference" in answer:
+        parts.append(answer["preference"])
+    for side in sorted(answer.get("hallucination", {})):
+        parts.append(bool(answer["hallucination"][side]))
+    return tuple(parts)
+
+
+def _gold(rc: RatingColumns, raters: dict[int, str]) -> list[dict[str, Any]]:
     records: list[tuple[Hashable, Hashable, Any]] = []
     truth: dict[Hashable, Any] = {}
-    for r in ratings:
-        if r["gold"] and r["gold_answer"]:
-            truth[r["task"]] = _gold_expected(r["gold_answer"])
-            records.append((r["task"], r["rater"], _gold_value(r, r["gold_answer"])))
+    for k in sorted(rc.gold_answers):
+        answer = rc.gold_answers[k]
+        if rc.gold[k] and answer:
+            task, rater = int(rc.task[k]), int(rc.rater[k])
+            truth[task] = _gold_expected(answer)
+            records.append((task, rater, _gold_value(rc, k, answer)))
     results = gold_accuracy(records, truth)
     return [
         {
@@ -236,34 +311,29 @@ def _gold(ratings: list[dict[str, Any]], raters: dict[int, str]) -> list[dict[st
     ]
 
 
-def _styles(rows: ReportRows, output_ids: Iterable[int]) -> dict[int, Any]:
-    """Style features per output as plain dicts: the style fits read each battle's features with
-    ``.get(name)``, and a dict's is several times cheaper than StyleFeatures' checked one."""
-    styles: dict[int, Any] = {}
-    for pk in output_ids:
-        if pk not in styles:
-            styles[pk] = style_features(rows.texts.get(pk, "")).to_dict()
-    return styles
+def _style_table(rows: ReportRows, outputs: np.ndarray) -> np.ndarray:
+    """Raw style features (columns in STYLE_FEATURES order) of each output, computed once per
+    distinct output."""
+    distinct, inverse = np.unique(outputs, return_inverse=True)
+    table = np.array(
+        [[style_features(rows.texts.get(pk, "")).get(f) for f in STYLE_FEATURES] for pk in distinct.tolist()],
+        dtype=float,
+    ).reshape(distinct.size, len(STYLE_FEATURES))
+    return table[inverse.reshape(-1)]
 
 
 def _battles(
-    rows: ReportRows, ratings: list[dict[str, Any]], labels: dict[int, str]
-) -> tuple[list[tuple[str, str, str]], list[int], list[int]]:
-    battles, outs_a, outs_b = [], [], []
-    winner = {"A": "a", "B": "b", "tie": "tie", "both_bad": "both_bad"}
-    for r in ratings:
-        if r["gold"] or not r["b"] or r["preference"] not in winner:
-            continue
-        la, lb = (
-            labels.get(rows.output_adapter.get(r["a"], -1)),
-            labels.get(rows.output_adapter.get(r["b"], -1)),
-        )
-        if la is None or lb is None or la == lb:
-            continue
-        battles.append((la, lb, winner[r["preference"]]))
-        outs_a.append(r["a"])
-        outs_b.append(r["b"])
-    return battles, outs_a, outs_b
+    rc: RatingColumns, keep: np.ndarray, adapter_a: np.ndarray, adapter_b: np.ndarray, labels: dict[int, str]
+) -> tuple[BattleArrays, np.ndarray, np.ndarray]:
+    """Every pairwise rating between two differently labelled adapters, as battles, with the
+    rows' output ids on each side."""
+    names = list(dict.fromkeys(labels.values()))
+    ids = np.array(sorted(labels), dtype=np.int64)
+    codes = np.array([names.index(labels[i]) for i in ids.tolist()], dtype=np.int64)
+    la, lb = _lookup(ids, codes, adapter_a), _lookup(ids, codes, adapter_b)
+    winner = np.array([-1, 0, 1, 2, 3, -1])[rc.preference]  # "", A, B, tie, both_bad, None
+    rows = keep & ~rc.gold & (rc.b != 0) & (winner >= 0) & (la >= 0) & (lb >= 0) & (la != lb)
+    return battle_arrays(names, la[rows], lb[rows], winner[rows]), rc.a[rows], rc.b[rows]
 
 
 def report_compute(
@@ -282,25 +352,40 @@ def report_compute(
     cand_label, base_label = labels.get(candidate_id, "?"), labels.get(baseline_id, "?")
     case_by_id = {c["id"]: c for c in rows.cases}
     slices_by_case = {c["id"]: case_slices(c) for c in rows.cases}
+    rc = rows.ratings
+    outputs = _Adapters(rows.output_adapter)
+    adapter_a, adapter_b = outputs.of(rc.a), outputs.of(rc.b)
+    # Each case's position in rows.cases, and each slice's member positions.
+    case_ids = np.array([c["id"] for c in rows.cases], dtype=np.int64)
+    case_sort = np.argsort(case_ids, kind="stable")
+    slice_positions: dict[str, list[int]] = defaultdict(list)
+    for pos, case_row in enumerate(rows.cases):
+        for name in slices_by_case[case_row["id"]]:
+            slice_positions[name].append(pos)
+
+    def case_position(ids: np.ndarray) -> np.ndarray:
+        return _lookup(case_ids[case_sort], case_sort, ids)
 
     # Rater quality first: exclusion changes every human number below.
-    gold = _gold(rows.ratings, rows.raters)
+    gold = _gold(rc, rows.raters)
     excluded: list[dict[str, Any]] = []
-    all_ratings = rows.ratings
-    ratings = all_ratings
+    everyone = np.ones(len(rc), dtype=bool)
+    keep = everyone
     if exclude_raters_below is not None:
         excluded = [g for g in gold if g["accuracy"] is not None and g["accuracy"] < exclude_raters_below]
-        dropped = {g["rater_id"] for g in excluded}
-        ratings = [r for r in all_ratings if r["rater"] not in dropped]
+        dropped = [g["rater_id"] for g in excluded]
+        keep = ~np.isin(rc.rater, np.array(dropped, dtype=np.int64))
 
     if criteria is None:
-        seen: dict[str, None] = {}
-        for r in ratings:
-            for key in r["scores"]:
-                seen.setdefault(key, None)
-        criteria = list(seen)
+        # In order of first appearance among the kept ratings (rubric order within a rating).
+        first = {
+            c: int(np.argmax(col.present & keep))
+            for c, col in rc.scores.items()
+            if bool(np.any(col.present & keep))
+        }
+        criteria = sorted(first, key=lambda c: (first[c], rc.criteria_seen.index(c)))
 
-    pairs = _Pairs(ratings, rows.output_adapter, candidate_id, baseline_id)
+    pairs = _Pairs(rc, keep, adapter_a, adapter_b, candidate_id, baseline_id)
     wins, ties, losses = pairs.counts()
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -318,124 +403,123 @@ def report_compute(
         },
         "counts": {
             "cases": len(rows.cases),
-            "ratings": sum(1 for r in ratings if not r["gold"]),
-            "pair_ratings": len(pairs.rows),
-            "gold_ratings": sum(1 for r in ratings if r["gold"]),
-            "raters": len({r["rater"] for r in pairs.rows}),
-            "cases_rated": len({r["case"] for r in pairs.rows}),
-            "both_bad": sum(1 for r in pairs.rows if r["preference"] == "both_bad"),
+            "ratings": int(np.sum(keep & ~rc.gold)),
+            "pair_ratings": len(pairs),
+            "gold_ratings": int(np.sum(keep & rc.gold)),
+            "raters": int(np.unique(rc.rater[pairs.idx]).size),
+            "cases_rated": int(np.unique(pairs.case).size),
+            "both_bad": int(np.sum(pairs.preference == PREF_BOTH_BAD)),
         },
     }
     report["win_rate"] = _win_rate_dict(wins, ties, losses)
 
-    # Per slice win rates.
-    by_slice_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in pairs.rows:
-        for name in slices_by_case.get(r["case"], ()):
-            by_slice_rows[name].append(r)
+    # Per slice win rates, from each case's outcome counts.
+    pair_pos = case_position(pairs.case)
+    in_cases = pair_pos >= 0
+    per_case_outcomes = np.bincount(
+        pair_pos[in_cases] * 4 + pairs.outcome[in_cases], minlength=4 * len(rows.cases)
+    ).reshape(len(rows.cases), 4)
+    slice_counts = {
+        name: per_case_outcomes[members].sum(axis=0).tolist() for name, members in slice_positions.items()
+    }
     report["win_rate_by_slice"] = [
-        {"slice": name, **_win_rate_dict(*pairs.counts(members))}
-        for name, members in sorted(by_slice_rows.items())
+        {"slice": name, **_win_rate_dict(c[WIN], c[TIE], c[LOSS])}
+        for name, c in sorted(slice_counts.items())
+        if sum(c) > 0
     ]
 
-    # Per-criterion means, paired deltas (per rating: candidate side minus baseline side).
     # Per-criterion means and paired deltas, bootstrapped over cases: the ratings of one case share
     # its outputs and are not independent, so the case is the resampling unit (a cluster bootstrap).
-    case_order = sorted({r["case"] for r in pairs.rows})
+    case_order = np.unique(pairs.case)
+    pair_group = np.searchsorted(case_order, pairs.case)
+    order_pos = case_position(case_order)
+    slice_in_order = {
+        name: np.isin(order_pos, np.array(members, dtype=np.int64))
+        for name, members in slice_positions.items()
+    }
+    missing = np.full(len(rc), np.nan)
     crit_out = []
     for criterion in criteria:
-        c_vals: list[Any] = []
-        b_vals: list[Any] = []
-        per_case: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-        for r in pairs.rows:
-            entry = r["scores"].get(criterion) or {}
-            cv, bv = entry.get(r["cside"]), entry.get(r["bside"])
-            c_vals.append(cv)
-            b_vals.append(bv)
-            if cv is not None and bv is not None:
-                per_case[r["case"]][0].append(cv)
-                per_case[r["case"]][1].append(bv)
-        c_case = [_mean(per_case[c][0]) if c in per_case else None for c in case_order]
-        b_case = [_mean(per_case[c][1]) if c in per_case else None for c in case_order]
-        slice_pairs: dict[str, tuple[list[Any], list[Any]]] = defaultdict(lambda: ([], []))
-        for case_id, cv, bv in zip(case_order, c_case, b_case, strict=True):
-            for name in slices_by_case.get(case_id, ()):
-                slice_pairs[name][0].append(bv)
-                slice_pairs[name][1].append(cv)
-        boots = boot_resamples(len(case_order), resamples)
+        col = rc.scores.get(criterion)
+        side_a, side_b = (col.a, col.b) if col is not None else (missing, missing)
+        int_a, int_b = (col.a_int, col.b_int) if col is not None else (everyone, everyone)
+        c_vals, b_vals = pairs.sides(side_a, side_b)
+        c_int, b_int = pairs.sides(int_a, int_b)
+        both = ~np.isnan(c_vals) & ~np.isnan(b_vals)
+        c_case = _group_mean(pair_group[both], c_vals[both], case_order.size)
+        b_case = _group_mean(pair_group[both], b_vals[both], case_order.size)
+        boots = boot_resamples(case_order.size, resamples)
         delta = paired_bootstrap(b_case, c_case, resamples=boots, seed=seed)
-        diffs = np.array(
-            [c - b for c, b in zip(c_case, b_case, strict=True) if c is not None and b is not None]
-        )
+        complete = ~np.isnan(c_case) & ~np.isnan(b_case)
+        diffs = c_case[complete] - b_case[complete]
         crit_out.append(
             {
                 "criterion": criterion,
                 "unit": "cases",
-                "n_ratings": sum(
-                    1 for c, b in zip(c_vals, b_vals, strict=True) if c is not None and b is not None
-                ),
+                "n_ratings": int(both.sum()),
                 "candidate": mean_ci(c_case, resamples=boots, seed=seed).to_dict(),
                 "baseline": mean_ci(b_case, resamples=boots, seed=seed).to_dict(),
                 "delta": delta.to_dict(),
                 "delta_sd": float(diffs.std(ddof=1)) if diffs.size > 1 else None,
                 "distribution": {
-                    "candidate": dict(sorted(Counter(str(v) for v in c_vals if v is not None).items())),
-                    "baseline": dict(sorted(Counter(str(v) for v in b_vals if v is not None).items())),
+                    "candidate": _distribution(c_vals, c_int),
+                    "baseline": _distribution(b_vals, b_int),
                 },
                 "by_slice": [
                     {
                         "slice": name,
                         **paired_bootstrap(
-                            a, b, resamples=boot_resamples(len(a), resamples // 2), seed=seed
+                            b_case[members],
+                            c_case[members],
+                            resamples=boot_resamples(int(members.sum()), resamples // 2),
+                            seed=seed,
                         ).to_dict(),
                     }
-                    for name, (a, b) in sorted(slice_pairs.items())
-                    if len(a) >= MIN_SLICE_CASES
+                    for name, members in sorted(slice_in_order.items())
+                    if members.sum() >= MIN_SLICE_CASES
                 ],
             }
         )
     report["criteria"] = crit_out
 
     # Hallucination flags: per adapter over every rated side, and the paired delta on pair ratings.
-    flags: dict[int, list[int]] = defaultdict(list)
-    for r in ratings:
-        if r["gold"]:
-            continue
-        for side, out_id in (("A", r["a"]), ("B", r["b"])):
-            if out_id is None:
-                continue
-            flag = _flagged(r["hallucination"].get(side))
-            if flag is not None:
-                flags[rows.output_adapter.get(out_id, -1)].append(int(flag))
-    hall_case: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for r in pairs.rows:
-        fc, fb = _flagged(r["hallucination"].get(r["cside"])), _flagged(r["hallucination"].get(r["bside"]))
-        if fc is not None and fb is not None:
-            hall_case[r["case"]][0].append(float(fc))
-            hall_case[r["case"]][1].append(float(fb))
-    hall_c = [_mean(hall_case[c][0]) if c in hall_case else None for c in case_order]
-    hall_b = [_mean(hall_case[c][1]) if c in hall_case else None for c in case_order]
+    # Entries in row order, side A before side B; adapters listed in order of first flag.
+    rated = keep & ~rc.gold
+    flag_adapter = np.column_stack([adapter_a, adapter_b])
+    flag_value = np.column_stack([rc.hall_a, rc.hall_b]).astype(np.int64)
+    flagged = np.column_stack([rated, rated & (rc.b != 0)]) & (flag_value >= 0)
+    f_adapter, f_value = flag_adapter[flagged], flag_value[flagged]
+    f_ids, f_first, f_group = np.unique(f_adapter, return_index=True, return_inverse=True)
+    f_sum = np.bincount(f_group.reshape(-1), f_value, minlength=f_ids.size)
+    f_n = np.bincount(f_group.reshape(-1), minlength=f_ids.size)
+    per_adapter = []
+    for g in np.argsort(f_first, kind="stable").tolist():
+        aid = int(f_ids[g])
+        if aid in labels:
+            per_adapter.append({"adapter": labels[aid], **_rate(int(f_sum[g]), int(f_n[g]))})
+    fc, fb = pairs.sides(rc.hall_a, rc.hall_b)
+    both_flags = (fc >= 0) & (fb >= 0)
+    hall_c = _group_mean(pair_group[both_flags], fc[both_flags].astype(float), case_order.size)
+    hall_b = _group_mean(pair_group[both_flags], fb[both_flags].astype(float), case_order.size)
     report["hallucination"] = {
-        "per_adapter": [
-            {"adapter": labels[aid], **_rate(sum(v), len(v))} for aid, v in flags.items() if aid in labels
-        ],
+        "per_adapter": per_adapter,
         "delta": paired_bootstrap(
             hall_b,
             hall_c,
-            resamples=boot_resamples(len(hall_c), resamples),
+            resamples=boot_resamples(hall_c.size, resamples),
             seed=seed,
         ).to_dict(),
     }
 
     # Bradley-Terry (all adapters' battles) raw and style-controlled; controlled win rate.
-    battles, outs_a, outs_b = _battles(rows, ratings, labels)
-    styles = _styles(rows, set(outs_a) | set(outs_b))
-    styles_a = [styles[o] for o in outs_a]
-    styles_b = [styles[o] for o in outs_b]
-    models = {m for a, b, _ in battles for m in (a, b)}
-    style: dict[str, Any] = {"n_battles": len(battles)}
-    style_boots = style_resamples_for(len(battles), style_resamples)
-    if battles:
+    battles, outs_a, outs_b = _battles(rc, keep, adapter_a, adapter_b, labels)
+    styles = _style_table(rows, np.concatenate([outs_a, outs_b]))
+    styles_a, styles_b = styles[: outs_a.size], styles[outs_a.size :]
+    length = [STYLE_FEATURES.index(f) for f in LENGTH_ONLY]
+    n_battles = int(battles.a.size)
+    style: dict[str, Any] = {"n_battles": n_battles}
+    style_boots = style_resamples_for(n_battles, style_resamples)
+    if n_battles:
         style["controlled"] = controlled_win_rate(
             battles,
             styles_a,
@@ -447,8 +531,8 @@ def report_compute(
         ).to_dict()
         style["length_controlled"] = controlled_win_rate(
             battles,
-            styles_a,
-            styles_b,
+            styles_a[:, length],
+            styles_b[:, length],
             candidate=cand_label,
             baseline=base_label,
             features=LENGTH_ONLY,
@@ -458,6 +542,7 @@ def report_compute(
     else:
         style["reason"] = "no pairwise ratings"
     report["style"] = style
+    models = battles.models
     leaderboard: dict[str, Any] = {"models": sorted(models)}
     if len(models) > 2:
         leaderboard["bradley_terry"] = bradley_terry(battles, resamples=style_boots * 2, seed=seed).to_dict()
@@ -542,16 +627,16 @@ def report_compute(
     report["must_refuse"] = must_refuse
 
     # Agreement and rater quality, with the effect of excluding raters.
-    report["agreement"] = _agreement(ratings, criteria)
+    report["agreement"] = _agreement(rc, keep, criteria)
     report["gold"] = gold
     if exclude_raters_below is not None:
-        before = _Pairs(all_ratings, rows.output_adapter, candidate_id, baseline_id)
+        before = _Pairs(rc, everyone, adapter_a, adapter_b, candidate_id, baseline_id)
         report["exclusion"] = {
             "threshold": exclude_raters_below,
             "excluded": excluded,
             "before": {
                 "win_rate": _win_rate_dict(*before.counts()),
-                "preference_alpha": _alpha_value(_agreement(all_ratings, []), "preference"),
+                "preference_alpha": _alpha_value(_agreement(rc, everyone, []), "preference"),
             },
             "after": {
                 "win_rate": report["win_rate"],
@@ -560,11 +645,17 @@ def report_compute(
         }
 
     # Human vs automatic: per case mean preference (+1 win, 0 tie, -1 loss) against metric deltas.
-    pref_by_case: dict[int, list[int]] = defaultdict(list)
-    for r in pairs.rows:
-        if r["outcome"] is not None:
-            pref_by_case[r["case"]].append({"win": 1, "tie": 0, "loss": -1}[r["outcome"]])
-    human = {c: sum(v) / len(v) for c, v in pref_by_case.items()}
+    decided = pairs.outcome != NO_OUTCOME
+    points = np.array([1, 0, -1, 0])[pairs.outcome[decided]]
+    pref_sum = np.bincount(pair_group[decided], points, minlength=case_order.size)
+    pref_n = np.bincount(pair_group[decided], minlength=case_order.size)
+    human = {
+        c: total / n
+        for c, total, n in zip(
+            case_order.tolist(), pref_sum.astype(np.int64).tolist(), pref_n.tolist(), strict=True
+        )
+        if n
+    }
     hv = []
     for metric, deltas in per_case_delta.items():
         common_cases = sorted(set(deltas) & set(human))
@@ -578,13 +669,11 @@ def report_compute(
     report["human_vs_metric"] = hv
 
     # Per case rows, for the drill-down and the CSV export.
-    outcome_by_case: dict[int, Counter[str]] = defaultdict(Counter)
-    for r in pairs.rows:
-        outcome_by_case[r["case"]][r["outcome"] or "none"] += 1
+    outcome_by_case = per_case_outcomes.tolist()
     case_rows = []
-    for case in rows.cases:
+    for pos, case in enumerate(rows.cases):
         cid = case["id"]
-        counts = outcome_by_case.get(cid, Counter())
+        counts = outcome_by_case[pos]
         case_rows.append(
             {
                 "case_id": cid,
@@ -593,9 +682,9 @@ def report_compute(
                 "split": case["split"],
                 "category": case["category"],
                 "tags": case["tags"],
-                "wins": counts["win"],
-                "ties": counts["tie"],
-                "losses": counts["loss"],
+                "wins": counts[WIN],
+                "ties": counts[TIE],
+                "losses": counts[LOSS],
                 "human": human.get(cid),
                 "metrics": {
                     m: {

@@ -6,10 +6,15 @@ frozen snapshot can be recomputed without the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import Avg, Count, Q, QuerySet
 from django.db.models.fields.json import KT
 
@@ -18,6 +23,205 @@ from evalhub.errors import NotFound, ValidationFailed
 from evalhub.reports.models import GatePolicy, Verdict
 from evalhub.runs.models import AdapterRole, MetricScore, Output, Run, RunAdapter
 from evalhub.suites.models import Case
+
+PREFERENCES: tuple[str | None, ...] = ("", "A", "B", "tie", "both_bad", None)
+"""Preference codes of ``RatingColumns.preference`` (the labels a Rating may hold, and None)."""
+SIDES = ("A", "B")
+
+
+@dataclass
+class CriterionColumns:
+    """One criterion's scores per rating: NaN where a side has no score; ``*_int`` says the
+    value was an integer (so that "3" and "3.0" stay apart, as in the rating dicts)."""
+
+    present: np.ndarray  # bool: the rating's scores hold this criterion
+    a: np.ndarray
+    b: np.ndarray
+    a_int: np.ndarray
+    b_int: np.ndarray
+
+    def side(self, k: int) -> np.ndarray:
+        return self.a if k == 0 else self.b
+
+    def side_int(self, k: int) -> np.ndarray:
+        return self.a_int if k == 0 else self.b_int
+
+
+@dataclass
+class RatingColumns:
+    """The ratings of a report as columns (one entry per rating, in id order): the report works
+    on these with numpy, since 100k rating dicts cost seconds to build and to group.
+
+    ``b`` is 0 for single-output tasks; ``preference`` holds codes into ``PREFERENCES``;
+    ``hall_a``/``hall_b`` are -1 (no flag), 0 or 1. ``to_dicts()`` gives the rating dicts a
+    frozen verdict's snapshot stores, and ``from_dicts`` reads them back.
+    """
+
+    task: np.ndarray
+    rater: np.ndarray
+    case: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    gold: np.ndarray
+    preference: np.ndarray
+    hall_a: np.ndarray
+    hall_b: np.ndarray
+    scores: dict[str, CriterionColumns]
+    criteria_seen: list[str]
+    """Criterion keys in order of first appearance in the ratings' scores."""
+    gold_answers: dict[int, Any]
+    """Row index -> the task's gold answer, where it has one."""
+    time_ms: list[Any]
+
+    def __len__(self) -> int:
+        return int(self.task.size)
+
+    def hall(self, k: int) -> np.ndarray:
+        return self.hall_a if k == 0 else self.hall_b
+
+    @classmethod
+    def from_dicts(cls, ratings: Sequence[dict[str, Any]]) -> RatingColumns:
+        """Columns from rating dicts (as ``to_dicts`` writes them, e.g. from a snapshot)."""
+        n = len(ratings)
+
+        def ints(key: str) -> np.ndarray:
+            return np.array([r[key] or 0 for r in ratings], dtype=np.int64).reshape(n)
+
+        pref_code = {label: code for code, label in enumerate(PREFERENCES)}
+        unknown = {r["preference"] for r in ratings} - set(pref_code)
+        if unknown:
+            raise ValueError(f"unknown preferences {sorted(map(str, unknown))}")
+        criteria: dict[str, None] = {}
+        for r in ratings:
+            for key in r["scores"] or {}:
+                criteria.setdefault(key, None)
+        scores = {}
+        for criterion in criteria:
+            entries = [(r["scores"] or {}).get(criterion, _ABSENT) for r in ratings]
+            present = np.array([e is not _ABSENT for e in entries], dtype=bool).reshape(n)
+            sides = []
+            for side in SIDES:
+                values = [(e or {}).get(side) if isinstance(e, dict) else None for e in entries]
+                sides.append(_number_columns(values))
+            scores[criterion] = CriterionColumns(present, sides[0][0], sides[1][0], sides[0][1], sides[1][1])
+        hall = [
+            np.array(
+                [_flag_code((r["hallucination"] or {}).get(side)) for r in ratings], dtype=np.int8
+            ).reshape(n)
+            for side in SIDES
+        ]
+        return cls(
+            task=ints("task"),
+            rater=ints("rater"),
+            case=ints("case"),
+            a=ints("a"),
+            b=ints("b"),
+            gold=np.array([bool(r["gold"]) for r in ratings], dtype=bool).reshape(n),
+            preference=np.array([pref_code[r["preference"]] for r in ratings], dtype=np.int8).reshape(n),
+            hall_a=hall[0],
+            hall_b=hall[1],
+            scores=scores,
+            criteria_seen=list(criteria),
+            gold_answers={i: r["gold_answer"] for i, r in enumerate(ratings) if r["gold_answer"] is not None},
+            time_ms=[r.get("time_ms") for r in ratings],
+        )
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The rating dicts (what ``report_rows`` fetched, one per rating)."""
+        columns = {
+            "task": self.task.tolist(),
+            "rater": self.rater.tolist(),
+            "case": self.case.tolist(),
+            "a": self.a.tolist(),
+            "b": [b or None for b in self.b.tolist()],
+            "gold": self.gold.tolist(),
+            "preference": [PREFERENCES[c] for c in self.preference.tolist()],
+        }
+        score_cols = {
+            c: (
+                col.present.tolist(),
+                [_value(v, i) for v, i in zip(col.a.tolist(), col.a_int.tolist(), strict=True)],
+                [_value(v, i) for v, i in zip(col.b.tolist(), col.b_int.tolist(), strict=True)],
+            )
+            for c, col in self.scores.items()
+        }
+        hall_a, hall_b = self.hall_a.tolist(), self.hall_b.tolist()
+        out = []
+        for k in range(len(self)):
+            scores: dict[str, dict[str, Any]] = {}
+            for criterion in self.criteria_seen:
+                present, va, vb = score_cols[criterion]
+                if present[k]:
+                    entry = scores[criterion] = {}
+                    if va[k] is not None:
+                        entry["A"] = va[k]
+                    if vb[k] is not None:
+                        entry["B"] = vb[k]
+            out.append(
+                {
+                    "task": columns["task"][k],
+                    "rater": columns["rater"][k],
+                    "scores": scores,
+                    "preference": columns["preference"][k],
+                    "hallucination": {
+                        side: {"flagged": bool(flag)}
+                        for side, flag in zip(SIDES, (hall_a[k], hall_b[k]), strict=True)
+                        if flag >= 0
+                    },
+                    "case": columns["case"][k],
+                    "a": columns["a"][k],
+                    "b": columns["b"][k],
+                    "gold": columns["gold"][k],
+                    "gold_answer": self.gold_answers.get(k),
+                    "time_ms": self.time_ms[k],
+                }
+            )
+        return out
+
+
+_ABSENT = object()
+
+
+def _value(value: float, is_int: bool) -> int | float | None:
+    if math.isnan(value):
+        return None
+    return int(value) if is_int else value
+
+
+def _flag_code(entry: Any) -> int:
+    """-1 when there is no flag, else 0/1 (a dict's "flagged", or the entry's truth)."""
+    if isinstance(entry, dict):
+        return int(bool(entry.get("flagged")))
+    if entry is None:
+        return -1
+    return int(bool(entry))
+
+
+def _number_columns(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Floats (NaN where missing or not a number) and whether each value was an int."""
+    pairs = [_number_pair(v) for v in values]
+    return _pair_arrays(pairs)
+
+
+def _text_number_columns(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """``_number_columns`` for the database's JSON text values, converting each distinct text
+    once (scores take a handful of values)."""
+    table = {t: _number_pair(t) for t in set(texts)}
+    return _pair_arrays([table[t] for t in texts])
+
+
+def _pair_arrays(pairs: Sequence[tuple[float, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    n = len(pairs)
+    floats = np.fromiter((p[0] for p in pairs), dtype=float, count=n)
+    is_int = np.fromiter((p[1] for p in pairs), dtype=bool, count=n)
+    return floats, is_int
+
+
+def _number_pair(value: Any) -> tuple[float, bool]:
+    number = _number(value) if isinstance(value, str) else value
+    if not isinstance(number, int | float) or isinstance(number, bool):
+        return math.nan, False
+    return float(number), isinstance(number, int)
 
 
 @dataclass
@@ -33,7 +237,7 @@ class ReportRows:
     texts: dict[int, str]
     # (adapter_id, case_id, metric) -> (value, passed)
     scores: list[tuple[int, int, str, float | None, bool | None]]
-    ratings: list[dict[str, Any]]
+    ratings: RatingColumns
     raters: dict[int, str] = field(default_factory=dict)
     study_ids: list[int] = field(default_factory=list)
 
@@ -114,13 +318,13 @@ def report_rows(
     chosen = list(studies.values_list("pk", flat=True))
     criteria = study_criteria(study_ids=chosen)
     ratings = _ratings(study_ids=chosen, criteria=criteria)
-    rated_outputs = {r["a"] for r in ratings} | {r["b"] for r in ratings if r["b"]}
+    rated_outputs = set(np.unique(np.concatenate([ratings.a, ratings.b[ratings.b != 0]])).tolist())
     texts: dict[int, str] = {}
     if rated_outputs:
         texts = dict(Output.objects.filter(run=run, pk__in=rated_outputs).values_list("pk", "text"))
     from django.contrib.auth import get_user_model
 
-    rater_ids = {r["rater"] for r in ratings}
+    rater_ids = set(np.unique(ratings.rater).tolist())
     raters = dict(get_user_model().objects.filter(pk__in=rater_ids).values_list("pk", "username"))
     return ReportRows(
         cases=cases,
@@ -165,16 +369,17 @@ def _flag(value: Any) -> bool | None:
     return value in (True, 1, "1", "true")
 
 
-def _ratings(*, study_ids: list[int], criteria: list[str]) -> list[dict[str, Any]]:
-    """Ratings with their scores and hallucination flags pulled out of the JSON by the database:
-    decoding 100k JSON documents in Python costs more than the rest of the query."""
+def _ratings(*, study_ids: list[int], criteria: list[str]) -> RatingColumns:
+    """Ratings as columns, with their scores and hallucination flags pulled out of the JSON by
+    the database (decoding 100k JSON documents in Python costs more than the rest of the query),
+    read through the raw cursor: the ORM's per-row work costs more than the query."""
     from annotation.models import Rating
 
     fields: dict[str, Any] = {}
     for i, criterion in enumerate(criteria):
-        for side in ("A", "B"):
+        for side in SIDES:
             fields[f"s{i}{side}"] = KT(f"scores__{criterion}__{side}")
-    for side in ("A", "B"):
+    for side in SIDES:
         fields[f"h{side}"] = KT(f"hallucination__{side}__flagged")
     names = [
         "task_id",
@@ -187,46 +392,70 @@ def _ratings(*, study_ids: list[int], criteria: list[str]) -> list[dict[str, Any
         "task__gold_answer",
         "time_on_task_ms",
     ]
-    rows = (
+    query = (
         Rating.objects.filter(task__study_id__in=study_ids)
         .annotate(**fields)
         .order_by("pk")
         .values_list(*names, *fields)
     )
-    width = len(names)
-    out = []
-    for row in rows:
-        task, rater, preference, case, a, b, gold, answer, time_ms = row[:width]
-        extra = row[width:]
-        scores: dict[str, dict[str, Any]] = {}
-        for i, criterion in enumerate(criteria):
-            va, vb = extra[2 * i], extra[2 * i + 1]
-            if va is not None or vb is not None:
-                entry = scores[criterion] = {}
-                if va is not None:
-                    entry["A"] = _number(va)
-                if vb is not None:
-                    entry["B"] = _number(vb)
-        flags = extra[-2:]
-        halluc = {
-            side: {"flagged": _flag(f)} for side, f in zip(("A", "B"), flags, strict=True) if f is not None
-        }
-        out.append(
-            {
-                "task": task,
-                "rater": rater,
-                "scores": scores,
-                "preference": preference,
-                "hallucination": halluc,
-                "case": case,
-                "a": a,
-                "b": b,
-                "gold": gold,
-                "gold_answer": answer,
-                "time_ms": time_ms,
-            }
+    try:
+        sql, params = query.query.sql_with_params()
+    except EmptyResultSet:  # no studies: Django knows the answer without asking the database
+        return RatingColumns.from_dicts([])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    n = len(rows)
+    columns: list[tuple[Any, ...]] = (
+        list(zip(*rows, strict=True)) if rows else [()] * (len(names) + len(fields))
+    )
+
+    def ints(k: int) -> np.ndarray:
+        return np.fromiter((v or 0 for v in columns[k]), dtype=np.int64, count=n)
+
+    scores = {}
+    for i, criterion in enumerate(criteria):
+        texts_a, texts_b = columns[len(names) + 2 * i], columns[len(names) + 2 * i + 1]
+        a, a_int = _text_number_columns(texts_a)
+        b, b_int = _text_number_columns(texts_b)
+        present = np.fromiter(
+            (x is not None or y is not None for x, y in zip(texts_a, texts_b, strict=True)),
+            dtype=bool,
+            count=n,
         )
-    return out
+        if present.any():
+            scores[criterion] = CriterionColumns(present, a, b, a_int, b_int)
+    hall = []
+    for k in range(2):
+        flags = columns[-2 + k]
+        code = {f: -1 if f is None else int(bool(_flag(f))) for f in set(flags)}
+        hall.append(np.fromiter((code[f] for f in flags), dtype=np.int8, count=n))
+    pref_code = {label: code for code, label in enumerate(PREFERENCES)}
+    answers = columns[7]
+    return RatingColumns(
+        task=ints(0),
+        rater=ints(1),
+        case=ints(3),
+        a=ints(4),
+        b=ints(5),
+        gold=np.fromiter(columns[6], dtype=bool, count=n),
+        preference=np.fromiter((pref_code[p] for p in columns[2]), dtype=np.int8, count=n),
+        hall_a=hall[0],
+        hall_b=hall[1],
+        scores=scores,
+        criteria_seen=_first_seen(criteria, scores),
+        # The raw cursor returns JSON as text (Django decodes it in the field's from_db_value).
+        gold_answers={
+            k: json.loads(v) if isinstance(v, str) else v for k, v in enumerate(answers) if v is not None
+        },
+        time_ms=list(columns[8]),
+    )
+
+
+def _first_seen(criteria: list[str], scores: dict[str, CriterionColumns]) -> list[str]:
+    """The criteria in order of first appearance in the rows (rubric order within a row)."""
+    first = {c: int(np.argmax(col.present)) for c, col in scores.items()}
+    return sorted(first, key=lambda c: (first[c], criteria.index(c)))
 
 
 def run_for_user(*, user: Any, run_id: int, projects: QuerySet[Any]) -> Run:

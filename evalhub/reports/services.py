@@ -21,7 +21,13 @@ from evalhub.errors import ValidationFailed
 from evalhub.reports import gates as gate_rules
 from evalhub.reports.compute import report_compute
 from evalhub.reports.models import GatePolicy, Verdict
-from evalhub.reports.selectors import ReportRows, adapter_info, report_rows, run_adapters_by_role
+from evalhub.reports.selectors import (
+    RatingColumns,
+    ReportRows,
+    adapter_info,
+    report_rows,
+    run_adapters_by_role,
+)
 from evalhub.runs.models import Run, RunAdapter
 
 DEFAULT_RESAMPLES = 2000
@@ -46,7 +52,7 @@ def _rows_dump(rows: ReportRows) -> dict[str, Any]:
         "output_tokens": [[o, t] for o, t in rows.output_tokens.items()],
         "texts": [[o, t] for o, t in rows.texts.items()],
         "scores": [list(s) for s in rows.scores],
-        "ratings": rows.ratings,
+        "ratings": rows.ratings.to_dicts(),
         "raters": [[k, v] for k, v in rows.raters.items()],
         "study_ids": rows.study_ids,
     }
@@ -63,7 +69,7 @@ def _rows_load(data: dict[str, Any]) -> ReportRows:
         output_tokens={o: t for o, t in data["output_tokens"]},
         texts={o: t for o, t in data["texts"]},
         scores=[tuple(s) for s in data["scores"]],
-        ratings=data["ratings"],
+        ratings=RatingColumns.from_dicts(data["ratings"]),
         raters={k: v for k, v in data["raters"]},
         study_ids=data["study_ids"],
     )

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from evalhub.reports.compute import report_compute
-from evalhub.reports.selectors import ReportRows
+from evalhub.reports.selectors import RatingColumns, ReportRows
 
 
 def rows(prefs: list[str], *, raters: int = 1, scores: list[tuple[int, int]] | None = None) -> ReportRows:
@@ -54,7 +54,7 @@ def rows(prefs: list[str], *, raters: int = 1, scores: list[tuple[int, int]] | N
         output_tokens={},
         texts={o: "text" for o in outputs.values()},
         scores=[],
-        ratings=ratings,
+        ratings=RatingColumns.from_dicts(ratings),
     )
 
 
