@@ -1,8 +1,10 @@
 """Automatic scoring of a completed run: text metrics, adversarial checks and perplexity.
 
-Each score is one MetricScore row keyed on (run, adapter, case, sample, metric, config hash), written
-with `ignore_conflicts`, so scoring twice (a redelivered task, a re-score) writes nothing twice.
-`force=True` deletes the run's rows of that metric first, for a recomputation with new code.
+Each score is one MetricScore row keyed on (run, adapter, case, sample, metric, config hash). Scoring
+first reads which of those rows exist and computes only the missing ones (a redelivered task or a
+second call costs a query and writes nothing), and writes with `ignore_conflicts`, so two deliveries
+racing still write nothing twice. `force=True` deletes the run's rows of that metric first, for a
+recomputation with new code.
 
 Text metrics and checks run on the `cpu` queue; perplexity loads the model and runs on `gpu`.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 from django.db import transaction
 
+from evalhub.errors import Conflict
 from evalhub.runs.models import MetricScore, Output, Run, RunStatus
 from evalhub.suites.models import Split
 
@@ -40,9 +43,23 @@ BATCH = 2000
 
 
 def _save(rows: list[MetricScore]) -> int:
+    """Insert rows that are not stored yet; returns how many were new when the caller read them."""
     if rows:
         MetricScore.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     return len(rows)
+
+
+def run_is_scorable(*, run_id: int) -> bool:
+    """Whether the run exists and is completed: a task delivered for anything else does nothing."""
+    return Run.objects.filter(pk=run_id, status=RunStatus.COMPLETED).exists()
+
+
+def check_run_scorable(*, run: Run) -> None:
+    """Refuse to score a run whose outputs are not final (`manage.py score_run` asks this first)."""
+    if run.status != RunStatus.COMPLETED:
+        raise Conflict(
+            f"Run {run.pk} is {run.get_status_display().lower()}; it is scored once it has completed."
+        )
 
 
 def _config_hash(config: dict[str, Any]) -> str:
@@ -90,9 +107,16 @@ def score_text(
     checks_hash = _config_hash({"metric": CHECKS_METRIC, "version": CHECKS_VERSION})
     if force:
         MetricScore.objects.filter(run=run, metric__in=[*metrics, CHECKS_METRIC]).delete()
+    wanted = {**hashes, CHECKS_METRIC: checks_hash}
     written = 0
     for batch in _outputs(run):
-        with_reference = [row for row in batch if row[5]]
+        stored = set(
+            MetricScore.objects.filter(
+                output_id__in=[row[0] for row in batch], metric__in=list(wanted)
+            ).values_list("output_id", "metric", "config_hash")
+        )
+        todo = {row[0]: {name for name, h in wanted.items() if (row[0], name, h) not in stored} for row in batch}
+        with_reference = [row for row in batch if row[5] and todo[row[0]] - {CHECKS_METRIC}]
         scored = score_many(
             [Item(row[4], row[5], row[6]) for row in with_reference], list(metrics), workers=workers
         )
@@ -114,7 +138,7 @@ def score_text(
         ]
         for row in batch:
             expected = row[7] or []
-            if not expected:
+            if not expected or CHECKS_METRIC not in todo[row[0]]:
                 continue
             results = run_checks(row[4], expected, input_text=row[6])
             passed = sum(result.passed for result in results)
@@ -135,19 +159,19 @@ def score_text(
                     },
                 )
             )
+        # A partly scored output is scored again in full; only its missing rows are written.
+        rows = [row for row in rows if (row.output_id, row.metric, row.config_hash) not in stored]
         with transaction.atomic():
             written += _save(rows)
     return written
 
 
 def score_perplexity(*, run_id: int, force: bool = False, device: str | None = None) -> int:
-    """Perplexity of each adapter of the run on the references of the held-out real split."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Perplexity of each adapter of the run on the references of the held-out real split.
 
-    from metrics.perplexity import score_perplexity as perplexity
-
+    An adapter whose every held-out case is stored already is skipped, so a redelivered task
+    loads no model.
+    """
     run = Run.objects.select_related("base_model").get(pk=run_id)
     cases = list(
         run.suite_version.cases.filter(split=Split.HELDOUT)
@@ -162,6 +186,25 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
     config_hash = _config_hash(
         {"metric": PERPLEXITY_METRIC, "version": PERPLEXITY_VERSION, **PERPLEXITY_CONFIG}
     )
+    stored = set(
+        MetricScore.objects.filter(run=run, metric=PERPLEXITY_METRIC, config_hash=config_hash).values_list(
+            "adapter_id", "case_id"
+        )
+    )
+    adapters = [
+        run_adapter.adapter
+        for run_adapter in run.run_adapters.select_related("adapter").order_by("pk")
+        if any((run_adapter.adapter_id, case_id) not in stored for case_id, _ in cases)
+    ]
+    if not adapters:
+        return 0
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from metrics.perplexity import score_perplexity as perplexity
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(run.base_model.tokenizer)
@@ -169,8 +212,7 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
     base = base.to(device).eval()
     model: Any = None
     written = 0
-    for run_adapter in run.run_adapters.select_related("adapter"):
-        adapter = run_adapter.adapter
+    for adapter in adapters:
         name = f"a{adapter.pk}"
         if model is None:
             model = PeftModel.from_pretrained(base, adapter.folder, adapter_name=name).eval()
@@ -205,6 +247,7 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
                 },
             )
             for (case_id, _), text in zip(cases, result.texts, strict=True)
+            if (adapter.pk, case_id) not in stored
         ]
         with transaction.atomic():
             written += _save(rows)
@@ -230,10 +273,17 @@ def run_score_enqueue(*, run_id: int) -> None:
     """
     from django.conf import settings
 
-    from evalhub.runs.scoring_tasks import score_perplexity_task, score_text_task
-
     if not getattr(settings, "EVALHUB_SCORE_ON_COMPLETE", True):
         return
+    score_enqueue(run_id=run_id)
 
-    score_text_task.delay(run_id=run_id)
-    score_perplexity_task.delay(run_id=run_id)
+
+def score_enqueue(*, run_id: int, force: bool = False) -> None:
+    """Send the run's scoring tasks to the workers (in this process when no broker is configured).
+
+    Call it after the commit that made the run completed (the hook runs on commit).
+    """
+    from evalhub.runs.scoring_tasks import score_perplexity_task, score_text_task
+
+    score_text_task.delay(run_id=run_id, force=force)
+    score_perplexity_task.delay(run_id=run_id, force=force)

@@ -1,21 +1,23 @@
-"""Automatic scoring of a finished run on the fixture family: every metric stored once per output."""
+"""Automatic scoring of a finished run on the fixture family: every metric stored once per output,
+and `manage.py score_run` to fill in missing scores or recompute them all."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from evalhub.runs.models import MetricScore, RunStatus
-from evalhub.runs.scoring import TEXT_METRICS, run_score
+from evalhub.runs.models import MetricScore, Output, Run, RunStatus
+from evalhub.runs.scoring import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS, run_score
+from evalhub.runs.scoring_tasks import score_perplexity_task, score_text_task
 from evalhub.runs.services import run_create, run_start
 from evalhub.suites.models import Case, Suite, SuiteVersion
 from tests.conftest import FIXTURE_MODELS, FIXTURE_SUITES
-
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def fixture_cases(project, picks):
@@ -68,6 +70,8 @@ def scored_run(project, fixture_base_model, fixture_adapters):
     return run
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_completed_run_is_scored_once_per_output_and_metric(scored_run, fixture_adapters):
     outputs = scored_run.outputs.count()
     with_reference = scored_run.outputs.exclude(case__reference="").count()
@@ -115,3 +119,102 @@ def check_scores_differ_between_adapters(scored_run, fixture_adapters):
 
     v1, v2 = fixture_adapters["summariser-v1"], fixture_adapters["summariser-v2"]
     assert mean(v1, "rougeL") != mean(v2, "rougeL")
+
+
+# ---- manage.py score_run -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def completed_run(project, fixture_base_model, fixture_adapters):
+    """A completed run with hand-written outputs (no generation): one eval summary, one held-out
+    summary and one must-refuse case, for summariser v2 against v1."""
+    summaries = load("summaries.jsonl")
+    refusal = next(r for r in load("adversarial.jsonl") if r["expected"][0]["type"] == "must_refuse")
+    version = fixture_cases(
+        project,
+        [next(r for r in summaries if r["split"] == split) for split in ("eval", "heldout")] + [refusal],
+    )
+    v1, v2 = fixture_adapters["summariser-v1"], fixture_adapters["summariser-v2"]
+    run = run_create(
+        project=project, suite_version=version, base_model=fixture_base_model, adapters=[v2], baseline=v1
+    )
+    for adapter, text in ((v1, lambda c: c.reference.split(".")[0]), (v2, lambda c: c.reference)):
+        for case in version.cases.all():
+            Output.objects.create(
+                run=run, adapter=adapter, case=case, text=text(case) if case.category != "refusal"
+                else "I can only summarise documents.", finish_reason="stop", backend="hf",
+                config_hash=run.config_hash, cache_key=f"{adapter.pk}-{case.pk}",
+            )
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.COMPLETED, total=6, done=6)
+    run.refresh_from_db()
+    return run
+
+
+def score_run(*args):
+    out = StringIO()
+    call_command("score_run", *map(str, args), stdout=out)
+    return out.getvalue()
+
+
+def written(message):
+    """(text and check scores, perplexity scores) from the command's last line."""
+    numbers = [int(word) for word in message.replace(":", " ").split() if word.isdigit()]
+    return numbers[-2], numbers[-1]
+
+
+@pytest.mark.django_db
+def test_score_run_stores_every_missing_score_and_a_second_call_writes_none(completed_run):
+    outputs = completed_run.outputs.count()
+    checked = completed_run.outputs.exclude(case__expected=[]).count()
+    heldout = completed_run.outputs.filter(case__split="heldout").count()
+    assert (outputs, checked, heldout) == (6, 2, 2)
+
+    first = score_run(completed_run.pk)
+    assert first.startswith(f"Run {completed_run.pk} scored:")
+    assert written(first) == (outputs * len(TEXT_METRICS) + checked, heldout)
+    stored = MetricScore.objects.filter(run=completed_run)
+    for output in completed_run.outputs.all():
+        expected = {*TEXT_METRICS, *([CHECKS_METRIC] if output.case.expected else [])}
+        assert set(stored.filter(output=output).values_list("metric", flat=True)) == expected
+    assert stored.filter(metric=PERPLEXITY_METRIC, output=None).count() == heldout
+    rows = list(stored.order_by("pk").values_list("pk", "metric", "value"))
+
+    assert written(score_run(completed_run.pk)) == (0, 0)
+    assert list(stored.order_by("pk").values_list("pk", "metric", "value")) == rows
+
+
+@pytest.mark.django_db
+def test_score_run_fills_in_a_lost_score_and_force_recomputes_every_score(completed_run):
+    from metrics.text import bleu
+
+    score_run(completed_run.pk)
+    stored = MetricScore.objects.filter(run=completed_run)
+    total = stored.count()
+    stored.filter(metric="rougeL").order_by("pk").first().delete()
+    changed = stored.filter(metric="bleu").order_by("pk").first()
+    right = bleu(changed.output.text, changed.case.reference)
+    MetricScore.objects.filter(pk=changed.pk).update(value=right + 7)
+
+    assert written(score_run(completed_run.pk)) == (1, 0)  # the lost row only; the changed one stays
+    assert stored.count() == total
+    assert MetricScore.objects.get(pk=changed.pk).value == right + 7
+
+    out = score_run(completed_run.pk, "--force")
+    assert "from scratch" in out
+    assert sum(written(out)) == total == stored.count()
+    assert not stored.filter(pk=changed.pk).exists()
+    assert stored.get(output=changed.output, metric="bleu").value == right
+
+
+@pytest.mark.django_db
+def test_score_run_refuses_a_run_that_has_not_completed_and_its_tasks_do_nothing(completed_run):
+    Run.objects.filter(pk=completed_run.pk).update(status=RunStatus.RUNNING)
+    with pytest.raises(CommandError, match=f"Run {completed_run.pk} is running; it is scored once it has completed"):
+        score_run(completed_run.pk)
+    # A scoring message delivered for it (or for a deleted run) writes nothing.
+    assert score_text_task.apply(kwargs={"run_id": completed_run.pk}).get() == 0
+    assert score_perplexity_task.apply(kwargs={"run_id": completed_run.pk}).get() == 0
+    assert score_text_task.apply(kwargs={"run_id": completed_run.pk + 1000}).get() == 0
+    assert not MetricScore.objects.filter(run=completed_run).exists()
+    with pytest.raises(CommandError, match="No run with id"):
+        score_run(completed_run.pk + 1000)
