@@ -29,7 +29,7 @@ from metrics.ranking import (
     bradley_terry,
     controlled_win_rate,
     style_controlled_bradley_terry,
-    style_features,
+    style_feature_table,
 )
 from metrics.stats import mean_ci, paired_bootstrap, rank_correlation, wilson_interval, win_rate
 
@@ -315,10 +315,7 @@ def _style_table(rows: ReportRows, outputs: np.ndarray) -> np.ndarray:
     """Raw style features (columns in STYLE_FEATURES order) of each output, computed once per
     distinct output."""
     distinct, inverse = np.unique(outputs, return_inverse=True)
-    table = np.array(
-        [[style_features(rows.texts.get(pk, "")).get(f) for f in STYLE_FEATURES] for pk in distinct.tolist()],
-        dtype=float,
-    ).reshape(distinct.size, len(STYLE_FEATURES))
+    table = style_feature_table([rows.texts.get(pk, "") for pk in distinct.tolist()])
     return table[inverse.reshape(-1)]
 
 

@@ -1,5 +1,8 @@
 """API for suites: list and read suites, versions and cases; import by multipart upload or JSON; export.
 
+An import of more than EVALHUB_SUITE_BACKGROUND_ROWS rows answers 202 with the queued upload, whose
+`url` (/api/v1/suite-uploads/<id>/) reports pending -> screening -> imported or failed.
+
 Errors use the project-wide format; an import with problems answers 400 with
 `{"error": {"code": "invalid", "message": ..., "fields": {"rows": [{"row", "column", "problem"}]}}}`.
 """
@@ -13,6 +16,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import FileResponse, StreamingHttpResponse
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -26,7 +30,7 @@ from evalhub.errors import ValidationFailed
 from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
 from evalhub.suites import selectors, services
 from evalhub.suites.export import export_csv_lines, export_xlsx
-from evalhub.suites.models import Case, Origin, Split, Suite, SuiteVersion
+from evalhub.suites.models import Case, Origin, Split, Suite, SuiteVersion, Upload
 from evalhub.suites.parsing import FORMATS
 
 
@@ -97,6 +101,43 @@ class CaseSerializer(serializers.ModelSerializer[Case]):
             "content_hash",
         ]
         read_only_fields = fields
+
+
+class UploadStatusSerializer(serializers.ModelSerializer[Upload]):
+    """A queued import: pending -> screening (rows_screened of rows_total) -> imported or failed."""
+
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    url = serializers.SerializerMethodField()
+    version = SuiteVersionSerializer(read_only=True)
+
+    class Meta:
+        model = Upload
+        fields = [
+            "id",
+            "url",
+            "project",
+            "suite_name",
+            "filename",
+            "status",
+            "rows_total",
+            "rows_screened",
+            "version",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, upload: Upload) -> str:
+        return reverse("suite-upload-detail", kwargs={"pk": upload.pk})
+
+
+def _imported(result: SuiteVersion | Upload) -> Response:
+    """201 with the version, or 202 with the queued upload's status (its `url` to poll, also `Location`)."""
+    if isinstance(result, Upload):
+        data = UploadStatusSerializer(result).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+    return Response(SuiteVersionSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
 class ImportChoicesSerializer(serializers.Serializer[Any]):
@@ -183,7 +224,9 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         project = self.request.query_params.get("project")
         return qs.filter(project__slug=project) if project else qs
 
-    @extend_schema(request=JsonImportSerializer, responses={201: SuiteVersionSerializer})
+    @extend_schema(
+        request=JsonImportSerializer, responses={201: SuiteVersionSerializer, 202: UploadStatusSerializer}
+    )
     def create(self, request: Request) -> Response:
         data = JsonImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -196,9 +239,12 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             actor=request.user,
             **_choices(values),
         )
-        return Response(SuiteVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        return _imported(version)
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: SuiteVersionSerializer})
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={201: SuiteVersionSerializer, 202: UploadStatusSerializer},
+    )
     @action(detail=False, methods=["post"], url_path="upload")
     def upload(self, request: Request) -> Response:
         data = UploadSerializer(data=request.data)
@@ -225,7 +271,20 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             actor=request.user,
             **_choices(values),
         )
-        return Response(SuiteVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        return _imported(version)
+
+
+class SuiteUploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet[Upload]):
+    """The status of an import queued because it was large (the `url` a 202 answer gave)."""
+
+    serializer_class = UploadStatusSerializer
+    permission_classes = [IsAuthenticated]  # the queryset is scoped to the user's projects
+
+    def get_queryset(self) -> QuerySet[Upload]:
+        projects = projects_for(user=self.request.user, auth=self.request.auth)
+        return Upload.objects.filter(project__in=projects).select_related(
+            "project", "version__suite__project"
+        )
 
 
 class SuiteVersionViewSet(

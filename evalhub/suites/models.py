@@ -108,7 +108,12 @@ class Case(models.Model):
 
 class UploadStatus(models.TextChoices):
     STAGED = "staged", "Staged"
+    # A large import runs as a task: pending (queued) -> screening (rows_screened of rows_total)
+    # -> imported, or failed with `error`.
+    PENDING = "pending", "Pending"
+    SCREENING = "screening", "Screening"
     IMPORTED = "imported", "Imported"
+    FAILED = "failed", "Failed"
     DISCARDED = "discarded", "Discarded"
 
 
@@ -128,6 +133,15 @@ class Upload(models.Model):
     version = models.ForeignKey(
         SuiteVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    choices = models.JSONField(
+        default=dict, blank=True, help_text="The uploader's PII choice and provenance, for a queued import."
+    )
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_screened = models.PositiveIntegerField(default=0)
+    error = models.JSONField(
+        default=dict, blank=True, help_text="Why a queued import failed: message, fields."
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

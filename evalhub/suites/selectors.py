@@ -39,6 +39,12 @@ def staged_upload_list(*, project: Project) -> QuerySet[Upload]:
     return Upload.objects.filter(project=project, status=UploadStatus.STAGED).order_by("-created_at")
 
 
+def running_import_list(*, project: Project) -> QuerySet[Upload]:
+    """Large imports queued or screening, so their status page can be found again."""
+    running = [UploadStatus.PENDING, UploadStatus.SCREENING]
+    return Upload.objects.filter(project=project, status__in=running).order_by("-created_at")
+
+
 def _has_tag(qs: QuerySet[Case], tag: str) -> QuerySet[Case]:
     if connection.features.supports_json_field_contains:
         return qs.filter(tags__contains=[tag])
@@ -120,4 +126,25 @@ def case_groups_for_synthetic_validation(*, version: SuiteVersion) -> dict[str, 
         "real_eval": cases.filter(origin=Origin.REAL, split=Split.EVAL),
         "synthetic_eval": cases.filter(origin=Origin.SYNTHETIC, split=Split.EVAL),
         "heldout_real": cases.filter(origin=Origin.REAL, split=Split.HELDOUT),
+    }
+
+
+def upload_status(*, upload: Upload) -> dict[str, Any]:
+    """A queued import's state for its page: counts, percent, and a failure's row problems."""
+    fields = dict(upload.error.get("fields") or {})
+    rows = fields.pop("rows", [])
+    pii = fields.pop("pii", [])
+    for key in ("problem_count", "rows_with_problems"):
+        fields.pop(key, None)
+    return {
+        "status": upload.status,
+        "label": upload.get_status_display(),
+        "finished": upload.status in (UploadStatus.IMPORTED, UploadStatus.FAILED),
+        "done": upload.rows_screened,
+        "total": upload.rows_total,
+        "percent": int(100 * upload.rows_screened / upload.rows_total) if upload.rows_total else 0,
+        "message": upload.error.get("message", ""),
+        "problems": rows,
+        "pii_rows": pii,
+        "field_errors": fields,
     }

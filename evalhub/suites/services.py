@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from evalhub.accounts.models import Project
 from evalhub.audit.services import audit_record
-from evalhub.errors import Conflict, ValidationFailed
+from evalhub.errors import Conflict, DomainError, ValidationFailed
 from evalhub.suites.models import Case, PiiDecision, Suite, SuiteVersion, Upload, UploadStatus
 from evalhub.suites.parsing import FileProblem, RawRow, Source, detect_format, limits, open_source
 from evalhub.suites.validation import (
@@ -46,6 +46,7 @@ PREVIEW_CELL_CHARS = 300
 PII_ROWS_SHOWN = 200
 PII_EXCERPT_CHARS = 1500
 BATCH = 500
+PROGRESS_ROWS = 100
 
 
 @dataclass
@@ -309,6 +310,7 @@ def scan_file(
     pii_record: Path | None = None,
     pii_known: Path | None = None,
     pii_row_limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ScanReport:
     """Read, validate and PII-screen a file in one streaming pass; valid cases go to `sink` in batches.
 
@@ -316,7 +318,8 @@ def scan_file(
     sink sees them) or "off". File-level problems are returned on the report, never raised.
     `pii_record` saves the findings' spans; `pii_known` reuses spans saved by an earlier scan of the
     same file under the same options instead of running the analyzer again. `pii_row_limit` screens
-    only the first rows (a large file's preview); the rest is screened on import.
+    only the first rows (a large file's preview); the rest is screened on import. `progress` is called
+    with the number of rows screened so far, every PROGRESS_ROWS rows.
     """
     known = KnownFindings.load(pii_known) if pii_known is not None and pii_known.is_file() else None
     screening = pii != "off" and _pii_enabled()
@@ -332,6 +335,7 @@ def scan_file(
             known=known,
             record=record,
             pii_row_limit=pii_row_limit,
+            progress=progress,
         )
     finally:
         if record is not None:
@@ -349,6 +353,7 @@ def _scan(
     known: KnownFindings | None,
     record: IO[str] | None,
     pii_row_limit: int | None,
+    progress: Callable[[int], None] | None,
 ) -> ScanReport:
     options = options or ImportOptions()
     lim = limits()
@@ -412,10 +417,10 @@ def _scan(
         for case in stream.cases(previewing(rows)):
             batch.append(case)
             if len(batch) >= BATCH:
-                _flush(batch, report, sink, pii, known, record, pii_row_limit)
+                _flush(batch, report, sink, pii, known, record, pii_row_limit, progress)
                 batch = []
         if batch and not stream.fatal:
-            _flush(batch, report, sink, pii, known, record, pii_row_limit)
+            _flush(batch, report, sink, pii, known, record, pii_row_limit, progress)
         if record is not None and report.pii_scanned:
             record.write(json.dumps({"through": report.pii_through}) + "\n")
     finally:
@@ -431,16 +436,22 @@ def _flush(
     known: KnownFindings | None,
     record: IO[str] | None,
     pii_row_limit: int | None,
+    progress: Callable[[int], None] | None,
 ) -> None:
     if report.pii_scanned:
         screen = batch
         if pii_row_limit is not None:
             screen = batch[: max(pii_row_limit - report.pii_screened_rows, 0)]
             report.pii_partial = report.pii_partial or len(screen) < len(batch)
-        if screen:
-            _pii_screen(screen, report, redact=pii == "redact", known=known, record=record)
-            report.pii_screened_rows += len(screen)
-            report.pii_through = screen[-1].row
+        # Smaller pieces than the write batch only so that progress moves every few seconds.
+        step = PROGRESS_ROWS if progress is not None else max(len(screen), 1)
+        for start in range(0, len(screen), step):
+            piece = screen[start : start + step]
+            _pii_screen(piece, report, redact=pii == "redact", known=known, record=record)
+            report.pii_screened_rows += len(piece)
+            report.pii_through = piece[-1].row
+            if progress is not None:
+                progress(report.pii_screened_rows)
     if sink is not None:
         sink(batch)
 
@@ -531,6 +542,7 @@ def suite_import(
     only_valid_rows: bool = False,
     description: str = "",
     pii_known: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> SuiteVersion:
     """Import a file as the next version of the suite `name` (created if new), all or nothing.
 
@@ -563,6 +575,7 @@ def suite_import(
                 sink=sink,
                 pii="redact" if pii_action == "redact" else "scan",
                 pii_known=pii_known,
+                progress=progress,
             )
         if report.fatal:
             raise problems_error(f"{filename}: {report.problems[0].problem}", report)
@@ -814,26 +827,28 @@ def suite_import_cases(
     cases: list[Any],
     actor: Any = None,
     **choices: Any,
-) -> SuiteVersion:
-    """Import cases given as JSON objects (the API's JSON body): the same checks as a JSONL file."""
+) -> SuiteVersion | Upload:
+    """Import cases given as JSON objects (the API's JSON body): the same checks as a JSONL file.
+
+    More than `background_rows()` cases are imported by a task: the queued Upload is returned.
+    """
 
     def lines() -> Iterator[bytes]:
         for case in cases:
             yield json.dumps(case, ensure_ascii=False).encode("utf-8") + b"\n"
 
-    path, _ = _store(lines(), "cases.jsonl")
-    try:
-        return suite_import(
-            project=project,
-            name=name,
-            path=path,
-            filename="cases.jsonl",
-            options=ImportOptions(format="jsonl"),
-            actor=actor,
-            **choices,
-        )
-    finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
+    path, size = _store(lines(), "cases.jsonl")
+    return _import_or_queue(
+        project=project,
+        name=name,
+        path=path,
+        size=size,
+        filename="cases.jsonl",
+        options=ImportOptions(format="jsonl"),
+        actor=actor,
+        rows=len(cases),
+        choices=choices,
+    )
 
 
 def suite_import_upload(
@@ -845,16 +860,87 @@ def suite_import_upload(
     actor: Any = None,
     options: ImportOptions | None = None,
     **choices: Any,
-) -> SuiteVersion:
-    """Import an uploaded file object (the API's multipart upload) in one step."""
+) -> SuiteVersion | Upload:
+    """Import an uploaded file object (the API's multipart upload) in one step, or queue it when large.
+
+    The rows are counted by a pass without PII screening (thousands of rows a second) first; more
+    than `background_rows()` are imported by a task and the queued Upload is returned.
+    """
     chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
-    path, _ = _store(chunks, filename)
+    path, size = _store(chunks, filename)
     try:
-        return suite_import(
-            project=project, name=name, path=path, filename=filename, options=options, actor=actor, **choices
-        )
-    finally:
+        rows = scan_file(path=path, filename=filename, options=options, pii="off").rows_read
+    except BaseException:
         shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    return _import_or_queue(
+        project=project,
+        name=name,
+        path=path,
+        size=size,
+        filename=filename,
+        options=options or ImportOptions(),
+        actor=actor,
+        rows=rows,
+        choices=choices,
+    )
+
+
+def background_rows() -> int:
+    """Imports of more rows than this run as a task (PII screening takes tens of rows a second)."""
+    return int(getattr(settings, "EVALHUB_SUITE_BACKGROUND_ROWS", 500))
+
+
+def _import_or_queue(
+    *,
+    project: Project,
+    name: str,
+    path: Path,
+    size: int,
+    filename: str,
+    options: ImportOptions,
+    actor: Any,
+    rows: int,
+    choices: dict[str, Any],
+) -> SuiteVersion | Upload:
+    """Import the stored file now, or queue it as an Upload when it has more than background_rows().
+
+    Owns the stored file's folder: removed after a synchronous import, by the task after a queued one.
+    """
+    queued = False
+    try:
+        _check_choices(
+            name=name,
+            pii_action=choices.get("pii_action", "redact"),
+            pii_justification=choices.get("pii_justification", ""),
+        )
+        if rows <= background_rows():
+            return suite_import(
+                project=project,
+                name=name,
+                path=path,
+                filename=filename,
+                options=options,
+                actor=actor,
+                **choices,
+            )
+        with transaction.atomic():
+            upload = Upload.objects.create(
+                project=project,
+                suite_name=name.strip()[:200],
+                filename=filename[:300],
+                path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
+                size=size,
+                format=options.format,
+                options=options.to_dict(),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            )
+            _queue(upload=upload, actor=actor, rows=rows, choices=choices)
+        queued = True
+        return upload
+    finally:
+        if not queued:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def suite_upload_check(
@@ -994,6 +1080,127 @@ def suite_upload_confirm(
     upload.save(update_fields=["status", "version", "report"])
     shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
     return version
+
+
+def suite_upload_submit(
+    *,
+    upload: Upload,
+    actor: Any = None,
+    pii_action: str,
+    pii_justification: str = "",
+    data_source: str = "",
+    consent_statement: str = "",
+    only_valid_rows: bool = False,
+) -> SuiteVersion | Upload:
+    """Confirm a staged upload: import it now (`suite_upload_confirm`), or queue it when it has more
+    than `background_rows()` rows; the queued Upload is returned and its status follows the task."""
+    _check_staged(upload)
+    choices: dict[str, Any] = {
+        "pii_action": pii_action,
+        "pii_justification": pii_justification,
+        "data_source": data_source,
+        "consent_statement": consent_statement,
+        "only_valid_rows": only_valid_rows,
+    }
+    rows = int(upload.report.get("rows_read", 0))
+    if rows <= background_rows():
+        return suite_upload_confirm(upload=upload, actor=actor, **choices)
+    _check_choices(name=upload.suite_name, pii_action=pii_action, pii_justification=pii_justification)
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        _check_staged(locked)
+        _queue(upload=locked, actor=actor, rows=rows, choices=choices)
+    upload.refresh_from_db()
+    return upload
+
+
+def _queue(*, upload: Upload, actor: Any, rows: int, choices: dict[str, Any]) -> None:
+    """Mark `upload` pending and enqueue its import after the commit. Call inside a transaction."""
+    from evalhub.suites.tasks import import_upload
+
+    upload.status = UploadStatus.PENDING
+    upload.rows_total = rows
+    upload.rows_screened = 0
+    upload.error = {}
+    upload.choices = {**choices, "actor_id": getattr(actor, "pk", None)}
+    upload.save(update_fields=["status", "rows_total", "rows_screened", "error", "choices"])
+    audit_record(
+        actor=actor,
+        action="suite_upload.queue",
+        obj=upload,
+        after={"file": upload.filename, "suite": upload.suite_name, "rows": rows},
+    )
+    upload_id = str(upload.pk)
+    transaction.on_commit(lambda: import_upload.delay(upload_id=upload_id))
+
+
+def suite_upload_import(*, upload_id: str) -> Upload:
+    """The queued import of an upload (the task's body): screen, import, record the outcome.
+
+    A second delivery finds the upload no longer pending and does nothing; one that finds it still
+    screening (the worker died) starts over, which is safe because the import is all or nothing.
+    A DomainError (row problems, PII rejected) marks the upload failed with its message and fields.
+    """
+    from django.contrib.auth import get_user_model
+
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload_id)
+        if upload.status not in (UploadStatus.PENDING, UploadStatus.SCREENING):
+            return upload
+        upload.status = UploadStatus.SCREENING
+        upload.rows_screened = 0
+        upload.save(update_fields=["status", "rows_screened"])
+    choices = dict(upload.choices)
+    actor_id = choices.pop("actor_id", None)
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    path = _upload_path(upload)
+
+    def progress(done: int) -> None:
+        Upload.objects.filter(pk=upload.pk).update(rows_screened=min(done, upload.rows_total))
+
+    try:
+        if not path.is_file():
+            raise Conflict("The staged file is gone; upload it again.")
+        version = suite_import(
+            project=upload.project,
+            name=upload.suite_name,
+            path=path,
+            filename=upload.filename,
+            options=ImportOptions.from_dict(upload.options),
+            actor=actor,
+            pii_known=_findings_path(path),
+            progress=progress,
+            **choices,
+        )
+    except DomainError as error:
+        _finish_upload(upload, status=UploadStatus.FAILED, error=error)
+        return upload
+    upload.version = version
+    _finish_upload(upload, status=UploadStatus.IMPORTED)
+    return upload
+
+
+def suite_upload_fail(*, upload_id: str, message: str) -> None:
+    """Mark a queued import failed when its task gives up on an unexpected error."""
+    upload = Upload.objects.filter(
+        pk=upload_id, status__in=[UploadStatus.PENDING, UploadStatus.SCREENING]
+    ).first()
+    if upload is not None:
+        _finish_upload(upload, status=UploadStatus.FAILED, error=DomainError(message))
+
+
+def _finish_upload(upload: Upload, *, status: str, error: DomainError | None = None) -> None:
+    upload.status = status
+    upload.finished_at = timezone.now()
+    if status == UploadStatus.IMPORTED:
+        upload.rows_screened = upload.rows_total
+    if error is not None:
+        upload.error = {"code": error.code, "message": str(error), "fields": error.fields}
+    # The staged file and the preview's copy of personal data go either way: a failed import is
+    # uploaded again once fixed.
+    upload.report = {**upload.report, "pii_rows": [], "preview": []}
+    upload.save(update_fields=["status", "finished_at", "rows_screened", "error", "report", "version"])
+    shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
 
 
 def suite_upload_discard(*, upload: Upload, actor: Any = None) -> None:

@@ -55,7 +55,12 @@ def suite_list(request: HttpRequest, project_slug: str) -> HttpResponse:
     return render(
         request,
         "suites/suite_list.html",
-        {"project": project, "suites": suites, "staged": selectors.staged_upload_list(project=project)},
+        {
+            "project": project,
+            "suites": suites,
+            "staged": selectors.staged_upload_list(project=project),
+            "running": selectors.running_import_list(project=project),
+        },
     )
 
 
@@ -99,6 +104,12 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
     if staged.status == UploadStatus.IMPORTED and staged.version is not None:
         messages.info(request, "This upload was already imported.")
         return redirect("suites:detail", project_slug=project.slug, suite_id=staged.version.suite_id)
+    if staged.status in (UploadStatus.PENDING, UploadStatus.SCREENING, UploadStatus.FAILED):
+        return render(
+            request,
+            "suites/import_status.html",
+            {"project": project, "upload": staged, "status": selectors.upload_status(upload=staged)},
+        )
     report = staged.report
     mapping_form = MappingForm(columns=report.get("columns", []), mapping=report.get("mapping", {}))
     confirm_form = ConfirmForm(initial={"pii_action": "redact"})
@@ -134,7 +145,7 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
                 confirm_form = ConfirmForm(request.POST)
                 if confirm_form.is_valid():
                     data = confirm_form.cleaned_data
-                    version = services.suite_upload_confirm(
+                    result = services.suite_upload_submit(
                         upload=staged,
                         actor=request.user,
                         pii_action=data["pii_action"],
@@ -143,6 +154,9 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
                         consent_statement=data["consent_statement"],
                         only_valid_rows=data["only_valid_rows"],
                     )
+                    if isinstance(result, Upload):  # large: imported by a task; its page shows progress
+                        return redirect("suites:preview", project_slug=project.slug, upload_id=staged.pk)
+                    version = result
                     if getattr(version, "unchanged", False):
                         messages.info(
                             request, f"The file matches version {version.number}: no new version was made."

@@ -14,6 +14,7 @@ from metrics.agreement import (
     krippendorff_alpha,
     pairwise_cohen_kappa,
     ratings_matrix,
+    ratings_matrix_from_arrays,
     ratings_matrix_from_units,
 )
 
@@ -266,3 +267,62 @@ def test_ratings_matrix_codes_ordered_labels_in_the_given_order() -> None:
     )
     np.testing.assert_array_equal(matrix.values, [[2.0, 0.0], [1.0, nan]])
     assert matrix.categories == tuple(scale)
+
+
+def random_records(seed: int, *, units: int = 300, raters: int = 9) -> list[tuple[int, int, int]]:
+    rng = np.random.default_rng(seed)
+    records = []
+    for unit in rng.permutation(units).tolist():
+        for rater in rng.choice(raters, size=int(rng.integers(1, 5)), replace=False).tolist():
+            records.append((unit, rater, int(rng.integers(1, 6))))
+    return records
+
+
+def test_column_matrix_equals_the_record_matrix_in_order_of_first_appearance() -> None:
+    records = random_records(3)
+    by_records = ratings_matrix(records)
+    units, raters, values = (np.array(column) for column in zip(*records, strict=True))
+    by_columns = ratings_matrix_from_arrays(units, raters, values)
+    assert by_columns.unit_ids == by_records.unit_ids and by_columns.rater_ids == by_records.rater_ids
+    np.testing.assert_array_equal(by_columns.values, by_records.values)
+    for level in ("ordinal", "nominal"):
+        assert krippendorff_alpha(by_columns, level=level) == krippendorff_alpha(by_records, level=level)
+
+
+def test_column_matrix_refuses_duplicate_ratings_and_bad_codes() -> None:
+    with pytest.raises(ValueError, match="more than once"):
+        ratings_matrix_from_arrays(np.array([1, 1]), np.array([5, 5]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="codes"):
+        ratings_matrix_from_arrays(
+            np.array([1]), np.array([5]), np.array([3.0]), categories=["a", "b", "tie"]
+        )
+
+
+@pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
+def test_pairwise_kappa_equals_cohen_kappa_on_each_pairs_shared_units(weights: str | None) -> None:
+    matrix = ratings_matrix(random_records(5, units=120, raters=6))
+    result = pairwise_cohen_kappa(matrix, weights=weights)  # type: ignore[arg-type]
+    categories = sorted(set(matrix.values[~np.isnan(matrix.values)].tolist()))
+    assert result.n_pairs == 15
+    for pair in result.pairs:
+        i, j = matrix.rater_ids.index(pair.rater_a), matrix.rater_ids.index(pair.rater_b)
+        shared = ~np.isnan(matrix.values[i]) & ~np.isnan(matrix.values[j])
+        expected = cohen_kappa(
+            matrix.values[i, shared].tolist(),
+            matrix.values[j, shared].tolist(),
+            weights=weights,  # type: ignore[arg-type]
+            categories=categories,
+        )
+        assert pair.result == expected or (shared.sum() < 2 and pair.result.kappa is None)
+
+
+def test_fleiss_kappa_on_a_matrix_equals_the_table_of_its_common_count_units() -> None:
+    matrix = ratings_matrix(random_records(7, units=200, raters=8))
+    per_unit = [col[~np.isnan(col)] for col in matrix.values.T]
+    sizes = [len(v) for v in per_unit]
+    m = max((s for s in set(sizes) if s >= 2), key=lambda s: (sizes.count(s), s))
+    categories = sorted(set(matrix.values[~np.isnan(matrix.values)].tolist()))
+    table = [[int(np.sum(v == c)) for c in categories] for v in per_unit if len(v) == m]
+    result = fleiss_kappa(matrix)
+    assert result.kappa == pytest.approx(fleiss_kappa_from_table(table).kappa, rel=1e-12)
+    assert result.n_units_dropped == sum(1 for s in sizes if s and s != m)

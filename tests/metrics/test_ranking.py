@@ -10,9 +10,12 @@ import statsmodels.api as sm
 from metrics.ranking import (
     LENGTH_ONLY,
     StyleFeatures,
+    _unique_rows,
+    battle_arrays,
     bradley_terry,
     controlled_win_rate,
     style_controlled_bradley_terry,
+    style_feature_table,
     style_features,
 )
 
@@ -189,3 +192,97 @@ def test_style_control_reports_constant_features_and_missing_models() -> None:
     assert missing.controlled_win_rate is None and missing.reason == "no battles for nope"
     with pytest.raises(ValueError):
         style_controlled_bradley_terry(battles, styles_a[:-1], styles_b)
+
+
+STYLE_PIECES = [
+    "word",
+    "Ünïcode",
+    "ß",
+    "1.",
+    "2. item",
+    "- a",
+    "* b",
+    "+ c",
+    "# H",
+    "####### x",
+    "**bold**",
+    "__u__",
+    "```code # x **y**```",
+    "```",
+    "\n",
+    "\n\n",
+    " ",
+    "\t",
+    "é",
+    "—",
+    ",",
+    "!",
+    "_",
+    "x_y",
+    "9",
+    "\u00a0",
+]
+
+
+def test_style_feature_table_counts_as_style_features_does() -> None:
+    rng = np.random.default_rng(4)
+    texts = [
+        "".join(
+            str(rng.choice(STYLE_PIECES)) + str(rng.choice([" ", "\n", ""]))
+            for _ in range(int(rng.integers(0, 30)))
+        )
+        for _ in range(400)
+    ] + ["", "plain ascii words, and punctuation!"]
+    names = ("chars", "tokens", "headers", "lists", "bold")
+    table = style_feature_table(texts, names)
+    expected = [[style_features(t).get(f) for f in names] for t in texts]
+    np.testing.assert_array_equal(table, expected)
+    assert any(t.isascii() for t in texts) and not all(t.isascii() for t in texts)
+
+
+def test_battle_arrays_fit_the_same_as_battle_tuples() -> None:
+    battles = simulate_battles(600, seed=5)
+    names = list(TRUE_ELO)
+    winner = {"a": 0, "b": 1}
+    arrays = battle_arrays(
+        names,
+        np.array([names.index(a) for a, _, _ in battles]),
+        np.array([names.index(b) for _, b, _ in battles]),
+        np.array([winner[w] for _, _, w in battles]),
+    )
+    assert arrays.models == list(dict.fromkeys(m for a, b, _ in battles for m in (a, b)))
+    assert bradley_terry(arrays, resamples=20, seed=1) == bradley_terry(battles, resamples=20, seed=1)
+    styles = [style_features("word " * (3 + i % 7) + "# x\n" * (i % 2)) for i in range(len(battles))]
+    other = list(reversed(styles))
+    raw = np.array([[s.get(f) for f in LENGTH_ONLY] for s in styles])
+    raw_other = np.array([[s.get(f) for f in LENGTH_ONLY] for s in other])
+    by_tuples = controlled_win_rate(
+        battles, styles, other, candidate="m1", baseline="m2", features=LENGTH_ONLY, resamples=10
+    )
+    by_arrays = controlled_win_rate(
+        arrays, raw, raw_other, candidate="m1", baseline="m2", features=LENGTH_ONLY, resamples=10
+    )
+    assert by_arrays == by_tuples
+
+
+def test_battle_arrays_refuse_a_model_against_itself_and_unknown_winners() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        battle_arrays(["x", "y"], np.array([0]), np.array([0]), np.array([0]))
+    with pytest.raises(ValueError, match="winner"):
+        battle_arrays(["x", "y"], np.array([0]), np.array([1]), np.array([4]))
+
+
+def test_unique_rows_are_numpys_unique_rows() -> None:
+    rng = np.random.default_rng(2)
+    table = np.column_stack(
+        [
+            rng.integers(0, 3, 3000),
+            rng.integers(0, 3, 3000),
+            rng.choice([0, 0.5, 1], 3000),
+            rng.integers(0, 5, (3000, 2)) / 3,
+        ]
+    )
+    rows, counts = _unique_rows(table)
+    expected_rows, expected_counts = np.unique(table, axis=0, return_counts=True)
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(counts, expected_counts)
