@@ -194,24 +194,34 @@ def _take(*, study: Study, rater: Any, now: datetime, lease: timedelta, gold: bo
     return None
 
 
-def task_assign_next(*, study: Study, rater: Any, now: datetime | None = None) -> Assignment | None:
+# task_assign_next's `latest` when the caller did not read the rater's latest assignment.
+UNREAD: Any = object()
+
+
+def task_assign_next(
+    *, study: Study, rater: Any, now: datetime | None = None, latest: Any = UNREAD
+) -> Assignment | None:
     """Lease the rater's next task in the study and return the Assignment, or None when nothing is left.
 
     Assumes the caller checked the rater may rate this study (see selectors.rater_check_access).
+    `latest` is the rater's latest assignment in the study (None: they have none) when the caller
+    already read it in this request (the rater API does, in its access query); by default it is read
+    here. Either way it is a plain read, as it always was: the row locks below, not this read, keep
+    tasks from being over-leased.
     Atomic: on PostgreSQL candidate rows are taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so
     concurrent raters never wait on each other's task; on SQLite the transaction serialises writers.
-    Calling it again while a lease is live returns the same assignment.
+    Calling it again while a lease is live returns the same assignment (without a transaction).
     """
     if study.status != StudyStatus.OPEN:
         raise Conflict("This study is not open for rating at the moment.")
     now = now or timezone.now()
     lease = timedelta(seconds=study.lease_seconds)
+    # The rater's latest lease: still live, it is returned as is; lapsed (whether or not another
+    # rater's lease already marked it expired), the rater gets that task back if it has room.
+    own = latest_assignment(study=study, rater=rater) if latest is UNREAD else latest
+    if own is not None and own.status == AssignmentStatus.ACTIVE and own.expires_at > now:
+        return own
     with transaction.atomic():
-        # The rater's latest lease: still live, it is returned as is; lapsed (whether or not another
-        # rater's lease already marked it expired), the rater gets that task back if it has room.
-        own = Assignment.objects.filter(rater=rater, study=study).order_by("-leased_at").first()
-        if own is not None and own.status == AssignmentStatus.ACTIVE and own.expires_at > now:
-            return own
         if own is not None and own.status in (AssignmentStatus.ACTIVE, AssignmentStatus.EXPIRED):
             renewed = _renew_own(assignment=own, now=now, lease=lease)
             if renewed is not None:
@@ -237,22 +247,46 @@ def task_assign_next(*, study: Study, rater: Any, now: datetime | None = None) -
     return None
 
 
-def assignment_for_update(*, study: Study | None, rater: Any, public_id: str) -> Assignment | None:
+def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
+    """The rater's most recently leased assignment in the study, whatever its status."""
+    return Assignment.objects.filter(rater=rater, study=study).order_by("-leased_at").first()
+
+
+def assignment_for_update(
+    *, study: Study | None, rater: Any, public_id: str, with_texts: bool = False
+) -> Assignment | None:
     """The rater's own assignment for a task, row-locked, with the few task and study fields a submit
     needs (task ids of the outputs, the rubric, the study status) loaded in the same raw query;
-    None for a task they were never given."""
+    None for a task they were never given. `with_texts` also loads the side texts (as
+    `assignment.side_texts`, {"A": ..., "B": ...}) for checking hallucination spans, in the same query."""
+    from evalhub.runs.models import Output
+
     a, t, s = Assignment._meta.db_table, Task._meta.db_table, Study._meta.db_table
     sql = [
         "SELECT a.*, t.public_id AS t_public_id, t.output_a_id AS t_output_a_id,",
         "t.output_b_id AS t_output_b_id, s.rubric AS s_rubric, s.status AS s_status",
+    ]
+    if with_texts:
+        sql.append(", oa.text AS oa_text, ob.text AS ob_text")
+    sql += [
         "FROM",
         a,
         "a JOIN",
         t,
         "t ON t.id = a.task_id JOIN",
         s,
-        "s ON s.id = a.study_id WHERE a.rater_id = %s AND t.public_id = %s",
+        "s ON s.id = a.study_id",
     ]
+    if with_texts:
+        output = Output._meta.db_table
+        sql += [
+            "LEFT JOIN",
+            output,
+            "oa ON oa.id = t.output_a_id LEFT JOIN",
+            output,
+            "ob ON ob.id = t.output_b_id",
+        ]
+    sql.append("WHERE a.rater_id = %s AND t.public_id = %s")
     params: list[Any] = [rater.pk, public_id]
     if study is not None:
         sql.append("AND a.study_id = %s")
@@ -271,4 +305,7 @@ def assignment_for_update(*, study: Study | None, rater: Any, public_id: str) ->
         output_b_id=extra.t_output_b_id,
     )
     found.study = Study(id=found.study_id, rubric=rubric, status=extra.s_status)
+    if with_texts:
+        texts = {"A": extra.oa_text, "B": extra.ob_text}
+        found.side_texts = {side: text for side, text in texts.items() if text is not None}  # type: ignore[attr-defined]
     return found

@@ -360,17 +360,18 @@ def consent_accept(*, study: Study, rater: Any) -> Consent:
     return consent
 
 
-def _side_texts(task: Task, data: Mapping[str, Any]) -> dict[str, str]:
-    """Side texts, loaded only when the rating carries spans to check against them."""
+def _has_spans(data: Mapping[str, Any]) -> bool:
+    """Whether the rating carries hallucination spans, which are checked against the side texts."""
     halluc = data.get("hallucination")
-    wants = isinstance(halluc, Mapping) and any(
+    return isinstance(halluc, Mapping) and any(
         isinstance(v, Mapping) and v.get("spans") for v in halluc.values()
     )
-    if not wants:
-        return {}
-    ids = {"A": task.output_a_id, "B": task.output_b_id}
-    texts = dict(Output.objects.filter(pk__in=[i for i in ids.values() if i]).values_list("pk", "text"))
-    return {side: display_text(texts[pk]) for side, pk in ids.items() if pk in texts}
+
+
+def _side_texts(assignment: Assignment) -> dict[str, str]:
+    """Side texts as the browser counted span offsets in them (loaded with the assignment, if at all)."""
+    texts: dict[str, str] = getattr(assignment, "side_texts", {})
+    return {side: display_text(text) for side, text in texts.items()}
 
 
 def _time_on_task(*, client_ms: Any, leased_at: datetime, now: datetime) -> tuple[int, int | None]:
@@ -412,13 +413,15 @@ def rating_submit(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = assignment_for_update(study=study, rater=rater, public_id=public_id)
+        assignment = assignment_for_update(
+            study=study, rater=rater, public_id=public_id, with_texts=_has_spans(data)
+        )
         if assignment is None:
             raise NotFound("No such task among those given to you. Fetch the next task to continue.")
         task, study = assignment.task, assignment.study
         rubric = study.rubric
         sides = ("A", "B") if task.output_b_id else ("A",)
-        clean = rating_check(rubric=rubric, sides=sides, texts=_side_texts(task, data), data=dict(data))
+        clean = rating_check(rubric=rubric, sides=sides, texts=_side_texts(assignment), data=dict(data))
         if assignment.status == AssignmentStatus.SUBMITTED:
             stored = Rating.objects.get(assignment=assignment)
             if _same_rating(stored, clean):
