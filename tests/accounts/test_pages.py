@@ -93,3 +93,31 @@ def test_posts_without_csrf_token_are_refused(path, project, project_admin):
     client = logged_in(project_admin, enforce_csrf_checks=True)
     response = client.post(path.format(slug=project.slug), {"name": "x", "project": project.slug})
     assert response.status_code == 403
+
+
+TOKENS_LINK = '<a href="/accounts/tokens/">API tokens</a>'
+
+
+def test_nav_links_the_tokens_page_for_project_members(project, lead, rater):
+    for user in (lead, rater):
+        client = logged_in(user)
+        page = client.get("/rate/" if user is rater else "/", follow=True).content.decode()
+        assert TOKENS_LINK in page, user.username
+        assert client.get("/accounts/tokens/").status_code == 200
+
+
+def test_nav_hides_the_tokens_link_from_users_without_a_project(db):
+    loner = user_create(username="loner", password="correct-horse-battery")
+    page = logged_in(loner).get("/").content.decode()
+    assert "Dashboard" in page and TOKENS_LINK not in page
+
+
+def test_dashboard_links_members_only_for_projects_i_administer(project, other_project, project_admin, lead):
+    membership_set(project=other_project, user=project_admin, role=Role.LEAD)
+    page = logged_in(project_admin).get("/").content.decode()
+    members_link = f'<a href="/accounts/projects/{project.slug}/members/">Members</a>'
+    assert members_link in page
+    assert f"/accounts/projects/{other_project.slug}/members/" not in page
+    assert logged_in(project_admin).get(f"/accounts/projects/{project.slug}/members/").status_code == 200
+    lead_page = logged_in(lead).get("/").content.decode()
+    assert project.name in lead_page and "/members/" not in lead_page
