@@ -210,6 +210,11 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
     tokenizer = AutoTokenizer.from_pretrained(run.base_model.tokenizer)
     base: Any = AutoModelForCausalLM.from_pretrained(run.base_model.folder, dtype=dtype)
     base = base.to(device).eval()
+    # A window longer than the model's context would score tokens at positions it never saw.
+    window, stride = PERPLEXITY_CONFIG["max_length"], PERPLEXITY_CONFIG["stride"]
+    context = getattr(base.config, "max_position_embeddings", None)
+    if isinstance(context, int) and 2 <= context < window:
+        window, stride = context, min(stride, context // 2)
     model: Any = None
     written = 0
     for adapter in adapters:
@@ -225,8 +230,8 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
             [reference for _, reference in cases],
             device=device,
             batch_size=PERPLEXITY_CONFIG["batch_size"],
-            max_length=PERPLEXITY_CONFIG["max_length"],
-            stride=PERPLEXITY_CONFIG["stride"],
+            max_length=window,
+            stride=stride,
             add_bos=PERPLEXITY_CONFIG["add_bos"],
         )
         rows = [
@@ -244,6 +249,8 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
                     "nll_sum": text.nll_sum,
                     "n_tokens": text.n_tokens,
                     "corpus_perplexity": result.perplexity,
+                    "window": window,
+                    "stride": stride,
                 },
             )
             for (case_id, _), text in zip(cases, result.texts, strict=True)

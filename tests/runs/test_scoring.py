@@ -218,3 +218,32 @@ def test_score_run_refuses_a_run_that_has_not_completed_and_its_tasks_do_nothing
     assert not MetricScore.objects.filter(run=completed_run).exists()
     with pytest.raises(CommandError, match="No run with id"):
         score_run(completed_run.pk + 1000)
+
+
+@pytest.mark.django_db
+def test_perplexity_windows_fit_the_base_models_context(project, tiny):
+    """tiny-base reads 256 positions, fewer than the configured 1,024-token window: a held-out
+    reference longer than that is scored in windows of 256 (stride 128), as the library does when
+    told the model's context, not with positions the model never saw."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evalhub.runs.scoring import score_perplexity
+    from metrics.perplexity import score_perplexity as library_perplexity
+    from tests.runs.conftest import make_suite_version, words
+
+    version = make_suite_version(project, [words(0, 12)], name="long-heldout", splits=["heldout"])
+    reference = words(5, 600)
+    Case.objects.filter(version=version).update(reference=reference)
+    run = run_create(project=project, suite_version=version, base_model=tiny["base"], adapters=[tiny["alpha"]])
+
+    assert score_perplexity(run_id=run.pk, device="cpu") == 1
+    row = MetricScore.objects.get(run=run, metric=PERPLEXITY_METRIC)
+    assert (row.details["window"], row.details["stride"]) == (256, 128)
+    tokenizer = AutoTokenizer.from_pretrained(tiny["base"].tokenizer)
+    base = AutoModelForCausalLM.from_pretrained(tiny["base"].folder, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, tiny["alpha"].folder).eval()
+    direct = library_perplexity(model, tokenizer, [reference], max_length=256, stride=128, device="cpu")
+    assert row.details["n_tokens"] == direct.texts[0].n_tokens == 600
+    assert row.value == pytest.approx(direct.texts[0].perplexity, rel=1e-5)
