@@ -328,6 +328,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/suites/upload/"): Rule(staff_create(), body=upload_body, multipart=True),
     ("GET", "/api/v1/suite-versions/"): Rule(STAFF_LIST, seed=("suite_version",)),
     ("GET", "/api/v1/suite-versions/{id}/"): Rule(staff_object()),
+    ("GET", "/api/v1/suite-uploads/{id}/"): Rule(staff_object()),
     ("GET", "/api/v1/suite-versions/{id}/counts/"): Rule(staff_object()),
     ("GET", "/api/v1/suite-versions/{id}/export/"): Rule(staff_object()),
     ("GET", "/api/v1/cases/"): Rule(
@@ -379,6 +380,7 @@ PARAMS: dict[str, tuple[str, str]] = {
     "/api/v1/adapters/{id}": ("adapter", "pk"),
     "/api/v1/suites/{id}": ("suite", "pk"),
     "/api/v1/suite-versions/{id}": ("suite_version", "pk"),
+    "/api/v1/suite-uploads/{id}": ("upload", "pk"),
     "/api/v1/cases/{id}": ("case", "pk"),
     "/api/v1/runs/{id}": ("run", "pk"),
     "/api/v1/runs/{run_id}": ("run", "pk"),
