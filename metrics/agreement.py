@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import krippendorff
 import numpy as np
+import scipy.stats as sps
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
@@ -373,23 +374,52 @@ def _kappa_from_table(table: np.ndarray, scores: Sequence[Any], weights: KappaWe
             "both raters used a single, identical category: chance agreement is 1, so kappa is undefined",
         )
     if weights is None:
-        result = cohens_kappa(table)
+        kappa = float(cohens_kappa(table, return_results=False))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = float(np.sqrt(_simple_kappa_variance(table, kappa)))
+        low, high = kappa - _Z_975 * std, kappa + _Z_975 * std
     else:
         numeric = all(_is_number(s) for s in scores)
         category_values = np.array(scores if numeric else range(len(scores)), dtype=float)
         result = cohens_kappa(table, weights=category_values, wt=weights)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        std = float(result.std_kappa)
+        kappa = float(result.kappa)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = float(result.std_kappa)
+        low, high = float(result.kappa_low), float(result.kappa_upp)
     return CohenKappaResult(
-        kappa=float(result.kappa),
+        kappa=kappa,
         std_error=std if math.isfinite(std) else None,
-        ci_low=float(result.kappa_low) if math.isfinite(std) else None,
-        ci_high=float(result.kappa_upp) if math.isfinite(std) else None,
+        ci_low=low if math.isfinite(std) else None,
+        ci_high=high if math.isfinite(std) else None,
         n_units=n,
         observed_agreement=observed,
         weights=weights,
     )
+
+
+# statsmodels' KappaResults: the 95% interval is kappa -+ isf(0.025) * std.
+_Z_975 = float(sps.norm.isf(0.025))
+
+
+def _simple_kappa_variance(table: np.ndarray, kappa: float) -> float:
+    """The asymptotic variance of unweighted kappa (Fleiss, Cohen and Everitt 1969), computed
+    step for step as statsmodels' ``cohens_kappa`` does. Its results object also builds two
+    frozen scipy distributions per call, which made 190 rater pairs cost most of a second."""
+    nobs = table.sum()
+    probs = table / nobs
+    probs_diag = np.diag(probs)
+    freq_row = table.sum(1) / nobs
+    freq_col = table.sum(0) / nobs
+    agree_exp = np.diag(freq_col * freq_row[:, None]).sum()
+    term_a = (probs_diag * (1 - (freq_row + freq_col) * (1 - kappa)) ** 2).sum()
+    term_b = probs * (freq_col[:, None] + freq_row) ** 2
+    d_idx = np.arange(table.shape[0])
+    term_b[d_idx, d_idx] = 0
+    term_b = (1 - kappa) ** 2 * term_b.sum()
+    term_c = (kappa - agree_exp * (1 - kappa)) ** 2
+    return float((term_a + term_b - term_c) / (1 - agree_exp) ** 2 / nobs)
 
 
 @dataclass(frozen=True)

@@ -134,9 +134,10 @@ def _distribution(values: np.ndarray, is_int: np.ndarray) -> dict[str, int]:
     """Counts of the values by their text, as ``str()`` writes the ints and floats of the ratings."""
     ok = ~np.isnan(values)
     counts: Counter[str] = Counter()
-    if ok.any():
-        pairs, n = np.unique(np.column_stack([values[ok], is_int[ok]]), axis=0, return_counts=True)
-        for (value, integral), count in zip(pairs.tolist(), n.tolist(), strict=True):
+    for integral in (True, False):
+        chosen = ok & (is_int == integral)
+        distinct, n = np.unique(values[chosen], return_counts=True)
+        for value, count in zip(distinct.tolist(), n.tolist(), strict=True):
             counts[str(int(value)) if integral else str(value)] += count
     return dict(sorted(counts.items()))
 

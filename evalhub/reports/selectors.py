@@ -203,11 +203,20 @@ def _number_columns(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return _pair_arrays(pairs)
 
 
-def _text_number_columns(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+def _coded(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
+    """The distinct values and each value's index among them (for columns of few distinct values)."""
+    distinct = list(set(values))
+    index = {v: i for i, v in enumerate(distinct)}
+    return distinct, np.array([index[v] for v in values], dtype=np.int64)
+
+
+def _text_number_columns(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_number_columns`` for the database's JSON text values, converting each distinct text
-    once (scores take a handful of values)."""
-    table = {t: _number_pair(t) for t in set(texts)}
-    return _pair_arrays([table[t] for t in texts])
+    once (scores take a handful of values), and where a text was there at all."""
+    distinct, codes = _coded(texts)
+    floats, is_int = _pair_arrays([_number_pair(t) for t in distinct])
+    there = np.array([t is not None for t in distinct], dtype=bool)
+    return floats[codes], is_int[codes], there[codes]
 
 
 def _pair_arrays(pairs: Sequence[tuple[float, bool]]) -> tuple[np.ndarray, np.ndarray]:
@@ -281,22 +290,23 @@ def report_rows(
 
     ids = list(adapter_ids)
     adapters = [adapter_info(a) for a in Adapter.objects.filter(pk__in=ids).order_by("created_at", "pk")]
+    decode = _JsonMemo()
     cases = [
         {
             "id": pk,
             "key": key,
-            "tags": tags or [],
-            "slices": slices or {},
+            "tags": decode(tags) or [],
+            "slices": decode(slices) or {},
             "origin": origin,
             "split": split,
             "category": category,
-            "expected": expected or [],
+            "expected": decode(expected) or [],
         }
-        for pk, key, tags, slices, origin, split, category, expected in Case.objects.filter(
-            version_id=run.suite_version_id
+        for pk, key, tags, slices, origin, split, category, expected in _raw_rows(
+            Case.objects.filter(version_id=run.suite_version_id)
+            .order_by("position")
+            .values_list("pk", "key", "tags", "slices", "origin", "split", "category", "expected")
         )
-        .order_by("position")
-        .values_list("pk", "key", "tags", "slices", "origin", "split", "category", "expected")
     ]
     outputs: dict[tuple[int, int], int] = {}
     output_adapter: dict[int, int] = {}
@@ -318,10 +328,18 @@ def report_rows(
     chosen = list(studies.values_list("pk", flat=True))
     criteria = study_criteria(study_ids=chosen)
     ratings = _ratings(study_ids=chosen, criteria=criteria)
-    rated_outputs = set(np.unique(np.concatenate([ratings.a, ratings.b[ratings.b != 0]])).tolist())
+    # The rated outputs' texts (for the style features), chosen in the database: a list of 30k ids
+    # as query parameters costs more to send than the texts.
     texts: dict[int, str] = {}
-    if rated_outputs:
-        texts = dict(Output.objects.filter(run=run, pk__in=rated_outputs).values_list("pk", "text"))
+    if len(ratings):
+        from annotation.models import Rating
+
+        rated = Rating.objects.filter(task__study_id__in=chosen)
+        texts = dict(
+            Output.objects.filter(run=run)
+            .filter(Q(pk__in=rated.values("task__output_a_id")) | Q(pk__in=rated.values("task__output_b_id")))
+            .values_list("pk", "text")
+        )
     from django.contrib.auth import get_user_model
 
     rater_ids = set(np.unique(ratings.rater).tolist())
@@ -338,6 +356,43 @@ def report_rows(
         raters=raters,
         study_ids=chosen,
     )
+
+
+def _raw_rows(query: QuerySet[Any]) -> list[tuple[Any, ...]]:
+    """A values_list query's rows through the raw cursor, skipping the ORM's per-row converters
+    (JSON columns come back as text: see ``_JsonMemo``)."""
+    try:
+        sql, params = query.query.sql_with_params()
+    except EmptyResultSet:  # Django knows the answer without asking the database
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+class _JsonMemo:
+    """Decodes JSON text from the raw cursor once per distinct text: 10k cases repeat a few tag
+    lists, and decoding each one cost more than the query."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value not in self.seen:
+            self.seen[value] = json.loads(value)
+        # A fresh container per row, so that no two rows share one mutable list or dict.
+        decoded = self.seen[value]
+        if isinstance(decoded, list):
+            return list(decoded) if all(map(_scalar, decoded)) else json.loads(value)
+        if isinstance(decoded, dict):
+            return dict(decoded) if all(map(_scalar, decoded.values())) else json.loads(value)
+        return decoded
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def study_criteria(*, study_ids: list[int]) -> list[str]:
@@ -411,26 +466,23 @@ def _ratings(*, study_ids: list[int], criteria: list[str]) -> RatingColumns:
     )
 
     def ints(k: int) -> np.ndarray:
-        return np.fromiter((v or 0 for v in columns[k]), dtype=np.int64, count=n)
+        # numpy reads None as NaN in a float array; ids stay exact below 2**53.
+        return np.nan_to_num(np.array(columns[k], dtype=float), nan=0.0).astype(np.int64).reshape(n)
 
     scores = {}
     for i, criterion in enumerate(criteria):
-        texts_a, texts_b = columns[len(names) + 2 * i], columns[len(names) + 2 * i + 1]
-        a, a_int = _text_number_columns(texts_a)
-        b, b_int = _text_number_columns(texts_b)
-        present = np.fromiter(
-            (x is not None or y is not None for x, y in zip(texts_a, texts_b, strict=True)),
-            dtype=bool,
-            count=n,
-        )
+        a, a_int, a_there = _text_number_columns(columns[len(names) + 2 * i])
+        b, b_int, b_there = _text_number_columns(columns[len(names) + 2 * i + 1])
+        present = a_there | b_there
         if present.any():
             scores[criterion] = CriterionColumns(present, a, b, a_int, b_int)
     hall = []
     for k in range(2):
-        flags = columns[-2 + k]
-        code = {f: -1 if f is None else int(bool(_flag(f))) for f in set(flags)}
-        hall.append(np.fromiter((code[f] for f in flags), dtype=np.int8, count=n))
-    pref_code = {label: code for code, label in enumerate(PREFERENCES)}
+        distinct, codes = _coded(columns[-2 + k])
+        flag = np.array([-1 if f is None else int(bool(_flag(f))) for f in distinct], dtype=np.int8)
+        hall.append(flag[codes])
+    distinct, codes = _coded(columns[2])
+    preference = np.array([PREFERENCES.index(p) for p in distinct], dtype=np.int8)[codes]
     answers = columns[7]
     return RatingColumns(
         task=ints(0),
@@ -438,8 +490,8 @@ def _ratings(*, study_ids: list[int], criteria: list[str]) -> RatingColumns:
         case=ints(3),
         a=ints(4),
         b=ints(5),
-        gold=np.fromiter(columns[6], dtype=bool, count=n),
-        preference=np.fromiter((pref_code[p] for p in columns[2]), dtype=np.int8, count=n),
+        gold=np.array(columns[6], dtype=bool).reshape(n),
+        preference=preference,
         hall_a=hall[0],
         hall_b=hall[1],
         scores=scores,

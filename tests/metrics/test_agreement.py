@@ -326,3 +326,19 @@ def test_fleiss_kappa_on_a_matrix_equals_the_table_of_its_common_count_units() -
     result = fleiss_kappa(matrix)
     assert result.kappa == pytest.approx(fleiss_kappa_from_table(table).kappa, rel=1e-12)
     assert result.n_units_dropped == sum(1 for s in sizes if s and s != m)
+
+
+def test_unweighted_kappa_interval_is_statsmodels_asymptotic_interval() -> None:
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 4, 80)
+    y = np.where(rng.random(80) < 0.6, x, rng.integers(0, 4, 80))
+    result = cohen_kappa(x.tolist(), y.tolist(), categories=[0, 1, 2, 3])
+    table = np.zeros((4, 4))
+    np.add.at(table, (x, y), 1)
+    reference = sm_cohens_kappa(table)
+    assert result.kappa == pytest.approx(reference.kappa, rel=1e-12)
+    assert result.std_error == pytest.approx(reference.std_kappa, rel=1e-12)
+    assert result.ci_low == pytest.approx(reference.kappa_low, rel=1e-12)
+    assert result.ci_high == pytest.approx(reference.kappa_upp, rel=1e-12)
