@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import close_old_connections, connection
@@ -158,3 +159,53 @@ def test_concurrent_raters_never_overfill_a_task(require_postgres, project):
     assert set(per_task.values()) == {3}
     pairs = Assignment.objects.filter(study=study).values_list("task_id", "rater_id")
     assert len(pairs) == len(set(pairs))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_leases_of_the_last_task_stop_at_k(require_postgres, project):
+    """The one-call lease (annotation_lease_take) re-counts leases after the row lock: eight raters
+    asking at once for a study's only task get exactly k leases between them, and nobody waits."""
+    rows = run_rows(project, n_cases=1)
+    study = study_create_from_run(run=rows.run, name="last", overlap=3, single_output_categories=())
+    assert study.tasks.count() == 1
+    users = [rater_user(project, f"late{i}") for i in range(8)]
+    barrier = threading.Barrier(len(users))
+    got: list[Any] = []
+    errors: list[BaseException] = []
+
+    def work(user):
+        try:
+            barrier.wait()
+            got.append(task_assign_next(study=study, rater=user))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    close_old_connections()
+    assert not errors
+    assert sum(a is not None for a in got) == 3
+    assert Assignment.objects.filter(study=study, status="active").count() == 3
+
+
+@pytest.mark.postgres
+def test_lease_in_one_call_skips_full_and_own_tasks(require_postgres, study, raters):
+    """The PostgreSQL function hands out tasks in queue order, never one the rater had, never past k."""
+    from annotation.queue import _take_in_one_call
+
+    now = timezone.now()
+    lease = timedelta(seconds=60)
+    first = _take_in_one_call(study=study, rater=raters[0], now=now, lease=lease)
+    again = _take_in_one_call(study=study, rater=raters[0], now=now, lease=lease)
+    assert first is not None and again is not None and first.task_id != again.task_id
+    second = _take_in_one_call(study=study, rater=raters[1], now=now, lease=lease)
+    third = _take_in_one_call(study=study, rater=raters[2], now=now, lease=lease)
+    assert second is not None and third is not None
+    # overlap is 2: raters 0 and 1 hold the first task, so rater 2 gets another one
+    assert second.task_id == first.task_id and third.task_id != first.task_id
