@@ -268,16 +268,16 @@ def _identifiable(data: _Battles, weights: np.ndarray, *, strict: bool) -> bool:
     regularisation every model must have scored against, and conceded to, the rest (the
     "won-by" graph strongly connected; Zermelo 1929, Ford 1957), or the MLE diverges."""
     p = len(data.models)
-    present = weights > 0
-    a, b, y = data.a[present], data.b[present], data.outcome[present]
-    ones = np.ones(a.size)
+    present = (weights > 0).astype(float)
+    # The graphs have p nodes: count each (i, j) edge's battles first, then look at the p x p table.
+    pair = data.a * p + data.b
     if not strict:
-        graph = coo_matrix((ones, (a, b)), shape=(p, p))
+        graph = coo_matrix(np.bincount(pair, present, minlength=p * p).reshape(p, p))
         return connected_components(graph, directed=False)[0] == 1
     # Edge i -> j when i scored (won or tied) against j.
-    rows = np.concatenate([a[y > 0], b[y < 1]])
-    cols = np.concatenate([b[y > 0], a[y < 1]])
-    graph = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(p, p))
+    scored = np.bincount(pair, present * (data.outcome > 0), minlength=p * p).reshape(p, p)
+    conceded = np.bincount(pair, present * (data.outcome < 1), minlength=p * p).reshape(p, p)
+    graph = coo_matrix(scored + conceded.T)
     return connected_components(graph, directed=True, connection="strong")[0] == 1
 
 

@@ -311,12 +311,18 @@ def report_rows(
     outputs: dict[tuple[int, int], int] = {}
     output_adapter: dict[int, int] = {}
     output_tokens: dict[int, int] = {}
-    for pk, adapter_id, case_id, tokens in Output.objects.filter(
-        run=run, sample=0, adapter_id__in=ids
-    ).values_list("pk", "adapter_id", "case_id", "output_tokens"):
+    # The texts come along: the rated outputs are nearly always among these, and one scan of the
+    # run's outputs is cheaper than choosing the rated ones in the database.
+    sample_texts: dict[int, str] = {}
+    for pk, adapter_id, case_id, tokens, text in _raw_rows(
+        Output.objects.filter(run=run, sample=0, adapter_id__in=ids).values_list(
+            "pk", "adapter_id", "case_id", "output_tokens", "text"
+        )
+    ):
         outputs[(adapter_id, case_id)] = pk
         output_adapter[pk] = adapter_id
         output_tokens[pk] = tokens
+        sample_texts[pk] = text
     scores = list(
         MetricScore.objects.filter(run=run, adapter_id__in=ids)
         .filter(Q(sample=0) | Q(output__isnull=True))
@@ -328,18 +334,12 @@ def report_rows(
     chosen = list(studies.values_list("pk", flat=True))
     criteria = study_criteria(study_ids=chosen)
     ratings = _ratings(study_ids=chosen, criteria=criteria)
-    # The rated outputs' texts (for the style features), chosen in the database: a list of 30k ids
-    # as query parameters costs more to send than the texts.
-    texts: dict[int, str] = {}
-    if len(ratings):
-        from annotation.models import Rating
-
-        rated = Rating.objects.filter(task__study_id__in=chosen)
-        texts = dict(
-            Output.objects.filter(run=run)
-            .filter(Q(pk__in=rated.values("task__output_a_id")) | Q(pk__in=rated.values("task__output_b_id")))
-            .values_list("pk", "text")
-        )
+    # The rated outputs' texts (for the style features).
+    rated_outputs = np.unique(np.concatenate([ratings.a, ratings.b[ratings.b != 0]])).tolist()
+    texts = {pk: sample_texts[pk] for pk in rated_outputs if pk in sample_texts}
+    others = [pk for pk in rated_outputs if pk not in sample_texts]
+    if others:
+        texts.update(Output.objects.filter(run=run, pk__in=others).values_list("pk", "text"))
     from django.contrib.auth import get_user_model
 
     rater_ids = set(np.unique(ratings.rater).tolist())
@@ -375,20 +375,27 @@ class _JsonMemo:
     lists, and decoding each one cost more than the query."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, Any] = {}
+        self.seen: dict[str, tuple[Any, bool]] = {}
 
     def __call__(self, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        if value not in self.seen:
-            self.seen[value] = json.loads(value)
+        known = self.seen.get(value)
+        if known is None:
+            decoded = json.loads(value)
+            items = (
+                decoded.values()
+                if isinstance(decoded, dict)
+                else decoded
+                if isinstance(decoded, list)
+                else ()
+            )
+            known = self.seen[value] = (decoded, all(map(_scalar, items)))
         # A fresh container per row, so that no two rows share one mutable list or dict.
-        decoded = self.seen[value]
-        if isinstance(decoded, list):
-            return list(decoded) if all(map(_scalar, decoded)) else json.loads(value)
-        if isinstance(decoded, dict):
-            return dict(decoded) if all(map(_scalar, decoded.values())) else json.loads(value)
-        return decoded
+        decoded, flat = known
+        if not isinstance(decoded, list | dict):
+            return decoded
+        return decoded.copy() if flat else json.loads(value)
 
 
 def _scalar(value: Any) -> bool:
