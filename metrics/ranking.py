@@ -92,35 +92,50 @@ _ASCII_CLASS = np.array(
 )
 
 
-def _ascii_token_counts(texts: Sequence[str]) -> np.ndarray:
-    """``len(_TOKEN.findall(t))`` for ASCII texts at once: a token starts at each run of word
-    characters and at each other non-space character; texts are joined by a space."""
+def _ascii_counts(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For ASCII texts at once: ``len(_TOKEN.findall(t))`` (a token starts at each run of word
+    characters and at each other non-space character), and whether the text holds any character
+    a markdown pattern needs (texts are joined by a space, which neither counts nor matches)."""
     if not texts:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     data = np.frombuffer(" ".join(texts).encode("ascii"), dtype=np.uint8)
     kind = _ASCII_CLASS[data]
     previous = np.concatenate([[0], kind[:-1]])
     starts = np.flatnonzero((kind == 2) | ((kind == 1) & (previous != 1)))
     bounds = np.cumsum([len(t) + 1 for t in texts])  # each text's end, after its separator
-    return np.bincount(np.searchsorted(bounds, starts, side="right"), minlength=len(texts))
+    tokens = np.bincount(np.searchsorted(bounds, starts, side="right"), minlength=len(texts))
+    marks = np.flatnonzero(_MARKDOWN_CHARS[data])
+    has_marks = np.zeros(len(texts), dtype=bool)
+    has_marks[np.searchsorted(bounds, marks, side="right")] = True
+    return tokens, has_marks
+
+
+# Every markdown pattern needs one of these: a code fence, "#", "1.", "-", "*", "+", "**" or "__".
+_MARKDOWN_CHARS = np.zeros(256, dtype=bool)
+_MARKDOWN_CHARS[[ord(c) for c in "`#.-*+_"]] = True
 
 
 def style_feature_table(texts: Sequence[str], features: Sequence[str] = STYLE_FEATURES) -> np.ndarray:
     """``style_features`` of many texts as an array (one row per text, one column per name in
-    ``features``): the same counts, with the token count of ASCII texts done by numpy in one pass
-    instead of a list of tokens per text."""
+    ``features``): the same counts, with the token counts of ASCII texts done by numpy in one
+    pass, and the markdown patterns run only on texts holding a character they need."""
     ascii_rows = [i for i, t in enumerate(texts) if t.isascii()]
     tokens = np.zeros(len(texts), dtype=np.int64)
-    tokens[ascii_rows] = _ascii_token_counts([texts[i] for i in ascii_rows])
+    needs_markdown = np.ones(len(texts), dtype=bool)
+    tokens[ascii_rows], needs_markdown[ascii_rows] = _ascii_counts([texts[i] for i in ascii_rows])
     for i, text in enumerate(texts):
         if not text.isascii():
             tokens[i] = len(_TOKEN.findall(text))
+    markdown = np.zeros((len(texts), 3), dtype=np.int64)
+    for i in np.flatnonzero(needs_markdown).tolist():
+        markdown[i] = _markdown_counts(texts[i])
     columns = {
         "chars": np.array([len(t) for t in texts], dtype=np.int64),
         "tokens": tokens,
+        "headers": markdown[:, 0],
+        "lists": markdown[:, 1],
+        "bold": markdown[:, 2],
     }
-    markdown = np.array([_markdown_counts(t) for t in texts], dtype=np.int64).reshape(len(texts), 3)
-    columns.update(headers=markdown[:, 0], lists=markdown[:, 1], bold=markdown[:, 2])
     unknown = [f for f in features if f not in columns]
     if unknown:
         raise ValueError(f"unknown style features {unknown}")

@@ -323,11 +323,15 @@ def report_rows(
         output_adapter[pk] = adapter_id
         output_tokens[pk] = tokens
         sample_texts[pk] = text
-    scores = list(
-        MetricScore.objects.filter(run=run, adapter_id__in=ids)
-        .filter(Q(sample=0) | Q(output__isnull=True))
-        .values_list("adapter_id", "case_id", "metric", "value", "passed")
-    )
+    # Through the raw cursor; SQLite returns booleans as 0/1, so "passed" is made a bool again.
+    scores = [
+        (adapter_id, case_id, metric, value, passed if passed is None else bool(passed))
+        for adapter_id, case_id, metric, value, passed in _raw_rows(
+            MetricScore.objects.filter(run=run, adapter_id__in=ids)
+            .filter(Q(sample=0) | Q(output__isnull=True))
+            .values_list("adapter_id", "case_id", "metric", "value", "passed")
+        )
+    ]
     studies = Study.objects.filter(run=run)
     if study_ids is not None:
         studies = studies.filter(pk__in=list(study_ids))
