@@ -171,6 +171,8 @@ CACHES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 EVALHUB_MAX_UPLOAD_BYTES = int(os.environ.get("EVALHUB_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
+# Suite imports of more rows than this run as a Celery task (202 + status URL) instead of in the request.
+EVALHUB_SUITE_BACKGROUND_ROWS = int(os.environ.get("EVALHUB_SUITE_BACKGROUND_ROWS", "500"))
 
 # Celery: with no broker configured, tasks run in process (eagerly) so the embedded mode needs no service.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

@@ -55,7 +55,8 @@ class TokenCreateForm(forms.Form):
 
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
-    role = forms.ChoiceField(choices=Role.choices)
+    # Least privilege first: adding someone as a rater must not need a change of the default.
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.RATER)
 
     def clean_username(self) -> Any:
         username = self.cleaned_data["username"]

@@ -67,6 +67,12 @@ def test_members_page_is_for_project_admins_only(project, other_project, project
     assert logged_in(project_admin).get("/accounts/projects/no-such-project/members/").status_code == 404
 
 
+def test_members_form_offers_the_least_privileged_role_first(project, project_admin):
+    page = logged_in(project_admin).get(f"/accounts/projects/{project.slug}/members/").content.decode()
+    assert '<option value="rater" selected>' in page
+    assert '<option value="admin" selected>' not in page
+
+
 def test_members_page_adds_changes_and_removes(project, project_admin):
     newbie = user_create(username="newbie", password="correct-horse-battery")
     client = logged_in(project_admin)
