@@ -286,7 +286,7 @@ def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
 
 
 def assignment_for_update(
-    *, study: Study | None, rater: Any, public_id: str, with_texts: bool = False
+    *, study: Study | None, rater: Any, public_id: str, with_texts: bool = False, lock: bool = True
 ) -> Assignment | None:
     """The rater's own assignment for a task, row-locked, with the few task and study fields a submit
     needs (task ids of the outputs, the rubric, the study status) loaded in the same raw query;
@@ -324,7 +324,7 @@ def assignment_for_update(
     if study is not None:
         sql.append("AND a.study_id = %s")
         params.append(study.pk)
-    if connection.features.has_select_for_update:
+    if lock and connection.features.has_select_for_update:
         sql.append("FOR UPDATE OF a")
     found = next(iter(Assignment.objects.raw(" ".join(sql), params)), None)
     if found is None:

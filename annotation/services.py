@@ -412,6 +412,10 @@ def rating_submit(
     increment is conditional in the database, and a check constraint backs it.
     """
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        stored = _rating_submit_held(public_id=public_id, rater=rater, data=data, study=study, now=now)
+        if stored is not None:
+            return stored, True
     with transaction.atomic():
         assignment = assignment_for_update(
             study=study, rater=rater, public_id=public_id, with_texts=_has_spans(data)
@@ -451,10 +455,67 @@ def rating_submit(
     return rating, True
 
 
+def _rating_submit_held(
+    *, public_id: str, rater: Any, data: Mapping[str, Any], study: Study | None, now: datetime
+) -> Rating | None:
+    """The common submit on PostgreSQL — a live lease of an open study — in two round trips and no
+    BEGIN/COMMIT: read the assignment (no lock), check the rating against the rubric, then one
+    statement that locks the assignment, re-checks that it is still a live lease of an open study,
+    and counts, closes and inserts (_STORE_HELD_PG). None, with nothing written, for every other case
+    (unknown task, double submit, skipped, late, paused, full): rating_submit's transaction then
+    decides it, with its own error messages. Raises ValidationFailed for a bad rating, as that does."""
+    assignment = assignment_for_update(
+        study=study, rater=rater, public_id=public_id, with_texts=_has_spans(data), lock=False
+    )
+    if (
+        assignment is None
+        or assignment.status != AssignmentStatus.ACTIVE
+        or assignment.expires_at <= now
+        or assignment.study.status != StudyStatus.OPEN
+    ):
+        return None
+    task = assignment.task
+    sides = ("A", "B") if task.output_b_id else ("A",)
+    clean = rating_check(
+        rubric=assignment.study.rubric, sides=sides, texts=_side_texts(assignment), data=dict(data)
+    )
+    elapsed, client = _time_on_task(
+        client_ms=data.get("time_on_task_ms"), leased_at=assignment.leased_at, now=now
+    )
+    return _rating_store(
+        assignment=assignment,
+        task=task,
+        rater=rater,
+        clean=clean,
+        elapsed=elapsed,
+        client=client,
+        now=now,
+        held=True,
+    )
+
+
 _STORE_PG = " ".join(
     [
         "WITH counted AS (UPDATE annotation_task SET rating_count = rating_count + 1",
         "WHERE id = %s AND (required_ratings = 0 OR rating_count < required_ratings) RETURNING id),",
+        "closed AS (UPDATE annotation_assignment SET status = 'submitted', finished_at = %s",
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM counted) RETURNING id)",
+        "INSERT INTO annotation_rating (assignment_id, task_id, rater_id, scores, preference, hallucination,",
+        "rationale, time_on_task_ms, client_time_ms, created_at)",
+        "SELECT closed.id, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s FROM closed RETURNING id",
+    ]
+)
+
+# The same writes, only while the assignment is still a live lease of an open study, under its row
+# lock taken by this statement: a concurrent double submit waits for the lock, then finds the row
+# submitted and writes nothing.
+_STORE_HELD_PG = " ".join(
+    [
+        "WITH held AS (SELECT a.id FROM annotation_assignment a JOIN annotation_study s ON s.id = a.study_id",
+        "WHERE a.id = %s AND a.status = 'active' AND a.expires_at > %s AND s.status = 'open' FOR UPDATE OF a),",
+        "counted AS (UPDATE annotation_task SET rating_count = rating_count + 1",
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM held)",
+        "AND (required_ratings = 0 OR rating_count < required_ratings) RETURNING id),",
         "closed AS (UPDATE annotation_assignment SET status = 'submitted', finished_at = %s",
         "WHERE id = %s AND EXISTS (SELECT 1 FROM counted) RETURNING id)",
         "INSERT INTO annotation_rating (assignment_id, task_id, rater_id, scores, preference, hallucination,",
@@ -473,12 +534,15 @@ def _rating_store(
     elapsed: int,
     client: int | None,
     now: datetime,
+    held: bool = False,
 ) -> Rating | None:
     """Count the rating on its task (only while the task is short of ratings), close the assignment
     and insert the rating; None, with nothing written, when the task is already full.
 
-    Assumes the caller's transaction and the assignment's row lock. On PostgreSQL the three writes
-    are one statement (this is the rater API's hot path); elsewhere three ORM statements.
+    Assumes the caller's transaction and the assignment's row lock, or `held` (PostgreSQL only): the
+    statement itself takes the lock and writes only while the assignment is a live lease of an open
+    study. On PostgreSQL the three writes are one statement (this is the rater API's hot path);
+    elsewhere three ORM statements.
     """
     fields = {
         "scores": clean["scores"],
@@ -492,8 +556,11 @@ def _rating_store(
         params = [task.pk, now, assignment.pk, task.pk, rater.pk, json.dumps(fields["scores"])]
         params += [fields["preference"], json.dumps(fields["hallucination"]), fields["rationale"]]
         params += [elapsed, client, now]
+        sql = _STORE_PG
+        if held:
+            sql, params = _STORE_HELD_PG, [assignment.pk, now, *params]
         with connection.cursor() as cursor:
-            cursor.execute(_STORE_PG, params)
+            cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
             return None

@@ -209,3 +209,40 @@ def test_lease_in_one_call_skips_full_and_own_tasks(require_postgres, study, rat
     assert second is not None and third is not None
     # overlap is 2: raters 0 and 1 hold the first task, so rater 2 gets another one
     assert second.task_id == first.task_id and third.task_id != first.task_id
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_double_submit_is_stored_once(require_postgres, project):
+    """Two submits of one held task at once (a double click, a retry racing the original): the
+    one-statement store re-checks the lease under its row lock, so one stores and the other gets
+    the stored rating back; the task counts one rating."""
+    rows = run_rows(project, n_cases=2)
+    study = study_create_from_run(run=rows.run, name="double", overlap=2)
+    user = rater_user(project, "clicker")
+    held = task_assign_next(study=study, rater=user)
+    assert held is not None
+    public_id = Task.objects.get(pk=held.task_id).public_id
+    barrier = threading.Barrier(4)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            barrier.wait()
+            results.append(rating_submit(public_id=public_id, rater=user, data=rating_data())[1])
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    close_old_connections()
+    assert not errors
+    assert sorted(results) == [False, False, False, True]
+    assert Task.objects.get(pk=held.task_id).rating_count == 1
+    assert Assignment.objects.get(pk=held.pk).status == AssignmentStatus.SUBMITTED
