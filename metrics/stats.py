@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -83,6 +85,9 @@ def _bootstrap_mean_ci(
     if np.all(values == values[0]):
         # Every resample has the same mean; scipy's BCa would divide by zero here.
         return float(values[0]), float(values[0])
+    if method == "percentile" and resamples > 0:
+        low, high = _percentile_bootstrap_mean(values, resamples=resamples, confidence=confidence, seed=seed)
+        return _finite_or_none(low), _finite_or_none(high)
     result = sps.bootstrap(
         (values,),
         np.mean,
@@ -91,10 +96,69 @@ def _bootstrap_mean_ci(
         method=method,
         vectorized=True,
         # Bounds memory at about 80 MB: resamples (and BCa's jackknife) are built in batches.
-        batch=max(1, 10_000_000 // values.size),
+        batch=_bootstrap_batch(values.size),
         rng=np.random.default_rng(seed),
     )
     return _finite_or_none(result.confidence_interval.low), _finite_or_none(result.confidence_interval.high)
+
+
+def _bootstrap_batch(n: int) -> int:
+    # Bounds memory at about 80 MB: resamples are drawn in batches.
+    return max(1, 10_000_000 // n)
+
+
+def _percentile_bootstrap_mean(
+    values: np.ndarray, *, resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    """``scipy.stats.bootstrap(values, np.mean, method="percentile")`` step for step: the same
+    draws from ``default_rng(seed)``, batches, means and ``scipy.stats.quantile``, so the same
+    interval to the last bit (a test compares them). Inside ``reuse_resamples()`` the drawn
+    indices are kept, and a later bootstrap with the same seed, n and count reuses them instead
+    of drawing them again (the draws would be identical)."""
+    n = values.size
+    theta = np.concatenate(
+        [np.mean(values[..., index], axis=-1) for index in _resample_indices(n, resamples, seed)]
+    )
+    alpha = np.asarray((1 - confidence) / 2, dtype=theta.dtype)
+    ci = sps.quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1)
+    return float(ci[..., 0]), float(ci[..., 1])
+
+
+_REUSE: ContextVar[dict[tuple[int, int, int], list[np.ndarray]] | None] = ContextVar(
+    "bootstrap_reuse", default=None
+)
+_REUSE_BYTES = 256 * 2**20
+
+
+@contextmanager
+def reuse_resamples() -> Iterator[None]:
+    """Within the block, percentile bootstraps of the mean with the same seed, sample size and
+    resample count share their resample indices (a report bootstraps many statistics over the
+    same cases with one seed). The results are unchanged; the memory is freed on exit."""
+    token = _REUSE.set({})
+    try:
+        yield
+    finally:
+        _REUSE.reset(token)
+
+
+def _resample_indices(n: int, resamples: int, seed: int) -> list[np.ndarray]:
+    cache = _REUSE.get()
+    key = (seed, n, resamples)
+    if cache is not None and key in cache:
+        return cache[key]
+    rng = np.random.default_rng(seed)
+    batch = _bootstrap_batch(n)
+    # As scipy's _bootstrap_resample: rng.integers(0, n, (batch, n)) per batch of resamples.
+    indices = [
+        rng.integers(0, n, (min(batch, resamples - k), n), dtype=np.int64, endpoint=False)
+        for k in range(0, resamples, batch)
+    ]
+    if cache is not None:
+        small = [i.astype(np.int32) for i in indices] if n < 2**31 else indices
+        if sum(i.nbytes for i in small) + sum(i.nbytes for v in cache.values() for i in v) <= _REUSE_BYTES:
+            cache[key] = small
+    return indices
 
 
 def _interval_reason(n: int, low: float | None, method: str) -> str | None:

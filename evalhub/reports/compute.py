@@ -31,7 +31,14 @@ from metrics.ranking import (
     style_controlled_bradley_terry,
     style_feature_table,
 )
-from metrics.stats import mean_ci, paired_bootstrap, rank_correlation, wilson_interval, win_rate
+from metrics.stats import (
+    mean_ci,
+    paired_bootstrap,
+    rank_correlation,
+    reuse_resamples,
+    wilson_interval,
+    win_rate,
+)
 
 SCHEMA = 1
 PREFERENCE_CATEGORIES = ("A", "tie", "both_bad", "B")
@@ -346,6 +353,31 @@ def report_compute(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Everything the report page, exports and gates read, from already-fetched rows."""
+    # Dozens of bootstraps run over the same cases with one seed: they share their draws.
+    with reuse_resamples():
+        return _report_compute(
+            rows,
+            candidate_id=candidate_id,
+            baseline_id=baseline_id,
+            criteria=criteria,
+            exclude_raters_below=exclude_raters_below,
+            resamples=resamples,
+            style_resamples=style_resamples,
+            seed=seed,
+        )
+
+
+def _report_compute(
+    rows: ReportRows,
+    *,
+    candidate_id: int,
+    baseline_id: int,
+    criteria: list[str] | None,
+    exclude_raters_below: float | None,
+    resamples: int,
+    style_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
     labels = {a["id"]: a["label"] for a in rows.adapters}
     cand_label, base_label = labels.get(candidate_id, "?"), labels.get(baseline_id, "?")
     case_by_id = {c["id"]: c for c in rows.cases}

@@ -222,3 +222,38 @@ def test_rank_correlation_degenerate_inputs_return_none_with_reason(x: list, y: 
     assert result.spearman.coefficient is None and result.kendall.coefficient is None
     assert result.reason == reason
     json.dumps(result.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("n", "resamples", "seed"), [(2, 50, 0), (37, 200, 3), (4001, 401, 1), (60_000, 200, 0)]
+)
+def test_percentile_bootstrap_is_scipys_to_the_last_bit(n: int, resamples: int, seed: int) -> None:
+    from scipy import stats as sps
+
+    from metrics.stats import _bootstrap_batch
+
+    values = np.random.default_rng(n).normal(size=n)
+    reference = sps.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=True,
+        batch=_bootstrap_batch(n),  # 60k values: several batches
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    result = mean_ci(values, resamples=resamples, seed=seed)
+    assert (result.ci_low, result.ci_high) == (float(reference.low), float(reference.high))
+
+
+def test_reused_resamples_give_the_same_intervals() -> None:
+    from metrics.stats import reuse_resamples
+
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=500), rng.normal(size=500)
+    alone = [paired_bootstrap(a, b, resamples=300, seed=2), mean_ci(b, resamples=300, seed=2)]
+    with reuse_resamples():
+        shared = [paired_bootstrap(a, b, resamples=300, seed=2), mean_ci(b, resamples=300, seed=2)]
+        other_seed = mean_ci(b, resamples=300, seed=3)
+    assert shared == alone
+    assert other_seed != alone[1]
