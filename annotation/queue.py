@@ -12,15 +12,17 @@ import json
 import random
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import Count, IntegerField, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, Model, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Study, StudyStatus, Task
 from evalhub.errors import Conflict
+
+M = TypeVar("M", bound=Model)
 
 # How many locked-but-full candidates to step over before giving up (each is one round trip).
 _MAX_ATTEMPTS = 8
@@ -280,6 +282,13 @@ def task_assign_next(
     return None
 
 
+def _partial(model: type[M], **values: Any) -> M:
+    """An instance with only these fields loaded (the others deferred), as a queryset's only() builds
+    it: unlike Model(**values) it computes no defaults (a public id default costs an os.urandom)."""
+    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
+    return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
 def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
     """The rater's most recently leased assignment in the study, whatever its status."""
     return Assignment.objects.filter(rater=rater, study=study).order_by("-leased_at").first()
@@ -331,13 +340,14 @@ def assignment_for_update(
         return None
     extra: Any = found  # the raw query's extra columns are plain attributes
     rubric = json.loads(extra.s_rubric) if isinstance(extra.s_rubric, str | bytes) else extra.s_rubric
-    found.task = Task(
+    found.task = _partial(
+        Task,
         id=found.task_id,
         public_id=extra.t_public_id,
         output_a_id=extra.t_output_a_id,
         output_b_id=extra.t_output_b_id,
     )
-    found.study = Study(id=found.study_id, rubric=rubric, status=extra.s_status)
+    found.study = _partial(Study, id=found.study_id, rubric=rubric, status=extra.s_status)
     if with_texts:
         texts = {"A": extra.oa_text, "B": extra.ob_text}
         found.side_texts = {side: text for side, text in texts.items() if text is not None}  # type: ignore[attr-defined]
