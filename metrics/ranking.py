@@ -95,19 +95,21 @@ _ASCII_CLASS = np.array(
 def _ascii_counts(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """For ASCII texts at once: ``len(_TOKEN.findall(t))`` (a token starts at each run of word
     characters and at each other non-space character), and whether the text holds any character
-    a markdown pattern needs (texts are joined by a space, which neither counts nor matches)."""
+    a markdown pattern needs (each text is followed by a space, which neither counts nor matches)."""
     if not texts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
-    data = np.frombuffer(" ".join(texts).encode("ascii"), dtype=np.uint8)
+    data = np.frombuffer((" ".join(texts) + " ").encode("ascii"), dtype=np.uint8)
     kind = _ASCII_CLASS[data]
-    previous = np.concatenate([[0], kind[:-1]])
-    starts = np.flatnonzero((kind == 2) | ((kind == 1) & (previous != 1)))
-    bounds = np.cumsum([len(t) + 1 for t in texts])  # each text's end, after its separator
-    tokens = np.bincount(np.searchsorted(bounds, starts, side="right"), minlength=len(texts))
-    marks = np.flatnonzero(_MARKDOWN_CHARS[data])
-    has_marks = np.zeros(len(texts), dtype=bool)
-    has_marks[np.searchsorted(bounds, marks, side="right")] = True
-    return tokens, has_marks
+    word = kind == 1
+    start = kind == 2
+    start[0] |= word[0]
+    start[1:] |= word[1:] & ~word[:-1]
+    # One segment per text with its trailing space, so that no segment is empty (reduceat would
+    # return the next element for an empty one); the space never starts a token or marks markdown.
+    offsets = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts])[:-1]])
+    tokens = np.add.reduceat(start, offsets, dtype=np.int64)
+    marks = np.logical_or.reduceat(_MARKDOWN_CHARS[data], offsets)
+    return tokens, marks
 
 
 # Every markdown pattern needs one of these: a code fence, "#", "1.", "-", "*", "+", "**" or "__".

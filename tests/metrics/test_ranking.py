@@ -9,6 +9,7 @@ import statsmodels.api as sm
 
 from metrics.ranking import (
     LENGTH_ONLY,
+    STYLE_FEATURES,
     StyleFeatures,
     _unique_rows,
     battle_arrays,
@@ -286,3 +287,10 @@ def test_unique_rows_are_numpys_unique_rows() -> None:
     expected_rows, expected_counts = np.unique(table, axis=0, return_counts=True)
     np.testing.assert_array_equal(rows, expected_rows)
     np.testing.assert_array_equal(counts, expected_counts)
+
+
+def test_style_feature_table_handles_empty_texts_anywhere() -> None:
+    texts = ["", "a b!", "", "", "# x", ""]
+    expected = [[style_features(t).get(f) for f in STYLE_FEATURES] for t in texts]
+    np.testing.assert_array_equal(style_feature_table(texts), expected)
+    assert style_feature_table([]).shape == (0, len(STYLE_FEATURES))
