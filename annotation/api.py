@@ -62,7 +62,7 @@ class NextTaskApi(APIView):
         assignment = task_assign_next(study=study, rater=request.user)
         if assignment is None:
             return Response({"task": None, "lease_seconds": study.lease_seconds})
-        blind = task_blind_by_id(task_id=assignment.task_id)
+        blind = getattr(assignment, "blind", None) or task_blind_by_id(task_id=assignment.task_id)
         return Response({"task": blind.as_dict(), "lease_seconds": study.lease_seconds})
 
 

@@ -19,6 +19,7 @@ from django.db.models import Count, IntegerField, Model, QuerySet, Subquery, Val
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotation.blinding import BLIND_COLUMNS, blind_from_row, blind_joins
 from annotation.models import Assignment, AssignmentStatus, Study, StudyStatus, Task
 from evalhub.errors import Conflict
 
@@ -206,15 +207,22 @@ def _take_in_one_call(*, study: Study, rater: Any, now: datetime, lease: timedel
     no BEGIN and COMMIT of its own: the call is its own transaction."""
     ops = connection.ops
     when, until = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now + lease)
+    # The blinded task comes back in the same round trip (annotation.blinding owns its columns); the
+    # joined rows are never written, so the statement's snapshot, taken before the call, has them.
+    sql = " ".join(
+        [
+            "SELECT l.o_assignment, l.o_task,",
+            BLIND_COLUMNS,
+            "FROM annotation_lease_take(%s, %s, %s, %s, %s) l",
+            blind_joins(task_key="l.o_task"),
+        ]
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT o_assignment, o_task FROM annotation_lease_take(%s, %s, %s, %s, %s)",
-            [study.pk, rater.pk, when, until, _MAX_ATTEMPTS],
-        )
+        cursor.execute(sql, [study.pk, rater.pk, when, until, _MAX_ATTEMPTS])
         row = cursor.fetchone()
     if row is None or row[0] is None:
         return None
-    return Assignment(
+    assignment = Assignment(
         id=row[0],
         task_id=row[1],
         study=study,
@@ -223,6 +231,8 @@ def _take_in_one_call(*, study: Study, rater: Any, now: datetime, lease: timedel
         leased_at=now,
         expires_at=now + lease,
     )
+    assignment.blind = blind_from_row(row[2:])  # type: ignore[attr-defined]
+    return assignment
 
 
 def task_assign_next(

@@ -231,7 +231,8 @@ def _next(request: HttpRequest, fallback: View) -> HttpResponseBase:
         assignment = task_assign_next(study=study, rater=rater, latest=found.latest)
         if assignment is None:
             return _json({"task": None, "lease_seconds": study.lease_seconds})
-        blind = task_blind_by_id(task_id=assignment.task_id)
+        # the one-call lease brings the blinded task along; other paths read it here
+        blind = getattr(assignment, "blind", None) or task_blind_by_id(task_id=assignment.task_id)
         return _json({"task": blind.as_dict(), "lease_seconds": study.lease_seconds})
     except DomainError as exc:
         return _error(exc)

@@ -197,6 +197,7 @@ def test_concurrent_leases_of_the_last_task_stop_at_k(require_postgres, project)
 @pytest.mark.postgres
 def test_lease_in_one_call_skips_full_and_own_tasks(require_postgres, study, raters):
     """The PostgreSQL function hands out tasks in queue order, never one the rater had, never past k."""
+    from annotation.blinding import task_blind_by_id
     from annotation.queue import _take_in_one_call
 
     now = timezone.now()
@@ -204,6 +205,7 @@ def test_lease_in_one_call_skips_full_and_own_tasks(require_postgres, study, rat
     first = _take_in_one_call(study=study, rater=raters[0], now=now, lease=lease)
     again = _take_in_one_call(study=study, rater=raters[0], now=now, lease=lease)
     assert first is not None and again is not None and first.task_id != again.task_id
+    assert first.blind == task_blind_by_id(task_id=first.task_id)  # the blinded task comes along
     second = _take_in_one_call(study=study, rater=raters[1], now=now, lease=lease)
     third = _take_in_one_call(study=study, rater=raters[2], now=now, lease=lease)
     assert second is not None and third is not None

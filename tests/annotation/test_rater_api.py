@@ -130,3 +130,18 @@ def test_bearer_token_rater_is_served_by_the_drf_view(project, study, raters):
 
 def test_anonymous_gets_401(study):
     assert fetch(Client(), study).status_code == 401
+
+
+@pytest.mark.postgres
+def test_rating_is_two_statements_to_fetch_and_three_to_submit_on_postgresql(
+    require_postgres, logged_in, study
+):
+    first = fetch(logged_in, study).json()["task"]
+    submit(logged_in, first["public_id"])
+    with CaptureQueriesContext(connection) as fetching:
+        task = fetch(logged_in, study).json()["task"]
+    assert task is not None and task["public_id"] != first["public_id"]
+    assert len(fetching.captured_queries) == 2, [q["sql"][:80] for q in fetching.captured_queries]
+    with CaptureQueriesContext(connection) as submitting:
+        assert submit(logged_in, task["public_id"]).status_code == 201
+    assert len(submitting.captured_queries) == 3, [q["sql"][:80] for q in submitting.captured_queries]
