@@ -239,10 +239,10 @@ def _next(request: HttpRequest, fallback: View) -> HttpResponseBase:
 
 
 def _rating(request: HttpRequest, fallback: View, task_id: str) -> HttpResponseBase:
-    if request.content_type != "application/json":
-        return fallback(request, task_id=task_id)
+    if request.content_type != "application/json" or not request.body:
+        return fallback(request, task_id=task_id)  # DRF reads an empty JSON body as {}
     try:
-        data = json.loads(request.body or b"null")
+        data = json.loads(request.body)
     except ValueError:
         return fallback(request, task_id=task_id)  # DRF's parse error
     found = _rater(request)

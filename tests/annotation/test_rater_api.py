@@ -112,6 +112,10 @@ def test_errors_keep_the_api_format(logged_in, study):
         f"/api/v1/rater/tasks/{task['public_id']}/rating", "{", content_type="application/json"
     )
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "parse_error"
+    empty = logged_in.post(
+        f"/api/v1/rater/tasks/{task['public_id']}/rating", "", content_type="application/json"
+    )
+    assert empty.status_code == 400 and "scores" in json.dumps(empty.json()["error"]["fields"])
     wrong_method = logged_in.delete(f"/api/v1/rater/tasks/{task['public_id']}/rating")
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
     assert Rating.objects.count() == 0
