@@ -298,6 +298,31 @@ def record_completion(*, run_id: int) -> None:
     COMPLETED.append(run_id)
 
 
+def failing_hook(*, run_id: int) -> None:
+    raise RuntimeError(f"scoring broke on run {run_id}")
+
+
+def test_a_failing_hook_is_logged_as_itself_and_leaves_the_run_completed(
+    project, tiny, suite_version, monkeypatch, caplog
+):
+    from evalhub.runs import hooks
+
+    calls: list[int] = []
+    monkeypatch.setattr(
+        hooks,
+        "RUN_COMPLETED_HOOKS",
+        ["tests.runs.test_services.failing_hook", "tests.runs.test_services.record_completion"],
+    )
+    monkeypatch.setattr("tests.runs.test_services.COMPLETED", calls)
+    with caplog.at_level("ERROR", logger="evalhub.runs.hooks"):
+        run = start(project, tiny, suite_version)
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED and not run.error
+    assert calls == [run.pk]  # the next hook still ran
+    assert "tests.runs.test_services.failing_hook failed" in caplog.text
+    assert "gave up" not in caplog.text
+
+
 def test_a_chunk_that_keeps_killing_its_worker_fails_the_run_instead_of_looping(project, tiny, suite_version):
     from evalhub.runs.services import MAX_CHUNK_ATTEMPTS
 
