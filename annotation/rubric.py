@@ -230,3 +230,14 @@ def rating_check(
         "hallucination": hallucination,
         "rationale": rationale,
     }
+
+
+def gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:
+    """A gold task's known answer as the tuple a rating is compared with: the preference (if the
+    answer gives one), then each side's hallucination flag in side order."""
+    parts: list[Any] = []
+    if "preference" in answer:
+        parts.append(answer["preference"])
+    for side in sorted(answer.get("hallucination", {})):
+        parts.append(bool(answer["hallucination"][side]))
+    return tuple(parts)

@@ -21,6 +21,7 @@ from annotation.models import (
     StudyStatus,
     Task,
 )
+from annotation.rubric import gold_expected
 from evalhub.accounts.models import Membership, Role
 from evalhub.errors import Forbidden, NotFound
 from evalhub.permissions import READ_ROLES, projects_for
@@ -195,15 +196,6 @@ def _gold_value(rating: Mapping[str, Any], answer: dict[str, Any]) -> tuple[Any,
     return tuple(parts)
 
 
-def _gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:
-    parts: list[Any] = []
-    if "preference" in answer:
-        parts.append(answer["preference"])
-    for side in sorted(answer.get("hallucination", {})):
-        parts.append(bool(answer["hallucination"][side]))
-    return tuple(parts)
-
-
 def study_rater_stats(*, study: Study) -> list[RaterStats]:
     """Per rater: counts, median time on task, gold accuracy (preference and hallucination flags as
     the gold answer gives them) and agreement: how often their preference matches each other rater's
@@ -242,7 +234,7 @@ def study_rater_stats(*, study: Study) -> list[RaterStats]:
         times[r["rater_id"]].append(r["time_on_task_ms"])
         if r["task__is_gold"] and r["task__gold_answer"]:
             answer = r["task__gold_answer"]
-            gold_truth[r["task_id"]] = _gold_expected(answer)
+            gold_truth[r["task_id"]] = gold_expected(answer)
             gold_records.append((r["task_id"], r["rater_id"], _gold_value(r, answer)))
         elif r["task__output_b_id"] and r["preference"]:
             by_task[r["task_id"]][r["rater_id"]] = r["preference"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from annotation.rubric import gold_expected
 from evalhub.reports.selectors import PREFERENCES, SIDES, RatingColumns, ReportRows
 from metrics.agreement import (
     fleiss_kappa,
@@ -286,15 +287,6 @@ def _gold_value(rc: RatingColumns, k: int, answer: dict[str, Any]) -> tuple[Any,
     return tuple(parts)
 
 
-def _gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:
-    parts: list[Any] = []
-    if "preference" in answer:
-        parts.append(answer["preference"])
-    for side in sorted(answer.get("hallucination", {})):
-        parts.append(bool(answer["hallucination"][side]))
-    return tuple(parts)
-
-
 def _gold(rc: RatingColumns, raters: dict[int, str]) -> list[dict[str, Any]]:
     records: list[tuple[Hashable, Hashable, Any]] = []
     truth: dict[Hashable, Any] = {}
@@ -302,7 +294,7 @@ def _gold(rc: RatingColumns, raters: dict[int, str]) -> list[dict[str, Any]]:
         answer = rc.gold_answers[k]
         if rc.gold[k] and answer:
             task, rater = int(rc.task[k]), int(rc.rater[k])
-            truth[task] = _gold_expected(answer)
+            truth[task] = gold_expected(answer)
             records.append((task, rater, _gold_value(rc, k, answer)))
     results = gold_accuracy(records, truth)
     return [
