@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+
+from pgdb import recreate_database  # noqa: E402  (bench/ is on sys.path: the script's folder)
+
 LABEL_STUDIO_RATINGS_PER_S = 8.1  # ENVIRONMENT.md: Label Studio 1.23.2, same closed loop, gunicorn 4 workers
 
 
@@ -63,17 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- database and server --------------------------------------------------------------------------
-
-
-def recreate_database(pg: str, name: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    if not name.replace("_", "").isalnum():
-        raise SystemExit(f"refusing odd database name {name!r}")
-    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def server_env(args: argparse.Namespace, *, tuned: bool = False) -> dict[str, str]:
