@@ -866,7 +866,7 @@ def suite_import_upload(
     The rows are counted by a pass without PII screening (thousands of rows a second) first; more
     than `background_rows()` are imported by a task and the queued Upload is returned.
     """
-    chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+    chunks = _file_chunks(file)
     path, size = _store(chunks, filename)
     try:
         rows = scan_file(path=path, filename=filename, options=options, pii="off").rows_read
@@ -889,6 +889,37 @@ def suite_import_upload(
 def background_rows() -> int:
     """Imports of more rows than this run as a task (PII screening takes tens of rows a second)."""
     return int(getattr(settings, "EVALHUB_SUITE_BACKGROUND_ROWS", 500))
+
+
+def _file_chunks(file: IO[bytes] | Any) -> Iterator[bytes]:
+    """A Django upload's chunks, or 1 MiB reads of a plain binary file."""
+    return file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+
+
+def _upload_create(
+    *,
+    project: Project,
+    name: str,
+    filename: str,
+    path: Path,
+    size: int,
+    fmt: str,
+    options: ImportOptions,
+    actor: Any,
+    **extra: Any,
+) -> Upload:
+    """The Upload row of a file stored under MEDIA_ROOT (staged for preview, or queued for import)."""
+    return Upload.objects.create(
+        project=project,
+        suite_name=name.strip()[:200],
+        filename=filename[:300],
+        path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
+        size=size,
+        format=fmt,
+        options=options.to_dict(),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        **extra,
+    )
 
 
 def _import_or_queue(
@@ -925,16 +956,10 @@ def _import_or_queue(
                 **choices,
             )
         with transaction.atomic():
-            upload = Upload.objects.create(
-                project=project,
-                suite_name=name.strip()[:200],
-                filename=filename[:300],
-                path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
-                size=size,
-                format=options.format,
-                options=options.to_dict(),
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
-            )
+            upload = _upload_create(
+                project=project, name=name, filename=filename, path=path, size=size,
+                fmt=options.format, options=options, actor=actor,
+            )  # fmt: skip
             _queue(upload=upload, actor=actor, rows=rows, choices=choices)
         queued = True
         return upload
@@ -947,7 +972,7 @@ def suite_upload_check(
     *, file: IO[bytes] | Any, filename: str, options: ImportOptions | None = None
 ) -> ScanReport:
     """Scan an uploaded file and report, storing nothing (the API's dry run)."""
-    chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+    chunks = _file_chunks(file)
     path, _ = _store(chunks, filename)
     try:
         return scan_file(path=path, filename=filename, options=options, preview=True)
@@ -970,7 +995,7 @@ def suite_upload_stage(
     """Store the file under MEDIA_ROOT and scan it: the preview, the row problems and the PII found."""
     if not name.strip():
         raise ValidationFailed("A suite needs a name.", fields={"name": ["This field is required."]})
-    chunks = file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
+    chunks = _file_chunks(file)
     path, size = _store(chunks, filename)
     options = options or ImportOptions()
     report = scan_file(
@@ -982,17 +1007,10 @@ def suite_upload_stage(
         pii_row_limit=_preview_pii_rows(),
     )
     with transaction.atomic():
-        upload = Upload.objects.create(
-            project=project,
-            suite_name=name.strip()[:200],
-            filename=filename[:300],
-            path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
-            size=size,
-            format=report.format,
-            options=options.to_dict(),
-            report=report.to_dict(),
-            created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        )
+        upload = _upload_create(
+            project=project, name=name, filename=filename, path=path, size=size,
+            fmt=report.format, options=options, actor=actor, report=report.to_dict(),
+        )  # fmt: skip
         audit_record(
             actor=actor,
             action="suite_upload.stage",
