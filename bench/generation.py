@@ -37,7 +37,11 @@ except ImportError:
     shim.__path__ = [str(REPO / "evalhub")]  # type: ignore[attr-defined]
     sys.modules["evalhub"] = shim
 
-from evalhub.generation import GenerationConfig, GenerationRequest  # noqa: E402
+from evalhub.generation import (  # noqa: E402
+    GenerationConfig,
+    GenerationRequest,
+    kernels,
+)
 from evalhub.generation.hf_backend import HFBackend  # noqa: E402
 
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM HBM3 datasheet
@@ -211,14 +215,27 @@ def profile_step(
     print(table)
 
 
+def host_profile(fn: Any) -> None:
+    """Where one generate() call spends its wall time on the host (cProfile, by own time)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    torch.cuda.synchronize()
+    prof.enable()
+    fn()
+    torch.cuda.synchronize()
+    prof.disable()
+    print("host time of one mixed-adapter generate() call, by own time:")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+
+
 def kernel_checks() -> dict[str, float]:
     """The Triton kernels in bf16 on the GPU against float64 references, on random inputs.
 
     (The CPU tests run them in Triton's interpreter, which cannot do bf16 matrix products.)
     """
     import torch.nn.functional as F
-
-    from evalhub.generation import kernels
 
     gen = torch.Generator(device="cuda").manual_seed(5)
     dev, bf = "cuda", torch.bfloat16
@@ -242,23 +259,38 @@ def kernel_checks() -> dict[str, float]:
             q.double().unsqueeze(2), k.double(), v.double(), attn_mask=live, enable_gqa=True
         ).squeeze(2)
         errors[f"decode_attention slot {slot}"] = rel(out, ref)
-    r = 64  # 4 adapters x rank 16
-    for act, outs in ((False, (2048, 256, 256)), (True, (5632, 5632))):
+    r = 64  # 4 adapters x rank 16, rows grouped by adapter as the backend batches them
+    for act, outs, m in (
+        (False, (2048, 256, 256), 64),
+        (True, (5632, 5632), 64),
+        (False, (2048, 256, 256), 1000),
+        (True, (5632, 5632), 1000),
+    ):
         out_cols = sum(outs)
         lora_b = torch.zeros(out_cols, len(outs) * r, device=dev)
         for t, o in enumerate(outs):
             row0 = sum(outs[:t])
             lora_b[row0 : row0 + o, t * r : (t + 1) * r] = torch.randn(o, r, device=dev, generator=gen) * 0.02
-        y = torch.randn(64, out_cols + lora_b.shape[1], device=dev, generator=gen).to(bf)
-        mask = (torch.rand(64, lora_b.shape[1], device=dev, generator=gen) > 0.5).to(bf)
-        ranges = kernels.lora_k_ranges(lora_b, out_cols, act=act, block=kernels.LORA_BK).to(dev)
-        got = kernels.lora_expand(y, out_cols, mask, lora_b.to(bf), ranges, act=act)
+        y = torch.randn(m, out_cols + lora_b.shape[1], device=dev, generator=gen).to(bf)
+        adapter = torch.arange(m, device=dev) * 4 // m  # 4 groups of rows
+        adapter[m // 2 : m // 2 + 3] = -1  # a few rows without an adapter
+        lo = torch.where(adapter >= 0, adapter * 16, r).to(torch.int32)
+        hi = torch.where(adapter >= 0, adapter * 16 + 16, 0).to(torch.int32)
+        mask = (
+            (torch.arange(r, device=dev) >= lo[:, None]) & (torch.arange(r, device=dev) < hi[:, None])
+        ).to(bf)
+        mask = mask.repeat(1, len(outs))
+        tiles = kernels.lora_tiles(m)
+        bn = tiles.shape(act)[0]
+        cols = {bn: kernels.lora_col_ranges(lora_b, out_cols, act=act, block=r, bn=bn).to(dev)}
+        spans = kernels.lora_row_ranges(lo, hi, tiles.bm, block=r)
+        got = kernels.lora_expand(y, out_cols, mask, lora_b.to(bf), cols, spans, block=r, act=act)
         ref = (
             y[:, :out_cols].double() + (y[:, out_cols:].double() * mask.double()) @ lora_b.to(bf).double().t()
         )
         if act:
             ref = F.silu(ref[:, : out_cols // 2]) * ref[:, out_cols // 2 :]
-        errors[f"lora_expand act={act}"] = rel(got, ref)
+        errors[f"lora_expand act={act} m={m}"] = rel(got, ref)
     for name, err in errors.items():
         print(f"kernel check (bf16 vs float64): {name:32s} relative error {err:.2e}")
     worst = max(errors.values())
@@ -294,15 +326,172 @@ def sanity_on_gpu(base: Path, adapter_dirs: dict[str, Path], work: Path) -> dict
     return {"max_logit_delta": deltas, "dead_adapter_refused": refused}
 
 
-def full_k_ranges(engine: Any) -> None:
-    """Ablation: every lora_expand tile reads all of K (as before per-tile K ranges)."""
+_ROW_RANGES = kernels.lora_row_ranges
+
+
+def _full_row_ranges(
+    lo: torch.Tensor, hi: torch.Tensor, bm: int, *, block: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    return _ROW_RANGES(torch.zeros_like(lo), torch.full_like(hi, block), bm, block=block, out=out)
+
+
+def lora_spans(engine: Any, on: bool) -> None:
+    """Ablation switch: with ``on`` False every lora_expand tile reads all K blocks and all
+    adapters' columns (the engine's own row/column spans replaced by full ones)."""
+    kernels.lora_row_ranges = _ROW_RANGES if on else _full_row_ranges
     for layer in engine.layers:
         for lin in layer.linears.values():
-            if lin.k_ranges is not None:
-                k = lin.lora_b.shape[1]
-                lin.k_ranges = lin.k_ranges.clone()
-                lin.k_ranges[:, 0], lin.k_ranges[:, 1] = 0, k
-                lin.k_ranges[:, 2], lin.k_ranges[:, 3] = 0, k
+            if lin.col_ranges is None:
+                continue
+            saved = lin.__dict__.setdefault("_spans", dict(lin.col_ranges))
+            if on:
+                lin.col_ranges = dict(saved)
+            else:
+                lin.col_ranges = {bn: _full_cols(t, lin.n_sub) for bn, t in saved.items()}
+
+
+def _full_cols(ranges: torch.Tensor, n_sub: int) -> torch.Tensor:
+    full = ranges.clone()
+    full[:, 0], full[:, 1], full[:, 2], full[:, 3] = 0, n_sub, 0, n_sub
+    return full
+
+
+def kernel_sweep(engine: Any, batch: int, prompt: int) -> dict[str, Any]:
+    """Times lora_expand tile shapes on layer 0's real linears, at the decode batch and at the
+    prefill row count, and decode_attention block sizes; sets the fastest as the defaults.
+
+    Returns the table. Rows are grouped by adapter (4 equal groups) as the backend batches them.
+    """
+    import torch.nn.functional as F
+    from triton.testing import do_bench, do_bench_cudagraph
+
+    dev, dt = engine.device, engine.dtype
+    r = engine.lora_cols
+    n_adapters = len(engine.adapter_names)
+    width = r // n_adapters
+    layer = engine.layers[0]
+    report: dict[str, Any] = {"lora": {}, "attention": {}}
+
+    def spans_for(m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        adapter = torch.arange(m, device=dev) * n_adapters // m
+        return (adapter * width).to(torch.int32), (adapter * width + width).to(torch.int32)
+
+    for label, m, bms, shapes in (
+        ("decode", batch, (16, 32), ((32, 4), (64, 2), (64, 4), (128, 4))),
+        ("prefill", batch * prompt, (32, 64, 128), ((64, 4), (64, 8), (128, 4), (128, 8), (256, 8))),
+    ):
+        lo, hi = spans_for(m)
+        saved = (kernels.LORA_DECODE, kernels.LORA_PREFILL)
+        timings: dict[tuple[int, int, int, str], float] = {}  # (bm, bn, warps, linear) -> µs per step
+        for bm in bms:
+            rows = _ROW_RANGES(lo, hi, bm, block=r)
+            for bn, warps in shapes:
+                tiles = kernels.LoraTiles(bm=bm, bn=bn, warps=warps, act_bn=bn, act_warps=warps)
+                kernels.LORA_DECODE = kernels.LORA_PREFILL = tiles
+                for g, lin in layer.linears.items():
+                    if lin.lora_b is None:
+                        continue
+                    act = g == "gate_up"
+                    cols = {bn: kernels.lora_col_ranges(lin.lora_b, lin.out, act=act, block=r, bn=bn).to(dev)}
+                    y = torch.randn(m, lin.out + lin.n_sub * r, device=dev, dtype=dt)
+                    mask = torch.ones(m, lin.n_sub * r, device=dev, dtype=dt)
+
+                    def call(y=y, lin=lin, mask=mask, cols=cols, rows=rows, act=act) -> None:
+                        kernels.lora_expand(y, lin.out, mask, lin.lora_b, cols, rows, block=r, act=act)
+
+                    ms = do_bench_cudagraph(call, rep=20) if label == "decode" else do_bench(call, rep=50)
+                    timings[(bm, bn, warps, g)] = ms * len(engine.layers) * 1e3
+        kernels.LORA_DECODE, kernels.LORA_PREFILL = saved
+        plain = [g for g, lin in layer.linears.items() if lin.lora_b is not None and g != "gate_up"]
+        choices = []
+        for bm in bms:
+            per_shape = {(bn, warps): sum(timings[(bm, bn, warps, g)] for g in plain) for bn, warps in shapes}
+            act_shape = {(bn, warps): timings[(bm, bn, warps, "gate_up")] for bn, warps in shapes}
+            for (bn, warps), t in per_shape.items():
+                print(
+                    f"lora_expand {label:7s} M={m:5d} bm={bm:3d} bn={bn:3d} warps={warps}: "
+                    f"q|k|v+o+down {t:8.1f} µs, gate|up {act_shape[(bn, warps)]:8.1f} µs per step"
+                )
+                report["lora"][f"{label} bm={bm} bn={bn} warps={warps}"] = {
+                    "plain_us": t,
+                    "gate_up_us": act_shape[(bn, warps)],
+                }
+            p_best = min(per_shape, key=per_shape.__getitem__)
+            a_best = min(act_shape, key=act_shape.__getitem__)
+            total = per_shape[p_best] + act_shape[a_best]
+            choices.append((total, kernels.LoraTiles(bm, p_best[0], p_best[1], a_best[0], a_best[1])))
+        total, best = min(choices, key=lambda c: c[0])
+        print(f"lora_expand {label}: fastest {best}, {total:.1f} µs per step")
+        if label == "prefill":  # the other way to apply B in prefill: cuBLAS (+ the SiLU kernel)
+            cublas = 0.0
+            for g, lin in layer.linears.items():
+                if lin.lora_b is None:
+                    continue
+                y = torch.randn(m, lin.out + lin.n_sub * r, device=dev, dtype=dt)
+                mask = torch.ones(m, lin.n_sub * r, device=dev, dtype=dt)
+
+                def addmm(y=y, lin=lin, mask=mask, act=g == "gate_up") -> None:
+                    out = torch.addmm(y[:, : lin.out], y[:, lin.out :] * mask, lin.lora_b.t())
+                    if act:
+                        kernels.silu_mul(out, out.shape[1] // 2)
+
+                cublas += do_bench(addmm, rep=50)
+            cublas *= len(engine.layers) * 1e3
+            report["lora"]["prefill addmm"] = cublas
+            print(
+                f"lora_expand prefill M={m:5d} cuBLAS addmm (+ silu_mul) instead: {cublas:8.1f} µs per step"
+            )
+        report[f"best_{label}"] = str(best)
+        if label == "decode":
+            kernels.LORA_DECODE = best
+        else:
+            kernels.LORA_PREFILL = best
+    # What the appended LoRA A rows cost the decode GEMMs (cuBLAS picks per shape).
+    gemm = {"with A rows": 0.0, "base only": 0.0}
+    for lin in layer.linears.values():
+        x = torch.randn(batch, lin.weight.shape[1], device=dev, dtype=dt)
+        gemm["with A rows"] += do_bench_cudagraph(lambda x=x, lin=lin: F.linear(x, lin.weight), rep=20)
+        gemm["base only"] += do_bench_cudagraph(lambda x=x, lin=lin: F.linear(x, lin.base_weight()), rep=20)
+    gemm = {k: v * len(engine.layers) * 1e3 for k, v in gemm.items()}
+    report["decode_gemm_us"] = gemm
+    print(
+        f"decode GEMMs per step: with LoRA A rows {gemm['with A rows']:.1f} µs, base only {gemm['base only']:.1f} µs"
+    )
+    # the engine's column ranges for the chosen tile widths
+    for lay in engine.layers:
+        for g, lin in lay.linears.items():
+            if lin.col_ranges is None:
+                continue
+            for bn in kernels.lora_widths():
+                if bn not in lin.col_ranges:
+                    lin.col_ranges[bn] = kernels.lora_col_ranges(
+                        lin.lora_b, lin.out, act=g == "gate_up", block=r, bn=bn
+                    ).to(dev)
+            lin.__dict__.pop("_spans", None)
+    print(f"lora_expand tiles chosen: decode {kernels.LORA_DECODE}, prefill {kernels.LORA_PREFILL}")
+
+    nh, nkv, hd, length = engine.n_heads, engine.n_kv, engine.head_dim, prompt * 2
+    q = torch.randn(batch, nh, hd, device=dev, dtype=dt)
+    k = torch.randn(batch, nkv, length, hd, device=dev, dtype=dt)
+    v = torch.randn_like(k)
+    out = torch.empty_like(q)
+    pad = torch.randint(0, prompt // 4, (batch,), device=dev)
+    slot = torch.tensor(prompt + prompt // 2, device=dev)
+    best_a: tuple[float, Any] = (float("inf"), None)
+    for bn, warps in ((32, 2), (32, 4), (64, 4), (64, 8), (128, 4), (128, 8)):
+        ms = do_bench_cudagraph(
+            lambda bn=bn, warps=warps: kernels.decode_attention(q, k, v, pad, slot, out, bn=bn, warps=warps),
+            rep=20,
+        )
+        per_step = ms * len(engine.layers) * 1e3
+        report["attention"][f"bn={bn} warps={warps}"] = per_step
+        print(f"decode_attention bn={bn:3d} warps={warps}: {per_step:8.1f} µs per step")
+        if per_step < best_a[0]:
+            best_a = (per_step, (bn, warps))
+    kernels.ATTN_BN, kernels.ATTN_WARPS = best_a[1]
+    report["best_attention"] = best_a[1]
+    print(f"decode_attention chosen: bn={kernels.ATTN_BN} warps={kernels.ATTN_WARPS}")
+    return report
 
 
 def main() -> None:
@@ -315,6 +504,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=22)
     parser.add_argument("--naive-new", type=int, default=32, help="new tokens for the (slow) naive peft runs")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="default engine only: no ablations, no naive path"
+    )
     parser.add_argument("--work", default="/tmp/evalhub-bench-generation")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
@@ -377,6 +569,7 @@ def main() -> None:
         "base": [None] * args.batch,
     }
     engine: Any = backend._stepper
+    report["sweep"] = kernel_sweep(engine, args.batch, args.prompt)
     default = {
         "fused_kernels": engine.fused_kernels,
         "attention": engine.attention,
@@ -385,26 +578,20 @@ def main() -> None:
     print(f"engine defaults: {default}")
     # (label, engine settings, cases to run)
     variants: list[tuple[str, dict[str, Any], list[str]]] = [("default", default, list(cases))]
-    if engine.fused_kernels:
+    if engine.fused_kernels and not args.quick:
         variants += [
-            ("triton attention", {**default, "attention": "triton"}, ["mixed4", "base"]),
-            ("full-K LoRA expand", {**default, "full_k": True}, ["mixed4"]),
+            ("LoRA expand without K spans", {**default, "spans": False}, ["mixed4"]),
+            ("SDPA attention", {**default, "attention": "gqa"}, ["mixed4", "base"]),
             ("no merge (concat LoRA)", {**default, "merge_single_adapter": False}, ["one_adapter"]),
             ("eager step (no Triton)", {**default, "fused_kernels": False}, ["mixed4", "base"]),
         ]
-    saved_ranges = {
-        (i, g): lin.k_ranges for i, layer in enumerate(engine.layers) for g, lin in layer.linears.items()
-    }
     ids = [backend.tokenizer(p)["input_ids"] for p in prompts]
     variant_tokens: dict[str, list[Any]] = {}
     index = {n: i for i, n in enumerate(names)}
     for label, settings, wanted in variants:
-        for (i, g), ranges in saved_ranges.items():
-            engine.layers[i].linears[g].k_ranges = ranges
+        lora_spans(engine, settings.get("spans", True))
         for key, value in settings.items():
-            if key == "full_k":
-                full_k_ranges(engine)
-            else:
+            if key != "spans":
                 setattr(engine, key, value)
         engine.drop_states()
         for case in wanted:
@@ -416,9 +603,11 @@ def main() -> None:
             variant_tokens[f"{label}/{case}"] = [r.token_ids for r in out]
             made = sum(r.output_tokens for r in out)
             tok_s = made / secs
-            rows_idx = [None if a is None else index[a] for a in adapters]
-            step = decode_step_ms(backend, ids, rows_idx, args.new)
-            prefill = prefill_ms(backend, ids, rows_idx, args.new)
+            # The engine directly, rows grouped by adapter as the backend's batches are.
+            order = sorted(range(args.batch), key=lambda i, a=adapters: (a[i] is not None, a[i] or ""))
+            rows_idx = [None if adapters[i] is None else index[adapters[i]] for i in order]
+            step = decode_step_ms(backend, [ids[i] for i in order], rows_idx, args.new)
+            prefill = prefill_ms(backend, [ids[i] for i in order], rows_idx, args.new)
             ref = roof_lora if case != "base" else roof
             name = f"evalhub hf [{label}] {case}"
             results[name] = {
@@ -441,9 +630,9 @@ def main() -> None:
     for a_key, b_key in [
         ("default/mixed4", "eager step (no Triton)/mixed4"),
         ("default/base", "eager step (no Triton)/base"),
-        ("default/mixed4", "triton attention/mixed4"),
-        ("default/base", "triton attention/base"),
-        ("default/mixed4", "full-K LoRA expand/mixed4"),
+        ("default/mixed4", "SDPA attention/mixed4"),
+        ("default/base", "SDPA attention/base"),
+        ("default/mixed4", "LoRA expand without K spans/mixed4"),
         ("default/one_adapter", "no merge (concat LoRA)/one_adapter"),
     ]:
         if a_key in variant_tokens and b_key in variant_tokens:
@@ -458,13 +647,14 @@ def main() -> None:
             }
             results[f"agreement {a_key} vs {b_key}"] = agree
             print(f"greedy agreement {a_key} vs {b_key}: {agree}")
-    for (i, g), ranges in saved_ranges.items():
-        engine.layers[i].linears[g].k_ranges = ranges
+    lora_spans(engine, True)
     for key, value in default.items():
         setattr(engine, key, value)
     engine.drop_states()
-    profile_step(backend, ids, [index[a] for a in mixed], args.new, work)
+    grouped = sorted(range(args.batch), key=lambda i: mixed[i])
+    profile_step(backend, [ids[i] for i in grouped], [index[mixed[i]] for i in grouped], args.new, work)
     fast_tokens = {r.key: r.token_ids for r in run(mixed)}
+    host_profile(lambda: run(mixed))
 
     # Batch-1 latency (adapter 0): per-token decode time, and end to end.
     single = [names[0]]
@@ -481,54 +671,56 @@ def main() -> None:
     backend.close()  # frees the engine's weights, KV caches and graphs
     torch.cuda.empty_cache()
 
-    # ---- naive path: HF generate(), peft adapter_names -----------------------------------------
-    from peft import PeftModel
+    naive_tok_s = float("nan")
+    if not args.quick:
+        # ---- naive path: HF generate(), peft adapter_names -----------------------------------------
+        from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dirs[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        peft_model.load_adapter(str(adapter_dirs[name]), adapter_name=name)
-    peft_model.eval()
-    tok = transformers.AutoTokenizer.from_pretrained(work / "base")
-    enc = tok(prompts, return_tensors="pt").to("cuda")
-    naive_new = args.naive_new
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dirs[names[0]]), adapter_name=names[0])
+        for name in names[1:]:
+            peft_model.load_adapter(str(adapter_dirs[name]), adapter_name=name)
+        peft_model.eval()
+        tok = transformers.AutoTokenizer.from_pretrained(work / "base")
+        enc = tok(prompts, return_tensors="pt").to("cuda")
+        naive_new = args.naive_new
 
-    def naive(adapter_names: list[str] | None) -> Any:
-        kwargs: dict[str, Any] = {"adapter_names": adapter_names} if adapter_names else {}
-        target = peft_model if adapter_names else model
-        with torch.inference_mode():
-            return target.generate(
-                **enc,
-                max_new_tokens=naive_new,
-                min_new_tokens=naive_new,
-                do_sample=False,
-                pad_token_id=1,
-                **kwargs,
-            )
+        def naive(adapter_names: list[str] | None) -> Any:
+            kwargs: dict[str, Any] = {"adapter_names": adapter_names} if adapter_names else {}
+            target = peft_model if adapter_names else model
+            with torch.inference_mode():
+                return target.generate(
+                    **enc,
+                    max_new_tokens=naive_new,
+                    min_new_tokens=naive_new,
+                    do_sample=False,
+                    pad_token_id=1,
+                    **kwargs,
+                )
 
-    naive(mixed)
-    secs, out = timed(lambda: naive(mixed), 1)
-    naive_tok_s = args.batch * naive_new / secs
-    results["naive peft mixed4"] = {"tok_s": naive_tok_s, "seconds": secs, "new_tokens": naive_new}
-    rows.append(("naive peft generate(adapter_names) mixed4", naive_tok_s, roof_lora["tok_s"]))
-    print(f"naive peft generate mixed4 ({naive_new} new tokens): {naive_tok_s:,.0f} tok/s")
-    # Agreement in bf16 (different kernels round differently; random weights give near-ties).
-    naive_rows = out[:, enc["input_ids"].shape[1] :].tolist()
-    prefix = []
-    for i, row in enumerate(naive_rows):
-        fast = list(fast_tokens[i])[:naive_new]
-        n = next((j for j, (a, b) in enumerate(zip(fast, row, strict=False)) if a != b), len(fast))
-        prefix.append(n)
-    results["agreement_with_naive"] = {
-        "rows_identical": sum(p == naive_new for p in prefix),
-        "mean_common_prefix": statistics.mean(prefix),
-        "rows": len(prefix),
-    }
-    print(f"greedy agreement with naive peft (bf16): {results['agreement_with_naive']}")
-    with peft_model.disable_adapter():
-        naive(None)
-        secs, _ = timed(lambda: naive(None), 1)
-    results["naive base"] = {"tok_s": args.batch * naive_new / secs}
-    rows.append(("naive generate() base", args.batch * naive_new / secs, roof["tok_s"]))
+        naive(mixed)
+        secs, out = timed(lambda: naive(mixed), 1)
+        naive_tok_s = args.batch * naive_new / secs
+        results["naive peft mixed4"] = {"tok_s": naive_tok_s, "seconds": secs, "new_tokens": naive_new}
+        rows.append(("naive peft generate(adapter_names) mixed4", naive_tok_s, roof_lora["tok_s"]))
+        print(f"naive peft generate mixed4 ({naive_new} new tokens): {naive_tok_s:,.0f} tok/s")
+        # Agreement in bf16 (different kernels round differently; random weights give near-ties).
+        naive_rows = out[:, enc["input_ids"].shape[1] :].tolist()
+        prefix = []
+        for i, row in enumerate(naive_rows):
+            fast = list(fast_tokens[i])[:naive_new]
+            n = next((j for j, (a, b) in enumerate(zip(fast, row, strict=False)) if a != b), len(fast))
+            prefix.append(n)
+        results["agreement_with_naive"] = {
+            "rows_identical": sum(p == naive_new for p in prefix),
+            "mean_common_prefix": statistics.mean(prefix),
+            "rows": len(prefix),
+        }
+        print(f"greedy agreement with naive peft (bf16): {results['agreement_with_naive']}")
+        with peft_model.disable_adapter():
+            naive(None)
+            secs, _ = timed(lambda: naive(None), 1)
+        results["naive base"] = {"tok_s": args.batch * naive_new / secs}
+        rows.append(("naive generate() base", args.batch * naive_new / secs, roof["tok_s"]))
 
     # ---- summary ----------------------------------------------------------------------------
     best = results["evalhub hf [default] mixed4"]["tok_s"]

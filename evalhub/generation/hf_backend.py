@@ -380,17 +380,20 @@ class HFBackend:
             pad_id=self._pad_id,
         )
         finisher = _Finisher(self.tokenizer, self._eos, config.stop, len(batch))
-        generated = 1
+        generated, seen = 1, 0  # start() made the first token
         while True:
-            tokens = st.out[:, :generated].tolist()
-            if finisher.check(tokens, final=generated >= max_new, now=time.perf_counter() - started):
+            # Only the tokens made since the last check cross to the host.
+            fresh = st.out[:, seen:generated].tolist()
+            seen = generated
+            if finisher.check(fresh, final=generated >= max_new, now=time.perf_counter() - started):
                 break
             steps = min(self.check_every, max_new - generated)
             self._stepper.advance(st, steps)
             generated += steps
+        finisher.finish_texts()
         results = []
         for row, end in zip(batch, finisher.ends, strict=True):
-            assert end is not None
+            assert end is not None and end.text is not None
             results.append(
                 GenerationResult(
                     key=row.request.key,
@@ -411,7 +414,7 @@ class HFBackend:
 
 @dataclass
 class _End:
-    text: str
+    text: str | None  # None until finish_texts() decodes it
     tokens: int
     reason: str
     seconds: float
@@ -419,13 +422,18 @@ class _End:
 
 
 class _Finisher:
-    """Decides, from the tokens generated so far, which rows are finished and how."""
+    """Decides, from the tokens generated so far, which rows are finished and how.
+
+    ``check`` gets only the tokens made since the previous call and looks at nothing twice;
+    texts are decoded once at the end, in one batch, unless a stop string needs them earlier.
+    """
 
     def __init__(self, tokenizer: Any, eos: set[int], stop: Sequence[str], rows: int) -> None:
         self.tokenizer = tokenizer
         self.eos = eos
         self.stop = list(stop)
         self.ends: list[_End | None] = [None] * rows
+        self.tokens: list[list[int]] = [[] for _ in range(rows)]
         self.scanned = [0] * rows  # tokens already searched for stop strings
 
     def _decode(self, ids: list[int]) -> str:
@@ -435,18 +443,21 @@ class _Finisher:
         positions = [p for p in (text.find(s) for s in self.stop) if p >= 0]
         return min(positions) if positions else -1
 
-    def check(self, tokens: list[list[int]], *, final: bool, now: float) -> bool:
-        """Update finished rows from ``tokens`` (all generated so far); True when all are done."""
-        for row, ids in enumerate(tokens):
+    def check(self, fresh: list[list[int]], *, final: bool, now: float) -> bool:
+        """Add each row's ``fresh`` tokens and update finished rows; True when all are done."""
+        for row, new in enumerate(fresh):
             if self.ends[row] is not None:
                 continue
-            eos_at = next((i for i, t in enumerate(ids) if t in self.eos), -1)
+            ids = self.tokens[row]
+            start = len(ids)
+            ids.extend(new)
+            eos_at = next((start + i for i, t in enumerate(new) if t in self.eos), -1)
             limit = eos_at if eos_at >= 0 else len(ids)
             if self.stop:
-                start = max(1, self.scanned[row] + 1)
-                if limit >= start and self._first_stop(self._decode(ids[:limit])) >= 0:
+                first = max(1, self.scanned[row] + 1)
+                if limit >= first and self._first_stop(self._decode(ids[:limit])) >= 0:
                     # The shortest prefix that already contains a stop string.
-                    for n in range(start, limit + 1):
+                    for n in range(first, limit + 1):
                         text = self._decode(ids[:n])
                         cut = self._first_stop(text)
                         if cut >= 0:
@@ -456,7 +467,17 @@ class _Finisher:
                         continue
                 self.scanned[row] = limit
             if eos_at >= 0:
-                self.ends[row] = _End(self._decode(ids[:eos_at]), eos_at + 1, "eos", now, ids[: eos_at + 1])
+                self.ends[row] = _End(None, eos_at + 1, "eos", now, ids[: eos_at + 1])
             elif final:
-                self.ends[row] = _End(self._decode(ids), len(ids), "length", now, ids)
+                self.ends[row] = _End(None, len(ids), "length", now, list(ids))
         return all(end is not None for end in self.ends)
+
+    def finish_texts(self) -> None:
+        """Decode the texts not decoded yet (without the EOS token), in one tokenizer call."""
+        todo = [end for end in self.ends if end is not None and end.text is None]
+        if not todo:
+            return
+        ids = [end.token_ids[:-1] if end.reason == "eos" else end.token_ids for end in todo]
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        for end, text in zip(todo, texts, strict=True):
+            end.text = str(text)

@@ -9,8 +9,10 @@ graph. These replace the chattiest groups:
 * ``add_rmsnorm``: residual add + RMSNorm in one pass (replaces ~8);
 * ``silu_mul``: SiLU(gate) * up (replaces 2);
 * ``lora_expand``: base + (h * row mask) @ B^T for every adapter at once, optionally followed by
-  SiLU(gate) * up for the fused gate|up projection (replaces 2-4); each column tile reads only
-  the K range where its B block is non-zero (one sub-module's block of a fused q|k|v);
+  SiLU(gate) * up for the fused gate|up projection (replaces 2-4); a tile reads only the K
+  where both can be non-zero: the sub-module blocks its columns touch (one of q|k|v's three)
+  and, inside each, the columns of its rows' adapters (one adapter's rank when the rows are
+  grouped by adapter, as the backend batches them);
 * ``decode_attention``: one new query token per row against the KV cache, flash-decoding style:
   one program per (row, KV head) loads each K/V block once for all query heads of its group
   and visits only the row's live positions (pad..slot), where SDPA with a mask reads the whole
@@ -19,6 +21,7 @@ graph. These replace the chattiest groups:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -130,6 +133,44 @@ if HAVE_TRITON:
 if HAVE_TRITON:
 
     @triton.jit
+    def _lora_dot(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
+        acc,
+        y_ptr,
+        y_stride,
+        mask_ptr,
+        mask_stride,
+        b_ptr,
+        b_stride,
+        rm,
+        m_ok,
+        rb,
+        n_ok,
+        blk_lo,
+        blk_hi,
+        a_lo,
+        a_hi,
+        OUT_COLS,
+        R,
+        BK: tl.constexpr,
+    ):
+        # K is laid out as one block of R columns per sub-module, each block split among the
+        # adapters. Only the blocks this column tile's B touches, and inside each only the span
+        # of the adapters of this row tile, can be non-zero: visit nothing else.
+        for blk in range(blk_lo, blk_hi):
+            k_end = blk * R + a_hi
+            for k0 in range(blk * R + a_lo, k_end, BK):
+                rk = k0 + tl.arange(0, BK)
+                k_ok = rk < k_end
+                hk = m_ok[:, None] & k_ok[None, :]
+                # The LoRA activations sit right after the base outputs in each row of y.
+                h = tl.load(y_ptr + rm[:, None] * y_stride + OUT_COLS + rk[None, :], mask=hk, other=0.0)
+                keep = tl.load(mask_ptr + rm[:, None] * mask_stride + rk[None, :], mask=hk, other=0.0)
+                bk = k_ok[:, None] & n_ok[None, :]
+                b_t = tl.load(b_ptr + rb[None, :] * b_stride + rk[:, None], mask=bk, other=0.0)
+                acc += tl.dot(h * keep, b_t)
+        return acc
+
+    @triton.jit
     def _lora_expand_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
         y_ptr,
         y_stride,
@@ -137,59 +178,46 @@ if HAVE_TRITON:
         mask_stride,
         b_ptr,
         b_stride,
-        kr_ptr,
+        col_ptr,
+        row_ptr,
         o_ptr,
         o_stride,
         M,
         N,
         OUT_COLS,
         INTER,
+        R,
         ACT: tl.constexpr,
         BM: tl.constexpr,
         BN: tl.constexpr,
         BK: tl.constexpr,
     ) -> None:
+        row_tile = tl.program_id(0)
         tile = tl.program_id(1)
-        rm = tl.program_id(0) * BM + tl.arange(0, BM)
+        rm = row_tile * BM + tl.arange(0, BM)
         rn = tile * BN + tl.arange(0, BN)
         m_ok = rm < M
         n_ok = rn < N
-        acc = tl.zeros((BM, BN), dtype=tl.float32)
-        # The K range of this column tile where B is non-zero (precomputed per tile; outside
-        # it B holds zeros, so skipping it changes nothing but the work).
-        k_lo = tl.load(kr_ptr + tile * 4)
-        k_hi = tl.load(kr_ptr + tile * 4 + 1)
-        for k0 in range(k_lo, k_hi, BK):
-            rk = k0 + tl.arange(0, BK)
-            k_ok = rk < k_hi
-            hk = m_ok[:, None] & k_ok[None, :]
-            # The LoRA activations sit right after the base outputs in each row of y.
-            h = tl.load(y_ptr + rm[:, None] * y_stride + OUT_COLS + rk[None, :], mask=hk, other=0.0)
-            keep = tl.load(mask_ptr + rm[:, None] * mask_stride + rk[None, :], mask=hk, other=0.0)
-            h = h * keep
-            bk = k_ok[:, None] & n_ok[None, :]
-            b_t = tl.load(b_ptr + rn[None, :] * b_stride + rk[:, None], mask=bk, other=0.0)
-            acc += tl.dot(h, b_t)
         om = m_ok[:, None] & n_ok[None, :]
+        # Issued first: the base outputs do not depend on the range lookups.
         base = tl.load(y_ptr + rm[:, None] * y_stride + rn[None, :], mask=om, other=0.0).to(tl.float32)
+        a_lo = tl.load(row_ptr + row_tile * 2)
+        a_hi = tl.load(row_ptr + row_tile * 2 + 1)
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        acc = _lora_dot(
+            acc, y_ptr, y_stride, mask_ptr, mask_stride, b_ptr, b_stride, rm, m_ok, rn, n_ok,
+            tl.load(col_ptr + tile * 4), tl.load(col_ptr + tile * 4 + 1), a_lo, a_hi, OUT_COLS, R, BK,
+        )  # fmt: skip
         val = (base + acc).to(o_ptr.dtype.element_ty)
         if ACT:
-            acc_up = tl.zeros((BM, BN), dtype=tl.float32)
-            u_lo = tl.load(kr_ptr + tile * 4 + 2)
-            u_hi = tl.load(kr_ptr + tile * 4 + 3)
-            for k0 in range(u_lo, u_hi, BK):
-                rk = k0 + tl.arange(0, BK)
-                k_ok = rk < u_hi
-                hk = m_ok[:, None] & k_ok[None, :]
-                h = tl.load(y_ptr + rm[:, None] * y_stride + OUT_COLS + rk[None, :], mask=hk, other=0.0)
-                keep = tl.load(mask_ptr + rm[:, None] * mask_stride + rk[None, :], mask=hk, other=0.0)
-                h = h * keep
-                bk = k_ok[:, None] & n_ok[None, :]
-                b_up = tl.load(b_ptr + (rn[None, :] + INTER) * b_stride + rk[:, None], mask=bk, other=0.0)
-                acc_up += tl.dot(h, b_up)
             up = tl.load(y_ptr + rm[:, None] * y_stride + INTER + rn[None, :], mask=om, other=0.0).to(
                 tl.float32
             )
+            acc_up = tl.zeros((BM, BN), dtype=tl.float32)
+            acc_up = _lora_dot(
+                acc_up, y_ptr, y_stride, mask_ptr, mask_stride, b_ptr, b_stride, rm, m_ok, rn + INTER, n_ok,
+                tl.load(col_ptr + tile * 4 + 2), tl.load(col_ptr + tile * 4 + 3), a_lo, a_hi, OUT_COLS, R, BK,
+            )  # fmt: skip
             u = (up + acc_up).to(o_ptr.dtype.element_ty).to(tl.float32)
             g = val.to(tl.float32)
             a = (g * tl.sigmoid(g)).to(o_ptr.dtype.element_ty).to(tl.float32)
@@ -253,39 +281,88 @@ if HAVE_TRITON:
         tl.store(o_ptr + heads[:, None] * D + d[None, :], out.to(o_ptr.dtype.element_ty), mask=g_ok[:, None])
 
 
-LORA_BN = 32  # column tile of lora_expand; the per-tile K ranges are computed for it
+@dataclass(frozen=True)
+class LoraTiles:
+    """Tile shape of ``lora_expand`` for one range of row counts: rows per tile, and columns
+    per tile and warps for plain outputs and for the fused gate|up (two accumulators)."""
+
+    bm: int
+    bn: int
+    warps: int
+    act_bn: int
+    act_warps: int
+
+    def shape(self, act: bool) -> tuple[int, int]:
+        return (self.act_bn, self.act_warps) if act else (self.bn, self.warps)
 
 
-def lora_k_ranges(lora_b: torch.Tensor, out_cols: int, *, act: bool, block: int) -> torch.Tensor:
-    """Per column tile of ``lora_expand``, the [lo, hi) range of K where B is non-zero.
+# Decode (a few dozen rows): small row tiles, so a tile of rows grouped by adapter holds one
+# adapter and reads one rank-wide slice of K; prefill (thousands of rows): larger tiles.
+# bench/generation.py times the alternatives on the GPU and prints the fastest.
+LORA_DECODE = LoraTiles(bm=16, bn=64, warps=4, act_bn=64, act_warps=4)
+LORA_PREFILL = LoraTiles(bm=32, bn=128, warps=4, act_bn=64, act_warps=4)
+LORA_DECODE_MAX_ROWS = 256
+LORA_BK = 16  # K step: the smallest tl.dot K, and a divisor of the usual ranks
 
-    lora_b [out, K] is zero outside each sub-module's block of K, so a tile of a fused
-    q|k|v reads one block of K instead of all three. Returns int32 [tiles, 4]: (lo, hi) for the
-    tile's columns and, with ``act``, (lo, hi) for the matching up-projection columns.
+
+def lora_tiles(rows: int) -> LoraTiles:
+    return LORA_DECODE if rows <= LORA_DECODE_MAX_ROWS else LORA_PREFILL
+
+
+def lora_widths() -> set[int]:
+    """Every column-tile width the current tile shapes use (col ranges are made per width)."""
+    return {t.shape(act)[0] for t in (LORA_DECODE, LORA_PREFILL) for act in (False, True)}
+
+
+def lora_col_ranges(lora_b: torch.Tensor, out_cols: int, *, act: bool, block: int, bn: int) -> torch.Tensor:
+    """Per column tile of ``lora_expand``, the range of K blocks where B is non-zero.
+
+    lora_b [out, K] holds one block of ``block`` columns per sub-module of a fused linear and is
+    zero outside each sub-module's block, so a tile of a fused q|k|v reads one block of K
+    instead of three. Returns int32 [tiles, 4]: block indices [lo, hi) for the tile's columns
+    and, with ``act``, [lo, hi) for the matching up-projection columns.
     """
     nz = lora_b.detach().float().cpu() != 0  # [out, K]
-    k = nz.shape[1]
     n = out_cols // 2 if act else out_cols
-    tiles = -(-n // LORA_BN)
+    tiles = -(-n // bn)
 
     def span(rows: torch.Tensor) -> tuple[int, int]:
         cols = rows.any(dim=0).nonzero().flatten()
         if cols.numel() == 0:
             return 0, 0
-        lo, hi = int(cols.min()), int(cols.max()) + 1
-        # Whole K blocks, so the loads stay aligned; still within [0, K).
-        return (lo // block) * block, min(-(-hi // block) * block, k)
+        return int(cols.min()) // block, int(cols.max()) // block + 1
 
     ranges = torch.zeros(tiles, 4, dtype=torch.int32)
     for t in range(tiles):
-        c0, c1 = t * LORA_BN, min((t + 1) * LORA_BN, n)
+        c0, c1 = t * bn, min((t + 1) * bn, n)
         ranges[t, 0], ranges[t, 1] = span(nz[c0:c1])
         if act:
             ranges[t, 2], ranges[t, 3] = span(nz[n + c0 : n + c1])
     return ranges
 
 
-LORA_BK = 32  # K step of lora_expand
+def lora_row_ranges(
+    lo: torch.Tensor, hi: torch.Tensor, bm: int, *, block: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per tile of ``bm`` rows, the span [lo, hi) inside a K block of its rows' adapters.
+
+    ``lo``/``hi`` [M] are each row's adapter columns within a block of ``block`` columns; a row
+    without an adapter has lo = block, hi = 0, so a tile of such rows gets an empty span. Rows grouped by
+    adapter make most tiles one adapter wide. Returns (or fills ``out``) int32 [tiles, 2].
+    """
+    m = lo.shape[0]
+    tiles = -(-m // bm)
+    fill = tiles * bm - m
+    if fill:
+        lo = torch.cat([lo, lo.new_full((fill,), block)])
+        hi = torch.cat([hi, hi.new_zeros(fill)])
+    spans = torch.stack([lo.view(tiles, bm).amin(dim=1), hi.view(tiles, bm).amax(dim=1)], dim=1).to(
+        torch.int32
+    )
+    if out is None:
+        return spans
+    out.copy_(spans)
+    return out
 
 
 def lora_expand(
@@ -293,25 +370,37 @@ def lora_expand(
     out_cols: int,
     mask: torch.Tensor,
     lora_b: torch.Tensor,
-    k_ranges: torch.Tensor,
+    col_ranges: dict[int, torch.Tensor],
+    row_ranges: torch.Tensor,
     *,
+    block: int,
     act: bool,
 ) -> torch.Tensor:
     """y [M, out + K] = [x W^T | x A^T]; returns y[:, :out] + (y[:, out:] * mask) @ lora_b^T, [M, out].
 
     With ``act`` the out columns are gate|up and the result is SiLU(gate) * up, [M, out / 2].
-    ``k_ranges`` comes from ``lora_k_ranges(lora_b, out_cols, act=act, block=LORA_BK)``.
+    ``col_ranges[bn]`` comes from ``lora_col_ranges(..., bn=bn)`` for the column tile of
+    ``lora_tiles(M).shape(act)``; ``row_ranges`` from ``lora_row_ranges(..., bm)`` for its row tile.
+    ``block`` is the width of one sub-module's block of K (all adapters' columns).
     """
     m = y.shape[0]
     n = out_cols // 2 if act else out_cols
+    tiles = lora_tiles(m)
+    bn, warps = tiles.shape(act)
+    cols = col_ranges[bn]
+    assert row_ranges.shape[0] == triton.cdiv(m, tiles.bm), "row ranges were made for another row tile"
     out = torch.empty(m, n, device=y.device, dtype=y.dtype)
-    bm = 16 if m <= 16 else 32 if m <= 32 else 64
-    grid: Any = (triton.cdiv(m, bm), triton.cdiv(n, LORA_BN))
+    grid: Any = (triton.cdiv(m, tiles.bm), triton.cdiv(n, bn))
     _lora_expand_kernel[grid](
-        y, y.stride(0), mask, mask.stride(0), lora_b, lora_b.stride(0), k_ranges, out, out.stride(0),
-        m, n, out_cols, out_cols // 2, ACT=act, BM=bm, BN=LORA_BN, BK=LORA_BK,
+        y, y.stride(0), mask, mask.stride(0), lora_b, lora_b.stride(0), cols, row_ranges, out, out.stride(0),
+        m, n, out_cols, out_cols // 2, block,
+        ACT=act, BM=tiles.bm, BN=bn, BK=LORA_BK, num_warps=warps,
     )  # fmt: skip
     return out
+
+
+ATTN_BN = 128  # cache positions per block of decode_attention (fastest of 32-128 on an H100)
+ATTN_WARPS = 4
 
 
 def decode_attention(
@@ -321,10 +410,14 @@ def decode_attention(
     pad: torch.Tensor,
     slot: torch.Tensor,
     out: torch.Tensor,
+    *,
+    bn: int | None = None,
+    warps: int | None = None,
 ) -> torch.Tensor:
     """q [B, NH, D], caches [B, NKV, L, D]: softmax(q k^T / sqrt(D)) v over positions pad..slot.
 
     Writes and returns ``out`` [B, NH, D] (the same maths as SDPA with the decode mask).
+    ``bn`` positions per block and ``warps`` default to ``ATTN_BN`` and ``ATTN_WARPS``.
     """
     bsz, nh, hd = q.shape
     nkv, length = k_cache.shape[1], k_cache.shape[2]
@@ -332,8 +425,8 @@ def decode_attention(
     grid: Any = (bsz, nkv)
     _decode_attention_kernel[grid](
         q, k_cache, v_cache, out, pad, slot, length, hd**-0.5,
-        NH=nh, NKV=nkv, G=group, GP=max(16, triton.next_power_of_2(group)), D=hd, BN=64,
-        IEEE=q.dtype == torch.float32,
+        NH=nh, NKV=nkv, G=group, GP=max(16, triton.next_power_of_2(group)), D=hd, BN=bn or ATTN_BN,
+        IEEE=q.dtype == torch.float32, num_warps=warps or ATTN_WARPS,
     )  # fmt: skip
     return out
 

@@ -79,7 +79,8 @@ class _Linear:
     out: int
     lora_b: torch.Tensor | None  # [out, n_sub * R] pre-scaled, or None when no adapter targets it
     n_sub: int  # how many sub-modules carry LoRA columns (mask repeat count)
-    k_ranges: torch.Tensor | None = None  # per column tile, where lora_b is non-zero (Triton path)
+    # Triton path: per column tile (keyed by tile width), the K blocks where lora_b is non-zero.
+    col_ranges: dict[int, torch.Tensor] | None = None
     merged: torch.Tensor | None = None  # base + one adapter's delta (single-adapter batches)
 
     def base_weight(self) -> torch.Tensor:
@@ -109,6 +110,7 @@ class _BatchState:
     step: torch.Tensor  # 0-d: index of the next generated token
     out: torch.Tensor  # [B, max_new] generated tokens
     masks: dict[int, torch.Tensor]  # n_sub -> [B, n_sub * R] LoRA row masks
+    row_ranges: torch.Tensor  # [row tiles, 2] adapter column span per tile of rows (Triton path)
     temperature: float = 1.0
     top_p: float = 1.0
     graph: Any = None
@@ -147,14 +149,12 @@ class LlamaEngine:
         self.fused_kernels = kernels.available(device) if fused_kernels is None else fused_kernels
         if self.fused_kernels and not kernels.HAVE_TRITON:
             raise ValueError("fused_kernels=True needs Triton, which is not installed")
-        # Decode attention. "auto" is SDPA with enable_gqa, the fastest measured on an H100 so far
-        # (bench/RESULTS.md). "triton" is the flash-decoding kernel (kernels.decode_attention),
-        # exact against a float64 reference in the CPU interpreter (float32/float16) but not yet
-        # timed or checked in bf16 on a GPU: bench/generation.py does both, and "auto" should move
-        # to it once it wins there. The eager step always uses SDPA.
+        # Decode attention. "auto" is the flash-decoding kernel (kernels.decode_attention) where
+        # the fused step runs and the head size is a power of two, else SDPA with enable_gqa; on
+        # an H100 the kernel beat SDPA (bench/RESULTS.md). The eager step always uses SDPA.
         pow2_head = self.head_dim >= 16 and self.head_dim & (self.head_dim - 1) == 0
         if attention == "auto":
-            attention = "gqa"
+            attention = "triton" if self.fused_kernels and pow2_head else "gqa"
         if attention == "triton" and not pow2_head:
             raise ValueError(f"attention='triton' needs a power-of-two head_dim >= 16, not {self.head_dim}")
         self.attention = attention
@@ -246,17 +246,21 @@ class LlamaEngine:
             ]
             parts.append(torch.zeros(len(a_rows) * r))
             bias = param(torch.cat(parts))
-        k_ranges = None
+        col_ranges = None
         if lora_b is not None and kernels.HAVE_TRITON:
-            ranges = kernels.lora_k_ranges(lora_b, sum(outs), act=act, block=kernels.LORA_BK)
-            k_ranges = ranges.to(self.device)
+            col_ranges = {
+                tiles.bn: kernels.lora_col_ranges(lora_b, sum(outs), act=act, block=r, bn=tiles.bn).to(
+                    self.device
+                )
+                for tiles in (kernels.LORA_DECODE, kernels.LORA_PREFILL)
+            }
         return _Linear(
             weight=param(weight),
             bias=bias,
             out=sum(outs),
             lora_b=param(lora_b) if lora_b is not None else None,
             n_sub=len(targeted),
-            k_ranges=k_ranges,
+            col_ranges=col_ranges,
         )
 
     # ---- building blocks -------------------------------------------------------------------
@@ -275,10 +279,14 @@ class LlamaEngine:
         if st.mode == "mixed" and lin.lora_b is not None:
             y = F.linear(x, lin.weight, lin.bias)
             # Prefill rows are (batch, position) pairs, batch-major: the mask was repeated for them.
-            mask = st.masks[lin.n_sub] if x.shape[0] == st.batch else st.extra["prefill_masks"][lin.n_sub]
+            decode = x.shape[0] == st.batch
+            mask = st.masks[lin.n_sub] if decode else st.extra["prefill_masks"][lin.n_sub]
             if self.fused_kernels:
-                assert lin.k_ranges is not None
-                return kernels.lora_expand(y, lin.out, mask, lin.lora_b, lin.k_ranges, act=act)
+                assert lin.col_ranges is not None
+                rows = st.row_ranges if decode else st.extra["prefill_row_ranges"]
+                return kernels.lora_expand(
+                    y, lin.out, mask, lin.lora_b, lin.col_ranges, rows, block=self.lora_cols, act=act
+                )
             h = y[:, lin.out :] * mask
             out = torch.addmm(y[:, : lin.out], h, lin.lora_b.t())
         else:
@@ -390,6 +398,9 @@ class LlamaEngine:
             step=torch.zeros((), dtype=torch.long, device=dev),
             out=torch.zeros(batch, max(max_new, 1), dtype=torch.long, device=dev),
             masks={n: torch.zeros(batch, n * self.lora_cols, device=dev, dtype=dt) for n in (1, 2, 3)},
+            row_ranges=torch.zeros(
+                -(-batch // kernels.lora_tiles(batch).bm), 2, device=dev, dtype=torch.int32
+            ),
             temperature=temperature,
             top_p=top_p,
         )
@@ -517,13 +528,29 @@ class LlamaEngine:
         st = self._state(bsz, plen + max_new, max_new, mode, greedy, temperature, top_p)
         if st.mode == "mixed":
             row_mask = torch.zeros(bsz, self.lora_cols, dtype=self.dtype)
+            # Each row's adapter columns inside a K block; no adapter: an empty span.
+            span_lo = torch.full((bsz,), self.lora_cols, dtype=torch.int32)
+            span_hi = torch.zeros(bsz, dtype=torch.int32)
             for row, index in enumerate(adapter_index):
                 if index is not None:
                     off, width = self.lora_offsets[index], self.lora_widths[index]
                     row_mask[row, off : off + width] = 1
+                    span_lo[row], span_hi[row] = off, off + width
             for n, buf in st.masks.items():
                 buf.copy_(row_mask.repeat(1, n))
             st.extra["prefill_masks"] = {n: m.repeat_interleave(plen, dim=0) for n, m in st.masks.items()}
+            if self.fused_kernels:
+                r = self.lora_cols
+                kernels.lora_row_ranges(
+                    span_lo, span_hi, kernels.lora_tiles(bsz).bm, block=r, out=st.row_ranges
+                )
+                rows = bsz * plen
+                st.extra["prefill_row_ranges"] = kernels.lora_row_ranges(
+                    span_lo.repeat_interleave(plen).to(self.device),
+                    span_hi.repeat_interleave(plen).to(self.device),
+                    kernels.lora_tiles(rows).bm,
+                    block=r,
+                )
         pads = [plen - len(p) for p in prompts]
         ids = torch.tensor(
             [[pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], dtype=torch.long
@@ -555,6 +582,7 @@ class LlamaEngine:
             )
             logits = self._logits(x[:, -1])
         st.extra.pop("prefill_masks", None)
+        st.extra.pop("prefill_row_ranges", None)
         tok = self._choose(logits, st)
         st.tok.copy_(tok)
         st.out[:, 0].copy_(tok)

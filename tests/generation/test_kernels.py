@@ -71,26 +71,44 @@ for nh, nkv in ((8, 2), (2, 2)):
         errors[f"attention nh={nh} nkv={nkv} slot={slot}"] = rel(out, ref)
 
 # LoRA expand: B is zero outside each targeted sub-module's block of K; untargeted modules
-# (here k of q|k|v, or gate of gate|up) have no block; rows keep only their adapter's columns.
-for act, outs, targeted, m in (
-    (False, (96, 32, 32), (0, 2), 7),
-    (False, (64, 64, 64), (0, 1, 2), 70),
-    (True, (80, 80), (0, 1), 70),
-    (True, (80, 80), (1,), 5),
+# (here k of q|k|v, or gate of gate|up) have no block. Two adapters (ranks 16 and 8) share each
+# block; rows keep only their adapter's columns, some rows have none. Rows grouped by adapter,
+# interleaved, and more rows than a decode tile takes (the prefill tiles).
+widths = (16, 8)
+offsets = (0, 16)
+r = sum(widths)
+for act, outs, targeted, rows in (
+    (False, (96, 32, 32), (0, 2), [1, None, 0, 1, 0, None, 1]),
+    (False, (64, 64, 64), (0, 1, 2), [0] * 30 + [None] * 10 + [1] * 30),
+    (True, (80, 80), (0, 1), [1, 0] * 35),
+    (True, (80, 80), (1,), [None, 0, 0, 1, 1]),
+    (False, (64, 32, 32), (0, 1, 2), [0] * 150 + [1] * 120 + [None] * 30),
+    (True, (200, 200), (0, 1), [0] * 137 + [1] * 163),
 ):
-    r, out_cols = 24, sum(outs)
+    m, out_cols = len(rows), sum(outs)
     lora_b = torch.zeros(out_cols, len(targeted) * r)
     for t, j in enumerate(targeted):
         row0 = sum(outs[:j])
         lora_b[row0 : row0 + outs[j], t * r : (t + 1) * r] = torch.randn(outs[j], r, generator=gen)
     y = torch.randn(m, out_cols + lora_b.shape[1], generator=gen).to(dtype)
-    mask = (torch.rand(m, lora_b.shape[1], generator=gen) > 0.5).to(dtype)
-    ranges = kernels.lora_k_ranges(lora_b, out_cols, act=act, block=kernels.LORA_BK)
-    got = kernels.lora_expand(y, out_cols, mask, lora_b.to(dtype), ranges, act=act)
+    mask = torch.zeros(m, r)
+    lo = torch.full((m,), r, dtype=torch.int32)
+    hi = torch.zeros(m, dtype=torch.int32)
+    for i, a in enumerate(rows):
+        if a is not None:
+            mask[i, offsets[a] : offsets[a] + widths[a]] = 1
+            lo[i], hi[i] = offsets[a], offsets[a] + widths[a]
+    mask = mask.repeat(1, len(targeted)).to(dtype)
+    tiles = kernels.lora_tiles(m)
+    bn = tiles.shape(act)[0]
+    cols = {bn: kernels.lora_col_ranges(lora_b, out_cols, act=act, block=r, bn=bn)}
+    spans = kernels.lora_row_ranges(lo, hi, tiles.bm, block=r)
+    got = kernels.lora_expand(y, out_cols, mask, lora_b.to(dtype), cols, spans, block=r, act=act)
     ref = y[:, :out_cols].double() + (y[:, out_cols:].double() * mask.double()) @ lora_b.double().t()
     if act:
         ref = F.silu(ref[:, : out_cols // 2]) * ref[:, out_cols // 2 :]
     errors[f"lora_expand act={act} outs={outs} targeted={targeted} m={m}"] = rel(got, ref)
+
 print(json.dumps(errors))
 """
 
@@ -110,34 +128,48 @@ def _interpret(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 1e-5), ("float16", 2e-3)])
 def test_kernels_equal_a_float64_reference(dtype: str, tolerance: float) -> None:
     errors = json.loads(_interpret(KERNEL_SCRIPT, dtype, "7").stdout.strip().splitlines()[-1])
-    assert len(errors) == 10
+    assert len(errors) == 12
     bad = {name: err for name, err in errors.items() if not err < tolerance}
     assert not bad, bad
 
 
-def test_lora_k_ranges_cover_exactly_the_nonzero_blocks() -> None:
+def test_lora_col_ranges_cover_exactly_the_nonzero_blocks() -> None:
     from evalhub.generation import kernels
 
-    if not kernels.HAVE_TRITON:
-        pytest.skip("Triton is not installed here")
-    block = kernels.LORA_BK
+    block, bn = 24, 32
     lora_b = torch.zeros(100, 3 * block)
     lora_b[0:40, 0:5] = 1.0  # q rows: first block
     lora_b[40:70, 2 * block : 2 * block + 3] = 1.0  # v rows: third block; rows 70..99 none
-    ranges = kernels.lora_k_ranges(lora_b, 100, act=False, block=block).tolist()
-    tile = kernels.LORA_BN
+    ranges = kernels.lora_col_ranges(lora_b, 100, act=False, block=block, bn=bn).tolist()
     expected = []
-    for t in range(-(-100 // tile)):
-        rows = lora_b[t * tile : (t + 1) * tile].abs().sum(dim=0).nonzero().flatten()
-        if rows.numel() == 0:
+    for t in range(-(-100 // bn)):
+        cols = lora_b[t * bn : (t + 1) * bn].abs().sum(dim=0).nonzero().flatten()
+        if cols.numel() == 0:
             expected.append([0, 0, 0, 0])
         else:
-            lo = int(rows.min()) // block * block
-            hi = min(-(-(int(rows.max()) + 1) // block) * block, 3 * block)
-            expected.append([lo, hi, 0, 0])
+            expected.append([int(cols.min()) // block, int(cols.max()) // block + 1, 0, 0])
     assert ranges == expected
-    assert ranges[0] == [0, block, 0, 0]  # a q-only tile reads one block of three
+    assert ranges[0] == [0, 1, 0, 0]  # a q-only tile reads one block of three
+    assert ranges[1] == [0, 3, 0, 0]  # rows 32..63 straddle q and v: blocks 0..2
     assert ranges[-1] == [0, 0, 0, 0]  # a tile without LoRA reads none
+    up = torch.zeros(64, block)
+    up[32:64, 0:4] = 1.0  # only the up half of gate|up has LoRA
+    assert kernels.lora_col_ranges(up, 64, act=True, block=block, bn=bn).tolist() == [[0, 0, 0, 1]]
+
+
+def test_lora_row_ranges_span_the_adapters_of_each_row_tile() -> None:
+    from evalhub.generation import kernels
+
+    block = 24
+    # adapter spans per row: [0, 16) and [16, 24); rows without an adapter: (block, 0)
+    lo = torch.tensor([0, 0, 16, 16, 24, 24, 0, 16, 24], dtype=torch.int32)
+    hi = torch.tensor([16, 16, 24, 24, 0, 0, 16, 24, 0], dtype=torch.int32)
+    spans = kernels.lora_row_ranges(lo, hi, 2, block=block).tolist()
+    # tiles: (a, a), (b, b), (none, none), (a, b), (none + fill)
+    assert spans == [[0, 16], [16, 24], [24, 0], [0, 24], [24, 0]]
+    out = torch.full((5, 2), -1, dtype=torch.int32)
+    assert kernels.lora_row_ranges(lo, hi, 2, block=block, out=out) is out
+    assert out.tolist() == spans
 
 
 @pytest.mark.slow
