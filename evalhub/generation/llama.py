@@ -248,11 +248,10 @@ class LlamaEngine:
             bias = param(torch.cat(parts))
         col_ranges = None
         if lora_b is not None and kernels.HAVE_TRITON:
+            # every column-tile width the tile shapes use (decode and prefill, plain and gate|up)
             col_ranges = {
-                tiles.bn: kernels.lora_col_ranges(lora_b, sum(outs), act=act, block=r, bn=tiles.bn).to(
-                    self.device
-                )
-                for tiles in (kernels.LORA_DECODE, kernels.LORA_PREFILL)
+                bn: kernels.lora_col_ranges(lora_b, sum(outs), act=act, block=r, bn=bn).to(self.device)
+                for bn in kernels.lora_widths()
             }
         return _Linear(
             weight=param(weight),

@@ -181,3 +181,23 @@ def test_fused_kernels_give_the_same_greedy_tokens(
     proc = _interpret(SCRIPT, str(tiny_family["base"]), adapters, attention)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["same"] == result["rows"], result
+
+
+def test_the_engine_has_column_ranges_for_every_tile_width_it_launches(
+    tiny_family: dict[str, Path], tiny_adapters: dict[str, Path]
+) -> None:
+    from evalhub.generation import kernels
+    from evalhub.generation.hf_backend import HFBackend
+    from evalhub.generation.llama import LlamaEngine
+
+    if not kernels.HAVE_TRITON:
+        pytest.skip("Triton is not installed here")
+    backend = HFBackend(device="cpu")
+    backend.load(tiny_family["base"], tiny_adapters)
+    engine = backend._stepper
+    assert isinstance(engine, LlamaEngine)
+    widths = {t.shape(act)[0] for t in (kernels.LORA_DECODE, kernels.LORA_PREFILL) for act in (False, True)}
+    linears = [lin for layer in engine.layers for lin in layer.linears.values() if lin.lora_b is not None]
+    assert linears
+    for lin in linears:
+        assert lin.col_ranges is not None and set(lin.col_ranges) == widths
