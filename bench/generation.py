@@ -5,7 +5,7 @@ TinyLlama-1.1B shape (hidden 2048, 22 layers, 32 heads, 4 KV heads, intermediate
 every linear layer (random non-zero B), mixed in one batch. Prints tokens/s, the share of the
 HBM roofline and the ratio to the naive path measured in the same run.
 
-    PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py [--naive-new 32] [--out DIR]
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py [--quick] [--naive-new 32] [--out DIR]
 
 Runs without Django or Celery: the GPU box has neither (see the import shim below).
 """
