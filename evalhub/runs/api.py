@@ -1,4 +1,5 @@
-"""API for runs: list, create (and start), read with progress, cancel, resume, and browse outputs.
+"""API for runs: list, create (and start), read with progress and scoring state, cancel, resume, score
+again, and browse outputs.
 
 Staff roles only, scoped to the caller's projects; writes need a write role in the run's project.
 """
@@ -9,7 +10,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
@@ -19,8 +20,8 @@ from rest_framework.response import Response
 from evalhub.accounts.models import Project
 from evalhub.catalog.models import Adapter, BaseModel
 from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
-from evalhub.runs import selectors, services
-from evalhub.runs.models import Output, Run, RunAdapter
+from evalhub.runs import scoring, selectors, services
+from evalhub.runs.models import Output, Run, RunAdapter, ScoringKind, ScoringStatus
 from evalhub.suites.models import SuiteVersion
 
 
@@ -45,6 +46,36 @@ class ProgressSerializer(serializers.Serializer[Any]):
     error = serializers.CharField(allow_blank=True)
 
 
+class ScoringSerializer(serializers.Serializer[Any]):
+    kind = serializers.ChoiceField(choices=ScoringKind.values)
+    label = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=[*ScoringStatus.values, selectors.NOT_SCORED],
+        help_text="queued, running, done, failed, or not_scored when it was never sent. The run's scores "
+        "are complete when every kind is done.",
+    )
+    written = serializers.IntegerField(
+        help_text="Score rows the last scoring pass inserted (0: all were stored)."
+    )
+    error = serializers.CharField(
+        allow_blank=True, help_text="The exception's class and message when it failed."
+    )
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ScoreRequestSerializer(serializers.Serializer[Any]):
+    force = serializers.BooleanField(
+        required=False, default=False, help_text="Delete the run's scores and compute them all again."
+    )
+
+
+class ScoreResponseSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    scoring = ScoringSerializer(many=True)
+
+
 class RunAdapterSerializer(serializers.ModelSerializer[RunAdapter]):
     adapter = serializers.CharField(source="adapter.label")
     adapter_id = serializers.IntegerField()
@@ -62,6 +93,7 @@ class RunSerializer(serializers.ModelSerializer[Run]):
     base_model = serializers.CharField(source="base_model.name")
     adapters = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
+    scoring = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -84,6 +116,7 @@ class RunSerializer(serializers.ModelSerializer[Run]):
             "started_at",
             "finished_at",
             "progress",
+            "scoring",
         ]
         read_only_fields = fields
 
@@ -94,6 +127,10 @@ class RunSerializer(serializers.ModelSerializer[Run]):
     @extend_schema(responses=ProgressSerializer)
     def get_progress(self, run: Run) -> dict[str, Any]:
         return selectors.run_progress(run=run)
+
+    @extend_schema_field(ScoringSerializer(many=True))
+    def get_scoring(self, run: Run) -> list[dict[str, Any]]:
+        return list(ScoringSerializer(selectors.run_scoring(run=run), many=True).data)
 
 
 class RunCreateSerializer(serializers.Serializer[Any]):
@@ -146,7 +183,9 @@ def _adapter(project: Project, label: str, field: str) -> Adapter:
     name, _, version = label.partition("@")
     adapter = Adapter.objects.filter(project=project, name=name, version=version or "1").first()
     if adapter is None:
-        raise serializers.ValidationError({field: [f"No adapter {label!r} in the project (use name@version)."]})
+        raise serializers.ValidationError(
+            {field: [f"No adapter {label!r} in the project (use name@version)."]}
+        )
     return adapter
 
 
@@ -224,6 +263,22 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(RunSerializer(run).data)
 
     @extend_schema(
+        request=ScoreRequestSerializer,
+        responses={202: ScoreResponseSerializer},
+        description="Score a completed run again: the scores it lacks, or all of them with force. 409 if the "
+        "run has not completed. Without a broker the scoring runs before the reply; a failure is a failed "
+        "state with its error, not an error response.",
+    )
+    @action(detail=True, methods=["post"])
+    def score(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        data = ScoreRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        scoring.run_rescore(run=run, force=data.validated_data["force"], actor=request.user)
+        states = ScoringSerializer(selectors.run_scoring(run=run), many=True).data
+        return Response({"id": run.pk, "scoring": states}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
         parameters=[
             OpenApiParameter("adapter", str, description="Adapter id or name@version."),
             OpenApiParameter("case", str, description="Case key."),
@@ -238,8 +293,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if request.query_params.get("adapter"):
             value = request.query_params["adapter"]
             adapters = Adapter.objects.filter(run_adapters__run=run)
-            adapter = get_object_or_404(adapters, pk=value) if value.isdigit() else _adapter(
-                run.project, value, "adapter"
+            adapter = (
+                get_object_or_404(adapters, pk=value)
+                if value.isdigit()
+                else _adapter(run.project, value, "adapter")
             )
         case = None
         if request.query_params.get("case"):

@@ -84,7 +84,9 @@ class Output(models.Model):
         max_length=64, db_index=True, help_text="Hash of adapter weights, case content, config and sample."
     )
     truncated = models.BooleanField(default=False, help_text="The prompt was cut from the left to fit.")
-    error = models.TextField(blank=True, help_text='Why the case was not generated (finish reason "rejected").')
+    error = models.TextField(
+        blank=True, help_text='Why the case was not generated (finish reason "rejected").'
+    )
     reused_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -156,3 +158,38 @@ class MetricScore(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["run", "metric"])]
+
+
+class ScoringKind(models.TextChoices):
+    TEXT = "text", "Text metrics and checks"
+    PERPLEXITY = "perplexity", "Perplexity"
+
+
+class ScoringStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class RunScoring(models.Model):
+    """Where one kind of a run's automatic scoring stands, so a failure is seen outside the worker logs.
+
+    `written` counts the rows the last scoring pass inserted (0 when every score was stored already);
+    `error` is the exception's class and message when it failed.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scorings")
+    kind = models.CharField(max_length=16, choices=ScoringKind.choices)
+    status = models.CharField(max_length=12, choices=ScoringStatus.choices, default=ScoringStatus.QUEUED)
+    error = models.TextField(blank=True)
+    written = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "kind"], name="runscoring_unique_run_kind")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.kind} scoring: {self.status}"

@@ -6,19 +6,23 @@ second call costs a query and writes nothing), and writes with `ignore_conflicts
 racing still write nothing twice. `force=True` deletes the run's rows of that metric first, for a
 recomputation with new code.
 
-Text metrics and checks run on the `cpu` queue; perplexity loads the model and runs on `gpu`.
+Text metrics and checks run on the `cpu` queue; perplexity loads the model and runs on `gpu`. Each
+kind's state (queued, running, done, failed with the error) is kept in one RunScoring row, written
+here only, so the run page, the API and the CLI can say whether a run's scores are complete.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
+from evalhub.audit.services import audit_record
 from evalhub.errors import Conflict
-from evalhub.runs.models import MetricScore, Output, Run, RunStatus
+from evalhub.runs.models import MetricScore, Output, Run, RunScoring, RunStatus, ScoringKind, ScoringStatus
 from evalhub.suites.models import Split
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ PERPLEXITY_METRIC = "perplexity"
 PERPLEXITY_VERSION = "1"
 PERPLEXITY_CONFIG: dict[str, Any] = {"add_bos": True, "max_length": 1024, "stride": 512, "batch_size": 8}
 BATCH = 2000
+ERROR_MAX_CHARS = 2000
 
 
 def _save(rows: list[MetricScore]) -> int:
@@ -115,7 +120,9 @@ def score_text(
                 output_id__in=[row[0] for row in batch], metric__in=list(wanted)
             ).values_list("output_id", "metric", "config_hash")
         )
-        todo = {row[0]: {name for name, h in wanted.items() if (row[0], name, h) not in stored} for row in batch}
+        todo = {
+            row[0]: {name for name, h in wanted.items() if (row[0], name, h) not in stored} for row in batch
+        }
         with_reference = [row for row in batch if row[5] and todo[row[0]] - {CHECKS_METRIC}]
         scored = score_many(
             [Item(row[4], row[5], row[6]) for row in with_reference], list(metrics), workers=workers
@@ -261,16 +268,93 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
     return written
 
 
+# ---- scoring state ----------------------------------------------------------------------------
+
+
+def _scoring_set(*, run_id: int, kind: str, **values: Any) -> RunScoring:
+    scoring, _ = RunScoring.objects.update_or_create(run_id=run_id, kind=kind, defaults=values)
+    return scoring
+
+
+def _error_text(exc: BaseException) -> str:
+    """The exception's class and message, short enough for a page and an API answer."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= ERROR_MAX_CHARS else text[: ERROR_MAX_CHARS - 1] + "…"
+
+
+def _scoring_failed(*, run_id: int, kind: str, exc: BaseException) -> None:
+    """Record the failure; never raise over the original error (the database may be what failed)."""
+    log.error("%s scoring of run %s failed: %s", kind, run_id, _error_text(exc), exc_info=exc)
+    try:
+        _scoring_set(
+            run_id=run_id,
+            kind=kind,
+            status=ScoringStatus.FAILED,
+            error=_error_text(exc),
+            finished_at=timezone.now(),
+        )
+    except Exception:
+        log.exception("could not record the failed %s scoring of run %s", kind, run_id)
+
+
+def _scorer(kind: str) -> Callable[..., int]:
+    # Looked up at call time, so a test can replace one scorer.
+    scorers: dict[str, Callable[..., int]] = {
+        ScoringKind.TEXT: score_text,
+        ScoringKind.PERPLEXITY: score_perplexity,
+    }
+    return scorers[kind]
+
+
+def run_score_kind(
+    *, run_id: int, kind: str, force: bool = False, retry_on: tuple[type[BaseException], ...] = ()
+) -> int:
+    """Score one kind of a completed run in this process, recording running, then done or failed.
+
+    An exception of a type in `retry_on` is re-raised with the state left running: the task that
+    passes it retries. Any other exception is recorded as failed (and logged) and re-raised.
+    """
+    _scoring_set(
+        run_id=run_id,
+        kind=kind,
+        status=ScoringStatus.RUNNING,
+        error="",
+        started_at=timezone.now(),
+        finished_at=None,
+    )
+    try:
+        written = _scorer(kind)(run_id=run_id, force=force)
+    except retry_on:
+        log.warning("%s scoring of run %s hit a transient error; it is retried", kind, run_id, exc_info=True)
+        raise
+    except Exception as exc:
+        _scoring_failed(run_id=run_id, kind=kind, exc=exc)
+        raise
+    _scoring_set(
+        run_id=run_id, kind=kind, status=ScoringStatus.DONE, written=written, finished_at=timezone.now()
+    )
+    return written
+
+
 def run_score(*, run_id: int, force: bool = False) -> dict[str, int]:
-    """Score a completed run in this process (the embedded mode, the demo and the CLI use it)."""
+    """Score a completed run in this process (the embedded mode, the demo and the CLI use it).
+
+    Raises the first scorer's error after recording it; the other kind is still scored first.
+    """
     run = Run.objects.get(pk=run_id)
     if run.status != RunStatus.COMPLETED:
         log.info("run %s is %s; scoring waits for completion", run_id, run.status)
         return {}
-    return {
-        "text": score_text(run_id=run_id, force=force),
-        "perplexity": score_perplexity(run_id=run_id, force=force),
-    }
+    written: dict[str, int] = {}
+    error: Exception | None = None
+    for kind in ScoringKind.values:
+        try:
+            written[kind] = run_score_kind(run_id=run_id, kind=kind, force=force)
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return written
 
 
 def run_score_enqueue(*, run_id: int) -> None:
@@ -288,9 +372,38 @@ def run_score_enqueue(*, run_id: int) -> None:
 def score_enqueue(*, run_id: int, force: bool = False) -> None:
     """Send the run's scoring tasks to the workers (in this process when no broker is configured).
 
-    Call it after the commit that made the run completed (the hook runs on commit).
+    Call it after the commit that made the run completed (the hook runs on commit). Each kind is
+    marked queued before its task is sent. A task that cannot be sent (the broker is down), or that
+    fails when it runs here, leaves its kind failed with the error, and the other kind is still sent:
+    nothing is raised, the state says what happened.
     """
     from evalhub.runs.scoring_tasks import score_perplexity_task, score_text_task
 
-    score_text_task.delay(run_id=run_id, force=force)
-    score_perplexity_task.delay(run_id=run_id, force=force)
+    tasks = {ScoringKind.TEXT: score_text_task, ScoringKind.PERPLEXITY: score_perplexity_task}
+    for kind, task in tasks.items():
+        _scoring_set(
+            run_id=run_id,
+            kind=kind,
+            status=ScoringStatus.QUEUED,
+            error="",
+            written=0,
+            started_at=None,
+            finished_at=None,
+        )
+        try:
+            task.delay(run_id=run_id, force=force)
+        except Exception as exc:
+            # In process the task has recorded its failure already; a send that failed has not.
+            if RunScoring.objects.filter(run_id=run_id, kind=kind, status=ScoringStatus.QUEUED).exists():
+                _scoring_failed(run_id=run_id, kind=kind, exc=exc)
+
+
+def run_rescore(*, run: Run, force: bool = False, actor: Any = None) -> None:
+    """Score a completed run again on request (API, web button): the missing scores, or all with force.
+
+    Raises Conflict for a run that has not completed. With no broker the scoring runs before this
+    returns; the returned states say how it went (a failure is a state, not an exception).
+    """
+    check_run_scorable(run=run)
+    audit_record(actor=actor, action="run.score", obj=run, after={"force": force})
+    score_enqueue(run_id=run.pk, force=force)

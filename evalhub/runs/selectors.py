@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from evalhub.accounts.models import Project
 from evalhub.catalog.models import Adapter
-from evalhub.runs.models import ChunkStatus, Output, Run, RunAdapter, RunStatus
+from evalhub.runs.models import ChunkStatus, Output, Run, RunAdapter, RunScoring, RunStatus, ScoringKind
 from evalhub.suites.models import Case
 
 ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
@@ -29,6 +29,34 @@ def run_adapters(*, run: Run) -> list[RunAdapter]:
     """Baseline first, then candidates in the order they were added."""
     rows = list(run.run_adapters.select_related("adapter").order_by("pk"))
     return sorted(rows, key=lambda ra: ra.role != "baseline")
+
+
+NOT_SCORED = "not_scored"
+
+
+def run_scoring(*, run: Run) -> list[dict[str, Any]]:
+    """One entry per kind of automatic scoring (text, perplexity), in that order, with its state.
+
+    A kind that was never sent (scoring on completion is off, or the run has not completed) has the
+    status "not_scored". The run's scores are complete when every kind is "done".
+    """
+    rows = {row.kind: row for row in RunScoring.objects.filter(run=run)}
+    states = []
+    for kind, label in ScoringKind.choices:
+        row = rows.get(kind)
+        states.append(
+            {
+                "kind": kind,
+                "label": label,
+                "status": row.status if row else NOT_SCORED,
+                "written": row.written if row else 0,
+                "error": row.error if row else "",
+                "started_at": row.started_at if row else None,
+                "finished_at": row.finished_at if row else None,
+                "updated_at": row.updated_at if row else None,
+            }
+        )
+    return states
 
 
 def run_progress(*, run: Run) -> dict[str, Any]:
@@ -95,7 +123,9 @@ def output_rows(*, run: Run, cases: list[Case], columns: list[tuple[int, int]]) 
         for o in Output.objects.filter(run=run, case__in=cases).select_related("adapter")
     }
     return [
-        CaseRow(case=case, outputs=[found.get((case.pk, adapter_id, sample)) for adapter_id, sample in columns])
+        CaseRow(
+            case=case, outputs=[found.get((case.pk, adapter_id, sample)) for adapter_id, sample in columns]
+        )
         for case in cases
     ]
 

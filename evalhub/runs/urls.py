@@ -12,4 +12,5 @@ urlpatterns = [
     path("<slug:project_slug>/runs/<int:run_id>/outputs/", views.run_outputs, name="outputs"),
     path("<slug:project_slug>/runs/<int:run_id>/cancel/", views.run_cancel, name="cancel"),
     path("<slug:project_slug>/runs/<int:run_id>/resume/", views.run_resume, name="resume"),
+    path("<slug:project_slug>/runs/<int:run_id>/score/", views.run_score, name="score"),
 ]

@@ -1,4 +1,4 @@
-"""Web pages of runs: the list, the start form, a run's progress page, and the outputs browser."""
+"""Web pages of runs: the list, the start form, a run's progress and scoring page, and the outputs browser."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from evalhub.accounts.models import Project
 from evalhub.cli import format_domain_error
 from evalhub.errors import DomainError
 from evalhub.permissions import READ_ROLES, WRITE_ROLES, projects_for
-from evalhub.runs import selectors, services
+from evalhub.runs import scoring, selectors, services
 from evalhub.runs.forms import RunStartForm
 from evalhub.runs.models import Run, RunStatus
 from evalhub.suites.models import Split
@@ -28,14 +28,18 @@ def _project(request: HttpRequest, slug: str, *, write: bool = False) -> Project
 
 def _run(project: Project, run_id: int) -> Run:
     return get_object_or_404(
-        Run.objects.select_related("suite_version__suite", "base_model", "project"), project=project, pk=run_id
+        Run.objects.select_related("suite_version__suite", "base_model", "project"),
+        project=project,
+        pk=run_id,
     )
 
 
 @login_required
 def run_list(request: HttpRequest, project_slug: str) -> HttpResponse:
     project = _project(request, project_slug)
-    return render(request, "runs/list.html", {"project": project, "runs": selectors.run_list(project=project)})
+    return render(
+        request, "runs/list.html", {"project": project, "runs": selectors.run_list(project=project)}
+    )
 
 
 @login_required
@@ -80,8 +84,11 @@ def run_detail(request: HttpRequest, project_slug: str, run_id: int) -> HttpResp
             "run": run,
             "progress": selectors.run_progress(run=run),
             "run_adapters": selectors.run_adapters(run=run),
+            "scoring": selectors.run_scoring(run=run),
+            "can_score": can_write and run.status == RunStatus.COMPLETED,
             "can_cancel": can_write and run.status in (RunStatus.PENDING, RunStatus.RUNNING),
-            "can_resume": can_write and run.status in (RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.RUNNING),
+            "can_resume": can_write
+            and run.status in (RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.RUNNING),
         },
     )
 
@@ -135,6 +142,20 @@ def run_resume(request: HttpRequest, project_slug: str, run_id: int) -> HttpResp
     try:
         services.run_resume(run=_run(project, run_id), actor=request.user)
         messages.info(request, f"Run {run_id} resumed.")
+    except DomainError as exc:
+        messages.error(request, str(exc))
+    return redirect("runs:detail", project.slug, run_id)
+
+
+@login_required
+@require_POST
+def run_score(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    project = _project(request, project_slug, write=True)
+    try:
+        scoring.run_rescore(
+            run=_run(project, run_id), force=bool(request.POST.get("force")), actor=request.user
+        )
+        messages.info(request, f"Run {run_id}: scoring sent again.")
     except DomainError as exc:
         messages.error(request, str(exc))
     return redirect("runs:detail", project.slug, run_id)
