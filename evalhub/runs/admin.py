@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from evalhub.runs.models import Output, Run, RunAdapter, RunChunk
+from evalhub.runs.models import Output, Run, RunAdapter, RunChunk, RunScoring
 
 
 class RunAdapterInline(admin.TabularInline[RunAdapter, Run]):
@@ -16,8 +16,18 @@ class RunAdmin(admin.ModelAdmin[Run]):
     list_display = ["id", "name", "project", "status", "done", "total", "reused", "backend", "created_at"]
     list_filter = ["project", "status", "backend"]
     search_fields = ["name"]
-    readonly_fields = ["config_hash", "generation_config", "total", "done", "reused", "output_tokens",
-                       "generation_seconds", "started_at", "finished_at", "error"]
+    readonly_fields = [
+        "config_hash",
+        "generation_config",
+        "total",
+        "done",
+        "reused",
+        "output_tokens",
+        "generation_seconds",
+        "started_at",
+        "finished_at",
+        "error",
+    ]
     inlines = [RunAdapterInline]
 
 
@@ -32,3 +42,10 @@ class OutputAdmin(admin.ModelAdmin[Output]):
     list_display = ["id", "run", "adapter", "case", "sample", "finish_reason", "output_tokens", "truncated"]
     list_filter = ["finish_reason", "truncated", "backend"]
     raw_id_fields = ["run", "adapter", "case", "reused_from"]
+
+
+@admin.register(RunScoring)
+class RunScoringAdmin(admin.ModelAdmin[RunScoring]):
+    list_display = ["run", "kind", "status", "written", "started_at", "finished_at", "updated_at"]
+    list_filter = ["kind", "status"]
+    raw_id_fields = ["run"]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from evalhub.runs.models import MetricScore, Output, Run, RunStatus
+from evalhub.runs.models import MetricScore, Output, Run, RunScoring, RunStatus
 from evalhub.runs.scoring import CHECKS_METRIC, PERPLEXITY_CONFIG, PERPLEXITY_METRIC, TEXT_METRICS
 from evalhub.suites.models import Split
 from tests.conftest import FIXTURE_MODELS
@@ -40,6 +40,10 @@ TASKS = {
 }
 SUCCEEDED = re.compile(r"Task (evalhub\.runs\.tasks\.\w+)\[[0-9a-f-]+\] succeeded in [\d.]+s: (\S+)")
 FAILED = re.compile(r"Task evalhub\.runs\.tasks\.\w+\[[0-9a-f-]+\] (raised|retry)")
+
+
+def scoring_states(run: Run) -> dict[str, tuple[str, int]]:
+    return {row.kind: (row.status, row.written) for row in RunScoring.objects.filter(run=run)}
 
 
 def queue_of(task: str) -> str:
@@ -65,10 +69,29 @@ class Cluster:
 
     def start(self, queue: str) -> None:
         self.procs[queue] = subprocess.Popen(
-            [str(Path(sys.executable).parent / "celery"), "-A", "evalhub", "worker", "-Q", queue,
-             "--concurrency", "1", "--pool", "prefork", "-n", f"{queue}@%h", "--loglevel", "INFO",
-             "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env=self.env, stdout=self.log(queue).open("wb"), stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "evalhub",
+                "worker",
+                "-Q",
+                queue,
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "-n",
+                f"{queue}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log(queue).open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -133,8 +156,13 @@ def suite(project: Any) -> Any:
         project,
         [r for r in summaries if r["split"] == "eval"][:3]
         + [r for r in summaries if r["split"] == "heldout"][:2]
-        + [first("refusal", "must_refuse"), first("refusal", "must_not_refuse"),
-           first("injection", "no_injection"), first("pii", "no_pii"), first("format", "valid_json")],
+        + [
+            first("refusal", "must_refuse"),
+            first("refusal", "must_not_refuse"),
+            first("injection", "no_injection"),
+            first("pii", "no_pii"),
+            first("format", "valid_json"),
+        ],
     )
 
 
@@ -143,8 +171,12 @@ def suite(project: Any) -> Any:
 @pytest.mark.timeout(600)
 @pytest.mark.django_db(transaction=True)
 def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_values_once(
-    require_postgres: None, project: Any, fixture_adapters: dict[str, Any], suite: Any,
-    worker_env: dict[str, str], tmp_path: Path,
+    require_postgres: None,
+    project: Any,
+    fixture_adapters: dict[str, Any],
+    suite: Any,
+    worker_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     queues = {name: queue_of(task) for name, task in TASKS.items()}
     flush_broker()
@@ -153,19 +185,39 @@ def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_v
         for queue in sorted(set(queues.values())):
             cluster.start(queue)
         # Started and followed as a user would: the CLI enqueues the run and returns.
-        manage(worker_env, "run_eval", "--project", project.slug, "--suite", "scoring",
-                     "--base-model", "base", "--adapter", "summariser@2", "--baseline", "summariser@1",
-                     "--max-new-tokens", "48", "--no-wait")
-        wait_for(lambda: Run.objects.filter(status__in=[RunStatus.COMPLETED, RunStatus.FAILED]).exists(),
-                 300, "the run to finish", tmp_path)
+        manage(
+            worker_env,
+            "run_eval",
+            "--project",
+            project.slug,
+            "--suite",
+            "scoring",
+            "--base-model",
+            "base",
+            "--adapter",
+            "summariser@2",
+            "--baseline",
+            "summariser@1",
+            "--max-new-tokens",
+            "48",
+            "--no-wait",
+        )
+        wait_for(
+            lambda: Run.objects.filter(status__in=[RunStatus.COMPLETED, RunStatus.FAILED]).exists(),
+            300,
+            "the run to finish",
+            tmp_path,
+        )
         run = Run.objects.get()
         assert run.status == RunStatus.COMPLETED, run.error
         assert run.done == Output.objects.filter(run=run).count() == 2 * 10
 
         # Nothing but the completion hook enqueued scoring; each task ran on its queue's worker.
         def scored() -> bool:
-            return bool(cluster.succeeded(queues["text"], TASKS["text"])
-                        and cluster.succeeded(queues["perplexity"], TASKS["perplexity"]))
+            return bool(
+                cluster.succeeded(queues["text"], TASKS["text"])
+                and cluster.succeeded(queues["perplexity"], TASKS["perplexity"])
+            )
 
         wait_for(scored, 300, "both scoring tasks", tmp_path)
         text_written = cluster.succeeded(queues["text"], TASKS["text"])
@@ -173,6 +225,10 @@ def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_v
         stored = MetricScore.objects.filter(run=run)
         assert [int(text_written[0])] == [stored.exclude(metric=PERPLEXITY_METRIC).count()]
         assert [int(perplexity_written[0])] == [stored.filter(metric=PERPLEXITY_METRIC).count()]
+        assert scoring_states(run) == {
+            "text": ("done", int(text_written[0])),
+            "perplexity": ("done", int(perplexity_written[0])),
+        }
 
         check_every_output_has_every_metric_with_the_library_value(run)
         check_perplexity_has_the_library_value(run, fixture_adapters)
@@ -180,19 +236,32 @@ def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_v
         # Sent again (what a redelivery runs): the workers find every score stored and write nothing.
         before = snapshot(run)
         out = manage(worker_env, "score_run", str(run.pk))
-        assert "scoring queued" in out
-        wait_for(lambda: len(cluster.succeeded(queues["text"], TASKS["text"])) == 2
-                 and len(cluster.succeeded(queues["perplexity"], TASKS["perplexity"])) == 2,
-                 120, "the scoring tasks sent again", tmp_path)
+        assert "scoring queued" in out and "Perplexity: queued" in out
+        wait_for(
+            lambda: (
+                len(cluster.succeeded(queues["text"], TASKS["text"])) == 2
+                and len(cluster.succeeded(queues["perplexity"], TASKS["perplexity"])) == 2
+            ),
+            120,
+            "the scoring tasks sent again",
+            tmp_path,
+        )
         assert cluster.succeeded(queues["text"], TASKS["text"])[1] == "0"
         assert cluster.succeeded(queues["perplexity"], TASKS["perplexity"])[1] == "0"
         assert snapshot(run) == before
+        assert scoring_states(run) == {"text": ("done", 0), "perplexity": ("done", 0)}
 
         # --force: every score deleted and computed again, to the same values, each stored once.
         manage(worker_env, "score_run", str(run.pk), "--force")
-        wait_for(lambda: len(cluster.succeeded(queues["text"], TASKS["text"])) == 3
-                 and len(cluster.succeeded(queues["perplexity"], TASKS["perplexity"])) == 3,
-                 300, "the forced re-score", tmp_path)
+        wait_for(
+            lambda: (
+                len(cluster.succeeded(queues["text"], TASKS["text"])) == 3
+                and len(cluster.succeeded(queues["perplexity"], TASKS["perplexity"])) == 3
+            ),
+            300,
+            "the forced re-score",
+            tmp_path,
+        )
         again = snapshot(run)
         assert len(again) == len(before)
         assert not {row[0] for row in again} & {row[0] for row in before}  # new rows
@@ -208,9 +277,19 @@ def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_v
 
 def snapshot(run: Run) -> list[tuple[Any, ...]]:
     return list(
-        MetricScore.objects.filter(run=run).order_by("pk").values_list(
-            "pk", "adapter_id", "case_id", "output_id", "sample", "metric", "metric_version", "config_hash",
-            "value", "passed",
+        MetricScore.objects.filter(run=run)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "adapter_id",
+            "case_id",
+            "output_id",
+            "sample",
+            "metric",
+            "metric_version",
+            "config_hash",
+            "value",
+            "passed",
         )
     )
 
@@ -229,7 +308,11 @@ def check_every_output_has_every_metric_with_the_library_value(run: Run) -> None
         expected_metrics = {*TEXT_METRICS, *([CHECKS_METRIC] if output.case.expected else [])}
         assert set(rows) == expected_metrics, output.case.key
         for row in rows.values():
-            assert (row.adapter_id, row.case_id, row.sample) == (output.adapter_id, output.case_id, output.sample)
+            assert (row.adapter_id, row.case_id, row.sample) == (
+                output.adapter_id,
+                output.case_id,
+                output.sample,
+            )
         for name in TEXT_METRICS:
             assert rows[name].config_hash == get_metric(name).config_hash()
         prediction, reference, document = output.text, output.case.reference, output.case.input
@@ -269,7 +352,9 @@ def check_perplexity_has_the_library_value(run: Run, fixture_adapters: dict[str,
         base = AutoModelForCausalLM.from_pretrained(FIXTURE_MODELS / "base", dtype=torch.float32)
         model = PeftModel.from_pretrained(base, FIXTURE_MODELS / name).eval()
         options = {key: PERPLEXITY_CONFIG[key] for key in ("batch_size", "max_length", "stride", "add_bos")}
-        result = score_perplexity(model, tokenizer, [case.reference for case in cases], device="cpu", **options)
+        result = score_perplexity(
+            model, tokenizer, [case.reference for case in cases], device="cpu", **options
+        )
         stored = {
             row.case_id: row
             for row in MetricScore.objects.filter(run=run, adapter=adapter, metric=PERPLEXITY_METRIC)
