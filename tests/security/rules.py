@@ -343,6 +343,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/runs/{id}/progress/"): Rule(staff_object()),
     ("POST", "/api/v1/runs/{id}/cancel/"): Rule(staff_object(PASS)),
     ("POST", "/api/v1/runs/{id}/resume/"): Rule(staff_object(PASS)),
+    ("POST", "/api/v1/runs/{id}/score/"): Rule(staff_object(PASS)),
     # reports, gate policies and verdicts
     ("GET", "/api/v1/runs/{run_id}/report"): Rule(staff_object(PASS)),
     ("GET", "/api/v1/gate-policies"): Rule(STAFF_LIST, seed=("gate_policy",)),
