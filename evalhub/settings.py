@@ -226,6 +226,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AdapterStatusEnum": "evalhub.catalog.models.AdapterStatus",
         "RunStatusEnum": "evalhub.runs.models.RunStatus",
+        "ScoringKindEnum": "evalhub.runs.models.ScoringKind",
         "StudyStatusEnum": "annotation.models.StudyStatus",
     },
     # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: the docs page works offline

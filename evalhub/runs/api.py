@@ -47,7 +47,7 @@ class ProgressSerializer(serializers.Serializer[Any]):
 
 
 class ScoringSerializer(serializers.Serializer[Any]):
-    kind = serializers.ChoiceField(choices=ScoringKind.values)
+    kind = serializers.ChoiceField(choices=ScoringKind.choices)
     label = serializers.CharField()
     status = serializers.ChoiceField(
         choices=[*ScoringStatus.values, selectors.NOT_SCORED],
