@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,14 +213,14 @@ def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_v
         assert run.status == RunStatus.COMPLETED, run.error
         assert run.done == Output.objects.filter(run=run).count() == 2 * 10
 
-        # Nothing but the completion hook enqueued scoring; each task ran on its queue's worker.
-        def scored() -> bool:
-            return bool(
-                cluster.succeeded(queues["text"], TASKS["text"])
-                and cluster.succeeded(queues["perplexity"], TASKS["perplexity"])
+        def scored(times: int) -> Callable[[], bool]:
+            """Both scoring tasks have succeeded exactly `times` times, each on its queue's worker."""
+            return lambda: all(
+                len(cluster.succeeded(queues[kind], TASKS[kind])) == times for kind in ("text", "perplexity")
             )
 
-        wait_for(scored, 300, "both scoring tasks", tmp_path)
+        # Nothing but the completion hook enqueued scoring; each task ran on its queue's worker.
+        wait_for(scored(1), 300, "both scoring tasks", tmp_path)
         text_written = cluster.succeeded(queues["text"], TASKS["text"])
         perplexity_written = cluster.succeeded(queues["perplexity"], TASKS["perplexity"])
         stored = MetricScore.objects.filter(run=run)
@@ -237,15 +238,7 @@ def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_v
         before = snapshot(run)
         out = manage(worker_env, "score_run", str(run.pk))
         assert "scoring queued" in out and "Perplexity: queued" in out
-        wait_for(
-            lambda: (
-                len(cluster.succeeded(queues["text"], TASKS["text"])) == 2
-                and len(cluster.succeeded(queues["perplexity"], TASKS["perplexity"])) == 2
-            ),
-            120,
-            "the scoring tasks sent again",
-            tmp_path,
-        )
+        wait_for(scored(2), 120, "the scoring tasks sent again", tmp_path)
         assert cluster.succeeded(queues["text"], TASKS["text"])[1] == "0"
         assert cluster.succeeded(queues["perplexity"], TASKS["perplexity"])[1] == "0"
         assert snapshot(run) == before
@@ -253,15 +246,7 @@ def test_a_run_completed_on_a_worker_is_scored_by_the_workers_with_the_library_v
 
         # --force: every score deleted and computed again, to the same values, each stored once.
         manage(worker_env, "score_run", str(run.pk), "--force")
-        wait_for(
-            lambda: (
-                len(cluster.succeeded(queues["text"], TASKS["text"])) == 3
-                and len(cluster.succeeded(queues["perplexity"], TASKS["perplexity"])) == 3
-            ),
-            300,
-            "the forced re-score",
-            tmp_path,
-        )
+        wait_for(scored(3), 300, "the forced re-score", tmp_path)
         again = snapshot(run)
         assert len(again) == len(before)
         assert not {row[0] for row in again} & {row[0] for row in before}  # new rows
