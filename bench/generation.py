@@ -7,7 +7,7 @@ HBM roofline and the ratio to the naive path measured in the same run.
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py [--quick] [--naive-new 32] [--out DIR]
 
-Runs without Django or Celery: the GPU box has neither (see the import shim below).
+Runs without Django or Celery: the GPU box has neither, and `evalhub.generation` needs neither.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import math
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-try:
-    import evalhub.generation  # noqa: F401
-except ImportError:
-    # evalhub/__init__.py imports the Celery app; the GPU box has no Celery. Load the
-    # Django-free subpackage on its own.
-    for name in [m for m in sys.modules if m == "evalhub" or m.startswith("evalhub.")]:
-        del sys.modules[name]
-    shim = types.ModuleType("evalhub")
-    shim.__path__ = [str(REPO / "evalhub")]  # type: ignore[attr-defined]
-    sys.modules["evalhub"] = shim
-
 from evalhub.generation import (  # noqa: E402
     GenerationConfig,
     GenerationRequest,

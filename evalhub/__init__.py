@@ -1,8 +1,6 @@
-"""evalhub: decide whether a fine-tuned LLM adapter is ready to ship."""
+"""evalhub: decide whether a fine-tuned LLM adapter is ready to ship.
 
-try:
-    from evalhub.celery import app as celery_app
-except ImportError:  # pragma: no cover - a GPU box or the vLLM venv may run evalhub.generation without Celery
-    celery_app = None  # type: ignore[assignment]
-
-__all__ = ["celery_app"]
+This package imports nothing on purpose: `evalhub.generation` must load on a GPU box or in the
+vLLM venv, where neither Django nor Celery is installed. Django processes get the Celery app
+from `evalhub.apps.EvalhubConfig.ready`; workers find it as `celery -A evalhub` (`evalhub.celery`).
+"""

@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _import_engine() -> None:
-    """Make ``evalhub.generation`` importable where Django/Celery are not installed.
-
-    ``evalhub/__init__.py`` imports the Celery app; the vLLM venv has no Celery. The
-    generation package needs neither, so load it under a bare ``evalhub`` package.
-    """
+    """Run from a checkout: the vLLM venv has no editable install of evalhub (nor Django or Celery,
+    which ``evalhub.generation`` does not need)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    try:
-        import evalhub.generation  # noqa: F401
-    except ImportError:
-        for name in [m for m in sys.modules if m == "evalhub" or m.startswith("evalhub.")]:
-            del sys.modules[name]
-        shim = types.ModuleType("evalhub")
-        shim.__path__ = [str(REPO / "evalhub")]
-        sys.modules["evalhub"] = shim
 
 
 def _strip_eos(ids: tuple[int, ...], eos: int | None) -> tuple[int, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -94,13 +95,36 @@ def test_unknown_backend_is_a_clear_error() -> None:
         get_backend("tgi")
 
 
-def test_importing_the_package_loads_neither_torch_nor_vllm_nor_django() -> None:
+REPO = Path(__file__).resolve().parents[2]
+# A finder that refuses Django and Celery, as on the GPU box or in the vLLM venv where neither is installed.
+BLOCK_DJANGO_AND_CELERY = (
+    "import sys\n"
+    "class Blocked:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('django', 'celery', 'rest_framework'):\n"
+    "            raise ImportError(name + ' is not installed here')\n"
+    "sys.meta_path.insert(0, Blocked())\n"
+)
+
+
+def _python(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.strip()
+
+
+def test_importing_the_package_loads_neither_torch_nor_vllm_nor_django_nor_celery() -> None:
     code = (
-        "import sys, types; pkg = types.ModuleType('evalhub'); pkg.__path__ = ['evalhub']; sys.modules['evalhub'] = pkg;"
-        "import evalhub.generation;"
+        "import sys; import evalhub.generation;"
         "print(sorted(m for m in ('torch', 'vllm', 'django', 'celery') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "[]"
+    assert _python(code) == "[]"
+
+
+def test_the_engine_imports_where_django_and_celery_are_not_installed() -> None:
+    code = BLOCK_DJANGO_AND_CELERY + (
+        "import evalhub.generation, evalhub.generation.hf_backend, evalhub.generation.sanity\n"
+        "import evalhub.generation.vllm_backend, evalhub.generation.vllm_check\n"
+        "print(evalhub.generation.get_backend('hf').name)\n"
+    )
+    assert _python(code) == "hf"
