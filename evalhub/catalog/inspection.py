@@ -6,7 +6,6 @@ as registering the fixture model. Each problem raises `FolderProblem` naming the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -14,6 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from evalhub.errors import ValidationFailed
+from evalhub.generation.errors import AdapterError
+from evalhub.generation.folders import (
+    ADAPTER_WEIGHTS_PREFIX,
+    check_lora_shapes,
+    check_trained_for_base,
+    linear_shapes_from_tensors,
+    lora_module_shapes,
+    weight_files,
+    weights_fingerprint,
+)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
@@ -107,23 +116,6 @@ def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     return shapes
 
 
-def files_sha256(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _weights(folder: Path, *, prefix: str = "") -> list[Path]:
-    safetensors = sorted(p for p in folder.glob(f"{prefix}*.safetensors") if p.is_file())
-    if safetensors:
-        return safetensors
-    return sorted(p for p in folder.glob(f"{prefix}*.bin") if p.is_file() and "training_args" not in p.name)
-
-
 def _all_shapes(files: list[Path]) -> dict[str, list[int]]:
     shapes: dict[str, list[int]] = {}
     for path in files:
@@ -139,8 +131,7 @@ def inspect_model_folder(folder: str | Path) -> ModelFolderInfo:
     config = _read_json(path / "config.json")
     if "model_type" not in config:
         raise FolderProblem(f"{path / 'config.json'}: no model_type; is this a Hugging Face model folder?")
-    files = _weights(path, prefix="")
-    files = [f for f in files if not f.name.startswith("adapter_")]
+    files = [f for f in weight_files(path) if not f.name.startswith("adapter_")]
     if not files:
         raise FolderProblem(f"{path}: no weight files (*.safetensors or *.bin).")
     shapes = _all_shapes(files)
@@ -159,22 +150,11 @@ def inspect_model_folder(folder: str | Path) -> ModelFolderInfo:
         model_type=str(config.get("model_type", "")),
         dtype=str(config.get("torch_dtype") or config.get("dtype") or ""),
         weight_files=files,
-        weights_hash=files_sha256(files),
+        weights_hash=weights_fingerprint(files),
         parameters=parameters,
         shapes=shapes,
         tokenizer_folder=tokenizer_folder.resolve() if tokenizer_folder else None,
     )
-
-
-def _module_key(adapter_key: str) -> tuple[str, str] | None:
-    """'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' → ('model.layers.0.self_attn.q_proj', 'A')."""
-    for part in ("lora_A", "lora_B"):
-        marker = f".{part}."
-        if marker in adapter_key:
-            module = adapter_key.split(marker)[0]
-            module = module.removeprefix("base_model.model.")
-            return module, part[-1]
-    return None
 
 
 def inspect_adapter_folder(folder: str | Path) -> AdapterFolderInfo:
@@ -195,7 +175,7 @@ def inspect_adapter_folder(folder: str | Path) -> AdapterFolderInfo:
         raise FolderProblem(f"{path / 'adapter_config.json'}: missing or invalid rank 'r'.") from exc
     targets = config.get("target_modules") or []
     target_modules = [targets] if isinstance(targets, str) else [str(t) for t in targets]
-    files = _weights(path, prefix="adapter_model")
+    files = weight_files(path, prefix=ADAPTER_WEIGHTS_PREFIX)
     if not files:
         raise FolderProblem(f"{path}: no adapter weights (adapter_model.safetensors).")
     shapes = _all_shapes(files)
@@ -210,55 +190,36 @@ def inspect_adapter_folder(folder: str | Path) -> AdapterFolderInfo:
         target_modules=target_modules,
         base_model_name_or_path=str(config.get("base_model_name_or_path") or ""),
         weight_files=files,
-        weights_hash=files_sha256(files),
+        weights_hash=weights_fingerprint(files),
         shapes=shapes,
         provenance=provenance,
     )
 
 
-def _last_part(value: str) -> str:
-    return value.rstrip("/").split("/")[-1].lower()
-
-
 def check_adapter_fits(*, adapter: AdapterFolderInfo, model: ModelFolderInfo, model_name: str) -> None:
-    """Raise FolderProblem unless the adapter was trained for this base model and its shapes fit."""
-    claimed = adapter.base_model_name_or_path
-    if claimed:
-        known = {
-            _last_part(model_name),
-            _last_part(str(model.folder)),
-            _last_part(str(model.config.get("_name_or_path", ""))),
-        }
-        known.discard("")
-        if _last_part(claimed) not in known:
-            raise FolderProblem(
-                f"{adapter.folder / 'adapter_config.json'}: base_model_name_or_path is {claimed!r}, "
-                f"but the base model is {model_name!r} ({model.folder}). Register the adapter on the model it was trained for."
-            )
-    config_file = adapter.folder / "adapter_config.json"
-    weights_file = adapter.weight_files[0]
-    seen = 0
-    for key, shape in adapter.shapes.items():
-        parsed = _module_key(key)
-        if parsed is None:
-            continue
-        module, side = parsed
-        base_shape = model.shapes.get(f"{module}.weight")
-        if base_shape is None:
-            raise FolderProblem(
-                f"{weights_file}: tensor {key!r} targets {module!r}, which the base model does not have."
-            )
-        if len(base_shape) != 2 or len(shape) != 2:
-            continue
-        out_features, in_features = base_shape
-        if side == "A" and shape[1] != in_features:
-            raise FolderProblem(
-                f"{weights_file}: {key} has input size {shape[1]}, but {module} in the base model takes {in_features}."
-            )
-        if side == "B" and shape[0] != out_features:
-            raise FolderProblem(
-                f"{weights_file}: {key} has output size {shape[0]}, but {module} in the base model gives {out_features}."
-            )
-        seen += 1
-    if seen == 0:
-        raise FolderProblem(f"{weights_file}: holds no LoRA A/B tensors; see {config_file}.")
+    """Raise FolderProblem unless the adapter was trained for this base model and its shapes fit.
+
+    The rules are the engine's (`evalhub.generation.folders`), applied to the safetensors headers, so an
+    adapter the catalog accepts is one the engine loads; here the message names the file at fault.
+    """
+    try:
+        check_trained_for_base(
+            adapter.folder.name,
+            declared=adapter.base_model_name_or_path,
+            base_dir=model.folder,
+            base_names=[model_name, str(model.config.get("_name_or_path", ""))],
+        )
+    except AdapterError as exc:
+        raise FolderProblem(
+            f"{adapter.folder / 'adapter_config.json'}: base_model_name_or_path is "
+            f"{adapter.base_model_name_or_path!r}, but the base model is {model_name!r} ({model.folder}). "
+            "Register the adapter on the model it was trained for."
+        ) from exc
+    try:
+        check_lora_shapes(
+            adapter.folder.name,
+            lora_shapes=lora_module_shapes(adapter.shapes),
+            module_shapes=linear_shapes_from_tensors(model.shapes),
+        )
+    except AdapterError as exc:
+        raise FolderProblem(f"{adapter.weight_files[0]}: {exc.reason}.") from exc

@@ -106,9 +106,35 @@ def test_adapter_with_mismatched_shapes_is_refused(project, tiny):
     base = base_model_register(project=project, name="tiny-base", folder=str(tiny["base"]))
     with pytest.raises(
         ValidationFailed,
-        match=r"input size 192, but model.layers.0.self_attn.q_proj in the base model takes 128",
+        match=r"adapter_model.safetensors: module model.layers.0.self_attn.\w+_proj: LoRA maps 192->\d+ but the base layer is 128->",
     ):
         adapter_register(project=project, base_model=base, folder=str(tiny["wide_adapter"]))
+    assert not Adapter.objects.exists()
+
+
+def test_the_catalog_and_the_engine_fingerprint_an_adapter_alike(project, tiny):
+    from evalhub.generation.adapters import read_adapter
+
+    base = base_model_register(project=project, name="tiny-base", folder=str(tiny["base"]))
+    adapter = adapter_register(project=project, base_model=base, folder=str(tiny["adapter"]))
+    # The run page shows both next to each other: the registered hash and the one the sanity check read.
+    assert adapter.weights_hash == read_adapter("a", tiny["adapter"]).weights_sha256
+
+
+def test_an_adapter_with_a_lone_lora_half_is_refused_as_the_engine_refuses_it(project, tiny, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = base_model_register(project=project, name="tiny-base", folder=str(tiny["base"]))
+    folder = tmp_path / "half"
+    shutil.copytree(tiny["adapter"], folder)
+    weights = folder / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    dropped = next(k for k in tensors if "q_proj.lora_B" in k)
+    save_file({k: v for k, v in tensors.items() if k != dropped}, str(weights))
+    with pytest.raises(ValidationFailed, match=r"adapter_model.safetensors: module .*q_proj has only lora_A weights"):
+        adapter_register(project=project, base_model=base, folder=str(folder))
     assert not Adapter.objects.exists()
 
 

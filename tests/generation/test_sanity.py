@@ -35,7 +35,8 @@ def test_good_adapters_pass_and_report_their_weights_hash(
     assert list(reports) == ["a", "b", "c"]
     for name, report in reports.items():
         file = tiny_adapters[name] / "adapter_model.safetensors"
-        assert report.weights_sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+        # The catalog's weights_hash: the file's name, then its bytes.
+        assert report.weights_sha256 == hashlib.sha256(file.name.encode() + file.read_bytes()).hexdigest()
         assert report.max_logit_delta > 1e-2
     assert (reports["a"].modules, reports["b"].modules, reports["c"].modules) == (14, 4, 6)
     assert reports["b"].max_rank == 8
