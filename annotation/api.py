@@ -20,6 +20,7 @@ from annotation.blinding import task_blind_by_id
 from annotation.models import RaterPool, Study
 from annotation.queue import task_assign_next
 from evalhub.catalog.models import Adapter
+from evalhub.catalog.selectors import adapter_by_label
 from evalhub.errors import NotFound, ValidationFailed
 from evalhub.permissions import WRITE_ROLES, projects_for
 from evalhub.runs.models import Run
@@ -254,8 +255,7 @@ def _study_summary(study: Study) -> dict[str, Any]:
 
 
 def _adapter(run: Run, label: str, field: str) -> Adapter:
-    name, _, version = label.partition("@")
-    adapter = Adapter.objects.filter(project=run.project, name=name, version=version or "1").first()
+    adapter = adapter_by_label(project=run.project, label=label)
     if adapter is None:
         raise ValidationFailed(f"No adapter {label!r} in the project.", fields={field: ["Unknown adapter."]})
     return adapter

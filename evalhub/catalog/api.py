@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from evalhub.accounts.models import Project
 from evalhub.catalog import services
 from evalhub.catalog.models import Adapter, AdapterStatus, BaseModel
+from evalhub.catalog.selectors import adapter_by_label
 from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
 
 
@@ -150,10 +151,7 @@ class AdapterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise serializers.ValidationError({"base_model": ["No base model of that name in the project."]})
         parent = None
         if values.get("parent"):
-            parent_name, _, parent_version = values.pop("parent").partition("@")
-            parent = Adapter.objects.filter(
-                project=project, name=parent_name, version=parent_version or "1"
-            ).first()
+            parent = adapter_by_label(project=project, label=values.pop("parent"))
             if parent is None:
                 raise serializers.ValidationError(
                     {"parent": ["No adapter with that name@version in the project."]}

@@ -7,6 +7,20 @@ from django.db.models import QuerySet
 from evalhub.accounts.models import Project
 from evalhub.catalog.models import Adapter, AdapterStatus, BaseModel
 
+DEFAULT_VERSION = "1"
+
+
+def parse_adapter_label(label: str) -> tuple[str, str]:
+    """'name@version' -> (name, version); a bare name means version "1" (what registration defaults to)."""
+    name, _, version = label.strip().partition("@")
+    return name, version or DEFAULT_VERSION
+
+
+def adapter_by_label(*, project: Project, label: str) -> Adapter | None:
+    """The project's adapter named by ``name@version`` (see `parse_adapter_label`), or None."""
+    name, version = parse_adapter_label(label)
+    return Adapter.objects.filter(project=project, name=name, version=version).first()
+
 
 def adapter_list(*, project: Project) -> QuerySet[Adapter]:
     return (

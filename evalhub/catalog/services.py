@@ -10,6 +10,7 @@ from evalhub.accounts.models import Project
 from evalhub.audit.services import audit_record
 from evalhub.catalog.inspection import check_adapter_fits, inspect_adapter_folder, inspect_model_folder
 from evalhub.catalog.models import Adapter, AdapterStatus, BaseModel
+from evalhub.catalog.selectors import adapter_by_label
 from evalhub.errors import Conflict, ValidationFailed
 
 
@@ -95,10 +96,7 @@ def adapter_register(
     name = (name or prov.get("name") or info.folder.name).strip()
     version = str(version or prov.get("version") or "1").strip()
     if parent is None and prov.get("parent"):
-        parent_name, _, parent_version = str(prov["parent"]).partition("@")
-        parent = Adapter.objects.filter(
-            project=project, name=parent_name, version=parent_version or "1"
-        ).first()
+        parent = adapter_by_label(project=project, label=str(prov["parent"]))
         if parent is None:
             raise ValidationFailed(
                 f"{info.folder / 'evalhub.json'}: parent {prov['parent']!r} is not registered; register it first.",

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 
 from evalhub.accounts.models import Project
 from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.catalog.selectors import adapter_by_label
 from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
 from evalhub.runs import scoring, selectors, services
 from evalhub.runs.models import Output, Run, RunAdapter, ScoringKind, ScoringStatus
@@ -180,8 +181,7 @@ class OutputSerializer(serializers.ModelSerializer[Output]):
 
 
 def _adapter(project: Project, label: str, field: str) -> Adapter:
-    name, _, version = label.partition("@")
-    adapter = Adapter.objects.filter(project=project, name=name, version=version or "1").first()
+    adapter = adapter_by_label(project=project, label=label)
     if adapter is None:
         raise serializers.ValidationError(
             {field: [f"No adapter {label!r} in the project (use name@version)."]}
@@ -202,7 +202,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         slug = self.request.query_params.get("project")
         if slug:
             runs = runs.filter(project__slug=slug)
-        return runs.order_by("-created_at")
+        runs = runs.order_by("-created_at")
+        # A list loads each run's adapters, progress counts and scoring states with the runs (no N+1); one
+        # run read for an action (cancel, resume) must not carry counts from before the action.
+        return selectors.runs_with_details(runs) if self.action == "list" else runs
 
     @extend_schema(
         request=RunCreateSerializer,

@@ -5,12 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from evalhub.accounts.models import Project
 from evalhub.catalog.models import Adapter
-from evalhub.runs.models import ChunkStatus, Output, Run, RunAdapter, RunScoring, RunStatus, ScoringKind
+from evalhub.runs.models import (
+    ChunkStatus,
+    Output,
+    Run,
+    RunAdapter,
+    RunChunk,
+    RunScoring,
+    RunStatus,
+    ScoringKind,
+)
 from evalhub.suites.models import Case
 
 ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
@@ -25,9 +35,35 @@ def run_list(*, project: Project) -> QuerySet[Run]:
     )
 
 
+def _count(model: type[Model], **filters: Any) -> Coalesce:
+    rows = model._default_manager.filter(run=OuterRef("pk"), **filters).order_by().values("run")
+    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0)
+
+
+def runs_with_details(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """The runs with what `run_adapters`, `run_progress` and `run_scoring` read, loaded with them: a list of
+    runs costs a fixed number of queries however long it is."""
+    return runs.annotate(
+        chunks_total=_count(RunChunk),
+        chunks_done=_count(RunChunk, status=ChunkStatus.DONE),
+        outputs_rejected=_count(Output, finish_reason="rejected"),
+        outputs_truncated=_count(Output, truncated=True),
+    ).prefetch_related(
+        Prefetch("run_adapters", queryset=RunAdapter.objects.select_related("adapter").order_by("pk")),
+        "scorings",
+    )
+
+
+def _prefetched(run: Run, name: str) -> bool:
+    return name in getattr(run, "_prefetched_objects_cache", {})
+
+
 def run_adapters(*, run: Run) -> list[RunAdapter]:
     """Baseline first, then candidates in the order they were added."""
-    rows = list(run.run_adapters.select_related("adapter").order_by("pk"))
+    if _prefetched(run, "run_adapters"):
+        rows = list(run.run_adapters.all())
+    else:
+        rows = list(run.run_adapters.select_related("adapter").order_by("pk"))
     return sorted(rows, key=lambda ra: ra.role != "baseline")
 
 
@@ -40,7 +76,8 @@ def run_scoring(*, run: Run) -> list[dict[str, Any]]:
     A kind that was never sent (scoring on completion is off, or the run has not completed) has the
     status "not_scored". The run's scores are complete when every kind is "done".
     """
-    rows = {row.kind: row for row in RunScoring.objects.filter(run=run)}
+    scorings = run.scorings.all() if _prefetched(run, "scorings") else RunScoring.objects.filter(run=run)
+    rows = {row.kind: row for row in scorings}
     states = []
     for kind, label in ScoringKind.choices:
         row = rows.get(kind)
@@ -59,12 +96,28 @@ def run_scoring(*, run: Run) -> list[dict[str, Any]]:
     return states
 
 
+def _progress_counts(run: Run) -> dict[str, int]:
+    if hasattr(run, "chunks_total"):  # loaded by runs_with_details, with the run itself
+        return {
+            "chunks_total": run.chunks_total,
+            "chunks_done": run.chunks_done,
+            "rejected": run.outputs_rejected,
+            "truncated": run.outputs_truncated,
+        }
+    run.refresh_from_db()  # a run object held for a while (the CLI polls one): its counters, fresh
+    chunks = run.chunks.aggregate(total=Count("pk"), done=Count("pk", filter=Q(status=ChunkStatus.DONE)))
+    return {
+        "chunks_total": chunks["total"],
+        "chunks_done": chunks["done"],
+        "rejected": Output.objects.filter(run=run, finish_reason="rejected").count(),
+        "truncated": Output.objects.filter(run=run, truncated=True).count(),
+    }
+
+
 def run_progress(*, run: Run) -> dict[str, Any]:
     """done/total, tokens per second and time left, from the run's counters (read fresh)."""
-    run.refresh_from_db()
-    chunks = run.chunks.aggregate(total=Count("pk"), done=Count("pk", filter=Q(status=ChunkStatus.DONE)))
-    rejected = Output.objects.filter(run=run, finish_reason="rejected").count()
-    truncated = Output.objects.filter(run=run, truncated=True).count()
+    counts = _progress_counts(run)
+    rejected, truncated = counts["rejected"], counts["truncated"]
     generated = run.done - run.reused
     tokens_per_second = run.output_tokens / run.generation_seconds if run.generation_seconds > 0 else None
     seconds_per_output = run.generation_seconds / generated if generated > 0 else None
@@ -86,8 +139,8 @@ def run_progress(*, run: Run) -> dict[str, Any]:
         "generated": generated,
         "rejected": rejected,
         "truncated": truncated,
-        "chunks_done": chunks["done"],
-        "chunks_total": chunks["total"],
+        "chunks_done": counts["chunks_done"],
+        "chunks_total": counts["chunks_total"],
         "output_tokens": run.output_tokens,
         "generation_seconds": round(run.generation_seconds, 3),
         "tokens_per_second": round(tokens_per_second, 1) if tokens_per_second is not None else None,

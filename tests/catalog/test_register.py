@@ -166,3 +166,14 @@ def test_synthetic_share_out_of_range_is_refused(project, tiny):
     base = base_model_register(project=project, name="tiny-base", folder=str(tiny["base"]))
     with pytest.raises(ValidationFailed, match="synthetic_share"):
         adapter_register(project=project, base_model=base, folder=str(tiny["adapter"]), synthetic_share=1.5)
+
+
+def test_an_adapter_label_is_name_at_version_and_a_bare_name_means_version_1(project, tiny):
+    from evalhub.catalog.selectors import adapter_by_label, parse_adapter_label
+
+    assert parse_adapter_label("tone@2") == ("tone", "2")
+    assert parse_adapter_label(" tone ") == ("tone", "1")
+    base = base_model_register(project=project, name="tiny-base", folder=str(tiny["base"]))
+    adapter = adapter_register(project=project, base_model=base, folder=str(tiny["adapter"]), name="a", version="1")
+    assert adapter_by_label(project=project, label="a") == adapter_by_label(project=project, label="a@1") == adapter
+    assert adapter_by_label(project=project, label="a@2") is None

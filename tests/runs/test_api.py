@@ -99,3 +99,32 @@ def test_raters_and_other_projects_see_no_runs(project, other_project, tiny, sui
     assert client.get(f"/api/v1/runs/{run.pk}/").status_code == 404
     assert session(lead).get(f"/api/v1/runs/{run.pk}/").status_code == 200
     assert Run.objects.get(pk=run.pk).status == RunStatus.PENDING
+
+
+def test_the_run_list_costs_the_same_few_queries_for_any_number_of_runs(
+    project, tiny, suite_version, engineer, django_assert_num_queries
+):
+    from evalhub.runs.models import RunScoring
+
+    client = session(engineer)
+
+    def add_runs(count: int) -> None:
+        for _ in range(count):
+            run = run_create(project=project, suite_version=suite_version, base_model=tiny["base"],
+                             adapters=[tiny["alpha"]], baseline=tiny["beta"])
+            RunScoring.objects.create(run=run, kind="text", status="done")
+
+    def listed() -> dict:
+        return client.get("/api/v1/runs/", {"project": project.slug, "page_size": 100}).json()
+
+    add_runs(2)
+    # session, user, count, runs (with their progress counts), run adapters, scoring states
+    with django_assert_num_queries(6):
+        first = listed()
+    add_runs(10)
+    with django_assert_num_queries(6):
+        second = listed()
+    assert second["count"] == 12 and len(second["results"]) == len(first["results"]) + 10
+    run = second["results"][0]
+    assert [a["adapter"] for a in run["adapters"]] == ["beta@1", "alpha@1"]
+    assert run["progress"]["chunks_total"] == 0 and run["scoring"][0]["status"] == "done"

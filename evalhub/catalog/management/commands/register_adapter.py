@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.catalog.models import BaseModel
+from evalhub.catalog.selectors import adapter_by_label
 from evalhub.catalog.services import adapter_register
 from evalhub.cli import DomainCommand
 
@@ -35,8 +36,7 @@ class Command(DomainCommand):
             raise CommandError(f"No base model named {options['base_model']!r} in {project.slug}.")
         parent = None
         if options.get("parent"):
-            name, _, version = options["parent"].partition("@")
-            parent = Adapter.objects.filter(project=project, name=name, version=version or "1").first()
+            parent = adapter_by_label(project=project, label=options["parent"])
             if parent is None:
                 raise CommandError(f"No adapter {options['parent']!r} in {project.slug}.")
         adapter = adapter_register(

@@ -13,6 +13,7 @@ from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
 from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.catalog.selectors import adapter_by_label
 from evalhub.celery import app as celery_app
 from evalhub.cli import DomainCommand
 from evalhub.runs import progress
@@ -135,8 +136,7 @@ class Command(DomainCommand):
 
     @staticmethod
     def _adapter(project: Any, label: str) -> Adapter:
-        name, _, version = label.partition("@")
-        adapter = Adapter.objects.filter(project=project, name=name, version=version or "1").first()
+        adapter = adapter_by_label(project=project, label=label)
         if adapter is None:
             raise CommandError(f"No adapter {label!r} in {project.slug} (use name@version).")
         return adapter
