@@ -84,22 +84,7 @@ class SuiteVersionSerializer(serializers.ModelSerializer[SuiteVersion]):
 class CaseSerializer(serializers.ModelSerializer[Case]):
     class Meta:
         model = Case
-        fields = [
-            "id",
-            "version",
-            "key",
-            "position",
-            "input",
-            "reference",
-            "tags",
-            "slices",
-            "origin",
-            "generator",
-            "split",
-            "category",
-            "expected",
-            "content_hash",
-        ]
+        fields = [f.name for f in Case._meta.concrete_fields]
         read_only_fields = fields
 
 

@@ -9,20 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from evalhub.suites.models import Case, SuiteVersion
+from evalhub.suites.models import CASE_FILE_FIELDS, Case, SuiteVersion
 
-COLUMNS = [
-    "id",
-    "input",
-    "reference",
-    "tags",
-    "origin",
-    "generator",
-    "split",
-    "slices",
-    "category",
-    "expected",
-]
+# A case file's columns ("id" is the file's name for the key), so an export imports again as it is.
+COLUMNS = ["id" if name == "key" else name for name in CASE_FILE_FIELDS]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 

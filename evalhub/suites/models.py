@@ -106,6 +106,14 @@ class Case(models.Model):
         super().save(*args, **kwargs)
 
 
+# The fields a case file carries (what an upload's columns map to), in the model's order; the other columns
+# (id, version, position, content_hash) are the suite's bookkeeping. Import, export, the API and case edits
+# derive their field lists from this one.
+CASE_FILE_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in Case._meta.concrete_fields if f.name not in ("id", "version", "position", "content_hash")
+)
+
+
 class UploadStatus(models.TextChoices):
     STAGED = "staged", "Staged"
     # A large import runs as a task: pending (queued) -> screening (rows_screened of rows_total)

@@ -567,6 +567,8 @@ OUR_TYPES_IN_PROMPTFOO = {
 }
 INPUT_VARS = ("input", "document", "prompt", "query", "question", "text")
 REFERENCE_VARS = ("reference", "expected", "expected_output", "answer", "target")
+# promptfoo test metadata keys that set a case field (mapped like file columns); other keys become slices.
+PROMPTFOO_METADATA_FIELDS = ("id", "tags", "origin", "generator", "split", "category")
 
 
 def _scalar_text(value: Any) -> str:
@@ -623,11 +625,11 @@ def _promptfoo_case(number: int, test: Any, input_var: str, default_asserts: lis
             values["id"] = _scalar_text(value)
         else:
             slices[str(var)] = _scalar_text(value)
-    for key in ("id", "tags", "origin", "generator", "split", "category"):
+    for key in PROMPTFOO_METADATA_FIELDS:
         if key in metadata:
             values[key] = metadata[key]
     for key, value in metadata.items():
-        if key not in ("id", "tags", "origin", "generator", "split", "category"):
+        if key not in PROMPTFOO_METADATA_FIELDS:
             slices[str(key)] = _scalar_text(value)
     if slices:
         values["slices"] = slices

@@ -13,20 +13,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evalhub.suites.models import CASE_FILE_FIELDS
 from evalhub.suites.parsing import FileProblem, Limits, RawRow
 
-FIELDS = (
-    "key",
-    "input",
-    "reference",
-    "tags",
-    "slices",
-    "origin",
-    "generator",
-    "split",
-    "category",
-    "expected",
-)
+FIELDS = CASE_FILE_FIELDS
 REQUIRED = ("input",)
 FIELD_HELP = {
     "key": "Case id, unique in the suite; used to diff versions (made from the input when absent).",
