@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,30 @@ def check_adapter_fits(
         for lora in adapter.modules.values()
     ):
         raise AdapterIneffective(adapter.name, "every LoRA B (or A) matrix is all zeros: it changes nothing")
+
+
+def read_checked_adapters(
+    adapters: Mapping[str, str | Path],
+    *,
+    base_model_dir: str | Path,
+    base_name_or_path: str,
+    module_shapes: dict[str, tuple[int, int]],
+    check_base_name: bool = True,
+) -> dict[str, LoraAdapter]:
+    """Read every adapter and check it fits the base model: all static checks before any model forward.
+
+    Raises the first AdapterError, naming the adapter.
+    """
+    read = {name: read_adapter(name, path) for name, path in adapters.items()}
+    for adapter in read.values():
+        check_adapter_fits(
+            adapter,
+            base_model_dir=base_model_dir,
+            base_name_or_path=base_name_or_path,
+            module_shapes=module_shapes,
+            check_base_name=check_base_name,
+        )
+    return read
 
 
 def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:

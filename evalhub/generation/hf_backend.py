@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from evalhub.generation.adapters import LoraAdapter, check_adapter_fits, linear_shapes, read_adapter
+from evalhub.generation.adapters import LoraAdapter, read_checked_adapters
 from evalhub.generation.errors import GenerationError
 from evalhub.generation.interface import (
     GenerationConfig,
@@ -25,6 +25,7 @@ from evalhub.generation.interface import (
     OnBatch,
 )
 from evalhub.generation.llama import LlamaEngine, unsupported_reason
+from evalhub.generation.loading import load_base_model, peft_attach, resolve_device, resolve_dtype
 from evalhub.generation.prompts import PendingRow, admit_requests, rejected_result
 from evalhub.generation.sampling import choose_tokens
 
@@ -150,27 +151,6 @@ class HFStepper:
         pass
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-        "fp32": torch.float32,
-        "float32": torch.float32,
-    }[dtype]
-
-
 class HFBackend:
     """transformers + peft backend; see the module docstring for the two execution paths.
 
@@ -197,8 +177,8 @@ class HFBackend:
         check_every: int = 16,
         check_base_name: bool = True,
     ) -> None:
-        self.device = _pick_device(device)
-        self.dtype = _pick_dtype(dtype, self.device)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.max_batch_size = max_batch_size or (64 if self.device.type == "cuda" else 16)
         self.max_batch_tokens = max_batch_tokens
         self.fast = fast
@@ -222,25 +202,16 @@ class HFBackend:
 
     def load(self, base_model_dir: str | Path, adapters: Mapping[str, str | Path]) -> None:
         """Load the base model once and every adapter; raise AdapterError before any work."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         base_dir = Path(base_model_dir)
-        if not (base_dir / "config.json").is_file():
-            raise GenerationError(f"base model folder {base_dir} has no config.json")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=self.dtype)
-        model.eval()
-        shapes = linear_shapes(model)
-        name_or_path = str(getattr(model.config, "_name_or_path", "") or "")
-        read = {name: read_adapter(name, path) for name, path in adapters.items()}
-        for adapter in read.values():
-            check_adapter_fits(
-                adapter,
-                base_model_dir=base_dir,
-                base_name_or_path=name_or_path,
-                module_shapes=shapes,
-                check_base_name=self.check_base_name,
-            )
+        base = load_base_model(base_dir, dtype=self.dtype)
+        self.tokenizer, model = base.tokenizer, base.model
+        read = read_checked_adapters(
+            adapters,
+            base_model_dir=base_dir,
+            base_name_or_path=base.name_or_path,
+            module_shapes=base.module_shapes,
+            check_base_name=self.check_base_name,
+        )
         self.adapters = read
         self.adapter_index = {name: i for i, name in enumerate(read)}
         self.context_length = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
@@ -274,16 +245,9 @@ class HFBackend:
 
     def _peft_model(self, model: Any, adapters: Mapping[str, str | Path]) -> Any:
         model = model.to(self.device)
-        if not adapters:
-            return model
-        from peft import PeftModel
-
-        names = list(adapters)
-        peft_model = PeftModel.from_pretrained(model, str(adapters[names[0]]), adapter_name=names[0])
-        for name in names[1:]:
-            peft_model.load_adapter(str(adapters[name]), adapter_name=name)
-        peft_model.eval()
-        return peft_model
+        for name, path in adapters.items():
+            model = peft_attach(model, name, path)
+        return model
 
     def _eos_ids(self, model: Any) -> set[int]:
         ids: set[int] = set()

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
-from evalhub.generation.adapters import check_adapter_fits, linear_shapes, read_adapter
+from evalhub.generation.adapters import read_checked_adapters
 from evalhub.generation.errors import AdapterIneffective, GenerationError
+from evalhub.generation.loading import load_base_model, peft_attach, resolve_device, resolve_dtype
 
 DEFAULT_PROBES: tuple[str, ...] = (
     "Summarise the following text in one sentence.",
@@ -54,8 +55,8 @@ def check_adapters(
     *,
     probes: Sequence[str] = DEFAULT_PROBES,
     tolerance: float = DEFAULT_TOLERANCE,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = "cpu",
+    dtype: str | torch.dtype | None = None,
     check_base_name: bool = True,
 ) -> dict[str, AdapterReport]:
     """Check every adapter; raise the first problem as an AdapterError naming the adapter.
@@ -66,28 +67,16 @@ def check_adapters(
     model and its next-token logits on ``probes`` must differ from the base model's by more
     than ``tolerance`` somewhere.
     """
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base_dir = Path(base_model_dir)
-    if not (base_dir / "config.json").is_file():
-        raise GenerationError(f"base model folder {base_dir} has no config.json")
-    read = {name: read_adapter(name, path) for name, path in adapters.items()}
-    dev = torch.device(device)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
-    model = model.to(dev)
-    model.eval()
-    shapes = linear_shapes(model)
-    name_or_path = str(getattr(model.config, "_name_or_path", "") or "")
-    for adapter in read.values():
-        check_adapter_fits(
-            adapter,
-            base_model_dir=base_dir,
-            base_name_or_path=name_or_path,
-            module_shapes=shapes,
-            check_base_name=check_base_name,
-        )
+    dev = resolve_device(device)
+    base = load_base_model(base_model_dir, dtype=resolve_dtype(dtype, dev))
+    model, tokenizer = base.model.to(dev), base.tokenizer
+    read = read_checked_adapters(
+        adapters,
+        base_model_dir=base_model_dir,
+        base_name_or_path=base.name_or_path,
+        module_shapes=base.module_shapes,
+        check_base_name=check_base_name,
+    )
     if not read:
         return {}
 
@@ -95,12 +84,8 @@ def check_adapters(
     reports: dict[str, AdapterReport] = {}
     peft_model: Any = None
     for name, adapter in read.items():
-        if peft_model is None:
-            peft_model = PeftModel.from_pretrained(model, str(adapter.path), adapter_name=name)
-        else:
-            peft_model.load_adapter(str(adapter.path), adapter_name=name)
+        peft_model = peft_attach(peft_model if peft_model is not None else model, name, adapter.path)
         peft_model.set_adapter(name)
-        peft_model.eval()
         logits = _next_token_logits(peft_model, tokenizer, probes, dev)
         delta = float((logits - base_logits).abs().max())
         if not delta > tolerance:  # also catches NaN

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalhub.generation.adapters import LoraAdapter, check_adapter_fits, read_adapter
+from evalhub.generation.adapters import LoraAdapter, read_checked_adapters
 from evalhub.generation.errors import AdapterError, BackendUnavailable, GenerationError
 from evalhub.generation.interface import (
     FinishReason,
@@ -91,15 +91,14 @@ class VLLMBackend:
         if not (base_dir / "config.json").is_file():
             raise GenerationError(f"base model folder {base_dir} has no config.json")
         shapes, name_or_path, context = _module_shapes(base_dir)
-        read = {name: read_adapter(name, path) for name, path in adapters.items()}
+        read = read_checked_adapters(
+            adapters,
+            base_model_dir=base_dir,
+            base_name_or_path=name_or_path,
+            module_shapes=shapes,
+            check_base_name=self.check_base_name,
+        )
         for adapter in read.values():
-            check_adapter_fits(
-                adapter,
-                base_model_dir=base_dir,
-                base_name_or_path=name_or_path,
-                module_shapes=shapes,
-                check_base_name=self.check_base_name,
-            )
             if adapter.unsupported:
                 raise AdapterError(
                     adapter.name, f"uses {adapter.unsupported[:3]}, which vLLM LoRA cannot serve"

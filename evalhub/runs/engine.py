@@ -41,10 +41,16 @@ _lock = threading.Lock()
 _cached: tuple[EngineSpec, Backend] | None = None
 
 
+def configured_device() -> str:
+    """The ``EVALHUB_DEVICE`` setting (read at call time, never at import); the generation package's
+    `resolve_device` turns it, "auto" included, into a device."""
+    return str(getattr(settings, "EVALHUB_DEVICE", "auto") or "auto")
+
+
 def backend_options(name: str) -> dict[str, Any]:
-    """Constructor options for a backend, from settings (read at call time, never at import)."""
-    device = getattr(settings, "EVALHUB_DEVICE", "auto")
-    if name == "hf" and device and device != "auto":
+    """Constructor options for a backend, from settings."""
+    device = configured_device()
+    if name == "hf" and device != "auto":
         return {"device": device}
     return {}
 

@@ -38,7 +38,7 @@ from evalhub.generation import (
     available_backends,
 )
 from evalhub.runs import progress
-from evalhub.runs.engine import EngineSpec, engine_for, engine_release
+from evalhub.runs.engine import EngineSpec, configured_device, engine_for, engine_release
 from evalhub.runs.hooks import on_run_completed
 from evalhub.runs.models import AdapterRole, ChunkStatus, Output, Run, RunAdapter, RunChunk, RunStatus
 from evalhub.suites.models import Case, SuiteVersion
@@ -257,17 +257,11 @@ def sanity_check(*, run: Run) -> dict[str, dict[str, Any]]:
     Returns label -> sanity record; raises the engine's AdapterError / GenerationError naming the
     adapter that is missing, incompatible or ineffective.
     """
-    import torch
-
     from evalhub.generation.sanity import check_adapters
 
-    # On the device generation uses: a large model in float32 on the CPU would not even fit.
-    device = str(getattr(settings, "EVALHUB_DEVICE", "auto") or "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    # On the device and in the dtype generation uses: a large model in float32 on the CPU would not fit.
     adapters = {ra.adapter.label: ra.adapter.folder for ra in run.run_adapters.select_related("adapter")}
-    reports = check_adapters(run.base_model.folder, adapters, device=device, dtype=dtype)
+    reports = check_adapters(run.base_model.folder, adapters, device=configured_device(), dtype=None)
     checked_at = timezone.now().isoformat()
     return {
         label: {

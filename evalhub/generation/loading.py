@@ -1,0 +1,98 @@
+"""Where a model runs and how a base model and its LoRA adapters are loaded.
+
+One home for the device and dtype rule and for loading through transformers and peft, shared by the hf
+backend, the adapter sanity check and perplexity scoring, so all three put the same model on the same
+device in the same precision and refuse the same adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evalhub.generation.adapters import linear_shapes
+from evalhub.generation.errors import GenerationError
+
+AUTO = "auto"
+_DTYPES: dict[str, torch.dtype] = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``, ``""`` or ``"auto"`` (the ``EVALHUB_DEVICE`` default): the GPU when there is one, else
+    the CPU; anything else as torch names it (``"cuda:1"``, ``"cpu"``)."""
+    if isinstance(device, torch.device):
+        return device
+    if not device or device == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None`` or ``"auto"``: bfloat16 on a GPU, float32 on the CPU (bf16 matmuls are slow there and a
+    large model in float32 would not fit a GPU); else a torch dtype or one of its short names."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if not dtype or dtype == AUTO:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise GenerationError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}") from None
+
+
+@dataclass
+class LoadedBase:
+    """A base model loaded on the CPU in its dtype, with what the adapter checks need to know of it."""
+
+    model: Any
+    tokenizer: Any
+    module_shapes: dict[str, tuple[int, int]]
+    name_or_path: str
+
+
+def load_base_model(
+    base_model_dir: str | Path, *, dtype: torch.dtype, tokenizer_dir: str | Path | None = None
+) -> LoadedBase:
+    """Load a local Hugging Face causal LM and its tokenizer (from ``tokenizer_dir`` when given), in eval mode.
+
+    The model stays on the CPU: the fast engine copies its weights into its own layout, the others move it.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir = Path(base_model_dir)
+    if not (base_dir / "config.json").is_file():
+        raise GenerationError(f"base model folder {base_dir} has no config.json")
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or base_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    model.eval()
+    return LoadedBase(
+        model=model,
+        tokenizer=tokenizer,
+        module_shapes=linear_shapes(model),
+        name_or_path=str(getattr(model.config, "_name_or_path", "") or ""),
+    )
+
+
+def peft_attach(model: Any, name: str, path: str | Path) -> Any:
+    """Add a LoRA adapter under ``name`` through peft: wraps a plain model, or loads into a peft one.
+
+    Returns the peft model (with ``name`` loaded but not necessarily active) in eval mode.
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model.load_adapter(str(path), adapter_name=name)
+    else:
+        model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+    model.eval()
+    return model

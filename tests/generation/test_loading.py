@@ -1,0 +1,34 @@
+"""The device and dtype rule every model load follows (engine, sanity check, perplexity)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evalhub.generation import GenerationError
+from evalhub.generation.loading import resolve_device, resolve_dtype
+
+needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
+
+
+@needs_no_gpu
+@pytest.mark.parametrize("setting", [None, "", "auto"])
+def test_auto_means_the_cpu_where_there_is_no_gpu(setting: str | None) -> None:
+    assert resolve_device(setting) == torch.device("cpu")
+
+
+def test_a_named_device_is_taken_as_named() -> None:
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_auto_dtype_is_bfloat16_on_a_gpu_and_float32_on_the_cpu() -> None:
+    assert resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("fp16", torch.device("cpu")) == torch.float16
+    assert resolve_dtype(torch.float64, torch.device("cuda")) == torch.float64
+
+
+def test_an_unknown_dtype_name_is_a_clear_error() -> None:
+    with pytest.raises(GenerationError, match="unknown dtype 'int3'"):
+        resolve_dtype("int3", torch.device("cpu"))
