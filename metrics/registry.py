@@ -3,6 +3,10 @@
 A metric takes a batch of ``(prediction, reference, input)`` items and a config dict and returns
 one ``{"value": float | None, "details": dict}`` per item. :func:`score_many` runs several
 metrics over many items, spreading the CPU-bound ones over worker processes.
+
+It is also the one home of the metric names the rest of the project uses (`TEXT_METRICS`, what a run
+scores; `PERPLEXITY_METRIC`, `CHECKS_METRIC`), so this module imports no metric library until a metric
+runs: reading a name costs nothing (rouge-score's NLTK import alone takes seconds).
 """
 
 from __future__ import annotations
@@ -15,20 +19,54 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, NamedTuple, TypedDict
 
-from metrics import text
-
 __all__ = [
+    "CHECKS_METRIC",
+    "PERPLEXITY_METRIC",
+    "ROUGE_METRICS",
+    "TEXT_METRICS",
     "Item",
     "Metric",
     "MetricValue",
     "get_metric",
+    "higher_is_better",
     "list_metrics",
     "register_metric",
     "score_many",
     "unregister_metric",
 ]
+
+
+# The ROUGE variants registered as metrics of their own (metrics.text.ROUGE_TYPES, which a test keeps equal).
+ROUGE_METRICS: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+#: What every output of a run is scored with, in the order reports show them.
+TEXT_METRICS: tuple[str, ...] = (
+    *ROUGE_METRICS,
+    "bleu",
+    "chrf",
+    "embedding_similarity",
+    "length_ratio",
+    "compression_ratio",
+)
+#: Scored by evalhub rather than through this registry: perplexity needs the model under test, and the
+#: checks come from each case's expected behaviour (metrics.checks).
+PERPLEXITY_METRIC = "perplexity"
+CHECKS_METRIC = "checks"
+# Where a higher value is not better: a ratio aims at 1, perplexity is better lower.
+_NOT_HIGHER_IS_BETTER = frozenset({"length", "length_ratio", "compression_ratio", PERPLEXITY_METRIC})
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric means a better output (plots of quality trends use it)."""
+    return name not in _NOT_HIGHER_IS_BETTER
+
+
+def _text() -> ModuleType:
+    from metrics import text
+
+    return text
 
 
 class Item(NamedTuple):
@@ -232,7 +270,7 @@ def _make_rouge(rouge_type: str) -> MetricFn:
             if it.reference is None:
                 out.append({"value": None, "details": {"reason": "no reference"}})
                 continue
-            score = text.rouge(it.prediction, it.reference, rouge_types=(rouge_type,), **config)[rouge_type]
+            score = _text().rouge(it.prediction, it.reference, rouge_types=(rouge_type,), **config)[rouge_type]
             out.append({"value": score.fmeasure, "details": score.to_dict()})
         return out
 
@@ -240,7 +278,7 @@ def _make_rouge(rouge_type: str) -> MetricFn:
     return compute
 
 
-for _rt in text.ROUGE_TYPES:
+for _rt in ROUGE_METRICS:
     register_metric(name=_rt, version="1", default_config=_ROUGE_DEFAULTS)(_make_rouge(_rt))
 
 
@@ -254,7 +292,7 @@ def _no_reference() -> MetricValue:
 def _bleu_metric(items: Sequence[Item], config: Mapping[str, Any]) -> list[MetricValue]:
     """Sentence BLEU, 0-100, via sacrebleu."""
     return [
-        {"value": text.bleu(it.prediction, it.reference, **config), "details": {}}
+        {"value": _text().bleu(it.prediction, it.reference, **config), "details": {}}
         if it.reference is not None
         else _no_reference()
         for it in items
@@ -265,7 +303,7 @@ def _bleu_metric(items: Sequence[Item], config: Mapping[str, Any]) -> list[Metri
 def _chrf_metric(items: Sequence[Item], config: Mapping[str, Any]) -> list[MetricValue]:
     """Sentence chrF, 0-100, via sacrebleu (word_order=2: chrF++)."""
     return [
-        {"value": text.chrf(it.prediction, it.reference, **config), "details": {}}
+        {"value": _text().chrf(it.prediction, it.reference, **config), "details": {}}
         if it.reference is not None
         else _no_reference()
         for it in items
@@ -281,7 +319,7 @@ def _chrf_metric(items: Sequence[Item], config: Mapping[str, Any]) -> list[Metri
 def _embedding_metric(items: Sequence[Item], config: Mapping[str, Any]) -> list[MetricValue]:
     """Cosine similarity of all-MiniLM-L6-v2 embeddings of prediction and reference."""
     with_ref = [i for i, it in enumerate(items) if it.reference is not None]
-    sims = text.embedding_similarity(
+    sims = _text().embedding_similarity(
         [items[i].prediction for i in with_ref], [_reference(items[i]) for i in with_ref], **config
     )
     out: list[MetricValue] = [_no_reference() for _ in items]
@@ -295,7 +333,7 @@ def _length_metric(items: Sequence[Item], config: Mapping[str, Any]) -> list[Met
     """Length of the prediction in words (details: chars, words)."""
     out: list[MetricValue] = []
     for it in items:
-        n = text.text_length(it.prediction)
+        n = _text().text_length(it.prediction)
         out.append({"value": float(n.words), "details": {"chars": n.chars, "words": n.words}})
     return out
 
@@ -308,7 +346,7 @@ def _length_ratio_metric(items: Sequence[Item], config: Mapping[str, Any]) -> li
         if it.reference is None:
             out.append(_no_reference())
             continue
-        value = text.length_ratio(it.prediction, it.reference, **config)
+        value = _text().length_ratio(it.prediction, it.reference, **config)
         out.append({"value": value, "details": {} if value is not None else {"reason": "empty reference"}})
     return out
 
@@ -323,6 +361,6 @@ def _compression_metric(items: Sequence[Item], config: Mapping[str, Any]) -> lis
         if it.input is None:
             out.append({"value": None, "details": {"reason": "no input"}})
             continue
-        value = text.compression_ratio(it.prediction, it.input, **config)
+        value = _text().compression_ratio(it.prediction, it.input, **config)
         out.append({"value": value, "details": {} if value is not None else {"reason": "empty input"}})
     return out

@@ -32,6 +32,7 @@ from metrics.ranking import (
     style_controlled_bradley_terry,
     style_feature_table,
 )
+from metrics.registry import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS
 from metrics.stats import (
     mean_ci,
     paired_bootstrap,
@@ -44,19 +45,7 @@ from metrics.stats import (
 SCHEMA = 1
 PREFERENCE_CATEGORIES = ("A", "tie", "both_bad", "B")
 # Per-case metrics whose paired deltas the report shows; others found in the rows are added after.
-METRIC_ORDER = (
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "rougeLsum",
-    "bleu",
-    "chrf",
-    "embedding_similarity",
-    "length_ratio",
-    "compression_ratio",
-    "perplexity",
-)
-CHECKS_METRIC = "checks"
+METRIC_ORDER = (*TEXT_METRICS, PERPLEXITY_METRIC)
 MIN_SLICE_CASES = 5
 # Bootstrap cost grows with n x resamples. Past these budgets the resample count shrinks (never
 # below BOOT_FLOOR); every result reports the count it used. At such n the percentile interval is

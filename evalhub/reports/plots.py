@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from metrics.registry import higher_is_better
+
 CAND, BASE = "#0969da", "#8c959f"
 
 
@@ -152,7 +154,7 @@ def trend(points: list[dict[str, Any]]) -> bytes:
         if label not in order:
             order.append(label)
         by_metric[p["metric"]][label] = p["mean"]
-    metrics = [m for m in by_metric if m not in ("perplexity", "length_ratio", "compression_ratio")][:6]
+    metrics = [m for m in by_metric if higher_is_better(m)][:6]
     fig, ax = plt.subplots(figsize=(7, 3))
     if not metrics:
         return _empty(fig, ax, "No scores in this project yet")

@@ -22,25 +22,14 @@ from django.utils import timezone
 
 from evalhub.audit.services import audit_record
 from evalhub.errors import Conflict
+from evalhub.runs.engine import configured_device
 from evalhub.runs.models import MetricScore, Output, Run, RunScoring, RunStatus, ScoringKind, ScoringStatus
 from evalhub.suites.models import Split
+from metrics.registry import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS
 
 log = logging.getLogger(__name__)
 
-TEXT_METRICS: tuple[str, ...] = (
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "rougeLsum",
-    "bleu",
-    "chrf",
-    "embedding_similarity",
-    "length_ratio",
-    "compression_ratio",
-)
-CHECKS_METRIC = "checks"
 CHECKS_VERSION = "1"
-PERPLEXITY_METRIC = "perplexity"
 PERPLEXITY_VERSION = "1"
 PERPLEXITY_CONFIG: dict[str, Any] = {"add_bos": True, "max_length": 1024, "stride": 512, "batch_size": 8}
 BATCH = 2000
@@ -206,17 +195,15 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
     if not adapters:
         return 0
 
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    from evalhub.generation.loading import load_base_model, peft_attach, resolve_device, resolve_dtype
     from metrics.perplexity import score_perplexity as perplexity
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(run.base_model.tokenizer)
-    base: Any = AutoModelForCausalLM.from_pretrained(run.base_model.folder, dtype=dtype)
-    base = base.to(device).eval()
+    # The engine's device rule and loader: EVALHUB_DEVICE decides here as it does for generation.
+    dev = resolve_device(device or configured_device())
+    loaded = load_base_model(
+        run.base_model.folder, dtype=resolve_dtype(None, dev), tokenizer_dir=run.base_model.tokenizer or None
+    )
+    tokenizer, base = loaded.tokenizer, loaded.model.to(dev)
     # A window longer than the model's context would score tokens at positions it never saw.
     window, stride = PERPLEXITY_CONFIG["max_length"], PERPLEXITY_CONFIG["stride"]
     context = getattr(base.config, "max_position_embeddings", None)
@@ -226,16 +213,13 @@ def score_perplexity(*, run_id: int, force: bool = False, device: str | None = N
     written = 0
     for adapter in adapters:
         name = f"a{adapter.pk}"
-        if model is None:
-            model = PeftModel.from_pretrained(base, adapter.folder, adapter_name=name).eval()
-        else:
-            model.load_adapter(adapter.folder, adapter_name=name)
+        model = peft_attach(model if model is not None else base, name, adapter.folder)
         model.set_adapter(name)
         result = perplexity(
             model,
             tokenizer,
             [reference for _, reference in cases],
-            device=device,
+            device=dev,
             batch_size=PERPLEXITY_CONFIG["batch_size"],
             max_length=window,
             stride=stride,
@@ -282,8 +266,9 @@ def _error_text(exc: BaseException) -> str:
     return text if len(text) <= ERROR_MAX_CHARS else text[: ERROR_MAX_CHARS - 1] + "…"
 
 
-def _scoring_failed(*, run_id: int, kind: str, exc: BaseException) -> None:
-    """Record the failure; never raise over the original error (the database may be what failed)."""
+def scoring_give_up(*, run_id: int, kind: str, exc: BaseException) -> None:
+    """Record the kind failed with the error (a task gave up, or its send failed); never raise over the
+    original error (the database may be what failed)."""
     log.error("%s scoring of run %s failed: %s", kind, run_id, _error_text(exc), exc_info=exc)
     try:
         _scoring_set(
@@ -328,7 +313,7 @@ def run_score_kind(
         log.warning("%s scoring of run %s hit a transient error; it is retried", kind, run_id, exc_info=True)
         raise
     except Exception as exc:
-        _scoring_failed(run_id=run_id, kind=kind, exc=exc)
+        scoring_give_up(run_id=run_id, kind=kind, exc=exc)
         raise
     _scoring_set(
         run_id=run_id, kind=kind, status=ScoringStatus.DONE, written=written, finished_at=timezone.now()
@@ -377,9 +362,9 @@ def score_enqueue(*, run_id: int, force: bool = False) -> None:
     fails when it runs here, leaves its kind failed with the error, and the other kind is still sent:
     nothing is raised, the state says what happened.
     """
-    from evalhub.runs.scoring_tasks import score_perplexity_task, score_text_task
+    from evalhub.runs import tasks as run_tasks
 
-    tasks = {ScoringKind.TEXT: score_text_task, ScoringKind.PERPLEXITY: score_perplexity_task}
+    tasks = {ScoringKind.TEXT: run_tasks.score_text, ScoringKind.PERPLEXITY: run_tasks.score_perplexity}
     for kind, task in tasks.items():
         _scoring_set(
             run_id=run_id,
@@ -395,7 +380,7 @@ def score_enqueue(*, run_id: int, force: bool = False) -> None:
         except Exception as exc:
             # In process the task has recorded its failure already; a send that failed has not.
             if RunScoring.objects.filter(run_id=run_id, kind=kind, status=ScoringStatus.QUEUED).exists():
-                _scoring_failed(run_id=run_id, kind=kind, exc=exc)
+                scoring_give_up(run_id=run_id, kind=kind, exc=exc)
 
 
 def run_rescore(*, run: Run, force: bool = False, actor: Any = None) -> None:

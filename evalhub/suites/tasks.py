@@ -1,41 +1,25 @@
 """Celery task of the suites app: a large upload's import, run off the request.
 
 Thin: it takes the upload's id and calls `services.suite_upload_import`, which checks the upload's
-status first so a redelivery is harmless. Time limits come from CELERY_TASK_SOFT_TIME_LIMIT /
+status first so a redelivery is harmless; retries follow the project's one policy
+(`evalhub.celery.evalhub_task`). Time limits come from CELERY_TASK_SOFT_TIME_LIMIT /
 CELERY_TASK_TIME_LIMIT: screening runs at tens of rows a second, so the deployment sizes them.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
-from celery import Task, shared_task
-from django.db import InterfaceError, OperationalError
-
+from evalhub.celery import evalhub_task
 from evalhub.suites import services
 
-log = logging.getLogger(__name__)
 
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
-MAX_RETRIES = 3
-
-
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def import_upload(self: Task, *, upload_id: str) -> None:
-    try:
-        services.suite_upload_import(upload_id=upload_id)
-    except TRANSIENT as exc:
-        if not self.request.is_eager and self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=int(min(10 * 2**self.request.retries, 300))) from exc
-        _give_up(self, upload_id, exc)
-    except Exception as exc:
-        _give_up(self, upload_id, exc)
-
-
-def _give_up(task: Task, upload_id: str, exc: Exception) -> None:
-    log.exception("import_upload gave up on upload %s", upload_id)
+def _import_gave_up(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:
     services.suite_upload_fail(
-        upload_id=upload_id, message=f"The import stopped on an unexpected error: {exc!r}"
+        upload_id=kwargs["upload_id"], message=f"The import stopped on an unexpected error: {exc!r}"
     )
-    if not task.request.is_eager:
-        raise exc
+
+
+@evalhub_task(give_up=_import_gave_up)
+def import_upload(*, upload_id: str) -> None:
+    services.suite_upload_import(upload_id=upload_id)

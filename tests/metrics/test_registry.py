@@ -204,3 +204,25 @@ def test_every_builtin_metric_gives_a_defined_value_on_awkward_input(embedding_m
     ]
     assert both_empty["compression_ratio"]["value"] is None
     assert rows[0]["rougeL"]["value"] == rows[0]["bleu"]["value"] == 0.0
+
+
+def test_the_names_a_run_scores_are_registered_metrics_and_cover_every_rouge_variant():
+    from metrics import registry, text
+
+    assert set(registry.ROUGE_METRICS) == set(text.ROUGE_TYPES)
+    assert all(registry.get_metric(name).name == name for name in registry.TEXT_METRICS)
+    assert registry.PERPLEXITY_METRIC not in registry.TEXT_METRICS
+    assert not registry.higher_is_better("length_ratio") and registry.higher_is_better("rougeL")
+
+
+def test_reading_a_metric_name_loads_no_metric_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from metrics.registry import TEXT_METRICS;"
+        "print(sorted(m for m in ('rouge_score', 'nltk', 'sacrebleu', 'sentence_transformers', 'metrics.text')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DOCS.parents[1])
+    assert out.stdout.strip() == "[]", out.stderr

@@ -14,8 +14,9 @@ from django.test import override_settings
 
 from evalhub.runs.models import MetricScore, Output, Run, RunStatus
 from evalhub.runs.scoring import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS, run_score
-from evalhub.runs.scoring_tasks import score_perplexity_task, score_text_task
 from evalhub.runs.services import run_create, run_start
+from evalhub.runs.tasks import score_perplexity as score_perplexity_task
+from evalhub.runs.tasks import score_text as score_text_task
 from evalhub.suites.models import Case, Suite, SuiteVersion
 from tests.conftest import FIXTURE_MODELS, FIXTURE_SUITES
 
@@ -247,3 +248,21 @@ def test_perplexity_windows_fit_the_base_models_context(project, tiny):
     direct = library_perplexity(model, tokenizer, [reference], max_length=256, stride=128, device="cpu")
     assert row.details["n_tokens"] == direct.texts[0].n_tokens == 600
     assert row.value == pytest.approx(direct.texts[0].perplexity, rel=1e-5)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_perplexity_runs_on_the_device_evalhub_device_names(project, tiny, settings):
+    """EVALHUB_DEVICE decides for perplexity as it does for generation: naming a GPU on a machine that
+    has none fails the scoring instead of quietly running on the CPU."""
+    from evalhub.runs.scoring import score_perplexity
+    from tests.runs.conftest import make_suite_version, words
+
+    version = make_suite_version(project, [words(0, 12)], name="device-heldout", splits=["heldout"])
+    Case.objects.filter(version=version).update(reference=words(5, 40))
+    run = run_create(project=project, suite_version=version, base_model=tiny["base"], adapters=[tiny["alpha"]])
+    settings.EVALHUB_DEVICE = "cuda"
+    with pytest.raises((AssertionError, RuntimeError), match="CUDA"):
+        score_perplexity(run_id=run.pk)
+    settings.EVALHUB_DEVICE = "cpu"
+    assert score_perplexity(run_id=run.pk) == 1

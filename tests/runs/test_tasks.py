@@ -8,6 +8,7 @@ import pytest
 from celery.exceptions import Retry
 from django.db import OperationalError
 
+from evalhub.celery import MAX_RETRIES, run_with_retry_policy
 from evalhub.runs import services, tasks
 from evalhub.runs.models import Output, RunStatus
 from evalhub.runs.services import run_create, run_resume, run_start
@@ -60,12 +61,45 @@ def test_on_a_worker_a_transient_error_is_retried_with_backoff_then_fails_the_ru
 
     task = FakeTask(retries=2)
     with pytest.raises(Retry):
-        tasks._give_up_or_retry(task, run.pk, body)
+        run_with_retry_policy(task, body, tasks._run_gave_up, {"run_id": run.pk})
     assert task.countdowns == [20]
     run.refresh_from_db()
     assert run.status == RunStatus.PENDING
 
     with pytest.raises(OperationalError):
-        tasks._give_up_or_retry(FakeTask(retries=tasks.MAX_RETRIES), run.pk, body)
+        run_with_retry_policy(FakeTask(retries=MAX_RETRIES), body, tasks._run_gave_up, {"run_id": run.pk})
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "connection reset" in run.error
+    assert run.status == RunStatus.FAILED and "generate_chunk gave up" in run.error and "connection reset" in run.error
+
+
+def test_on_a_worker_an_unexpected_error_gives_up_at_once(project, tiny, suite_version):
+    run = run_create(project=project, suite_version=suite_version, base_model=tiny["base"],
+                     adapters=[tiny["alpha"]])
+
+    def body() -> None:
+        raise ValueError("a bug")
+
+    task = FakeTask(retries=0)
+    with pytest.raises(ValueError):
+        run_with_retry_policy(task, body, tasks._run_gave_up, {"run_id": run.pk})
+    assert task.countdowns == []
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "ValueError('a bug')" in run.error
+
+
+def test_every_task_follows_the_one_policy_and_is_named_after_its_module():
+    """Names must point at the module that defines the task (queued messages carry them), and every
+    task of the project retries the same way."""
+    import importlib
+
+    from evalhub.celery import app
+
+    app.loader.import_default_modules()
+    ours = {name: task for name, task in app.tasks.items() if name.startswith(("evalhub.", "annotation."))}
+    assert {"evalhub.runs.tasks.prepare_run", "evalhub.runs.tasks.generate_chunk",
+            "evalhub.runs.tasks.score_text", "evalhub.runs.tasks.score_perplexity",
+            "evalhub.suites.tasks.import_upload"} <= set(ours)
+    for name, task in ours.items():
+        module, _, attribute = name.rpartition(".")
+        assert getattr(importlib.import_module(module), attribute).name == name
+        assert task.acks_late and task.max_retries == MAX_RETRIES, name
