@@ -18,18 +18,17 @@ from annotation.blinding import task_blind_by_id
 from annotation.forms import SKIP_REASONS, rating_form_context, rating_payload_from_post
 from annotation.models import Assignment, AssignmentStatus, Study
 from annotation.queue import task_assign_next
-from evalhub.errors import DomainError, NotFound, ValidationFailed
+from evalhub.errors import NotFound, ValidationFailed
+from evalhub.web import domain_error_page, message_errors
+
+# Rater pages turn a refused request into one page: the message, and a way on.
+error_page = domain_error_page("annotation/error.html")
 
 
 def _duration(seconds: int) -> str:
     if seconds >= 120:
         return f"{round(seconds / 60)} minutes"
     return f"{seconds} seconds"
-
-
-def _domain_error_page(request: HttpRequest, error: DomainError) -> HttpResponse:
-    """The one place rater pages turn a refused request into a page: the message, and a way on."""
-    return render(request, "annotation/error.html", {"message": str(error)}, status=error.http_status)
 
 
 @login_required
@@ -43,12 +42,10 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@error_page
 def study_start(request: HttpRequest, study_id: str) -> HttpResponse:
     """Onboarding: instructions and terms, accepted once before the first task."""
-    try:
-        study = selectors.study_for_rater(public_id=study_id, rater=request.user)
-    except DomainError as refused:
-        return _domain_error_page(request, refused)
+    study = selectors.study_for_rater(public_id=study_id, rater=request.user)
     consented = selectors.rater_has_consented(study=study, rater=request.user)
     error = ""
     if request.method == "POST":
@@ -72,24 +69,20 @@ def study_start(request: HttpRequest, study_id: str) -> HttpResponse:
 
 
 def _ready_study(request: HttpRequest, study_id: str) -> Study | HttpResponse:
-    try:
-        study = selectors.study_for_rater(public_id=study_id, rater=request.user)
-    except DomainError as error:
-        return _domain_error_page(request, error)
+    """The study, or the onboarding page's redirect; a refusal is raised for the view's error page."""
+    study = selectors.study_for_rater(public_id=study_id, rater=request.user)
     if not selectors.rater_has_consented(study=study, rater=request.user):
         return redirect("annotation:start", study_id=study.public_id)
     return study
 
 
 @login_required
+@error_page
 def next_task(request: HttpRequest, study_id: str) -> HttpResponse:
     study = _ready_study(request, study_id)
     if isinstance(study, HttpResponse):
         return study
-    try:
-        assignment = task_assign_next(study=study, rater=request.user)
-    except DomainError as error:
-        return _domain_error_page(request, error)
+    assignment = task_assign_next(study=study, rater=request.user)
     if assignment is None:
         progress = selectors.rater_progress(study=study, rater=request.user)
         return render(request, "annotation/done.html", {"study": study, "progress": progress})
@@ -124,6 +117,7 @@ def _render_form(
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@error_page
 def task_page(request: HttpRequest, study_id: str, task_id: str) -> HttpResponse:
     study = _ready_study(request, study_id)
     if isinstance(study, HttpResponse):
@@ -134,26 +128,26 @@ def task_page(request: HttpRequest, study_id: str, task_id: str) -> HttpResponse
         .first()
     )
     if assignment is None:
-        return _domain_error_page(request, NotFound("No such task among those given to you."))
+        raise NotFound("No such task among those given to you.")
     if request.method == "POST":
         sides = ("A", "B") if assignment.task.output_b_id else ("A",)
         data = rating_payload_from_post(request.POST, sides=sides)
-        try:
-            _, created = services.rating_submit(public_id=task_id, rater=request.user, data=data, study=study)
-        except ValidationFailed as error:
-            return _render_form(
-                request,
-                study=study,
-                assignment=assignment,
-                data=data,
-                errors=error.fields,
-                message=str(error),
-                status=400,
-            )
-        except DomainError as error:
-            messages.error(request, str(error))
-            return redirect("annotation:next", study_id=study.public_id)
-        messages.success(request, "Rating saved." if created else "That rating was already saved.")
+        with message_errors(request):  # taken back, closed study: say so on the next page
+            try:
+                _, created = services.rating_submit(
+                    public_id=task_id, rater=request.user, data=data, study=study
+                )
+            except ValidationFailed as error:
+                return _render_form(
+                    request,
+                    study=study,
+                    assignment=assignment,
+                    data=data,
+                    errors=error.fields,
+                    message=str(error),
+                    status=400,
+                )
+            messages.success(request, "Rating saved." if created else "That rating was already saved.")
         return redirect("annotation:next", study_id=study.public_id)
     if assignment.status != AssignmentStatus.ACTIVE or assignment.expires_at <= timezone.now():
         # Finished, skipped or expired: the queue decides what comes next (an expired lease comes
@@ -164,6 +158,7 @@ def task_page(request: HttpRequest, study_id: str, task_id: str) -> HttpResponse
 
 @login_required
 @require_POST
+@error_page
 def task_skip(request: HttpRequest, study_id: str, task_id: str) -> HttpResponse:
     study = _ready_study(request, study_id)
     if isinstance(study, HttpResponse):
@@ -180,8 +175,6 @@ def task_skip(request: HttpRequest, study_id: str, task_id: str) -> HttpResponse
     except ValidationFailed:
         messages.error(request, "Choose why you skip the task, or describe it under 'Another reason'.")
         return redirect("annotation:task", study_id=study.public_id, task_id=task_id)
-    except DomainError as error:
-        return _domain_error_page(request, error)
     messages.info(request, "Task skipped. You will not see it again.")
     return redirect("annotation:next", study_id=study.public_id)
 
@@ -200,16 +193,12 @@ def owner_studies(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@error_page
 def owner_study(request: HttpRequest, study_id: str) -> HttpResponse:
-    try:
-        study = selectors.study_for_owner(user=request.user, public_id=study_id)
-    except DomainError as error:
-        return _domain_error_page(request, error)
+    study = selectors.study_for_owner(user=request.user, public_id=study_id)
     if request.method == "POST":
-        try:
+        with message_errors(request):
             services.study_set_status(study=study, status=request.POST.get("status", ""), actor=request.user)
-        except DomainError as error:
-            messages.error(request, str(error))
         return redirect(reverse("annotation:owner-study", args=[study.public_id]))
     alpha, alpha_reason = selectors.study_preference_alpha(study=study)
     return render(

@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 from evalhub.accounts import selectors, services
 from evalhub.accounts.forms import LoginForm, MemberForm, TokenCreateForm
 from evalhub.accounts.models import Membership, Project
-from evalhub.errors import DomainError
 from evalhub.permissions import admin_projects_for
+from evalhub.web import form_errors, message_errors
 
 
 class LoginView(auth_views.LoginView):
@@ -53,13 +53,11 @@ def tokens(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _token_page(request, form, status=400)
     project, name = form.cleaned_data["project"], form.cleaned_data["name"]
-    try:
+    with form_errors(form):
         services.check_token_create(user=request.user, project=project, name=name)
-    except DomainError as exc:
-        form.add_error(None, str(exc))
-        return _token_page(request, form, status=400)
-    _token, secret = services.token_create(user=request.user, project=project, name=name, actor=request.user)
-    return _token_page(request, TokenCreateForm(projects=projects), secret=secret, status=201)
+        _token, secret = services.token_create(user=request.user, project=project, name=name, actor=request.user)
+        return _token_page(request, TokenCreateForm(projects=projects), secret=secret, status=201)
+    return _token_page(request, form, status=400)
 
 
 @require_POST
@@ -89,16 +87,13 @@ def members(request: HttpRequest, project_slug: str) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            try:
+            with form_errors(form):
                 services.membership_set(
                     project=project,
                     user=form.cleaned_data["username"],
                     role=form.cleaned_data["role"],
                     actor=request.user,
                 )
-            except DomainError as exc:
-                form.add_error(None, str(exc))
-            else:
                 messages.success(request, "Member saved.")
                 return redirect("accounts-members", project_slug=project.slug)
         status = 400
@@ -115,10 +110,7 @@ def members(request: HttpRequest, project_slug: str) -> HttpResponse:
 def member_remove(request: HttpRequest, project_slug: str, membership_id: int) -> HttpResponse:
     project = _admin_project(request, project_slug)
     membership = get_object_or_404(Membership.objects.filter(project=project), pk=membership_id)
-    try:
+    with message_errors(request):
         services.membership_remove(membership=membership, actor=request.user)
-    except DomainError as exc:
-        messages.error(request, str(exc))
-    else:
         messages.success(request, f"{membership.user.get_username()} removed from {project.name}.")
     return redirect("accounts-members", project_slug=project.slug)

@@ -18,13 +18,10 @@ from evalhub.permissions import WRITE_ROLES, projects_for
 from evalhub.reports import exports, gates, plots, selectors, services
 from evalhub.reports.models import GatePolicy
 from evalhub.runs.models import Run
+from evalhub.web import domain_error_page
+from evalhub.web import project_for_request as _project
 
-
-def _project(request: HttpRequest, slug: str, roles: tuple[str, ...] | None = None) -> Project:
-    projects = (
-        projects_for(user=request.user) if roles is None else projects_for(user=request.user, roles=roles)
-    )
-    return get_object_or_404(projects, slug=slug)
+error_page = domain_error_page("reports/error.html")
 
 
 def _run(project: Project, run_id: int) -> Run:
@@ -56,18 +53,12 @@ def _report(request: HttpRequest, run: Run) -> tuple[dict[str, Any], dict[str, A
     return report, services.report_with_verdict(report=report, policy=policy)
 
 
-def _domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return render(request, "reports/error.html", {"message": str(exc)}, status=exc.http_status)
-
-
 @login_required
+@error_page
 def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
     project = _project(request, project_slug)
     run = _run(project, run_id)
-    try:
-        data, verdict = _report(request, run)
-    except DomainError as exc:
-        return _domain_error(request, exc)
+    data, verdict = _report(request, run)
     baseline, candidates = selectors.run_adapters_by_role(run=run)
     adapters = ([baseline] if baseline else []) + candidates
     worst_cases = sorted(
@@ -91,29 +82,25 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
 
 
 @login_required
+@error_page
 def report_plot(request: HttpRequest, project_slug: str, run_id: int, name: str) -> HttpResponse:
     project = _project(request, project_slug)
     run = _run(project, run_id)
     fn = plots.REPORT_PLOTS.get(name)
     if fn is None:
         raise Http404
-    try:
-        data, _ = _report(request, run)
-    except DomainError as exc:
-        return _domain_error(request, exc)
+    data, _ = _report(request, run)
     response = HttpResponse(fn(data), content_type="image/png")
     response["Cache-Control"] = "private, max-age=60"
     return response
 
 
 @login_required
+@error_page
 def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str) -> HttpResponse:
     project = _project(request, project_slug)
     run = _run(project, run_id)
-    try:
-        data, verdict = _report(request, run)
-    except DomainError as exc:
-        return _domain_error(request, exc)
+    data, verdict = _report(request, run)
     stem = f"report-run{run.pk}"
     if fmt == "json":
         body = json.dumps({"report": data, "verdict": verdict}, indent=1, default=str)
@@ -134,40 +121,34 @@ def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str
 
 
 @login_required
+@error_page
 def case_detail(request: HttpRequest, project_slug: str, run_id: int, case_id: int) -> HttpResponse:
     project = _project(request, project_slug)
     run = _run(project, run_id)
-    try:
-        detail = selectors.case_detail(run=run, case_id=case_id)
-    except DomainError as exc:
-        return _domain_error(request, exc)
+    detail = selectors.case_detail(run=run, case_id=case_id)
     return render(request, "reports/case.html", {"project": project, "run": run, **detail})
 
 
 @login_required
 @require_POST
+@error_page
 def verdict_freeze(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
     project = _project(request, project_slug, roles=WRITE_ROLES)
     run = _run(project, run_id)
-    try:
-        params = _params(request, run)
-        policy = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
-        verdict = services.verdict_freeze(run=run, policy=policy, actor=request.user, **params)
-    except DomainError as exc:
-        return _domain_error(request, exc)
+    params = _params(request, run)
+    policy = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
+    verdict = services.verdict_freeze(run=run, policy=policy, actor=request.user, **params)
     messages.success(request, f"Verdict frozen: {verdict.decision}.")
     return redirect("reports:verdict", project_slug=project.slug, public_id=verdict.public_id)
 
 
 @login_required
+@error_page
 def verdict(request: HttpRequest, project_slug: str, public_id: str) -> HttpResponse:
     project = _project(request, project_slug)
-    try:
-        obj = selectors.verdict_get(
-            public_id=public_id, projects=projects_for(user=request.user).filter(pk=project.pk)
-        )
-    except DomainError as exc:
-        return _domain_error(request, exc)
+    obj = selectors.verdict_get(
+        public_id=public_id, projects=projects_for(user=request.user).filter(pk=project.pk)
+    )
     reopened = services.verdict_reopen(obj) if request.GET.get("reopen") else None
     return render(
         request,

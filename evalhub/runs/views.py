@@ -10,20 +10,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evalhub.accounts.models import Project
-from evalhub.cli import format_domain_error
-from evalhub.errors import DomainError
-from evalhub.permissions import READ_ROLES, WRITE_ROLES, projects_for
+from evalhub.permissions import WRITE_ROLES, projects_for
 from evalhub.runs import scoring, selectors, services
 from evalhub.runs.forms import RunStartForm
 from evalhub.runs.models import Run, RunStatus
 from evalhub.suites.models import Split
+from evalhub.web import form_errors, message_errors, project_for_request
 
 CASES_PER_PAGE = 20
-
-
-def _project(request: HttpRequest, slug: str, *, write: bool = False) -> Project:
-    projects = projects_for(user=request.user, roles=WRITE_ROLES if write else READ_ROLES)
-    return get_object_or_404(projects, slug=slug)
 
 
 def _run(project: Project, run_id: int) -> Run:
@@ -36,7 +30,7 @@ def _run(project: Project, run_id: int) -> Run:
 
 @login_required
 def run_list(request: HttpRequest, project_slug: str) -> HttpResponse:
-    project = _project(request, project_slug)
+    project = project_for_request(request, project_slug)
     return render(
         request, "runs/list.html", {"project": project, "runs": selectors.run_list(project=project)}
     )
@@ -44,11 +38,11 @@ def run_list(request: HttpRequest, project_slug: str) -> HttpResponse:
 
 @login_required
 def run_new(request: HttpRequest, project_slug: str) -> HttpResponse:
-    project = _project(request, project_slug, write=True)
+    project = project_for_request(request, project_slug, roles=WRITE_ROLES)
     form = RunStartForm(request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
+        with form_errors(form):
             run = services.run_create(
                 project=project,
                 suite_version=data["suite_version"],
@@ -63,9 +57,6 @@ def run_new(request: HttpRequest, project_slug: str) -> HttpResponse:
                 actor=request.user,
             )
             run = services.run_start(run=run, actor=request.user)
-        except DomainError as exc:
-            form.add_error(None, format_domain_error(exc))
-        else:
             messages.info(request, f"Run {run.pk} started.")
             return redirect("runs:detail", project.slug, run.pk)
     return render(request, "runs/new.html", {"project": project, "form": form})
@@ -73,7 +64,7 @@ def run_new(request: HttpRequest, project_slug: str) -> HttpResponse:
 
 @login_required
 def run_detail(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
-    project = _project(request, project_slug)
+    project = project_for_request(request, project_slug)
     run = _run(project, run_id)
     can_write = projects_for(user=request.user, roles=WRITE_ROLES).filter(pk=project.pk).exists()
     return render(
@@ -95,7 +86,7 @@ def run_detail(request: HttpRequest, project_slug: str, run_id: int) -> HttpResp
 
 @login_required
 def run_outputs(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
-    project = _project(request, project_slug)
+    project = project_for_request(request, project_slug)
     run = _run(project, run_id)
     split = request.GET.get("split") or ""
     if split not in Split.values:
@@ -126,36 +117,30 @@ def run_outputs(request: HttpRequest, project_slug: str, run_id: int) -> HttpRes
 @login_required
 @require_POST
 def run_cancel(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
-    project = _project(request, project_slug, write=True)
-    try:
+    project = project_for_request(request, project_slug, roles=WRITE_ROLES)
+    with message_errors(request):
         services.run_cancel(run=_run(project, run_id), actor=request.user)
         messages.info(request, f"Run {run_id} cancelled.")
-    except DomainError as exc:
-        messages.error(request, str(exc))
     return redirect("runs:detail", project.slug, run_id)
 
 
 @login_required
 @require_POST
 def run_resume(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
-    project = _project(request, project_slug, write=True)
-    try:
+    project = project_for_request(request, project_slug, roles=WRITE_ROLES)
+    with message_errors(request):
         services.run_resume(run=_run(project, run_id), actor=request.user)
         messages.info(request, f"Run {run_id} resumed.")
-    except DomainError as exc:
-        messages.error(request, str(exc))
     return redirect("runs:detail", project.slug, run_id)
 
 
 @login_required
 @require_POST
 def run_score(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
-    project = _project(request, project_slug, write=True)
-    try:
+    project = project_for_request(request, project_slug, roles=WRITE_ROLES)
+    with message_errors(request):
         scoring.run_rescore(
             run=_run(project, run_id), force=bool(request.POST.get("force")), actor=request.user
         )
         messages.info(request, f"Run {run_id}: scoring sent again.")
-    except DomainError as exc:
-        messages.error(request, str(exc))
     return redirect("runs:detail", project.slug, run_id)

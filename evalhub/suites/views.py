@@ -16,19 +16,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from evalhub.accounts.models import Project
 from evalhub.errors import DomainError
-from evalhub.permissions import WRITE_ROLES, projects_for
+from evalhub.permissions import WRITE_ROLES
 from evalhub.suites import selectors, services
 from evalhub.suites.export import export_csv_lines, export_xlsx
 from evalhub.suites.forms import DELIMITER_CHOICES, CaseFilterForm, ConfirmForm, MappingForm, UploadForm
 from evalhub.suites.models import Suite, SuiteVersion, Upload, UploadStatus
+from evalhub.web import form_errors
+from evalhub.web import project_for_request as _project
 
 PAGE_SIZE = 50
-
-
-def _project(request: HttpRequest, slug: str, *, write: bool = False) -> Project:
-    roles = WRITE_ROLES if write else None
-    projects = projects_for(user=request.user, roles=roles) if roles else projects_for(user=request.user)
-    return get_object_or_404(projects, slug=slug)
 
 
 def highlight(text: str, findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,14 +63,14 @@ def suite_list(request: HttpRequest, project_slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest, project_slug: str) -> HttpResponse:
-    project = _project(request, project_slug, write=True)
+    project = _project(request, project_slug, roles=WRITE_ROLES)
     form = UploadForm(
         request.POST or None, request.FILES or None, initial={"name": request.GET.get("suite", "")}
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         file = data["file"]
-        try:
+        with form_errors(form):
             staged = services.suite_upload_stage(
                 project=project,
                 name=data["name"],
@@ -88,9 +84,6 @@ def upload(request: HttpRequest, project_slug: str) -> HttpResponse:
                     input_var=data["input_var"],
                 ),
             )
-        except DomainError as error:
-            form.add_error(None, str(error))
-        else:
             return redirect("suites:preview", project_slug=project.slug, upload_id=staged.pk)
     existing = Suite.objects.filter(project=project).values_list("name", flat=True)
     return render(request, "suites/upload.html", {"project": project, "form": form, "existing": existing})
@@ -99,7 +92,7 @@ def upload(request: HttpRequest, project_slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResponse:
-    project = _project(request, project_slug, write=True)
+    project = _project(request, project_slug, roles=WRITE_ROLES)
     staged = get_object_or_404(Upload, pk=upload_id, project=project)
     if staged.status == UploadStatus.IMPORTED and staged.version is not None:
         messages.info(request, "This upload was already imported.")
@@ -285,7 +278,7 @@ def export(
 @login_required
 @require_POST
 def discard(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResponse:
-    project = _project(request, project_slug, write=True)
+    project = _project(request, project_slug, roles=WRITE_ROLES)
     staged = get_object_or_404(Upload, pk=upload_id, project=project)
     services.suite_upload_discard(upload=staged, actor=request.user)
     return redirect("suites:list", project_slug=project.slug)
