@@ -35,6 +35,10 @@ def run_list(*, project: Project) -> QuerySet[Run]:
     )
 
 
+# The counts run_progress reads besides the run's own counters, by the names runs_with_details annotates.
+PROGRESS_COUNTS = ("chunks_total", "chunks_done", "outputs_rejected", "outputs_truncated")
+
+
 def _count(model: type[Model], **filters: Any) -> Coalesce:
     rows = model._default_manager.filter(run=OuterRef("pk"), **filters).order_by().values("run")
     return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0)
@@ -97,27 +101,22 @@ def run_scoring(*, run: Run) -> list[dict[str, Any]]:
 
 
 def _progress_counts(run: Run) -> dict[str, int]:
-    if hasattr(run, "chunks_total"):  # loaded by runs_with_details, with the run itself
-        return {
-            "chunks_total": run.chunks_total,
-            "chunks_done": run.chunks_done,
-            "rejected": run.outputs_rejected,
-            "truncated": run.outputs_truncated,
-        }
+    if hasattr(run, PROGRESS_COUNTS[0]):  # annotated by runs_with_details, read with the run itself
+        return {name: int(getattr(run, name)) for name in PROGRESS_COUNTS}
     run.refresh_from_db()  # a run object held for a while (the CLI polls one): its counters, fresh
     chunks = run.chunks.aggregate(total=Count("pk"), done=Count("pk", filter=Q(status=ChunkStatus.DONE)))
     return {
         "chunks_total": chunks["total"],
         "chunks_done": chunks["done"],
-        "rejected": Output.objects.filter(run=run, finish_reason="rejected").count(),
-        "truncated": Output.objects.filter(run=run, truncated=True).count(),
+        "outputs_rejected": Output.objects.filter(run=run, finish_reason="rejected").count(),
+        "outputs_truncated": Output.objects.filter(run=run, truncated=True).count(),
     }
 
 
 def run_progress(*, run: Run) -> dict[str, Any]:
     """done/total, tokens per second and time left, from the run's counters (read fresh)."""
     counts = _progress_counts(run)
-    rejected, truncated = counts["rejected"], counts["truncated"]
+    rejected, truncated = counts["outputs_rejected"], counts["outputs_truncated"]
     generated = run.done - run.reused
     tokens_per_second = run.output_tokens / run.generation_seconds if run.generation_seconds > 0 else None
     seconds_per_output = run.generation_seconds / generated if generated > 0 else None
