@@ -18,6 +18,8 @@ from django.db import connection
 from django.db.models import Avg, Count, Q, QuerySet
 from django.db.models.fields.json import KT
 
+from annotation.models import Rating, Study
+from annotation.rubric import DEFAULT_RUBRIC
 from evalhub.catalog.models import Adapter
 from evalhub.errors import NotFound, ValidationFailed
 from evalhub.reports.models import GatePolicy, Verdict
@@ -286,7 +288,6 @@ def report_rows(
     *, run: Run, adapter_ids: Iterable[int], study_ids: Iterable[int] | None = None
 ) -> ReportRows:
     """Cases, outputs, metric scores and ratings of a run for the given adapters."""
-    from annotation.models import Study
 
     ids = list(adapter_ids)
     adapters = [adapter_info(a) for a in Adapter.objects.filter(pk__in=ids).order_by("created_at", "pk")]
@@ -408,8 +409,6 @@ def _scalar(value: Any) -> bool:
 
 def study_criteria(*, study_ids: list[int]) -> list[str]:
     """Criterion keys of the studies' rubrics, in rubric order (the default rubric's when unset)."""
-    from annotation.models import Study
-    from annotation.rubric import DEFAULT_RUBRIC
 
     keys: dict[str, None] = {}
     for rubric in Study.objects.filter(pk__in=study_ids).values_list("rubric", flat=True):
@@ -439,7 +438,6 @@ def _ratings(*, study_ids: list[int], criteria: list[str]) -> RatingColumns:
     """Ratings as columns, with their scores and hallucination flags pulled out of the JSON by
     the database (decoding 100k JSON documents in Python costs more than the rest of the query),
     read through the raw cursor: the ORM's per-row work costs more than the query."""
-    from annotation.models import Rating
 
     fields: dict[str, Any] = {}
     for i, criterion in enumerate(criteria):
@@ -615,7 +613,6 @@ def project_trend(*, project: Any) -> list[dict[str, Any]]:
 
 def rating_rows(*, run: Run, case_id: int | None = None) -> list[dict[str, Any]]:
     """Every rating of the run's studies with both sides' adapters named (report readers only)."""
-    from annotation.models import Rating
 
     ratings = Rating.objects.filter(task__study__run=run)
     if case_id is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 
+from annotation.models import Rating
 from evalhub.audit.services import audit_record
 from evalhub.catalog.models import Adapter
 from evalhub.catalog.selectors import adapter_last_approved, adapter_previous_version
@@ -308,7 +309,6 @@ def report_cached(
     from django.core.cache import cache
     from django.db.models import Count, Max
 
-    from annotation.models import Rating
     from evalhub.runs.models import MetricScore
 
     candidate, baseline = _resolve(run, candidate, baseline)
