@@ -23,19 +23,17 @@ def neutralise(value: str) -> str:
     return value
 
 
+def _cell(case: Case, name: str) -> str:
+    value = getattr(case, name)
+    if name == "tags":  # "a;b", as the import reads a tag column
+        return ";".join(str(t) for t in value or [])
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False) if value else ""
+    return str(value)
+
+
 def _cells(case: Case) -> list[str]:
-    return [
-        case.key,
-        case.input,
-        case.reference,
-        ";".join(str(t) for t in case.tags or []),
-        case.origin,
-        case.generator,
-        case.split,
-        json.dumps(case.slices or {}, ensure_ascii=False) if case.slices else "",
-        case.category,
-        json.dumps(case.expected or [], ensure_ascii=False) if case.expected else "",
-    ]
+    return [_cell(case, name) for name in CASE_FILE_FIELDS]
 
 
 def _cases(version: SuiteVersion) -> Iterator[Case]:
