@@ -50,14 +50,20 @@ browser:
 
 vllm-env: .venv-vllm/.installed
 
+# pytest-xdist: one worker per core, each with its own test database. Tests that must not run beside
+# themselves (real Celery workers, the load bench, vLLM, Chromium) carry an xdist_group (tests/conftest.py)
+# and loadgroup runs each group on one worker. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= auto
+PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+
 # The full suite on PostgreSQL when it is reachable (it is on CI), then the database-portable part on SQLite.
 test: install browser vllm-env lint typecheck
 	@if $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))"; then \
-		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS) || exit $$?; \
-		echo "== pytest on SQLite (every test not marked slow)"; DATABASE_URL= $(VENV)/bin/pytest -p no:cacheprovider -m "not slow" $(PYTEST_SQLITE_ARGS) || exit $$?; \
+		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(PYTEST) $(PYTEST_ARGS) || exit $$?; \
+		echo "== pytest on SQLite (every test not marked slow)"; DATABASE_URL= $(PYTEST) -m "not slow" $(PYTEST_SQLITE_ARGS) || exit $$?; \
 	else \
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432: running the suite on SQLite only"; \
-		DATABASE_URL= $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS); \
+		DATABASE_URL= $(PYTEST) $(PYTEST_ARGS); \
 	fi
 
 demo: install

@@ -26,11 +26,37 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+# Tests that must not share the machine with themselves under pytest-xdist (`--dist loadgroup`): each
+# group runs on one worker, one test after another. Real Celery workers take fixed Redis databases and
+# several processes each; the load bench drops and recreates one fixed PostgreSQL database; the vLLM
+# engine reserves a share of host RAM; Chromium is memory-hungry. Everything else is independent
+# (pytest-django gives each xdist worker its own test database).
+SERIAL_GROUPS: dict[str, str] = {
+    "tests/runs/test_worker_kill.py": "celery-workers",
+    "tests/runs/test_scoring_worker.py": "celery-workers",
+    "tests/annotation/test_rating_load_smoke.py": "load-bench",
+    "tests/generation/test_vllm.py": "vllm",
+}
+
+
+def serial_group(item: Any) -> str | None:
+    """The xdist group an item must run in, or None where it can run anywhere."""
+    path = Path(str(item.fspath)).relative_to(REPO).as_posix()
+    if path in SERIAL_GROUPS:
+        return SERIAL_GROUPS[path]
+    if "browser" in item.keywords:
+        return "browser"
+    return None
+
+
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     redis_up = port_open("127.0.0.1", 6379)
     for item in items:
         if "redis" in item.keywords and not redis_up:
             item.add_marker(pytest.mark.skip(reason="Redis is not running on 127.0.0.1:6379"))
+        group = serial_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
