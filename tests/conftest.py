@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,27 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         group = serial_group(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+class Clock:
+    """Wall-clock time that a test moves forward instead of sleeping.
+
+    It replaces `time.time` for the test, so our code (login lockout) and Django's cache expiry see the
+    same jump; `time.monotonic` and `time.sleep` are untouched.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = 0.0
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return Clock(monkeypatch)
 
 
 @pytest.fixture
