@@ -106,6 +106,7 @@ def make_thin(venv: Path, cached: Path, project: Path) -> None:
         with script.open("rb") as handle:
             head = handle.readline()
             if not head.startswith(b"#!") or b"python" not in head:
+                target.symlink_to(script.resolve())  # a native binary (ruff): runs as it is
                 continue
             target.write_bytes(b"#!" + str(python).encode() + b"\n" + handle.read())
         target.chmod(0o755)
