@@ -53,6 +53,7 @@ class AdapterFactory(DjangoModelFactory[Adapter]):
 class SuiteFactory(DjangoModelFactory[Suite]):
     class Meta:
         model = Suite
+        django_get_or_create = ("project", "name")  # a suite name is unique in its project
 
     project: Any = None
     name = factory.Sequence(lambda n: f"suite-{n}")
