@@ -21,8 +21,9 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 # default ~/.cache/evalhub) and a fresh clone gets a thin .venv over them in seconds (tools/cached_venv.py).
 # The cache key is pyproject's [project] table, the torch build and the Python version: a changed
 # dependency builds a new cached venv; EVALHUB_CACHE_DIR=$$(mktemp -d) forces a from-scratch install.
+CACHE_DIR := $(or $(EVALHUB_CACHE_DIR),$(HOME)/.cache/evalhub)
 TORCH_BUILD := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu-$(TORCH_VERSION))
-CACHED_VENV := $(PYTHON) tools/cached_venv.py
+CACHED_VENV := $(PYTHON) tools/cached_venv.py --cache-dir $(CACHE_DIR)
 
 $(STAMP): pyproject.toml tools/cached_venv.py
 	$(CACHED_VENV) --kind main --venv $(VENV) --define pyproject.toml:project --key "torch $(TORCH_BUILD)" \
@@ -48,8 +49,10 @@ install: $(STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 
+# mypy's cache is shared by the clones on this machine too: it checks each module's hash, so a fresh
+# clone re-analyses only what changed (most of the time goes to django-stubs, torch and transformers).
 typecheck: install
-	$(VENV)/bin/mypy evalhub annotation metrics
+	$(VENV)/bin/mypy --cache-dir $(CACHE_DIR)/mypy evalhub annotation metrics
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
