@@ -42,7 +42,7 @@ SERIAL_GROUPS: dict[str, str] = {
 
 def serial_group(item: Any) -> str | None:
     """The xdist group an item must run in, or None where it can run anywhere."""
-    path = Path(str(item.fspath)).relative_to(REPO).as_posix()
+    path = item.path.relative_to(REPO).as_posix()
     if path in SERIAL_GROUPS:
         return SERIAL_GROUPS[path]
     if "browser" in item.keywords:
