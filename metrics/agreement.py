@@ -19,8 +19,6 @@ from typing import Any, Literal
 import krippendorff
 import numpy as np
 import scipy.stats as sps
-from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa
-from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
 from metrics.stats import Rate, StatResult, wilson_interval
 
@@ -264,6 +262,8 @@ def fleiss_kappa_from_table(counts: np.ndarray | Sequence[Sequence[int]]) -> Fle
             reason="all ratings fall in one category: chance agreement is 1, so kappa is undefined",
             **common,
         )
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa  # ~1 s: imported where used
+
     return FleissKappaResult(kappa=float(sm_fleiss_kappa(table, method="fleiss")), **common)
 
 
@@ -285,6 +285,8 @@ def fleiss_kappa(data: MatrixLike) -> FleissKappaResult:
     # Each kept unit's values in rater order, one row per unit (row-major order keeps units apart).
     chosen = by_unit[sizes == m]
     kept = chosen[~np.isnan(chosen)].reshape(-1, m)
+    from statsmodels.stats.inter_rater import aggregate_raters  # ~1 s: imported where used
+
     table, _ = aggregate_raters(kept)
     result = fleiss_kappa_from_table(table)
     return FleissKappaResult(
@@ -359,6 +361,8 @@ def cohen_kappa(
 
 def _kappa_from_table(table: np.ndarray, scores: Sequence[Any], weights: KappaWeights) -> CohenKappaResult:
     """Cohen's kappa from a categories x categories table of counts (statsmodels)."""
+    from statsmodels.stats.inter_rater import cohens_kappa  # ~1 s: imported where used
+
     n = int(table.sum())
     observed = float(np.trace(table) / n)
     row, col = table.sum(axis=1) / n, table.sum(axis=0) / n

@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy import stats as sps
-from statsmodels.stats.proportion import proportion_confint
 
 MaybeNumber = float | int | None
 Alternative = Literal["two-sided", "less", "greater"]
@@ -427,6 +426,8 @@ def aggregate_by_slice(
 
 def wilson_interval(successes: float, n: float, *, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval (statsmodels); ``successes`` may be fractional (ties as half)."""
+    from statsmodels.stats.proportion import proportion_confint  # ~1 s to import: only when used
+
     low, high = proportion_confint(successes, n, alpha=1.0 - confidence, method="wilson")
     return float(low), float(high)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,58 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+# Tests that must not share the machine with themselves under pytest-xdist (`--dist loadgroup`): each
+# group runs on one worker, one test after another. Real Celery workers take fixed Redis databases and
+# several processes each; the load bench drops and recreates one fixed PostgreSQL database; the vLLM
+# engine reserves a share of host RAM; Chromium is memory-hungry. Everything else is independent
+# (pytest-django gives each xdist worker its own test database).
+SERIAL_GROUPS: dict[str, str] = {
+    "tests/runs/test_worker_kill.py": "celery-workers",
+    "tests/runs/test_scoring_worker.py": "celery-workers",
+    "tests/annotation/test_rating_load_smoke.py": "load-bench",
+    "tests/generation/test_vllm.py": "vllm",
+}
+
+
+def serial_group(item: Any) -> str | None:
+    """The xdist group an item must run in, or None where it can run anywhere."""
+    path = item.path.relative_to(REPO).as_posix()
+    if path in SERIAL_GROUPS:
+        return SERIAL_GROUPS[path]
+    if "browser" in item.keywords:
+        return "browser"
+    return None
+
+
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     redis_up = port_open("127.0.0.1", 6379)
     for item in items:
         if "redis" in item.keywords and not redis_up:
             item.add_marker(pytest.mark.skip(reason="Redis is not running on 127.0.0.1:6379"))
+        group = serial_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+class Clock:
+    """Wall-clock time that a test moves forward instead of sleeping.
+
+    It replaces `time.time` for the test, so our code (login lockout) and Django's cache expiry see the
+    same jump; `time.monotonic` and `time.sleep` are untouched.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = 0.0
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return Clock(monkeypatch)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Rows for rating tests, built directly with the ORM (runs and suites are other apps' services).
+"""Rows for rating tests, built from the shared factories (runs and suites are other apps' services).
 
 Adapters, runs and outputs get distinctive names, versions, folders and large ids, so the blinding
 tests can search rater-visible responses for any of them without matching ordinary numbers.
@@ -13,8 +13,18 @@ from typing import Any
 from evalhub.accounts.models import Project, Role
 from evalhub.accounts.services import membership_set, user_create
 from evalhub.catalog.models import Adapter, BaseModel
-from evalhub.runs.models import AdapterRole, Output, Run, RunAdapter
-from evalhub.suites.models import Case, Suite, SuiteVersion
+from evalhub.runs.models import AdapterRole, Output, Run
+from evalhub.suites.models import Case
+from tests.factories import (
+    AdapterFactory,
+    BaseModelFactory,
+    CaseFactory,
+    OutputFactory,
+    RunAdapterFactory,
+    RunFactory,
+    SuiteFactory,
+    SuiteVersionFactory,
+)
 
 _ids = itertools.count(7_314_159)
 
@@ -69,7 +79,7 @@ def run_rows(
     The first adapter is the run's baseline; `text(adapter_key, case, i)` writes each output."""
     text = text or (lambda key, case, i: f"[{'xyz'[len(key) % 3]}] " + default_text(key, case, i))
     n = big_id()
-    base = BaseModel.objects.create(
+    base = BaseModelFactory(
         id=big_id(),
         project=project,
         name=f"zbasemodel-{n}",
@@ -79,7 +89,7 @@ def run_rows(
     )
     rows: dict[str, Adapter] = {}
     for key in adapters:
-        rows[key] = Adapter.objects.create(
+        rows[key] = AdapterFactory(
             id=big_id(),
             project=project,
             base_model=base,
@@ -87,14 +97,10 @@ def run_rows(
             version=f"9.{n % 97}.{len(key)}-rc{n % 7}",
             folder=f"/srv/adapters/{key}-folder-{n}",
             weights_hash=f"{n:x}{key}".encode().hex()[:64].rjust(64, "a"),
-            peft_type="LORA",
-            rank=8,
-            alpha=16.0,
         )
-    suite = Suite.objects.create(project=project, name=f"zsuite-{n}")
-    version = SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64)
+    version = SuiteVersionFactory(suite=SuiteFactory(project=project, name=f"zsuite-{n}"))
     cases = [
-        Case.objects.create(
+        CaseFactory(
             id=big_id(),
             version=version,
             key=f"zcase-{n}-{i}",
@@ -107,30 +113,20 @@ def run_rows(
         )
         for i in range(n_cases)
     ]
-    run = Run.objects.create(
-        id=big_id(),
-        project=project,
-        name=f"zrun-{n}",
-        suite_version=version,
-        base_model=base,
-        config_hash="d" * 64,
-        status="completed",
-    )
+    run = RunFactory(id=big_id(), project=project, name=f"zrun-{n}", suite_version=version, base_model=base)
     for i, key in enumerate(adapters):
-        RunAdapter.objects.create(
+        RunAdapterFactory(
             run=run, adapter=rows[key], role=AdapterRole.BASELINE if i == 0 else AdapterRole.CANDIDATE
         )
     result = RunRows(run=run, base_model=base, adapters=rows, cases=cases)
     for key, adapter in rows.items():
         for i, case in enumerate(cases):
-            result.outputs[(key, case.key)] = Output.objects.create(
+            result.outputs[(key, case.key)] = OutputFactory(
                 id=big_id(),
                 run=run,
                 adapter=adapter,
                 case=case,
                 text=text(key, case, i),
-                finish_reason="stop",
-                backend="hf",
                 config_hash=f"{n:x}".rjust(64, "e"),
                 cache_key=f"{n:x}{key}{i}".encode().hex()[:64].rjust(64, "f"),
             )

@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 
 from metrics import text
+from tests.lazy import lazy_import
 
 os.environ["HF_EVALUATE_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-evaluate = pytest.importorskip("evaluate")
+evaluate = lazy_import("evaluate")  # a declared dependency; it imports torch and transformers (~4 s)
 
 MODULES = Path(__file__).resolve().parents[2] / "metrics" / "evaluate_modules"
 PREDS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him.", "", "你好世界"]

@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import statsmodels.api as sm
 
 from metrics.ranking import (
     LENGTH_ONLY,
@@ -19,6 +18,9 @@ from metrics.ranking import (
     style_feature_table,
     style_features,
 )
+from tests.lazy import lazy_import
+
+sm = lazy_import("statsmodels.api")  # ~2 s to import: only the tests that fit a model pay
 
 TRUE_ELO = {"m0": 1200.0, "m1": 1100.0, "m2": 1000.0, "m3": 1000.0, "m4": 900.0, "m5": 800.0}
 

@@ -1,22 +1,36 @@
 """Rows for report tests: a run with outputs, metric scores, a pairwise study and its ratings,
-built directly with the ORM in bulk (runs, scoring and annotation are other apps' services)."""
+built in bulk from the shared factories (runs, scoring and annotation are other apps' services)."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 
-from annotation.models import Assignment, AssignmentStatus, Rating, Study, Task
+from annotation.models import Assignment, Rating, Study, Task
 from evalhub.accounts.models import Project, Role
 from evalhub.accounts.services import membership_set, user_create
 from evalhub.catalog.models import Adapter, BaseModel
-from evalhub.runs.models import AdapterRole, MetricScore, Output, Run, RunAdapter
-from evalhub.suites.models import Case, Suite, SuiteVersion
+from evalhub.runs.models import AdapterRole, MetricScore, Output, Run
+from evalhub.suites.models import Case
+from tests.factories import (
+    AdapterFactory,
+    AssignmentFactory,
+    BaseModelFactory,
+    CaseFactory,
+    MetricScoreFactory,
+    OutputFactory,
+    RatingFactory,
+    RunAdapterFactory,
+    RunFactory,
+    StudyFactory,
+    SuiteFactory,
+    SuiteVersionFactory,
+    TaskFactory,
+)
 
 _n = itertools.count(1)
 
@@ -58,53 +72,29 @@ def build_run(
     tasks correctly."""
     n = next(_n)
     if base_model is None:
-        base_model = BaseModel.objects.create(
-            project=project, name=f"base-{n}", folder="/srv/b", weights_hash="b" * 64, tokenizer="/srv/b"
-        )
+        base_model = BaseModelFactory(project=project, name=f"base-{n}")
     made: dict[str, Adapter] = dict(adapter_objects or {})
     for key in adapters:
         if key not in made:
-            made[key] = Adapter.objects.create(
-                project=project,
-                base_model=base_model,
-                name=key,
-                version=f"1.{n}",
-                folder=f"/srv/{key}",
-                weights_hash="a" * 64,
-                peft_type="LORA",
-                rank=8,
-                alpha=16.0,
-            )
-    suite = Suite.objects.create(project=project, name=f"suite-{n}")
-    version = SuiteVersion.objects.create(suite=suite, number=1, content_hash="c" * 64)
+            made[key] = AdapterFactory(project=project, base_model=base_model, name=key, version=f"1.{n}")
+    version = SuiteVersionFactory(suite=SuiteFactory(project=project, name=f"suite-{n}"))
     cases = Case.objects.bulk_create(
         [
-            Case(
+            CaseFactory.build(
                 version=version,
-                key=f"case-{i}",
                 position=i,
-                input=f"Input {i}",
-                reference=f"Reference {i}",
                 tags=["finance" if i % 2 == 0 else "clinic"],
                 origin="synthetic" if i % 4 == 3 else "real",
                 split="heldout" if i % 5 == 4 else "eval",
                 category=categories(i) if categories else "",
                 expected=[{"type": "must_refuse"}] if must_refuse and must_refuse(i) else [],
-                content_hash=f"{i:064d}",
             )
             for i in range(n_cases + gold_cases)
         ]
     )
-    run = Run.objects.create(
-        project=project,
-        name=f"run-{n}",
-        suite_version=version,
-        base_model=base_model,
-        config_hash="d" * 64,
-        status="completed",
-    )
+    run = RunFactory(project=project, name=f"run-{n}", suite_version=version, base_model=base_model)
     for i, key in enumerate(adapters):
-        RunAdapter.objects.create(
+        RunAdapterFactory(
             run=run, adapter=made[key], role=AdapterRole.BASELINE if i == 0 else AdapterRole.CANDIDATE
         )
     outputs: dict[tuple[str, int], Output] = {}
@@ -113,15 +103,12 @@ def build_run(
         for i, case in enumerate(cases):
             length = 40 + (i % 7) * 5
             objs.append(
-                Output(
+                OutputFactory.build(
                     run=run,
                     adapter=made[key],
                     case=case,
                     text=f"{key} says " + "word " * length,
                     output_tokens=length,
-                    finish_reason="stop",
-                    backend="hf",
-                    config_hash="e" * 64,
                     cache_key=f"{n}-{key}-{i}",
                 )
             )
@@ -135,27 +122,18 @@ def build_run(
                 value = fn(key, i)
                 if value is not None:
                     score_rows.append(
-                        MetricScore(
-                            run=run,
-                            adapter=made[key],
-                            case=case,
-                            output=out,
-                            metric=name,
-                            metric_version="1",
-                            config_hash="f" * 64,
-                            value=value,
+                        MetricScoreFactory.build(
+                            run=run, adapter=made[key], case=case, output=out, metric=name, value=value
                         )
                     )
             if checks is not None and (case.category or case.expected):
                 score_rows.append(
-                    MetricScore(
+                    MetricScoreFactory.build(
                         run=run,
                         adapter=made[key],
                         case=case,
                         output=out,
                         metric="checks",
-                        metric_version="1",
-                        config_hash="f" * 64,
                         passed=checks(key, i),
                         value=None,
                     )
@@ -169,7 +147,7 @@ def build_run(
         user = user_create(username=f"rater-{n}-{r}", password="correct-horse-battery")
         membership_set(project=project, user=user, role=Role.RATER)
         raters.append(user)
-    study = Study.objects.create(project=project, run=run, name=f"study-{n}", baseline=made[adapters[0]])
+    study = StudyFactory(project=project, run=run, name=f"study-{n}", baseline=made[adapters[0]])
     base, cand = adapters[0], adapters[1]
     pairs = [(cand, base)] + [(other, base) for other in adapters[2:]]
     tasks = []
@@ -185,7 +163,7 @@ def build_run(
             if i >= n_cases and not gold:
                 continue
             tasks.append(
-                Task(
+                TaskFactory.build(
                     study=study,
                     case=cases[i],
                     output_a=a_out,
@@ -212,17 +190,7 @@ def build_run(
                 pref = {"candidate": cand_side, "baseline": base_side}.get(who, who)
             c_score, b_score = scores(i, r) if scores else (4, 3)
             c_h, b_h = hallucination(i, r) if hallucination else (False, False)
-            assignments.append(
-                Assignment(
-                    task=task,
-                    study=study,
-                    rater=user,
-                    status=AssignmentStatus.SUBMITTED,
-                    leased_at=now,
-                    expires_at=now + timedelta(minutes=15),
-                    finished_at=now,
-                )
-            )
+            assignments.append(AssignmentFactory.build(task=task, study=study, rater=user, leased_at=now))
             ratings.append(
                 {
                     "task": task,
@@ -237,10 +205,7 @@ def build_run(
             )
     made_assignments = Assignment.objects.bulk_create(assignments)
     Rating.objects.bulk_create(
-        [
-            Rating(assignment=a, time_on_task_ms=20000, **r)
-            for a, r in zip(made_assignments, ratings, strict=True)
-        ]
+        [RatingFactory.build(assignment=a, **r) for a, r in zip(made_assignments, ratings, strict=True)]
     )
     built.study = study
     built.raters = raters

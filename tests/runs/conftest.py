@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import pytest
 
 from evalhub.runs import engine
-from evalhub.suites.models import Case, Suite, SuiteVersion
+from evalhub.suites.models import Case, SuiteVersion
+from tests.factories import CaseFactory, SuiteFactory, SuiteVersionFactory, text_hash
 from tests.tiny_models import make_base_model, make_lora_adapter
 
 
@@ -56,20 +56,19 @@ def words(start: int, count: int) -> str:
 
 def make_suite_version(project: Any, inputs: list[str], *, name: str = "tiny-suite", number: int = 1,
                        splits: list[str] | None = None) -> SuiteVersion:
-    suite, _ = Suite.objects.get_or_create(project=project, name=name)
-    version = SuiteVersion.objects.create(
-        suite=suite, number=number, content_hash=hashlib.sha256("\n".join(inputs).encode()).hexdigest(),
+    version = SuiteVersionFactory(
+        suite=SuiteFactory(project=project, name=name), number=number, content_hash=text_hash("\n".join(inputs)),
         case_count=len(inputs),
     )
     Case.objects.bulk_create(
-        Case(
+        CaseFactory.build(
             version=version,
             key=f"c{i}",
             position=i,
             input=text,
             reference=f"ref {i}",
             split=(splits[i] if splits else "eval"),
-            content_hash=hashlib.sha256(text.encode()).hexdigest(),
+            content_hash=text_hash(text),
         )
         for i, text in enumerate(inputs)
     )

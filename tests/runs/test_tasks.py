@@ -13,11 +13,13 @@ from evalhub.runs import services, tasks
 from evalhub.runs.models import Output, RunStatus
 from evalhub.runs.services import run_create, run_resume, run_start
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_completion_hooks")]
+# No transaction=True: the runs these tests start are enqueued on commit, and capturing the on_commit
+# callbacks (executing them as the block ends) is all the commit they need.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_completion_hooks")]
 
 
 def test_in_process_a_task_that_gives_up_fails_the_run_which_then_resumes(
-    project, tiny, suite_version, monkeypatch, settings
+    project, tiny, suite_version, monkeypatch, settings, django_capture_on_commit_callbacks
 ):
     settings.EVALHUB_GENERATION_CHUNK_SIZE = 2
     real = services.run_generate_chunk
@@ -30,13 +32,16 @@ def test_in_process_a_task_that_gives_up_fails_the_run_which_then_resumes(
     monkeypatch.setattr(services, "run_generate_chunk", flaky)
     run = run_create(project=project, suite_version=suite_version, base_model=tiny["base"],
                      adapters=[tiny["alpha"]], generation_config={"max_new_tokens": 4})
-    run = run_start(run=run)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_start(run=run)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "generate_chunk gave up: OperationalError('database went away')" in run.error
 
     monkeypatch.setattr(services, "run_generate_chunk", real)
-    run = run_resume(run=run)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_resume(run=run)
+    run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED and Output.objects.filter(run=run).count() == run.total
 
 
