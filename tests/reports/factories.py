@@ -1,4 +1,4 @@
-"""Rows for report tests: a run with outputs, metric scores, a pairwise study and its ratings,
+"""Rows for report tests (and a typed report with no rows, for gate tests): a run with outputs, metric scores, a pairwise study and its ratings,
 built directly with the ORM in bulk (runs, scoring and annotation are other apps' services)."""
 
 from __future__ import annotations
@@ -15,8 +15,22 @@ from annotation.models import Assignment, AssignmentStatus, Rating, Study, Task
 from evalhub.accounts.models import Project, Role
 from evalhub.accounts.services import membership_set, user_create
 from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.reports.schema import (
+    SCHEMA_VERSION,
+    AdapterInfo,
+    Agreement,
+    Counts,
+    Hallucination,
+    Leaderboard,
+    PreferenceAgreement,
+    Report,
+    Settings,
+    Style,
+)
 from evalhub.runs.models import AdapterRole, MetricScore, Output, Run, RunAdapter
 from evalhub.suites.models import Case, Suite, SuiteVersion
+from metrics.agreement import AlphaResult
+from metrics.stats import PairedBootstrap, win_rate
 
 _n = itertools.count(1)
 
@@ -245,3 +259,66 @@ def build_run(
     built.study = study
     built.raters = raters
     return built
+
+
+def report_of(
+    *,
+    wins: int = 70,
+    ties: int = 10,
+    losses: int = 20,
+    pair_ratings: int = 100,
+    preference_alpha: float = 0.7,
+) -> Report:
+    """A typed report holding only a candidate-vs-baseline win count and the preference agreement
+    (every other section empty), for gate tests that need no rows."""
+    no_pairs = PairedBootstrap(
+        n=0,
+        n_dropped=0,
+        mean_a=None,
+        mean_b=None,
+        mean_difference=None,
+        ci_low=None,
+        ci_high=None,
+        confidence=0.95,
+        method="percentile",
+        resamples=0,
+        seed=0,
+        reason="no flags",
+    )
+    alpha = AlphaResult(
+        alpha=preference_alpha, level="nominal", n_units=pair_ratings, n_raters=3, n_values=300
+    )
+    return Report(
+        schema=SCHEMA_VERSION,
+        candidate=AdapterInfo(id=2, label="c@1"),
+        baseline=AdapterInfo(id=1, label="b@1"),
+        adapters=(AdapterInfo(id=1, label="b@1"), AdapterInfo(id=2, label="c@1")),
+        study_ids=(),
+        settings=Settings(
+            resamples=0, style_resamples=0, seed=0, confidence=0.95, exclude_raters_below=None, criteria=()
+        ),
+        counts=Counts(
+            cases=0,
+            ratings=pair_ratings,
+            pair_ratings=pair_ratings,
+            gold_ratings=0,
+            raters=3,
+            cases_rated=0,
+            both_bad=0,
+        ),
+        win_rate=win_rate(wins, ties, losses),
+        win_rate_by_slice=(),
+        criteria=(),
+        hallucination=Hallucination(per_adapter=(), delta=no_pairs),
+        style=Style(n_battles=0, reason="no pairwise ratings"),
+        leaderboard=Leaderboard(models=(), reason="none"),
+        metrics=(),
+        adversarial=(),
+        must_refuse={},
+        agreement=Agreement(
+            criteria=(),
+            n_raters=3,
+            preference=PreferenceAgreement(alpha=alpha, fleiss=None, pairwise_cohen=None),
+        ),
+        gold=(),
+    )
