@@ -64,12 +64,14 @@ def build_run(
     with_study: bool = True,
     base_model: BaseModel | None = None,
     adapter_objects: dict[str, Adapter] | None = None,
+    extra_criteria: tuple[str, ...] = (),
 ) -> Built:
     """A completed run, baseline first. ``preference(case, rater)`` names the winner by role;
     ``scores(case, rater)`` gives (candidate, baseline) factual accuracy; ``metrics[name](adapter,
     case)`` the metric value per output. The candidate is ``adapters[1]``; with three adapters, the
     third is rated against the baseline too. ``gold_right(rater)`` says whether a rater answers gold
-    tasks correctly."""
+    tasks correctly. ``extra_criteria`` (rubric keys) are scored after factual accuracy, derived from
+    its scores."""
     n = next(_n)
     if base_model is None:
         base_model = BaseModel.objects.create(
@@ -241,7 +243,13 @@ def build_run(
                 {
                     "task": task,
                     "rater": user,
-                    "scores": {"factual_accuracy": {cand_side: c_score, base_side: b_score}},
+                    "scores": {
+                        "factual_accuracy": {cand_side: c_score, base_side: b_score},
+                        **{
+                            name: {cand_side: 1 + (c_score + k) % 5, base_side: 1 + (b_score + 2 * k) % 5}
+                            for k, name in enumerate(extra_criteria, start=1)
+                        },
+                    },
                     "preference": pref,
                     "hallucination": {
                         cand_side: {"flagged": c_h, "spans": []},
