@@ -1,8 +1,8 @@
 """Report actions: build a report, save a gate policy, freeze a verdict and reopen it.
 
 A frozen verdict's snapshot holds the rows the report was computed from, the policy and the report
-itself; the content hash is SHA-256 over their canonical JSON, so reopening recomputes the report
-from the snapshot alone and proves the numbers are the same.
+itself (its format and reader live in ``snapshots``); the content hash is SHA-256 over its canonical
+JSON, so reopening recomputes the report from the snapshot alone and names any number that differs.
 """
 
 from __future__ import annotations
