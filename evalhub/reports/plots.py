@@ -49,7 +49,7 @@ def win_rates(report: Report) -> bytes:
     if not rows:
         return _empty(fig, ax, "No candidate-vs-baseline ratings yet")
     y = np.arange(len(rows))[::-1]
-    rates = [w.ties_as_half.rate for _, w in rows]
+    rates = [w.ties_as_half.rate or 0.0 for _, w in rows]  # none is None: filtered above
     errs = np.array(
         [_interval(w.ties_as_half.rate, w.ties_as_half.ci_low, w.ties_as_half.ci_high) for _, w in rows]
     ).T

@@ -76,7 +76,7 @@ def rows_load(data: Mapping[str, Any]) -> ReportRows:
         output_adapter={o: a for a, _, o in data["outputs"]},
         output_tokens={o: t for o, t in data["output_tokens"]},
         texts={o: t for o, t in data["texts"]},
-        scores=[tuple(s) for s in data["scores"]],  # type: ignore[misc]
+        scores=[(a, c, m, v, p) for a, c, m, v, p in data["scores"]],
         ratings=RatingColumns.from_dicts(data["ratings"]),
         raters={k: v for k, v in data["raters"]},
         study_ids=data["study_ids"],
@@ -139,10 +139,10 @@ def _dangling(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]
     cases = {c.get("id") for c in inputs["cases"] if isinstance(c, Mapping)}
     outputs = {row[2] for row in inputs["outputs"]}
     ratings = [r for r in inputs["ratings"] if isinstance(r, Mapping)]
-    no_case = sorted({r.get("case") for r in ratings} - cases - {None})
+    no_case = sorted({r["case"] for r in ratings if r.get("case") is not None} - cases)
     if no_case:
         out.append(f"inputs.cases: case ids {some_of(no_case)}, which ratings refer to")
-    rated = {r.get(side) for r in ratings for side in ("a", "b")} - {None}
+    rated = {r[side] for r in ratings for side in ("a", "b") if r.get(side) is not None}
     no_output = sorted(rated - outputs)
     if no_output:
         out.append(f"inputs.outputs: output ids {some_of(no_output)}, which ratings refer to")

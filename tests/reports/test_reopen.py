@@ -170,7 +170,10 @@ def test_reopen_after_inputs_were_deleted_from_the_database_says_which(project: 
     assert reopened.status == "identical"
     shown = ", ".join(str(t) for t in tasks[:10])
     assert reopened.gone[0] == f"1 of 1 studies (ids {built.study.pk})"
-    assert reopened.gone[1] == f"{len(tasks)} of {len(tasks)} rated tasks (ids {shown} and {len(tasks) - 10} more)"
+    assert (
+        reopened.gone[1]
+        == f"{len(tasks)} of {len(tasks)} rated tasks (ids {shown} and {len(tasks) - 10} more)"
+    )
     assert reopened.gone[2].startswith(f"{n_ratings} of {n_ratings} ratings (task {tasks[0]} by rater ")
     assert len(reopened.gone) == 3
 

@@ -70,7 +70,7 @@ class Command(DomainCommand):
                 run=run, policy=policy, actor=self.get_actor(options.get("user")), **params
             )
             decision, results = verdict.decision, verdict.gates
-            cand = verdict.candidate.label
+            cand: str | None = verdict.candidate.label
             base = verdict.baseline.label if verdict.baseline else None
             public_id = verdict.public_id
         else:
