@@ -196,3 +196,33 @@ def test_a_report_reads_back_from_its_json_unchanged(project: Any) -> None:
     built = build_run(project, adapters=("base", "cand", "other"), gold_cases=2, **THREE_CRITERIA)
     report = report_build(run=built.run, resamples=200, exclude_raters_below=0.5)
     assert report_from_dict(report.to_dict()).to_dict() == report.to_dict()
+
+
+@pytest.mark.django_db
+def test_the_verdict_page_and_api_say_identical_or_name_each_change(project: Any, lead: Any) -> None:
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    built = build_run(project, **THREE_CRITERIA)
+    verdict = verdict_freeze(run=built.run, actor=lead)
+    web, api = Client(), APIClient()
+    web.force_login(lead)
+    api.force_authenticate(lead)
+    page = web.get(f"/p/{project.slug}/verdicts/{verdict.public_id}/?reopen=1").content.decode()
+    assert "identical: every number and the decision" in page and "DOES NOT match" not in page
+    wins = verdict.snapshot["report"]["win_rate"]["wins"]
+    verdict.snapshot["report"]["win_rate"]["wins"] = wins + 5
+    verdict.save(update_fields=["snapshot"])
+    page = web.get(f"/p/{project.slug}/verdicts/{verdict.public_id}/?reopen=1").content.decode()
+    assert "DOES NOT match" in page and "1 value changed" in page
+    assert "<code>report.win_rate.wins</code>" in page and f">{wins + 5}<" in page and f">{wins}<" in page
+    body = api.get(f"/api/v1/verdicts/{verdict.public_id}?reopen=1").json()["reopened"]
+    assert body["status"] == "changed" and body["hash_ok"] is False and body["reproduced"] is False
+    assert body["changes"] == [
+        {
+            "path": "report.win_rate.wins",
+            "old": wins + 5,
+            "new": wins,
+            "text": f"report.win_rate.wins: {wins + 5} → {wins}",
+        }
+    ]
