@@ -123,6 +123,11 @@ def snapshot_missing(snapshot: Any) -> list[str]:
         missing.append("inputs")
     if isinstance(params, Mapping):
         missing += [f"params.{name}" for name in PARAMS if name not in params]
+    policy = snapshot.get("policy")
+    if "policy" not in missing and not (
+        isinstance(policy, Mapping) and isinstance(policy.get("gates"), list)
+    ):
+        missing.append("policy.gates")
     if missing:
         return missing
     assert isinstance(inputs, Mapping) and isinstance(params, Mapping)
@@ -246,13 +251,13 @@ def report_changes(old: Any, new: Any, path: str = "") -> list[Change]:
     named by an identity field compare entry by entry under that name, so a change of order alone
     is no change; other lists compare by position."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return _mapping_changes(old, new, path, lambda key: f"{path}.{key}" if path else str(key))
+        return _mapping_changes(old, new, lambda key: f"{path}.{key}" if path else str(key))
     if isinstance(old, list) and isinstance(new, list):
         key = _identity(old, new)
         if key is not None:
             named_old = {str(e[key]): e for e in old}
             named_new = {str(e[key]): e for e in new}
-            return _mapping_changes(named_old, named_new, path, lambda name: f"{path}[{name}]")
+            return _mapping_changes(named_old, named_new, lambda name: f"{path}[{name}]")
         if len(old) == len(new):
             return [
                 change
@@ -265,7 +270,7 @@ def report_changes(old: Any, new: Any, path: str = "") -> list[Change]:
 
 
 def _mapping_changes(
-    old: Mapping[str, Any], new: Mapping[str, Any], path: str, where: Callable[[str], str]
+    old: Mapping[str, Any], new: Mapping[str, Any], where: Callable[[str], str]
 ) -> list[Change]:
     out = []
     for key in sorted(set(old) | set(new), key=str):

@@ -134,9 +134,10 @@ def test_reopen_of_a_snapshot_lacking_inputs_names_exactly_what_is_missing(proje
     verdict = verdict_freeze(run=built.run, actor=lead)
     del verdict.snapshot["inputs"]["ratings"]
     del verdict.snapshot["params"]["seed"]
+    del verdict.snapshot["policy"]["gates"]
     reopened = verdict_reopen(verdict)
     assert reopened.status == "incomplete" and reopened.decision is None
-    assert reopened.missing == ("inputs.ratings", "params.seed")
+    assert reopened.missing == ("inputs.ratings", "params.seed", "policy.gates")
 
 
 @pytest.mark.django_db
