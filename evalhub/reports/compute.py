@@ -168,10 +168,6 @@ def _group_mean(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.nda
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
-def _floats_or_none(values: np.ndarray) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values.tolist()]
-
-
 def _distribution(values: np.ndarray, is_int: np.ndarray) -> dict[str, int]:
     """Counts of the values by their text, as ``str()`` writes the ints and floats of the ratings."""
     ok = ~np.isnan(values)
