@@ -707,16 +707,27 @@ def snapshot_inputs_gone(*, inputs: dict[str, Any]) -> list[str]:
     out = []
     for kind, rows, wanted in kinds:
         ids = sorted(set(wanted))
-        there = set(rows.filter(pk__in=ids).values_list("pk", flat=True))
+        there = {
+            pk for chunk in _chunks(ids) for pk in rows.filter(pk__in=chunk).values_list("pk", flat=True)
+        }
         lost = [pk for pk in ids if pk not in there]
         if lost:
             out.append(f"{len(lost)} of {len(ids)} {kind} (ids {some_of(lost)})")
-    there_pairs = set(Rating.objects.filter(task_id__in=tasks).values_list("task_id", "rater_id"))
+    there_pairs = {
+        pair
+        for chunk in _chunks(tasks)
+        for pair in Rating.objects.filter(task_id__in=chunk).values_list("task_id", "rater_id")
+    }
     lost_pairs = sorted(ratings - there_pairs)
     if lost_pairs:
         shown = [f"task {t} by rater {r}" for t, r in lost_pairs]
         out.append(f"{len(lost_pairs)} of {len(ratings)} ratings ({some_of(shown)})")
     return out
+
+
+def _chunks(ids: list[int], size: int = 5000) -> list[list[int]]:
+    """Id lists short enough for one IN clause (SQLite caps the parameters of a statement)."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def some_of(items: Sequence[Any], limit: int = 10) -> str:

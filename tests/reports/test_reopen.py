@@ -227,3 +227,37 @@ def test_the_verdict_page_and_api_say_identical_or_name_each_change(project: Any
             "text": f"report.win_rate.wins: {wins + 5} → {wins}",
         }
     ]
+
+
+@pytest.mark.django_db
+def test_inputs_gone_checks_any_number_of_ids() -> None:
+    # More ids than SQLite's usual cap on a statement's parameters (32,766, set here because this
+    # build allows 250,000): the selector checks them in chunks.
+    import sqlite3
+
+    from django.db import connection
+
+    from evalhub.reports.selectors import snapshot_inputs_gone
+
+    ids = list(range(10**9, 10**9 + 40_000))
+    inputs = {
+        "adapters": [],
+        "cases": [{"id": i} for i in ids],
+        "outputs": [],
+        "study_ids": [],
+        "raters": [],
+        "ratings": [{"task": i, "rater": 1} for i in ids],
+    }
+    limit = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+    connection.ensure_connection()
+    raw = connection.connection if connection.vendor == "sqlite" else None
+    before = raw.setlimit(limit, 32_766) if raw is not None else None
+    try:
+        gone = snapshot_inputs_gone(inputs=inputs)
+    finally:
+        if raw is not None and before is not None:
+            raw.setlimit(limit, before)
+    assert gone[0].startswith("40000 of 40000 cases (ids 1000000000, ") and gone[0].endswith(
+        " and 39990 more)"
+    )
+    assert gone[1].startswith("40000 of 40000 rated tasks") and gone[2].startswith("40000 of 40000 ratings")
