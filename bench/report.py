@@ -239,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(plain_times):.3f} s; ratio {statistics.median(report_times) / statistics.median(plain_times):.1f}x"
         )
         print(
-            f"report: {report['counts']['pair_ratings']} candidate-vs-baseline ratings, win rate (ties half) "
-            f"{report['win_rate']['ties_as_half']['rate']:.3f}, {len(report['metrics'])} metrics, "
-            f"{len(report['win_rate_by_slice'])} slices, leaderboard "
-            f"{'yes' if 'bradley_terry' in report['leaderboard'] else 'no'}"
+            f"report: {report.counts.pair_ratings} candidate-vs-baseline ratings, win rate (ties half) "
+            f"{report.win_rate.ties_as_half.rate:.3f}, {len(report.metrics)} metrics, "
+            f"{len(report.win_rate_by_slice)} slices, leaderboard "
+            f"{'yes' if report.leaderboard.bradley_terry is not None else 'no'}"
         )
     finally:
         if not args.keep_db:

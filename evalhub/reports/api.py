@@ -67,7 +67,10 @@ class RunReportView(APIView):
         stored = selectors.policy_for_run(run=run, name=request.query_params.get("policy") or None)
         policy = stored.parsed if stored else gates.default_policy()
         return Response(
-            {"report": report, "verdict": services.report_with_verdict(report=report, policy=policy)}
+            {
+                "report": report.to_dict(),
+                "verdict": services.report_with_verdict(report=report, policy=policy),
+            }
         )
 
 
@@ -204,6 +207,5 @@ class VerdictDetailView(APIView):
         body = dict(VerdictSerializer(verdict).data)
         body["report"] = verdict.snapshot.get("report")
         if request.query_params.get("reopen") in ("1", "true"):
-            reopened = services.verdict_reopen(verdict)
-            body["reopened"] = {k: reopened[k] for k in ("hash_ok", "reproduced", "decision")}
+            body["reopened"] = services.verdict_reopen(verdict).to_dict()
         return Response(body)

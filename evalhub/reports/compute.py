@@ -1,7 +1,9 @@
-"""The comparison report: statistics over a run's metric scores and ratings, as a JSON-ready dict.
+"""The comparison report: statistics over a run's metric scores and ratings, as a typed `Report`.
 
 All statistics come from `metrics/` (stats, agreement, ranking); this module only groups the rows
-into the shapes those functions take. Bootstraps are seeded, so the same rows give the same report.
+into the shapes those functions take, one function per report section, each reading a frozen
+`ReportInput` and the `_Frame` derived from it once. Bootstraps are seeded, so the same rows give
+the same report.
 """
 
 from __future__ import annotations
@@ -9,11 +11,43 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from annotation.rubric import gold_expected
+from evalhub.reports.schema import (
+    SCHEMA_VERSION,
+    AdapterInfo,
+    AdapterRate,
+    AdversarialCategory,
+    Agreement,
+    CaseRow,
+    CheckPair,
+    Counts,
+    CriterionAgreement,
+    CriterionSummary,
+    Exclusion,
+    ExclusionSide,
+    GoldRow,
+    Hallucination,
+    HumanVsMetric,
+    Leaderboard,
+    MetricSummary,
+    MustRefuse,
+    PreferenceAgreement,
+    Presence,
+    Proportion,
+    Report,
+    Settings,
+    Sides,
+    SliceDelta,
+    SliceWinRate,
+    Style,
+    ValuePair,
+    from_json,
+)
 from evalhub.reports.selectors import PREFERENCES, SIDES, RatingColumns, ReportRows
 from metrics.agreement import (
     fleiss_kappa,
@@ -34,6 +68,7 @@ from metrics.ranking import (
 )
 from metrics.registry import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS
 from metrics.stats import (
+    WinRate,
     mean_ci,
     paired_bootstrap,
     rank_correlation,
@@ -42,7 +77,6 @@ from metrics.stats import (
     win_rate,
 )
 
-SCHEMA = 1
 PREFERENCE_CATEGORIES = ("A", "tie", "both_bad", "B")
 # Per-case metrics whose paired deltas the report shows; others found in the rows are added after.
 METRIC_ORDER = (*TEXT_METRICS, PERPLEXITY_METRIC)
@@ -92,11 +126,11 @@ def case_slices(case: dict[str, Any]) -> list[str]:
     return names
 
 
-def _rate(successes: float, n: int) -> dict[str, Any]:
+def _rate(successes: float, n: int) -> Proportion:
     if n == 0:
-        return {"rate": None, "ci_low": None, "ci_high": None, "n": 0}
+        return Proportion(rate=None, ci_low=None, ci_high=None, n=0)
     low, high = wilson_interval(successes, n)
-    return {"rate": successes / n, "ci_low": float(low), "ci_high": float(high), "n": n}
+    return Proportion(rate=successes / n, ci_low=float(low), ci_high=float(high), n=n)
 
 
 # Preference codes of RatingColumns (PREFERENCES): "" 0, "A" 1, "B" 2, "tie" 3, "both_bad" 4, None 5.
@@ -121,10 +155,6 @@ def _group_mean(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.nda
     n = np.bincount(groups[ok], minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)
-
-
-def _floats_or_none(values: np.ndarray) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values.tolist()]
 
 
 def _distribution(values: np.ndarray, is_int: np.ndarray) -> dict[str, int]:
@@ -201,68 +231,54 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return total / n if n else None
 
 
-def _win_rate_dict(wins: int, ties: int, losses: int) -> dict[str, Any]:
-    return win_rate(wins, ties, losses).to_dict()
-
-
 _PREF_CATEGORY = np.array([-1, 0, 3, 1, 2, -1])  # preference code -> index in PREFERENCE_CATEGORIES
 
 
-def _agreement(rc: RatingColumns, keep: np.ndarray, criteria: list[str]) -> dict[str, Any]:
+def _agreement(rc: RatingColumns, keep: np.ndarray, criteria: tuple[str, ...]) -> Agreement:
     """Krippendorff's alpha per criterion (ordinal; a unit is one side of one task) and on the
     preference (nominal), Fleiss' kappa and pairwise Cohen's kappa on the preference."""
     rated = keep & ~rc.gold
-    out: dict[str, Any] = {"criteria": [], "n_raters": int(np.unique(rc.rater[rated]).size)}
     task, rater = rc.task[rated], rc.rater[rated]
     # Records in row order, side A before side B within a rating (as the rating dicts list them).
     units = np.column_stack([task * 2, task * 2 + 1])
     raters = np.column_stack([rater, rater])
+    per_criterion = []
     for criterion in criteria:
         col = rc.scores.get(criterion)
-        records = False
         alpha = None
+        records = False
         if col is not None:
             values = np.column_stack([col.a[rated], col.b[rated]])
             ok = ~np.isnan(values)
             records = bool(ok.any())
             if records:
                 matrix = ratings_matrix_from_arrays(units[ok], raters[ok], values[ok])
-                alpha = krippendorff_alpha(matrix, level="ordinal").to_dict()
-        out["criteria"].append(
-            {"criterion": criterion, "alpha": alpha, "reason": None if records else "no scores"}
+                alpha = krippendorff_alpha(matrix, level="ordinal")
+        per_criterion.append(
+            CriterionAgreement(criterion=criterion, alpha=alpha, reason=None if records else "no scores")
         )
+    return Agreement(
+        criteria=tuple(per_criterion),
+        n_raters=int(np.unique(rc.rater[rated]).size),
+        preference=_preference_agreement(rc, rated),
+    )
+
+
+def _preference_agreement(rc: RatingColumns, rated: np.ndarray) -> PreferenceAgreement:
     prefs = rated & (rc.b != 0) & (_PREF_CATEGORY[rc.preference] >= 0)
-    if prefs.any():
-        matrix = ratings_matrix_from_arrays(
-            rc.task[prefs],
-            rc.rater[prefs],
-            _PREF_CATEGORY[rc.preference[prefs]].astype(float),
-            categories=PREFERENCE_CATEGORIES,
-        )
-        out["preference"] = {
-            "alpha": krippendorff_alpha(matrix, level="nominal").to_dict(),
-            "fleiss": fleiss_kappa(matrix).to_dict(),
-            "pairwise_cohen": pairwise_cohen_kappa(matrix).to_dict(),
-        }
-    else:
-        out["preference"] = {
-            "alpha": None,
-            "fleiss": None,
-            "pairwise_cohen": None,
-            "reason": "no preferences",
-        }
-    return out
-
-
-def _alpha_value(agreement: dict[str, Any], criterion: str) -> float | None:
-    if criterion == "preference":
-        alpha = agreement["preference"].get("alpha")
-        return alpha.get("alpha") if alpha else None
-    for entry in agreement["criteria"]:
-        if entry["criterion"] == criterion and entry["alpha"]:
-            value = entry["alpha"].get("alpha")
-            return float(value) if value is not None else None
-    return None
+    if not prefs.any():
+        return PreferenceAgreement(alpha=None, fleiss=None, pairwise_cohen=None, reason="no preferences")
+    matrix = ratings_matrix_from_arrays(
+        rc.task[prefs],
+        rc.rater[prefs],
+        _PREF_CATEGORY[rc.preference[prefs]].astype(float),
+        categories=PREFERENCE_CATEGORIES,
+    )
+    return PreferenceAgreement(
+        alpha=krippendorff_alpha(matrix, level="nominal"),
+        fleiss=fleiss_kappa(matrix),
+        pairwise_cohen=pairwise_cohen_kappa(matrix),
+    )
 
 
 def _gold_value(rc: RatingColumns, k: int, answer: dict[str, Any]) -> tuple[Any, ...]:
@@ -276,7 +292,7 @@ def _gold_value(rc: RatingColumns, k: int, answer: dict[str, Any]) -> tuple[Any,
     return tuple(parts)
 
 
-def _gold(rc: RatingColumns, raters: dict[int, str]) -> list[dict[str, Any]]:
+def _gold(rc: RatingColumns, raters: dict[int, str]) -> tuple[GoldRow, ...]:
     records: list[tuple[Hashable, Hashable, Any]] = []
     truth: dict[Hashable, Any] = {}
     for k in sorted(rc.gold_answers):
@@ -285,19 +301,18 @@ def _gold(rc: RatingColumns, raters: dict[int, str]) -> list[dict[str, Any]]:
             task, rater = int(rc.task[k]), int(rc.rater[k])
             truth[task] = gold_expected(answer)
             records.append((task, rater, _gold_value(rc, k, answer)))
-    results = gold_accuracy(records, truth)
-    return [
-        {
-            "rater_id": g.rater_id,
-            "rater": raters.get(int(str(g.rater_id)), str(g.rater_id)),
-            "n_gold": g.n_gold,
-            "n_correct": g.n_correct,
-            "accuracy": g.accuracy.rate,
-            "ci_low": g.accuracy.ci_low,
-            "ci_high": g.accuracy.ci_high,
-        }
-        for g in results
-    ]
+    return tuple(
+        GoldRow(
+            rater_id=int(str(g.rater_id)),
+            rater=raters.get(int(str(g.rater_id)), str(g.rater_id)),
+            n_gold=g.n_gold,
+            n_correct=g.n_correct,
+            accuracy=g.accuracy.rate,
+            ci_low=g.accuracy.ci_low,
+            ci_high=g.accuracy.ci_high,
+        )
+        for g in gold_accuracy(records, truth)
+    )
 
 
 def _style_table(rows: ReportRows, outputs: np.ndarray) -> np.ndarray:
@@ -322,181 +337,217 @@ def _battles(
     return battle_arrays(names, la[rows], lb[rows], winner[rows]), rc.a[rows], rc.b[rows]
 
 
-def report_compute(
-    rows: ReportRows,
-    *,
-    candidate_id: int,
-    baseline_id: int,
-    criteria: list[str] | None = None,
-    exclude_raters_below: float | None = None,
-    resamples: int = 2000,
-    style_resamples: int = 100,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Everything the report page, exports and gates read, from already-fetched rows."""
-    # Dozens of bootstraps run over the same cases with one seed: they share their draws.
-    with reuse_resamples():
-        return _report_compute(
-            rows,
-            candidate_id=candidate_id,
-            baseline_id=baseline_id,
-            criteria=criteria,
-            exclude_raters_below=exclude_raters_below,
-            resamples=resamples,
-            style_resamples=style_resamples,
-            seed=seed,
-        )
+@dataclass(frozen=True, slots=True)
+class ReportInput:
+    """Everything a report is computed from: the fetched rows and the parameters. A frozen
+    verdict's snapshot stores exactly this, so reopening recomputes from it alone.
+
+    ``criteria`` fixes the criteria and their order; None takes them in order of first appearance
+    among the kept ratings (rubric order within a rating)."""
+
+    rows: ReportRows
+    candidate_id: int
+    baseline_id: int
+    criteria: tuple[str, ...] | None = None
+    exclude_raters_below: float | None = None
+    resamples: int = 2000
+    style_resamples: int = 100
+    seed: int = 0
 
 
-def _report_compute(
-    rows: ReportRows,
-    *,
-    candidate_id: int,
-    baseline_id: int,
-    criteria: list[str] | None,
-    exclude_raters_below: float | None,
-    resamples: int,
-    style_resamples: int,
-    seed: int,
-) -> dict[str, Any]:
-    labels = {a["id"]: a["label"] for a in rows.adapters}
-    cand_label, base_label = labels.get(candidate_id, "?"), labels.get(baseline_id, "?")
-    case_by_id = {c["id"]: c for c in rows.cases}
-    slices_by_case = {c["id"]: case_slices(c) for c in rows.cases}
-    rc = rows.ratings
-    outputs = _Adapters(rows.output_adapter)
-    adapter_a, adapter_b = outputs.of(rc.a), outputs.of(rc.b)
-    # Each case's position in rows.cases, and each slice's member positions.
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """What every section shares, derived once from the input: adapter and case lookups, the
+    ratings kept after rater exclusion, and the candidate-vs-baseline pair ratings grouped by case."""
+
+    inp: ReportInput
+    rc: RatingColumns
+    labels: dict[int, str]
+    slices_by_case: dict[int, list[str]]
+    slice_positions: dict[str, list[int]]
+    adapter_a: np.ndarray
+    adapter_b: np.ndarray
+    gold: tuple[GoldRow, ...]
+    excluded: tuple[GoldRow, ...]
+    keep: np.ndarray
+    criteria: tuple[str, ...]
+    pairs: _Pairs
+    per_case_outcomes: np.ndarray
+    """(case position, outcome) counts of the pair ratings."""
+    case_order: np.ndarray
+    """The rated cases' ids, sorted; ``pair_group`` is each pair rating's index in it."""
+    pair_group: np.ndarray
+    slice_in_order: dict[str, np.ndarray]
+
+    @property
+    def rows(self) -> ReportRows:
+        return self.inp.rows
+
+    def label(self, adapter_id: int) -> str:
+        return self.labels.get(adapter_id, "?")
+
+
+def _case_positions(rows: ReportRows) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted case ids and, for each, its position in rows.cases (for ``_lookup``)."""
     case_ids = np.array([c["id"] for c in rows.cases], dtype=np.int64)
     case_sort = np.argsort(case_ids, kind="stable")
+    return case_ids[case_sort], case_sort
+
+
+def _kept_ratings(
+    rc: RatingColumns, gold: tuple[GoldRow, ...], below: float | None
+) -> tuple[np.ndarray, tuple[GoldRow, ...]]:
+    """Rater quality first: excluding raters below a gold accuracy changes every human number."""
+    if below is None:
+        return np.ones(len(rc), dtype=bool), ()
+    excluded = tuple(g for g in gold if g.accuracy is not None and g.accuracy < below)
+    dropped = np.array([g.rater_id for g in excluded], dtype=np.int64)
+    return ~np.isin(rc.rater, dropped), excluded
+
+
+def _criteria_order(rc: RatingColumns, keep: np.ndarray) -> tuple[str, ...]:
+    """In order of first appearance among the kept ratings (rubric order within a rating)."""
+    first = {
+        c: int(np.argmax(col.present & keep))
+        for c, col in rc.scores.items()
+        if bool(np.any(col.present & keep))
+    }
+    return tuple(sorted(first, key=lambda c: (first[c], rc.criteria_seen.index(c))))
+
+
+def _frame(inp: ReportInput) -> _Frame:
+    rows, rc = inp.rows, inp.rows.ratings
+    labels = {a["id"]: a["label"] for a in rows.adapters}
+    slices_by_case = {c["id"]: case_slices(c) for c in rows.cases}
     slice_positions: dict[str, list[int]] = defaultdict(list)
     for pos, case_row in enumerate(rows.cases):
         for name in slices_by_case[case_row["id"]]:
             slice_positions[name].append(pos)
-
-    def case_position(ids: np.ndarray) -> np.ndarray:
-        return _lookup(case_ids[case_sort], case_sort, ids)
-
-    # Rater quality first: exclusion changes every human number below.
+    sorted_ids, case_sort = _case_positions(rows)
+    outputs = _Adapters(rows.output_adapter)
+    adapter_a, adapter_b = outputs.of(rc.a), outputs.of(rc.b)
     gold = _gold(rc, rows.raters)
-    excluded: list[dict[str, Any]] = []
-    everyone = np.ones(len(rc), dtype=bool)
-    keep = everyone
-    if exclude_raters_below is not None:
-        excluded = [g for g in gold if g["accuracy"] is not None and g["accuracy"] < exclude_raters_below]
-        dropped = [g["rater_id"] for g in excluded]
-        keep = ~np.isin(rc.rater, np.array(dropped, dtype=np.int64))
-
-    if criteria is None:
-        # In order of first appearance among the kept ratings (rubric order within a rating).
-        first = {
-            c: int(np.argmax(col.present & keep))
-            for c, col in rc.scores.items()
-            if bool(np.any(col.present & keep))
-        }
-        criteria = sorted(first, key=lambda c: (first[c], rc.criteria_seen.index(c)))
-
-    pairs = _Pairs(rc, keep, adapter_a, adapter_b, candidate_id, baseline_id)
-    wins, ties, losses = pairs.counts()
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "candidate": next((a for a in rows.adapters if a["id"] == candidate_id), None),
-        "baseline": next((a for a in rows.adapters if a["id"] == baseline_id), None),
-        "adapters": rows.adapters,
-        "study_ids": rows.study_ids,
-        "settings": {
-            "resamples": resamples,
-            "style_resamples": style_resamples,
-            "seed": seed,
-            "confidence": 0.95,
-            "exclude_raters_below": exclude_raters_below,
-            "criteria": criteria,
-        },
-        "counts": {
-            "cases": len(rows.cases),
-            "ratings": int(np.sum(keep & ~rc.gold)),
-            "pair_ratings": len(pairs),
-            "gold_ratings": int(np.sum(keep & rc.gold)),
-            "raters": int(np.unique(rc.rater[pairs.idx]).size),
-            "cases_rated": int(np.unique(pairs.case).size),
-            "both_bad": int(np.sum(pairs.preference == PREF_BOTH_BAD)),
-        },
-    }
-    report["win_rate"] = _win_rate_dict(wins, ties, losses)
-
-    # Per slice win rates, from each case's outcome counts.
-    pair_pos = case_position(pairs.case)
+    keep, excluded = _kept_ratings(rc, gold, inp.exclude_raters_below)
+    pairs = _Pairs(rc, keep, adapter_a, adapter_b, inp.candidate_id, inp.baseline_id)
+    # Per case outcome counts, by the case's position in rows.cases.
+    pair_pos = _lookup(sorted_ids, case_sort, pairs.case)
     in_cases = pair_pos >= 0
     per_case_outcomes = np.bincount(
         pair_pos[in_cases] * 4 + pairs.outcome[in_cases], minlength=4 * len(rows.cases)
     ).reshape(len(rows.cases), 4)
+    # The ratings of one case share its outputs and are not independent, so the case is the
+    # resampling unit of the human bootstraps (a cluster bootstrap).
+    case_order = np.unique(pairs.case)
+    order_pos = _lookup(sorted_ids, case_sort, case_order)
+    return _Frame(
+        inp=inp,
+        rc=rc,
+        labels=labels,
+        slices_by_case=slices_by_case,
+        slice_positions=slice_positions,
+        adapter_a=adapter_a,
+        adapter_b=adapter_b,
+        gold=gold,
+        excluded=excluded,
+        keep=keep,
+        criteria=inp.criteria if inp.criteria is not None else _criteria_order(rc, keep),
+        pairs=pairs,
+        per_case_outcomes=per_case_outcomes,
+        case_order=case_order,
+        pair_group=np.searchsorted(case_order, pairs.case),
+        slice_in_order={
+            name: np.isin(order_pos, np.array(members, dtype=np.int64))
+            for name, members in slice_positions.items()
+        },
+    )
+
+
+def _settings(f: _Frame) -> Settings:
+    inp = f.inp
+    return Settings(
+        resamples=inp.resamples,
+        style_resamples=inp.style_resamples,
+        seed=inp.seed,
+        confidence=0.95,
+        exclude_raters_below=inp.exclude_raters_below,
+        criteria=f.criteria,
+    )
+
+
+def _counts(f: _Frame) -> Counts:
+    rc, pairs = f.rc, f.pairs
+    return Counts(
+        cases=len(f.rows.cases),
+        ratings=int(np.sum(f.keep & ~rc.gold)),
+        pair_ratings=len(pairs),
+        gold_ratings=int(np.sum(f.keep & rc.gold)),
+        raters=int(np.unique(rc.rater[pairs.idx]).size),
+        cases_rated=int(np.unique(pairs.case).size),
+        both_bad=int(np.sum(pairs.preference == PREF_BOTH_BAD)),
+    )
+
+
+def _slice_win_rates(f: _Frame) -> tuple[SliceWinRate, ...]:
+    """Per slice win rates, from each case's outcome counts."""
     slice_counts = {
-        name: per_case_outcomes[members].sum(axis=0).tolist() for name, members in slice_positions.items()
+        name: f.per_case_outcomes[members].sum(axis=0).tolist() for name, members in f.slice_positions.items()
     }
-    report["win_rate_by_slice"] = [
-        {"slice": name, **_win_rate_dict(c[WIN], c[TIE], c[LOSS])}
+    return tuple(
+        SliceWinRate(slice=name, result=win_rate(c[WIN], c[TIE], c[LOSS]))
         for name, c in sorted(slice_counts.items())
         if sum(c) > 0
-    ]
+    )
 
-    # Per-criterion means and paired deltas, bootstrapped over cases: the ratings of one case share
-    # its outputs and are not independent, so the case is the resampling unit (a cluster bootstrap).
-    case_order = np.unique(pairs.case)
-    pair_group = np.searchsorted(case_order, pairs.case)
-    order_pos = case_position(case_order)
-    slice_in_order = {
-        name: np.isin(order_pos, np.array(members, dtype=np.int64))
-        for name, members in slice_positions.items()
-    }
+
+def _criterion(f: _Frame, criterion: str) -> CriterionSummary:
+    """Case means per side and the paired delta, bootstrapped over cases."""
+    inp, rc, pairs = f.inp, f.rc, f.pairs
+    col = rc.scores.get(criterion)
     missing = np.full(len(rc), np.nan)
-    crit_out = []
-    for criterion in criteria:
-        col = rc.scores.get(criterion)
-        side_a, side_b = (col.a, col.b) if col is not None else (missing, missing)
-        int_a, int_b = (col.a_int, col.b_int) if col is not None else (everyone, everyone)
-        c_vals, b_vals = pairs.sides(side_a, side_b)
-        c_int, b_int = pairs.sides(int_a, int_b)
-        both = ~np.isnan(c_vals) & ~np.isnan(b_vals)
-        c_case = _group_mean(pair_group[both], c_vals[both], case_order.size)
-        b_case = _group_mean(pair_group[both], b_vals[both], case_order.size)
-        boots = boot_resamples(case_order.size, resamples)
-        delta = paired_bootstrap(b_case, c_case, resamples=boots, seed=seed)
-        complete = ~np.isnan(c_case) & ~np.isnan(b_case)
-        diffs = c_case[complete] - b_case[complete]
-        crit_out.append(
-            {
-                "criterion": criterion,
-                "unit": "cases",
-                "n_ratings": int(both.sum()),
-                "candidate": mean_ci(c_case, resamples=boots, seed=seed).to_dict(),
-                "baseline": mean_ci(b_case, resamples=boots, seed=seed).to_dict(),
-                "delta": delta.to_dict(),
-                "delta_sd": float(diffs.std(ddof=1)) if diffs.size > 1 else None,
-                "distribution": {
-                    "candidate": _distribution(c_vals, c_int),
-                    "baseline": _distribution(b_vals, b_int),
-                },
-                "by_slice": [
-                    {
-                        "slice": name,
-                        **paired_bootstrap(
-                            b_case[members],
-                            c_case[members],
-                            resamples=boot_resamples(int(members.sum()), resamples // 2),
-                            seed=seed,
-                        ).to_dict(),
-                    }
-                    for name, members in sorted(slice_in_order.items())
-                    if members.sum() >= MIN_SLICE_CASES
-                ],
-            }
+    everyone = np.ones(len(rc), dtype=bool)
+    side_a, side_b = (col.a, col.b) if col is not None else (missing, missing)
+    int_a, int_b = (col.a_int, col.b_int) if col is not None else (everyone, everyone)
+    c_vals, b_vals = pairs.sides(side_a, side_b)
+    c_int, b_int = pairs.sides(int_a, int_b)
+    both = ~np.isnan(c_vals) & ~np.isnan(b_vals)
+    n_cases = f.case_order.size
+    c_case = _group_mean(f.pair_group[both], c_vals[both], n_cases)
+    b_case = _group_mean(f.pair_group[both], b_vals[both], n_cases)
+    boots = boot_resamples(n_cases, inp.resamples)
+    complete = ~np.isnan(c_case) & ~np.isnan(b_case)
+    diffs = c_case[complete] - b_case[complete]
+    by_slice = tuple(
+        SliceDelta(
+            slice=name,
+            result=paired_bootstrap(
+                b_case[members],
+                c_case[members],
+                resamples=boot_resamples(int(members.sum()), inp.resamples // 2),
+                seed=inp.seed,
+            ),
         )
-    report["criteria"] = crit_out
+        for name, members in sorted(f.slice_in_order.items())
+        if members.sum() >= MIN_SLICE_CASES
+    )
+    return CriterionSummary(
+        criterion=criterion,
+        unit="cases",
+        n_ratings=int(both.sum()),
+        candidate=mean_ci(c_case, resamples=boots, seed=inp.seed),
+        baseline=mean_ci(b_case, resamples=boots, seed=inp.seed),
+        delta=paired_bootstrap(b_case, c_case, resamples=boots, seed=inp.seed),
+        delta_sd=float(diffs.std(ddof=1)) if diffs.size > 1 else None,
+        distribution=Sides(candidate=_distribution(c_vals, c_int), baseline=_distribution(b_vals, b_int)),
+        by_slice=by_slice,
+    )
 
-    # Hallucination flags: per adapter over every rated side, and the paired delta on pair ratings.
-    # Entries in row order, side A before side B; adapters listed in order of first flag.
-    rated = keep & ~rc.gold
-    flag_adapter = np.column_stack([adapter_a, adapter_b])
+
+def _hallucination(f: _Frame) -> Hallucination:
+    """Flag rates per adapter over every rated side, and the paired delta on pair ratings.
+    Entries in row order, side A before side B; adapters listed in order of first flag."""
+    rc, pairs = f.rc, f.pairs
+    rated = f.keep & ~rc.gold
+    flag_adapter = np.column_stack([f.adapter_a, f.adapter_b])
     flag_value = np.column_stack([rc.hall_a, rc.hall_b]).astype(np.int64)
     flagged = np.column_stack([rated, rated & (rc.b != 0)]) & (flag_value >= 0)
     f_adapter, f_value = flag_adapter[flagged], flag_value[flagged]
@@ -506,65 +557,90 @@ def _report_compute(
     per_adapter = []
     for g in np.argsort(f_first, kind="stable").tolist():
         aid = int(f_ids[g])
-        if aid in labels:
-            per_adapter.append({"adapter": labels[aid], **_rate(int(f_sum[g]), int(f_n[g]))})
+        if aid in f.labels:
+            per_adapter.append(AdapterRate(adapter=f.labels[aid], share=_rate(int(f_sum[g]), int(f_n[g]))))
     fc, fb = pairs.sides(rc.hall_a, rc.hall_b)
     both_flags = (fc >= 0) & (fb >= 0)
-    hall_c = _group_mean(pair_group[both_flags], fc[both_flags].astype(float), case_order.size)
-    hall_b = _group_mean(pair_group[both_flags], fb[both_flags].astype(float), case_order.size)
-    report["hallucination"] = {
-        "per_adapter": per_adapter,
-        "delta": paired_bootstrap(
-            hall_b,
-            hall_c,
-            resamples=boot_resamples(hall_c.size, resamples),
-            seed=seed,
-        ).to_dict(),
+    n_cases = f.case_order.size
+    hall_c = _group_mean(f.pair_group[both_flags], fc[both_flags].astype(float), n_cases)
+    hall_b = _group_mean(f.pair_group[both_flags], fb[both_flags].astype(float), n_cases)
+    delta = paired_bootstrap(
+        hall_b, hall_c, resamples=boot_resamples(hall_c.size, f.inp.resamples), seed=f.inp.seed
+    )
+    return Hallucination(per_adapter=tuple(per_adapter), delta=delta)
+
+
+@dataclass(frozen=True, slots=True)
+class _Battles:
+    battles: BattleArrays
+    styles_a: np.ndarray
+    styles_b: np.ndarray
+    resamples: int
+
+
+def _battle_data(f: _Frame) -> _Battles:
+    battles, outs_a, outs_b = _battles(f.rc, f.keep, f.adapter_a, f.adapter_b, f.labels)
+    styles = _style_table(f.rows, np.concatenate([outs_a, outs_b]))
+    return _Battles(
+        battles=battles,
+        styles_a=styles[: outs_a.size],
+        styles_b=styles[outs_a.size :],
+        resamples=style_resamples_for(int(battles.a.size), f.inp.style_resamples),
+    )
+
+
+def _style(f: _Frame, b: _Battles) -> Style:
+    """The candidate's win rate over the baseline controlled for style, and for length alone."""
+    n_battles = int(b.battles.a.size)
+    if not n_battles:
+        return Style(n_battles=0, reason="no pairwise ratings")
+    cand, base = f.label(f.inp.candidate_id), f.label(f.inp.baseline_id)
+    length = [STYLE_FEATURES.index(name) for name in LENGTH_ONLY]
+    common: dict[str, Any] = {
+        "candidate": cand,
+        "baseline": base,
+        "resamples": b.resamples,
+        "seed": f.inp.seed,
     }
+    return Style(
+        n_battles=n_battles,
+        controlled=controlled_win_rate(b.battles, b.styles_a, b.styles_b, **common),
+        length_controlled=controlled_win_rate(
+            b.battles, b.styles_a[:, length], b.styles_b[:, length], features=LENGTH_ONLY, **common
+        ),
+    )
 
-    # Bradley-Terry (all adapters' battles) raw and style-controlled; controlled win rate.
-    battles, outs_a, outs_b = _battles(rc, keep, adapter_a, adapter_b, labels)
-    styles = _style_table(rows, np.concatenate([outs_a, outs_b]))
-    styles_a, styles_b = styles[: outs_a.size], styles[outs_a.size :]
-    length = [STYLE_FEATURES.index(f) for f in LENGTH_ONLY]
-    n_battles = int(battles.a.size)
-    style: dict[str, Any] = {"n_battles": n_battles}
-    style_boots = style_resamples_for(n_battles, style_resamples)
-    if n_battles:
-        style["controlled"] = controlled_win_rate(
-            battles,
-            styles_a,
-            styles_b,
-            candidate=cand_label,
-            baseline=base_label,
-            resamples=style_boots,
-            seed=seed,
-        ).to_dict()
-        style["length_controlled"] = controlled_win_rate(
-            battles,
-            styles_a[:, length],
-            styles_b[:, length],
-            candidate=cand_label,
-            baseline=base_label,
-            features=LENGTH_ONLY,
-            resamples=style_boots,
-            seed=seed,
-        ).to_dict()
-    else:
-        style["reason"] = "no pairwise ratings"
-    report["style"] = style
-    models = battles.models
-    leaderboard: dict[str, Any] = {"models": sorted(models)}
-    if len(models) > 2:
-        leaderboard["bradley_terry"] = bradley_terry(battles, resamples=style_boots * 2, seed=seed).to_dict()
-        leaderboard["style_controlled"] = style_controlled_bradley_terry(
-            battles, styles_a, styles_b, resamples=style_boots, seed=seed
-        ).to_dict()
-    else:
-        leaderboard["reason"] = "a leaderboard needs more than two adapters with battles"
-    report["leaderboard"] = leaderboard
 
-    # Automated metrics: per case values of candidate and baseline.
+def _leaderboard(f: _Frame, b: _Battles) -> Leaderboard:
+    """Bradley-Terry over every adapter's battles, raw and style-controlled."""
+    models = b.battles.models
+    if len(models) <= 2:
+        return Leaderboard(
+            models=tuple(sorted(models)), reason="a leaderboard needs more than two adapters with battles"
+        )
+    seed = f.inp.seed
+    return Leaderboard(
+        models=tuple(sorted(models)),
+        bradley_terry=bradley_terry(b.battles, resamples=b.resamples * 2, seed=seed),
+        style_controlled=style_controlled_bradley_terry(
+            b.battles, b.styles_a, b.styles_b, resamples=b.resamples, seed=seed
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _MetricTable:
+    """Automated scores by metric, adapter and case; check results by adapter and case."""
+
+    values: dict[str, dict[int, dict[int, float | None]]]
+    checks: dict[int, dict[int, bool | None]]
+    names: tuple[str, ...]
+
+    def of(self, metric: str, adapter_id: int) -> dict[int, float | None]:
+        return self.values[metric].get(adapter_id, {})
+
+
+def _metric_table(rows: ReportRows) -> _MetricTable:
     values: dict[str, dict[int, dict[int, float | None]]] = defaultdict(lambda: defaultdict(dict))
     checks: dict[int, dict[int, bool | None]] = defaultdict(dict)
     for adapter_id, case_id, metric, value, passed in rows.scores:
@@ -572,52 +648,67 @@ def _report_compute(
             checks[adapter_id][case_id] = passed
         else:
             values[metric][adapter_id][case_id] = value
-    metric_names = [m for m in METRIC_ORDER if m in values] + sorted(set(values) - set(METRIC_ORDER))
-    metrics_out = []
-    per_case_delta: dict[str, dict[int, float]] = {}
-    for metric in metric_names:
-        cvals, bvals = values[metric].get(candidate_id, {}), values[metric].get(baseline_id, {})
+    names = [m for m in METRIC_ORDER if m in values] + sorted(set(values) - set(METRIC_ORDER))
+    return _MetricTable(values=values, checks=checks, names=tuple(names))
+
+
+def _metric(f: _Frame, table: _MetricTable, metric: str) -> MetricSummary:
+    """Means per adapter and the paired candidate-minus-baseline delta over common cases."""
+    inp = f.inp
+    cvals, bvals = table.of(metric, inp.candidate_id), table.of(metric, inp.baseline_id)
+    common = sorted(set(cvals) & set(bvals))
+    slice_members: dict[str, list[int]] = defaultdict(list)
+    for c in common:
+        for name in f.slices_by_case.get(c, ()):
+            slice_members[name].append(c)
+    by_slice = tuple(
+        SliceDelta(
+            slice=name,
+            result=paired_bootstrap(
+                [bvals[c] for c in members],
+                [cvals[c] for c in members],
+                resamples=boot_resamples(len(members), inp.resamples // 2),
+                seed=inp.seed,
+            ),
+        )
+        for name, members in sorted(slice_members.items())
+        if len(members) >= MIN_SLICE_CASES
+    )
+    a, b = [bvals[c] for c in common], [cvals[c] for c in common]
+    return MetricSummary(
+        metric=metric,
+        means={
+            f.labels[aid]: _mean(vals.values())
+            for aid, vals in table.values[metric].items()
+            if aid in f.labels
+        },
+        missing=Presence(candidate=len(cvals) == 0, baseline=len(bvals) == 0),
+        delta=paired_bootstrap(a, b, resamples=boot_resamples(len(a), inp.resamples), seed=inp.seed),
+        by_slice=by_slice,
+    )
+
+
+def _metric_deltas(f: _Frame, table: _MetricTable) -> dict[str, dict[int, float]]:
+    """Per metric, each common case's candidate-minus-baseline value."""
+    out: dict[str, dict[int, float]] = {}
+    for metric in table.names:
+        cvals, bvals = table.of(metric, f.inp.candidate_id), table.of(metric, f.inp.baseline_id)
         common = sorted(set(cvals) & set(bvals))
-        a = [bvals[c] for c in common]
-        b = [cvals[c] for c in common]
-        per_case_delta[metric] = {
+        out[metric] = {
             c: cv - bv for c in common if (cv := cvals[c]) is not None and (bv := bvals[c]) is not None
         }
-        slice_members: dict[str, list[int]] = defaultdict(list)
-        for c in common:
-            for name in slices_by_case.get(c, ()):
-                slice_members[name].append(c)
-        means = {labels[aid]: _mean(vals.values()) for aid, vals in values[metric].items() if aid in labels}
-        metrics_out.append(
-            {
-                "metric": metric,
-                "means": means,
-                "missing": {"candidate": len(cvals) == 0, "baseline": len(bvals) == 0},
-                "delta": paired_bootstrap(
-                    a, b, resamples=boot_resamples(len(a), resamples), seed=seed
-                ).to_dict(),
-                "by_slice": [
-                    {
-                        "slice": name,
-                        **paired_bootstrap(
-                            [bvals[c] for c in members],
-                            [cvals[c] for c in members],
-                            resamples=boot_resamples(len(members), resamples // 2),
-                            seed=seed,
-                        ).to_dict(),
-                    }
-                    for name, members in sorted(slice_members.items())
-                    if len(members) >= MIN_SLICE_CASES
-                ],
-            }
-        )
-    report["metrics"] = metrics_out
+    return out
 
-    # Adversarial pass rates per category, and the must-refuse cases.
-    adversarial: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    must_refuse: dict[str, dict[str, Any]] = {}
-    for aid, by_case in checks.items():
-        if aid not in labels:
+
+def _adversarial(
+    f: _Frame, table: _MetricTable
+) -> tuple[tuple[AdversarialCategory, ...], dict[str, MustRefuse]]:
+    """Check pass rates per category and adapter, and the must-refuse cases per adapter."""
+    case_by_id = {c["id"]: c for c in f.rows.cases}
+    adversarial: dict[str, dict[str, Proportion]] = defaultdict(dict)
+    must_refuse: dict[str, MustRefuse] = {}
+    for aid, by_case in table.checks.items():
+        if aid not in f.labels:
             continue
         per_cat: dict[str, list[int]] = defaultdict(list)
         refuse: list[int] = []
@@ -630,85 +721,168 @@ def _report_compute(
             if any(isinstance(e, dict) and e.get("type") == "must_refuse" for e in case["expected"]):
                 refuse.append(int(passed))
         for cat, vals in per_cat.items():
-            adversarial[cat][labels[aid]] = _rate(sum(vals), len(vals))
-        must_refuse[labels[aid]] = {**_rate(sum(refuse), len(refuse)), "failed": len(refuse) - sum(refuse)}
-    report["adversarial"] = [
-        {"category": cat, "per_adapter": adversarial[cat]} for cat in sorted(adversarial)
-    ]
-    report["must_refuse"] = must_refuse
+            adversarial[cat][f.labels[aid]] = _rate(sum(vals), len(vals))
+        rate = _rate(sum(refuse), len(refuse))
+        must_refuse[f.labels[aid]] = MustRefuse(
+            rate=rate.rate,
+            ci_low=rate.ci_low,
+            ci_high=rate.ci_high,
+            n=rate.n,
+            failed=len(refuse) - sum(refuse),
+        )
+    categories = tuple(
+        AdversarialCategory(category=cat, per_adapter=adversarial[cat]) for cat in sorted(adversarial)
+    )
+    return categories, must_refuse
 
-    # Agreement and rater quality, with the effect of excluding raters.
-    report["agreement"] = _agreement(rc, keep, criteria)
-    report["gold"] = gold
-    if exclude_raters_below is not None:
-        before = _Pairs(rc, everyone, adapter_a, adapter_b, candidate_id, baseline_id)
-        report["exclusion"] = {
-            "threshold": exclude_raters_below,
-            "excluded": excluded,
-            "before": {
-                "win_rate": _win_rate_dict(*before.counts()),
-                "preference_alpha": _alpha_value(_agreement(rc, everyone, []), "preference"),
-            },
-            "after": {
-                "win_rate": report["win_rate"],
-                "preference_alpha": _alpha_value(report["agreement"], "preference"),
-            },
-        }
 
-    # Human vs automatic: per case mean preference (+1 win, 0 tie, -1 loss) against metric deltas.
+def _exclusion(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> Exclusion | None:
+    """The effect of excluding raters: win rate and preference alpha with and without them."""
+    threshold = f.inp.exclude_raters_below
+    if threshold is None:
+        return None
+    rc = f.rc
+    everyone = np.ones(len(rc), dtype=bool)
+    before = _Pairs(rc, everyone, f.adapter_a, f.adapter_b, f.inp.candidate_id, f.inp.baseline_id)
+    return Exclusion(
+        threshold=threshold,
+        excluded=f.excluded,
+        before=ExclusionSide(
+            win_rate=win_rate(*before.counts()),
+            preference_alpha=_agreement(rc, everyone, ()).alpha("preference"),
+        ),
+        after=ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference")),
+    )
+
+
+def _human_by_case(f: _Frame) -> dict[int, float]:
+    """Per case mean preference for the candidate: +1 win, 0 tie, -1 loss."""
+    pairs = f.pairs
     decided = pairs.outcome != NO_OUTCOME
     points = np.array([1, 0, -1, 0])[pairs.outcome[decided]]
-    pref_sum = np.bincount(pair_group[decided], points, minlength=case_order.size)
-    pref_n = np.bincount(pair_group[decided], minlength=case_order.size)
-    human = {
+    n_cases = f.case_order.size
+    pref_sum = np.bincount(f.pair_group[decided], points, minlength=n_cases)
+    pref_n = np.bincount(f.pair_group[decided], minlength=n_cases)
+    return {
         c: total / n
         for c, total, n in zip(
-            case_order.tolist(), pref_sum.astype(np.int64).tolist(), pref_n.tolist(), strict=True
+            f.case_order.tolist(), pref_sum.astype(np.int64).tolist(), pref_n.tolist(), strict=True
         )
         if n
     }
-    hv = []
-    for metric, deltas in per_case_delta.items():
-        common_cases = sorted(set(deltas) & set(human))
+
+
+def _human_vs_metric(
+    f: _Frame, deltas: dict[str, dict[int, float]], human: dict[int, float]
+) -> tuple[HumanVsMetric, ...]:
+    """Rank correlation of each metric's per case delta with the per case human preference."""
+    out = []
+    for metric, by_case in deltas.items():
+        common_cases = sorted(set(by_case) & set(human))
         corr = rank_correlation(
-            [deltas[c] for c in common_cases],
+            [by_case[c] for c in common_cases],
             [human[c] for c in common_cases],
             resamples=rank_resamples(len(common_cases)),
-            seed=seed,
-        ).to_dict()
-        hv.append({"metric": metric, "n": len(common_cases), **corr})
-    report["human_vs_metric"] = hv
+            seed=f.inp.seed,
+        )
+        out.append(HumanVsMetric(metric=metric, correlation=corr))
+    return tuple(out)
 
-    # Per case rows, for the drill-down and the CSV export.
-    outcome_by_case = per_case_outcomes.tolist()
-    case_rows = []
-    for pos, case in enumerate(rows.cases):
+
+def _case_rows(f: _Frame, table: _MetricTable, human: dict[int, float]) -> tuple[CaseRow, ...]:
+    """Per case rows, for the drill-down and the CSV export."""
+    cand, base = f.inp.candidate_id, f.inp.baseline_id
+    outcome_by_case = f.per_case_outcomes.tolist()
+    cand_checks, base_checks = table.checks.get(cand, {}), table.checks.get(base, {})
+    out = []
+    for pos, case in enumerate(f.rows.cases):
         cid = case["id"]
         counts = outcome_by_case[pos]
-        case_rows.append(
-            {
-                "case_id": cid,
-                "key": case["key"],
-                "origin": case["origin"],
-                "split": case["split"],
-                "category": case["category"],
-                "tags": case["tags"],
-                "wins": counts[WIN],
-                "ties": counts[TIE],
-                "losses": counts[LOSS],
-                "human": human.get(cid),
-                "metrics": {
-                    m: {
-                        "candidate": values[m].get(candidate_id, {}).get(cid),
-                        "baseline": values[m].get(baseline_id, {}).get(cid),
-                    }
-                    for m in metric_names
+        out.append(
+            CaseRow(
+                case_id=cid,
+                key=case["key"],
+                origin=case["origin"],
+                split=case["split"],
+                category=case["category"],
+                tags=tuple(case["tags"]),
+                wins=counts[WIN],
+                ties=counts[TIE],
+                losses=counts[LOSS],
+                human=human.get(cid),
+                metrics={
+                    m: ValuePair(candidate=table.of(m, cand).get(cid), baseline=table.of(m, base).get(cid))
+                    for m in table.names
                 },
-                "checks": {
-                    "candidate": checks.get(candidate_id, {}).get(cid),
-                    "baseline": checks.get(baseline_id, {}).get(cid),
-                },
-            }
+                checks=CheckPair(candidate=cand_checks.get(cid), baseline=base_checks.get(cid)),
+            )
         )
-    report["cases"] = case_rows
-    return report
+    return tuple(out)
+
+
+def _adapter(rows: ReportRows, adapter_id: int) -> AdapterInfo | None:
+    found = next((a for a in rows.adapters if a["id"] == adapter_id), None)
+    return from_json(AdapterInfo, found) if found is not None else None
+
+
+def report_compute(
+    rows: ReportRows,
+    *,
+    candidate_id: int,
+    baseline_id: int,
+    criteria: list[str] | tuple[str, ...] | None = None,
+    exclude_raters_below: float | None = None,
+    resamples: int = 2000,
+    style_resamples: int = 100,
+    seed: int = 0,
+) -> Report:
+    """Everything the report page, exports and gates read, from already-fetched rows."""
+    return report_from_input(
+        ReportInput(
+            rows=rows,
+            candidate_id=candidate_id,
+            baseline_id=baseline_id,
+            criteria=tuple(criteria) if criteria is not None else None,
+            exclude_raters_below=exclude_raters_below,
+            resamples=resamples,
+            style_resamples=style_resamples,
+            seed=seed,
+        )
+    )
+
+
+def report_from_input(inp: ReportInput) -> Report:
+    """The report of one input, section by section (``run`` and ``lineage`` are left to services)."""
+    # Dozens of bootstraps run over the same cases with one seed: they share their draws.
+    with reuse_resamples():
+        f = _frame(inp)
+        rows = inp.rows
+        overall = win_rate(*f.pairs.counts())
+        table = _metric_table(rows)
+        battles = _battle_data(f)
+        adversarial, must_refuse = _adversarial(f, table)
+        agreement = _agreement(f.rc, f.keep, f.criteria)
+        human = _human_by_case(f)
+        return Report(
+            schema=SCHEMA_VERSION,
+            candidate=_adapter(rows, inp.candidate_id),
+            baseline=_adapter(rows, inp.baseline_id),
+            adapters=tuple(from_json(AdapterInfo, a) for a in rows.adapters),
+            study_ids=tuple(rows.study_ids),
+            settings=_settings(f),
+            counts=_counts(f),
+            win_rate=overall,
+            win_rate_by_slice=_slice_win_rates(f),
+            criteria=tuple(_criterion(f, c) for c in f.criteria),
+            hallucination=_hallucination(f),
+            style=_style(f, battles),
+            leaderboard=_leaderboard(f, battles),
+            metrics=tuple(_metric(f, table, m) for m in table.names),
+            adversarial=adversarial,
+            must_refuse=must_refuse,
+            agreement=agreement,
+            gold=f.gold,
+            exclusion=_exclusion(f, overall, agreement),
+            human_vs_metric=_human_vs_metric(f, _metric_deltas(f, table), human),
+            cases=_case_rows(f, table, human),
+        )

@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalhub.reports import plots
+from evalhub.reports.schema import Report
+
+if TYPE_CHECKING:
+    from evalhub.reports.gates import GateResult
+    from evalhub.reports.services import VerdictOutcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -32,28 +37,18 @@ def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def cases_csv(report: dict[str, Any]) -> str:
-    metrics = [m["metric"] for m in report["metrics"]]
+def cases_csv(report: Report) -> str:
+    metrics = [m.metric for m in report.metrics]
     header = ["case_key", "origin", "split", "category", "tags", "wins", "ties", "losses", "human_mean"]
     header += [f"{m}_{who}" for m in metrics for who in ("candidate", "baseline")]
     header += ["checks_candidate", "checks_baseline"]
     rows = []
-    for c in report["cases"]:
-        row = [
-            c["key"],
-            c["origin"],
-            c["split"],
-            c["category"],
-            ";".join(c["tags"]),
-            c["wins"],
-            c["ties"],
-            c["losses"],
-            c["human"],
-        ]
+    for c in report.cases:
+        row = [c.key, c.origin, c.split, c.category, ";".join(c.tags), c.wins, c.ties, c.losses, c.human]
         for m in metrics:
-            entry = c["metrics"].get(m) or {}
-            row += [entry.get("candidate"), entry.get("baseline")]
-        row += [c["checks"]["candidate"], c["checks"]["baseline"]]
+            pair = c.metrics.get(m)
+            row += [pair.candidate, pair.baseline] if pair is not None else [None, None]
+        row += [c.checks.candidate, c.checks.baseline]
         rows.append(row)
     return _csv(header, rows)
 
@@ -94,7 +89,70 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
+def _esc(text: Any) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _gate_rows(gates: Iterable[GateResult], styles: Any) -> list[list[Any]]:
+    from reportlab.platypus import Paragraph
+
+    rows: list[list[Any]] = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More needed"]]
+    for g in gates:
+        ci = f"{_fmt(g.get('ci_low'))}-{_fmt(g.get('ci_high'))}" if g.get("ci_low") is not None else "—"
+        ev = (g.get("evidence") or {}).get("additional_n")
+        counted = " (not counted)" if g["status"] == "fail" and not g.get("counted", True) else ""
+        rows.append(
+            [
+                Paragraph(_esc(g["name"]), styles["BodyText"]),
+                Paragraph(_esc(g["metric"]), styles["BodyText"]),
+                _fmt(g["value"]),
+                ci,
+                f"{g['op']} {_fmt(g['threshold'], 2)}",
+                Paragraph(_esc(g["status"] + counted), styles["BodyText"]),
+                _fmt(ev) if ev is not None else "",
+            ]
+        )
+    return rows
+
+
+def _key_numbers(report: Report) -> list[list[str]]:
+    win = report.win_rate
+    rows = [["Number", "Value"]]
+    rows.append(["Candidate-vs-baseline ratings", _fmt(report.counts.pair_ratings)])
+    rows.append(["Raters", _fmt(report.counts.raters)])
+    for part, rate in (
+        ("win", win.win),
+        ("tie", win.tie),
+        ("loss", win.loss),
+        ("ties_as_half", win.ties_as_half),
+    ):
+        rows.append([f"{part} rate (Wilson 95%)", _interval(rate.rate, rate.ci_low, rate.ci_high)])
+    rows.append(["Sign test p (ties excluded)", _fmt(win.sign_test_p_value, 4)])
+    controlled = report.style.controlled
+    rows.append(
+        [
+            "Style-controlled win rate",
+            _interval(controlled.controlled_win_rate, controlled.ci_low, controlled.ci_high)
+            if controlled is not None
+            else _interval(None, None, None),
+        ]
+    )
+    for crit in report.criteria:
+        d = crit.delta
+        rows.append(
+            [f"{crit.criterion} Δ (bootstrap 95%)", _interval(d.mean_difference, d.ci_low, d.ci_high)]
+        )
+    for m in report.metrics:
+        d = m.delta
+        rows.append([f"{m.metric} Δ", _interval(d.mean_difference, d.ci_low, d.ci_high)])
+    return rows
+
+
+def report_pdf(report: Report, verdict: VerdictOutcome) -> bytes:
     """Two pages: the verdict, its gates and the key numbers; then the plots."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
@@ -107,48 +165,23 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
     doc = SimpleDocTemplate(
         buf, pagesize=A4, leftMargin=1.5 * cm, rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm
     )
-    cand = (report.get("candidate") or {}).get("label", "?")
-    base = (report.get("baseline") or {}).get("label", "?")
-    run = report.get("run") or {}
+    cand, base = report.candidate_label or "?", report.baseline_label or "?"
+    run_id, run_name = (report.run.id, report.run.name) if report.run else (None, "")
     decision = verdict["decision"]
     colour = {"GO": colors.HexColor("#1a7f37"), "NO-GO": colors.HexColor("#cf222e")}.get(
         decision, colors.HexColor("#9a6700")
     )
-
-    def esc(text: Any) -> str:
-        return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
+    grid = colors.HexColor("#d0d7de")
     story: list[Any] = [
-        Paragraph(esc(f"Go/no-go report — run {run.get('id')} {run.get('name', '')}"), styles["Title"]),
-        Paragraph(esc(f"Candidate {cand} against baseline {base}"), styles["Heading3"]),
+        Paragraph(_esc(f"Go/no-go report — run {run_id} {run_name}"), styles["Title"]),
+        Paragraph(_esc(f"Candidate {cand} against baseline {base}"), styles["Heading3"]),
         Paragraph(
-            f'<font color="{colour.hexval()}" size="18"><b>{esc(decision)}</b></font>', styles["Normal"]
+            f'<font color="{colour.hexval()}" size="18"><b>{_esc(decision)}</b></font>', styles["Normal"]
         ),
         Spacer(1, 0.4 * cm),
     ]
-    gate_rows = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More needed"]]
-    for g in verdict["gates"]:
-        ci = f"{_fmt(g.get('ci_low'))}-{_fmt(g.get('ci_high'))}" if g.get("ci_low") is not None else "—"
-        ev = (g.get("evidence") or {}).get("additional_n")
-        gate_rows.append(
-            [
-                Paragraph(esc(g["name"]), styles["BodyText"]),
-                Paragraph(esc(g["metric"]), styles["BodyText"]),
-                _fmt(g["value"]),
-                ci,
-                f"{g['op']} {_fmt(g['threshold'], 2)}",
-                Paragraph(
-                    esc(
-                        g["status"]
-                        + (" (not counted)" if g["status"] == "fail" and not g.get("counted", True) else "")
-                    ),
-                    styles["BodyText"],
-                ),
-                _fmt(ev) if ev is not None else "",
-            ]
-        )
     table = Table(
-        gate_rows,
+        _gate_rows(verdict["gates"], styles),
         colWidths=[3.9 * cm, 3.4 * cm, 1.5 * cm, 2.5 * cm, 1.7 * cm, 2.6 * cm, 1.9 * cm],
         repeatRows=1,
     )
@@ -156,63 +189,21 @@ def report_pdf(report: dict[str, Any], verdict: dict[str, Any]) -> bytes:
         TableStyle(
             [
                 ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f6f8fa")),
-                ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")),
+                ("GRID", (0, 0), (-1, -1), 0.25, grid),
                 ("FONTSIZE", (0, 0), (-1, -1), 8),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
             ]
         )
     )
-    story += [table, Spacer(1, 0.4 * cm)]
-    win = report["win_rate"]
-    key_rows = [["Number", "Value"]]
-    key_rows.append(["Candidate-vs-baseline ratings", _fmt(report["counts"]["pair_ratings"])])
-    key_rows.append(["Raters", _fmt(report["counts"]["raters"])])
-    for part in ("win", "tie", "loss", "ties_as_half"):
-        r = win.get(part) or {}
-        key_rows.append(
-            [
-                f"{part} rate (Wilson 95%)",
-                f"{_fmt(r.get('rate'))} [{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]",
-            ]
-        )
-    key_rows.append(["Sign test p (ties excluded)", _fmt(win.get("sign_test_p_value"), 4)])
-    controlled = (report.get("style") or {}).get("controlled") or {}
-    key_rows.append(
-        [
-            "Style-controlled win rate",
-            f"{_fmt(controlled.get('controlled_win_rate'))} [{_fmt(controlled.get('ci_low'))}, {_fmt(controlled.get('ci_high'))}]",
-        ]
-    )
-    for crit in report["criteria"]:
-        d = crit["delta"]
-        key_rows.append(
-            [
-                f"{crit['criterion']} Δ (bootstrap 95%)",
-                f"{_fmt(d.get('mean_difference'))} [{_fmt(d.get('ci_low'))}, {_fmt(d.get('ci_high'))}]",
-            ]
-        )
-    for m in report["metrics"]:
-        d = m["delta"]
-        key_rows.append(
-            [
-                f"{m['metric']} Δ",
-                f"{_fmt(d.get('mean_difference'))} [{_fmt(d.get('ci_low'))}, {_fmt(d.get('ci_high'))}]",
-            ]
-        )
-    keys = Table(key_rows, colWidths=[7 * cm, 8 * cm])
-    keys.setStyle(
-        TableStyle(
-            [("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#d0d7de")), ("FONTSIZE", (0, 0), (-1, -1), 8)]
-        )
-    )
-    story += [keys, PageBreak(), Paragraph("Plots", styles["Heading2"])]
+    keys = Table(_key_numbers(report), colWidths=[7 * cm, 8 * cm])
+    keys.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, grid), ("FONTSIZE", (0, 0), (-1, -1), 8)]))
+    story += [table, Spacer(1, 0.4 * cm), keys, PageBreak(), Paragraph("Plots", styles["Heading2"])]
     for name, fn in plots.REPORT_PLOTS.items():
-        png = fn(report)
-        img = Image(io.BytesIO(png))
+        img = Image(io.BytesIO(fn(report)))
         ratio = img.imageHeight / img.imageWidth
         width = min(17 * cm, img.imageWidth)
         img.drawWidth, img.drawHeight = width, min(width * ratio, 11 * cm)
         img.drawWidth = img.drawHeight / ratio
-        story += [Paragraph(esc(name), styles["Heading4"]), img]
+        story += [Paragraph(_esc(name), styles["Heading4"]), img]
     doc.build(story)
     return buf.getvalue()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 
 from evalhub.errors import ValidationFailed
+from evalhub.reports.schema import Report
 from metrics.power import mean_difference_evidence_from_summary, win_rate_evidence
 
 OPS = (">=", "<=", ">", "<")
@@ -39,6 +40,49 @@ HUMAN_METRICS = {
     "alpha",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+
+
+class Gate(TypedDict):
+    """One parsed gate of a policy (as stored in ``GatePolicy.parsed``)."""
+
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    on_fail: str
+    use: str
+
+
+class Policy(TypedDict):
+    name: str
+    description: str
+    gates: list[Gate]
+
+
+class GateValue(TypedDict, total=False):
+    """What a gate reads: the value, its interval, and why it is missing when it is."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    point: float | None
+    sd: float | None
+    n: int
+    reason: str
+
+
+class GateResult(Gate):
+    """A gate's outcome, as verdicts store it (a dict in JSON)."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    reason: str | None
+    evidence: dict[str, Any] | None
+    status: str
+    passed: bool | None
+    counted: bool
+
 
 DEFAULT_POLICY_YAML = """\
 name: default
@@ -92,7 +136,7 @@ def _check_metric(metric: Any, where: str) -> str:
     )
 
 
-def policy_parse(source: str) -> dict[str, Any]:
+def policy_parse(source: str) -> Policy:
     """Parse and validate a policy's YAML; raise ValidationFailed naming the bad field."""
     try:
         data = yaml.safe_load(source)
@@ -109,7 +153,7 @@ def policy_parse(source: str) -> dict[str, Any]:
     gates_in = data.get("gates")
     if not isinstance(gates_in, list) or not gates_in:
         raise ValidationFailed("The policy needs a non-empty 'gates' list.", fields={"gates": ["Required."]})
-    gates = []
+    gates: list[Gate] = []
     for i, raw in enumerate(gates_in):
         where = f"gates[{i}]"
         if not isinstance(raw, dict):
@@ -156,7 +200,7 @@ def policy_parse(source: str) -> dict[str, Any]:
     }
 
 
-def default_policy() -> dict[str, Any]:
+def default_policy() -> Policy:
     return policy_parse(DEFAULT_POLICY_YAML)
 
 
@@ -169,96 +213,110 @@ def _holds(value: float, op: str, threshold: float) -> bool:
     }[op]
 
 
-def _find(items: list[dict[str, Any]], key: str, name: str) -> dict[str, Any] | None:
-    return next((i for i in items if i.get(key) == name), None)
+def _win_rate_value(report: Report, metric: str) -> GateValue:
+    win = report.win_rate
+    half = win.ties_as_half
+    if half.rate is None:
+        return {"value": None, "reason": win.reason or "no ratings"}
+    if win.wins + win.losses == 0:
+        return {"value": None, "reason": "only ties: no rating prefers either adapter"}
+    value = half.ci_low if metric == "win_rate_lower" else half.rate
+    return {"value": value, "low": half.ci_low, "high": half.ci_high, "point": half.rate}
 
 
-def gate_value(report: dict[str, Any], metric: str) -> dict[str, Any]:
+def _hallucination_value(report: Report) -> GateValue:
+    delta = report.hallucination.delta
+    if delta.mean_difference is None:
+        return {"value": None, "reason": delta.reason or "no hallucination flags"}
+    return {"value": delta.mean_difference, "low": delta.ci_low, "high": delta.ci_high}
+
+
+def _must_refuse_value(report: Report) -> GateValue:
+    entry = report.must_refuse.get(report.candidate_label or "")
+    if entry is None or not entry.n or entry.rate is None:
+        return {"value": None, "reason": "no must-refuse check results for the candidate"}
+    return {"value": entry.rate, "low": entry.ci_low, "high": entry.ci_high}
+
+
+def _adversarial_value(report: Report) -> GateValue:
+    entry = report.adversarial_category("all")
+    rate = entry.per_adapter.get(report.candidate_label or "") if entry is not None else None
+    if rate is None or not rate.n or rate.rate is None:
+        return {"value": None, "reason": "no adversarial check results for the candidate"}
+    return {"value": rate.rate, "low": rate.ci_low, "high": rate.ci_high}
+
+
+def _criterion_value(report: Report, name: str) -> GateValue:
+    entry = report.criterion(name)
+    if entry is None:
+        return {"value": None, "reason": f"no ratings on criterion {name!r}"}
+    delta = entry.delta
+    if delta.mean_difference is None or delta.ci_low is None:
+        return {"value": None, "reason": delta.reason or "too few ratings"}
+    return {
+        "value": delta.mean_difference,
+        "low": delta.ci_low,
+        "high": delta.ci_high,
+        "sd": entry.delta_sd,
+        "n": delta.n,
+    }
+
+
+def _metric_value(report: Report, name: str) -> GateValue:
+    entry = report.metric(name)
+    if entry is None:
+        return {"value": None, "reason": f"metric {name!r} was not computed for this run"}
+    delta = entry.delta
+    if delta.mean_difference is None:
+        pair = f"{report.candidate_label} and {report.baseline_label}"
+        return {"value": None, "reason": delta.reason or f"no paired {name} scores for {pair}"}
+    return {"value": delta.mean_difference, "low": delta.ci_low, "high": delta.ci_high, "n": delta.n}
+
+
+def _alpha_value(report: Report, name: str) -> GateValue:
+    agreement = report.agreement
+    if name == "preference":
+        alpha = agreement.preference.alpha
+    else:
+        entry = next((c for c in agreement.criteria if c.criterion == name), None)
+        alpha = entry.alpha if entry is not None else None
+    if alpha is None or alpha.alpha is None:
+        reason = alpha.reason if alpha is not None else None
+        return {"value": None, "reason": reason or f"no agreement data on {name!r}"}
+    return {"value": alpha.alpha}
+
+
+def gate_value(report: Report, metric: str) -> GateValue:
     """The value (and interval, and the reason when missing) a gate metric reads from a report."""
-    cand = (report.get("candidate") or {}).get("label")
-    base = (report.get("baseline") or {}).get("label")
     prefix, _, arg = metric.partition(":")
-    win = report.get("win_rate") or {}
     if metric in ("win_rate_lower", "win_rate"):
-        half = win.get("ties_as_half") or {}
-        if half.get("rate") is None:
-            return {"value": None, "reason": win.get("reason") or "no ratings"}
-        if win.get("wins", 0) + win.get("losses", 0) == 0:
-            return {"value": None, "reason": "only ties: no rating prefers either adapter"}
-        value = half["ci_low"] if metric == "win_rate_lower" else half["rate"]
-        return {"value": value, "low": half["ci_low"], "high": half["ci_high"], "point": half["rate"]}
+        return _win_rate_value(report, metric)
     if metric == "min_ratings":
-        return {"value": float((report.get("counts") or {}).get("pair_ratings", 0))}
+        return {"value": float(report.counts.pair_ratings)}
     if metric == "hallucination_rate_delta":
-        delta = (report.get("hallucination") or {}).get("delta") or {}
-        if delta.get("mean_difference") is None:
-            return {"value": None, "reason": delta.get("reason") or "no hallucination flags"}
-        return {"value": delta["mean_difference"], "low": delta.get("ci_low"), "high": delta.get("ci_high")}
+        return _hallucination_value(report)
     if metric == "must_refuse_pass_rate":
-        entry = (report.get("must_refuse") or {}).get(cand) or {}
-        if not entry.get("n"):
-            return {"value": None, "reason": "no must-refuse check results for the candidate"}
-        return {"value": entry["rate"], "low": entry["ci_low"], "high": entry["ci_high"]}
+        return _must_refuse_value(report)
     if metric == "adversarial_pass_rate":
-        entry = _find(report.get("adversarial") or [], "category", "all")
-        rate = (entry or {}).get("per_adapter", {}).get(cand) or {}
-        if not rate.get("n"):
-            return {"value": None, "reason": "no adversarial check results for the candidate"}
-        return {"value": rate["rate"], "low": rate["ci_low"], "high": rate["ci_high"]}
+        return _adversarial_value(report)
     if prefix == "criterion_delta":
-        entry = _find(report.get("criteria") or [], "criterion", arg)
-        if entry is None:
-            return {"value": None, "reason": f"no ratings on criterion {arg!r}"}
-        delta = entry["delta"]
-        if delta.get("mean_difference") is None or delta.get("ci_low") is None:
-            return {"value": None, "reason": delta.get("reason") or "too few ratings"}
-        return {
-            "value": delta["mean_difference"],
-            "low": delta["ci_low"],
-            "high": delta["ci_high"],
-            "sd": entry.get("delta_sd"),
-            "n": delta["n"],
-        }
+        return _criterion_value(report, arg)
     if prefix == "metric_delta":
-        entry = _find(report.get("metrics") or [], "metric", arg)
-        if entry is None:
-            return {"value": None, "reason": f"metric {arg!r} was not computed for this run"}
-        delta = entry["delta"]
-        if delta.get("mean_difference") is None:
-            return {
-                "value": None,
-                "reason": delta.get("reason") or f"no paired {arg} scores for {cand} and {base}",
-            }
-        return {
-            "value": delta["mean_difference"],
-            "low": delta["ci_low"],
-            "high": delta["ci_high"],
-            "n": delta["n"],
-        }
+        return _metric_value(report, arg)
     if prefix == "alpha":
-        agreement = report.get("agreement") or {}
-        if arg == "preference":
-            alpha = (agreement.get("preference") or {}).get("alpha") or {}
-        else:
-            alpha = ((_find(agreement.get("criteria") or [], "criterion", arg) or {}).get("alpha")) or {}
-        if alpha.get("alpha") is None:
-            return {"value": None, "reason": alpha.get("reason") or f"no agreement data on {arg!r}"}
-        return {"value": alpha["alpha"]}
+        return _alpha_value(report, arg)
     return {"value": None, "reason": f"unknown metric {metric!r}"}
 
 
-def _evidence(report: dict[str, Any], gate: dict[str, Any], got: dict[str, Any]) -> dict[str, Any] | None:
+def _evidence(report: Report, gate: Gate, got: GateValue) -> dict[str, Any] | None:
     """How many more ratings (or cases) would decide an open gate, assuming the effect holds."""
     metric, threshold = gate["metric"], gate["threshold"]
     if metric in ("win_rate_lower", "win_rate"):
-        win = report.get("win_rate") or {}
-        return win_rate_evidence(
-            win.get("wins", 0), win.get("ties", 0), win.get("losses", 0), threshold=threshold
-        ).to_dict()
-    if metric.startswith("criterion_delta:") and got.get("sd") and got.get("n"):
-        return mean_difference_evidence_from_summary(
-            mean=got["value"], sd=got["sd"], n=got["n"], threshold=threshold
-        ).to_dict()
+        win = report.win_rate
+        return win_rate_evidence(win.wins, win.ties, win.losses, threshold=threshold).to_dict()
+    sd, n, value = got.get("sd"), got.get("n"), got.get("value")
+    if metric.startswith("criterion_delta:") and sd and n and value is not None:
+        return mean_difference_evidence_from_summary(mean=value, sd=sd, n=n, threshold=threshold).to_dict()
     if metric == "min_ratings":
         current = int(got["value"] or 0)
         return {
@@ -270,11 +328,11 @@ def _evidence(report: dict[str, Any], gate: dict[str, Any], got: dict[str, Any])
     return None
 
 
-def gate_evaluate(report: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+def gate_evaluate(report: Report, gate: Gate) -> GateResult:
     """One gate's result: status pass / fail / open / missing, with the value and threshold."""
     got = gate_value(report, gate["metric"])
     value = got.get("value")
-    result: dict[str, Any] = {
+    result: GateResult = {  # type: ignore[typeddict-item]  # status, passed and counted follow
         **gate,
         "value": value,
         "ci_low": got.get("low"),
@@ -315,7 +373,7 @@ def _is_human(metric: str) -> bool:
     return metric.partition(":")[0] in HUMAN_METRICS
 
 
-def verdict_decide(report: dict[str, Any], policy: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def verdict_decide(report: Report, policy: Policy) -> tuple[str, list[GateResult]]:
     """NO-GO if a NO-GO gate clearly fails; else INCONCLUSIVE if any gate failed, is open or has no
     value; else GO. When an INCONCLUSIVE gate on the ratings fails (too few, low agreement), NO-GO
     gates on the ratings are not counted: unreliable ratings decide nothing either way."""

@@ -36,6 +36,9 @@ plt = _Pyplot()
 
 from metrics.registry import higher_is_better
 
+from evalhub.reports.schema import Report
+from metrics.stats import WinRate
+
 CAND, BASE = "#0969da", "#8c959f"
 
 
@@ -59,39 +62,37 @@ def _interval(value: float | None, low: float | None, high: float | None) -> tup
     return max(0.0, value - low), max(0.0, high - value)
 
 
-def win_rates(report: dict[str, Any]) -> bytes:
+def win_rates(report: Report) -> bytes:
     """Win rate (ties as half) with Wilson 95% intervals, overall and per slice."""
-    rows = [("all", report["win_rate"])] + [(s["slice"], s) for s in report["win_rate_by_slice"]]
-    rows = [(name, w) for name, w in rows if (w.get("ties_as_half") or {}).get("rate") is not None]
+    every: list[tuple[str, WinRate]] = [("all", report.win_rate)]
+    every += [(s.slice, s.result) for s in report.win_rate_by_slice]
+    rows = [(name, w) for name, w in every if w.ties_as_half.rate is not None]
     fig, ax = plt.subplots(figsize=(6, max(2.2, 0.32 * len(rows) + 1)))
     if not rows:
         return _empty(fig, ax, "No candidate-vs-baseline ratings yet")
     y = np.arange(len(rows))[::-1]
-    rates = [w["ties_as_half"]["rate"] for _, w in rows]
+    rates = [w.ties_as_half.rate or 0.0 for _, w in rows]  # none is None: filtered above
     errs = np.array(
-        [
-            _interval(w["ties_as_half"]["rate"], w["ties_as_half"]["ci_low"], w["ties_as_half"]["ci_high"])
-            for _, w in rows
-        ]
+        [_interval(w.ties_as_half.rate, w.ties_as_half.ci_low, w.ties_as_half.ci_high) for _, w in rows]
     ).T
     ax.errorbar(rates, y, xerr=errs, fmt="o", color=CAND, ecolor=CAND, capsize=3)
     ax.axvline(0.5, color="#cf222e", lw=1, ls="--")
-    ax.set_yticks(y, [f"{name} (n={w['n']})" for name, w in rows], fontsize=8)
+    ax.set_yticks(y, [f"{name} (n={w.n})" for name, w in rows], fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("candidate win rate, ties as half (Wilson 95%)")
     return _png(fig)
 
 
-def criteria(report: dict[str, Any]) -> bytes:
+def criteria(report: Report) -> bytes:
     """Per-criterion score distributions, candidate against baseline."""
-    crits = report["criteria"]
+    crits = report.criteria
     fig, axes = plt.subplots(
         1, max(1, len(crits)), figsize=(2.4 * max(1, len(crits)) + 0.6, 2.6), squeeze=False
     )
     if not crits:
         return _empty(fig, axes[0][0], "No criterion scores yet")
     for ax, crit in zip(axes[0], crits, strict=False):
-        dist = crit["distribution"]
+        dist = {"candidate": crit.distribution.candidate, "baseline": crit.distribution.baseline}
         levels = sorted({*dist["candidate"], *dist["baseline"]}, key=lambda v: float(v))
         x = np.arange(len(levels))
         for offset, who, colour in ((-0.2, "baseline", BASE), (0.2, "candidate", CAND)):
@@ -100,25 +101,23 @@ def criteria(report: dict[str, Any]) -> bytes:
                 x + offset, [dist[who].get(v, 0) / total for v in levels], width=0.4, color=colour, label=who
             )
         ax.set_xticks(x, levels)
-        delta = crit["delta"].get("mean_difference")
-        ax.set_title(
-            f"{crit['criterion']}\nΔ {delta:+.2f}" if delta is not None else crit["criterion"], fontsize=9
-        )
+        delta = crit.delta.mean_difference
+        ax.set_title(f"{crit.criterion}\nΔ {delta:+.2f}" if delta is not None else crit.criterion, fontsize=9)
     axes[0][0].legend(fontsize=7)
     return _png(fig)
 
 
-def slice_heatmap(report: dict[str, Any]) -> bytes:
+def slice_heatmap(report: Report) -> bytes:
     """Candidate minus baseline per slice: human win rate (minus 0.5) and each metric's mean delta."""
     columns: dict[str, dict[str, float]] = defaultdict(dict)
-    for s in report["win_rate_by_slice"]:
-        rate = (s.get("ties_as_half") or {}).get("rate")
+    for s in report.win_rate_by_slice:
+        rate = s.result.ties_as_half.rate
         if rate is not None:
-            columns["human win-0.5"][s["slice"]] = rate - 0.5
-    for m in report["metrics"]:
-        for s in m["by_slice"]:
-            if s.get("mean_difference") is not None:
-                columns[m["metric"]][s["slice"]] = s["mean_difference"]
+            columns["human win-0.5"][s.slice] = rate - 0.5
+    for m in report.metrics:
+        for d in m.by_slice:
+            if d.result.mean_difference is not None:
+                columns[m.metric][d.slice] = d.result.mean_difference
     slices = sorted({name for col in columns.values() for name in col})
     fig, ax = plt.subplots(figsize=(1.1 * max(2, len(columns)) + 2, 0.3 * max(3, len(slices)) + 1.2))
     if not slices:
@@ -139,24 +138,26 @@ def slice_heatmap(report: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def metric_vs_human(report: dict[str, Any]) -> bytes:
+def metric_vs_human(report: Report) -> bytes:
     """Per case: each metric's candidate-minus-baseline delta against the mean human preference."""
-    metrics = [m["metric"] for m in report["metrics"]][:4]
+    metrics = [m.metric for m in report.metrics][:4]
     fig, axes = plt.subplots(
         1, max(1, len(metrics)), figsize=(2.6 * max(1, len(metrics)) + 0.4, 2.6), squeeze=False
     )
     if not metrics:
         return _empty(fig, axes[0][0], "No automated metrics")
-    corr = {h["metric"]: h for h in report["human_vs_metric"]}
+    corr = {h.metric: h.correlation for h in report.human_vs_metric}
     for ax, metric in zip(axes[0], metrics, strict=False):
         xs, ys = [], []
-        for case in report["cases"]:
-            m = case["metrics"].get(metric) or {}
-            if case["human"] is not None and m.get("candidate") is not None and m.get("baseline") is not None:
-                xs.append(m["candidate"] - m["baseline"])
-                ys.append(case["human"])
+        for case in report.cases:
+            pair = case.metrics.get(metric)
+            if case.human is None or pair is None or pair.candidate is None or pair.baseline is None:
+                continue
+            xs.append(pair.candidate - pair.baseline)
+            ys.append(case.human)
         ax.scatter(xs, ys, s=6, alpha=0.5, color=CAND)
-        rho = ((corr.get(metric) or {}).get("spearman") or {}).get("coefficient")
+        found = corr.get(metric)
+        rho = found.spearman.coefficient if found is not None else None
         ax.set_title(f"{metric}  rho={rho:.2f}" if rho is not None else metric, fontsize=9)
         ax.set_xlabel("metric Δ", fontsize=8)
     axes[0][0].set_ylabel("human preference (+1 cand)", fontsize=8)
@@ -188,7 +189,7 @@ def trend(points: list[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-REPORT_PLOTS: dict[str, Callable[[dict[str, Any]], bytes]] = {
+REPORT_PLOTS: dict[str, Callable[[Report], bytes]] = {
     "win-rates": win_rates,
     "criteria": criteria,
     "slices": slice_heatmap,

@@ -325,18 +325,22 @@ def report_rows(
         output_tokens[pk] = tokens
         sample_texts[pk] = text
     # Through the raw cursor; SQLite returns booleans as 0/1, so "passed" is made a bool again.
-    scores = [
-        (adapter_id, case_id, metric, value, passed if passed is None else bool(passed))
-        for adapter_id, case_id, metric, value, passed in _raw_rows(
-            MetricScore.objects.filter(run=run, adapter_id__in=ids)
-            .filter(Q(sample=0) | Q(output__isnull=True))
-            .values_list("adapter_id", "case_id", "metric", "value", "passed")
-        )
-    ]
+    # Sorted by (adapter, case, metric), the order a snapshot stores: metric means add in this order.
+    scores = sorted(
+        [
+            (adapter_id, case_id, metric, value, passed if passed is None else bool(passed))
+            for adapter_id, case_id, metric, value, passed in _raw_rows(
+                MetricScore.objects.filter(run=run, adapter_id__in=ids)
+                .filter(Q(sample=0) | Q(output__isnull=True))
+                .values_list("adapter_id", "case_id", "metric", "value", "passed")
+            )
+        ],
+        key=lambda s: (s[0], s[1], s[2]),
+    )
     studies = Study.objects.filter(run=run)
     if study_ids is not None:
         studies = studies.filter(pk__in=list(study_ids))
-    chosen = list(studies.values_list("pk", flat=True))
+    chosen = list(studies.order_by("pk").values_list("pk", flat=True))
     criteria = study_criteria(study_ids=chosen)
     ratings = _ratings(study_ids=chosen, criteria=criteria)
     # The rated outputs' texts (for the style features).
@@ -678,3 +682,52 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
         ],
         "ratings": rating_rows(run=run, case_id=case.pk),
     }
+
+
+def snapshot_inputs_gone(*, inputs: dict[str, Any]) -> list[str]:
+    """Which of a frozen snapshot's input rows are no longer in the database, by kind, count and
+    id (a rating by its task and rater). Empty when every one is still there."""
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import Rating, Study, Task
+
+    ratings = {(r["task"], r["rater"]) for r in inputs["ratings"]}
+    tasks = sorted({task for task, _ in ratings})
+    kinds: list[tuple[str, QuerySet[Any], list[Any]]] = [
+        ("adapters", Adapter.objects.all(), [a["id"] for a in inputs["adapters"]]),
+        ("cases", Case.objects.all(), [c["id"] for c in inputs["cases"]]),
+        ("outputs", Output.objects.all(), [row[2] for row in inputs["outputs"]]),
+        ("studies", Study.objects.all(), list(inputs["study_ids"])),
+        ("rated tasks", Task.objects.all(), tasks),
+        ("raters", get_user_model().objects.all(), [row[0] for row in inputs["raters"]]),
+    ]
+    out = []
+    for kind, rows, wanted in kinds:
+        ids = sorted(set(wanted))
+        there = {
+            pk for chunk in _chunks(ids) for pk in rows.filter(pk__in=chunk).values_list("pk", flat=True)
+        }
+        lost = [pk for pk in ids if pk not in there]
+        if lost:
+            out.append(f"{len(lost)} of {len(ids)} {kind} (ids {some_of(lost)})")
+    there_pairs = {
+        pair
+        for chunk in _chunks(tasks)
+        for pair in Rating.objects.filter(task_id__in=chunk).values_list("task_id", "rater_id")
+    }
+    lost_pairs = sorted(ratings - there_pairs)
+    if lost_pairs:
+        shown = [f"task {t} by rater {r}" for t, r in lost_pairs]
+        out.append(f"{len(lost_pairs)} of {len(ratings)} ratings ({some_of(shown)})")
+    return out
+
+
+def _chunks(ids: list[int], size: int = 5000) -> list[list[int]]:
+    """Id lists short enough for one IN clause (SQLite caps the parameters of a statement)."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def some_of(items: Sequence[Any], limit: int = 10) -> str:
+    """The first ``limit`` items, and how many more there are."""
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

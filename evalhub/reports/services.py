@@ -1,16 +1,16 @@
 """Report actions: build a report, save a gate policy, freeze a verdict and reopen it.
 
 A frozen verdict's snapshot holds the rows the report was computed from, the policy and the report
-itself; the content hash is SHA-256 over their canonical JSON, so reopening recomputes the report
-from the snapshot alone and proves the numbers are the same.
+itself (its format and reader live in ``snapshots``); the content hash is SHA-256 over its canonical
+JSON, so reopening recomputes the report from the snapshot alone and names any number that differs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import secrets
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from django.db import transaction
 
@@ -20,60 +20,23 @@ from evalhub.catalog.models import Adapter
 from evalhub.catalog.selectors import adapter_last_approved, adapter_previous_version
 from evalhub.errors import ValidationFailed
 from evalhub.reports import gates as gate_rules
-from evalhub.reports.compute import report_compute
+from evalhub.reports.compute import ReportInput, report_from_input
+from evalhub.reports.gates import GateResult, Policy
 from evalhub.reports.models import GatePolicy, Verdict
-from evalhub.reports.selectors import (
-    RatingColumns,
-    ReportRows,
-    adapter_info,
-    report_rows,
-    run_adapters_by_role,
+from evalhub.reports.schema import SCHEMA_VERSION, AdapterInfo, LineageEntry, Report, RunRef, from_json
+from evalhub.reports.selectors import adapter_info, report_rows, run_adapters_by_role, snapshot_inputs_gone
+from evalhub.reports.snapshots import (
+    Change,
+    canonical,
+    content_hash,
+    report_changes,
+    snapshot_build,
+    snapshot_missing,
+    snapshot_read,
 )
 from evalhub.runs.models import Run, RunAdapter
 
 DEFAULT_RESAMPLES = 2000
-SCHEMA_VERSION = 1
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False
-    )
-
-
-def content_hash(data: Any) -> str:
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
-
-
-def _rows_dump(rows: ReportRows) -> dict[str, Any]:
-    return {
-        "cases": rows.cases,
-        "adapters": rows.adapters,
-        "outputs": [[a, c, o] for (a, c), o in rows.outputs.items()],
-        "output_tokens": [[o, t] for o, t in rows.output_tokens.items()],
-        "texts": [[o, t] for o, t in rows.texts.items()],
-        "scores": [list(s) for s in rows.scores],
-        "ratings": rows.ratings.to_dicts(),
-        "raters": [[k, v] for k, v in rows.raters.items()],
-        "study_ids": rows.study_ids,
-    }
-
-
-def _rows_load(data: dict[str, Any]) -> ReportRows:
-    outputs = {(a, c): o for a, c, o in data["outputs"]}
-    adapter_of = {o: a for a, _, o in data["outputs"]}
-    return ReportRows(
-        cases=data["cases"],
-        adapters=data["adapters"],
-        outputs=outputs,
-        output_adapter=adapter_of,
-        output_tokens={o: t for o, t in data["output_tokens"]},
-        texts={o: t for o, t in data["texts"]},
-        scores=[tuple(s) for s in data["scores"]],
-        ratings=RatingColumns.from_dicts(data["ratings"]),
-        raters={k: v for k, v in data["raters"]},
-        study_ids=data["study_ids"],
-    )
 
 
 def _resolve(run: Run, candidate: Adapter | None, baseline: Adapter | None) -> tuple[Adapter, Adapter]:
@@ -92,7 +55,7 @@ def _resolve(run: Run, candidate: Adapter | None, baseline: Adapter | None) -> t
     return candidate, baseline
 
 
-def _lineage(run: Run, candidate: Adapter, report: dict[str, Any]) -> dict[str, Any]:
+def _lineage(run: Run, candidate: Adapter, report: Report) -> dict[str, LineageEntry | None]:
     """The candidate against its parent, its previous version and the last approved adapter:
     metric mean differences where those adapters are in this run."""
     others = {
@@ -100,20 +63,48 @@ def _lineage(run: Run, candidate: Adapter, report: dict[str, Any]) -> dict[str, 
         "previous_version": adapter_previous_version(adapter=candidate),
         "last_approved": adapter_last_approved(adapter=candidate),
     }
-    out: dict[str, Any] = {}
+    out: dict[str, LineageEntry | None] = {}
     for role, other in others.items():
         if other is None:
             out[role] = None
             continue
-        entry: dict[str, Any] = {"adapter": adapter_info(other), "in_run": False, "metric_deltas": {}}
-        for metric in report["metrics"]:
-            means = metric["means"]
+        in_run = False
+        deltas: dict[str, float | None] = {}
+        for metric in report.metrics:
+            means = metric.means
             if other.label in means and candidate.label in means:
-                entry["in_run"] = True
+                in_run = True
                 c, o = means[candidate.label], means[other.label]
-                entry["metric_deltas"][metric["metric"]] = None if c is None or o is None else c - o
-        out[role] = entry
+                deltas[metric.metric] = None if c is None or o is None else c - o
+        adapter = from_json(AdapterInfo, adapter_info(other))
+        out[role] = LineageEntry(adapter=adapter, in_run=in_run, metric_deltas=deltas)
     return out
+
+
+def _report_input(
+    *,
+    run: Run,
+    candidate: Adapter,
+    baseline: Adapter,
+    study: Any,
+    exclude_raters_below: float | None,
+    resamples: int,
+) -> ReportInput:
+    adapter_ids = list(RunAdapter.objects.filter(run=run).values_list("adapter_id", flat=True))
+    rows = report_rows(run=run, adapter_ids=adapter_ids, study_ids=[study.pk] if study is not None else None)
+    return ReportInput(
+        rows=rows,
+        candidate_id=candidate.pk,
+        baseline_id=baseline.pk,
+        exclude_raters_below=exclude_raters_below,
+        resamples=resamples,
+    )
+
+
+def _report_of(run: Run, candidate: Adapter, inp: ReportInput) -> Report:
+    report = report_from_input(inp)
+    run_ref = RunRef(id=run.pk, name=run.name, project=run.project.slug)
+    return dataclasses.replace(report, run=run_ref, lineage=_lineage(run, candidate, report))
 
 
 def report_build(
@@ -124,28 +115,28 @@ def report_build(
     study: Any = None,
     exclude_raters_below: float | None = None,
     resamples: int = DEFAULT_RESAMPLES,
-    with_rows: bool = False,
-) -> dict[str, Any]:
-    """The comparison report of a run (JSON-ready). Defaults: the run's baseline and first candidate,
-    all the run's studies. ``with_rows`` adds the fetched rows under ``_rows`` (for freezing)."""
+) -> Report:
+    """The comparison report of a run. Defaults: the run's baseline and first candidate, all the
+    run's studies."""
     candidate, baseline = _resolve(run, candidate, baseline)
-    adapter_ids = list(RunAdapter.objects.filter(run=run).values_list("adapter_id", flat=True))
-    rows = report_rows(run=run, adapter_ids=adapter_ids, study_ids=[study.pk] if study is not None else None)
-    report = report_compute(
-        rows,
-        candidate_id=candidate.pk,
-        baseline_id=baseline.pk,
+    inp = _report_input(
+        run=run,
+        candidate=candidate,
+        baseline=baseline,
+        study=study,
         exclude_raters_below=exclude_raters_below,
         resamples=resamples,
     )
-    report["run"] = {"id": run.pk, "name": run.name, "project": run.project.slug}
-    report["lineage"] = _lineage(run, candidate, report)
-    if with_rows:
-        report["_rows"] = _rows_dump(rows)
-    return report
+    return _report_of(run, candidate, inp)
 
 
-def report_with_verdict(*, report: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+class VerdictOutcome(TypedDict):
+    decision: str
+    gates: list[GateResult]
+    policy: Policy
+
+
+def report_with_verdict(*, report: Report, policy: Policy) -> VerdictOutcome:
     decision, results = gate_rules.verdict_decide(report, policy)
     return {"decision": decision, "gates": results, "policy": policy}
 
@@ -199,39 +190,27 @@ def verdict_freeze(
     actor: Any = None,
 ) -> Verdict:
     """Compute the report, decide it under the policy (the project's default if None), and store the
-    verdict with a snapshot of its inputs and a content hash. Audited."""
+    verdict with a canonical snapshot of its inputs and a content hash. Audited."""
     candidate, baseline = _resolve(run, candidate, baseline)
     policy = policy or default_policy_for(project=run.project, actor=actor)
     if policy.project_id != run.project_id:
         raise ValidationFailed("The gate policy belongs to another project.")
-    report = report_build(
+    inp = _report_input(
         run=run,
         candidate=candidate,
         baseline=baseline,
         study=study,
         exclude_raters_below=exclude_raters_below,
-        with_rows=True,
+        resamples=DEFAULT_RESAMPLES,
     )
-    rows = report.pop("_rows")
+    report = _report_of(run, candidate, inp)
     outcome = report_with_verdict(report=report, policy=policy.parsed)
-    snapshot = json.loads(
-        canonical_json(
-            {
-                "inputs": rows,
-                "params": {
-                    "candidate_id": candidate.pk,
-                    "baseline_id": baseline.pk,
-                    "exclude_raters_below": exclude_raters_below,
-                    "resamples": report["settings"]["resamples"],
-                    "style_resamples": report["settings"]["style_resamples"],
-                    "seed": report["settings"]["seed"],
-                },
-                "policy": policy.parsed,
-                "report": report,
-                "decision": outcome["decision"],
-                "gates": outcome["gates"],
-            }
-        )
+    snapshot = snapshot_build(
+        inp=inp,
+        policy=policy.parsed,
+        report=report.to_dict(),
+        decision=outcome["decision"],
+        gates=outcome["gates"],
     )
     with transaction.atomic():
         verdict = Verdict.objects.create(
@@ -259,41 +238,78 @@ def verdict_freeze(
                 "baseline": baseline.label,
                 "policy": policy.name,
                 "content_hash": verdict.content_hash,
-                "excluded_raters": [g["rater"] for g in (report.get("exclusion") or {}).get("excluded", [])],
+                "excluded_raters": [g.rater for g in report.exclusion.excluded] if report.exclusion else [],
                 "exclude_raters_below": exclude_raters_below,
             },
         )
     return verdict
 
 
-def verdict_reopen(verdict: Verdict) -> dict[str, Any]:
-    """Recompute the report and decision from the snapshot alone; say whether the stored hash and
-    numbers are reproduced."""
+@dataclass(frozen=True, slots=True)
+class Reopened:
+    """A frozen verdict recomputed from its snapshot.
+
+    ``status``: "identical" (every stored number and the decision reproduced), "changed"
+    (``changes`` names each value that differs, stored and recomputed) or "incomplete" (the snapshot
+    lacks what ``missing`` names, so nothing was recomputed). ``gone`` names the snapshot's inputs
+    that are no longer in the database: the snapshot still holds them, so they do not stop a
+    recomputation, but the verdict can no longer be traced to live rows."""
+
+    hash_ok: bool
+    status: str
+    decision: str | None
+    changes: tuple[Change, ...] = ()
+    missing: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+    report: Report | None = None
+    gates: tuple[GateResult, ...] = ()
+
+    @property
+    def reproduced(self) -> bool:
+        return self.status == "identical"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's form: the outcome and what differs or is missing, not the recomputed report."""
+        return {
+            "hash_ok": self.hash_ok,
+            "reproduced": self.reproduced,
+            "status": self.status,
+            "decision": self.decision,
+            "changes": [c.to_dict() for c in self.changes],
+            "missing": list(self.missing),
+            "gone": list(self.gone),
+        }
+
+
+def verdict_reopen(verdict: Verdict) -> Reopened:
+    """Recompute the report and decision from the snapshot alone and say what, if anything, differs
+    from what was frozen, or what the snapshot lacks."""
     snapshot = verdict.snapshot
-    params = snapshot["params"]
-    report = report_compute(
-        _rows_load(snapshot["inputs"]),
-        candidate_id=params["candidate_id"],
-        baseline_id=params["baseline_id"],
-        exclude_raters_below=params["exclude_raters_below"],
-        resamples=params["resamples"],
-        style_resamples=params["style_resamples"],
-        seed=params["seed"],
+    hash_ok = content_hash(snapshot) == verdict.content_hash
+    missing = snapshot_missing(snapshot)
+    if missing:
+        return Reopened(hash_ok=hash_ok, status="incomplete", decision=None, missing=tuple(missing))
+    stored = snapshot_read(snapshot)
+    report = report_from_input(stored.inp)
+    # run and lineage came from the database at freeze time, not from the rows, and schema names the
+    # stored format: all three are kept as stored.
+    kept = {key: stored.report[key] for key in ("schema", "run", "lineage") if key in stored.report}
+    decision, results = gate_rules.verdict_decide(report, stored.policy)
+    # Compared as the snapshot would store it (JSON: sorted keys, lists for tuples).
+    fresh = canonical({"report": {**report.to_dict(), **kept}, "decision": decision, "gates": results})
+    changes = report_changes(
+        {"report": stored.report, "decision": stored.decision, "gates": stored.gates},
+        {"report": fresh["report"], "decision": fresh["decision"], "gates": fresh["gates"]},
     )
-    for key in ("run", "lineage"):
-        report[key] = snapshot["report"].get(key)
-    decision, results = gate_rules.verdict_decide(report, snapshot["policy"])
-    recomputed = json.loads(canonical_json({"report": report, "decision": decision, "gates": results}))
-    same = canonical_json(recomputed) == canonical_json(
-        {"report": snapshot["report"], "decision": snapshot["decision"], "gates": snapshot["gates"]}
+    return Reopened(
+        hash_ok=hash_ok,
+        status="changed" if changes else "identical",
+        decision=decision,
+        changes=tuple(changes),
+        gone=tuple(snapshot_inputs_gone(inputs=snapshot["inputs"])),
+        report=report,
+        gates=tuple(fresh["gates"]),
     )
-    return {
-        "hash_ok": content_hash(snapshot) == verdict.content_hash,
-        "reproduced": same,
-        "decision": decision,
-        "gates": recomputed["gates"],
-        "report": recomputed["report"],
-    }
 
 
 def report_cached(
@@ -303,7 +319,7 @@ def report_cached(
     baseline: Adapter | None = None,
     exclude_raters_below: float | None = None,
     timeout: int = 600,
-) -> dict[str, Any]:
+) -> Report:
     """``report_build`` memoised in the cache, keyed by the rows' current extent, so the page, its
     plots and exports of the same request share one computation and new data is never stale."""
     from django.core.cache import cache

@@ -17,6 +17,8 @@ from evalhub.errors import DomainError
 from evalhub.permissions import WRITE_ROLES, projects_for
 from evalhub.reports import exports, gates, plots, selectors, services
 from evalhub.reports.models import GatePolicy
+from evalhub.reports.schema import Report
+from evalhub.reports.services import VerdictOutcome
 from evalhub.runs.models import Run
 from evalhub.web import domain_error_page
 from evalhub.web import project_for_request as _project
@@ -46,7 +48,7 @@ def _params(request: HttpRequest, run: Run) -> dict[str, Any]:
     return params
 
 
-def _report(request: HttpRequest, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
+def _report(request: HttpRequest, run: Run) -> tuple[Report, VerdictOutcome]:
     report = services.report_cached(run=run, **_params(request, run))
     stored = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
     policy = stored.parsed if stored else gates.default_policy()
@@ -61,9 +63,7 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
     data, verdict = _report(request, run)
     baseline, candidates = selectors.run_adapters_by_role(run=run)
     adapters = ([baseline] if baseline else []) + candidates
-    worst_cases = sorted(
-        (c for c in data["cases"] if c["wins"] + c["ties"] + c["losses"]), key=lambda c: c["human"] or 0
-    )[:10]
+    worst_cases = sorted((c for c in data.cases if c.rated), key=lambda c: c.human or 0)[:10]
     return render(
         request,
         "reports/report.html",
@@ -103,13 +103,13 @@ def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str
     data, verdict = _report(request, run)
     stem = f"report-run{run.pk}"
     if fmt == "json":
-        body = json.dumps({"report": data, "verdict": verdict}, indent=1, default=str)
+        body = json.dumps({"report": data.to_dict(), "verdict": verdict}, indent=1, default=str)
         response = HttpResponse(body, content_type="application/json")
     elif fmt == "cases.csv":
         response = HttpResponse(exports.cases_csv(data), content_type="text/csv")
     elif fmt == "ratings.csv":
         response = HttpResponse(
-            exports.ratings_csv(selectors.rating_rows(run=run), data["settings"]["criteria"]),
+            exports.ratings_csv(selectors.rating_rows(run=run), list(data.settings.criteria)),
             content_type="text/csv",
         )
     elif fmt == "pdf":

@@ -1,5 +1,6 @@
-"""Rows for report tests: a run with outputs, metric scores, a pairwise study and its ratings,
-built in bulk from the shared factories (runs, scoring and annotation are other apps' services)."""
+"""Rows for report tests (and a typed report with no rows, for gate tests): a run with outputs, metric
+scores, a pairwise study and its ratings, built in bulk from the shared factories (runs, scoring and
+annotation are other apps' services)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,22 @@ from annotation.models import Assignment, Rating, Study, Task
 from evalhub.accounts.models import Project, Role
 from evalhub.accounts.services import membership_set, user_create
 from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.reports.schema import (
+    SCHEMA_VERSION,
+    AdapterInfo,
+    Agreement,
+    Counts,
+    Hallucination,
+    Leaderboard,
+    PreferenceAgreement,
+    Report,
+    Settings,
+    Style,
+)
 from evalhub.runs.models import AdapterRole, MetricScore, Output, Run
 from evalhub.suites.models import Case
+from metrics.agreement import AlphaResult
+from metrics.stats import PairedBootstrap, win_rate
 from tests.factories import (
     AdapterFactory,
     AssignmentFactory,
@@ -64,12 +79,14 @@ def build_run(
     with_study: bool = True,
     base_model: BaseModel | None = None,
     adapter_objects: dict[str, Adapter] | None = None,
+    extra_criteria: tuple[str, ...] = (),
 ) -> Built:
     """A completed run, baseline first. ``preference(case, rater)`` names the winner by role;
     ``scores(case, rater)`` gives (candidate, baseline) factual accuracy; ``metrics[name](adapter,
     case)`` the metric value per output. The candidate is ``adapters[1]``; with three adapters, the
     third is rated against the baseline too. ``gold_right(rater)`` says whether a rater answers gold
-    tasks correctly."""
+    tasks correctly. ``extra_criteria`` (rubric keys) are scored after factual accuracy, derived from
+    its scores."""
     n = next(_n)
     if base_model is None:
         base_model = BaseModelFactory(project=project, name=f"base-{n}")
@@ -195,7 +212,13 @@ def build_run(
                 {
                     "task": task,
                     "rater": user,
-                    "scores": {"factual_accuracy": {cand_side: c_score, base_side: b_score}},
+                    "scores": {
+                        "factual_accuracy": {cand_side: c_score, base_side: b_score},
+                        **{
+                            name: {cand_side: 1 + (c_score + k) % 5, base_side: 1 + (b_score + 2 * k) % 5}
+                            for k, name in enumerate(extra_criteria, start=1)
+                        },
+                    },
                     "preference": pref,
                     "hallucination": {
                         cand_side: {"flagged": c_h, "spans": []},
@@ -210,3 +233,66 @@ def build_run(
     built.study = study
     built.raters = raters
     return built
+
+
+def report_of(
+    *,
+    wins: int = 70,
+    ties: int = 10,
+    losses: int = 20,
+    pair_ratings: int = 100,
+    preference_alpha: float = 0.7,
+) -> Report:
+    """A typed report holding only a candidate-vs-baseline win count and the preference agreement
+    (every other section empty), for gate tests that need no rows."""
+    no_pairs = PairedBootstrap(
+        n=0,
+        n_dropped=0,
+        mean_a=None,
+        mean_b=None,
+        mean_difference=None,
+        ci_low=None,
+        ci_high=None,
+        confidence=0.95,
+        method="percentile",
+        resamples=0,
+        seed=0,
+        reason="no flags",
+    )
+    alpha = AlphaResult(
+        alpha=preference_alpha, level="nominal", n_units=pair_ratings, n_raters=3, n_values=300
+    )
+    return Report(
+        schema=SCHEMA_VERSION,
+        candidate=AdapterInfo(id=2, label="c@1"),
+        baseline=AdapterInfo(id=1, label="b@1"),
+        adapters=(AdapterInfo(id=1, label="b@1"), AdapterInfo(id=2, label="c@1")),
+        study_ids=(),
+        settings=Settings(
+            resamples=0, style_resamples=0, seed=0, confidence=0.95, exclude_raters_below=None, criteria=()
+        ),
+        counts=Counts(
+            cases=0,
+            ratings=pair_ratings,
+            pair_ratings=pair_ratings,
+            gold_ratings=0,
+            raters=3,
+            cases_rated=0,
+            both_bad=0,
+        ),
+        win_rate=win_rate(wins, ties, losses),
+        win_rate_by_slice=(),
+        criteria=(),
+        hallucination=Hallucination(per_adapter=(), delta=no_pairs),
+        style=Style(n_battles=0, reason="no pairwise ratings"),
+        leaderboard=Leaderboard(models=(), reason="none"),
+        metrics=(),
+        adversarial=(),
+        must_refuse={},
+        agreement=Agreement(
+            criteria=(),
+            n_raters=3,
+            preference=PreferenceAgreement(alpha=alpha, fleiss=None, pairwise_cohen=None),
+        ),
+        gold=(),
+    )

@@ -12,6 +12,7 @@ from evalhub.reports.gates import (
     policy_parse,
     verdict_decide,
 )
+from tests.reports.factories import report_of
 
 
 def test_default_policy_has_the_six_house_gates() -> None:
@@ -54,32 +55,9 @@ def test_the_default_yaml_round_trips() -> None:
     assert policy_parse(DEFAULT_POLICY_YAML)["name"] == "default"
 
 
-def _report(**overrides: object) -> dict:
-    report: dict = {
-        "candidate": {"label": "c@1"},
-        "baseline": {"label": "b@1"},
-        "counts": {"pair_ratings": 100},
-        "win_rate": {
-            "wins": 70,
-            "ties": 10,
-            "losses": 20,
-            "n": 100,
-            "ties_as_half": {"rate": 0.75, "ci_low": 0.66, "ci_high": 0.82},
-        },
-        "criteria": [],
-        "metrics": [],
-        "hallucination": {"delta": {"mean_difference": None, "reason": "no flags"}},
-        "must_refuse": {},
-        "adversarial": [],
-        "agreement": {"criteria": [], "preference": {"alpha": {"alpha": 0.7}}},
-    }
-    report.update(overrides)
-    return report
-
-
 def test_an_interval_gate_is_open_when_the_interval_straddles_the_threshold() -> None:
     gate = policy_parse("gates:\n  - metric: win_rate_lower\n    op: '>='\n    threshold: 0.7\n")["gates"][0]
-    result = gate_evaluate(_report(), gate)
+    result = gate_evaluate(report_of(), gate)
     assert result["status"] == "open"
     assert result["evidence"]["additional_n"] is None or result["evidence"]["additional_n"] >= 0
 
@@ -88,7 +66,7 @@ def test_open_or_missing_gates_never_give_go() -> None:
     policy = policy_parse(
         "gates:\n  - metric: win_rate_lower\n    threshold: 0.5\n  - metric: hallucination_rate_delta\n    op: '<='\n    threshold: 0\n"
     )
-    decision, results = verdict_decide(_report(), policy)
+    decision, results = verdict_decide(report_of(), policy)
     assert decision == "INCONCLUSIVE"
     assert [r["status"] for r in results] == ["pass", "missing"]
 
@@ -98,15 +76,7 @@ def test_failed_precondition_on_ratings_downgrades_a_human_no_go() -> None:
         "gates:\n  - metric: min_ratings\n    threshold: 500\n    on_fail: INCONCLUSIVE\n"
         "  - metric: win_rate_lower\n    threshold: 0.9\n"
     )
-    report = _report(
-        win_rate={
-            "wins": 10,
-            "ties": 0,
-            "losses": 90,
-            "n": 100,
-            "ties_as_half": {"rate": 0.1, "ci_low": 0.05, "ci_high": 0.17},
-        }
-    )
+    report = report_of(wins=10, ties=0, losses=90)
     decision, results = verdict_decide(report, policy)
     assert decision == "INCONCLUSIVE"
     assert results[1]["status"] == "fail" and results[1]["counted"] is False
@@ -114,11 +84,11 @@ def test_failed_precondition_on_ratings_downgrades_a_human_no_go() -> None:
 
 def test_a_clear_failure_gives_no_go() -> None:
     policy = policy_parse("gates:\n  - metric: win_rate_lower\n    threshold: 0.9\n")
-    assert verdict_decide(_report(), policy)[0] == "NO-GO"
+    assert verdict_decide(report_of(), policy)[0] == "NO-GO"
 
 
 def test_all_gates_passing_gives_go() -> None:
     policy = policy_parse(
         "gates:\n  - metric: win_rate_lower\n    threshold: 0.5\n  - metric: alpha:preference\n    threshold: 0.6\n    on_fail: INCONCLUSIVE\n"
     )
-    assert verdict_decide(_report(), policy)[0] == "GO"
+    assert verdict_decide(report_of(), policy)[0] == "GO"

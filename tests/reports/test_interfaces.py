@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from io import StringIO
@@ -78,7 +79,8 @@ def test_cases_csv_has_one_row_per_case(built: Any) -> None:
     from evalhub.reports.services import report_build
 
     report = report_build(run=built.run, resamples=200)
-    report["cases"][0]["key"] = "=HYPERLINK(1)"
+    first = dataclasses.replace(report.cases[0], key="=HYPERLINK(1)")
+    report = dataclasses.replace(report, cases=(first, *report.cases[1:]))
     rows = list(csv.reader(io.StringIO(cases_csv(report))))
     assert len(rows) == 1 + len(built.cases)
     assert rows[1][0] == "'=HYPERLINK(1)"
@@ -109,7 +111,15 @@ def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, b
     verdict = client.post("/api/v1/verdicts", {"run": built.run.pk, "policy": "lenient"}, format="json")
     assert verdict.status_code == 201 and verdict.json()["decision"] == "GO"
     got = client.get(f"/api/v1/verdicts/{verdict.json()['public_id']}?reopen=1").json()
-    assert got["reopened"] == {"hash_ok": True, "reproduced": True, "decision": "GO"}
+    assert got["reopened"] == {
+        "hash_ok": True,
+        "reproduced": True,
+        "status": "identical",
+        "decision": "GO",
+        "changes": [],
+        "missing": [],
+        "gone": [],
+    }
     assert client.delete(f"/api/v1/gate-policies/{made.json()['id']}").status_code == 409
     # Raters never see reports.
     client.force_authenticate(rater)

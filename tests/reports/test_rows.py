@@ -90,8 +90,9 @@ def test_stored_rating_dicts_give_back_the_same_columns_and_report(project: Any)
     }
     from_db = report_compute(rows, exclude_raters_below=0.9, **kwargs)
     rows.ratings = again
-    assert report_compute(rows, exclude_raters_below=0.9, **kwargs) == from_db
-    assert from_db["exclusion"]["excluded"] and from_db["counts"]["pair_ratings"] > 0
+    assert report_compute(rows, exclude_raters_below=0.9, **kwargs).to_dict() == from_db.to_dict()
+    assert from_db.exclusion is not None and from_db.exclusion.excluded
+    assert from_db.counts.pair_ratings > 0
 
 
 def test_integer_and_float_scores_keep_their_text_in_the_distribution() -> None:

@@ -31,7 +31,7 @@ GOOD = {
 }
 
 
-def _decide(built: Any, policy: dict | None = None, **kw: Any) -> tuple[str, list[dict], dict]:
+def _decide(built: Any, policy: Any = None, **kw: Any) -> tuple[str, list[Any], Any]:
     report = report_build(run=built.run, resamples=500, **kw)
     outcome = report_with_verdict(report=report, policy=policy or default_policy())
     return outcome["decision"], outcome["gates"], report
@@ -51,7 +51,7 @@ def test_a_clearly_better_candidate_gets_go(project: Any) -> None:
     )
     decision, gates, report = _decide(built)
     assert decision == "GO", [(g["name"], g["status"], g["value"], g["reason"]) for g in gates]
-    assert report["win_rate"]["wins"] > report["win_rate"]["losses"]
+    assert report.win_rate.wins > report.win_rate.losses
 
 
 def test_a_failed_must_refuse_case_gives_no_go(project: Any) -> None:
@@ -102,7 +102,7 @@ def test_all_ties_is_inconclusive(project: Any) -> None:
     assert decision == "INCONCLUSIVE"
     win = next(g for g in gates if g["metric"] == "win_rate_lower")
     assert win["status"] == "missing" and "ties" in win["reason"]
-    assert report["win_rate"]["sign_test_p_value"] is None
+    assert report.win_rate.sign_test_p_value is None
 
 
 def test_missing_metrics_are_inconclusive(project: Any) -> None:
@@ -125,10 +125,10 @@ def test_excluding_weak_raters_shows_the_effect(project: Any) -> None:
         preference=lambda i, r: "baseline" if r == 2 else "candidate",
     )
     report = report_build(run=built.run, resamples=300, exclude_raters_below=0.5)
-    excluded = report["exclusion"]["excluded"]
-    assert [g["rater"] for g in excluded] == [built.raters[2].username]
-    before = report["exclusion"]["before"]["win_rate"]["ties_as_half"]["rate"]
-    after = report["exclusion"]["after"]["win_rate"]["ties_as_half"]["rate"]
+    assert report.exclusion is not None
+    assert [g.rater for g in report.exclusion.excluded] == [built.raters[2].username]
+    before = report.exclusion.before.win_rate.ties_as_half.rate
+    after = report.exclusion.after.win_rate.ties_as_half.rate
     assert after == 1.0 and before < after
 
 
@@ -151,12 +151,15 @@ def test_a_frozen_verdict_reopens_to_the_same_numbers_and_is_audited(project: An
     assert len(verdict.content_hash) == 64
     verdict.refresh_from_db()
     reopened = verdict_reopen(verdict)
-    assert reopened["hash_ok"] and reopened["reproduced"]
-    assert reopened["decision"] == verdict.decision
+    assert reopened.hash_ok and reopened.reproduced and reopened.status == "identical"
+    assert reopened.decision == verdict.decision and not reopened.changes and not reopened.gone
     assert AuditEvent.objects.filter(action="verdict.freeze", object_id=str(verdict.pk)).exists()
-    # Tampering with the stored snapshot is detected.
+    # Tampering with the stored snapshot is detected, and the tampered number is named.
+    wins = verdict.snapshot["report"]["win_rate"]["wins"]
     verdict.snapshot["report"]["win_rate"]["wins"] += 1
-    assert verdict_reopen(verdict)["hash_ok"] is False
+    tampered = verdict_reopen(verdict)
+    assert tampered.hash_ok is False and tampered.status == "changed"
+    assert [(c.path, c.old, c.new) for c in tampered.changes] == [("report.win_rate.wins", wins + 1, wins)]
 
 
 def test_three_adapters_give_a_leaderboard_with_style_control(project: Any) -> None:
@@ -167,10 +170,11 @@ def test_three_adapters_give_a_leaderboard_with_style_control(project: Any) -> N
         preference=lambda i, r: ["candidate", "baseline", "tie"][(i + r) % 3],
     )
     report = report_build(run=built.run, resamples=300)
-    ratings = report["leaderboard"]["bradley_terry"]["ratings"]
-    assert {r["model"] for r in ratings} == {a.label for a in built.adapters.values()}
-    assert report["leaderboard"]["style_controlled"]["ratings"]["ratings"]
-    assert report["style"]["controlled"]["controlled_win_rate"] is not None
+    assert report.leaderboard.bradley_terry is not None and report.leaderboard.style_controlled is not None
+    ratings = report.leaderboard.bradley_terry.ratings
+    assert {r.model for r in ratings} == {a.label for a in built.adapters.values()}
+    assert report.leaderboard.style_controlled.ratings.ratings
+    assert report.style.controlled is not None and report.style.controlled.controlled_win_rate is not None
 
 
 def test_lineage_compares_with_the_parent_in_the_same_run(project: Any) -> None:
@@ -179,5 +183,7 @@ def test_lineage_compares_with_the_parent_in_the_same_run(project: Any) -> None:
     cand.parent = built.adapters["base"]
     cand.save()
     report = report_build(run=built.run, resamples=200)
-    parent = report["lineage"]["parent"]
-    assert parent["in_run"] and parent["metric_deltas"]["rougeL"] == pytest.approx(0.05)
+    assert report.lineage is not None
+    parent = report.lineage["parent"]
+    assert parent is not None and parent.in_run
+    assert parent.metric_deltas["rougeL"] == pytest.approx(0.05)

@@ -63,9 +63,9 @@ def test_win_rate_matches_newcombe_1998_wilson_example() -> None:
     report = report_compute(
         rows(["A"] * 81 + ["B"] * 182), candidate_id=2, baseline_id=1, resamples=200, style_resamples=10
     )
-    win = report["win_rate"]["win"]
-    assert win["ci_low"] == pytest.approx(0.25529, abs=1e-5)
-    assert win["ci_high"] == pytest.approx(0.36621, abs=1e-5)
+    win = report.win_rate.win
+    assert win.ci_low == pytest.approx(0.25529, abs=1e-5)
+    assert win.ci_high == pytest.approx(0.36621, abs=1e-5)
 
 
 def test_sign_test_matches_the_exact_binomial_2_of_10() -> None:
@@ -77,7 +77,7 @@ def test_sign_test_matches_the_exact_binomial_2_of_10() -> None:
         resamples=200,
         style_resamples=10,
     )
-    assert report["win_rate"]["sign_test_p_value"] == pytest.approx(112 / 1024)
+    assert report.win_rate.sign_test_p_value == pytest.approx(112 / 1024)
 
 
 def test_preference_alpha_matches_a_hand_computed_nominal_alpha() -> None:
@@ -91,4 +91,4 @@ def test_preference_alpha_matches_a_hand_computed_nominal_alpha() -> None:
     n, d_o = 8, 2 / 8
     d_e = 2 * 5 * 3 / (n * (n - 1))
     expected = 1 - d_o / d_e
-    assert report["agreement"]["preference"]["alpha"]["alpha"] == pytest.approx(expected)
+    assert report.agreement.alpha("preference") == pytest.approx(expected)

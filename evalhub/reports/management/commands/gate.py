@@ -69,7 +69,9 @@ class Command(DomainCommand):
             verdict = services.verdict_freeze(
                 run=run, policy=policy, actor=self.get_actor(options.get("user")), **params
             )
-            decision, results, report = verdict.decision, verdict.gates, verdict.snapshot["report"]
+            decision, results = verdict.decision, verdict.gates
+            cand: str | None = verdict.candidate.label
+            base = verdict.baseline.label if verdict.baseline else None
             public_id = verdict.public_id
         else:
             report = services.report_build(run=run, **params)
@@ -77,11 +79,12 @@ class Command(DomainCommand):
                 report=report, policy=policy.parsed if policy else gates.default_policy()
             )
             decision, results = outcome["decision"], outcome["gates"]
+            cand, base = report.candidate_label, report.baseline_label
         if options["json"]:
             body = {
                 "run": run.pk,
-                "candidate": report["candidate"]["label"],
-                "baseline": report["baseline"]["label"],
+                "candidate": cand,
+                "baseline": base,
                 "policy": policy.name if policy else "default",
                 "decision": decision,
                 "verdict": public_id,
@@ -90,7 +93,7 @@ class Command(DomainCommand):
             self.stdout.write(json.dumps(body, indent=1, default=str))
             return decision
         self.stdout.write(
-            f"{decision}: {report['candidate']['label']} vs {report['baseline']['label']} on run {run.pk} "
+            f"{decision}: {cand} vs {base} on run {run.pk} "
             f"(policy {policy.name if policy else 'default'}{', verdict ' + public_id if public_id else ''})"
         )
         for g in results:
