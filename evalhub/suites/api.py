@@ -20,13 +20,14 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from evalhub.accounts.models import Project
 from evalhub.errors import ValidationFailed
+from evalhub.parsers import StrictJSONParser
 from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
 from evalhub.suites import selectors, services
 from evalhub.suites.export import export_csv_lines, export_xlsx
@@ -217,7 +218,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     serializer_class = SuiteSerializer
     permission_classes = [ProjectRolePermission]
     filterset_fields = ["name"]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [StrictJSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[Suite]:
         qs = selectors.suite_list(projects=projects_for(user=self.request.user, auth=self.request.auth))

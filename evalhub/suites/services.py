@@ -38,6 +38,7 @@ from evalhub.suites.validation import (
     auto_mapping,
     check_mapping,
 )
+from evalhub.untrusted import HUGE_INT, display, printable, unstorable
 
 PII_ACTIONS = ("redact", "keep", "reject")
 PII_FIELDS = ("input", "reference")
@@ -111,11 +112,11 @@ class ScanReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "filename": self.filename,
+            "filename": printable(self.filename),
             "format": self.format,
             "encoding": self.encoding,
-            "columns": self.columns,
-            "mapping": self.mapping,
+            "columns": [printable(c) for c in self.columns],
+            "mapping": {f: printable(c) for f, c in self.mapping.items()},
             "preview": self.preview,
             "rows_read": self.rows_read,
             "valid_rows": self.valid_rows,
@@ -137,7 +138,7 @@ class ScanReport:
 def problems_error(message: str, report: ScanReport) -> ValidationFailed:
     """The ValidationFailed every interface shows: row-level problems under fields["rows"]."""
     error = ValidationFailed(
-        message,
+        printable(message),
         fields={
             "rows": [p.to_dict() for p in report.problems],
             "problem_count": report.problem_count,
@@ -278,13 +279,13 @@ def _pii_summary(report: ScanReport) -> dict[str, Any]:
 
 
 def _preview_row(raw: RawRow) -> dict[str, Any]:
+    """The first cells of a row as text safe to store and render, whatever the file held."""
     out = {}
     for name, value in list(raw.values.items())[:50]:
-        if value is None:
-            text = ""
-        else:
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        out[str(name)] = text if len(text) <= PREVIEW_CELL_CHARS else text[:PREVIEW_CELL_CHARS] + "…"
+        text = "" if value is None else display(value)
+        out[printable(str(name))] = (
+            text if len(text) <= PREVIEW_CELL_CHARS else text[:PREVIEW_CELL_CHARS] + "…"
+        )
     return out
 
 
@@ -484,6 +485,11 @@ def _check_choices(*, name: str, pii_action: str, pii_justification: str) -> Non
             f"Unknown PII choice {pii_action!r}.",
             fields={"pii_action": [f"One of {', '.join(PII_ACTIONS)}."]},
         )
+    for field_name, text in (("name", name), ("pii_justification", pii_justification)):
+        if (found := unstorable(text)) is not None:
+            raise ValidationFailed(
+                f"The {field_name} {found[1]}.", fields={field_name: [f"This {found[1]}."]}
+            )
     if pii_action == "keep" and not pii_justification.strip():
         raise ValidationFailed(
             "Keeping personal data needs a justification.",
@@ -555,7 +561,7 @@ def suite_import(
     _check_choices(name=name, pii_action=pii_action, pii_justification=pii_justification)
     name = name.strip()
     user = actor if getattr(actor, "is_authenticated", False) else None
-    filename = filename or path.name
+    filename = printable(filename or path.name)
     # Check, then write: the slow pass (parse, validate, PII screen and redact) spools the cases to a
     # scratch file outside any transaction; only the bulk insert holds one, briefly.
     spool_dir = _staging_dir() / f"spool-{uuid.uuid4().hex}"
@@ -799,25 +805,29 @@ def _store(chunks: Iterator[bytes], filename: str) -> tuple[Path, int]:
     folder.mkdir()
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(filename).name)[-100:] or "upload"
     target = folder / safe
+    try:
+        _copy(chunks, target, lim.max_file_bytes, filename)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return target, target.stat().st_size
+
+
+def _copy(chunks: Iterator[bytes], target: Path, max_bytes: int, filename: str) -> None:
     size = 0
     with target.open("wb") as out:
         for chunk in chunks:
             size += len(chunk)
-            if size > lim.max_file_bytes:
-                out.close()
-                shutil.rmtree(folder, ignore_errors=True)
+            if size > max_bytes:
                 raise ValidationFailed(
-                    f"{filename}: the file is larger than {lim.max_file_bytes / 1e6:,.0f} MB (the limit).",
+                    f"{printable(filename)}: the file is larger than {max_bytes / 1e6:,.0f} MB (the limit).",
                     fields={
                         "rows": [
-                            Problem(
-                                None, "", f"file larger than {lim.max_file_bytes:,} bytes", fatal=True
-                            ).to_dict()
+                            Problem(None, "", f"file larger than {max_bytes:,} bytes", fatal=True).to_dict()
                         ]
                     },
                 )
             out.write(chunk)
-    return target, size
 
 
 def suite_import_cases(
@@ -833,9 +843,12 @@ def suite_import_cases(
     More than `background_rows()` cases are imported by a task: the queued Upload is returned.
     """
 
+    _check_storable(cases)
+
     def lines() -> Iterator[bytes]:
+        # ASCII escapes keep unpaired surrogates encodable; the reader then refuses them by row.
         for case in cases:
-            yield json.dumps(case, ensure_ascii=False).encode("utf-8") + b"\n"
+            yield json.dumps(case).encode("ascii") + b"\n"
 
     path, size = _store(lines(), "cases.jsonl")
     return _import_or_queue(
@@ -849,6 +862,19 @@ def suite_import_cases(
         rows=len(cases),
         choices=choices,
     )
+
+
+def _check_storable(cases: list[Any]) -> None:
+    """Refuse values JSON cannot even write (integers of more than 4,300 digits, say) by row and
+    field, as the JSONL reader would; what JSON can write is left to the reader's checks."""
+    for row, case in enumerate(cases, start=1):
+        found = unstorable(case)
+        if found is not None and found[1] == HUGE_INT:
+            where, reason = found
+            column = where.split(".")[0].split("[")[0]
+            report = ScanReport(filename="cases.jsonl", problems=[Problem(row, column, f"{where} {reason}")])
+            report.problem_count = report.problem_rows = 1
+            raise problems_error(f"cases.jsonl: row {row}: {where} {reason}.", report)
 
 
 def suite_import_upload(
@@ -912,7 +938,7 @@ def _upload_create(
     return Upload.objects.create(
         project=project,
         suite_name=name.strip()[:200],
-        filename=filename[:300],
+        filename=printable(filename)[:300],
         path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
         size=size,
         format=fmt,
@@ -998,14 +1024,37 @@ def suite_upload_stage(
     chunks = _file_chunks(file)
     path, size = _store(chunks, filename)
     options = options or ImportOptions()
-    report = scan_file(
-        path=path,
-        filename=filename,
-        options=options,
-        preview=True,
-        pii_record=_findings_path(path),
-        pii_row_limit=_preview_pii_rows(),
-    )
+    try:
+        report = scan_file(
+            path=path,
+            filename=filename,
+            options=options,
+            preview=True,
+            pii_record=_findings_path(path),
+            pii_row_limit=_preview_pii_rows(),
+        )
+        upload = _stage_record(
+            project=project, name=name, filename=filename, path=path, size=size,
+            options=options, actor=actor, report=report,
+        )  # fmt: skip
+    except BaseException:
+        # No Upload row points at the file, so nothing else would ever remove it.
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    return upload
+
+
+def _stage_record(
+    *,
+    project: Project,
+    name: str,
+    filename: str,
+    path: Path,
+    size: int,
+    options: ImportOptions,
+    actor: Any,
+    report: ScanReport,
+) -> Upload:
     with transaction.atomic():
         upload = _upload_create(
             project=project, name=name, filename=filename, path=path, size=size,
@@ -1319,10 +1368,33 @@ def suite_version_delete(*, version: SuiteVersion, actor: Any = None) -> None:
 
 
 def suite_upload_purge(*, older_than: timedelta, actor: Any = None) -> int:
-    """Discard staged uploads nobody confirmed (their files may hold personal data). Returns how many."""
+    """Discard staged uploads nobody confirmed (their files may hold personal data), and delete
+    staged files and scratch folders older than the cutoff that no live upload points at (left by
+    a crash). Returns how many uploads were discarded."""
     cutoff = timezone.now() - older_than
     count = 0
     for upload in Upload.objects.filter(status=UploadStatus.STAGED, created_at__lt=cutoff):
         suite_upload_discard(upload=upload, actor=actor)
         count += 1
+    _purge_orphans(before=cutoff.timestamp())
     return count
+
+
+def _purge_orphans(*, before: float) -> int:
+    """Delete folders under the staging area older than `before` with no live Upload row."""
+    live = {
+        Path(path).parent.name
+        for path in Upload.objects.filter(
+            status__in=[UploadStatus.STAGED, UploadStatus.PENDING, UploadStatus.SCREENING]
+        ).values_list("path", flat=True)
+    }
+    removed = 0
+    for folder in _staging_dir().iterdir():
+        if folder.name in live or folder.stat().st_mtime >= before:
+            continue
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            folder.unlink(missing_ok=True)
+        removed += 1
+    return removed

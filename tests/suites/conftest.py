@@ -36,8 +36,24 @@ HOSTILE_EXPECTATIONS: dict[str, str] = {
     "nul_bytes.csv": "NUL character",
     "empty.csv": "The file is empty",
     "promptfoo_unknown.yaml": "unknown assertion type 'llm-rubric'",
-    "promptfoo_billion_laughs.yaml": "YAML aliases",
+    "promptfoo_billion_laughs.yaml": "once its aliases are expanded",
     "promptfoo_not_yaml.yaml": "not valid YAML (line 3",
+    "promptfoo_self_alias.yaml": "refers to itself",
+    "promptfoo_nul.yaml": "contains a NUL character (\\u0000), which cannot be stored",
+    "promptfoo_huge_int.yaml": "a number with more than 4,300 digits",
+    "promptfoo_default_file.yaml": "defaultTest: file:// references are not supported",
+    "promptfoo_assert_file.yaml": "file:// references are not supported: put the assertions inline",
+    "nul_in_json.jsonl": "contains a NUL character (\\u0000), which cannot be stored",
+    "lone_surrogate.jsonl": "contains an unpaired surrogate (\\ud800)",
+    "huge_int.jsonl": "slices.n has a number with more than 4,300 digits",
+    "nan.jsonl": "expected[0].value has NaN",
+    "nul_in_slices.csv": "slices.domain contains a NUL character",
+    "nul_in_column_name.jsonl": "has a field name that contains a NUL character",
+}
+# Hostile files that must import in full (and how many cases): they were once cut short or refused.
+HOSTILE_IMPORTS: dict[str, int] = {
+    "stale_dimension.xlsx": 10,
+    "repeated_character.xlsx": 40,
 }
 
 

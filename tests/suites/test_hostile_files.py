@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from evalhub.errors import ValidationFailed
 from evalhub.suites.models import Case, Suite, SuiteVersion
 from evalhub.suites.services import suite_import_file
-from tests.suites.conftest import HOSTILE, HOSTILE_EXPECTATIONS
+from tests.suites.conftest import HOSTILE, HOSTILE_EXPECTATIONS, HOSTILE_IMPORTS
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,15 @@ def problem_texts(fields: dict[str, Any]) -> str:
 
 
 def test_every_hostile_file_has_an_expectation() -> None:
-    assert sorted(p.name for p in HOSTILE.iterdir()) == FILES
+    assert sorted(p.name for p in HOSTILE.iterdir()) == sorted([*FILES, *HOSTILE_IMPORTS])
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_IMPORTS))
+def test_hostile_files_that_are_really_suites_import_every_row(
+    project: Any, name: str, no_pii_scan: None
+) -> None:
+    version = suite_import_file(project=project, name="h", path=HOSTILE / name)
+    assert version.case_count == HOSTILE_IMPORTS[name]
 
 
 @pytest.mark.parametrize("name", FILES)
