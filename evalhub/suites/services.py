@@ -9,6 +9,8 @@ version with its diff and writes the audit events. PII decisions live here and n
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import shutil
@@ -30,6 +32,7 @@ from evalhub.audit.services import audit_record
 from evalhub.errors import Conflict, DomainError, ValidationFailed
 from evalhub.suites.models import Case, PiiDecision, Suite, SuiteVersion, Upload, UploadStatus
 from evalhub.suites.parsing import FileProblem, RawRow, Source, detect_format, limits, open_source
+from evalhub.suites.sandbox import LimitExceeded, run_limited, sandbox_available, sandbox_limits
 from evalhub.suites.validation import (
     FIELDS,
     CaseData,
@@ -105,6 +108,8 @@ class ScanReport:
     pii_partial: bool = False  # only the first rows were screened (the preview of a large file)
     pii_through: int = 0  # the last row screened
     seconds: float = 0.0
+    peak_memory_bytes: int = 0  # what a sandboxed read used above the forked process (0: in process)
+    cpu_seconds: float = 0.0
 
     @property
     def fatal(self) -> bool:
@@ -305,7 +310,7 @@ def scan_file(
     path: Path,
     filename: str = "",
     options: ImportOptions | None = None,
-    sink: Callable[[list[CaseData]], None] | None = None,
+    spool: Path | None = None,
     pii: str = "scan",
     preview: bool = False,
     pii_record: Path | None = None,
@@ -313,7 +318,7 @@ def scan_file(
     pii_row_limit: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ScanReport:
-    """Read, validate and PII-screen a file in one streaming pass; valid cases go to `sink` in batches.
+    """Read, validate and PII-screen a file in one streaming pass; valid cases go to `spool` (JSON lines).
 
     `pii` is "scan" (report only), "redact" (replace findings with typed placeholders before the
     sink sees them) or "off". File-level problems are returned on the report, never raised.
@@ -321,11 +326,77 @@ def scan_file(
     same file under the same options instead of running the analyzer again. `pii_row_limit` screens
     only the first rows (a large file's preview); the rest is screened on import. `progress` is called
     with the number of rows screened so far, every PROGRESS_ROWS rows.
+
+    A file larger than `EVALHUB_SUITE_SANDBOX_BYTES` is read in a child process under hard memory
+    and CPU limits (`sandbox.py`); running out of either is reported as a fatal problem.
     """
+    scan = functools.partial(
+        _scan_files,
+        path=path,
+        filename=filename,
+        options=options,
+        spool=spool,
+        pii=pii,
+        preview=preview,
+        pii_record=pii_record,
+        pii_known=pii_known,
+        pii_row_limit=pii_row_limit,
+    )
+    if not _sandboxed(path):
+        return scan(progress=progress)
+    if pii != "off" and _pii_enabled():
+        from metrics.pii import get_analyzer
+
+        get_analyzer()  # loaded once here, where it stays, rather than in every child
+    try:
+        outcome = run_limited(
+            lambda report: scan(progress=report), limits=sandbox_limits(), progress=progress
+        )
+    except LimitExceeded as exc:
+        report = ScanReport(filename=filename or path.name, pii_scanned=False)
+        report.problems = [Problem(None, "", str(exc), fatal=True)]
+        report.problem_count = 1
+        return report
+    outcome.value.peak_memory_bytes = outcome.peak_extra_bytes
+    outcome.value.cpu_seconds = outcome.cpu_seconds
+    return outcome.value
+
+
+def _sandboxed(path: Path) -> bool:
+    """Whether to read in a limited child: anything but a small file, where forking is supported."""
+    threshold = int(getattr(settings, "EVALHUB_SUITE_SANDBOX_BYTES", 256 * 1024))
+    return sandbox_available() and path.stat().st_size > threshold
+
+
+def _scan_files(
+    *,
+    path: Path,
+    filename: str,
+    options: ImportOptions | None,
+    spool: Path | None,
+    pii: str,
+    preview: bool,
+    pii_record: Path | None,
+    pii_known: Path | None,
+    pii_row_limit: int | None,
+    progress: Callable[[int], None] | None,
+) -> ScanReport:
+    """`_scan` with its files opened and closed here (in the child, when sandboxed)."""
     known = KnownFindings.load(pii_known) if pii_known is not None and pii_known.is_file() else None
     screening = pii != "off" and _pii_enabled()
-    record = pii_record.open("w", encoding="utf-8") if pii_record and screening and known is None else None
-    try:
+    with contextlib.ExitStack() as files:
+        record = (
+            files.enter_context(pii_record.open("w", encoding="utf-8"))
+            if pii_record and screening and known is None
+            else None
+        )
+        out = files.enter_context(spool.open("w", encoding="utf-8")) if spool is not None else None
+
+        def sink(cases: list[CaseData]) -> None:
+            if out is not None:
+                for case in cases:
+                    out.write(json.dumps({"key": case.key, **case.content()}, ensure_ascii=False) + "\n")
+
         return _scan(
             path=path,
             filename=filename,
@@ -338,9 +409,6 @@ def scan_file(
             pii_row_limit=pii_row_limit,
             progress=progress,
         )
-    finally:
-        if record is not None:
-            record.close()
 
 
 def _scan(
@@ -568,21 +636,15 @@ def suite_import(
     spool_dir.mkdir()
     spool = spool_dir / "cases.jsonl"
     try:
-        with spool.open("w", encoding="utf-8") as out:
-
-            def sink(cases: list[CaseData]) -> None:
-                for case in cases:
-                    out.write(json.dumps({"key": case.key, **case.content()}, ensure_ascii=False) + "\n")
-
-            report = scan_file(
-                path=path,
-                filename=filename,
-                options=options,
-                sink=sink,
-                pii="redact" if pii_action == "redact" else "scan",
-                pii_known=pii_known,
-                progress=progress,
-            )
+        report = scan_file(
+            path=path,
+            filename=filename,
+            options=options,
+            spool=spool,
+            pii="redact" if pii_action == "redact" else "scan",
+            pii_known=pii_known,
+            progress=progress,
+        )
         if report.fatal:
             raise problems_error(f"{filename}: {report.problems[0].problem}", report)
         if report.problem_count and not only_valid_rows:

@@ -298,6 +298,67 @@ def xlsx_cases() -> None:
     write(HOSTILE / "repeated_character.xlsx", buffer.getvalue())
 
 
+# --- resource cases, too big to commit: the tests build them in a temporary folder ----------------
+
+
+def blank_lines(size: int = 2 * 1024 * 1024) -> bytes:
+    """2 MB of blank lines: the line reader once re-sliced its buffer per line (78.6 s of CPU)."""
+    return b"\n" * size
+
+
+def many_yaml_scalars(count: int = 5_000_000) -> bytes:
+    """A 10 MB promptfoo file of 5M small scalars, no aliases (249 s and 3.48 GB before the cap)."""
+    return b"tests:\n  - vars: {prompt: [" + b"1," * (count - 1) + b"1]}\n"
+
+
+def _workbook_with(parts: dict[str, bytes]) -> bytes:
+    """The good small workbook with some parts replaced or added."""
+    source = zipfile.ZipFile(GOOD / "small.xlsx")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            if info.filename not in parts:
+                out.writestr(info.filename, source.read(info.filename))
+        for name, data in parts.items():
+            out.writestr(name, data)
+    return buffer.getvalue()
+
+
+def many_shared_strings(count: int = 1_100_000) -> bytes:
+    """A workbook whose shared-strings table holds `count` tiny strings (9M took 190 s and 1.48 GB)."""
+    head = f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="{count}">'
+    strings = "".join(f"<si><t>{i}</t></si>" for i in range(count))  # distinct, as in a real table
+    return _workbook_with({"xl/sharedStrings.xml": (head + strings + "</sst>").encode()})
+
+
+def _sheet(rows: bytes) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b'<dimension ref="A1:B2"/><sheetData>' + rows + b"</sheetData></worksheet>"
+    )
+
+
+def _row(number: int, *cells: str) -> bytes:
+    inner = "".join(
+        f'<c r="{chr(65 + i)}{number}" t="inlineStr"><is><t>{text}</t></is></c>'
+        for i, text in enumerate(cells)
+    )
+    return f'<row r="{number}">{inner}</row>'.encode()
+
+
+def sparse_rows(last: int = 1_000_000) -> bytes:
+    """A header, one case, and one more case at row `last`: every row between is read as empty."""
+    rows = _row(1, "id", "input") + _row(2, "a", "first") + _row(last, "z", "last")
+    return _workbook_with({"xl/worksheets/sheet1.xml": _sheet(rows)})
+
+
+def many_cells(count: int) -> bytes:
+    """A sheet of `count` rows of two cells each."""
+    rows = _row(1, "id", "input") + b"".join(_row(n, f"k{n}", f"case {n}") for n in range(2, count + 2))
+    return _workbook_with({"xl/worksheets/sheet1.xml": _sheet(rows)})
+
+
 if __name__ == "__main__":
     good()
     hostile()

@@ -68,3 +68,32 @@ def api(engineer: Any) -> APIClient:
 def no_pii_scan(settings: Any) -> None:
     """For tests where PII is not the point: skip the (slow) analyzer."""
     settings.EVALHUB_SUITE_PII_SCAN = False
+
+
+# What an error shown to a user must never contain: server paths, SQL, Python internals.
+INTERNALS = (
+    "/tmp",
+    "/work/",
+    "/home/",
+    "/usr/",
+    "site-packages",
+    "Traceback",
+    'File "',
+    "SELECT ",
+    "INSERT ",
+    "psycopg",
+    "django.db",
+    "sqlite3",
+    "Error:",
+    "Exception",
+    "sys.set_int_max_str_digits",
+)
+
+
+def assert_no_internals(*parts: Any) -> None:
+    """Fail if any text (or nested JSON) shown to a user names a server path, SQL or a stack detail."""
+    import json as _json
+
+    text = "\n".join(p if isinstance(p, str) else _json.dumps(p, default=str) for p in parts)
+    found = [marker for marker in INTERNALS if marker in text]
+    assert not found, f"internals {found} in: {text[:500]}"
