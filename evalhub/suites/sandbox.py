@@ -1,48 +1,52 @@
-"""Reading an upload in a forked child process under hard memory and CPU limits.
+"""Running one read of an upload in a fresh Python process under hard memory and CPU limits.
 
 A parser bomb the other checks miss must cost a bounded amount, reported as a clear problem, and
-never a worker killed by the kernel, a request timeout or a 500. The limits (`resource.setrlimit`,
-RLIMIT_AS and RLIMIT_CPU) are set in a fresh child forked for the one read, so they hold the same
-way in a Celery worker, in a web process and in the embedded mode where tasks run in process, and
-never cap the process that asked. The child inherits everything already loaded (settings, the PII
-analyzer) and never touches the database: progress and the result travel back over a pipe.
+never a worker killed by the kernel, a request timeout or a 500. The child is a new interpreter
+(not a fork: a forked child could reuse memory its parent had freed, beyond any limit we set), so
+`resource.setrlimit` (RLIMIT_AS, RLIMIT_CPU), applied once Django and the readers are imported,
+bounds exactly what the file costs. It behaves the same in a Celery worker, a web process and the
+embedded mode, and never caps the process that asked. The child gets the caller's EVALHUB_*
+settings and MEDIA_ROOT, never touches the database, and returns its result through a file.
+
+Run as `python -m evalhub.suites.sandbox` by `run_limited`; it reads its job from stdin.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import pickle
 import resource
 import signal
-import time
+import subprocess
+import sys
+import tempfile
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any, Generic, TypeVar
-
-from django.conf import settings
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """What one read may use beyond what the process already holds when it forks."""
+    """What one read may use beyond a fresh process that has imported the readers."""
 
     memory_bytes: int
     cpu_seconds: int
 
     @property
     def wall_seconds(self) -> float:
-        # A child that waits instead of computing (it should never) is stopped as well.
-        return 3.0 * self.cpu_seconds + 10.0
+        # Start-up, plus a child that waits instead of computing (it should never).
+        return 3.0 * self.cpu_seconds + 30.0
 
 
 def sandbox_limits() -> SandboxLimits:
     """The configured limits, read at call time."""
+    from django.conf import settings
+
     return SandboxLimits(
         memory_bytes=int(getattr(settings, "EVALHUB_SUITE_SCAN_MEMORY_MB", 512)) * 1024 * 1024,
         cpu_seconds=int(getattr(settings, "EVALHUB_SUITE_SCAN_CPU_SECONDS", 120)),
@@ -50,7 +54,8 @@ def sandbox_limits() -> SandboxLimits:
 
 
 def sandbox_available() -> bool:
-    return hasattr(os, "fork") and "fork" in multiprocessing.get_all_start_methods()
+    """Where rlimits exist (POSIX); elsewhere reads run in process with the other caps only."""
+    return os.name == "posix"
 
 
 class LimitExceeded(Exception):
@@ -58,55 +63,12 @@ class LimitExceeded(Exception):
 
 
 @dataclass
-class Outcome(Generic[T]):
-    """The child's result and what the read cost (peak memory above the fork, CPU seconds)."""
+class Outcome:
+    """The child's result and what the read cost (peak memory above the start, CPU seconds)."""
 
-    value: T
+    value: Any
     peak_extra_bytes: int
     cpu_seconds: float
-
-
-def _address_space() -> int:
-    """Bytes of address space this process maps now (RLIMIT_AS counts these)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _resident() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _apply(limits: SandboxLimits) -> None:
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = int(used.ru_utime + used.ru_stime) + limits.cpu_seconds
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    try:
-        budget = _address_space() + limits.memory_bytes
-        resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
-    except (OSError, ValueError):  # no /proc (macOS): the CPU limit and the other caps still hold
-        log.warning("no address-space limit for this read")
-
-
-def _child(work: Callable[[Callable[[int], None]], Any], conn: Connection, limits: SandboxLimits) -> None:
-    started_rss = _resident()
-    _apply(limits)
-
-    def progress(done: int) -> None:
-        conn.send(("progress", done))
-
-    try:
-        value = work(progress)
-    except MemoryError:
-        conn.send(("memory", None))
-        return
-    except Exception:  # a bug, not the file: the caller logs the child's traceback and fails
-        conn.send(("error", traceback.format_exc()))
-        return
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    peak = used.ru_maxrss * 1024 - started_rss
-    conn.send(("done", Outcome(value, max(peak, 0), used.ru_utime + used.ru_stime)))
 
 
 def _memory_message(limits: SandboxLimits) -> str:
@@ -123,48 +85,130 @@ def _cpu_message(limits: SandboxLimits) -> str:
     )
 
 
-def run_limited(
-    work: Callable[[Callable[[int], None]], T],
-    *,
-    limits: SandboxLimits,
-    progress: Callable[[int], None] | None = None,
-) -> Outcome[T]:
-    """Run `work(progress)` in a forked child under `limits` and return its result.
+def _job_settings() -> dict[str, Any]:
+    from django.conf import settings
 
-    Raises LimitExceeded when the child runs out of memory or CPU, or dies; `progress` is called
-    here, in the caller's process, with what the child reported. `work` must not use the database.
+    names = [n for n in dir(settings) if n.startswith("EVALHUB_") or n == "MEDIA_ROOT"]
+    return {name: getattr(settings, name) for name in names}
+
+
+def run_limited(function: str, kwargs: dict[str, Any], *, limits: SandboxLimits) -> Outcome:
+    """Call the function at dotted path `function` with `kwargs` in a fresh limited process.
+
+    Raises LimitExceeded when the child runs out of memory or CPU (or dies); RuntimeError when it
+    fails on an error of ours (its traceback is logged, never shown). `kwargs` and the result are
+    pickled: both are our own values, never the user's file.
     """
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(work, sender, limits), daemon=True)
-    child.start()
-    sender.close()
-    deadline = time.monotonic() + limits.wall_seconds
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                raise LimitExceeded(_cpu_message(limits))
-            if not receiver.poll(0.2):
-                continue
-            try:
-                kind, value = receiver.recv()
-            except EOFError:  # the child died without a word: killed by a limit, or crashed
-                child.join(5)
-                if child.exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
-                    raise LimitExceeded(_cpu_message(limits)) from None
-                log.error("a sandboxed read died with exit code %s", child.exitcode)
-                raise LimitExceeded(_memory_message(limits)) from None
-            if kind == "progress" and progress is not None:
-                progress(int(value))
-            elif kind == "memory":
+    from django.conf import settings
+
+    with tempfile.TemporaryDirectory(prefix="evalhub-sandbox-") as scratch:
+        result_path = Path(scratch) / "result.pickle"
+        job = {
+            "settings": _job_settings(),
+            "function": function,
+            "kwargs": kwargs,
+            "limits": limits,
+            "result": str(result_path),
+        }
+        env = {
+            **os.environ,
+            # Under override_settings SETTINGS_MODULE is None; the environment still names it.
+            "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE or os.environ["DJANGO_SETTINGS_MODULE"],
+            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "evalhub.suites.sandbox"],
+                input=pickle.dumps(job),
+                capture_output=True,
+                timeout=limits.wall_seconds,
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LimitExceeded(_cpu_message(limits)) from exc
+        if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            raise LimitExceeded(_cpu_message(limits))
+        if not result_path.is_file():
+            log.error("a sandboxed read died (exit %s): %s", done.returncode, done.stderr[-4000:])
+            if done.returncode < 0 or b"MemoryError" in done.stderr:
                 raise LimitExceeded(_memory_message(limits))
-            elif kind == "error":
-                log.error("a sandboxed read failed:\n%s", value)
-                raise RuntimeError("Reading the file failed on an unexpected error (logged on the server).")
-            elif kind == "done":
-                return value  # type: ignore[no-any-return]
-    finally:
-        receiver.close()
-        if child.is_alive():
-            child.kill()
-        child.join(5)
+            raise RuntimeError("Reading the file failed on an unexpected error (logged on the server).")
+        kind, value = pickle.loads(result_path.read_bytes())  # noqa: S301 - written by our child
+    if kind == "memory":
+        raise LimitExceeded(_memory_message(limits))
+    if kind == "error":
+        log.error("a sandboxed read failed:\n%s", value)
+        raise RuntimeError("Reading the file failed on an unexpected error (logged on the server).")
+    return value  # type: ignore[no-any-return]
+
+
+# --- the child -----------------------------------------------------------------------------------
+
+
+def _statm(field: int) -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_resident() -> int:
+    """The process's peak resident memory (VmHWM: unlike ru_maxrss, it starts afresh at exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _apply(limits: SandboxLimits) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = int(used.ru_utime + used.ru_stime) + 1 + limits.cpu_seconds
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    try:
+        budget = _statm(0) + limits.memory_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+    except (OSError, ValueError):  # no /proc (macOS): the CPU limit and the other caps still hold
+        log.warning("no address-space limit for this read")
+
+
+def _child() -> None:
+    import django
+
+    django.setup()  # before unpickling the job, which holds our own classes
+    job = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by run_limited
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    for name, value in job["settings"].items():
+        setattr(settings, name, value)
+    function = import_string(job["function"])
+    import openpyxl  # noqa: F401 - imported before the limits, which are for the file alone
+
+    try:
+        started = _statm(1)
+    except OSError:
+        started = 0
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    _apply(job["limits"])
+    try:
+        value = function(**job["kwargs"])
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        peak = max(_peak_resident() - started, 0)
+        cpu = used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
+        result: tuple[str, Any] = ("done", Outcome(value, peak, cpu))
+    except MemoryError:
+        result = ("memory", None)
+    except Exception:  # a bug, not the file
+        result = ("error", traceback.format_exc())
+    Path(job["result"]).write_bytes(pickle.dumps(result))
+
+
+if __name__ == "__main__":
+    # Through the package module, so what the child pickles names evalhub.suites.sandbox, not __main__.
+    from evalhub.suites.sandbox import _child as child
+
+    child()

@@ -10,10 +10,10 @@ version with its diff and writes the audit events. PII decisions live here and n
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -318,118 +318,97 @@ def scan_file(
     pii_row_limit: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ScanReport:
-    """Read, validate and PII-screen a file in one streaming pass; valid cases go to `spool` (JSON lines).
+    """Read, validate and PII-screen a file; the valid cases go to `spool` (JSON lines) if given.
 
+    Two passes: `read_file` parses and validates (for a file over EVALHUB_SUITE_SANDBOX_BYTES, in
+    a fresh process under hard memory and CPU limits, see `sandbox.py`: a limit hit is a fatal
+    problem on the report), then the valid cases are screened for PII here, in the calling process.
     `pii` is "scan" (report only), "redact" (replace findings with typed placeholders before the
-    sink sees them) or "off". File-level problems are returned on the report, never raised.
+    spool gets them) or "off". File-level problems are returned on the report, never raised.
     `pii_record` saves the findings' spans; `pii_known` reuses spans saved by an earlier scan of the
     same file under the same options instead of running the analyzer again. `pii_row_limit` screens
     only the first rows (a large file's preview); the rest is screened on import. `progress` is called
     with the number of rows screened so far, every PROGRESS_ROWS rows.
-
-    A file larger than `EVALHUB_SUITE_SANDBOX_BYTES` is read in a child process under hard memory
-    and CPU limits (`sandbox.py`); running out of either is reported as a fatal problem.
     """
-    scan = functools.partial(
-        _scan_files,
-        path=path,
-        filename=filename,
-        options=options,
-        spool=spool,
-        pii=pii,
-        preview=preview,
-        pii_record=pii_record,
-        pii_known=pii_known,
-        pii_row_limit=pii_row_limit,
-    )
-    if not _sandboxed(path):
-        return scan(progress=progress)
-    if pii != "off" and _pii_enabled():
-        from metrics.pii import get_analyzer
-
-        get_analyzer()  # loaded once here, where it stays, rather than in every child
-    try:
-        outcome = run_limited(
-            lambda report: scan(progress=report), limits=sandbox_limits(), progress=progress
+    screening = pii != "off" and _pii_enabled()
+    with tempfile.TemporaryDirectory(dir=_staging_dir(), prefix="scan-") as scratch:
+        read_to = Path(scratch) / "read.jsonl" if screening else spool
+        report = _read(
+            path=path, filename=filename, options=options or ImportOptions(), spool=read_to, preview=preview
         )
+        report.pii_scanned = screening
+        if screening and read_to is not None and read_to.is_file():
+            known = KnownFindings.load(pii_known) if pii_known is not None and pii_known.is_file() else None
+            with contextlib.ExitStack() as files:
+                record = (
+                    files.enter_context(pii_record.open("w", encoding="utf-8"))
+                    if pii_record is not None and known is None
+                    else None
+                )
+                out = files.enter_context(spool.open("w", encoding="utf-8")) if spool is not None else None
+                _screen_spool(
+                    read_to, report, redact=pii == "redact", known=known, record=record, out=out,
+                    row_limit=pii_row_limit, progress=progress,
+                )  # fmt: skip
+    return report
+
+
+def _read(
+    *, path: Path, filename: str, options: ImportOptions, spool: Path | None, preview: bool
+) -> ScanReport:
+    """`read_file` here for a small file, else in the sandbox."""
+    threshold = int(getattr(settings, "EVALHUB_SUITE_SANDBOX_BYTES", 256 * 1024))
+    kwargs = {
+        "path": path.resolve(),
+        "filename": filename,
+        "options": options,
+        "spool": spool.resolve() if spool is not None else None,
+        "preview": preview,
+    }
+    if not sandbox_available() or path.stat().st_size <= threshold:
+        return read_file(**kwargs)  # type: ignore[arg-type]
+    try:
+        outcome = run_limited(f"{__name__}.read_file", kwargs, limits=sandbox_limits())
     except LimitExceeded as exc:
-        report = ScanReport(filename=filename or path.name, pii_scanned=False)
+        report = ScanReport(filename=filename or path.name)
         report.problems = [Problem(None, "", str(exc), fatal=True)]
         report.problem_count = 1
         return report
-    outcome.value.peak_memory_bytes = outcome.peak_extra_bytes
-    outcome.value.cpu_seconds = outcome.cpu_seconds
-    return outcome.value
+    report = outcome.value
+    report.peak_memory_bytes = outcome.peak_extra_bytes
+    report.cpu_seconds = outcome.cpu_seconds
+    return report  # type: ignore[no-any-return]
 
 
-def _sandboxed(path: Path) -> bool:
-    """Whether to read in a limited child: anything but a small file, where forking is supported."""
-    threshold = int(getattr(settings, "EVALHUB_SUITE_SANDBOX_BYTES", 256 * 1024))
-    return sandbox_available() and path.stat().st_size > threshold
-
-
-def _scan_files(
-    *,
-    path: Path,
-    filename: str,
-    options: ImportOptions | None,
-    spool: Path | None,
-    pii: str,
-    preview: bool,
-    pii_record: Path | None,
-    pii_known: Path | None,
-    pii_row_limit: int | None,
-    progress: Callable[[int], None] | None,
+def read_file(
+    *, path: Path, filename: str, options: ImportOptions, spool: Path | None, preview: bool
 ) -> ScanReport:
-    """`_scan` with its files opened and closed here (in the child, when sandboxed)."""
-    known = KnownFindings.load(pii_known) if pii_known is not None and pii_known.is_file() else None
-    screening = pii != "off" and _pii_enabled()
+    """Parse and validate a file in one streaming pass, writing the valid cases to `spool` (with
+    their row). No PII screening and no database: this is what runs in the sandbox."""
     with contextlib.ExitStack() as files:
-        record = (
-            files.enter_context(pii_record.open("w", encoding="utf-8"))
-            if pii_record and screening and known is None
-            else None
-        )
         out = files.enter_context(spool.open("w", encoding="utf-8")) if spool is not None else None
 
         def sink(cases: list[CaseData]) -> None:
             if out is not None:
                 for case in cases:
-                    out.write(json.dumps({"key": case.key, **case.content()}, ensure_ascii=False) + "\n")
+                    line = {"row": case.row, "key": case.key, **case.content()}
+                    out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-        return _scan(
-            path=path,
-            filename=filename,
-            options=options,
-            sink=sink,
-            pii=pii,
-            preview=preview,
-            known=known,
-            record=record,
-            pii_row_limit=pii_row_limit,
-            progress=progress,
-        )
+        return _scan(path=path, filename=filename, options=options, sink=sink, preview=preview)
 
 
 def _scan(
     *,
     path: Path,
     filename: str,
-    options: ImportOptions | None,
-    sink: Callable[[list[CaseData]], None] | None,
-    pii: str,
+    options: ImportOptions,
+    sink: Callable[[list[CaseData]], None],
     preview: bool,
-    known: KnownFindings | None,
-    record: IO[str] | None,
-    pii_row_limit: int | None,
-    progress: Callable[[int], None] | None,
 ) -> ScanReport:
-    options = options or ImportOptions()
     lim = limits()
     started = time.perf_counter()
     report = ScanReport(filename=filename or path.name)
     stream = RowStream(mapping={}, lim=lim)
-    report.pii_scanned = pii != "off" and _pii_enabled()
     try:
         source = open_source(
             path,
@@ -459,14 +438,7 @@ def _scan(
             columns = source.columns
         report.columns = columns
         report.encoding = source.encoding
-        mapping = auto_mapping(columns)
-        if options.mapping and source.format != "promptfoo":
-            for fld, column in options.mapping.items():
-                if column:
-                    mapping[fld] = column
-                else:
-                    mapping.pop(fld, None)
-        report.mapping = {f: mapping[f] for f in FIELDS if f in mapping}
+        report.mapping = _mapping(columns, options, source.format)
         for problem in check_mapping(
             {**(options.mapping or {}), **report.mapping} if source.format != "promptfoo" else report.mapping,
             columns if (columns or source.format in ("csv", "xlsx")) else None,
@@ -486,43 +458,75 @@ def _scan(
         for case in stream.cases(previewing(rows)):
             batch.append(case)
             if len(batch) >= BATCH:
-                _flush(batch, report, sink, pii, known, record, pii_row_limit, progress)
+                sink(batch)
                 batch = []
         if batch and not stream.fatal:
-            _flush(batch, report, sink, pii, known, record, pii_row_limit, progress)
-        if record is not None and report.pii_scanned:
-            record.write(json.dumps({"through": report.pii_through}) + "\n")
+            sink(batch)
     finally:
         source.close()
     return _finish(report, stream, started)
 
 
-def _flush(
-    batch: list[CaseData],
+def _mapping(columns: list[str], options: ImportOptions, fmt: str) -> dict[str, str]:
+    """field -> column: the automatic mapping, overridden by the uploader's (not for promptfoo)."""
+    mapping = auto_mapping(columns)
+    if options.mapping and fmt != "promptfoo":
+        for fld, column in options.mapping.items():
+            if column:
+                mapping[fld] = column
+            else:
+                mapping.pop(fld, None)
+    return {f: mapping[f] for f in FIELDS if f in mapping}
+
+
+def _spooled(spool: Path) -> Iterator[list[CaseData]]:
+    """The spooled cases in batches of BATCH."""
+    batch: list[CaseData] = []
+    with spool.open(encoding="utf-8") as lines:
+        for line in lines:
+            batch.append(CaseData(**json.loads(line)))
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _screen_spool(
+    spool: Path,
     report: ScanReport,
-    sink: Callable[[list[CaseData]], None] | None,
-    pii: str,
+    *,
+    redact: bool,
     known: KnownFindings | None,
     record: IO[str] | None,
-    pii_row_limit: int | None,
+    out: IO[str] | None,
+    row_limit: int | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    if report.pii_scanned:
+    """Screen the spooled cases for PII (the first `row_limit` only, if given), redacting them if
+    asked, and copy them to `out`."""
+    for batch in _spooled(spool):
         screen = batch
-        if pii_row_limit is not None:
-            screen = batch[: max(pii_row_limit - report.pii_screened_rows, 0)]
+        if row_limit is not None:
+            screen = batch[: max(row_limit - report.pii_screened_rows, 0)]
             report.pii_partial = report.pii_partial or len(screen) < len(batch)
         # Smaller pieces than the write batch only so that progress moves every few seconds.
         step = PROGRESS_ROWS if progress is not None else max(len(screen), 1)
         for start in range(0, len(screen), step):
             piece = screen[start : start + step]
-            _pii_screen(piece, report, redact=pii == "redact", known=known, record=record)
+            _pii_screen(piece, report, redact=redact, known=known, record=record)
             report.pii_screened_rows += len(piece)
             report.pii_through = piece[-1].row
             if progress is not None:
                 progress(report.pii_screened_rows)
-    if sink is not None:
-        sink(batch)
+        if out is not None:
+            for case in batch:
+                out.write(
+                    json.dumps({"row": case.row, "key": case.key, **case.content()}, ensure_ascii=False)
+                    + "\n"
+                )
+    if record is not None:
+        record.write(json.dumps({"through": report.pii_through}) + "\n")
 
 
 def _finish(report: ScanReport, stream: RowStream, started: float) -> ScanReport:
@@ -732,6 +736,7 @@ def _insert_spooled(*, version: SuiteVersion, spool: Path) -> dict[str, str]:
     with spool.open(encoding="utf-8") as lines:
         for position, line in enumerate(lines):
             data = json.loads(line)
+            data.pop("row", None)
             key = data.pop("key")
             digest = CaseData(row=0, key=key, **data).content_hash()
             hashes[key] = digest
