@@ -162,6 +162,13 @@ def _pii_enabled() -> bool:
     return bool(getattr(settings, "EVALHUB_SUITE_PII_SCAN", True))
 
 
+def screening_in_process() -> bool:
+    """Whether a request may screen for PII itself: only where tasks run in process (the embedded
+    mode) or screening is off. Elsewhere Presidio and spaCy (about 490 MB) load only in workers, so
+    previews are screened by a task and imports that screen are queued."""
+    return bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)) or not _pii_enabled()
+
+
 @dataclass
 class KnownFindings:
     """PII spans saved by an earlier screening of the same staged file: rows up to `through`."""
@@ -984,6 +991,12 @@ def background_rows() -> int:
     return int(getattr(settings, "EVALHUB_SUITE_BACKGROUND_ROWS", 500))
 
 
+def _import_now(rows: int) -> bool:
+    """The one rule for an import asked for by a request: now, or queued as a task. Queued when
+    large, and whenever it must screen for PII outside the embedded mode (see screening_in_process)."""
+    return rows <= background_rows() and screening_in_process()
+
+
 def _file_chunks(file: IO[bytes] | Any) -> Iterator[bytes]:
     """A Django upload's chunks, or 1 MiB reads of a plain binary file."""
     return file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(1 << 20), b"")
@@ -1038,7 +1051,7 @@ def _import_or_queue(
             pii_action=choices.get("pii_action", "redact"),
             pii_justification=choices.get("pii_justification", ""),
         )
-        if rows <= background_rows():
+        if _import_now(rows):
             return suite_import(
                 project=project,
                 name=name,
@@ -1068,7 +1081,8 @@ def suite_upload_check(
     chunks = _file_chunks(file)
     path, _ = _store(chunks, filename)
     try:
-        return scan_file(path=path, filename=filename, options=options, preview=True)
+        pii = "scan" if screening_in_process() else "off"  # reported as not scanned
+        return scan_file(path=path, filename=filename, options=options, preview=True, pii=pii)
     finally:
         shutil.rmtree(path.parent, ignore_errors=True)
 
@@ -1092,14 +1106,7 @@ def suite_upload_stage(
     path, size = _store(chunks, filename)
     options = options or ImportOptions()
     try:
-        report = scan_file(
-            path=path,
-            filename=filename,
-            options=options,
-            preview=True,
-            pii_record=_findings_path(path),
-            pii_row_limit=_preview_pii_rows(),
-        )
+        report = _preview_scan(path=path, filename=filename, options=options)
         upload = _stage_record(
             project=project, name=name, filename=filename, path=path, size=size,
             options=options, actor=actor, report=report,
@@ -1125,8 +1132,9 @@ def _stage_record(
     with transaction.atomic():
         upload = _upload_create(
             project=project, name=name, filename=filename, path=path, size=size,
-            fmt=report.format, options=options, actor=actor, report=report.to_dict(),
+            fmt=report.format, options=options, actor=actor, report=_report_dict(report),
         )  # fmt: skip
+        _queue_screening(upload)
         audit_record(
             actor=actor,
             action="suite_upload.stage",
@@ -1169,19 +1177,67 @@ def suite_upload_remap(*, upload: Upload, options: ImportOptions, actor: Any = N
     """Scan the staged file again under another mapping (or delimiter, sheet, input variable)."""
     _check_staged(upload)
     path = _upload_path(upload)
+    report = _preview_scan(path=path, filename=upload.filename, options=options)
+    with transaction.atomic():
+        upload.options = options.to_dict()
+        upload.format = report.format
+        upload.report = _report_dict(report)
+        upload.save(update_fields=["options", "format", "report"])
+        _queue_screening(upload)
+    return upload
+
+
+def _preview_scan(*, path: Path, filename: str, options: ImportOptions) -> ScanReport:
+    """The preview's pass: PII screening of the first rows here, or later by `suite_upload_screen`."""
+    return scan_file(
+        path=path,
+        filename=filename,
+        options=options,
+        preview=True,
+        pii="scan" if screening_in_process() else "off",
+        pii_record=_findings_path(path),
+        pii_row_limit=_preview_pii_rows(),
+    )
+
+
+def _report_dict(report: ScanReport) -> dict[str, Any]:
+    """The report as stored on a staged upload; `pii_pending` while a task is to screen it."""
+    pending = not report.pii_scanned and _pii_enabled() and not report.fatal
+    return {**report.to_dict(), "pii_pending": pending}
+
+
+def _queue_screening(upload: Upload) -> None:
+    """Enqueue the preview's PII screening after the commit, if it is pending. Call in a transaction."""
+    if upload.report.get("pii_pending"):
+        from evalhub.suites.tasks import screen_upload
+
+        upload_id = str(upload.pk)
+        transaction.on_commit(lambda: screen_upload.delay(upload_id=upload_id))
+
+
+def suite_upload_screen(*, upload_id: str) -> None:
+    """Screen a staged upload's first rows for PII for its preview (the task's body).
+
+    Runs where the analyzer may load (a worker). A second delivery, or one for an upload no longer
+    staged or already screened, does nothing.
+    """
+    upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.STAGED).first()
+    if upload is None or not upload.report.get("pii_pending") or not _upload_path(upload).is_file():
+        return
+    path = _upload_path(upload)
     report = scan_file(
         path=path,
         filename=upload.filename,
-        options=options,
+        options=ImportOptions.from_dict(upload.options),
         preview=True,
         pii_record=_findings_path(path),
         pii_row_limit=_preview_pii_rows(),
     )
-    upload.options = options.to_dict()
-    upload.format = report.format
-    upload.report = report.to_dict()
-    upload.save(update_fields=["options", "format", "report"])
-    return upload
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().filter(pk=upload_id, status=UploadStatus.STAGED).first()
+        if locked is not None and locked.report.get("pii_pending") and locked.options == upload.options:
+            locked.report = _report_dict(report)
+            locked.save(update_fields=["report"])
 
 
 def suite_upload_confirm(
@@ -1239,7 +1295,7 @@ def suite_upload_submit(
         "only_valid_rows": only_valid_rows,
     }
     rows = int(upload.report.get("rows_read", 0))
-    if rows <= background_rows():
+    if _import_now(rows):
         return suite_upload_confirm(upload=upload, actor=actor, **choices)
     _check_choices(name=upload.suite_name, pii_action=pii_action, pii_justification=pii_justification)
     with transaction.atomic():

@@ -1,4 +1,4 @@
-"""Celery task of the suites app: a large upload's import, run off the request.
+"""Celery tasks of the suites app: a large upload's import, and a staged upload's PII preview.
 
 Thin: it takes the upload's id and calls `services.suite_upload_import`, which checks the upload's
 status first so a redelivery is harmless. Time limits come from CELERY_TASK_SOFT_TIME_LIMIT /
@@ -30,6 +30,12 @@ def import_upload(self: Task, *, upload_id: str) -> None:
         _give_up(self, upload_id, exc)
     except Exception as exc:
         _give_up(self, upload_id, exc)
+
+
+@shared_task(acks_late=True)
+def screen_upload(*, upload_id: str) -> None:
+    """Screen a staged upload's preview rows for PII, in a worker (never in a web process)."""
+    services.suite_upload_screen(upload_id=upload_id)
 
 
 def _give_up(task: Task, upload_id: str, exc: Exception) -> None:
