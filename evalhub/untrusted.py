@@ -136,6 +136,11 @@ class YamlTooLarge(yaml.YAMLError):
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where available
 
 
+def _line(event: Any) -> int | None:
+    mark = getattr(event, "start_mark", None)
+    return mark.line + 1 if mark is not None else None
+
+
 def _count_nodes(text: str, max_nodes: int) -> None:
     """Count the document's nodes from its parse events, an alias counting as the whole subtree it
     names; raise YamlTooLarge past `max_nodes`. Only events are made, never the data, so a
@@ -146,7 +151,7 @@ def _count_nodes(text: str, max_nodes: int) -> None:
     for event in yaml.parse(text, Loader=_BaseLoader):
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in sizes:
-                line = event.start_mark.line + 1
+                line = _line(event)
                 raise YamlTooLarge(
                     f"The YAML alias *{event.anchor} refers to itself or to nothing (line {line}).", line
                 )
@@ -163,7 +168,7 @@ def _count_nodes(text: str, max_nodes: int) -> None:
             if anchor is not None:
                 sizes[anchor] = count - before
         if count > max_nodes:
-            line = event.start_mark.line + 1
+            line = _line(event)
             raise YamlTooLarge(
                 f"The YAML has more than {max_nodes:,} values once its aliases are expanded "
                 f"(line {line}); the limit keeps a small file from expanding without bound.",
@@ -171,7 +176,7 @@ def _count_nodes(text: str, max_nodes: int) -> None:
             )
 
 
-class JsonLikeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class JsonLikeLoader(_BaseLoader):  # type: ignore[misc]
     """Safe loading of JSON-like data: timestamps stay text; integers longer than Python can print,
     binary, sets and ordered maps are refused (none of them is JSON). Call through `yaml_load`."""
 

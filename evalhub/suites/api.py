@@ -133,12 +133,12 @@ class UploadStatusSerializer(serializers.ModelSerializer[Upload]):
         return reverse("suite-upload-detail", kwargs={"pk": upload.pk})
 
 
-def _imported(result: SuiteVersion | Upload) -> Response:
+def _imported(result: services.Imported | Upload) -> Response:
     """201 with the version, or 202 with the queued upload's status (its `url` to poll, also `Location`)."""
     if isinstance(result, Upload):
         data = UploadStatusSerializer(result).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
-    return Response(SuiteVersionSerializer(result).data, status=status.HTTP_201_CREATED)
+    return Response(SuiteVersionSerializer(result.version).data, status=status.HTTP_201_CREATED)
 
 
 class ImportChoicesSerializer(serializers.Serializer[Any]):
@@ -202,14 +202,14 @@ def writable_project(request: Request, slug: str) -> Project:
     return project
 
 
-def _choices(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "pii_action": data["pii_action"],
-        "pii_justification": data.get("pii_justification", ""),
-        "data_source": data.get("data_source", ""),
-        "consent_statement": data.get("consent_statement", ""),
-        "only_valid_rows": data.get("only_valid_rows", False),
-    }
+def _choices(data: dict[str, Any]) -> services.ImportChoices:
+    return services.ImportChoices(
+        pii_action=data["pii_action"],
+        pii_justification=data.get("pii_justification", ""),
+        data_source=data.get("data_source", ""),
+        consent_statement=data.get("consent_statement", ""),
+        only_valid_rows=data.get("only_valid_rows", False),
+    )
 
 
 class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Suite]):
@@ -238,7 +238,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             name=values["name"],
             cases=values["cases"],
             actor=request.user,
-            **_choices(values),
+            choices=_choices(values),
         )
         return _imported(version)
 
@@ -270,7 +270,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             filename=upload.name,
             options=options,
             actor=request.user,
-            **_choices(values),
+            choices=_choices(values),
         )
         return _imported(version)
 

@@ -140,7 +140,7 @@ def run_limited(function: str, kwargs: dict[str, Any], *, limits: SandboxLimits)
     if kind == "error":
         log.error("a sandboxed read failed:\n%s", value)
         raise RuntimeError("Reading the file failed on an unexpected error (logged on the server).")
-    return value  # type: ignore[no-any-return]
+    return value  # an Outcome, written by _child
 
 
 # --- the child -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from itertools import chain, islice
 from pathlib import Path
@@ -82,6 +82,26 @@ class ImportOptions:
             input_var=str(data.get("input_var") or ""),
             mapping=dict(data.get("mapping") or {}) or None,
         )
+
+
+@dataclass(frozen=True)
+class ImportChoices:
+    """What the uploader decided for an import: the PII action (and why personal data may be kept),
+    the data's provenance, and whether to import only the valid rows. One object, passed whole
+    through every entry point and stored whole on a queued upload."""
+
+    pii_action: str = "redact"
+    pii_justification: str = ""
+    data_source: str = ""
+    consent_statement: str = ""
+    only_valid_rows: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportChoices:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass
@@ -384,7 +404,7 @@ def _read(
     report = outcome.value
     report.peak_memory_bytes = outcome.peak_extra_bytes
     report.cpu_seconds = outcome.cpu_seconds
-    return report  # type: ignore[no-any-return]
+    return report
 
 
 def read_file(
@@ -549,12 +569,17 @@ def _finish(report: ScanReport, stream: RowStream, started: float) -> ScanReport
 # --- importing ----------------------------------------------------------------------------------------
 
 
-class _Unchanged(Exception):
-    def __init__(self, version: SuiteVersion) -> None:
-        self.version = version
+@dataclass(frozen=True)
+class Imported:
+    """What an import made: the new version, or the latest one when the file matched it exactly
+    (`unchanged`: no version was made)."""
+
+    version: SuiteVersion
+    unchanged: bool = False
 
 
-def _check_choices(*, name: str, pii_action: str, pii_justification: str) -> None:
+def _check_choices(*, name: str, choices: ImportChoices) -> None:
+    pii_action, pii_justification = choices.pii_action, choices.pii_justification
     if not name.strip():
         raise ValidationFailed("A suite needs a name.", fields={"name": ["This field is required."]})
     if len(name) > 200:
@@ -620,24 +645,25 @@ def suite_import(
     filename: str = "",
     options: ImportOptions | None = None,
     actor: Any = None,
-    pii_action: str = "redact",
-    pii_justification: str = "",
-    data_source: str = "",
-    consent_statement: str = "",
-    only_valid_rows: bool = False,
+    choices: ImportChoices | None = None,
     description: str = "",
     pii_known: Path | None = None,
     progress: Callable[[int], None] | None = None,
-) -> SuiteVersion:
+) -> Imported:
     """Import a file as the next version of the suite `name` (created if new), all or nothing.
 
     Raises ValidationFailed with the row-level problems (`fields["rows"]`, `.problems`) and stores
     nothing when the file has any problem, unless `only_valid_rows` (file-level problems still
     refuse). With `pii_action="reject"` any PII found refuses the upload; "redact" replaces it with
     typed placeholders; "keep" needs `pii_justification`. The choice, the data source and the
-    consent statement are audited. An upload identical to the latest version returns that version.
+    consent statement are audited. An upload identical to the latest version returns that version,
+    marked `unchanged`.
     """
-    _check_choices(name=name, pii_action=pii_action, pii_justification=pii_justification)
+    choices = choices or ImportChoices()
+    _check_choices(name=name, choices=choices)
+    pii_action, pii_justification = choices.pii_action, choices.pii_justification
+    data_source, consent_statement = choices.data_source, choices.consent_statement
+    only_valid_rows = choices.only_valid_rows
     name = name.strip()
     user = actor if getattr(actor, "is_authenticated", False) else None
     filename = printable(filename or path.name)
@@ -672,11 +698,15 @@ def suite_import(
                 f"({', '.join(sorted(report.pii_entities))}); the upload was rejected as chosen.",
                 fields={"pii": _pii_summary(report)["rows"]},
             )
+        hashes = _spool_hashes(spool)
+        content_hash = _version_hash(hashes)
         with transaction.atomic():
             suite, created = Suite.objects.select_for_update().get_or_create(
                 project=project, name=name, defaults={"created_by": user, "description": description}
             )
             previous = suite.versions.order_by("-number").first()
+            if previous is not None and previous.content_hash == content_hash:
+                return Imported(previous, unchanged=True)
             version = SuiteVersion.objects.create(
                 suite=suite,
                 number=(previous.number + 1) if previous else 1,
@@ -684,10 +714,7 @@ def suite_import(
                 source_filename=filename[:300],
                 created_by=user,
             )
-            hashes = _insert_spooled(version=version, spool=spool)
-            content_hash = _version_hash(hashes)
-            if previous is not None and previous.content_hash == content_hash:
-                raise _Unchanged(previous)
+            _insert_spooled(version=version, spool=spool, hashes=hashes)
             decision = PiiDecision.NONE_FOUND
             if report.pii_row_count:
                 decision = PiiDecision.REDACTED if pii_action == "redact" else PiiDecision.KEPT
@@ -711,9 +738,6 @@ def suite_import(
                 data_source=data_source,
                 consent_statement=consent_statement,
             )
-    except _Unchanged as unchanged:
-        unchanged.version.unchanged = True  # type: ignore[attr-defined]
-        return unchanged.version
     except ValidationFailed as error:
         if "pii" in error.fields:
             audit_record(
@@ -733,21 +757,28 @@ def suite_import(
         raise
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
-    return version
+    return Imported(version)
 
 
-def _insert_spooled(*, version: SuiteVersion, spool: Path) -> dict[str, str]:
-    """Bulk-insert the spooled cases in batches; returns key -> content hash. Call inside a transaction."""
+def _spool_hashes(spool: Path) -> dict[str, str]:
+    """key -> content hash of the spooled cases (the version's hash is made of these)."""
     hashes: dict[str, str] = {}
+    with spool.open(encoding="utf-8") as lines:
+        for line in lines:
+            case = CaseData(**json.loads(line))
+            hashes[case.key] = case.content_hash()
+    return hashes
+
+
+def _insert_spooled(*, version: SuiteVersion, spool: Path, hashes: dict[str, str]) -> None:
+    """Bulk-insert the spooled cases in batches. Call inside a transaction."""
     batch: list[Case] = []
     with spool.open(encoding="utf-8") as lines:
         for position, line in enumerate(lines):
             data = json.loads(line)
             data.pop("row", None)
             key = data.pop("key")
-            digest = CaseData(row=0, key=key, **data).content_hash()
-            hashes[key] = digest
-            batch.append(Case(version=version, key=key, position=position, content_hash=digest, **data))
+            batch.append(Case(version=version, key=key, position=position, content_hash=hashes[key], **data))
             if len(batch) >= BATCH:
                 Case.objects.bulk_create(batch)
                 batch = []
@@ -756,7 +787,6 @@ def _insert_spooled(*, version: SuiteVersion, spool: Path) -> dict[str, str]:
                 reset_queries()
     if batch:
         Case.objects.bulk_create(batch)
-    return hashes
 
 
 def _audit_import(
@@ -845,24 +875,47 @@ def suite_import_file(
     sheet: str = "",
     input_var: str = "",
 ) -> SuiteVersion:
-    """Import a file from disk (the CLI and the demo). See `suite_import`."""
+    """Import a file from disk, the choices spelled out (scripts, the demo, tests): the version made,
+    or the latest one if the file matches it. See `suite_import_path`."""
+    return suite_import_path(
+        project=project,
+        name=name,
+        path=path,
+        actor=actor,
+        options=ImportOptions(
+            format=format, delimiter=delimiter, sheet=sheet, input_var=input_var, mapping=mapping
+        ),
+        choices=ImportChoices(
+            pii_action=pii_action,
+            pii_justification=pii_justification,
+            data_source=data_source,
+            consent_statement=consent_statement,
+            only_valid_rows=only_valid_rows,
+        ),
+    ).version
+
+
+def suite_import_path(
+    *,
+    project: Project,
+    name: str,
+    path: str | Path,
+    options: ImportOptions,
+    choices: ImportChoices,
+    actor: Any = None,
+) -> Imported:
+    """Import a file from disk (the CLI). See `suite_import`."""
     file_path = Path(path)
     if not file_path.is_file():
-        raise ValidationFailed(f"{file_path}: no such file.", fields={"path": ["No such file."]})
+        raise ValidationFailed(f"{file_path.name}: no such file.", fields={"path": ["No such file."]})
     return suite_import(
         project=project,
         name=name,
         path=file_path,
         filename=file_path.name,
-        options=ImportOptions(
-            format=format, delimiter=delimiter, sheet=sheet, input_var=input_var, mapping=mapping
-        ),
+        options=options,
         actor=actor,
-        pii_action=pii_action,
-        pii_justification=pii_justification,
-        data_source=data_source,
-        consent_statement=consent_statement,
-        only_valid_rows=only_valid_rows,
+        choices=choices,
     )
 
 
@@ -910,8 +963,8 @@ def suite_import_cases(
     name: str,
     cases: list[Any],
     actor: Any = None,
-    **choices: Any,
-) -> SuiteVersion | Upload:
+    choices: ImportChoices | None = None,
+) -> Imported | Upload:
     """Import cases given as JSON objects (the API's JSON body): the same checks as a JSONL file.
 
     More than `background_rows()` cases are imported by a task: the queued Upload is returned.
@@ -934,7 +987,7 @@ def suite_import_cases(
         options=ImportOptions(format="jsonl"),
         actor=actor,
         rows=len(cases),
-        choices=choices,
+        choices=choices or ImportChoices(),
     )
 
 
@@ -959,8 +1012,8 @@ def suite_import_upload(
     filename: str,
     actor: Any = None,
     options: ImportOptions | None = None,
-    **choices: Any,
-) -> SuiteVersion | Upload:
+    choices: ImportChoices | None = None,
+) -> Imported | Upload:
     """Import an uploaded file object (the API's multipart upload) in one step, or queue it when large.
 
     The rows are counted by a pass without PII screening (thousands of rows a second) first; more
@@ -982,7 +1035,7 @@ def suite_import_upload(
         options=options or ImportOptions(),
         actor=actor,
         rows=rows,
-        choices=choices,
+        choices=choices or ImportChoices(),
     )
 
 
@@ -1038,19 +1091,15 @@ def _import_or_queue(
     options: ImportOptions,
     actor: Any,
     rows: int,
-    choices: dict[str, Any],
-) -> SuiteVersion | Upload:
+    choices: ImportChoices,
+) -> Imported | Upload:
     """Import the stored file now, or queue it as an Upload when it has more than background_rows().
 
     Owns the stored file's folder: removed after a synchronous import, by the task after a queued one.
     """
     queued = False
     try:
-        _check_choices(
-            name=name,
-            pii_action=choices.get("pii_action", "redact"),
-            pii_justification=choices.get("pii_justification", ""),
-        )
+        _check_choices(name=name, choices=choices)
         if _import_now(rows):
             return suite_import(
                 project=project,
@@ -1059,7 +1108,7 @@ def _import_or_queue(
                 filename=filename,
                 options=options,
                 actor=actor,
-                **choices,
+                choices=choices,
             )
         with transaction.atomic():
             upload = _upload_create(
@@ -1240,64 +1289,45 @@ def suite_upload_screen(*, upload_id: str) -> None:
             locked.save(update_fields=["report"])
 
 
-def suite_upload_confirm(
-    *,
-    upload: Upload,
-    actor: Any = None,
-    pii_action: str,
-    pii_justification: str = "",
-    data_source: str = "",
-    consent_statement: str = "",
-    only_valid_rows: bool = False,
-) -> SuiteVersion:
-    """Import a staged upload with the uploader's choices; the staged file is removed on success."""
+def suite_upload_confirm(*, upload: Upload, choices: ImportChoices, actor: Any = None) -> Imported:
+    """Import a staged upload with the uploader's choices; the staged file is removed on success.
+
+    An upload refused because personal data was found and the uploader chose to reject it is
+    discarded at once (its file may hold that data); one refused for row problems stays staged, to
+    be remapped or imported with only its valid rows.
+    """
     _check_staged(upload)
-    version = suite_import(
-        project=upload.project,
-        name=upload.suite_name,
-        path=_upload_path(upload),
-        filename=upload.filename,
-        options=ImportOptions.from_dict(upload.options),
-        actor=actor,
-        pii_action=pii_action,
-        pii_justification=pii_justification,
-        data_source=data_source,
-        consent_statement=consent_statement,
-        only_valid_rows=only_valid_rows,
-        pii_known=_findings_path(_upload_path(upload)),
-    )
+    try:
+        imported = suite_import(
+            project=upload.project,
+            name=upload.suite_name,
+            path=_upload_path(upload),
+            filename=upload.filename,
+            options=ImportOptions.from_dict(upload.options),
+            actor=actor,
+            choices=choices,
+            pii_known=_findings_path(_upload_path(upload)),
+        )
+    except ValidationFailed as error:
+        if "pii" in error.fields:
+            suite_upload_discard(upload=upload, actor=actor)
+        raise
     upload.status = UploadStatus.IMPORTED
-    upload.version = version
+    upload.version = imported.version
     upload.report = {**upload.report, "pii_rows": [], "preview": []}  # the staged copy of personal data goes
     upload.save(update_fields=["status", "version", "report"])
     shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
-    return version
+    return imported
 
 
-def suite_upload_submit(
-    *,
-    upload: Upload,
-    actor: Any = None,
-    pii_action: str,
-    pii_justification: str = "",
-    data_source: str = "",
-    consent_statement: str = "",
-    only_valid_rows: bool = False,
-) -> SuiteVersion | Upload:
+def suite_upload_submit(*, upload: Upload, choices: ImportChoices, actor: Any = None) -> Imported | Upload:
     """Confirm a staged upload: import it now (`suite_upload_confirm`), or queue it when it has more
     than `background_rows()` rows; the queued Upload is returned and its status follows the task."""
     _check_staged(upload)
-    choices: dict[str, Any] = {
-        "pii_action": pii_action,
-        "pii_justification": pii_justification,
-        "data_source": data_source,
-        "consent_statement": consent_statement,
-        "only_valid_rows": only_valid_rows,
-    }
     rows = int(upload.report.get("rows_read", 0))
     if _import_now(rows):
-        return suite_upload_confirm(upload=upload, actor=actor, **choices)
-    _check_choices(name=upload.suite_name, pii_action=pii_action, pii_justification=pii_justification)
+        return suite_upload_confirm(upload=upload, actor=actor, choices=choices)
+    _check_choices(name=upload.suite_name, choices=choices)
     with transaction.atomic():
         locked = Upload.objects.select_for_update().get(pk=upload.pk)
         _check_staged(locked)
@@ -1306,7 +1336,7 @@ def suite_upload_submit(
     return upload
 
 
-def _queue(*, upload: Upload, actor: Any, rows: int, choices: dict[str, Any]) -> None:
+def _queue(*, upload: Upload, actor: Any, rows: int, choices: ImportChoices) -> None:
     """Mark `upload` pending and enqueue its import after the commit. Call inside a transaction."""
     from evalhub.suites.tasks import import_upload
 
@@ -1314,7 +1344,7 @@ def _queue(*, upload: Upload, actor: Any, rows: int, choices: dict[str, Any]) ->
     upload.rows_total = rows
     upload.rows_screened = 0
     upload.error = {}
-    upload.choices = {**choices, "actor_id": getattr(actor, "pk", None)}
+    upload.choices = {**choices.to_dict(), "actor_id": getattr(actor, "pk", None)}
     upload.save(update_fields=["status", "rows_total", "rows_screened", "error", "choices"])
     audit_record(
         actor=actor,
@@ -1342,8 +1372,8 @@ def suite_upload_import(*, upload_id: str) -> Upload:
         upload.status = UploadStatus.SCREENING
         upload.rows_screened = 0
         upload.save(update_fields=["status", "rows_screened"])
-    choices = dict(upload.choices)
-    actor_id = choices.pop("actor_id", None)
+    choices = ImportChoices.from_dict(upload.choices)
+    actor_id = upload.choices.get("actor_id")
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     path = _upload_path(upload)
 
@@ -1353,21 +1383,21 @@ def suite_upload_import(*, upload_id: str) -> Upload:
     try:
         if not path.is_file():
             raise Conflict("The staged file is gone; upload it again.")
-        version = suite_import(
+        imported = suite_import(
             project=upload.project,
             name=upload.suite_name,
             path=path,
             filename=upload.filename,
             options=ImportOptions.from_dict(upload.options),
             actor=actor,
+            choices=choices,
             pii_known=_findings_path(path),
             progress=progress,
-            **choices,
         )
     except DomainError as error:
         _finish_upload(upload, status=UploadStatus.FAILED, error=error)
         return upload
-    upload.version = version
+    upload.version = imported.version
     _finish_upload(upload, status=UploadStatus.IMPORTED)
     return upload
 
