@@ -160,7 +160,7 @@ def child(mode: str, path: str) -> None:
     elif mode == "stage":
         # What a web request does when a file is staged: the preview's pass (screening its first
         # rows for PII only where tasks run in process: the embedded mode).
-        from evalhub.suites.services import ImportOptions, _preview_scan, screening_in_process
+        from evalhub.suites.services.uploads import ImportOptions, _preview_scan, screening_in_process
 
         report = _preview_scan(path=Path(path), filename=Path(path).name, options=ImportOptions())
         rows = report.valid_rows

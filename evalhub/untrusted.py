@@ -176,7 +176,7 @@ def _count_nodes(text: str, max_nodes: int) -> None:
             )
 
 
-class JsonLikeLoader(_BaseLoader):  # type: ignore[misc]
+class JsonLikeLoader(_BaseLoader):
     """Safe loading of JSON-like data: timestamps stay text; integers longer than Python can print,
     binary, sets and ordered maps are refused (none of them is JSON). Call through `yaml_load`."""
 
