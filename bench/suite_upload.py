@@ -10,6 +10,8 @@ are looked for, metrics.pii.LEMMA_PIPES), with a check that all three find the s
 
     .venv/bin/python bench/suite_upload.py [--sizes 10,50,100] [--pii-rows 300] [--keep]
     .venv/bin/python bench/suite_upload.py --pii-only   # the PII screening comparison alone
+    .venv/bin/python bench/suite_upload.py --web-rss    # a web process's RSS after staging, by mode
+    .venv/bin/python bench/suite_upload.py --hostile    # issue 14's resource cases in the sandbox
 """
 
 from __future__ import annotations
@@ -155,6 +157,19 @@ def child(mode: str, path: str) -> None:
         started = time.perf_counter()
         version = suite_import_file(project=project, name="bench", path=path)
         rows = version.case_count
+    elif mode == "stage":
+        # What a web request does when a file is staged: the preview's pass (screening its first
+        # rows for PII only where tasks run in process: the embedded mode).
+        from evalhub.suites.services.uploads import ImportOptions, _preview_scan, screening_in_process
+
+        report = _preview_scan(path=Path(path), filename=Path(path).name, options=ImportOptions())
+        rows = report.valid_rows
+        print(
+            json.dumps(
+                {"screened_here": screening_in_process(), "presidio": "presidio_analyzer" in sys.modules}
+            ),
+            file=sys.stderr,
+        )
     elif mode == "naive":
         # What a non-streaming importer does: read the whole file, then parse it into a list.
         data = Path(path).read_bytes().decode("utf-8")
@@ -178,6 +193,60 @@ def run_child(mode: str, path: Path | str, env: dict[str, str] | None = None) ->
         env={**os.environ, "EVALHUB_SUITE_BENCH_NO_PII": "1", **(env or {})},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def web_rss(fixture: Path) -> None:
+    """Peak RSS of a fresh process staging a file with personal data: the embedded mode (tasks in
+    process, which is what every web request did before screening moved to workers) against a
+    deployment with workers (CELERY_BROKER_URL set), in the same run."""
+    with tempfile.TemporaryDirectory(prefix="evalhub-web-rss-") as media:
+        path = Path(media) / "pii.jsonl"
+        path.write_text("".join(fixture.read_text(encoding="utf-8").splitlines(keepends=True)[:200]))
+        env = {"EVALHUB_SUITE_BENCH_NO_PII": "", "EVALHUB_MEDIA_DIR": media}
+        idle = run_child("idle", "-", env=env)
+        embedded = run_child("stage", path, env={**env, "CELERY_BROKER_URL": ""})
+        workers = run_child("stage", path, env={**env, "CELERY_BROKER_URL": "memory://"})
+    print("| web process | peak RSS MB | above an idle process MB |")
+    print("|---|---:|---:|")
+    for label, result in (
+        ("idle (Django set up)", idle),
+        ("embedded mode: screens in the request", embedded),
+        ("with workers: screening queued", workers),
+    ):
+        print(f"| {label} | {result['peak_mb']:.0f} | {max(result['peak_mb'] - idle['peak_mb'], 0.0):.0f} |")
+
+
+def hostile() -> None:
+    """Each resource case of issue 14 read in the sandbox: its outcome, CPU seconds and peak memory."""
+    setup_django()
+    from django.conf import settings
+
+    from evalhub.suites.services import scan_file
+    from tests.data import make_files
+
+    settings.EVALHUB_SUITE_SANDBOX_BYTES = 0
+    settings.EVALHUB_SUITE_MAX_ROWS = 100_000
+    cases = {
+        "2 MB of blank lines (.jsonl)": ("blank.jsonl", make_files.blank_lines),
+        "10 MB YAML, 5M scalars": ("scalars.yaml", make_files.many_yaml_scalars),
+        "XLSX, 1.1M shared strings": ("strings.xlsx", make_files.many_shared_strings),
+        "XLSX, a case at row 1,000,000": ("sparse.xlsx", make_files.sparse_rows),
+    }
+    print("| case | outcome | CPU s | peak MB above start | wall s |")
+    print("|---|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="evalhub-hostile-") as folder:
+        settings.MEDIA_ROOT = Path(folder)
+        for label, (name, build) in cases.items():
+            path = Path(folder) / name
+            path.write_bytes(build())
+            started = time.perf_counter()
+            report = scan_file(path=path, pii="off")
+            outcome = report.problems[0].problem[:70] if report.problems else f"{report.valid_rows} rows"
+            print(
+                f"| {label} | {outcome} | {report.cpu_seconds:.2f} | {report.peak_memory_bytes / 2**20:.0f} "
+                f"| {time.perf_counter() - started:.1f} |",
+                flush=True,
+            )
 
 
 def pii_throughput(rows: int, fixture: Path, rounds: int = 2) -> dict[str, float]:
@@ -276,10 +345,22 @@ def main() -> None:
     parser.add_argument("--pii-only", action="store_true", help="Only the PII screening comparison.")
     parser.add_argument("--no-naive", action="store_true", help="Skip the whole-file reader comparison.")
     parser.add_argument("--keep", action="store_true", help="Keep the generated files.")
+    parser.add_argument(
+        "--web-rss",
+        action="store_true",
+        help="Only the web process's RSS after staging a file with PII: embedded mode vs with workers.",
+    )
+    parser.add_argument("--hostile", action="store_true", help="Only the hostile resource cases, sandboxed.")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.web_rss:
+        web_rss(Path(args.pii_fixture))
+        return
+    if args.hostile:
+        hostile()
         return
     if args.pii_only:
         print_pii(pii_throughput(args.pii_rows, Path(args.pii_fixture)), Path(args.pii_fixture))

@@ -16,6 +16,7 @@ import yaml
 
 from evalhub.errors import ValidationFailed
 from evalhub.reports.schema import Report
+from evalhub.untrusted import unstorable, yaml_error_text, yaml_load
 from metrics.power import mean_difference_evidence_from_summary, win_rate_evidence
 
 OPS = (">=", "<=", ">", "<")
@@ -139,9 +140,14 @@ def _check_metric(metric: Any, where: str) -> str:
 def policy_parse(source: str) -> Policy:
     """Parse and validate a policy's YAML; raise ValidationFailed naming the bad field."""
     try:
-        data = yaml.safe_load(source)
+        # A policy is a few dozen values: 10,000 (aliases counted as often as used) is generous.
+        data = yaml_load(source, max_nodes=10_000)
     except yaml.YAMLError as exc:
-        raise ValidationFailed(f"The policy is not valid YAML: {exc}") from exc
+        raise ValidationFailed(f"The policy: {yaml_error_text(exc)[0]}") from exc
+    except RecursionError as exc:
+        raise ValidationFailed("The policy's YAML is nested too deeply.") from exc
+    if (bad := unstorable(data)) is not None:
+        raise ValidationFailed(f"The policy {bad[1]} (at {bad[0] or 'the top'}).")
     if not isinstance(data, dict):
         raise ValidationFailed("A policy is a YAML mapping with a 'gates' list.")
     unknown = set(data) - POLICY_FIELDS

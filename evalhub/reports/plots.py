@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalhub.reports.schema import Report
+from metrics.registry import higher_is_better
+from metrics.stats import WinRate
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -33,11 +37,6 @@ class _Pyplot:
 
 
 plt = _Pyplot()
-
-from metrics.registry import higher_is_better
-
-from evalhub.reports.schema import Report
-from metrics.stats import WinRate
 
 CAND, BASE = "#0969da", "#8c959f"
 

@@ -20,13 +20,14 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from evalhub.accounts.models import Project
 from evalhub.errors import ValidationFailed
+from evalhub.parsers import StrictJSONParser
 from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
 from evalhub.suites import selectors, services
 from evalhub.suites.export import export_csv_lines, export_xlsx
@@ -117,12 +118,12 @@ class UploadStatusSerializer(serializers.ModelSerializer[Upload]):
         return reverse("suite-upload-detail", kwargs={"pk": upload.pk})
 
 
-def _imported(result: SuiteVersion | Upload) -> Response:
+def _imported(result: services.Imported | Upload) -> Response:
     """201 with the version, or 202 with the queued upload's status (its `url` to poll, also `Location`)."""
     if isinstance(result, Upload):
         data = UploadStatusSerializer(result).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
-    return Response(SuiteVersionSerializer(result).data, status=status.HTTP_201_CREATED)
+    return Response(SuiteVersionSerializer(result.version).data, status=status.HTTP_201_CREATED)
 
 
 class ImportChoicesSerializer(serializers.Serializer[Any]):
@@ -186,14 +187,14 @@ def writable_project(request: Request, slug: str) -> Project:
     return project
 
 
-def _choices(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "pii_action": data["pii_action"],
-        "pii_justification": data.get("pii_justification", ""),
-        "data_source": data.get("data_source", ""),
-        "consent_statement": data.get("consent_statement", ""),
-        "only_valid_rows": data.get("only_valid_rows", False),
-    }
+def _choices(data: dict[str, Any]) -> services.ImportChoices:
+    return services.ImportChoices(
+        pii_action=data["pii_action"],
+        pii_justification=data.get("pii_justification", ""),
+        data_source=data.get("data_source", ""),
+        consent_statement=data.get("consent_statement", ""),
+        only_valid_rows=data.get("only_valid_rows", False),
+    )
 
 
 class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Suite]):
@@ -202,7 +203,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     serializer_class = SuiteSerializer
     permission_classes = [ProjectRolePermission]
     filterset_fields = ["name"]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [StrictJSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[Suite]:
         qs = selectors.suite_list(projects=projects_for(user=self.request.user, auth=self.request.auth))
@@ -222,7 +223,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             name=values["name"],
             cases=values["cases"],
             actor=request.user,
-            **_choices(values),
+            choices=_choices(values),
         )
         return _imported(version)
 
@@ -254,7 +255,7 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             filename=upload.name,
             options=options,
             actor=request.user,
-            **_choices(values),
+            choices=_choices(values),
         )
         return _imported(version)
 

@@ -11,8 +11,10 @@ import codecs
 import csv
 import io
 import json
+import logging
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,10 @@ from typing import IO, Any
 
 import yaml
 from django.conf import settings
+
+from evalhub.untrusted import json_loads, yaml_error_text, yaml_load
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "jsonl", "xlsx", "promptfoo")
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -33,9 +39,12 @@ class Limits:
     max_field_chars: int
     max_row_chars: int
     max_yaml_bytes: int
+    max_yaml_nodes: int
     max_xlsx_uncompressed_bytes: int
     max_xlsx_ratio: int
     max_xlsx_shared_strings_bytes: int
+    max_xlsx_shared_strings: int
+    max_xlsx_cells: int
     max_problems: int
 
 
@@ -54,9 +63,12 @@ def limits() -> Limits:
         max_field_chars=field_chars,
         max_row_chars=value("EVALHUB_SUITE_MAX_ROW_CHARS", max(1_000_000, 4 * field_chars)),
         max_yaml_bytes=value("EVALHUB_SUITE_MAX_YAML_BYTES", 10 * 1024 * 1024),
+        max_yaml_nodes=value("EVALHUB_SUITE_MAX_YAML_NODES", 1_000_000),
         max_xlsx_uncompressed_bytes=value("EVALHUB_SUITE_MAX_XLSX_UNCOMPRESSED_BYTES", 1024 * 1024 * 1024),
         max_xlsx_ratio=value("EVALHUB_SUITE_MAX_XLSX_RATIO", 200),
         max_xlsx_shared_strings_bytes=value("EVALHUB_SUITE_MAX_XLSX_SHARED_STRINGS_BYTES", 256 * 1024 * 1024),
+        max_xlsx_shared_strings=value("EVALHUB_SUITE_MAX_XLSX_SHARED_STRINGS", 1_000_000),
+        max_xlsx_cells=value("EVALHUB_SUITE_MAX_XLSX_CELLS", 5_000_000),
         max_problems=value("EVALHUB_SUITE_MAX_PROBLEMS", 1000),
     )
 
@@ -142,6 +154,9 @@ def _sniff_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
+_NON_BLANK = re.compile(r"\S")
+
+
 class DecodedReader:
     """Strict incremental decoding of a binary stream, with `readline(limit)`.
 
@@ -158,6 +173,7 @@ class DecodedReader:
         self._decoder = codecs.getincrementaldecoder(self.encoding)(errors="strict")
         self._consumed = 0  # bytes handed to the decoder so far
         self._buffer = ""
+        self._pos = 0  # where the unread part of _buffer starts: lines are taken without copying the rest
         self._eof = False
         self._lines_done = 0
         self._pending_head: bytes | None = head[bom:]
@@ -178,7 +194,10 @@ class DecodedReader:
             offset = self._consumed - pending + exc.start
             bad = exc.object[exc.start : exc.start + 1]
             line = (
-                self._lines_done + self._buffer.count("\n") + bytes(exc.object[: exc.start]).count(b"\n") + 1
+                self._lines_done
+                + self._buffer.count("\n", self._pos)
+                + bytes(exc.object[: exc.start]).count(b"\n")
+                + 1
             )
             byte = f"0x{bad[0]:02x}" if bad else "end of file"
             raise FileProblem(
@@ -188,13 +207,20 @@ class DecodedReader:
             ) from exc
         self._consumed += len(data)
         if "\x00" in text:
-            line = self._lines_done + self._buffer.count("\n") + text[: text.index("\x00")].count("\n") + 1
+            line = (
+                self._lines_done
+                + self._buffer.count("\n", self._pos)
+                + text[: text.index("\x00")].count("\n")
+                + 1
+            )
             raise FileProblem(
                 f"The file contains a NUL character (line {line}): it looks like a binary file, "
                 "not a text file. Save it as UTF-8 CSV or JSONL.",
                 row=None,
             )
-        self._buffer += text
+        # Drop what was read before appending: each character is copied a bounded number of times.
+        self._buffer = self._buffer[self._pos :] + text
+        self._pos = 0
         if final:
             self._eof = True
         return True
@@ -202,38 +228,47 @@ class DecodedReader:
     def readline(self, limit: int) -> str:
         """The next line including its newline; '' at the end. Raises FileProblem past `limit`."""
         while True:
-            idx = self._buffer.find("\n")
-            if idx >= 0 and idx < limit:
-                line, self._buffer = self._buffer[: idx + 1], self._buffer[idx + 1 :]
+            idx = self._buffer.find("\n", self._pos, self._pos + limit)
+            if idx >= 0:
+                line = self._buffer[self._pos : idx + 1]
+                self._pos = idx + 1
                 self._lines_done += 1
                 return line
-            if len(self._buffer) > limit:
+            if len(self._buffer) - self._pos > limit:
                 raise FileProblem(
                     f"Line {self._lines_done + 1} is longer than {limit:,} characters; "
                     "the file may be truncated, binary, or have a row with far too many columns.",
                     row=None,
                 )
             if not self._fill():
-                line, self._buffer = self._buffer, ""
+                line, self._buffer, self._pos = self._buffer[self._pos :], "", 0
                 if line:
                     self._lines_done += 1
                 return line
 
     def first_char(self) -> str:
         """The first non-blank character, without consuming anything ('' for a blank file)."""
-        while not self._buffer.strip() and self._fill():
-            pass
-        text = self._buffer.lstrip()
-        return text[:1]
+        while True:
+            match = _NON_BLANK.search(self._buffer, self._pos)
+            if match is not None:
+                return match.group()
+            # Only blank text so far: keep no more than the last line of it, so a file of blank
+            # lines is neither held whole nor searched again from its start.
+            cut = self._buffer.rfind("\n", self._pos)
+            if cut >= 0:
+                self._lines_done += self._buffer.count("\n", self._pos, cut + 1)
+                self._pos = cut + 1
+            if not self._fill():
+                return ""
 
     def read_all(self, limit: int) -> str:
         """Everything that is left, refusing past `limit` characters."""
         while self._fill():
-            if len(self._buffer) > limit:
+            if len(self._buffer) - self._pos > limit:
                 raise FileProblem(
                     f"The file is longer than {limit:,} characters (the limit for this format)."
                 )
-        text, self._buffer = self._buffer, ""
+        text, self._buffer, self._pos = self._buffer[self._pos :], "", 0
         return text
 
     def lines(self, limit: int) -> Iterator[str]:
@@ -374,7 +409,7 @@ def read_rows_jsonl(raw: IO[bytes]) -> Iterator[RawRow]:
             continue
         problems: list[tuple[str, str]] = []
         try:
-            value = json.loads(text)
+            value = json_loads(text)
         except json.JSONDecodeError as exc:
             hint = "; the line is cut off: is the file truncated?" if not line.endswith("\n") else ""
             yield RawRow(number, {}, [("", f"not valid JSON ({exc.msg}, character {exc.pos + 1}){hint}")])
@@ -396,7 +431,7 @@ def _rows_json_array(reader: DecodedReader, lim: Limits) -> Iterator[RawRow]:
     """A JSON array of case objects (parsed whole, so capped like promptfoo files); row = position from 1."""
     text = reader.read_all(lim.max_yaml_bytes)
     try:
-        value = json.loads(text)
+        value = json_loads(text)
     except json.JSONDecodeError as exc:
         raise FileProblem(
             f"This JSON array is not valid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno}).",
@@ -421,34 +456,50 @@ def _rows_json_array(reader: DecodedReader, lim: Limits) -> Iterator[RawRow]:
 
 
 def check_xlsx_archive(path: Path) -> None:
-    """Refuse archives whose declared uncompressed size or compression ratio is out of bounds (zip bombs).
+    """Refuse workbooks whose reading would cost more than the limits, before openpyxl opens them.
 
     Python's zipfile stops each member at its declared size and fails on a CRC mismatch, so the
-    declared sizes checked here bound what openpyxl can ever inflate.
+    declared sizes checked here bound what openpyxl can ever inflate. The shared-strings table
+    (which openpyxl holds whole, even in read-only mode) and the cells are then counted in one
+    streaming pass over the inflated XML: a small file can declare millions of tiny strings.
     """
     lim = limits()
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
+            _check_declared_sizes(infos, lim)
+            if "xl/workbook.xml" not in {i.filename for i in infos}:
+                raise FileProblem("This ZIP archive is not an XLSX workbook (no xl/workbook.xml).")
+            _check_counts(archive, infos, lim)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise FileProblem(
             "This is not a valid XLSX workbook (the archive is damaged or truncated). "
             "Open it in your spreadsheet program and save it again as .xlsx."
         ) from exc
+
+
+# Parts smaller than this may compress as well as they like: a sheet of one repeated value does.
+_RATIO_FLOOR_BYTES = 16 * 1024 * 1024
+
+
+def _check_declared_sizes(infos: list[zipfile.ZipInfo], lim: Limits) -> None:
     total = sum(i.file_size for i in infos)
     if total > lim.max_xlsx_uncompressed_bytes:
         raise FileProblem(
             f"The workbook expands to {total / 1e6:,.0f} MB when unzipped (limit "
-            f"{lim.max_xlsx_uncompressed_bytes / 1e6:,.0f} MB): it may be a zip bomb. Nothing was read."
+            f"{lim.max_xlsx_uncompressed_bytes / 1e6:,.0f} MB). Nothing was read; save the suite as "
+            "CSV or JSONL, or split it."
         )
     for info in infos:
-        if info.file_size > 1_000_000 and info.file_size > lim.max_xlsx_ratio * max(info.compress_size, 1):
+        ratio = info.file_size // max(info.compress_size, 1)
+        if info.file_size > _RATIO_FLOOR_BYTES and ratio > lim.max_xlsx_ratio:
             raise FileProblem(
                 f"Part {info.filename!r} of the workbook expands from {info.compress_size / 1e6:,.1f} MB to "
-                f"{info.file_size / 1e6:,.0f} MB ({info.file_size // max(info.compress_size, 1):,} to 1; the limit "
-                f"is {lim.max_xlsx_ratio} to 1): it may be a zip bomb. Nothing was read."
+                f"{info.file_size / 1e6:,.0f} MB: {ratio:,} to 1, where real sheets stay under "
+                f"{lim.max_xlsx_ratio} to 1. Content this repetitive is the mark of a zip bomb (a file "
+                "built to fill the server's memory), so nothing was read. If the sheet really repeats "
+                "one value this much, save it as CSV."
             )
-    for info in infos:
         # openpyxl holds the whole shared-strings table in memory, even in read-only mode.
         if (
             info.filename.lower().endswith("sharedstrings.xml")
@@ -458,8 +509,47 @@ def check_xlsx_archive(path: Path) -> None:
                 f"The workbook's text table expands to {info.file_size / 1e6:,.0f} MB (limit "
                 f"{lim.max_xlsx_shared_strings_bytes / 1e6:,.0f} MB). Save the suite as CSV or JSONL instead."
             )
-    if "xl/workbook.xml" not in {i.filename for i in infos}:
-        raise FileProblem("This ZIP archive is not an XLSX workbook (no xl/workbook.xml).")
+
+
+_SHARED_STRING = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si[\s>/]")
+_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s>/]")
+
+
+def _count_tags(archive: zipfile.ZipFile, info: zipfile.ZipInfo, tag: re.Pattern[bytes], cap: int) -> int:
+    """Occurrences of `tag` in a part, read in 1 MiB pieces; stops counting once past `cap`."""
+    count = 0
+    carry = b""
+    with archive.open(info) as part:
+        while chunk := part.read(1 << 20):
+            data = carry + chunk
+            cut = data.rfind(b"<")
+            if cut < 0 or len(data) - cut > 64:  # no tag can start in the last piece
+                cut = len(data)
+            count += len(tag.findall(data, 0, cut))
+            carry = data[cut:]
+            if count > cap:
+                return count
+    return count + len(tag.findall(carry))
+
+
+def _check_counts(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], lim: Limits) -> None:
+    cells = 0
+    for info in infos:
+        name = info.filename.lower()
+        if name.endswith("sharedstrings.xml"):
+            strings = _count_tags(archive, info, _SHARED_STRING, lim.max_xlsx_shared_strings)
+            if strings > lim.max_xlsx_shared_strings:
+                raise FileProblem(
+                    f"The workbook's text table holds more than {lim.max_xlsx_shared_strings:,} strings "
+                    "(the limit). Nothing was read; save the suite as CSV or JSONL instead."
+                )
+        elif name.startswith("xl/worksheets/") and name.endswith(".xml"):
+            cells += _count_tags(archive, info, _CELL, lim.max_xlsx_cells - cells)
+            if cells > lim.max_xlsx_cells:
+                raise FileProblem(
+                    f"The workbook has more than {lim.max_xlsx_cells:,} cells (the limit). Nothing was "
+                    "read; remove the columns the suite does not need, or save it as CSV or JSONL."
+                )
 
 
 def _cell_text(value: Any) -> str:
@@ -472,6 +562,30 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+_DAMAGED_WORKBOOK = (
+    "This XLSX workbook cannot be read: it is damaged, or not a workbook we understand. "
+    "Open it in your spreadsheet program and save it again as .xlsx."
+)
+
+
+def _guarded(rows: Iterator[tuple[Any, ...]], lim: Limits) -> Iterator[tuple[Any, ...]]:
+    """openpyxl's rows, with any error it raises mid-sheet reported as a damaged workbook (its
+    message may name server paths) at the row where it happened."""
+    number = 0
+    while True:
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except FileProblem:
+            raise
+        except Exception as exc:
+            log.info("openpyxl failed at row %d", number + 1, exc_info=True)
+            raise FileProblem(_DAMAGED_WORKBOOK, row=number + 1) from exc
+        number += 1
+        yield cells
+
+
 def read_header_and_rows_xlsx(path: Path, *, sheet: str = "") -> tuple[list[str], Iterator[RawRow]]:
     import openpyxl
 
@@ -480,7 +594,9 @@ def read_header_and_rows_xlsx(path: Path, *, sheet: str = "") -> tuple[list[str]
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except Exception as exc:  # openpyxl raises many types for damaged workbooks
-        raise FileProblem(f"This XLSX workbook cannot be read ({type(exc).__name__}: {exc}).") from exc
+        # The exception's text may hold the server's path to the file: it is logged, never shown.
+        log.info("openpyxl could not open a workbook", exc_info=True)
+        raise FileProblem(_DAMAGED_WORKBOOK) from exc
     ws: Any
     if sheet:
         if sheet not in workbook.sheetnames:
@@ -489,7 +605,10 @@ def read_header_and_rows_xlsx(path: Path, *, sheet: str = "") -> tuple[list[str]
         ws = workbook[sheet]
     else:
         ws = workbook.worksheets[0]
-    iterator = ws.iter_rows(values_only=True, max_col=lim.max_columns + 1)
+    # Read-only mode trusts the sheet's <dimension ref>, which other tools often leave stale: rows
+    # past it would be dropped without a word. Reset, the sheet is read to its real end.
+    ws.reset_dimensions()
+    iterator = _guarded(ws.iter_rows(values_only=True, max_col=lim.max_columns + 1), lim)
     first = next(iterator, None)
     if first is None or not any(v not in (None, "") for v in first):
         workbook.close()
@@ -505,6 +624,12 @@ def read_header_and_rows_xlsx(path: Path, *, sheet: str = "") -> tuple[list[str]
         try:
             for number, cells in enumerate(iterator, start=2):
                 if not any(v not in (None, "") for v in cells):
+                    if number > 2 * lim.max_rows:
+                        raise FileProblem(
+                            f"The sheet goes on past row {2 * lim.max_rows:,} (the limit is "
+                            f"{lim.max_rows:,} cases); delete the empty rows below the suite.",
+                            row=number,
+                        )
                     continue
                 values: dict[str, Any] = {}
                 problems: list[tuple[str, str]] = []
@@ -523,19 +648,6 @@ def read_header_and_rows_xlsx(path: Path, *, sheet: str = "") -> tuple[list[str]
 
 
 # --- promptfoo YAML --------------------------------------------------------------------------------
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """Safe loading without anchors/aliases, which can expand a small file enormously."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise FileProblem(
-                f"YAML aliases (*{getattr(event, 'anchor', '')}) are not supported (line "
-                f"{event.start_mark.line + 1}); write each test out in full."
-            )
-        return super().compose_node(parent, index)
 
 
 # promptfoo assertion type -> function(value) returning our expected-behaviour check, or None
@@ -634,7 +746,14 @@ def _promptfoo_case(number: int, test: Any, input_var: str, default_asserts: lis
     if slices:
         values["slices"] = slices
     expected: list[dict[str, Any]] = []
-    asserts = list(default_asserts) + list(test.get("assert") or [])
+    own = test.get("assert") or []
+    if _file_reference(own):
+        problems.append(("assert", "file:// references are not supported: put the assertions inline"))
+        own = []
+    elif not isinstance(own, list):
+        problems.append(("assert", "assert must be a list of assertions"))
+        own = []
+    asserts = list(default_asserts) + own
     for i, item in enumerate(asserts, start=1):
         if not isinstance(item, dict) or "type" not in item:
             problems.append((f"assert[{i}]", "each assertion needs a type"))
@@ -660,6 +779,32 @@ def _promptfoo_case(number: int, test: Any, input_var: str, default_asserts: lis
     return RawRow(number, values, problems)
 
 
+def _file_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().startswith("file://")
+
+
+def _default_asserts(default: Any) -> list[Any]:
+    """defaultTest's assertions, added to every test; a file:// reference is refused, not ignored."""
+    if default is None:
+        return []
+    if _file_reference(default):
+        raise FileProblem(
+            "defaultTest: file:// references are not supported: put the default test in this file."
+        )
+    if not isinstance(default, dict):
+        raise FileProblem("defaultTest must be a mapping (with assert: a list of assertions).")
+    asserts = default.get("assert")
+    if asserts is None:
+        return []
+    if _file_reference(asserts):
+        raise FileProblem(
+            "defaultTest.assert: file:// references are not supported: put the assertions in this file."
+        )
+    if not isinstance(asserts, list):
+        raise FileProblem("defaultTest.assert must be a list of assertions.")
+    return asserts
+
+
 def read_rows_promptfoo(raw: IO[bytes], *, input_var: str = "") -> Iterator[RawRow]:
     lim = limits()
     data = raw.read(lim.max_yaml_bytes + 1)
@@ -668,23 +813,15 @@ def read_rows_promptfoo(raw: IO[bytes], *, input_var: str = "") -> Iterator[RawR
     reader = DecodedReader(io.BytesIO(data))
     text = "".join(reader.lines(len(data) + 1))
     try:
-        document = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-    except FileProblem:
-        raise
+        document = yaml_load(text, max_nodes=lim.max_yaml_nodes)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise FileProblem(
-            f"This is not valid YAML{where}: {problem}.", row=(mark.line + 1) if mark else None
-        ) from exc
+        message, line = yaml_error_text(exc)
+        raise FileProblem(message, row=line) from exc
     except RecursionError as exc:
         raise FileProblem("The YAML is nested too deeply.") from exc
     default_asserts: list[Any] = []
     if isinstance(document, dict):
-        default = document.get("defaultTest")
-        if isinstance(default, dict) and isinstance(default.get("assert"), list):
-            default_asserts = default["assert"]
+        default_asserts = _default_asserts(document.get("defaultTest"))
         if "tests" not in document:
             raise FileProblem("A promptfoo file needs a list of tests (a top-level list, or a 'tests:' key).")
         tests = document["tests"]

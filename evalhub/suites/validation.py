@@ -15,6 +15,7 @@ from typing import Any
 
 from evalhub.suites.models import CASE_FILE_FIELDS
 from evalhub.suites.parsing import FileProblem, Limits, RawRow
+from evalhub.untrusted import Refused, json_loads, printable, unstorable
 
 FIELDS = CASE_FILE_FIELDS
 REQUIRED = ("input",)
@@ -70,7 +71,10 @@ class Problem:
     fatal: bool = False  # the file cannot be imported at all, not even its valid rows
 
     def to_dict(self) -> dict[str, Any]:
+        # Column names and quoted values come from the file: escape what storage and JSON refuse.
         data = asdict(self)
+        data["column"] = printable(self.column)
+        data["problem"] = printable(self.problem)
         if not self.fatal:
             data.pop("fatal")
         return data
@@ -232,6 +236,8 @@ def _local_expected_problems(expected: list[Any]) -> list[str]:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, Refused):
+        raise ValueError(value.reason)
     if isinstance(value, str):
         return value
     if isinstance(value, bool | int | float):
@@ -245,7 +251,7 @@ def _tags(value: Any) -> list[str]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            value = json.loads(text)
+            value = json_loads(text)
         else:
             return [t.strip() for t in re.split(r"[;,|]", text) if t.strip()]
     if not isinstance(value, list) or not all(isinstance(t, str | int | float) for t in value):
@@ -259,7 +265,7 @@ def _slices(value: Any) -> dict[str, str]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("{"):
-            value = json.loads(text)
+            value = json_loads(text)
         else:
             pairs = [p for p in re.split(r"[;|]", text) if p.strip()]
             out = {}
@@ -283,7 +289,7 @@ def _expected(value: Any) -> list[Any]:
     if value is None or value == "":
         return []
     if isinstance(value, str):
-        value = json.loads(value)
+        value = json_loads(value)
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -309,6 +315,10 @@ def case_from_row(raw: RawRow, mapping: dict[str, str], lim: Limits) -> tuple[Ca
         column = mapping.get(fld)
         return values.get(column) if column else None
 
+    for fld in FIELDS:
+        found = _unstorable_field(fld, get(fld))
+        if found is not None:
+            return None, [*problems, _unstorable_problem(raw.row, column_of(fld), found)]
     for fld in FIELDS:
         value = get(fld)
         if isinstance(value, str) and len(value) > lim.max_field_chars:
@@ -375,10 +385,32 @@ def case_from_row(raw: RawRow, mapping: dict[str, str], lim: Limits) -> tuple[Ca
         case.category = ""
     if len(case.category) > CATEGORY_MAX:
         problems.append(Problem(raw.row, column_of("category"), f"longer than {CATEGORY_MAX} characters"))
+    storage = _storage_problems(raw.row, case, column_of)
+    if storage:
+        return None, problems + storage
     if isinstance(case.expected, list) and case.expected:
         for message in expected_problems(case.expected):
             problems.append(Problem(raw.row, column_of("expected"), message))
     return (None if problems else case), problems
+
+
+def _unstorable_field(fld: str, value: Any) -> tuple[str, str] | None:
+    """Where in a field's value storage would fail: a nested place is named from the field down."""
+    return unstorable(value, fld if isinstance(value, dict | list) else "")
+
+
+def _unstorable_problem(row: int, column: str, found: tuple[str, str]) -> Problem:
+    where, reason = found
+    return Problem(row, column, f"{where} {reason}" if where else reason)
+
+
+def _storage_problems(row: int, case: CaseData, column_of: Any) -> list[Problem]:
+    """What the database would refuse in a parsed case (a NUL inside a JSON cell's text, say)."""
+    for fld, value in {"key": case.key, **case.content()}.items():
+        found = _unstorable_field(fld, value)
+        if found is not None:
+            return [_unstorable_problem(row, column_of(fld), found)]
+    return []
 
 
 @dataclass

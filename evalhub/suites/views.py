@@ -141,16 +141,18 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
                     result = services.suite_upload_submit(
                         upload=staged,
                         actor=request.user,
-                        pii_action=data["pii_action"],
-                        pii_justification=data["pii_justification"],
-                        data_source=data["data_source"],
-                        consent_statement=data["consent_statement"],
-                        only_valid_rows=data["only_valid_rows"],
+                        choices=services.ImportChoices(
+                            pii_action=data["pii_action"],
+                            pii_justification=data["pii_justification"],
+                            data_source=data["data_source"],
+                            consent_statement=data["consent_statement"],
+                            only_valid_rows=data["only_valid_rows"],
+                        ),
                     )
-                    if isinstance(result, Upload):  # large: imported by a task; its page shows progress
+                    if isinstance(result, Upload):  # queued: imported by a task; its page shows progress
                         return redirect("suites:preview", project_slug=project.slug, upload_id=staged.pk)
-                    version = result
-                    if getattr(version, "unchanged", False):
+                    version = result.version
+                    if result.unchanged:
                         messages.info(
                             request, f"The file matches version {version.number}: no new version was made."
                         )
@@ -161,9 +163,7 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
                     return redirect("suites:detail", project_slug=project.slug, suite_id=version.suite_id)
         except DomainError as exc:
             error = str(exc)
-            if "pii" in exc.fields:
-                services.suite_upload_discard(upload=staged, actor=request.user)
-                staged.refresh_from_db()
+            staged.refresh_from_db()  # a PII rejection discards the upload (services.suite_upload_confirm)
     return render(
         request,
         "suites/preview.html",

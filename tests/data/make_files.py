@@ -224,13 +224,139 @@ def hostile() -> None:
         value: output.length < 100
 """,
     )
-    write(
-        HOSTILE / "promptfoo_billion_laughs.yaml",
-        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
-        "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-        "tests: [{vars: {prompt: *c}}]\n",
-    )
+    # Nine levels of nine aliases: 405 bytes that expand to 387 million strings.
+    laughs = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        laughs += f"{name}: &{name} [{','.join(['*' + prev] * 9)}]\n"
+    write(HOSTILE / "promptfoo_billion_laughs.yaml", laughs + "tests: [{vars: {prompt: *i}}]\n")
+    content_cases()
+    promptfoo_cases()
+    xlsx_cases()
     write(HOSTILE / "promptfoo_not_yaml.yaml", "tests:\n  - vars: {prompt: [unclosed\n")
+
+
+def content_cases() -> None:
+    """Values the database or the JSON layer refuse, written as JSON escapes (issue 14, item 5)."""
+    write(
+        HOSTILE / "nul_in_json.jsonl", '{"id": "n1", "input": "fine"}\n{"id": "n2", "input": "a\\u0000b"}\n'
+    )
+    write(
+        HOSTILE / "lone_surrogate.jsonl",
+        '{"id": "s1", "input": "fine"}\n{"id": "s2", "input": "x \\ud800 y"}\n',
+    )
+    write(HOSTILE / "huge_int.jsonl", '{"id": "h1", "input": "x", "slices": {"n": ' + "9" * 5000 + "}}\n")
+    write(
+        HOSTILE / "nan.jsonl",
+        '{"id": "f1", "input": "x", "expected": [{"type": "max_length", "value": NaN}]}\n',
+    )
+    write(
+        HOSTILE / "nul_in_slices.csv",
+        'id,input,slices\nc1,fine,"{""domain"": ""a\\u0000b""}"\n',
+    )
+    write(HOSTILE / "nul_in_column_name.jsonl", '{"id": "k1", "input": "x", "slice.\\u0000": "v"}\n')
+
+
+def promptfoo_cases() -> None:
+    write(HOSTILE / "promptfoo_nul.yaml", 'tests:\n  - vars: {prompt: "a\\0b"}\n')
+    write(HOSTILE / "promptfoo_huge_int.yaml", "tests:\n  - vars: {prompt: " + "7" * 5000 + "}\n")
+    write(
+        HOSTILE / "promptfoo_default_file.yaml",
+        "defaultTest: file://defaults.yaml\ntests:\n  - vars: {prompt: hi}\n",
+    )
+    write(
+        HOSTILE / "promptfoo_assert_file.yaml",
+        "tests:\n  - vars: {prompt: hi}\n    assert: file://asserts/check.yaml\n",
+    )
+    write(HOSTILE / "promptfoo_self_alias.yaml", "tests: &t [{vars: {prompt: *t}}]\n")
+
+
+def xlsx_cases() -> None:
+    """Workbooks that used to import too little or be refused for the wrong reason."""
+    from openpyxl import Workbook
+
+    # Ten rows, but a <dimension ref> that says three: openpyxl's read-only mode trusts it.
+    rows = [["id", "input"]] + [[f"d{i}", f"dimension case {i}"] for i in range(1, 11)]
+    data = xlsx_bytes(rows)
+    source = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            part = source.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                part = part.replace(b'<dimension ref="A1:B11"/>', b'<dimension ref="A1:B3"/>')
+                assert b'ref="A1:B3"' in part
+            out.writestr(info.filename, part)
+    write(HOSTILE / "stale_dimension.xlsx", buffer.getvalue())
+    # Long runs of one character compress far beyond 200 to 1 but are a legitimate suite.
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["id", "input"])
+    for i in range(40):
+        ws.append([f"r{i}", "a" * 30_000 + f" {i}"])  # a cell holds at most 32,767 characters
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    write(HOSTILE / "repeated_character.xlsx", buffer.getvalue())
+
+
+# --- resource cases, too big to commit: the tests build them in a temporary folder ----------------
+
+
+def blank_lines(size: int = 2 * 1024 * 1024) -> bytes:
+    """2 MB of blank lines: the line reader once re-sliced its buffer per line (78.6 s of CPU)."""
+    return b"\n" * size
+
+
+def many_yaml_scalars(count: int = 5_000_000) -> bytes:
+    """A 10 MB promptfoo file of 5M small scalars, no aliases (249 s and 3.48 GB before the cap)."""
+    return b"tests:\n  - vars: {prompt: [" + b"1," * (count - 1) + b"1]}\n"
+
+
+def _workbook_with(parts: dict[str, bytes]) -> bytes:
+    """The good small workbook with some parts replaced or added."""
+    source = zipfile.ZipFile(GOOD / "small.xlsx")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            if info.filename not in parts:
+                out.writestr(info.filename, source.read(info.filename))
+        for name, data in parts.items():
+            out.writestr(name, data)
+    return buffer.getvalue()
+
+
+def many_shared_strings(count: int = 1_100_000) -> bytes:
+    """A workbook whose shared-strings table holds `count` tiny strings (9M took 190 s and 1.48 GB)."""
+    head = f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="{count}">'
+    strings = "".join(f"<si><t>{i}</t></si>" for i in range(count))  # distinct, as in a real table
+    return _workbook_with({"xl/sharedStrings.xml": (head + strings + "</sst>").encode()})
+
+
+def _sheet(rows: bytes) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b'<dimension ref="A1:B2"/><sheetData>' + rows + b"</sheetData></worksheet>"
+    )
+
+
+def _row(number: int, *cells: str) -> bytes:
+    inner = "".join(
+        f'<c r="{chr(65 + i)}{number}" t="inlineStr"><is><t>{text}</t></is></c>'
+        for i, text in enumerate(cells)
+    )
+    return f'<row r="{number}">{inner}</row>'.encode()
+
+
+def sparse_rows(last: int = 1_000_000) -> bytes:
+    """A header, one case, and one more case at row `last`: every row between is read as empty."""
+    rows = _row(1, "id", "input") + _row(2, "a", "first") + _row(last, "z", "last")
+    return _workbook_with({"xl/worksheets/sheet1.xml": _sheet(rows)})
+
+
+def many_cells(count: int) -> bytes:
+    """A sheet of `count` rows of two cells each."""
+    rows = _row(1, "id", "input") + b"".join(_row(n, f"k{n}", f"case {n}") for n in range(2, count + 2))
+    return _workbook_with({"xl/worksheets/sheet1.xml": _sheet(rows)})
 
 
 if __name__ == "__main__":

@@ -36,8 +36,24 @@ HOSTILE_EXPECTATIONS: dict[str, str] = {
     "nul_bytes.csv": "NUL character",
     "empty.csv": "The file is empty",
     "promptfoo_unknown.yaml": "unknown assertion type 'llm-rubric'",
-    "promptfoo_billion_laughs.yaml": "YAML aliases",
+    "promptfoo_billion_laughs.yaml": "once its aliases are expanded",
     "promptfoo_not_yaml.yaml": "not valid YAML (line 3",
+    "promptfoo_self_alias.yaml": "refers to itself",
+    "promptfoo_nul.yaml": "contains a NUL character (\\u0000), which cannot be stored",
+    "promptfoo_huge_int.yaml": "a number with more than 4,300 digits",
+    "promptfoo_default_file.yaml": "defaultTest: file:// references are not supported",
+    "promptfoo_assert_file.yaml": "file:// references are not supported: put the assertions inline",
+    "nul_in_json.jsonl": "contains a NUL character (\\u0000), which cannot be stored",
+    "lone_surrogate.jsonl": "contains an unpaired surrogate (\\ud800)",
+    "huge_int.jsonl": "slices.n has a number with more than 4,300 digits",
+    "nan.jsonl": "expected[0].value has NaN",
+    "nul_in_slices.csv": "slices.domain contains a NUL character",
+    "nul_in_column_name.jsonl": "has a field name that contains a NUL character",
+}
+# Hostile files that must import in full (and how many cases): they were once cut short or refused.
+HOSTILE_IMPORTS: dict[str, int] = {
+    "stale_dimension.xlsx": 10,
+    "repeated_character.xlsx": 40,
 }
 
 
@@ -52,3 +68,32 @@ def api(engineer: Any) -> APIClient:
 def no_pii_scan(settings: Any) -> None:
     """For tests where PII is not the point: skip the (slow) analyzer."""
     settings.EVALHUB_SUITE_PII_SCAN = False
+
+
+# What an error shown to a user must never contain: server paths, SQL, Python internals.
+INTERNALS = (
+    "/tmp",
+    "/work/",
+    "/home/",
+    "/usr/",
+    "site-packages",
+    "Traceback",
+    'File "',
+    "SELECT ",
+    "INSERT ",
+    "psycopg",
+    "django.db",
+    "sqlite3",
+    "Error:",
+    "Exception",
+    "sys.set_int_max_str_digits",
+)
+
+
+def assert_no_internals(*parts: Any) -> None:
+    """Fail if any text (or nested JSON) shown to a user names a server path, SQL or a stack detail."""
+    import json as _json
+
+    text = "\n".join(p if isinstance(p, str) else _json.dumps(p, default=str) for p in parts)
+    found = [marker for marker in INTERNALS if marker in text]
+    assert not found, f"internals {found} in: {text[:500]}"

@@ -12,9 +12,8 @@ from rest_framework.test import APIClient
 
 from evalhub.accounts.models import Role
 from evalhub.accounts.services import membership_set, user_create
-from evalhub.suites import services
 from evalhub.suites.models import Case, Suite, SuiteVersion, Upload, UploadStatus
-from evalhub.suites.services import scan_file, suite_upload_import
+from evalhub.suites.services import scan_file, scanning, suite_upload_import, uploads
 from tests.suites.conftest import GOOD
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +116,7 @@ def test_an_unexpected_error_marks_the_import_failed(
     def broken(**kwargs: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(services, "suite_import", broken)
+    monkeypatch.setattr(uploads, "suite_import", broken)  # what the queued import calls
     with django_capture_on_commit_callbacks(execute=True):
         response = post_cases(api, project, CASES)
     status = api.get(response.json()["url"]).json()
@@ -153,7 +152,7 @@ def test_status_url_is_private_to_the_project(
 
 
 def test_progress_is_reported_as_rows_are_screened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services, "PROGRESS_ROWS", 2)
+    monkeypatch.setattr(scanning, "PROGRESS_ROWS", 2)
     path = tmp_path / "five.csv"
     path.write_text("id,input\n" + "".join(f"r{i},Margins fell {i}%.\n" for i in range(5)))
     seen: list[int] = []

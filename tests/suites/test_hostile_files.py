@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,11 +12,22 @@ from django.core.management import CommandError, call_command
 from evalhub.errors import ValidationFailed
 from evalhub.suites.models import Case, Suite, SuiteVersion
 from evalhub.suites.services import suite_import_file
-from tests.suites.conftest import HOSTILE, HOSTILE_EXPECTATIONS
+from tests.suites.conftest import HOSTILE, HOSTILE_EXPECTATIONS, HOSTILE_IMPORTS, assert_no_internals
 
 pytestmark = pytest.mark.django_db
 
 FILES = sorted(HOSTILE_EXPECTATIONS)
+
+
+@pytest.fixture(autouse=True)
+def own_media_root(settings: Any, tmp_path: Path) -> Path:
+    """Each test stages into its own folder, so a file left behind is seen."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def staged_files(media: Path) -> list[Path]:
+    return [p for p in (media / "suite_uploads").rglob("*") if p.is_file()] if media.exists() else []
 
 
 def nothing_stored() -> None:
@@ -29,7 +41,15 @@ def problem_texts(fields: dict[str, Any]) -> str:
 
 
 def test_every_hostile_file_has_an_expectation() -> None:
-    assert sorted(p.name for p in HOSTILE.iterdir()) == FILES
+    assert sorted(p.name for p in HOSTILE.iterdir()) == sorted([*FILES, *HOSTILE_IMPORTS])
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_IMPORTS))
+def test_hostile_files_that_are_really_suites_import_every_row(
+    project: Any, name: str, no_pii_scan: None
+) -> None:
+    version = suite_import_file(project=project, name="h", path=HOSTILE / name)
+    assert version.case_count == HOSTILE_IMPORTS[name]
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -38,11 +58,14 @@ def test_service_refuses_hostile_file_and_stores_nothing(project: Any, name: str
         suite_import_file(project=project, name="hostile", path=HOSTILE / name)
     assert HOSTILE_EXPECTATIONS[name] in problem_texts(caught.value.fields)
     assert caught.value.fields["rows"][0]["row"] is None or caught.value.fields["rows"][0]["row"] >= 1
+    assert_no_internals(str(caught.value), caught.value.fields)
     nothing_stored()
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_api_refuses_hostile_file_with_row_problems(api: Any, project: Any, name: str) -> None:
+def test_api_refuses_hostile_file_with_row_problems(
+    api: Any, project: Any, name: str, own_media_root: Path
+) -> None:
     with (HOSTILE / name).open("rb") as handle:
         response = api.post(
             "/api/v1/suites/upload/",
@@ -54,6 +77,8 @@ def test_api_refuses_hostile_file_with_row_problems(api: Any, project: Any, name
     assert error["code"] == "invalid"
     assert HOSTILE_EXPECTATIONS[name] in problem_texts(error["fields"])
     assert set(error["fields"]["rows"][0]) >= {"row", "column", "problem"}
+    assert_no_internals(response.content.decode())
+    assert staged_files(own_media_root) == []
     nothing_stored()
 
 
@@ -66,7 +91,42 @@ def test_cli_refuses_hostile_file_and_prints_problems(project: Any, name: str) -
     message = str(caught.value)
     assert HOSTILE_EXPECTATIONS[name] in message
     assert "Nothing was stored." in message
+    assert_no_internals(message.replace(str(HOSTILE), "<data>"))  # the CLI names the user's own file
     nothing_stored()
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_web_upload_of_hostile_file_shows_its_problems_and_never_fails(
+    engineer: Any, project: Any, name: str
+) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(engineer)
+    with (HOSTILE / name).open("rb") as handle:
+        response = client.post(
+            f"/p/{project.slug}/suites/upload/", {"file": handle, "name": "hostile"}, follow=True
+        )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert_no_internals(page.split("<main", 1)[-1])
+    nothing_stored()
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_api_dry_run_of_hostile_file_never_fails(
+    api: Any, project: Any, name: str, own_media_root: Path
+) -> None:
+    with (HOSTILE / name).open("rb") as handle:
+        response = api.post(
+            "/api/v1/suites/upload/",
+            {"project": project.slug, "name": "hostile", "file": handle, "dry_run": "true"},
+            format="multipart",
+        )
+    assert response.status_code == 200
+    assert HOSTILE_EXPECTATIONS[name] in problem_texts({"rows": response.json()["problems"]})
+    assert_no_internals(response.content.decode())
+    assert staged_files(own_media_root) == []
 
 
 def test_only_valid_rows_never_overrides_a_file_level_problem(project: Any) -> None:

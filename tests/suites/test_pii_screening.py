@@ -103,7 +103,7 @@ def test_a_file_without_pii_records_none_found(project: Any, tmp_path: Path) -> 
 def test_confirming_a_staged_upload_reuses_its_findings(
     project: Any, pii_file: Path, monkeypatch: Any
 ) -> None:
-    from evalhub.suites.services import suite_upload_confirm, suite_upload_stage
+    from evalhub.suites.services import ImportChoices, suite_upload_confirm, suite_upload_stage
 
     with pii_file.open("rb") as handle:
         upload = suite_upload_stage(project=project, name="pii", file=handle, filename="pii.csv")
@@ -113,7 +113,7 @@ def test_confirming_a_staged_upload_reuses_its_findings(
         raise AssertionError("the analyzer ran again")
 
     monkeypatch.setattr("metrics.pii.detect_pii_batch", no_second_scan)
-    version = suite_upload_confirm(upload=upload, pii_action="redact")
+    version = suite_upload_confirm(upload=upload, choices=ImportChoices(pii_action="redact")).version
     assert "<EMAIL_ADDRESS>" in version.cases.get(key="p1").input
     assert version.pii_report["rows_with_pii"] == 2
 
@@ -121,7 +121,7 @@ def test_confirming_a_staged_upload_reuses_its_findings(
 def test_a_large_preview_screens_the_first_rows_and_import_screens_the_rest(
     project: Any, tmp_path: Path, settings: Any, monkeypatch: Any
 ) -> None:
-    from evalhub.suites.services import suite_upload_confirm, suite_upload_stage
+    from evalhub.suites.services import ImportChoices, suite_upload_confirm, suite_upload_stage
     from metrics import pii
 
     settings.EVALHUB_SUITE_PREVIEW_PII_ROWS = 2
@@ -140,8 +140,25 @@ def test_a_large_preview_screens_the_first_rows_and_import_screens_the_rest(
         return real(texts, **kwargs)
 
     monkeypatch.setattr(pii, "detect_pii_batch", counting)
-    version = suite_upload_confirm(upload=upload, pii_action="redact")
+    version = suite_upload_confirm(upload=upload, choices=ImportChoices(pii_action="redact")).version
     assert len(screened) == 4  # rows 4 and 5 (input and reference): rows 2 and 3 came from the preview
     assert version.pii_report["rows_with_pii"] == 3
     redacted = version.cases.get(key="p4").input
     assert "<PERSON>" in redacted and "Maria Garcia" not in redacted and "212-555-0199" not in redacted
+
+
+def test_a_staged_upload_rejected_for_personal_data_is_discarded_with_its_file(
+    project: Any, pii_file: Path, settings: Any
+) -> None:
+    from evalhub.errors import ValidationFailed
+    from evalhub.suites.models import UploadStatus
+    from evalhub.suites.services import ImportChoices, suite_upload_confirm, suite_upload_stage
+
+    with pii_file.open("rb") as handle:
+        upload = suite_upload_stage(project=project, name="pii", file=handle, filename="pii.csv")
+    staged = Path(settings.MEDIA_ROOT) / upload.path
+    with pytest.raises(ValidationFailed):
+        suite_upload_confirm(upload=upload, choices=ImportChoices(pii_action="reject"))
+    upload.refresh_from_db()
+    assert upload.status == UploadStatus.DISCARDED and not staged.exists()
+    assert upload.report["pii_rows"] == [] and upload.report["preview"] == []

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from evalhub.accounts.models import Project
 from evalhub.errors import DomainError
 from evalhub.suites.parsing import FORMATS
-from evalhub.suites.services import PII_ACTIONS, suite_import_file
+from evalhub.suites.services import PII_ACTIONS, ImportChoices, ImportOptions, suite_import_path
 from evalhub.suites.validation import FIELDS
 
 DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
@@ -70,21 +70,25 @@ class Command(BaseCommand):
             mapping[fld.strip()] = column.strip()
         delimiter = DELIMITER_NAMES.get(options["delimiter"], options["delimiter"])
         try:
-            version = suite_import_file(
+            imported = suite_import_path(
                 project=project,
                 name=options["name"],
                 path=options["file"],
                 actor=actor,
-                pii_action=options["pii"],
-                pii_justification=options["justification"],
-                data_source=options["data_source"],
-                consent_statement=options["consent"],
-                mapping=mapping or None,
-                only_valid_rows=options["only_valid_rows"],
-                format=options["format"],
-                delimiter=delimiter,
-                sheet=options["sheet"],
-                input_var=options["input_var"],
+                options=ImportOptions(
+                    format=options["format"],
+                    delimiter=delimiter,
+                    sheet=options["sheet"],
+                    input_var=options["input_var"],
+                    mapping=mapping or None,
+                ),
+                choices=ImportChoices(
+                    pii_action=options["pii"],
+                    pii_justification=options["justification"],
+                    data_source=options["data_source"],
+                    consent_statement=options["consent"],
+                    only_valid_rows=options["only_valid_rows"],
+                ),
             )
         except DomainError as error:
             lines = [str(error)]
@@ -98,8 +102,9 @@ class Command(BaseCommand):
                 lines.append(f"  row {item['row']} ({item['key']}): {found}")
             lines.append("Nothing was stored.")
             raise CommandError("\n".join(lines)) from error
+        version = imported.version
         counts = version.diff.get("counts", {})
-        if getattr(version, "unchanged", False):
+        if imported.unchanged:
             self.stdout.write(
                 f"{version.suite.name} v{version.number}: unchanged (the file matches it); no new version."
             )

@@ -1,0 +1,531 @@
+"""Uploads through the API and the web: import now or queue as a task, the staged flow (preview, map,
+confirm, discard), the queued import's task body, and the purge of what was left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from evalhub.accounts.models import Project
+from evalhub.audit.services import audit_record
+from evalhub.errors import Conflict, DomainError, ValidationFailed
+from evalhub.suites.models import Upload, UploadStatus
+from evalhub.suites.services.imports import ImportChoices, Imported, _check_choices, suite_import
+from evalhub.suites.services.pii import _pii_enabled, screening_in_process
+from evalhub.suites.services.scanning import ImportOptions, ScanReport, problems_error, scan_file
+from evalhub.suites.services.storage import _file_chunks, _staging_dir, _store
+from evalhub.suites.validation import (
+    Problem,
+)
+from evalhub.untrusted import HUGE_INT, printable, unstorable
+
+
+def suite_import_cases(
+    *,
+    project: Project,
+    name: str,
+    cases: list[Any],
+    actor: Any = None,
+    choices: ImportChoices | None = None,
+) -> Imported | Upload:
+    """Import cases given as JSON objects (the API's JSON body): the same checks as a JSONL file.
+
+    More than `background_rows()` cases are imported by a task: the queued Upload is returned.
+    """
+
+    _check_storable(cases)
+
+    def lines() -> Iterator[bytes]:
+        # ASCII escapes keep unpaired surrogates encodable; the reader then refuses them by row.
+        for case in cases:
+            yield json.dumps(case).encode("ascii") + b"\n"
+
+    path, size = _store(lines(), "cases.jsonl")
+    return _import_or_queue(
+        project=project,
+        name=name,
+        path=path,
+        size=size,
+        filename="cases.jsonl",
+        options=ImportOptions(format="jsonl"),
+        actor=actor,
+        rows=len(cases),
+        choices=choices or ImportChoices(),
+    )
+
+
+def _check_storable(cases: list[Any]) -> None:
+    """Refuse values JSON cannot even write (integers of more than 4,300 digits, say) by row and
+    field, as the JSONL reader would; what JSON can write is left to the reader's checks."""
+    for row, case in enumerate(cases, start=1):
+        found = unstorable(case)
+        if found is not None and found[1] == HUGE_INT:
+            where, reason = found
+            column = where.split(".")[0].split("[")[0]
+            report = ScanReport(filename="cases.jsonl", problems=[Problem(row, column, f"{where} {reason}")])
+            report.problem_count = report.problem_rows = 1
+            raise problems_error(f"cases.jsonl: row {row}: {where} {reason}.", report)
+
+
+def suite_import_upload(
+    *,
+    project: Project,
+    name: str,
+    file: IO[bytes] | Any,
+    filename: str,
+    actor: Any = None,
+    options: ImportOptions | None = None,
+    choices: ImportChoices | None = None,
+) -> Imported | Upload:
+    """Import an uploaded file object (the API's multipart upload) in one step, or queue it when large.
+
+    The rows are counted by a pass without PII screening (thousands of rows a second) first; more
+    than `background_rows()` are imported by a task and the queued Upload is returned.
+    """
+    chunks = _file_chunks(file)
+    path, size = _store(chunks, filename)
+    try:
+        rows = scan_file(path=path, filename=filename, options=options, pii="off").rows_read
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    return _import_or_queue(
+        project=project,
+        name=name,
+        path=path,
+        size=size,
+        filename=filename,
+        options=options or ImportOptions(),
+        actor=actor,
+        rows=rows,
+        choices=choices or ImportChoices(),
+    )
+
+
+def background_rows() -> int:
+    """Imports of more rows than this run as a task (PII screening takes tens of rows a second)."""
+    return int(getattr(settings, "EVALHUB_SUITE_BACKGROUND_ROWS", 500))
+
+
+def _import_now(rows: int) -> bool:
+    """The one rule for an import asked for by a request: now, or queued as a task. Queued when
+    large, and whenever it must screen for PII outside the embedded mode (see screening_in_process)."""
+    return rows <= background_rows() and screening_in_process()
+
+
+def _upload_create(
+    *,
+    project: Project,
+    name: str,
+    filename: str,
+    path: Path,
+    size: int,
+    fmt: str,
+    options: ImportOptions,
+    actor: Any,
+    **extra: Any,
+) -> Upload:
+    """The Upload row of a file stored under MEDIA_ROOT (staged for preview, or queued for import)."""
+    return Upload.objects.create(
+        project=project,
+        suite_name=name.strip()[:200],
+        filename=printable(filename)[:300],
+        path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
+        size=size,
+        format=fmt,
+        options=options.to_dict(),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        **extra,
+    )
+
+
+def _import_or_queue(
+    *,
+    project: Project,
+    name: str,
+    path: Path,
+    size: int,
+    filename: str,
+    options: ImportOptions,
+    actor: Any,
+    rows: int,
+    choices: ImportChoices,
+) -> Imported | Upload:
+    """Import the stored file now, or queue it as an Upload when it has more than background_rows().
+
+    Owns the stored file's folder: removed after a synchronous import, by the task after a queued one.
+    """
+    queued = False
+    try:
+        _check_choices(name=name, choices=choices)
+        if _import_now(rows):
+            return suite_import(
+                project=project,
+                name=name,
+                path=path,
+                filename=filename,
+                options=options,
+                actor=actor,
+                choices=choices,
+            )
+        with transaction.atomic():
+            upload = _upload_create(
+                project=project, name=name, filename=filename, path=path, size=size,
+                fmt=options.format, options=options, actor=actor,
+            )  # fmt: skip
+            _queue(upload=upload, actor=actor, rows=rows, choices=choices)
+        queued = True
+        return upload
+    finally:
+        if not queued:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def suite_upload_check(
+    *, file: IO[bytes] | Any, filename: str, options: ImportOptions | None = None
+) -> ScanReport:
+    """Scan an uploaded file and report, storing nothing (the API's dry run)."""
+    chunks = _file_chunks(file)
+    path, _ = _store(chunks, filename)
+    try:
+        pii = "scan" if screening_in_process() else "off"  # reported as not scanned
+        return scan_file(path=path, filename=filename, options=options, preview=True, pii=pii)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def suite_upload_stage(
+    *,
+    project: Project,
+    name: str,
+    file: IO[bytes] | Any,
+    filename: str,
+    actor: Any = None,
+    options: ImportOptions | None = None,
+) -> Upload:
+    """Store the file under MEDIA_ROOT and scan it: the preview, the row problems and the PII found."""
+    if not name.strip():
+        raise ValidationFailed("A suite needs a name.", fields={"name": ["This field is required."]})
+    chunks = _file_chunks(file)
+    path, size = _store(chunks, filename)
+    options = options or ImportOptions()
+    try:
+        report = _preview_scan(path=path, filename=filename, options=options)
+        upload = _stage_record(
+            project=project, name=name, filename=filename, path=path, size=size,
+            options=options, actor=actor, report=report,
+        )  # fmt: skip
+    except BaseException:
+        # No Upload row points at the file, so nothing else would ever remove it.
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    return upload
+
+
+def _stage_record(
+    *,
+    project: Project,
+    name: str,
+    filename: str,
+    path: Path,
+    size: int,
+    options: ImportOptions,
+    actor: Any,
+    report: ScanReport,
+) -> Upload:
+    with transaction.atomic():
+        upload = _upload_create(
+            project=project, name=name, filename=filename, path=path, size=size,
+            fmt=report.format, options=options, actor=actor, report=_report_dict(report),
+        )  # fmt: skip
+        _queue_screening(upload)
+        audit_record(
+            actor=actor,
+            action="suite_upload.stage",
+            obj=upload,
+            after={
+                "file": filename,
+                "suite": upload.suite_name,
+                "size": size,
+                "problems": report.problem_count,
+            },
+        )
+    return upload
+
+
+def _preview_pii_rows() -> int:
+    """Rows screened for the preview; screening runs at about 40 rows a second, so a large file's
+    remaining rows are screened when the upload is confirmed. 200 rows keep the preview request
+    around 5 s, well inside a web server's request timeout (gunicorn's default is 30 s; 2,000
+    rows took about 50 s)."""
+    return int(getattr(settings, "EVALHUB_SUITE_PREVIEW_PII_ROWS", 200))
+
+
+def _findings_path(staged: Path) -> Path:
+    """The PII spans found when the upload was staged, beside the staged file."""
+    return staged.parent / "pii#findings.jsonl"  # "#" never appears in a stored upload's name
+
+
+def _upload_path(upload: Upload) -> Path:
+    return Path(settings.MEDIA_ROOT) / upload.path
+
+
+def _check_staged(upload: Upload) -> None:
+    if upload.status != UploadStatus.STAGED:
+        raise Conflict(f"This upload was already {upload.get_status_display().lower()}.")
+    if not _upload_path(upload).is_file():
+        raise Conflict("The staged file is gone; upload it again.")
+
+
+def suite_upload_remap(*, upload: Upload, options: ImportOptions, actor: Any = None) -> Upload:
+    """Scan the staged file again under another mapping (or delimiter, sheet, input variable)."""
+    _check_staged(upload)
+    path = _upload_path(upload)
+    report = _preview_scan(path=path, filename=upload.filename, options=options)
+    with transaction.atomic():
+        upload.options = options.to_dict()
+        upload.format = report.format
+        upload.report = _report_dict(report)
+        upload.save(update_fields=["options", "format", "report"])
+        _queue_screening(upload)
+    return upload
+
+
+def _preview_scan(*, path: Path, filename: str, options: ImportOptions) -> ScanReport:
+    """The preview's pass: PII screening of the first rows here, or later by `suite_upload_screen`."""
+    return scan_file(
+        path=path,
+        filename=filename,
+        options=options,
+        preview=True,
+        pii="scan" if screening_in_process() else "off",
+        pii_record=_findings_path(path),
+        pii_row_limit=_preview_pii_rows(),
+    )
+
+
+def _report_dict(report: ScanReport) -> dict[str, Any]:
+    """The report as stored on a staged upload; `pii_pending` while a task is to screen it."""
+    pending = not report.pii_scanned and _pii_enabled() and not report.fatal
+    return {**report.to_dict(), "pii_pending": pending}
+
+
+def _queue_screening(upload: Upload) -> None:
+    """Enqueue the preview's PII screening after the commit, if it is pending. Call in a transaction."""
+    if upload.report.get("pii_pending"):
+        from evalhub.suites.tasks import screen_upload
+
+        upload_id = str(upload.pk)
+        transaction.on_commit(lambda: screen_upload.delay(upload_id=upload_id))
+
+
+def suite_upload_screen(*, upload_id: str) -> None:
+    """Screen a staged upload's first rows for PII for its preview (the task's body).
+
+    Runs where the analyzer may load (a worker). A second delivery, or one for an upload no longer
+    staged or already screened, does nothing.
+    """
+    upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.STAGED).first()
+    if upload is None or not upload.report.get("pii_pending") or not _upload_path(upload).is_file():
+        return
+    path = _upload_path(upload)
+    report = scan_file(
+        path=path,
+        filename=upload.filename,
+        options=ImportOptions.from_dict(upload.options),
+        preview=True,
+        pii_record=_findings_path(path),
+        pii_row_limit=_preview_pii_rows(),
+    )
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().filter(pk=upload_id, status=UploadStatus.STAGED).first()
+        if locked is not None and locked.report.get("pii_pending") and locked.options == upload.options:
+            locked.report = _report_dict(report)
+            locked.save(update_fields=["report"])
+
+
+def suite_upload_confirm(*, upload: Upload, choices: ImportChoices, actor: Any = None) -> Imported:
+    """Import a staged upload with the uploader's choices; the staged file is removed on success.
+
+    An upload refused because personal data was found and the uploader chose to reject it is
+    discarded at once (its file may hold that data); one refused for row problems stays staged, to
+    be remapped or imported with only its valid rows.
+    """
+    _check_staged(upload)
+    try:
+        imported = suite_import(
+            project=upload.project,
+            name=upload.suite_name,
+            path=_upload_path(upload),
+            filename=upload.filename,
+            options=ImportOptions.from_dict(upload.options),
+            actor=actor,
+            choices=choices,
+            pii_known=_findings_path(_upload_path(upload)),
+        )
+    except ValidationFailed as error:
+        if "pii" in error.fields:
+            suite_upload_discard(upload=upload, actor=actor)
+        raise
+    upload.status = UploadStatus.IMPORTED
+    upload.version = imported.version
+    upload.report = {**upload.report, "pii_rows": [], "preview": []}  # the staged copy of personal data goes
+    upload.save(update_fields=["status", "version", "report"])
+    shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+    return imported
+
+
+def suite_upload_submit(*, upload: Upload, choices: ImportChoices, actor: Any = None) -> Imported | Upload:
+    """Confirm a staged upload: import it now (`suite_upload_confirm`), or queue it when it has more
+    than `background_rows()` rows; the queued Upload is returned and its status follows the task."""
+    _check_staged(upload)
+    rows = int(upload.report.get("rows_read", 0))
+    if _import_now(rows):
+        return suite_upload_confirm(upload=upload, actor=actor, choices=choices)
+    _check_choices(name=upload.suite_name, choices=choices)
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        _check_staged(locked)
+        _queue(upload=locked, actor=actor, rows=rows, choices=choices)
+    upload.refresh_from_db()
+    return upload
+
+
+def _queue(*, upload: Upload, actor: Any, rows: int, choices: ImportChoices) -> None:
+    """Mark `upload` pending and enqueue its import after the commit. Call inside a transaction."""
+    from evalhub.suites.tasks import import_upload
+
+    upload.status = UploadStatus.PENDING
+    upload.rows_total = rows
+    upload.rows_screened = 0
+    upload.error = {}
+    upload.choices = {**choices.to_dict(), "actor_id": getattr(actor, "pk", None)}
+    upload.save(update_fields=["status", "rows_total", "rows_screened", "error", "choices"])
+    audit_record(
+        actor=actor,
+        action="suite_upload.queue",
+        obj=upload,
+        after={"file": upload.filename, "suite": upload.suite_name, "rows": rows},
+    )
+    upload_id = str(upload.pk)
+    transaction.on_commit(lambda: import_upload.delay(upload_id=upload_id))
+
+
+def suite_upload_import(*, upload_id: str) -> Upload:
+    """The queued import of an upload (the task's body): screen, import, record the outcome.
+
+    A second delivery finds the upload no longer pending and does nothing; one that finds it still
+    screening (the worker died) starts over, which is safe because the import is all or nothing.
+    A DomainError (row problems, PII rejected) marks the upload failed with its message and fields.
+    """
+    from django.contrib.auth import get_user_model
+
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload_id)
+        if upload.status not in (UploadStatus.PENDING, UploadStatus.SCREENING):
+            return upload
+        upload.status = UploadStatus.SCREENING
+        upload.rows_screened = 0
+        upload.save(update_fields=["status", "rows_screened"])
+    choices = ImportChoices.from_dict(upload.choices)
+    actor_id = upload.choices.get("actor_id")
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    path = _upload_path(upload)
+
+    def progress(done: int) -> None:
+        Upload.objects.filter(pk=upload.pk).update(rows_screened=min(done, upload.rows_total))
+
+    try:
+        if not path.is_file():
+            raise Conflict("The staged file is gone; upload it again.")
+        imported = suite_import(
+            project=upload.project,
+            name=upload.suite_name,
+            path=path,
+            filename=upload.filename,
+            options=ImportOptions.from_dict(upload.options),
+            actor=actor,
+            choices=choices,
+            pii_known=_findings_path(path),
+            progress=progress,
+        )
+    except DomainError as error:
+        _finish_upload(upload, status=UploadStatus.FAILED, error=error)
+        return upload
+    upload.version = imported.version
+    _finish_upload(upload, status=UploadStatus.IMPORTED)
+    return upload
+
+
+def suite_upload_fail(*, upload_id: str, message: str) -> None:
+    """Mark a queued import failed when its task gives up on an unexpected error."""
+    upload = Upload.objects.filter(
+        pk=upload_id, status__in=[UploadStatus.PENDING, UploadStatus.SCREENING]
+    ).first()
+    if upload is not None:
+        _finish_upload(upload, status=UploadStatus.FAILED, error=DomainError(message))
+
+
+def _finish_upload(upload: Upload, *, status: str, error: DomainError | None = None) -> None:
+    upload.status = status
+    upload.finished_at = timezone.now()
+    if status == UploadStatus.IMPORTED:
+        upload.rows_screened = upload.rows_total
+    if error is not None:
+        upload.error = {"code": error.code, "message": str(error), "fields": error.fields}
+    # The staged file and the preview's copy of personal data go either way: a failed import is
+    # uploaded again once fixed.
+    upload.report = {**upload.report, "pii_rows": [], "preview": []}
+    upload.save(update_fields=["status", "finished_at", "rows_screened", "error", "report", "version"])
+    shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+
+
+def suite_upload_discard(*, upload: Upload, actor: Any = None) -> None:
+    if upload.status == UploadStatus.STAGED:
+        shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+        upload.status = UploadStatus.DISCARDED
+        upload.report = {**upload.report, "pii_rows": [], "preview": []}
+        upload.save(update_fields=["status", "report"])
+        audit_record(actor=actor, action="suite_upload.discard", obj=upload, after={"file": upload.filename})
+
+
+def suite_upload_purge(*, older_than: timedelta, actor: Any = None) -> int:
+    """Discard staged uploads nobody confirmed (their files may hold personal data), and delete
+    staged files and scratch folders older than the cutoff that no live upload points at (left by
+    a crash). Returns how many uploads were discarded."""
+    cutoff = timezone.now() - older_than
+    count = 0
+    for upload in Upload.objects.filter(status=UploadStatus.STAGED, created_at__lt=cutoff):
+        suite_upload_discard(upload=upload, actor=actor)
+        count += 1
+    _purge_orphans(before=cutoff.timestamp())
+    return count
+
+
+def _purge_orphans(*, before: float) -> int:
+    """Delete folders under the staging area older than `before` with no live Upload row."""
+    live = {
+        Path(path).parent.name
+        for path in Upload.objects.filter(
+            status__in=[UploadStatus.STAGED, UploadStatus.PENDING, UploadStatus.SCREENING]
+        ).values_list("path", flat=True)
+    }
+    removed = 0
+    for folder in _staging_dir().iterdir():
+        if folder.name in live or folder.stat().st_mtime >= before:
+            continue
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            folder.unlink(missing_ok=True)
+        removed += 1
+    return removed
