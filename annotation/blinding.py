@@ -8,13 +8,11 @@ views, templates and the API serialise a BlindTask and nothing else of a Task.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from django.db import connection
 from django.db.models import QuerySet
 
 from annotation.models import Task
@@ -85,87 +83,9 @@ def task_blind(*, task: Task) -> BlindTask:
     )
 
 
-# What a rater sees of a task, as columns of the joins blind_joins() makes; blind_from_row() reads them.
-BLIND_COLUMNS = "t.public_id, s.rubric, c.input, c.reference, oa.text, ob.text"
-
-
-def blind_joins(*, task_key: str) -> str:
-    """LEFT JOINs that bring in BLIND_COLUMNS for the task whose id is the SQL expression `task_key`
-    (all NULL when it is NULL), for a statement that produces a task id and wants the blinded task in
-    the same round trip (the queue's one-call lease)."""
-    from annotation.models import Study
-    from evalhub.runs.models import Output
-    from evalhub.suites.models import Case
-
-    task, study = Task._meta.db_table, Study._meta.db_table
-    case, output = Case._meta.db_table, Output._meta.db_table
-    return " ".join(
-        [
-            "LEFT JOIN",
-            task,
-            "t ON t.id =",
-            task_key,
-            "LEFT JOIN",
-            study,
-            "s ON s.id = t.study_id LEFT JOIN",
-            case,
-            "c ON c.id = t.case_id LEFT JOIN",
-            output,
-            "oa ON oa.id = t.output_a_id LEFT JOIN",
-            output,
-            "ob ON ob.id = t.output_b_id",
-        ]
-    )
-
-
-def blind_from_row(row: Sequence[Any]) -> BlindTask:
-    """A BlindTask from the six columns BLIND_COLUMNS lists."""
-    public_id, rubric_raw, text_in, reference, text_a, text_b = row
-    # PostgreSQL hands jsonb to Django as text (the ORM parses it in from_db_value); SQLite as text too.
-    rubric = json.loads(rubric_raw) if isinstance(rubric_raw, str | bytes) else rubric_raw
-    sides = [BlindSide(label="A", text=display_text(text_a))]
-    if text_b is not None:
-        sides.append(BlindSide(label="B", text=display_text(text_b)))
-    return BlindTask(
-        public_id=public_id,
-        input=display_text(text_in),
-        reference=display_text(reference) if rubric.get("show_reference") else "",
-        sides=tuple(sides),
-        rubric=rubric,
-    )
-
-
 def task_blind_by_id(*, task_id: int) -> BlindTask:
-    """task_blind for a task id in one raw query (the rater API's hot path: no ORM compilation)."""
-    from annotation.models import Study
-    from evalhub.runs.models import Output
-    from evalhub.suites.models import Case
-
-    task, study = Task._meta.db_table, Study._meta.db_table
-    case, output = Case._meta.db_table, Output._meta.db_table
-    sql = " ".join(
-        [
-            "SELECT",
-            BLIND_COLUMNS,
-            "FROM",
-            task,
-            "t JOIN",
-            study,
-            "s ON s.id = t.study_id JOIN",
-            case,
-            "c ON c.id = t.case_id JOIN",
-            output,
-            "oa ON oa.id = t.output_a_id LEFT JOIN",
-            output,
-            "ob ON ob.id = t.output_b_id WHERE t.id = %s",
-        ]
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [task_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise Task.DoesNotExist(task_id)
-    return blind_from_row(row)
+    """task_blind for a task id, in one query."""
+    return task_blind(task=blind_queryset().get(pk=task_id))
 
 
 def sides_assign(pairs: Sequence[tuple[T, T]], *, rng: random.Random) -> list[tuple[T, T]]:

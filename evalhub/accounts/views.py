@@ -53,12 +53,15 @@ def tokens(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _token_page(request, form, status=400)
     project, name = form.cleaned_data["project"], form.cleaned_data["name"]
+    days = form.cleaned_data["lifetime_days"]
     try:
-        services.check_token_create(user=request.user, project=project, name=name)
+        services.check_token_create(user=request.user, project=project, name=name, lifetime_days=days)
     except DomainError as exc:
         form.add_error(None, str(exc))
         return _token_page(request, form, status=400)
-    _token, secret = services.token_create(user=request.user, project=project, name=name, actor=request.user)
+    _token, secret = services.token_create(
+        user=request.user, project=project, name=name, lifetime_days=days, actor=request.user
+    )
     return _token_page(request, TokenCreateForm(projects=projects), secret=secret, status=201)
 
 
