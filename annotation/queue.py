@@ -4,26 +4,31 @@ A task is open while `rating_count + unexpired active leases < required_ratings`
 no sweeper: they simply stop counting, and their rows are marked `expired` lazily, when the task is
 handed to someone else or their rater comes back. A rater never gets a task they submitted or skipped;
 a rater whose own lease expired gets that task back first if it is still open (their half-read task is
-where they left off). Every database runs these same ORM statements; on PostgreSQL the candidate rows
-are taken with `FOR UPDATE SKIP LOCKED`, so concurrent raters never wait on each other's task.
+where they left off). Every database runs these same statements; on PostgreSQL the candidate rows
+are taken with `FOR UPDATE SKIP LOCKED`, so concurrent raters never wait on each other's task. The
+statements a rater runs on every fetch and submit are SQL built from the models' names
+(annotation.sql): the equivalent querysets cost more CPU to compile than the rest of the request.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Study, StudyStatus, Task
-from annotation.selectors import rateable_studies
+from annotation.selectors import access_condition
+from annotation.sql import column, columns, table
 from evalhub.accounts.models import ApiToken
 from evalhub.errors import Conflict
+
+M = TypeVar("M", bound=Model)
 
 # How many locked-but-full candidates to step over before giving up.
 _MAX_ATTEMPTS = 8
@@ -31,37 +36,100 @@ _MAX_ATTEMPTS = 8
 _BUSY_PAUSES = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 
-def _live_leases(*, task: Any, now: datetime) -> QuerySet[Assignment]:
-    """Leases that hold a place on `task` (an id or an OuterRef): active and not yet expired."""
-    return Assignment.objects.filter(task=task, status=AssignmentStatus.ACTIVE, expires_at__gt=now)
+def _when(moment: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(moment)
 
 
-def _leased_count(*, now: datetime) -> Coalesce:
-    """The number of live leases of the outer task, as an annotation."""
-    counted = _live_leases(task=OuterRef("pk"), now=now).order_by().values("task").annotate(n=Count("pk"))
-    return Coalesce(Subquery(counted.values("n"), output_field=IntegerField()), Value(0))
-
-
-def _candidates(*, study: Study, rater: Any, now: datetime, gold: bool) -> QuerySet[Task]:
-    """Tasks of the study the rater has never had, in queue order; for non-gold ones, only those with
-    room (the first condition matches the partial index task_open_queue, the second counts leases)."""
-    had = Assignment.objects.filter(task=OuterRef("pk"), rater_id=rater.pk)
-    stale = Assignment.objects.filter(
-        task=OuterRef("pk"), status=AssignmentStatus.ACTIVE, expires_at__lte=now
+def _room(task: str, *, now: datetime, excluding: Any = None) -> tuple[str, list[Any]]:
+    """The room rule as an SQL condition on the task row `task`: its ratings plus its live leases
+    (active, not yet expired; `excluding` one rater's) stay below k. Its one home."""
+    a = Assignment
+    sql = (
+        f"{task}.{column(Task, 'rating_count')} + (SELECT COUNT(*) FROM {table(a)} l"  # noqa: S608
+        f" WHERE l.{column(a, 'task')} = {task}.{column(Task, 'id')} AND l.{column(a, 'status')} = %s"
+        f" AND l.{column(a, 'expires_at')} > %s"
     )
-    tasks = Task.objects.filter(~Exists(had), study=study, is_gold=gold)
+    params: list[Any] = [AssignmentStatus.ACTIVE, _when(now)]
+    if excluding is not None:
+        sql += f" AND l.{column(a, 'rater')} <> %s"
+        params.append(excluding)
+    return sql + f") < {task}.{column(Task, 'required_ratings')}", params
+
+
+def _lock_candidate(
+    *, study: Study, rater: Any, now: datetime, gold: bool, skip: list[int], lock: bool = True
+) -> tuple[int, bool] | None:
+    """Id of the first task (queue order) of the study the rater has never had, with room unless it is
+    gold, row-locked on PostgreSQL (tasks other raters hold locked are skipped, not waited for), and
+    whether it has lapsed leases still marked active."""
+    a, t = Assignment, Task
+    sql = [
+        f"SELECT t.{column(t, 'id')}, EXISTS (SELECT 1 FROM {table(a)} x"  # noqa: S608
+        f" WHERE x.{column(a, 'task')} = t.{column(t, 'id')} AND x.{column(a, 'status')} = %s"
+        f" AND x.{column(a, 'expires_at')} <= %s)",
+        f"FROM {table(t)} t WHERE t.{column(t, 'study')} = %s AND t.{column(t, 'is_gold')} = %s",
+    ]
+    params: list[Any] = [AssignmentStatus.ACTIVE, _when(now), study.pk, gold]
     if not gold:
-        tasks = tasks.filter(rating_count__lt=F("required_ratings")).alias(leased=_leased_count(now=now))
-        tasks = tasks.filter(rating_count__lt=F("required_ratings") - F("leased"))
-    return tasks.annotate(stale=Exists(stale)).order_by("order_key")
+        # The first condition matches the partial index task_open_queue; the second counts leases.
+        room, room_params = _room("t", now=now)
+        sql.append(f"AND t.{column(t, 'rating_count')} < t.{column(t, 'required_ratings')} AND {room}")
+        params += room_params
+    sql.append(
+        f"AND NOT EXISTS (SELECT 1 FROM {table(a)} h WHERE h.{column(a, 'task')} = t.{column(t, 'id')}"  # noqa: S608
+        f" AND h.{column(a, 'rater')} = %s)"
+    )
+    params.append(rater.pk)
+    if skip:
+        sql.append(f"AND t.{column(t, 'id')} NOT IN (" + ", ".join(["%s"] * len(skip)) + ")")
+        params += skip
+    sql.append(f"ORDER BY t.{column(t, 'order_key')} LIMIT 1")
+    if lock and connection.features.has_select_for_update_skip_locked:
+        sql.append("FOR UPDATE OF t SKIP LOCKED")
+    with connection.cursor() as cursor:
+        cursor.execute(" ".join(sql), params)
+        row = cursor.fetchone()
+    return (row[0], bool(row[1])) if row else None
 
 
-def _lock_first(tasks: QuerySet[Task], *, skip: list[int]) -> Task | None:
-    """The first task, row-locked on PostgreSQL; tasks other raters hold locked are skipped, not
-    waited for."""
-    tasks = tasks.exclude(pk__in=skip) if skip else tasks
-    if connection.features.has_select_for_update_skip_locked:
-        tasks = tasks.select_for_update(skip_locked=True, of=("self",))
+def _lease_if_room(
+    *, task_id: int, study: Study, rater: Any, now: datetime, lease: timedelta, token: Any
+) -> Assignment | None:
+    """Insert the lease if the (locked) task still has room, counted again in this fresh statement
+    (hence a fresh snapshot, which sees every lease committed before the row lock: a task cannot be
+    over-leased); None if it filled up meanwhile."""
+    a, t = Assignment, Task
+    names = ("task", "study", "rater", "status", "leased_at", "expires_at", "skip_reason", "token")
+    room, room_params = _room("t", now=now)
+    sql = (
+        f"INSERT INTO {table(a)} ({', '.join(column(a, name) for name in names)})"  # noqa: S608
+        f" SELECT t.{column(t, 'id')}, %s, %s, %s, %s, %s, '', %s FROM {table(t)} t"
+        f" WHERE t.{column(t, 'id')} = %s AND (t.{column(t, 'is_gold')} OR {room})"
+        f" RETURNING {column(a, 'id')}"
+    )
+    token_id = token.pk if token is not None else None
+    values = [study.pk, rater.pk, AssignmentStatus.ACTIVE, _when(now), _when(now + lease), token_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, task_id, *room_params])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Assignment(
+        id=row[0],
+        task_id=task_id,
+        study=study,
+        rater=rater,
+        status=AssignmentStatus.ACTIVE,
+        leased_at=now,
+        expires_at=now + lease,
+        token=token,
+    )
+
+
+def _lock_first(tasks: QuerySet[Task]) -> Task | None:
+    """The first task, row-locked on PostgreSQL."""
+    if connection.features.has_select_for_update:
+        tasks = tasks.select_for_update(of=("self",))
     return tasks.only("pk", "required_ratings", "is_gold").first()
 
 
@@ -69,19 +137,15 @@ def task_has_room(*, task: Task, now: datetime, excluding: Any = None) -> bool:
     """Re-read capacity in a fresh statement, after the row lock: every earlier lease on this task has
     committed by now, so a snapshot taken before the lock cannot let the task be over-leased.
     Assumes the caller holds the task's row lock."""
-    if task.is_gold:
-        return True
-    leases = _live_leases(task=OuterRef("pk"), now=now)
-    if excluding is not None:
-        leases = leases.exclude(rater=excluding)
-    counted = leases.order_by().values("task").annotate(n=Count("pk")).values("n")
-    row = (
-        Task.objects.filter(pk=task.pk)
-        .annotate(leased=Coalesce(Subquery(counted, output_field=IntegerField()), Value(0)))
-        .values_list("rating_count", "required_ratings", "leased")
-        .get()
+    room, params = _room("t", now=now, excluding=excluding)
+    t = Task
+    sql = (
+        f"SELECT 1 FROM {table(t)} t WHERE t.{column(t, 'id')} = %s"  # noqa: S608
+        f" AND (t.{column(t, 'is_gold')} OR {room})"
     )
-    return row[0] + row[2] < row[1]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task.pk, *params])
+        return cursor.fetchone() is not None
 
 
 def _leases_expire(*, task_id: int, now: datetime) -> None:
@@ -107,7 +171,7 @@ def _gold_due(*, study: Study, rater: Any) -> bool:
 
 def _renew_own(*, assignment: Assignment, now: datetime, lease: timedelta, token: Any) -> Assignment | None:
     """Give the rater back the task whose lease lapsed, if it still has room; else mark it expired."""
-    task = _lock_first(Task.objects.filter(pk=assignment.task_id), skip=[])
+    task = _lock_first(Task.objects.filter(pk=assignment.task_id))
     if task is not None and task_has_room(task=task, now=now, excluding=assignment.rater_id):
         assignment.status, assignment.finished_at = AssignmentStatus.ACTIVE, None
         assignment.leased_at, assignment.expires_at, assignment.token = now, now + lease, token
@@ -125,18 +189,19 @@ def _take(
     """Lease the first open task nobody else holds locked, stepping over ones that filled up between
     the candidate's snapshot and its row lock. Assumes the caller's transaction."""
     skipped: list[int] = []
-    candidates = _candidates(study=study, rater=rater, now=now, gold=gold)
     for _ in range(_MAX_ATTEMPTS):
-        task = _lock_first(candidates, skip=skipped)
-        if task is None:
+        found = _lock_candidate(study=study, rater=rater, now=now, gold=gold, skip=skipped)
+        if found is None:
             return None
-        if task_has_room(task=task, now=now):
-            if task.stale:  # type: ignore[attr-defined]
-                _leases_expire(task_id=task.pk, now=now)
-            return Assignment.objects.create(
-                task=task, study=study, rater=rater, leased_at=now, expires_at=now + lease, token=token
-            )
-        skipped.append(task.pk)
+        task_id, stale = found
+        assignment = _lease_if_room(
+            task_id=task_id, study=study, rater=rater, now=now, lease=lease, token=token
+        )
+        if assignment is not None:
+            if stale:
+                _leases_expire(task_id=task_id, now=now)
+            return assignment
+        skipped.append(task_id)
     return None
 
 
@@ -148,7 +213,7 @@ def _take_waiting(
     if not connection.features.has_select_for_update_skip_locked:
         return None  # elsewhere writers are serialised: nothing is skipped, so nothing is in flight
     for pause in _BUSY_PAUSES:
-        if not _candidates(study=study, rater=rater, now=now, gold=False).exists():
+        if _lock_candidate(study=study, rater=rater, now=now, gold=False, skip=[], lock=False) is None:
             return None
         time.sleep(pause)
         with transaction.atomic():
@@ -194,21 +259,50 @@ def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
     return Assignment.objects.filter(rater=rater, study=study).order_by("-leased_at").first()
 
 
+def _partial(model: type[M], **values: Any) -> M:
+    """An instance with only these fields loaded (the others deferred), as a queryset's only() builds
+    it: unlike Model(**values) it computes no defaults (a public id default costs an os.urandom)."""
+    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
+    return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
 def assignment_for_update(
     *, rater: Any, public_id: str, study: Study | None = None, auth: Any = None, lock: bool = True
 ) -> Assignment | None:
-    """The rater's own assignment for a task, row-locked, with its task and study, if the rater may
-    still rate that study (selectors.rateable_studies, read here, on every submit and skip: a removed
-    rater or an out-of-scope token finds nothing); None otherwise, as for a task they were never given.
-    Assumes the caller's transaction when `lock`."""
-    found = Assignment.objects.filter(
-        rater_id=rater.pk, task__public_id=public_id, study__in=rateable_studies(rater=rater, auth=auth)
-    ).select_related("task", "study")
+    """The rater's own assignment for a task, row-locked, with the few task and study fields a submit
+    needs, if the rater may still rate that study (selectors.access_condition, read in this statement
+    on every submit and skip: a removed rater or an out-of-scope token finds nothing); None otherwise,
+    as for a task they were never given. Assumes the caller's transaction when `lock`."""
+    a, t, s = Assignment, Task, Study
+    condition, access = access_condition(study="s", rater=rater, auth=auth)
+    sql = [
+        f"SELECT {columns(a, 'a')}, t.{column(t, 'public_id')} AS t_public_id,"
+        f" t.{column(t, 'output_a')} AS t_output_a_id, t.{column(t, 'output_b')} AS t_output_b_id,"
+        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status",
+        f"FROM {table(a)} a JOIN {table(t)} t ON t.{column(t, 'id')} = a.{column(a, 'task')}",
+        f"JOIN {table(s)} s ON s.{column(s, 'id')} = a.{column(a, 'study')}",
+        f"WHERE a.{column(a, 'rater')} = %s AND t.{column(t, 'public_id')} = %s AND {condition}",
+    ]
+    params: list[Any] = [rater.pk, public_id, *access]
     if study is not None:
-        found = found.filter(study=study)
+        sql.append(f"AND a.{column(a, 'study')} = %s")
+        params.append(study.pk)
     if lock and connection.features.has_select_for_update:
-        found = found.select_for_update(of=("self",))
-    return found.first()
+        sql.append("FOR UPDATE OF a")
+    found = next(iter(Assignment.objects.raw(" ".join(sql), params)), None)
+    if found is None:
+        return None
+    extra: Any = found  # the raw query's extra columns are plain attributes
+    rubric = json.loads(extra.s_rubric) if isinstance(extra.s_rubric, str | bytes) else extra.s_rubric
+    found.task = _partial(
+        Task,
+        id=found.task_id,
+        public_id=extra.t_public_id,
+        output_a_id=extra.t_output_a_id,
+        output_b_id=extra.t_output_b_id,
+    )
+    found.study = _partial(Study, id=found.study_id, rubric=rubric, status=extra.s_status)
+    return found
 
 
 def leases_release(*, leases: QuerySet[Assignment], now: datetime | None = None) -> int:

@@ -3,7 +3,7 @@
 Staff roles (admin, ML lead, engineer) read a project's catalogue, suites, runs and reports; engineers
 and above write them; raters reach only the annotation endpoints. Project admins also manage members
 and read their project's audit trail. A token is limited to its project, whatever roles its user
-holds elsewhere, on every endpoint (the rater's included).
+holds elsewhere, on every endpoint (the raters' rule is annotation.selectors.access_condition).
 """
 
 from __future__ import annotations
@@ -32,21 +32,6 @@ def projects_for(*, user: Any, auth: Any = None, roles: tuple[str, ...] = READ_R
         projects = Project.objects.filter(
             pk__in=Membership.objects.filter(user=user, role__in=roles).values("project_id")
         )
-    if isinstance(auth, ApiToken):
-        projects = projects.filter(pk=auth.project_id)
-    return projects
-
-
-def rater_projects_for(*, user: Any, auth: Any = None) -> QuerySet[Project]:
-    """Projects where the user is a rater now (narrowed to the token's project for token auth).
-
-    Read on every rater request, so a removed member or a changed role takes effect at once. Site
-    admins are not raters by virtue of their powers: rating needs a rater membership."""
-    if not user or not user.is_authenticated:
-        return Project.objects.none()
-    projects = Project.objects.filter(
-        pk__in=Membership.objects.filter(user=user, role=Role.RATER).values("project_id")
-    )
     if isinstance(auth, ApiToken):
         projects = projects.filter(pk=auth.project_id)
     return projects
