@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.blinding import display_text, sides_assign
@@ -32,6 +31,7 @@ from annotation.models import (
 )
 from annotation.queue import assignment_for_update, task_has_room
 from annotation.rubric import rating_check, rubric_normalise
+from annotation.sql import column, table
 from evalhub.audit.services import audit_record
 from evalhub.catalog.models import Adapter
 from evalhub.errors import Conflict, NotFound, ValidationFailed
@@ -464,27 +464,49 @@ def _rating_store(
     client: int | None,
     now: datetime,
 ) -> Rating | None:
-    """Count the rating on its task (only while the task is short of ratings), close the assignment
-    and insert the rating; None, with nothing written, when the task is already full.
-    Assumes the caller's transaction and the assignment's row lock."""
-    counted = Task.objects.filter(
-        Q(required_ratings=0) | Q(rating_count__lt=F("required_ratings")), pk=task.pk
-    ).update(rating_count=F("rating_count") + 1)
-    if not counted:
-        return None
+    """Count the rating on its task (only while the task is short of ratings: the increment is
+    conditional, and a check constraint backs it), close the assignment and insert the rating; None,
+    with nothing written, when the task is already full. Assumes the caller's transaction and the
+    assignment's row lock. Three statements of SQL from the models' names (annotation.sql): this is
+    every submit's write, and the ORM's compilation of them cost more than their execution."""
+    t, a, r = Task, Assignment, Rating
+    count = column(t, "rating_count")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table(t)} SET {count} = {count} + 1 WHERE {column(t, 'id')} = %s"  # noqa: S608
+            f" AND ({column(t, 'required_ratings')} = 0 OR {count} < {column(t, 'required_ratings')})",
+            [task.pk],
+        )
+        if cursor.rowcount != 1:
+            return None
+        cursor.execute(
+            f"UPDATE {table(a)} SET {column(a, 'status')} = %s, {column(a, 'finished_at')} = %s"  # noqa: S608
+            f" WHERE {column(a, 'id')} = %s",
+            [AssignmentStatus.SUBMITTED, connection.ops.adapt_datetimefield_value(now), assignment.pk],
+        )
+        rating = Rating(
+            assignment=assignment,
+            task=task,
+            rater=rater,
+            scores=clean["scores"],
+            preference=clean["preference"],
+            hallucination=clean["hallucination"],
+            rationale=clean["rationale"],
+            time_on_task_ms=elapsed,
+            client_time_ms=client,
+            created_at=now,
+        )
+        fields = [f for f in r._meta.concrete_fields if not f.primary_key]
+        values = [f.get_db_prep_save(getattr(rating, f.attname), connection) for f in fields]
+        cursor.execute(
+            f"INSERT INTO {table(r)} ({', '.join(column(r, f.name) for f in fields)})"  # noqa: S608
+            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {column(r, 'id')}",
+            values,
+        )
+        rating.pk = cursor.fetchone()[0]
     assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
-    assignment.save(update_fields=["status", "finished_at"])
-    return Rating.objects.create(
-        assignment=assignment,
-        task=task,
-        rater=rater,
-        scores=clean["scores"],
-        preference=clean["preference"],
-        hallucination=clean["hallucination"],
-        rationale=clean["rationale"],
-        time_on_task_ms=elapsed,
-        client_time_ms=client,
-    )
+    rating._state.adding, rating._state.db = False, connection.alias
+    return rating
 
 
 def _late_check(*, task: Task, rater: Any, now: datetime) -> None:
