@@ -255,8 +255,14 @@ def task_assign_next(
 
 
 def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
-    """The rater's most recently leased assignment in the study, whatever its status."""
-    return Assignment.objects.filter(rater=rater, study=study).order_by("-leased_at").first()
+    """The rater's most recently leased assignment in the study, whatever its status (every fetch
+    reads it: SQL from the models' names)."""
+    a = Assignment
+    sql = (
+        f"SELECT {columns(a, 'a')} FROM {table(a)} a WHERE a.{column(a, 'rater')} = %s"  # noqa: S608
+        f" AND a.{column(a, 'study')} = %s ORDER BY a.{column(a, 'leased_at')} DESC LIMIT 1"
+    )
+    return next(iter(Assignment.objects.raw(sql, [rater.pk, study.pk])), None)
 
 
 def _partial(model: type[M], **values: Any) -> M:
@@ -267,22 +273,38 @@ def _partial(model: type[M], **values: Any) -> M:
 
 
 def assignment_for_update(
-    *, rater: Any, public_id: str, study: Study | None = None, auth: Any = None, lock: bool = True
+    *,
+    rater: Any,
+    public_id: str,
+    study: Study | None = None,
+    auth: Any = None,
+    lock: bool = True,
+    with_texts: bool = False,
 ) -> Assignment | None:
     """The rater's own assignment for a task, row-locked, with the few task and study fields a submit
     needs, if the rater may still rate that study (selectors.access_condition, read in this statement
     on every submit and skip: a removed rater or an out-of-scope token finds nothing); None otherwise,
-    as for a task they were never given. Assumes the caller's transaction when `lock`."""
-    a, t, s = Assignment, Task, Study
+    as for a task they were never given. `with_texts` also loads the side texts, as
+    `assignment.side_texts` ({"A": ..., "B": ...}), for checking hallucination spans.
+    Assumes the caller's transaction when `lock`."""
+    from evalhub.runs.models import Output
+
+    a, t, s, o = Assignment, Task, Study, Output
     condition, access = access_condition(study="s", rater=rater, auth=auth)
+    texts = f", oa.{column(o, 'text')} AS oa_text, ob.{column(o, 'text')} AS ob_text" if with_texts else ""
     sql = [
         f"SELECT {columns(a, 'a')}, t.{column(t, 'public_id')} AS t_public_id,"
         f" t.{column(t, 'output_a')} AS t_output_a_id, t.{column(t, 'output_b')} AS t_output_b_id,"
-        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status",
+        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status{texts}",
         f"FROM {table(a)} a JOIN {table(t)} t ON t.{column(t, 'id')} = a.{column(a, 'task')}",
         f"JOIN {table(s)} s ON s.{column(s, 'id')} = a.{column(a, 'study')}",
-        f"WHERE a.{column(a, 'rater')} = %s AND t.{column(t, 'public_id')} = %s AND {condition}",
     ]
+    if with_texts:
+        sql.append(
+            f"LEFT JOIN {table(o)} oa ON oa.{column(o, 'id')} = t.{column(t, 'output_a')}"
+            f" LEFT JOIN {table(o)} ob ON ob.{column(o, 'id')} = t.{column(t, 'output_b')}"
+        )
+    sql.append(f"WHERE a.{column(a, 'rater')} = %s AND t.{column(t, 'public_id')} = %s AND {condition}")
     params: list[Any] = [rater.pk, public_id, *access]
     if study is not None:
         sql.append(f"AND a.{column(a, 'study')} = %s")
@@ -302,6 +324,9 @@ def assignment_for_update(
         output_b_id=extra.t_output_b_id,
     )
     found.study = _partial(Study, id=found.study_id, rubric=rubric, status=extra.s_status)
+    if with_texts:
+        sides = {"A": extra.oa_text, "B": extra.ob_text}
+        found.side_texts = {side: text for side, text in sides.items() if text is not None}  # type: ignore[attr-defined]
     return found
 
 

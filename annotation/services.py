@@ -367,13 +367,10 @@ def _has_spans(data: Mapping[str, Any]) -> bool:
     )
 
 
-def _side_texts(*, task: Task, data: Mapping[str, Any]) -> dict[str, str]:
-    """Side texts as the browser counted span offsets in them; read only for a rating with spans."""
-    if not _has_spans(data):
-        return {}
-    texts = dict(Output.objects.filter(pk__in=[task.output_a_id, task.output_b_id]).values_list("pk", "text"))
-    sides = {"A": texts.get(task.output_a_id), "B": texts.get(task.output_b_id)}
-    return {side: display_text(text) for side, text in sides.items() if text is not None}
+def _side_texts(assignment: Assignment) -> dict[str, str]:
+    """Side texts as the browser counted span offsets in them (loaded with the assignment, if at all)."""
+    texts: dict[str, str] = getattr(assignment, "side_texts", {})
+    return {side: display_text(text) for side, text in texts.items()}
 
 
 def _time_on_task(*, client_ms: Any, leased_at: datetime, now: datetime) -> tuple[int, int | None]:
@@ -418,12 +415,14 @@ def rating_submit(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = assignment_for_update(rater=rater, public_id=public_id, study=study, auth=auth)
+        assignment = assignment_for_update(
+            rater=rater, public_id=public_id, study=study, auth=auth, with_texts=_has_spans(data)
+        )
         if assignment is None:
             raise NotFound("No such task among those given to you. Fetch the next task to continue.")
         task, study = assignment.task, assignment.study
         sides = ("A", "B") if task.output_b_id else ("A",)
-        texts = _side_texts(task=task, data=data)
+        texts = _side_texts(assignment)
         clean = rating_check(rubric=study.rubric, sides=sides, texts=texts, data=dict(data))
         if assignment.status == AssignmentStatus.SUBMITTED:
             stored = Rating.objects.get(assignment=assignment)
