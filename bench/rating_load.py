@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db", default="evalhub_bench")
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--baseline", metavar="REF", help="also measure this git ref's code, first, in this run")
+    p.add_argument("--repeat", type=int, default=1, help="with --baseline: measure both this many times")
     p.add_argument("--code", type=Path, default=None, help=argparse.SUPPRESS)  # the code under test
     p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     p.add_argument(
@@ -736,39 +737,51 @@ def _without_baseline(argv: list[str]) -> list[str]:
     return out
 
 
+def _row(name: str, f: dict[str, Any]) -> str:
+    c, o = f["closed"], f["open"]
+    return (
+        f"| {name} | {c['per_s']:.1f} | {c['fetch_p95']:.0f} / {c['submit_p95']:.0f} | "
+        f"{o['fetch_p95']:.1f} / {o['submit_p95']:.1f} | {sum(f['cpu_ms'].values()):.2f} | "
+        f"{f['load_before']} / {f['load_after']} |"
+    )
+
+
 def compare(args: argparse.Namespace, argv: list[str]) -> int:
-    """The baseline ref's code, then the working tree's, each in its own subprocess and database."""
+    """The baseline ref's code, then the working tree's, each in its own subprocess and database,
+    `--repeat` times in turn (the machine's other load drifts: pairs measured minutes apart compare)."""
     own = _without_baseline(argv)
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="evalhub-bench-baseline-") as tmp:
         folder = Path(tmp) / "code"
         folder.mkdir()
         commit = _export(args.baseline, folder)
-        print(f"=== baseline: {args.baseline} ({commit}), exported to {folder}")
-        old = _measure_in_subprocess(own, folder, Path(tmp) / "old.json", f"{args.db}_old")
-        print("=== working tree")
-        new = _measure_in_subprocess(own, REPO, Path(tmp) / "new.json", args.db)
-    if old is None or new is None:
-        print("a run produced no figures; see its output above")
-        return 1
+        for turn in range(args.repeat):
+            print(f"=== baseline: {args.baseline} ({commit}), exported to {folder} (turn {turn + 1})")
+            old = _measure_in_subprocess(own, folder, Path(tmp) / f"old{turn}.json", f"{args.db}_old")
+            print(f"=== working tree (turn {turn + 1})")
+            new = _measure_in_subprocess(own, REPO, Path(tmp) / f"new{turn}.json", args.db)
+            if old is None or new is None:
+                print("a run produced no figures; see its output above")
+                return 1
+            pairs.append((old, new))
     print(
-        "\n| code | closed ratings/s | closed p95 fetch/submit ms | open p95 fetch/submit ms | CPU ms/rating | load before/after |"
+        "\n| code | closed ratings/s | closed p95 fetch/submit ms | open p95 fetch/submit ms"
+        " | CPU ms/rating | load before/after |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for name, f in ((f"{args.baseline} ({commit})", old), ("working tree", new)):
-        c, o = f["closed"], f["open"]
-        print(
-            f"| {name} | {c['per_s']:.1f} | {c['fetch_p95']:.0f} / {c['submit_p95']:.0f} | "
-            f"{o['fetch_p95']:.1f} / {o['submit_p95']:.1f} | {sum(f['cpu_ms'].values()):.2f} | "
-            f"{f['load_before']} / {f['load_after']} |"
-        )
-    ratio = new["closed"]["per_s"] / old["closed"]["per_s"] if old["closed"]["per_s"] else float("nan")
-    print(f"\nworking tree / baseline, closed loop: {ratio:.2f}x")
-    ok = targets_met(new, old) and new["returncode"] == 0
+    for old, new in pairs:
+        print(_row(f"{args.baseline} ({commit})", old))
+        print(_row("working tree", new))
+    rate = [new["closed"]["per_s"] / old["closed"]["per_s"] for old, new in pairs]
+    cpu = [sum(old["cpu_ms"].values()) / sum(new["cpu_ms"].values()) for old, new in pairs]
+    print(f"\nworking tree / baseline, closed-loop rate per turn: {', '.join(f'{r:.2f}x' for r in rate)}")
+    print(f"baseline / working tree, CPU per rating per turn: {', '.join(f'{r:.2f}x' for r in cpu)}")
+    ok = all(targets_met(new, old) and new["returncode"] == 0 for old, new in pairs)
     print(
         f"targets: closed >= {CLOSED_LOOP_MIN_PER_S:g}/s and >= {CLOSED_LOOP_MIN_OF_BASELINE:g}x the baseline,"
-        f" open p95 < {OPEN_LOOP_MAX_P95_MS:g} ms, integrity: {'met' if ok else 'NOT met'}"
+        f" open p95 < {OPEN_LOOP_MAX_P95_MS:g} ms, integrity: {'met' if ok else 'NOT met'} in every turn"
     )
-    return 0 if new["returncode"] == 0 and old["returncode"] == 0 else 1
+    return 0 if all(o["returncode"] == 0 and n["returncode"] == 0 for o, n in pairs) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
