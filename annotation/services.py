@@ -463,14 +463,40 @@ def _rating_store(
     client: int | None,
     now: datetime,
 ) -> Rating | None:
-    """Count the rating on its task (only while the task is short of ratings: the increment is
-    conditional, and a check constraint backs it), close the assignment and insert the rating; None,
-    with nothing written, when the task is already full. Assumes the caller's transaction and the
-    assignment's row lock. Three statements of SQL from the models' names (annotation.sql): this is
-    every submit's write, and the ORM's compilation of them cost more than their execution."""
+    """Close the assignment, insert the rating and count it on its task, only while the task is short
+    of ratings (the increment is conditional, and a check constraint backs it); None when the task is
+    already full, and the caller must then roll its transaction back (nothing may stay written).
+    Assumes the caller's transaction and the assignment's row lock. The count comes last, so the
+    task's row, which fetching raters lock too, is held for one statement until the commit.
+    Three statements of SQL from the models' names (annotation.sql): every submit runs them, and the
+    ORM's compilation of them cost more than their execution."""
     t, a, r = Task, Assignment, Rating
     count = column(t, "rating_count")
+    rating = Rating(
+        assignment=assignment,
+        task=task,
+        rater=rater,
+        scores=clean["scores"],
+        preference=clean["preference"],
+        hallucination=clean["hallucination"],
+        rationale=clean["rationale"],
+        time_on_task_ms=elapsed,
+        client_time_ms=client,
+        created_at=now,
+    )
+    fields = [f for f in r._meta.concrete_fields if not f.primary_key]
     with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table(a)} SET {column(a, 'status')} = %s, {column(a, 'finished_at')} = %s"  # noqa: S608
+            f" WHERE {column(a, 'id')} = %s",
+            [AssignmentStatus.SUBMITTED, connection.ops.adapt_datetimefield_value(now), assignment.pk],
+        )
+        cursor.execute(
+            f"INSERT INTO {table(r)} ({', '.join(column(r, f.name) for f in fields)})"  # noqa: S608
+            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {column(r, 'id')}",
+            [f.get_db_prep_save(getattr(rating, f.attname), connection) for f in fields],
+        )
+        rating.pk = cursor.fetchone()[0]
         cursor.execute(
             f"UPDATE {table(t)} SET {count} = {count} + 1 WHERE {column(t, 'id')} = %s"  # noqa: S608
             f" AND ({column(t, 'required_ratings')} = 0 OR {count} < {column(t, 'required_ratings')})",
@@ -478,31 +504,6 @@ def _rating_store(
         )
         if cursor.rowcount != 1:
             return None
-        cursor.execute(
-            f"UPDATE {table(a)} SET {column(a, 'status')} = %s, {column(a, 'finished_at')} = %s"  # noqa: S608
-            f" WHERE {column(a, 'id')} = %s",
-            [AssignmentStatus.SUBMITTED, connection.ops.adapt_datetimefield_value(now), assignment.pk],
-        )
-        rating = Rating(
-            assignment=assignment,
-            task=task,
-            rater=rater,
-            scores=clean["scores"],
-            preference=clean["preference"],
-            hallucination=clean["hallucination"],
-            rationale=clean["rationale"],
-            time_on_task_ms=elapsed,
-            client_time_ms=client,
-            created_at=now,
-        )
-        fields = [f for f in r._meta.concrete_fields if not f.primary_key]
-        values = [f.get_db_prep_save(getattr(rating, f.attname), connection) for f in fields]
-        cursor.execute(
-            f"INSERT INTO {table(r)} ({', '.join(column(r, f.name) for f in fields)})"  # noqa: S608
-            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {column(r, 'id')}",
-            values,
-        )
-        rating.pk = cursor.fetchone()[0]
     assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
     rating._state.adding, rating._state.db = False, connection.alias
     return rating
