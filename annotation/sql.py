@@ -18,7 +18,10 @@ def table(model: type[Model]) -> str:
 
 
 def column(model: type[Model], field: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(field).column)  # type: ignore[union-attr]
+    name = getattr(model._meta.get_field(field), "column", None)
+    if not name:
+        raise ValueError(f"{model.__name__}.{field} has no column of its own")
+    return connection.ops.quote_name(name)
 
 
 def columns(model: type[Model], alias: str) -> str:
