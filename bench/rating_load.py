@@ -319,6 +319,20 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, method: str, path: str, headers: str, body: bytes = b"") -> tuple[int, bytes]:
+        reused = self.writer is not None
+        try:
+            return await self._request(method, path, headers, body)
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            if not reused:
+                raise
+            # The server closed a keep-alive connection left idle past its timeout (a rater who
+            # finished the closed loop early) before reading the request: open a new one, as a
+            # browser does.
+            await self.close()
+            self.reader = self.writer = None
+            return await self._request(method, path, headers, body)
+
+    async def _request(self, method: str, path: str, headers: str, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
