@@ -15,7 +15,7 @@ from annotation.models import Assignment, AssignmentStatus, Rating
 from annotation.services import consent_accept, pool_create, study_create_from_run
 from evalhub.accounts.models import Membership, Role
 from evalhub.accounts.services import membership_remove, membership_set, token_create, token_revoke
-from tests.annotation.factories import rater_user, rating_data, run_rows
+from tests.annotation.factories import rating_data, run_rows
 
 pytestmark = pytest.mark.django_db
 

@@ -52,4 +52,7 @@ def test_rating_load_bench_measures_a_baseline_ref_in_the_same_run():
     result = _bench("--db", "evalhub_bench_smoke_cmp", "--baseline", "HEAD")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("acknowledged ratings stored exactly once") == 2
-    assert "| working tree |" in result.stdout and "working tree / baseline, closed-loop rate per turn:" in result.stdout
+    assert (
+        "| working tree |" in result.stdout
+        and "working tree / baseline, closed-loop rate per turn:" in result.stdout
+    )
