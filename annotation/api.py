@@ -49,7 +49,7 @@ class NextOut(serializers.Serializer[Any]):
 def _ready_study(request: Request, public_id: str | None) -> Study:
     if not public_id:
         raise ValidationFailed("Say which study: ?study=<study id>.", fields={"study": ["Required."]})
-    study = selectors.study_for_rater(public_id=public_id, rater=request.user)
+    study = selectors.study_for_rater(public_id=public_id, rater=request.user, auth=request.auth)
     selectors.rater_check_ready(study=study, rater=request.user)
     return study
 
@@ -60,10 +60,10 @@ class NextTaskApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("study", str, required=True)], responses={200: NextOut})
     def get(self, request: Request) -> Response:
         study = _ready_study(request, request.query_params.get("study"))
-        assignment = task_assign_next(study=study, rater=request.user)
+        assignment = task_assign_next(study=study, rater=request.user, auth=request.auth)
         if assignment is None:
             return Response({"task": None, "lease_seconds": study.lease_seconds})
-        blind = getattr(assignment, "blind", None) or task_blind_by_id(task_id=assignment.task_id)
+        blind = task_blind_by_id(task_id=assignment.task_id)
         return Response({"task": blind.as_dict(), "lease_seconds": study.lease_seconds})
 
 
@@ -95,7 +95,9 @@ class RatingSubmitApi(APIView):
             raise ValidationFailed(
                 "The body must be a JSON object.", fields={"non_field_errors": ["Not an object."]}
             )
-        _, created = services.rating_submit(public_id=task_id, rater=request.user, data=request.data)
+        _, created = services.rating_submit(
+            public_id=task_id, rater=request.user, data=request.data, auth=request.auth
+        )
         if created:
             return Response({"status": "stored"}, status=status.HTTP_201_CREATED)
         return Response({"status": "already_stored"})
@@ -110,7 +112,9 @@ class TaskSkipApi(APIView):
     def post(self, request: Request, task_id: str) -> Response:
         data = SkipIn(data=request.data)
         data.is_valid(raise_exception=True)
-        services.task_skip(public_id=task_id, rater=request.user, reason=data.validated_data["reason"])
+        services.task_skip(
+            public_id=task_id, rater=request.user, reason=data.validated_data["reason"], auth=request.auth
+        )
         return Response({"status": "skipped"})
 
 
@@ -123,7 +127,9 @@ class ProgressOut(serializers.Serializer[Any]):
 class ProgressApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("study", str, required=True)], responses={200: ProgressOut})
     def get(self, request: Request) -> Response:
-        study = selectors.study_for_rater(public_id=request.query_params.get("study", ""), rater=request.user)
+        study = selectors.study_for_rater(
+            public_id=request.query_params.get("study", ""), rater=request.user, auth=request.auth
+        )
         return Response(selectors.rater_progress(study=study, rater=request.user).as_dict())
 
 
@@ -148,7 +154,7 @@ class AssignedStudiesApi(APIView):
                 "terms": study.terms,
                 "consented": selectors.rater_has_consented(study=study, rater=request.user),
             }
-            for study in selectors.rater_studies(rater=request.user)
+            for study in selectors.rater_studies(rater=request.user, auth=request.auth)
         ]
         return Response(rows)
 
@@ -156,7 +162,7 @@ class AssignedStudiesApi(APIView):
 class ConsentApi(APIView):
     @extend_schema(request=None, responses={200: AssignedStudyOut})
     def post(self, request: Request, study_id: str) -> Response:
-        study = selectors.study_for_rater(public_id=study_id, rater=request.user)
+        study = selectors.study_for_rater(public_id=study_id, rater=request.user, auth=request.auth)
         services.consent_accept(study=study, rater=request.user)
         return Response(
             {

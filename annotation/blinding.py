@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from annotation.models import Task
+from annotation.sql import column, table
 
 T = TypeVar("T")
 
@@ -71,58 +72,10 @@ def blind_queryset() -> QuerySet[Task]:
     )
 
 
-def task_blind(*, task: Task) -> BlindTask:
-    rubric = task.study.rubric
-    sides = [BlindSide(label="A", text=display_text(task.output_a.text))]
-    if task.output_b_id is not None and task.output_b is not None:
-        sides.append(BlindSide(label="B", text=display_text(task.output_b.text)))
-    return BlindTask(
-        public_id=task.public_id,
-        input=display_text(task.case.input),
-        reference=display_text(task.case.reference) if rubric.get("show_reference") else "",
-        sides=tuple(sides),
-        rubric=rubric,
-    )
-
-
-# What a rater sees of a task, as columns of the joins blind_joins() makes; blind_from_row() reads them.
-BLIND_COLUMNS = "t.public_id, s.rubric, c.input, c.reference, oa.text, ob.text"
-
-
-def blind_joins(*, task_key: str) -> str:
-    """LEFT JOINs that bring in BLIND_COLUMNS for the task whose id is the SQL expression `task_key`
-    (all NULL when it is NULL), for a statement that produces a task id and wants the blinded task in
-    the same round trip (the queue's one-call lease)."""
-    from annotation.models import Study
-    from evalhub.runs.models import Output
-    from evalhub.suites.models import Case
-
-    task, study = Task._meta.db_table, Study._meta.db_table
-    case, output = Case._meta.db_table, Output._meta.db_table
-    return " ".join(
-        [
-            "LEFT JOIN",
-            task,
-            "t ON t.id =",
-            task_key,
-            "LEFT JOIN",
-            study,
-            "s ON s.id = t.study_id LEFT JOIN",
-            case,
-            "c ON c.id = t.case_id LEFT JOIN",
-            output,
-            "oa ON oa.id = t.output_a_id LEFT JOIN",
-            output,
-            "ob ON ob.id = t.output_b_id",
-        ]
-    )
-
-
-def blind_from_row(row: Sequence[Any]) -> BlindTask:
-    """A BlindTask from the six columns BLIND_COLUMNS lists."""
-    public_id, rubric_raw, text_in, reference, text_a, text_b = row
-    # PostgreSQL hands jsonb to Django as text (the ORM parses it in from_db_value); SQLite as text too.
-    rubric = json.loads(rubric_raw) if isinstance(rubric_raw, str | bytes) else rubric_raw
+def _blind(
+    *, public_id: str, rubric: dict[str, Any], text_in: str, reference: str, text_a: str, text_b: str | None
+) -> BlindTask:
+    """What a rater sees, from exactly these values and nothing else of a task."""
     sides = [BlindSide(label="A", text=display_text(text_a))]
     if text_b is not None:
         sides.append(BlindSide(label="B", text=display_text(text_b)))
@@ -135,37 +88,45 @@ def blind_from_row(row: Sequence[Any]) -> BlindTask:
     )
 
 
+def task_blind(*, task: Task) -> BlindTask:
+    return _blind(
+        public_id=task.public_id,
+        rubric=task.study.rubric,
+        text_in=task.case.input,
+        reference=task.case.reference,
+        text_a=task.output_a.text,
+        text_b=task.output_b.text if task.output_b_id is not None and task.output_b is not None else None,
+    )
+
+
 def task_blind_by_id(*, task_id: int) -> BlindTask:
-    """task_blind for a task id in one raw query (the rater API's hot path: no ORM compilation)."""
+    """task_blind for a task id, in one statement (SQL from the models' names, see annotation.sql:
+    every fetch of a new task runs it)."""
     from annotation.models import Study
     from evalhub.runs.models import Output
     from evalhub.suites.models import Case
 
-    task, study = Task._meta.db_table, Study._meta.db_table
-    case, output = Case._meta.db_table, Output._meta.db_table
-    sql = " ".join(
-        [
-            "SELECT",
-            BLIND_COLUMNS,
-            "FROM",
-            task,
-            "t JOIN",
-            study,
-            "s ON s.id = t.study_id JOIN",
-            case,
-            "c ON c.id = t.case_id JOIN",
-            output,
-            "oa ON oa.id = t.output_a_id LEFT JOIN",
-            output,
-            "ob ON ob.id = t.output_b_id WHERE t.id = %s",
-        ]
+    t, s, c, o = Task, Study, Case, Output
+    sql = (
+        f"SELECT t.{column(t, 'public_id')}, s.{column(s, 'rubric')}, c.{column(c, 'input')},"  # noqa: S608
+        f" c.{column(c, 'reference')}, oa.{column(o, 'text')}, ob.{column(o, 'text')}"
+        f" FROM {table(t)} t JOIN {table(s)} s ON s.{column(s, 'id')} = t.{column(t, 'study')}"
+        f" JOIN {table(c)} c ON c.{column(c, 'id')} = t.{column(t, 'case')}"
+        f" JOIN {table(o)} oa ON oa.{column(o, 'id')} = t.{column(t, 'output_a')}"
+        f" LEFT JOIN {table(o)} ob ON ob.{column(o, 'id')} = t.{column(t, 'output_b')}"
+        f" WHERE t.{column(t, 'id')} = %s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [task_id])
         row = cursor.fetchone()
     if row is None:
         raise Task.DoesNotExist(task_id)
-    return blind_from_row(row)
+    public_id, rubric, text_in, reference, text_a, text_b = row
+    # PostgreSQL's jsonb and SQLite's JSON both reach a raw cursor as text (the ORM parses it).
+    rubric = json.loads(rubric) if isinstance(rubric, str | bytes) else rubric
+    return _blind(
+        public_id=public_id, rubric=rubric, text_in=text_in, reference=reference, text_a=text_a, text_b=text_b
+    )
 
 
 def sides_assign(pairs: Sequence[tuple[T, T]], *, rng: random.Random) -> list[tuple[T, T]]:

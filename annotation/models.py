@@ -152,6 +152,10 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     skip_reason = models.CharField(max_length=300, blank=True)
+    # The API token the lease was taken with (none through a session): revoking it ends the lease.
+    token = models.ForeignKey(
+        "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["task", "rater"], name="assignment_unique_task_rater")]

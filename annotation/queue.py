@@ -2,8 +2,12 @@
 
 A task is open while `rating_count + unexpired active leases < required_ratings`. Expired leases need
 no sweeper: they simply stop counting, and their rows are marked `expired` lazily, when the task is
-handed to someone else or their rater comes back. A rater never gets a task they submitted or skipped; a rater whose own lease expired gets
-that task back first if it is still open (their half-read task is where they left off).
+handed to someone else or their rater comes back. A rater never gets a task they submitted or skipped;
+a rater whose own lease expired gets that task back first if it is still open (their half-read task is
+where they left off). Every database runs these same statements; on PostgreSQL the candidate rows
+are taken with `FOR UPDATE SKIP LOCKED`, so concurrent raters never wait on each other's task. The
+statements a rater runs on every fetch and submit are SQL built from the models' names
+(annotation.sql): the equivalent querysets cost more CPU to compile than the rest of the request.
 """
 
 from __future__ import annotations
@@ -15,68 +19,71 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
-from django.db.models import Count, IntegerField, Model, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from annotation.blinding import BLIND_COLUMNS, blind_from_row, blind_joins
 from annotation.models import Assignment, AssignmentStatus, Study, StudyStatus, Task
+from annotation.selectors import access_condition
+from annotation.sql import column, columns, table
+from evalhub.accounts.models import ApiToken
 from evalhub.errors import Conflict
 
 M = TypeVar("M", bound=Model)
 
-# How many locked-but-full candidates to step over before giving up (each is one round trip).
+# How many locked-but-full candidates to step over before giving up.
 _MAX_ATTEMPTS = 8
 # Seconds to wait, one after the other, for open tasks that other raters' transactions hold locked.
 _BUSY_PAUSES = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 
-# The hot path is two statements in raw SQL (one per round trip, no ORM compilation): take the first
-# open task under a row lock, then insert the lease only if the task still has room, re-counting the
-# leases in a fresh statement, hence a fresh snapshot that sees every lease committed before the lock.
-_ROOM = (
-    "t.rating_count + (SELECT COUNT(*) FROM annotation_assignment a WHERE a.task_id = t.id"
-    " AND a.status = 'active' AND a.expires_at > %s) < t.required_ratings"
-)
+def _when(moment: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(moment)
 
 
-_LEASE_INSERT = " ".join(
-    [
-        "INSERT INTO annotation_assignment",
-        "(task_id, study_id, rater_id, status, leased_at, expires_at, finished_at, skip_reason)",
-        "SELECT t.id, %s, %s, 'active', %s, %s, NULL, '' FROM annotation_task t",
-        "WHERE t.id = %s AND (t.is_gold OR",
-        _ROOM,
-        ") RETURNING id",
-    ]
-)
+def _room(task: str, *, now: datetime, excluding: Any = None) -> tuple[str, list[Any]]:
+    """The room rule as an SQL condition on the task row `task`: its ratings plus its live leases
+    (active, not yet expired; `excluding` one rater's) stay below k. Its one home."""
+    a = Assignment
+    sql = (
+        f"{task}.{column(Task, 'rating_count')} + (SELECT COUNT(*) FROM {table(a)} l"  # noqa: S608
+        f" WHERE l.{column(a, 'task')} = {task}.{column(Task, 'id')} AND l.{column(a, 'status')} = %s"
+        f" AND l.{column(a, 'expires_at')} > %s"
+    )
+    params: list[Any] = [AssignmentStatus.ACTIVE, _when(now)]
+    if excluding is not None:
+        sql += f" AND l.{column(a, 'rater')} <> %s"
+        params.append(excluding)
+    return sql + f") < {task}.{column(Task, 'required_ratings')}", params
 
 
 def _lock_candidate(
     *, study: Study, rater: Any, now: datetime, gold: bool, skip: list[int], lock: bool = True
 ) -> tuple[int, bool] | None:
-    """Id of the first open task (queue order) the rater has never had, row-locked on PostgreSQL
-    (tasks other raters hold locked are skipped, not waited for), and whether it has expired leases
-    still marked active."""
-    when = connection.ops.adapt_datetimefield_value(now)
+    """Id of the first task (queue order) of the study the rater has never had, with room unless it is
+    gold, row-locked on PostgreSQL (tasks other raters hold locked are skipped, not waited for), and
+    whether it has lapsed leases still marked active."""
+    a, t = Assignment, Task
     sql = [
-        "SELECT t.id, EXISTS (SELECT 1 FROM annotation_assignment x WHERE x.task_id = t.id",
-        "AND x.status = 'active' AND x.expires_at <= %s)",
-        "FROM annotation_task t WHERE t.study_id = %s AND t.is_gold = %s",
+        f"SELECT t.{column(t, 'id')}, EXISTS (SELECT 1 FROM {table(a)} x"  # noqa: S608
+        f" WHERE x.{column(a, 'task')} = t.{column(t, 'id')} AND x.{column(a, 'status')} = %s"
+        f" AND x.{column(a, 'expires_at')} <= %s)",
+        f"FROM {table(t)} t WHERE t.{column(t, 'study')} = %s AND t.{column(t, 'is_gold')} = %s",
     ]
-    params: list[Any] = [when, study.pk, gold]
+    params: list[Any] = [AssignmentStatus.ACTIVE, _when(now), study.pk, gold]
     if not gold:
         # The first condition matches the partial index task_open_queue; the second counts leases.
-        sql.append("AND t.rating_count < t.required_ratings AND " + _ROOM)
-        params.append(when)
+        room, room_params = _room("t", now=now)
+        sql.append(f"AND t.{column(t, 'rating_count')} < t.{column(t, 'required_ratings')} AND {room}")
+        params += room_params
     sql.append(
-        "AND NOT EXISTS (SELECT 1 FROM annotation_assignment s WHERE s.task_id = t.id AND s.rater_id = %s)"
+        f"AND NOT EXISTS (SELECT 1 FROM {table(a)} h WHERE h.{column(a, 'task')} = t.{column(t, 'id')}"  # noqa: S608
+        f" AND h.{column(a, 'rater')} = %s)"
     )
     params.append(rater.pk)
     if skip:
-        sql.append("AND t.id NOT IN (" + ", ".join(["%s"] * len(skip)) + ")")
+        sql.append(f"AND t.{column(t, 'id')} NOT IN (" + ", ".join(["%s"] * len(skip)) + ")")
         params += skip
-    sql.append("ORDER BY t.order_key LIMIT 1")
+    sql.append(f"ORDER BY t.{column(t, 'order_key')} LIMIT 1")
     if lock and connection.features.has_select_for_update_skip_locked:
         sql.append("FOR UPDATE OF t SKIP LOCKED")
     with connection.cursor() as cursor:
@@ -85,31 +92,25 @@ def _lock_candidate(
     return (row[0], bool(row[1])) if row else None
 
 
-def _leases_expire(*, task_id: int, now: datetime) -> None:
-    """Mark the task's lapsed leases `expired` (lazily, now that the task is handed on)."""
-    when = connection.ops.adapt_datetimefield_value(now)
-    sql = [
-        "UPDATE annotation_assignment SET status = 'expired', finished_at = %s WHERE id IN",
-        "(SELECT id FROM annotation_assignment WHERE task_id = %s AND status = 'active' AND expires_at <= %s",
-    ]
-    if connection.features.has_select_for_update_skip_locked:
-        # A late submitter may hold their assignment's row while waiting for this task's row, which
-        # we hold: skip their row rather than wait for it (waiting would deadlock).
-        sql.append("FOR UPDATE SKIP LOCKED")
-    sql.append(")")
-    with connection.cursor() as cursor:
-        cursor.execute(" ".join(sql), [when, task_id, when])
-
-
 def _lease_if_room(
-    *, task_id: int, study: Study, rater: Any, now: datetime, lease: timedelta
+    *, task_id: int, study: Study, rater: Any, now: datetime, lease: timedelta, token: Any
 ) -> Assignment | None:
-    """Insert the lease if the (locked) task still has room; None if it filled up meanwhile."""
-    ops = connection.ops
-    when, until = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now + lease)
-    sql = _LEASE_INSERT
+    """Insert the lease if the (locked) task still has room, counted again in this fresh statement
+    (hence a fresh snapshot, which sees every lease committed before the row lock: a task cannot be
+    over-leased); None if it filled up meanwhile."""
+    a, t = Assignment, Task
+    names = ("task", "study", "rater", "status", "leased_at", "expires_at", "skip_reason", "token")
+    room, room_params = _room("t", now=now)
+    sql = (
+        f"INSERT INTO {table(a)} ({', '.join(column(a, name) for name in names)})"  # noqa: S608
+        f" SELECT t.{column(t, 'id')}, %s, %s, %s, %s, %s, '', %s FROM {table(t)} t"
+        f" WHERE t.{column(t, 'id')} = %s AND (t.{column(t, 'is_gold')} OR {room})"
+        f" RETURNING {column(a, 'id')}"
+    )
+    token_id = token.pk if token is not None else None
+    values = [study.pk, rater.pk, AssignmentStatus.ACTIVE, _when(now), _when(now + lease), token_id]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [study.pk, rater.pk, when, until, task_id, when])
+        cursor.execute(sql, [*values, task_id, *room_params])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -121,39 +122,41 @@ def _lease_if_room(
         status=AssignmentStatus.ACTIVE,
         leased_at=now,
         expires_at=now + lease,
+        token=token,
     )
 
 
-def _lock_first(tasks: QuerySet[Task], *, skip: list[int]) -> Task | None:
-    tasks = tasks.exclude(pk__in=skip) if skip else tasks
-    if connection.features.has_select_for_update_skip_locked:
-        tasks = tasks.select_for_update(skip_locked=True, of=("self",))
+def _lock_first(tasks: QuerySet[Task]) -> Task | None:
+    """The first task, row-locked on PostgreSQL."""
+    if connection.features.has_select_for_update:
+        tasks = tasks.select_for_update(of=("self",))
     return tasks.only("pk", "required_ratings", "is_gold").first()
 
 
 def task_has_room(*, task: Task, now: datetime, excluding: Any = None) -> bool:
     """Re-read capacity in a fresh statement, after the row lock: every earlier lease on this task has
-    committed by now, so a snapshot taken before the lock cannot let the task be over-leased."""
-    if task.is_gold:
-        return True
-    leases = Assignment.objects.filter(task=task, status=AssignmentStatus.ACTIVE, expires_at__gt=now)
-    if excluding is not None:
-        leases = leases.exclude(rater=excluding)
-    row = (
-        Task.objects.filter(pk=task.pk)
-        .annotate(
-            leased=Coalesce(
-                Subquery(
-                    leases.order_by().values("task").annotate(n=Count("pk")).values("n"),
-                    output_field=IntegerField(),
-                ),
-                Value(0),
-            )
-        )
-        .values_list("rating_count", "required_ratings", "leased")
-        .get()
+    committed by now, so a snapshot taken before the lock cannot let the task be over-leased.
+    Assumes the caller holds the task's row lock."""
+    room, params = _room("t", now=now, excluding=excluding)
+    t = Task
+    sql = (
+        f"SELECT 1 FROM {table(t)} t WHERE t.{column(t, 'id')} = %s"  # noqa: S608
+        f" AND (t.{column(t, 'is_gold')} OR {room})"
     )
-    return row[0] + row[2] < row[1]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task.pk, *params])
+        return cursor.fetchone() is not None
+
+
+def _leases_expire(*, task_id: int, now: datetime) -> None:
+    """Mark the task's lapsed leases `expired` (lazily, now that the task is handed on). A late
+    submitter may hold their assignment's row while waiting for this task's row, which we hold: their
+    row is skipped rather than waited for (waiting would deadlock)."""
+    lapsed = Assignment.objects.filter(task_id=task_id, status=AssignmentStatus.ACTIVE, expires_at__lte=now)
+    if connection.features.has_select_for_update_skip_locked:
+        lapsed = lapsed.select_for_update(skip_locked=True)
+    ids = list(lapsed.values_list("pk", flat=True))
+    Assignment.objects.filter(pk__in=ids).update(status=AssignmentStatus.EXPIRED, finished_at=now)
 
 
 def _gold_due(*, study: Study, rater: Any) -> bool:
@@ -166,13 +169,13 @@ def _gold_due(*, study: Study, rater: Any) -> bool:
     return rng.random() < study.gold_rate
 
 
-def _renew_own(*, assignment: Assignment, now: datetime, lease: timedelta) -> Assignment | None:
+def _renew_own(*, assignment: Assignment, now: datetime, lease: timedelta, token: Any) -> Assignment | None:
     """Give the rater back the task whose lease lapsed, if it still has room; else mark it expired."""
-    task = _lock_first(Task.objects.filter(pk=assignment.task_id), skip=[])
+    task = _lock_first(Task.objects.filter(pk=assignment.task_id))
     if task is not None and task_has_room(task=task, now=now, excluding=assignment.rater_id):
         assignment.status, assignment.finished_at = AssignmentStatus.ACTIVE, None
-        assignment.leased_at, assignment.expires_at = now, now + lease
-        assignment.save(update_fields=["status", "finished_at", "leased_at", "expires_at"])
+        assignment.leased_at, assignment.expires_at, assignment.token = now, now + lease, token
+        assignment.save(update_fields=["status", "finished_at", "leased_at", "expires_at", "token"])
         return assignment
     if assignment.status != AssignmentStatus.EXPIRED:
         assignment.status, assignment.finished_at = AssignmentStatus.EXPIRED, now
@@ -180,15 +183,20 @@ def _renew_own(*, assignment: Assignment, now: datetime, lease: timedelta) -> As
     return None
 
 
-def _take(*, study: Study, rater: Any, now: datetime, lease: timedelta, gold: bool) -> Assignment | None:
-    """Lease the first open task nobody else holds locked, stepping over ones that filled up."""
+def _take(
+    *, study: Study, rater: Any, now: datetime, lease: timedelta, gold: bool, token: Any
+) -> Assignment | None:
+    """Lease the first open task nobody else holds locked, stepping over ones that filled up between
+    the candidate's snapshot and its row lock. Assumes the caller's transaction."""
     skipped: list[int] = []
     for _ in range(_MAX_ATTEMPTS):
         found = _lock_candidate(study=study, rater=rater, now=now, gold=gold, skip=skipped)
         if found is None:
             return None
         task_id, stale = found
-        assignment = _lease_if_room(task_id=task_id, study=study, rater=rater, now=now, lease=lease)
+        assignment = _lease_if_room(
+            task_id=task_id, study=study, rater=rater, now=now, lease=lease, token=token
+        )
         if assignment is not None:
             if stale:
                 _leases_expire(task_id=task_id, now=now)
@@ -197,99 +205,64 @@ def _take(*, study: Study, rater: Any, now: datetime, lease: timedelta, gold: bo
     return None
 
 
-# task_assign_next's `latest` when the caller did not read the rater's latest assignment.
-UNREAD: Any = object()
-
-
-def _take_in_one_call(*, study: Study, rater: Any, now: datetime, lease: timedelta) -> Assignment | None:
-    """_take for non-gold tasks as one call of the PostgreSQL function annotation_lease_take (migration
-    0004, the same statements in the same order), in one round trip and, outside a transaction, with
-    no BEGIN and COMMIT of its own: the call is its own transaction."""
-    ops = connection.ops
-    when, until = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now + lease)
-    # The blinded task comes back in the same round trip (annotation.blinding owns its columns); the
-    # joined rows are never written, so the statement's snapshot, taken before the call, has them.
-    sql = " ".join(
-        [
-            "SELECT l.o_assignment, l.o_task,",
-            BLIND_COLUMNS,
-            "FROM annotation_lease_take(%s, %s, %s, %s, %s) l",
-            blind_joins(task_key="l.o_task"),
-        ]
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [study.pk, rater.pk, when, until, _MAX_ATTEMPTS])
-        row = cursor.fetchone()
-    if row is None or row[0] is None:
-        return None
-    assignment = Assignment(
-        id=row[0],
-        task_id=row[1],
-        study=study,
-        rater=rater,
-        status=AssignmentStatus.ACTIVE,
-        leased_at=now,
-        expires_at=now + lease,
-    )
-    assignment.blind = blind_from_row(row[2:])  # type: ignore[attr-defined]
-    return assignment
+def _take_waiting(
+    *, study: Study, rater: Any, now: datetime, lease: timedelta, token: Any
+) -> Assignment | None:
+    """Nothing free, but at the end of a study the last open tasks may only be locked for a few
+    milliseconds by other raters' leases in flight: look again before saying "done"."""
+    if not connection.features.has_select_for_update_skip_locked:
+        return None  # elsewhere writers are serialised: nothing is skipped, so nothing is in flight
+    for pause in _BUSY_PAUSES:
+        if _lock_candidate(study=study, rater=rater, now=now, gold=False, skip=[], lock=False) is None:
+            return None
+        time.sleep(pause)
+        with transaction.atomic():
+            assignment = _take(study=study, rater=rater, now=now, lease=lease, gold=False, token=token)
+        if assignment is not None:
+            return assignment
+    return None
 
 
 def task_assign_next(
-    *, study: Study, rater: Any, now: datetime | None = None, latest: Any = UNREAD
+    *, study: Study, rater: Any, now: datetime | None = None, auth: Any = None
 ) -> Assignment | None:
     """Lease the rater's next task in the study and return the Assignment, or None when nothing is left.
 
-    Assumes the caller checked the rater may rate this study (see selectors.rater_check_access).
-    `latest` is the rater's latest assignment in the study (None: they have none) when the caller
-    already read it in this request (the rater API does, in its access query); by default it is read
-    here. Either way it is a plain read, as it always was: the row locks below, not this read, keep
-    tasks from being over-leased.
-    Atomic: on PostgreSQL candidate rows are taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so
-    concurrent raters never wait on each other's task; on SQLite the transaction serialises writers.
-    Calling it again while a lease is live returns the same assignment (without a transaction).
+    Assumes the caller checked the rater may rate this study (selectors.study_for_rater). `auth` is
+    the request's API token, if any: the lease remembers it, so revoking the token releases the lease.
+    Calling it again while a lease is live returns the same assignment.
     """
     if study.status != StudyStatus.OPEN:
         raise Conflict("This study is not open for rating at the moment.")
     now = now or timezone.now()
     lease = timedelta(seconds=study.lease_seconds)
+    token = auth if isinstance(auth, ApiToken) else None
     # The rater's latest lease: still live, it is returned as is; lapsed (whether or not another
     # rater's lease already marked it expired), the rater gets that task back if it has room.
-    own = latest_assignment(study=study, rater=rater) if latest is UNREAD else latest
+    own = latest_assignment(study=study, rater=rater)
     if own is not None and own.status == AssignmentStatus.ACTIVE and own.expires_at > now:
         return own
-    lapsed = own is not None and own.status in (AssignmentStatus.ACTIVE, AssignmentStatus.EXPIRED)
-    gold_due = _gold_due(study=study, rater=rater)
-    if connection.vendor == "postgresql" and not lapsed and not gold_due:
-        # The common case (a rater moving on to a new task) in one round trip; when it finds nothing,
-        # the transaction below looks again and waits out tasks locked by leases in flight.
-        assignment = _take_in_one_call(study=study, rater=rater, now=now, lease=lease)
-        if assignment is not None:
-            return assignment
     with transaction.atomic():
-        if lapsed and own is not None:
-            renewed = _renew_own(assignment=own, now=now, lease=lease)
+        if own is not None and own.status in (AssignmentStatus.ACTIVE, AssignmentStatus.EXPIRED):
+            renewed = _renew_own(assignment=own, now=now, lease=lease, token=token)
             if renewed is not None:
                 return renewed
-
-        for gold in (True, False) if gold_due else (False,):
-            assignment = _take(study=study, rater=rater, now=now, lease=lease, gold=gold)
+        for gold in (True, False) if _gold_due(study=study, rater=rater) else (False,):
+            assignment = _take(study=study, rater=rater, now=now, lease=lease, gold=gold, token=token)
             if assignment is not None:
                 return assignment
-        if connection.features.has_select_for_update_skip_locked:
-            # Nothing free, but at the end of a study the last open tasks may only be locked for a
-            # few milliseconds by other raters' leases in flight: look again before saying "done".
-            for pause in _BUSY_PAUSES:
-                if (
-                    _lock_candidate(study=study, rater=rater, now=now, gold=False, skip=[], lock=False)
-                    is None
-                ):
-                    break
-                time.sleep(pause)
-                assignment = _take(study=study, rater=rater, now=now, lease=lease, gold=False)
-                if assignment is not None:
-                    return assignment
-    return None
+    return _take_waiting(study=study, rater=rater, now=now, lease=lease, token=token)
+
+
+def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
+    """The rater's most recently leased assignment in the study, whatever its status (every fetch
+    reads it: SQL from the models' names)."""
+    a = Assignment
+    sql = (
+        f"SELECT {columns(a, 'a')} FROM {table(a)} a WHERE a.{column(a, 'rater')} = %s"  # noqa: S608
+        f" AND a.{column(a, 'study')} = %s ORDER BY a.{column(a, 'leased_at')} DESC LIMIT 1"
+    )
+    return next(iter(Assignment.objects.raw(sql, [rater.pk, study.pk])), None)
 
 
 def _partial(model: type[M], **values: Any) -> M:
@@ -299,49 +272,42 @@ def _partial(model: type[M], **values: Any) -> M:
     return model.from_db(connection.alias, names, [values[name] for name in names])
 
 
-def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
-    """The rater's most recently leased assignment in the study, whatever its status."""
-    return Assignment.objects.filter(rater=rater, study=study).order_by("-leased_at").first()
-
-
 def assignment_for_update(
-    *, study: Study | None, rater: Any, public_id: str, with_texts: bool = False, lock: bool = True
+    *,
+    rater: Any,
+    public_id: str,
+    study: Study | None = None,
+    auth: Any = None,
+    lock: bool = True,
+    with_texts: bool = False,
 ) -> Assignment | None:
     """The rater's own assignment for a task, row-locked, with the few task and study fields a submit
-    needs (task ids of the outputs, the rubric, the study status) loaded in the same raw query;
-    None for a task they were never given. `with_texts` also loads the side texts (as
-    `assignment.side_texts`, {"A": ..., "B": ...}) for checking hallucination spans, in the same query."""
+    needs, if the rater may still rate that study (selectors.access_condition, read in this statement
+    on every submit and skip: a removed rater or an out-of-scope token finds nothing); None otherwise,
+    as for a task they were never given. `with_texts` also loads the side texts, as
+    `assignment.side_texts` ({"A": ..., "B": ...}), for checking hallucination spans.
+    Assumes the caller's transaction when `lock`."""
     from evalhub.runs.models import Output
 
-    a, t, s = Assignment._meta.db_table, Task._meta.db_table, Study._meta.db_table
+    a, t, s, o = Assignment, Task, Study, Output
+    condition, access = access_condition(study="s", rater=rater, auth=auth)
+    texts = f", oa.{column(o, 'text')} AS oa_text, ob.{column(o, 'text')} AS ob_text" if with_texts else ""
     sql = [
-        "SELECT a.*, t.public_id AS t_public_id, t.output_a_id AS t_output_a_id,",
-        "t.output_b_id AS t_output_b_id, s.rubric AS s_rubric, s.status AS s_status",
+        f"SELECT {columns(a, 'a')}, t.{column(t, 'public_id')} AS t_public_id,"
+        f" t.{column(t, 'output_a')} AS t_output_a_id, t.{column(t, 'output_b')} AS t_output_b_id,"
+        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status{texts}",
+        f"FROM {table(a)} a JOIN {table(t)} t ON t.{column(t, 'id')} = a.{column(a, 'task')}",
+        f"JOIN {table(s)} s ON s.{column(s, 'id')} = a.{column(a, 'study')}",
     ]
     if with_texts:
-        sql.append(", oa.text AS oa_text, ob.text AS ob_text")
-    sql += [
-        "FROM",
-        a,
-        "a JOIN",
-        t,
-        "t ON t.id = a.task_id JOIN",
-        s,
-        "s ON s.id = a.study_id",
-    ]
-    if with_texts:
-        output = Output._meta.db_table
-        sql += [
-            "LEFT JOIN",
-            output,
-            "oa ON oa.id = t.output_a_id LEFT JOIN",
-            output,
-            "ob ON ob.id = t.output_b_id",
-        ]
-    sql.append("WHERE a.rater_id = %s AND t.public_id = %s")
-    params: list[Any] = [rater.pk, public_id]
+        sql.append(
+            f"LEFT JOIN {table(o)} oa ON oa.{column(o, 'id')} = t.{column(t, 'output_a')}"
+            f" LEFT JOIN {table(o)} ob ON ob.{column(o, 'id')} = t.{column(t, 'output_b')}"
+        )
+    sql.append(f"WHERE a.{column(a, 'rater')} = %s AND t.{column(t, 'public_id')} = %s AND {condition}")
+    params: list[Any] = [rater.pk, public_id, *access]
     if study is not None:
-        sql.append("AND a.study_id = %s")
+        sql.append(f"AND a.{column(a, 'study')} = %s")
         params.append(study.pk)
     if lock and connection.features.has_select_for_update:
         sql.append("FOR UPDATE OF a")
@@ -359,6 +325,16 @@ def assignment_for_update(
     )
     found.study = _partial(Study, id=found.study_id, rubric=rubric, status=extra.s_status)
     if with_texts:
-        texts = {"A": extra.oa_text, "B": extra.ob_text}
-        found.side_texts = {side: text for side, text in texts.items() if text is not None}  # type: ignore[attr-defined]
+        sides = {"A": extra.oa_text, "B": extra.ob_text}
+        found.side_texts = {side: text for side, text in sides.items() if text is not None}  # type: ignore[attr-defined]
     return found
+
+
+def leases_release(*, leases: QuerySet[Assignment], now: datetime | None = None) -> int:
+    """End these leases now (a removed rater's, a revoked token's): their tasks go back to the queue
+    at once, and a submit on them is refused (the rater's access is checked again) or, for a rater who
+    still has access, treated as late. Returns how many were live."""
+    now = now or timezone.now()
+    return leases.filter(status=AssignmentStatus.ACTIVE, expires_at__gt=now).update(
+        status=AssignmentStatus.EXPIRED, expires_at=now, finished_at=now
+    )

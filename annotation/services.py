@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from annotation.blinding import display_text, sides_assign
@@ -33,6 +31,7 @@ from annotation.models import (
 )
 from annotation.queue import assignment_for_update, task_has_room
 from annotation.rubric import rating_check, rubric_normalise
+from annotation.sql import column, table
 from evalhub.audit.services import audit_record
 from evalhub.catalog.models import Adapter
 from evalhub.errors import Conflict, NotFound, ValidationFailed
@@ -401,31 +400,30 @@ def rating_submit(
     rater: Any,
     data: Mapping[str, Any],
     study: Study | None = None,
+    auth: Any = None,
     now: datetime | None = None,
 ) -> tuple[Rating, bool]:
     """Store the rater's rating of a task they hold; return (rating, created).
 
-    A retry of the same submission returns the stored rating with created=False, so a network retry
-    never counts twice; a different second submission is refused. A late submission (lease expired)
-    is kept if the task still has room, so an expert's work is not thrown away, and refused if
-    another rater has taken the place meanwhile. rating_count can never pass required_ratings: the
-    increment is conditional in the database, and a check constraint backs it.
+    The rater's access to the task's study is read again here, in the same transaction (a removed
+    rater, or a token scoped to another project, gets NotFound). A retry of the same submission
+    returns the stored rating with created=False, so a network retry never counts twice; a different
+    second submission is refused. A late submission (lease expired) is kept if the task still has
+    room, so an expert's work is not thrown away, and refused if another rater has taken the place
+    meanwhile. rating_count can never pass required_ratings: the increment is conditional in the
+    database, and a check constraint backs it.
     """
     now = now or timezone.now()
-    if connection.vendor == "postgresql":
-        stored = _rating_submit_held(public_id=public_id, rater=rater, data=data, study=study, now=now)
-        if stored is not None:
-            return stored, True
     with transaction.atomic():
         assignment = assignment_for_update(
-            study=study, rater=rater, public_id=public_id, with_texts=_has_spans(data)
+            rater=rater, public_id=public_id, study=study, auth=auth, with_texts=_has_spans(data)
         )
         if assignment is None:
             raise NotFound("No such task among those given to you. Fetch the next task to continue.")
         task, study = assignment.task, assignment.study
-        rubric = study.rubric
         sides = ("A", "B") if task.output_b_id else ("A",)
-        clean = rating_check(rubric=rubric, sides=sides, texts=_side_texts(assignment), data=dict(data))
+        texts = _side_texts(assignment)
+        clean = rating_check(rubric=study.rubric, sides=sides, texts=texts, data=dict(data))
         if assignment.status == AssignmentStatus.SUBMITTED:
             stored = Rating.objects.get(assignment=assignment)
             if _same_rating(stored, clean):
@@ -455,76 +453,6 @@ def rating_submit(
     return rating, True
 
 
-def _rating_submit_held(
-    *, public_id: str, rater: Any, data: Mapping[str, Any], study: Study | None, now: datetime
-) -> Rating | None:
-    """The common submit on PostgreSQL — a live lease of an open study — in two round trips and no
-    BEGIN/COMMIT: read the assignment (no lock), check the rating against the rubric, then one
-    statement that locks the assignment, re-checks that it is still a live lease of an open study,
-    and counts, closes and inserts (_STORE_HELD_PG). None, with nothing written, for every other case
-    (unknown task, double submit, skipped, late, paused, full): rating_submit's transaction then
-    decides it, with its own error messages. Raises ValidationFailed for a bad rating, as that does."""
-    assignment = assignment_for_update(
-        study=study, rater=rater, public_id=public_id, with_texts=_has_spans(data), lock=False
-    )
-    if (
-        assignment is None
-        or assignment.status != AssignmentStatus.ACTIVE
-        or assignment.expires_at <= now
-        or assignment.study.status != StudyStatus.OPEN
-    ):
-        return None
-    task = assignment.task
-    sides = ("A", "B") if task.output_b_id else ("A",)
-    clean = rating_check(
-        rubric=assignment.study.rubric, sides=sides, texts=_side_texts(assignment), data=dict(data)
-    )
-    elapsed, client = _time_on_task(
-        client_ms=data.get("time_on_task_ms"), leased_at=assignment.leased_at, now=now
-    )
-    return _rating_store(
-        assignment=assignment,
-        task=task,
-        rater=rater,
-        clean=clean,
-        elapsed=elapsed,
-        client=client,
-        now=now,
-        held=True,
-    )
-
-
-_STORE_PG = " ".join(
-    [
-        "WITH counted AS (UPDATE annotation_task SET rating_count = rating_count + 1",
-        "WHERE id = %s AND (required_ratings = 0 OR rating_count < required_ratings) RETURNING id),",
-        "closed AS (UPDATE annotation_assignment SET status = 'submitted', finished_at = %s",
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM counted) RETURNING id)",
-        "INSERT INTO annotation_rating (assignment_id, task_id, rater_id, scores, preference, hallucination,",
-        "rationale, time_on_task_ms, client_time_ms, created_at)",
-        "SELECT closed.id, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s FROM closed RETURNING id",
-    ]
-)
-
-# The same writes, only while the assignment is still a live lease of an open study, under its row
-# lock taken by this statement: a concurrent double submit waits for the lock, then finds the row
-# submitted and writes nothing.
-_STORE_HELD_PG = " ".join(
-    [
-        "WITH held AS (SELECT a.id FROM annotation_assignment a JOIN annotation_study s ON s.id = a.study_id",
-        "WHERE a.id = %s AND a.status = 'active' AND a.expires_at > %s AND s.status = 'open' FOR UPDATE OF a),",
-        "counted AS (UPDATE annotation_task SET rating_count = rating_count + 1",
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM held)",
-        "AND (required_ratings = 0 OR rating_count < required_ratings) RETURNING id),",
-        "closed AS (UPDATE annotation_assignment SET status = 'submitted', finished_at = %s",
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM counted) RETURNING id)",
-        "INSERT INTO annotation_rating (assignment_id, task_id, rater_id, scores, preference, hallucination,",
-        "rationale, time_on_task_ms, client_time_ms, created_at)",
-        "SELECT closed.id, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s FROM closed RETURNING id",
-    ]
-)
-
-
 def _rating_store(
     *,
     assignment: Assignment,
@@ -534,46 +462,51 @@ def _rating_store(
     elapsed: int,
     client: int | None,
     now: datetime,
-    held: bool = False,
 ) -> Rating | None:
-    """Count the rating on its task (only while the task is short of ratings), close the assignment
-    and insert the rating; None, with nothing written, when the task is already full.
-
-    Assumes the caller's transaction and the assignment's row lock, or `held` (PostgreSQL only): the
-    statement itself takes the lock and writes only while the assignment is a live lease of an open
-    study. On PostgreSQL the three writes are one statement (this is the rater API's hot path);
-    elsewhere three ORM statements.
-    """
-    fields = {
-        "scores": clean["scores"],
-        "preference": clean["preference"],
-        "hallucination": clean["hallucination"],
-        "rationale": clean["rationale"],
-        "time_on_task_ms": elapsed,
-        "client_time_ms": client,
-    }
-    if connection.vendor == "postgresql":
-        params = [task.pk, now, assignment.pk, task.pk, rater.pk, json.dumps(fields["scores"])]
-        params += [fields["preference"], json.dumps(fields["hallucination"]), fields["rationale"]]
-        params += [elapsed, client, now]
-        sql = _STORE_PG
-        if held:
-            sql, params = _STORE_HELD_PG, [assignment.pk, now, *params]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
+    """Close the assignment, insert the rating and count it on its task, only while the task is short
+    of ratings (the increment is conditional, and a check constraint backs it); None when the task is
+    already full, and the caller must then roll its transaction back (nothing may stay written).
+    Assumes the caller's transaction and the assignment's row lock. The count comes last, so the
+    task's row, which fetching raters lock too, is held for one statement until the commit.
+    Three statements of SQL from the models' names (annotation.sql): every submit runs them, and the
+    ORM's compilation of them cost more than their execution."""
+    t, a, r = Task, Assignment, Rating
+    count = column(t, "rating_count")
+    rating = Rating(
+        assignment=assignment,
+        task=task,
+        rater=rater,
+        scores=clean["scores"],
+        preference=clean["preference"],
+        hallucination=clean["hallucination"],
+        rationale=clean["rationale"],
+        time_on_task_ms=elapsed,
+        client_time_ms=client,
+        created_at=now,
+    )
+    fields = [f for f in r._meta.concrete_fields if not f.primary_key]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table(a)} SET {column(a, 'status')} = %s, {column(a, 'finished_at')} = %s"  # noqa: S608
+            f" WHERE {column(a, 'id')} = %s",
+            [AssignmentStatus.SUBMITTED, connection.ops.adapt_datetimefield_value(now), assignment.pk],
+        )
+        cursor.execute(
+            f"INSERT INTO {table(r)} ({', '.join(column(r, f.name) for f in fields)})"  # noqa: S608
+            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {column(r, 'id')}",
+            [f.get_db_prep_save(getattr(rating, f.attname), connection) for f in fields],
+        )
+        rating.pk = cursor.fetchone()[0]
+        cursor.execute(
+            f"UPDATE {table(t)} SET {count} = {count} + 1 WHERE {column(t, 'id')} = %s"  # noqa: S608
+            f" AND ({column(t, 'required_ratings')} = 0 OR {count} < {column(t, 'required_ratings')})",
+            [task.pk],
+        )
+        if cursor.rowcount != 1:
             return None
-        assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
-        return Rating(id=row[0], assignment=assignment, task=task, rater=rater, created_at=now, **fields)
-    counted = Task.objects.filter(
-        Q(required_ratings=0) | Q(rating_count__lt=F("required_ratings")), pk=task.pk
-    ).update(rating_count=F("rating_count") + 1)
-    if not counted:
-        return None
     assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
-    assignment.save(update_fields=["status", "finished_at"])
-    return Rating.objects.create(assignment=assignment, task=task, rater=rater, **fields)
+    rating._state.adding, rating._state.db = False, connection.alias
+    return rating
 
 
 def _late_check(*, task: Task, rater: Any, now: datetime) -> None:
@@ -587,13 +520,16 @@ def _late_check(*, task: Task, rater: Any, now: datetime) -> None:
         )
 
 
-def task_skip(*, public_id: str, rater: Any, reason: str, study: Study | None = None) -> Assignment:
-    """Give a task back with a reason; the rater never gets it again (idempotent)."""
+def task_skip(
+    *, public_id: str, rater: Any, reason: str, study: Study | None = None, auth: Any = None
+) -> Assignment:
+    """Give a task back with a reason; the rater never gets it again (idempotent). The rater's access
+    is read again here, as rating_submit does."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("Say why you skip this task.", fields={"reason": ["Required."]})
     with transaction.atomic():
-        assignment = assignment_for_update(study=study, rater=rater, public_id=public_id)
+        assignment = assignment_for_update(rater=rater, public_id=public_id, study=study, auth=auth)
         if assignment is None:
             raise NotFound("No such task among those given to you.")
         if assignment.status == AssignmentStatus.SKIPPED:

@@ -8,7 +8,14 @@ given a task twice, no task over its k ratings, counters equal to rows) and exit
 
 It creates and drops its own database (default `evalhub_bench`); it never touches another one.
 
-    .venv/bin/python bench/rating_load.py                # the figures in bench/RESULTS.md
+`--baseline REF` measures the code of a git ref (e.g. `main`) in the same run, before the working
+tree's code: the ref is exported with `git archive` into a temporary folder (no worktree, nothing in
+.git changes), and each code runs its own migrations, data set, server and load in a subprocess of this
+script (`--code DIR`), so both meet the same machine minutes later. The table it prints ends with the
+working tree's rate as a ratio of the baseline's, and the load averages seen around each run.
+
+    .venv/bin/python bench/rating_load.py                     # the working tree only
+    .venv/bin/python bench/rating_load.py --baseline main     # old and new in the same run
     .venv/bin/python bench/rating_load.py --raters 10 --rounds 3 --open-seconds 2 --rate 10   # smoke
 """
 
@@ -31,11 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent  # where the code under test lives, unless --code says
 
 from pgdb import recreate_database  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
 LABEL_STUDIO_RATINGS_PER_S = 8.1  # ENVIRONMENT.md: Label Studio 1.23.2, same closed loop, gunicorn 4 workers
+# Targets (issue #15): closed loop at least this many ratings/s and, measured in the same run, at least
+# this share of the baseline code's rate; open loop p95 of both calls under this many ms.
+CLOSED_LOOP_MIN_PER_S = 100.0
+CLOSED_LOOP_MIN_OF_BASELINE = 0.5
+OPEN_LOOP_MAX_P95_MS = 50.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
     p.add_argument("--db", default="evalhub_bench")
     p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--baseline", metavar="REF", help="also measure this git ref's code, first, in this run")
+    p.add_argument("--repeat", type=int, default=1, help="with --baseline: measure both this many times")
+    p.add_argument("--code", type=Path, default=None, help=argparse.SUPPRESS)  # the code under test
+    p.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     p.add_argument(
         "--tuned",
         action="store_true",
@@ -68,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- database and server --------------------------------------------------------------------------
 
 
-def server_env(args: argparse.Namespace, *, tuned: bool = False) -> dict[str, str]:
+def server_env(args: argparse.Namespace, *, code: Path = REPO, tuned: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -80,7 +96,7 @@ def server_env(args: argparse.Namespace, *, tuned: bool = False) -> dict[str, st
             "SECURE_SSL_REDIRECT": "false",
             "LOG_LEVEL": "WARNING",
             "DJANGO_SETTINGS_MODULE": "evalhub.settings",
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": str(code),
         }
     )
     if tuned:
@@ -89,7 +105,7 @@ def server_env(args: argparse.Namespace, *, tuned: bool = False) -> dict[str, st
             "from evalhub.settings import *  # noqa: F403\n"
             'DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True})  # noqa: F405\n'
         )
-        env["PYTHONPATH"] = f"{folder}:{REPO}"
+        env["PYTHONPATH"] = f"{folder}:{code}"
         env["DJANGO_SETTINGS_MODULE"] = "bench_tuned_settings"
     return env
 
@@ -122,7 +138,7 @@ def start_gunicorn(args: argparse.Namespace, env: dict[str, str]) -> subprocess.
         "--keep-alive",
         "30",
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=env["PYTHONPATH"].rsplit(":", 1)[-1], env=env, start_new_session=True)
     import urllib.request
 
     deadline = time.monotonic() + 30
@@ -303,6 +319,20 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, method: str, path: str, headers: str, body: bytes = b"") -> tuple[int, bytes]:
+        reused = self.writer is not None
+        try:
+            return await self._request(method, path, headers, body)
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            if not reused:
+                raise
+            # The server closed a keep-alive connection left idle past its timeout (a rater who
+            # finished the closed loop early) before reading the request: open a new one, as a
+            # browser does.
+            await self.close()
+            self.reader = self.writer = None
+            return await self._request(method, path, headers, body)
+
+    async def _request(self, method: str, path: str, headers: str, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -568,7 +598,14 @@ class CpuMeter:
         }
 
 
-async def run_load(args: argparse.Namespace, setup: Setup, server_pid: int) -> tuple[list[Tally], bool]:
+def _load_average() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+async def run_load(
+    args: argparse.Namespace, setup: Setup, server_pid: int
+) -> tuple[list[Tally], dict[str, Any]]:
     base = f"http://127.0.0.1:{args.port}"
     meter = CpuMeter(args, server_pid)
     healthz = await healthz_baseline(base, 3.0, args.raters)
@@ -576,6 +613,7 @@ async def run_load(args: argparse.Namespace, setup: Setup, server_pid: int) -> t
         f"baseline in this run: /healthz (one SELECT 1) {healthz:.0f} requests/s at concurrency {args.raters}"
     )
     raters = [Rater(base, setup.study_public_id, *s) for s in setup.sessions]
+    load_before = _load_average()
     try:
         before = meter.snapshot()
         closed, closed_s = await closed_loop(raters, args.rounds, args.max_seconds)
@@ -590,8 +628,10 @@ async def run_load(args: argparse.Namespace, setup: Setup, server_pid: int) -> t
             f" {cores} idle cores would give about {1000 * cores / sum(per.values()):.0f} ratings/s"
             f" ({1000 * cores / (per['server'] + per['database']):.0f} with the load generator elsewhere)"
         )
-        with open("/proc/loadavg") as f:
-            print(f"    load average after the closed loop (all users): {f.read().split()[0]}")
+        load_after = _load_average()
+        print(
+            f"    load average (1 min, all users) before / after the closed loop: {load_before} / {load_after}"
+        )
         print(
             f"    vs Label Studio 1.23.2 ({LABEL_STUDIO_RATINGS_PER_S}/s, ENVIRONMENT.md): "
             f"{a['per_s'] / LABEL_STUDIO_RATINGS_PER_S:.0f}x; one rating = 2 requests, "
@@ -603,24 +643,43 @@ async def run_load(args: argparse.Namespace, setup: Setup, server_pid: int) -> t
             print(f"    {dropped} arrivals found every rater busy and were dropped")
     finally:
         await asyncio.gather(*(r.close() for r in raters))
-    ok = a["per_s"] >= 300 and b["fetch_p95"] < 50 and b["submit_p95"] < 50
-    print(f"targets (a) >= 300 ratings/s, (b) p95 < 50 ms: {'met' if ok else 'NOT met'}")
-    return [closed, opened], ok
+    figures = {
+        "closed": a,
+        "open": b,
+        "cpu_ms": per,
+        "healthz_per_s": healthz,
+        "load_before": load_before,
+        "load_after": load_after,
+    }
+    return [closed, opened], figures
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def targets_met(figures: dict[str, Any], baseline: dict[str, Any] | None = None) -> bool:
+    closed, opened = figures["closed"], figures["open"]
+    ok = closed["per_s"] >= CLOSED_LOOP_MIN_PER_S
+    ok = ok and opened["fetch_p95"] < OPEN_LOOP_MAX_P95_MS and opened["submit_p95"] < OPEN_LOOP_MAX_P95_MS
+    if baseline is not None:
+        ok = ok and closed["per_s"] >= CLOSED_LOOP_MIN_OF_BASELINE * baseline["closed"]["per_s"]
+    return ok
+
+
+def measure(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
+    """Set up, serve and load the code in args.code (this process imports that code's Django)."""
+    code = args.code or REPO
     args.port = args.port or free_port()
     os.environ.setdefault(
         "BENCH_SECRET_KEY", secrets.token_urlsafe(40)
     )  # one key: sessions made here, read there
-    os.environ.update(server_env(args))
-    sys.path.insert(0, str(REPO))
+    os.environ.update(server_env(args, code=code))
+    sys.path.insert(0, str(code))
     recreate_database(args.pg, args.db)
     proc = None
     try:
         import django
 
+        import evalhub
+
+        print(f"code under test: {Path(evalhub.__file__).parent.parent}")
         django.setup()
         t0 = time.perf_counter()
         setup = build_data(args)
@@ -630,19 +689,22 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connections
 
         connections.close_all()
-        proc = start_gunicorn(args, server_env(args, tuned=args.tuned))
+        proc = start_gunicorn(args, server_env(args, code=code, tuned=args.tuned))
         if args.tuned:
             print("served with the --tuned settings: server-side binding")
-        tallies, _targets = asyncio.run(run_load(args, setup, proc.pid))
+        tallies, figures = asyncio.run(run_load(args, setup, proc.pid))
         problems = integrity(tallies)
         stored = sum(len(t.stored) for t in tallies)
+        figures["integrity"] = problems
+        if args.json is not None:
+            args.json.write_text(json.dumps(figures))
         if problems:
             print("INTEGRITY FAILED: " + "; ".join(problems))
-            return 1
+            return 1, figures
         print(
             f"integrity: {stored} acknowledged ratings stored exactly once; no rater got a task twice; no task over k"
         )
-        return 0
+        return 0, figures
     finally:
         if proc is not None:
             stop(proc)
@@ -651,6 +713,103 @@ def main(argv: list[str] | None = None) -> int:
 
             connections.close_all()
             recreate_database(args.pg, args.db, drop_only=True)
+
+
+def _export(ref: str, folder: Path) -> str:
+    """The tree of `ref` in `folder` (git archive: no worktree, nothing written to .git); its commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.Popen(["git", "archive", commit], cwd=REPO, stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(folder)], stdin=archive.stdout, check=True)
+    if archive.wait() != 0:
+        raise SystemExit(f"git archive {ref} failed")
+    return commit
+
+
+def _measure_in_subprocess(argv: list[str], code: Path, out: Path, db: str) -> dict[str, Any] | None:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--code", str(code), "--json", str(out)]
+    cmd += ["--db", db]
+    # Run from the code's folder: Celery's loader puts the working directory first on sys.path.
+    result = subprocess.run(cmd, cwd=code, check=False)
+    if not out.exists():
+        return None
+    figures: dict[str, Any] = json.loads(out.read_text())
+    figures["returncode"] = result.returncode
+    return figures
+
+
+def _without_baseline(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--baseline":
+            skip = True
+        elif not arg.startswith("--baseline="):
+            out.append(arg)
+    return out
+
+
+def _row(name: str, f: dict[str, Any]) -> str:
+    c, o = f["closed"], f["open"]
+    return (
+        f"| {name} | {c['per_s']:.1f} | {c['fetch_p95']:.0f} / {c['submit_p95']:.0f} | "
+        f"{o['fetch_p95']:.1f} / {o['submit_p95']:.1f} | {sum(f['cpu_ms'].values()):.2f} | "
+        f"{f['load_before']} / {f['load_after']} |"
+    )
+
+
+def compare(args: argparse.Namespace, argv: list[str]) -> int:
+    """The baseline ref's code, then the working tree's, each in its own subprocess and database,
+    `--repeat` times in turn (the machine's other load drifts: pairs measured minutes apart compare)."""
+    own = _without_baseline(argv)
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="evalhub-bench-baseline-") as tmp:
+        folder = Path(tmp) / "code"
+        folder.mkdir()
+        commit = _export(args.baseline, folder)
+        for turn in range(args.repeat):
+            print(f"=== baseline: {args.baseline} ({commit}), exported to {folder} (turn {turn + 1})")
+            old = _measure_in_subprocess(own, folder, Path(tmp) / f"old{turn}.json", f"{args.db}_old")
+            print(f"=== working tree (turn {turn + 1})")
+            new = _measure_in_subprocess(own, REPO, Path(tmp) / f"new{turn}.json", args.db)
+            if old is None or new is None:
+                print("a run produced no figures; see its output above")
+                return 1
+            pairs.append((old, new))
+    print(
+        "\n| code | closed ratings/s | closed p95 fetch/submit ms | open p95 fetch/submit ms"
+        " | CPU ms/rating | load before/after |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for old, new in pairs:
+        print(_row(f"{args.baseline} ({commit})", old))
+        print(_row("working tree", new))
+    rate = [new["closed"]["per_s"] / old["closed"]["per_s"] for old, new in pairs]
+    cpu = [sum(old["cpu_ms"].values()) / sum(new["cpu_ms"].values()) for old, new in pairs]
+    print(f"\nworking tree / baseline, closed-loop rate per turn: {', '.join(f'{r:.2f}x' for r in rate)}")
+    print(f"baseline / working tree, CPU per rating per turn: {', '.join(f'{r:.2f}x' for r in cpu)}")
+    ok = all(targets_met(new, old) and new["returncode"] == 0 for old, new in pairs)
+    print(
+        f"targets: closed >= {CLOSED_LOOP_MIN_PER_S:g}/s and >= {CLOSED_LOOP_MIN_OF_BASELINE:g}x the baseline,"
+        f" open p95 < {OPEN_LOOP_MAX_P95_MS:g} ms, integrity: {'met' if ok else 'NOT met'} in every turn"
+    )
+    return 0 if all(o["returncode"] == 0 and n["returncode"] == 0 for o, n in pairs) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.baseline:
+        return compare(args, argv)
+    status, figures = measure(args)
+    if figures is not None and args.code is None:
+        print(
+            f"targets (closed >= {CLOSED_LOOP_MIN_PER_S:g}/s, open p95 < {OPEN_LOOP_MAX_P95_MS:g} ms;"
+            f" run with --baseline REF for the same-run ratio): {'met' if targets_met(figures) else 'NOT met'}"
+        )
+    return status
 
 
 if __name__ == "__main__":

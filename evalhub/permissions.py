@@ -2,7 +2,8 @@
 
 Staff roles (admin, ML lead, engineer) read a project's catalogue, suites, runs and reports; engineers
 and above write them; raters reach only the annotation endpoints. Project admins also manage members
-and read their project's audit trail. A token is limited to its project.
+and read their project's audit trail. A token is limited to its project, whatever roles its user
+holds elsewhere, on every endpoint (the raters' rule is annotation.selectors.access_condition).
 """
 
 from __future__ import annotations

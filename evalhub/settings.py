@@ -129,6 +129,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = ["evalhub.accounts.backends.LockoutModelBackend"]
 EVALHUB_LOGIN_FAILURE_LIMIT = int(os.environ.get("EVALHUB_LOGIN_FAILURE_LIMIT", "5"))
 EVALHUB_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("EVALHUB_LOGIN_LOCKOUT_SECONDS", str(15 * 60)))
+# API tokens: the lifetime a new token gets unless its creator picks another, and the longest allowed.
+EVALHUB_TOKEN_LIFETIME_DAYS = int(os.environ.get("EVALHUB_TOKEN_LIFETIME_DAYS", "90"))
+EVALHUB_TOKEN_MAX_LIFETIME_DAYS = int(os.environ.get("EVALHUB_TOKEN_MAX_LIFETIME_DAYS", "365"))
+# The OpenAPI schema and the API docs pages need a login unless this opens them to anyone.
+EVALHUB_PUBLIC_API_SCHEMA = env_bool("EVALHUB_PUBLIC_API_SCHEMA", False)
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(12 * 3600)))
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -2,9 +2,9 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from evalhub import views
+from evalhub.api_docs import SchemaView, api_docs
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,8 +18,7 @@ urlpatterns = [
     path("audit/", include("evalhub.audit.urls")),
     path("rate/", include("annotation.urls")),
     path("api/v1/", include("evalhub.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # The split view serves Swagger UI's start-up script as its own file (?script), so the docs
-    # page needs no inline script under the CSP.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # Both need a login unless EVALHUB_PUBLIC_API_SCHEMA opens them (evalhub.api_docs).
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", api_docs, name="api-docs"),
 ]

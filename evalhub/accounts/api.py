@@ -207,6 +207,7 @@ class TokenSerializer(serializers.ModelSerializer[ApiToken]):
             "owner",
             "prefix",
             "created_at",
+            "expires_at",
             "last_used_at",
             "revoked_at",
             "active",
@@ -214,12 +215,15 @@ class TokenSerializer(serializers.ModelSerializer[ApiToken]):
         read_only_fields = fields
 
     def get_active(self, token: ApiToken) -> bool:
-        return token.revoked_at is None
+        return token.is_active
 
 
 class TokenCreateSerializer(serializers.Serializer[Any]):
     project = serializers.SlugField()
     name = serializers.CharField(max_length=120)
+    lifetime_days = serializers.IntegerField(
+        required=False, help_text="Days until the token expires (default: the site's token lifetime)."
+    )
 
 
 class TokenCreatedSerializer(TokenSerializer):
@@ -262,9 +266,10 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
         if project is None:
             raise serializers.ValidationError({"project": ["Unknown project, or you are not a member."]})
-        services.check_token_create(user=request.user, project=project, name=data.validated_data["name"])
+        name, days = data.validated_data["name"], data.validated_data.get("lifetime_days")
+        services.check_token_create(user=request.user, project=project, name=name, lifetime_days=days)
         token, secret = services.token_create(
-            user=request.user, project=project, name=data.validated_data["name"], actor=request.user
+            user=request.user, project=project, name=name, lifetime_days=days, actor=request.user
         )
         token.secret = secret  # type: ignore[attr-defined]
         return Response(TokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)

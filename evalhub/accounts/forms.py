@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -48,9 +49,19 @@ class TokenCreateForm(forms.Form):
         help_text="What uses it, for example “training pipeline CI”.",
     )
 
+    lifetime_days = forms.IntegerField(
+        label="Expires after (days)",
+        required=False,
+        help_text="It stops working after this many days; blank for the site's default.",
+    )
+
     def __init__(self, *args: Any, projects: QuerySet[Project], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = projects  # type: ignore[attr-defined]
+        # The bounds are accounts.services.check_token_create's; these only help the browser.
+        lifetime = self.fields["lifetime_days"]
+        lifetime.initial = settings.EVALHUB_TOKEN_LIFETIME_DAYS
+        lifetime.widget.attrs.update(min=1, max=settings.EVALHUB_TOKEN_MAX_LIFETIME_DAYS)
 
 
 class MemberForm(forms.Form):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
@@ -69,20 +71,30 @@ def membership_set(*, project: Project, user: Any, role: str, actor: Any = None)
     return membership
 
 
-def token_create(*, user: Any, project: Project, name: str, actor: Any = None) -> tuple[ApiToken, str]:
-    """Create a token and return it with its secret, which is shown once and never stored."""
+def token_create(
+    *, user: Any, project: Project, name: str, lifetime_days: int | None = None, actor: Any = None
+) -> tuple[ApiToken, str]:
+    """Create a token and return it with its secret, which is shown once and never stored. It expires
+    after `lifetime_days` (default EVALHUB_TOKEN_LIFETIME_DAYS; check_token_create bounds it)."""
     prefix = secrets.token_hex(4)
     secret = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    days = settings.EVALHUB_TOKEN_LIFETIME_DAYS if lifetime_days is None else lifetime_days
+    expires_at = timezone.now() + timedelta(days=days)
     with transaction.atomic():
         token = ApiToken.objects.create(
-            user=user, project=project, name=name, prefix=prefix, key_hash=hash_token(secret)
+            user=user,
+            project=project,
+            name=name,
+            prefix=prefix,
+            key_hash=hash_token(secret),
+            expires_at=expires_at,
         )
         audit_record(
             actor=actor or user,
             action="api_token.create",
             obj=token,
             project=project,
-            after={"name": name, "prefix": prefix},
+            after={"name": name, "prefix": prefix, "expires_at": expires_at.isoformat()},
         )
     return token, secret
 
@@ -149,8 +161,15 @@ def membership_remove(*, membership: Membership, actor: Any = None) -> None:
         membership.delete()
 
 
-def check_token_create(*, user: Any, project: Project, name: str) -> None:
-    """A token is for a project the user belongs to (any role; site admins: any project)."""
+def check_token_create(*, user: Any, project: Project, name: str, lifetime_days: int | None = None) -> None:
+    """A token is for a project the user belongs to (any role; site admins: any project), and lives
+    between one day and EVALHUB_TOKEN_MAX_LIFETIME_DAYS."""
+    longest = settings.EVALHUB_TOKEN_MAX_LIFETIME_DAYS
+    if lifetime_days is not None and not 1 <= lifetime_days <= longest:
+        raise ValidationFailed(
+            f"A token lives between 1 and {longest} days.",
+            fields={"lifetime_days": [f"Between 1 and {longest}."]},
+        )
     if not name.strip():
         raise ValidationFailed("A token needs a name.", fields={"name": ["This field is required."]})
     if len(name) > ApiToken._meta.get_field("name").max_length:  # type: ignore[operator]

@@ -53,9 +53,12 @@ def tokens(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _token_page(request, form, status=400)
     project, name = form.cleaned_data["project"], form.cleaned_data["name"]
+    days = form.cleaned_data["lifetime_days"]
     with form_errors(form):
-        services.check_token_create(user=request.user, project=project, name=name)
-        _token, secret = services.token_create(user=request.user, project=project, name=name, actor=request.user)
+        services.check_token_create(user=request.user, project=project, name=name, lifetime_days=days)
+        _token, secret = services.token_create(
+            user=request.user, project=project, name=name, lifetime_days=days, actor=request.user
+        )
         return _token_page(request, TokenCreateForm(projects=projects), secret=secret, status=201)
     return _token_page(request, form, status=400)
 

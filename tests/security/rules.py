@@ -35,7 +35,30 @@ class Policy:
 
 def _policy(name: str, own: dict[str, str], other: dict[str, str] | None = None) -> Policy:
     base = {"anonymous": UNAUTH, "revoked": UNAUTH}
-    return Policy(name, {**base, **own}, other or {})
+    own = {**base, **own}
+    return Policy(name, {**own, **_dual_on_own(own)}, {**(other or {}), **_dual_on_other(own, other)})
+
+
+# The two-role user (world.DUAL_ACTORS: an engineer of the own project, a rater of the other) gets,
+# through each token, exactly what a one-role user of the token's project gets: a scope holds whatever
+# else the user may be. So their outcomes follow from the one-role actors' and are never written out.
+
+
+def _dual_on_own(own: dict[str, str]) -> dict[str, str]:
+    # Own-scope token: the engineer. Other-scope token: a member of the other project, as cross_token.
+    return {"dual_own": own["engineer"], "dual_other": own["cross_token"]}
+
+
+def _dual_on_other(own: dict[str, str], other: dict[str, str] | None) -> dict[str, str]:
+    """Outcomes against the other project's objects (the dual user holds its rater-side ones)."""
+    # The own-scope token: the engineer's outcome there. Where the table names none (operations with
+    # no target object), the engineer's own-project answer, seen from the other project: their list
+    # must hold nothing of it.
+    engineer = (other or {}).get("engineer") or own["engineer"]
+    if engineer in (LIST_OWN, LIST_ALL):
+        engineer = EMPTY
+    # The other-scope token: the rater's outcome on their own project's objects, mirrored.
+    return {"dual_own": engineer, "dual_other": own["rater"]}
 
 
 def staff_object(ok: str = OK) -> Policy:

@@ -1,5 +1,8 @@
 """The authorisation matrix: every API operation x every actor x own or other project.
 
+Among the actors is one user with two roles (an engineer of one project, a rater of the other)
+using a token scoped to each project; they are checked against both projects on every operation.
+
 Operations come from the generated OpenAPI schema; what each actor may get comes from the table in
 tests/security/rules.py. An operation missing from the table, or a rule for an operation that no
 longer exists, fails loudly. Each request runs in a savepoint that is rolled back, so one actor's
@@ -17,7 +20,15 @@ from django.db import transaction
 from evalhub.audit.models import AuditEvent
 from tests.security import rules
 from tests.security.schema import fill, operations, param_prefix
-from tests.security.world import ACTORS, OTHER_MARK, OWN_MARK, ROLE_ACTORS, World, build_world
+from tests.security.world import (
+    ACTORS,
+    DUAL_ACTORS,
+    OTHER_MARK,
+    OWN_MARK,
+    ROLE_ACTORS,
+    World,
+    build_world,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -133,9 +144,13 @@ def test_authorisation(world, method, path):
     problems = []
     for actor, outcome in rule.policy.own.items():
         problems.append(run_cell(world, method, path, rule, actor, "own", outcome))
-    if prefix is not None or rule.body is not None or rule.query is not None:
-        for actor, outcome in rule.policy.other.items():
-            assert actor in (*ROLE_ACTORS, "site_admin")
+    targeted = prefix is not None or rule.body is not None or rule.query is not None
+    assert set(DUAL_ACTORS) <= set(rule.policy.other), f"{rule.policy.name}: the dual actors need an outcome"
+    for actor, outcome in rule.policy.other.items():
+        assert actor in (*ROLE_ACTORS, "site_admin", *DUAL_ACTORS)
+        # Without a target object only the marks tell the projects apart: the dual user's tokens are
+        # checked against the other project's marks too, so neither scope leaks into the other.
+        if targeted or actor in DUAL_ACTORS:
             problems.append(run_cell(world, method, path, rule, actor, "other", outcome))
     problems = [p for p in problems if p]
     assert not problems, f"{method} {path} ({rule.policy.name}):\n" + "\n".join(problems)

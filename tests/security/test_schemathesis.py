@@ -53,6 +53,7 @@ def keep_connection():
 @pytest.fixture
 def world(db, settings, keep_connection) -> World:
     settings.EVALHUB_SUITE_PII_SCAN = False
+    settings.EVALHUB_PUBLIC_API_SCHEMA = True  # schemathesis loads the schema without credentials
     world = build_world()
     for kind in SEED_KINDS:
         world.get(kind, "own")

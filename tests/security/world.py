@@ -26,7 +26,10 @@ _ids = itertools.count(1)
 
 # The actors of the matrix: each holds a token for one project unless it is a session or anonymous.
 ROLE_ACTORS = ("admin", "lead", "engineer", "rater")
-ACTORS = (*ROLE_ACTORS, "outsider", "cross_token", "site_admin", "anonymous", "revoked")
+# One user with two roles, an engineer of the own project and a rater of the other, through a token
+# scoped to each: the token, not the union of the user's roles, decides what they reach.
+DUAL_ACTORS = ("dual_own", "dual_other")
+ACTORS = (*ROLE_ACTORS, "outsider", "cross_token", "site_admin", "anonymous", "revoked", *DUAL_ACTORS)
 
 
 @dataclass
@@ -101,9 +104,15 @@ def build_world(marks: tuple[str, str] = (OWN_MARK, OTHER_MARK)) -> World:
     other_admin = user_create(username="m-other-admin", password=PASSWORD)
     membership_set(project=other, user=other_admin, role=Role.ADMIN)
     users["other_admin"] = other_admin
-    other_rater = user_create(username="m-rater2", password=PASSWORD)
-    membership_set(project=other, user=other_rater, role=Role.RATER)
-    users["other_rater"] = other_rater
+    # The other project's rater (who holds its rater-side objects) is also an engineer of the own one.
+    dual = user_create(username="m-dual", password=PASSWORD)
+    membership_set(project=own, user=dual, role=Role.ENGINEER)
+    membership_set(project=other, user=dual, role=Role.RATER)
+    users["other_rater"] = dual
+    actors["dual_own"] = Actor("dual_own", dual, token_create(user=dual, project=own, name="d-own")[1])
+    actors["dual_other"] = Actor(
+        "dual_other", dual, token_create(user=dual, project=other, name="d-other")[1]
+    )
     users["newcomer"] = user_create(username="m-newcomer", password=PASSWORD)
     return World(own=own, other=other, actors=actors, users=users, marks=marks)
 
