@@ -10,6 +10,7 @@ Plain Python: the fixture build (no Django) and the simulated experts use the sa
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -20,7 +21,104 @@ _NAME_RUN = re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*\b")
 _SENTENCE_END = re.compile(r"[.!?;:]\s+")
 # Capitalised only because they open a sentence or a label; never names on their own.
 _OPENERS = frozenset(
-    ["a", "an", "the", "in", "on", "at", "for", "from", "of", "to", "and", "or", "but", "with", "by", "as", "is", "was", "were", "be", "this", "that", "these", "those", "it", "its", "their", "they", "he", "she", "his", "her", "we", "our", "you", "your", "there", "here", "then", "next", "after", "before", "during", "patient", "plan", "vitals", "started", "prescribed", "revenue", "guidance", "sales", "operating", "margin", "follow-up", "review", "visit", "notes", "note", "call", "summary", "short", "sorry", "earnings", "clinic", "outpatient", "observations", "results", "blood", "heart", "temperature", "chief", "ceo", "cfo", "management", "analysts", "company", "quarter", "quarterly", "record", "key", "figures", "recap", "dr", "mr", "mrs", "ms", "booked", "seen", "on", "examination", "also", "net", "cholesterol", "weight", "an", "ecg"]
+    [
+        "a",
+        "an",
+        "the",
+        "in",
+        "on",
+        "at",
+        "for",
+        "from",
+        "of",
+        "to",
+        "and",
+        "or",
+        "but",
+        "with",
+        "by",
+        "as",
+        "is",
+        "was",
+        "were",
+        "be",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "their",
+        "they",
+        "he",
+        "she",
+        "his",
+        "her",
+        "we",
+        "our",
+        "you",
+        "your",
+        "there",
+        "here",
+        "then",
+        "next",
+        "after",
+        "before",
+        "during",
+        "patient",
+        "plan",
+        "vitals",
+        "started",
+        "prescribed",
+        "revenue",
+        "guidance",
+        "sales",
+        "operating",
+        "margin",
+        "follow-up",
+        "review",
+        "visit",
+        "notes",
+        "note",
+        "call",
+        "summary",
+        "short",
+        "sorry",
+        "earnings",
+        "clinic",
+        "outpatient",
+        "observations",
+        "results",
+        "blood",
+        "heart",
+        "temperature",
+        "chief",
+        "ceo",
+        "cfo",
+        "management",
+        "analysts",
+        "company",
+        "quarter",
+        "quarterly",
+        "record",
+        "key",
+        "figures",
+        "recap",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "booked",
+        "seen",
+        "on",
+        "examination",
+        "also",
+        "net",
+        "cholesterol",
+        "weight",
+        "an",
+        "ecg",
+    ]
 )
 
 
@@ -90,11 +188,11 @@ def garbled_reasons(text: str) -> list[str]:
         reasons.append("broken punctuation")
     if re.search(r"[.!?]\s+[a-z]", stripped):
         reasons.append("a sentence starts in lower case")
-    words = re.findall(r"\w+", stripped.lower())
+    words = re.findall(r"[^\W\d_]+", stripped.lower())  # words only: "1.1" is not a repeated word
     trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    if any(a == b for a, b in zip(words, words[1:], strict=False)) or len(set(trigrams)) < len(trigrams):
+    if any(a == b for a, b in itertools.pairwise(words)) or len(set(trigrams)) < len(trigrams):
         reasons.append("repeated words")
-    if stripped[-1] not in '.!?)"\'':
+    if stripped[-1] not in ".!?)\"'":
         reasons.append("unfinished")
     return reasons
 
