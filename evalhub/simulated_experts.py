@@ -65,10 +65,7 @@ def _scores(check: FactCheck, words: int) -> tuple[dict[str, int], list[str]]:
     reasons += [f"garbled: {r}" for r in check.garbled]
     factual = max(1, 5 - 2 * len(check.invented))
     complete = 1 + round(4 * check.recall)
-    concise = _conciseness(words)
-    if check.garbled:  # broken text is neither trustworthy nor usable as it stands
-        factual, complete, concise = min(factual, 2), min(complete, 2), min(concise, 2)
-    return {"factual_accuracy": factual, "completeness": complete, "conciseness": concise}, reasons
+    return {"factual_accuracy": factual, "completeness": complete, "conciseness": _conciseness(words)}, reasons
 
 
 def judge(text: str, *, source: str, reference: str, rater: int = 0) -> Judgement:
@@ -85,6 +82,8 @@ def judge(text: str, *, source: str, reference: str, rater: int = 0) -> Judgemen
     rng = random.Random(f"{rater}:{text}")
     for key in ("completeness", "conciseness"):
         scores[key] = max(1, min(5, scores[key] + rng.choice([-1, 0, 0, 0, 0, 0, 0, 1])))
+    if check.garbled:  # broken text is neither trustworthy nor usable as it stands
+        scores = {key: min(value, 2) for key, value in scores.items()}
     spans = [{"start": f.start, "end": f.end} for f in check.invented[:MAX_SPANS]]
     return Judgement(scores, bool(check.invented), spans, reasons)
 
