@@ -13,6 +13,7 @@ from tests.conftest import FIXTURE_MODELS
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(2700),  # generation and scoring of 128 outputs on a busy 2-core machine
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not (FIXTURE_MODELS / "base" / "config.json").is_file(), reason="fixture models not built"),
 ]
