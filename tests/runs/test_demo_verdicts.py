@@ -32,6 +32,7 @@ def test_the_demo_ends_go_for_v2_and_no_go_for_synthetic_bad(settings: Any, tmp_
     for _, step in demo.PIPELINE:
         step(state, out)
     verdicts = state.objects["verdicts"]
+    print(out.getvalue())  # the demo's own account of the verdicts, shown with -s
 
     good, bad = verdicts["summariser-v2"], verdicts["synthetic-bad"]
     assert good.decision == "GO", out.getvalue()
