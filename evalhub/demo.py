@@ -171,12 +171,13 @@ def scores(state: DemoState, out: Writer) -> None:
         run_score(run_id=run.pk)
     rows = (
         MetricScore.objects.filter(run=run, metric__in=["rougeL", "perplexity", "checks"])
-        .values("adapter__name", "metric")
+        .values("adapter__name", "adapter__version", "metric")
         .annotate(mean=Avg("value"), n=Count("id"))
-        .order_by("metric", "adapter__name")
+        .order_by("metric", "adapter__name", "adapter__version")
     )
-    for row in rows:
-        out.write(f"  {row['metric']:<11} {row['adapter__name']:<15} {row['mean']:.3f}  (n={row['n']})\n")
+    for row in rows:  # v1 and v2 share the name "summariser": show name@version
+        label = f"{row['adapter__name']}@{row['adapter__version']}"
+        out.write(f"  {row['metric']:<11} {label:<17} {row['mean']:.3f}  (n={row['n']})\n")
 
 
 SIM_RATERS = ["expert-sim-1", "expert-sim-2", "expert-sim-3"]
