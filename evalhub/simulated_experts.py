@@ -65,7 +65,11 @@ def _scores(check: FactCheck, words: int) -> tuple[dict[str, int], list[str]]:
     reasons += [f"garbled: {r}" for r in check.garbled]
     factual = max(1, 5 - 2 * len(check.invented))
     complete = 1 + round(4 * check.recall)
-    return {"factual_accuracy": factual, "completeness": complete, "conciseness": _conciseness(words)}, reasons
+    return {
+        "factual_accuracy": factual,
+        "completeness": complete,
+        "conciseness": _conciseness(words),
+    }, reasons
 
 
 def judge(text: str, *, source: str, reference: str, rater: int = 0) -> Judgement:
