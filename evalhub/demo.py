@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from evalhub import simulated_experts as experts
 from evalhub.accounts.models import Project, Role
 from evalhub.accounts.services import membership_set, project_create
 from evalhub.catalog.models import Adapter, BaseModel
@@ -171,41 +171,16 @@ def scores(state: DemoState, out: Writer) -> None:
         run_score(run_id=run.pk)
     rows = (
         MetricScore.objects.filter(run=run, metric__in=["rougeL", "perplexity", "checks"])
-        .values("adapter__name", "metric")
+        .values("adapter__name", "adapter__version", "metric")
         .annotate(mean=Avg("value"), n=Count("id"))
-        .order_by("metric", "adapter__name")
+        .order_by("metric", "adapter__name", "adapter__version")
     )
-    for row in rows:
-        out.write(f"  {row['metric']:<11} {row['adapter__name']:<15} {row['mean']:.3f}  (n={row['n']})\n")
+    for row in rows:  # v1 and v2 share the name "summariser": show name@version
+        label = f"{row['adapter__name']}@{row['adapter__version']}"
+        out.write(f"  {row['metric']:<11} {label:<17} {row['mean']:.3f}  (n={row['n']})\n")
 
 
-NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 SIM_RATERS = ["expert-sim-1", "expert-sim-2", "expert-sim-3"]
-
-
-def _judge(text: str, source: str, reference: str, seed: int) -> dict[str, Any]:
-    """A simulated domain expert: checks every number against the input, as the real ones do.
-
-    Deterministic per (text, rater); its small noise keeps agreement realistic rather than perfect.
-    """
-    import random
-
-    rng = random.Random(f"{seed}:{text}")
-    numbers = NUMBER.findall(text)
-    wanted = NUMBER.findall(reference)
-    invented = [n for n in numbers if n not in source]
-    covered = sum(1 for n in wanted if n in text) / len(wanted) if wanted else 1.0
-    words = len(text.split())
-    factual = 5 - min(4, 2 * len(invented)) if text.strip() else 1
-    complete = 1 + round(4 * covered)
-    concise = 5 if 8 <= words <= 45 else 3 if words <= 70 else 2
-    noise = rng.choice([-1, 0, 0, 0, 0, 1])
-    return {
-        "factual_accuracy": max(1, min(5, factual + noise)),
-        "completeness": max(1, min(5, complete)),
-        "conciseness": max(1, min(5, concise - (noise < 0))),
-        "hallucinated": bool(invented),
-    }
 
 
 def open_study(state: DemoState, out: Writer) -> None:
@@ -250,30 +225,12 @@ def open_study(state: DemoState, out: Writer) -> None:
             if task.output_b is not None:
                 sides["B"] = task.output_b
             judged = {
-                side: _judge(output.text, task.case.input, task.case.reference, index)
+                side: experts.judge(
+                    output.text, source=task.case.input, reference=task.case.reference, rater=index
+                )
                 for side, output in sides.items()
             }
-            data: dict[str, Any] = {
-                "scores": {
-                    key: {side: judged[side][key] for side in sides}
-                    for key in ("factual_accuracy", "completeness", "conciseness")
-                },
-                "hallucination": {side: {"flagged": judged[side]["hallucinated"]} for side in sides},
-                "rationale": "Simulated expert (demo).",
-                "time_on_task_ms": 30000,
-            }
-            if len(sides) == 2:
-                totals = {
-                    s: (judged[s]["factual_accuracy"], judged[s]["completeness"], judged[s]["conciseness"])
-                    for s in sides
-                }
-                score = {side: sum(values) for side, values in totals.items()}
-                if max(t[0] for t in totals.values()) <= 1 and max(t[1] for t in totals.values()) <= 2:
-                    data["preference"] = "both_bad"
-                elif abs(score["A"] - score["B"]) <= 1:
-                    data["preference"] = "tie"
-                else:
-                    data["preference"] = "A" if score["A"] > score["B"] else "B"
+            data = experts.rating_data(judged, rationale="Simulated expert (demo)")
             rating_submit(public_id=task.public_id, rater=rater, data=data)
             given += 1
     out.write(
@@ -282,28 +239,40 @@ def open_study(state: DemoState, out: Writer) -> None:
     state.urls.append(("Rate (as rater1)", "/rate/"))
 
 
+VERDICTS = ["summariser-v2", "synthetic-bad"]  # each frozen against summariser-v1
+
+
 def report(state: DemoState, out: Writer) -> None:
-    """The go/no-go report of summariser-v2 against summariser-v1, frozen as a verdict."""
+    """The go/no-go reports of summariser-v2 and synthetic-bad against summariser-v1, frozen as verdicts."""
     from evalhub.reports.services import verdict_freeze
 
     assert state.project is not None
     run = state.objects["run"]
-    verdict = verdict_freeze(
-        run=run,
-        candidate=state.adapters["summariser-v2"],
-        baseline=state.adapters["summariser-v1"],
-        study=state.objects.get("study"),
-        actor=state.users["lead"],
-    )
-    out.write(
-        f"  verdict for {verdict.candidate.label} vs {verdict.baseline.label if verdict.baseline else '-'}: {verdict.decision}\n"
-    )
-    for gate in verdict.gates:
-        if isinstance(gate, dict):
-            out.write(
-                f"    {gate.get('name', gate.get('metric', '?'))}: {gate.get('result', gate.get('status', ''))}\n"
-            )
+    state.objects["verdicts"] = {}
+    for name in VERDICTS:
+        verdict = verdict_freeze(
+            run=run,
+            candidate=state.adapters[name],
+            baseline=state.adapters["summariser-v1"],
+            study=state.objects.get("study"),
+            actor=state.users["lead"],
+        )
+        state.objects["verdicts"][name] = verdict
+        baseline = verdict.baseline.label if verdict.baseline else "-"
+        out.write(f"  verdict for {verdict.candidate.label} vs {baseline}: {verdict.decision}\n")
+        for gate in verdict.gates:
+            if isinstance(gate, dict):
+                out.write(f"    {gate_line(gate)}\n")
     state.urls.append(("Report (as lead)", f"/p/{state.project.slug}/runs/{run.pk}/report/"))
+
+
+def gate_line(gate: dict[str, Any]) -> str:
+    """One gate of a frozen verdict as a line of the demo's output: name, outcome and value."""
+    name = gate.get("name", gate.get("metric", "?"))
+    outcome = gate.get("result", gate.get("status", ""))
+    value = gate.get("value")
+    shown = f" ({value:.3f})" if isinstance(value, int | float) else ""
+    return f"{name}: {outcome}{shown}"
 
 
 PIPELINE: list[tuple[str, Any]] = [
