@@ -97,7 +97,13 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
     if staged.status == UploadStatus.IMPORTED and staged.version is not None:
         messages.info(request, "This upload was already imported.")
         return redirect("suites:detail", project_slug=project.slug, suite_id=staged.version.suite_id)
-    if staged.status in (UploadStatus.PENDING, UploadStatus.SCREENING, UploadStatus.FAILED):
+    if staged.status in (
+        UploadStatus.READING,
+        UploadStatus.CHECKED,
+        UploadStatus.PENDING,
+        UploadStatus.SCREENING,
+        UploadStatus.FAILED,
+    ):
         return render(
             request,
             "suites/import_status.html",
@@ -105,7 +111,7 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
         )
     report = staged.report
     mapping_form = MappingForm(columns=report.get("columns", []), mapping=report.get("mapping", {}))
-    confirm_form = ConfirmForm(initial={"pii_action": "redact"})
+    confirm_form = ConfirmForm()  # nothing preselected: the uploader chooses what happens to personal data
     error = ""
     mapped_by_column = {column: fld for fld, column in report.get("mapping", {}).items()}
     is_csv = staged.format == "csv" or staged.filename.lower().endswith((".csv", ".tsv", ".txt"))
