@@ -68,7 +68,9 @@ class ConfirmForm(forms.Form):
         choices=PII_CHOICES,
         widget=forms.RadioSelect,
         label="Personal data found",
-        error_messages={"required": "Choose what happens to the personal data found: nothing is preselected."},
+        error_messages={
+            "required": "Choose what happens to the personal data found: nothing is preselected."
+        },
     )  # No initial: the uploader must stop and choose (issue #18); a preselected Redact corrupted names.
     pii_justification = forms.CharField(
         required=False,

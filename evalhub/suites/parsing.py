@@ -684,10 +684,15 @@ PROMPTFOO_METADATA_FIELDS = ("id", "tags", "origin", "generator", "split", "cate
 
 
 def _scalar_text(value: Any) -> str:
+    """A var's value as promptfoo renders it into a prompt (JavaScript's text of it): true, 1000, 1.5."""
     if isinstance(value, str):
         return value
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
 
 
@@ -813,7 +818,7 @@ def read_rows_promptfoo(raw: IO[bytes], *, input_var: str = "") -> Iterator[RawR
     reader = DecodedReader(io.BytesIO(data))
     text = "".join(reader.lines(len(data) + 1))
     try:
-        document = yaml_load(text, max_nodes=lim.max_yaml_nodes)
+        document = yaml_load(text, max_nodes=lim.max_yaml_nodes, core_schema=True)  # promptfoo: YAML 1.2
     except yaml.YAMLError as exc:
         message, line = yaml_error_text(exc)
         raise FileProblem(message, row=line) from exc
