@@ -30,3 +30,21 @@ def test_the_yaml_12_loader_reads_the_core_schema() -> None:
     }  # fmt: skip
     # The 1.1 reading stays where it is asked for (gates), unchanged.
     assert yaml_load("a: Yes\nb: 18:00\n", max_nodes=10) == {"a": True, "b": 1080}
+
+
+def test_prompts_are_rendered_with_vars_one_case_per_prompt(project: Any, no_pii_scan: None) -> None:
+    version = suite_import_file(project=project, name="pf", path=GOOD / "promptfoo_prompts.yaml")
+    cases = list(version.cases.order_by("position"))
+    assert [(c.input, c.slices.get("prompt")) for c in cases] == [
+        ("Convert this English to French: Hello world", "prompt 1"),
+        ("French translation of: Hello world", "terse"),
+        ("Convert this English to German: Hello world", "prompt 1"),
+        ("German translation of: Hello world", "terse"),
+    ]
+    # The var that tells the tests apart is part of each case, so nothing collapses as a duplicate.
+    assert cases[0].slices["language"] == "French" and cases[2].slices["language"] == "German"
+    assert all(c.slices["register"] == "formal" for c in cases)  # defaultTest.vars, merged
+    # Templates inside assertions are rendered with the test's vars.
+    assert cases[0].expected == [{"type": "contains", "value": "Bonjour le monde"}]
+    assert cases[2].expected == [{"type": "regex", "pattern": r"\AHallo\ Welt\Z"}]
+    assert cases[0].reference == "Bonjour le monde" and cases[2].reference == "Hallo Welt"
