@@ -664,8 +664,9 @@ PROMPTFOO_ASSERTIONS: dict[str, Any] = {
     "regex": lambda v: {"type": "regex", "pattern": str(v)},
     "equals": lambda v: {"type": "regex", "pattern": r"\A" + _escape(v) + r"\Z"},
     "starts-with": lambda v: {"type": "regex", "pattern": r"\A" + _escape(v)},
-    "is-json": lambda v: {"type": "valid_json"},
-    "contains-json": lambda v: {"type": "valid_json"},
+    # promptfoo's value for these is an optional JSON schema the JSON must match.
+    "is-json": lambda v: {"type": "valid_json", **({"schema": v} if isinstance(v, dict) else {})},
+    "contains-json": lambda v: {"type": "contains_json", **({"schema": v} if isinstance(v, dict) else {})},
 }
 OUR_TYPES_IN_PROMPTFOO = {
     "must_refuse",
@@ -674,6 +675,7 @@ OUR_TYPES_IN_PROMPTFOO = {
     "not_contains",
     "regex",
     "valid_json",
+    "contains_json",
     "max_length",
     "no_pii",
     "no_injection",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,3 +49,22 @@ def test_prompts_are_rendered_with_vars_one_case_per_prompt(project: Any, no_pii
     assert cases[0].expected == [{"type": "contains", "value": "Bonjour le monde"}]
     assert cases[2].expected == [{"type": "regex", "pattern": r"\AHallo\ Welt\Z"}]
     assert cases[0].reference == "Bonjour le monde" and cases[2].reference == "Hallo Welt"
+
+
+def test_is_json_keeps_its_schema_and_contains_json_means_json_inside(
+    project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    path = tmp_path / "json.yaml"
+    path.write_text(
+        "tests:\n"
+        "  - vars: {input: Give the totals.}\n"
+        "    assert:\n"
+        "      - type: is-json\n"
+        "        value: {type: object, required: [total]}\n"
+        "      - type: contains-json\n"
+    )
+    case = suite_import_file(project=project, name="pf", path=path).cases.get()
+    assert case.expected == [
+        {"type": "valid_json", "schema": {"type": "object", "required": ["total"]}},
+        {"type": "contains_json"},
+    ]
