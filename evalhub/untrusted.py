@@ -200,14 +200,50 @@ for _tag in ("binary", "set", "omap", "pairs"):
     JsonLikeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", JsonLikeLoader.construct_refused)
 
 
-def yaml_load(text: str, *, max_nodes: int) -> Any:
+class Yaml12Loader(JsonLikeLoader):
+    """JSON-like loading under YAML 1.2's core schema, which promptfoo (js-yaml) follows: only
+    true/false are booleans and only ~/null/empty is null, so `Yes`, `on` and `No` stay text; there
+    are no sexagesimal numbers or timestamps, so `18:00` and `2024-01-02` stay text; integers are
+    decimal, 0o octal or 0x hex. One deliberate difference: a decimal with a leading zero (`0777`,
+    a zip code, an id) stays text, where js-yaml would read 777: evaluation data must not lose digits.
+    """
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}
+
+    def construct_core_int(self, node: Any) -> Any:
+        self.construct_bounded_int(node)  # the digit bound
+        value = str(self.construct_scalar(node))
+        return int(value, 0) if value.lstrip("+-")[:2] in ("0o", "0x") else int(value)
+
+
+_CORE_RESOLVERS = [
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        # A point or an exponent is needed: plain digits are the int resolver's (or text, `0777`).
+        r"^(?:[-+]?(?:(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),  # js-yaml reads merge keys too
+]
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", Yaml12Loader.construct_core_int)
+
+
+def yaml_load(text: str, *, max_nodes: int, core_schema: bool = False) -> Any:
     """Load one YAML document of JSON-like data, refusing more than `max_nodes` (expanded) values.
 
+    `core_schema` reads it as YAML 1.2 (`Yaml12Loader`, for promptfoo files), else as PyYAML's 1.1.
     Raises `YamlTooLarge` past the cap, other `yaml.YAMLError`s for invalid YAML; a nesting deep
     enough to exhaust the stack raises RecursionError, which callers report as too deep.
     """
     _count_nodes(text, max_nodes)
-    return yaml.load(text, Loader=JsonLikeLoader)  # noqa: S506 - a SafeLoader subclass
+    loader = Yaml12Loader if core_schema else JsonLikeLoader
+    return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def yaml_error_text(exc: yaml.YAMLError) -> tuple[str, int | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,8 @@ CHECK_TYPES: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "contains": {"value": (str, True), "case_sensitive": (bool, False)},
     "not_contains": {"value": (str, True), "case_sensitive": (bool, False)},
     "regex": {"pattern": (str, True)},
-    "valid_json": {},
+    "valid_json": {"schema": (dict, False)},
+    "contains_json": {"schema": (dict, False)},
     "max_length": {"value": (int, True)},
     "no_pii": {"entities": (list, False), "threshold": ((int, float), False)},
     "no_injection": {"marker": (str, True)},
@@ -138,6 +139,8 @@ def _check_problems(index: int, check: Any) -> list[str]:
         return problems
     if kind == "regex":
         problems.extend(_regex_problems(where, check["pattern"]))
+    elif kind in ("valid_json", "contains_json") and "schema" in check:
+        problems.extend(_schema_problems(where, check["schema"]))
     elif kind == "max_length" and check["value"] < 0:
         problems.append(f"{where}: 'max_length' value must be >= 0, got {check['value']}")
     elif kind in ("contains", "not_contains", "no_injection"):
@@ -237,12 +240,78 @@ def _check_regex(output: str, check: Mapping[str, Any], ctx: _Context) -> CheckR
     return CheckResult("regex", matched, f"{'matches' if matched else 'does not match'} {pattern!r}{note}")
 
 
-def _check_json(output: str, check: Mapping[str, Any], ctx: _Context) -> CheckResult:
+def _schema_problems(where: str, schema: Mapping[str, Any]) -> list[str]:
+    import jsonschema
+
     try:
-        json.loads(output)
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return [f"{where}: 'schema' is not a valid JSON schema: {exc.message}"]
+    return []
+
+
+def _schema_error(value: Any, schema: Mapping[str, Any] | None) -> str | None:
+    """Why `value` does not match `schema` (None when it does, or there is no schema)."""
+    if schema is None:
+        return None
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(value)
+    )
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message}{f' (at {where})' if where else ''}"
+
+
+def _check_json(output: str, check: Mapping[str, Any], ctx: _Context) -> CheckResult:
+    """promptfoo's is-json: the whole output is JSON, matching the schema if one is given."""
+    try:
+        value = json.loads(output)
     except ValueError as exc:
         return CheckResult("valid_json", False, f"not valid JSON: {exc}")
-    return CheckResult("valid_json", True, "valid JSON")
+    error = _schema_error(value, check.get("schema"))
+    if error is not None:
+        return CheckResult("valid_json", False, f"valid JSON, but not of the schema: {error}")
+    return CheckResult("valid_json", True, "valid JSON" + (" of the schema" if check.get("schema") else ""))
+
+
+#: contains_json tries at most this many start positions ("{" or "[") in the output.
+JSON_STARTS_MAX = 1_000
+
+
+def _json_in_text(text: str) -> Iterator[Any]:
+    """The JSON objects and arrays embedded in `text`, in order (promptfoo's contains-json)."""
+    decoder = json.JSONDecoder()
+    tried, position = 0, 0
+    while tried < JSON_STARTS_MAX:
+        starts = [i for i in (text.find("{", position), text.find("[", position)) if i >= 0]
+        if not starts:
+            return
+        start = min(starts)
+        tried += 1
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:
+            position = start + 1
+            continue
+        yield value
+        position = end
+
+
+def _check_contains_json(output: str, check: Mapping[str, Any], ctx: _Context) -> CheckResult:
+    """promptfoo's contains-json: some JSON object or array inside the output (matching the schema)."""
+    schema = check.get("schema")
+    first_error = None
+    for value in _json_in_text(output[:REGEX_MAX_CHARS]):
+        error = _schema_error(value, schema)
+        if error is None:
+            return CheckResult("contains_json", True, "contains JSON" + (" of the schema" if schema else ""))
+        first_error = first_error or error
+    if first_error is not None:
+        return CheckResult("contains_json", False, f"contains JSON, but none of the schema: {first_error}")
+    return CheckResult("contains_json", False, "no JSON object or array in the output")
 
 
 def _check_max_length(output: str, check: Mapping[str, Any], ctx: _Context) -> CheckResult:
@@ -295,6 +364,7 @@ _RUNNERS: dict[str, Callable[[str, Mapping[str, Any], _Context], CheckResult]] =
     "not_contains": _check_contains,
     "regex": _check_regex,
     "valid_json": _check_json,
+    "contains_json": _check_contains_json,
     "max_length": _check_max_length,
     "no_pii": _check_pii,
     "no_injection": _check_injection,

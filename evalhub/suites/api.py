@@ -31,7 +31,7 @@ from evalhub.parsers import StrictJSONParser
 from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
 from evalhub.suites import selectors, services
 from evalhub.suites.export import export_csv_lines, export_xlsx
-from evalhub.suites.models import Case, Origin, Split, Suite, SuiteVersion, Upload
+from evalhub.suites.models import Case, Origin, Split, Suite, SuiteVersion, Upload, UploadStatus
 from evalhub.suites.parsing import FORMATS
 
 
@@ -90,11 +90,13 @@ class CaseSerializer(serializers.ModelSerializer[Case]):
 
 
 class UploadStatusSerializer(serializers.ModelSerializer[Upload]):
-    """A queued import: pending -> screening (rows_screened of rows_total) -> imported or failed."""
+    """A queued import: pending -> screening (rows_screened of rows_total) -> imported or failed; a
+    large upload read by a task: reading -> staged, or checked (a dry run, its `report`), or failed."""
 
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     url = serializers.SerializerMethodField()
     version = SuiteVersionSerializer(read_only=True)
+    report = serializers.SerializerMethodField()
 
     class Meta:
         model = Upload
@@ -109,6 +111,7 @@ class UploadStatusSerializer(serializers.ModelSerializer[Upload]):
             "rows_screened",
             "version",
             "error",
+            "report",
             "created_at",
             "finished_at",
         ]
@@ -116,6 +119,10 @@ class UploadStatusSerializer(serializers.ModelSerializer[Upload]):
 
     def get_url(self, upload: Upload) -> str:
         return reverse("suite-upload-detail", kwargs={"pk": upload.pk})
+
+    def get_report(self, upload: Upload) -> dict[str, Any] | None:
+        """A dry run's answer once `checked`; null otherwise."""
+        return upload.report if upload.status == UploadStatus.CHECKED else None
 
 
 def _imported(result: services.Imported | Upload) -> Response:
@@ -246,7 +253,11 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             mapping=values.get("mapping") or None,
         )
         if values.get("dry_run"):
-            report = services.suite_upload_check(file=upload, filename=upload.name, options=options)
+            report = services.suite_upload_check(
+                project=project, file=upload, filename=upload.name, options=options, actor=request.user
+            )
+            if isinstance(report, Upload):  # read by a task: its `report` once `checked`
+                return _imported(report)
             return Response(report.to_dict(), status=status.HTTP_200_OK)
         version = services.suite_import_upload(
             project=project,

@@ -65,8 +65,13 @@ class MappingForm(forms.Form):
 
 class ConfirmForm(forms.Form):
     pii_action = forms.ChoiceField(
-        choices=PII_CHOICES, widget=forms.RadioSelect, initial="redact", label="Personal data found"
-    )
+        choices=PII_CHOICES,
+        widget=forms.RadioSelect,
+        label="Personal data found",
+        error_messages={
+            "required": "Choose what happens to the personal data found: nothing is preselected."
+        },
+    )  # No initial: the uploader must stop and choose (issue #18); a preselected Redact corrupted names.
     pii_justification = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),

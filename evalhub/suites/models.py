@@ -116,6 +116,11 @@ CASE_FILE_FIELDS: tuple[str, ...] = tuple(
 
 class UploadStatus(models.TextChoices):
     STAGED = "staged", "Staged"
+    # A file over EVALHUB_SUITE_SANDBOX_BYTES is read by a task, never in the request that uploaded
+    # it: reading -> staged (the preview), checked (an API dry run: `report` holds the result) or
+    # failed with `error` (a limit hit, an unreadable file).
+    READING = "reading", "Reading the file"
+    CHECKED = "checked", "Checked"
     # A large import runs as a task: pending (queued) -> screening (rows_screened of rows_total)
     # -> imported, or failed with `error`.
     PENDING = "pending", "Pending"

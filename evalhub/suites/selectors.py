@@ -40,8 +40,8 @@ def staged_upload_list(*, project: Project) -> QuerySet[Upload]:
 
 
 def running_import_list(*, project: Project) -> QuerySet[Upload]:
-    """Large imports queued or screening, so their status page can be found again."""
-    running = [UploadStatus.PENDING, UploadStatus.SCREENING]
+    """Large uploads being read, queued or screening, so their status page can be found again."""
+    running = [UploadStatus.READING, UploadStatus.PENDING, UploadStatus.SCREENING]
     return Upload.objects.filter(project=project, status__in=running).order_by("-created_at")
 
 
@@ -139,7 +139,7 @@ def upload_status(*, upload: Upload) -> dict[str, Any]:
     return {
         "status": upload.status,
         "label": upload.get_status_display(),
-        "finished": upload.status in (UploadStatus.IMPORTED, UploadStatus.FAILED),
+        "finished": upload.status in (UploadStatus.IMPORTED, UploadStatus.FAILED, UploadStatus.CHECKED),
         "done": upload.rows_screened,
         "total": upload.rows_total,
         "percent": int(100 * upload.rows_screened / upload.rows_total) if upload.rows_total else 0,

@@ -1,4 +1,4 @@
-"""Celery tasks of the suites app: a large upload's import, and a staged upload's PII preview.
+"""Celery tasks of the suites app: a large upload's read, its import, and a staged upload's PII preview.
 
 Thin: each takes the upload's id and calls its service, which checks the upload's status first so a
 redelivery is harmless; retries follow the project's one policy (`evalhub.celery.evalhub_task`). Time
@@ -31,6 +31,18 @@ def _screen_gave_up(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:
 @evalhub_task(give_up=_import_gave_up)
 def import_upload(*, upload_id: str) -> None:
     services.suite_upload_import(upload_id=upload_id)
+
+
+def _read_gave_up(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:
+    services.suite_upload_fail(
+        upload_id=kwargs["upload_id"], message=f"Reading the file stopped on an unexpected error: {exc!r}"
+    )
+
+
+@evalhub_task(give_up=_read_gave_up)
+def read_upload(*, upload_id: str) -> None:
+    """Read, validate and screen a large upload for its preview (or a dry run), never in a web process."""
+    services.suite_upload_read(upload_id=upload_id)
 
 
 @evalhub_task(give_up=_screen_gave_up)

@@ -180,6 +180,7 @@ LOCAL_CHECK_TYPES: dict[str, tuple[str, ...]] = {
     "not_contains": ("value",),
     "regex": ("pattern",),
     "valid_json": (),
+    "contains_json": (),
     "max_length": ("value",),
     "no_pii": (),
     "no_injection": ("marker",),

@@ -15,13 +15,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from evalhub.accounts.models import Project
-from evalhub.errors import DomainError
 from evalhub.permissions import WRITE_ROLES
 from evalhub.suites import selectors, services
 from evalhub.suites.export import export_csv_lines, export_xlsx
 from evalhub.suites.forms import DELIMITER_CHOICES, CaseFilterForm, ConfirmForm, MappingForm, UploadForm
 from evalhub.suites.models import Suite, SuiteVersion, Upload, UploadStatus
-from evalhub.web import form_errors
+from evalhub.web import form_errors, message_errors
 from evalhub.web import project_for_request as _project
 
 PAGE_SIZE = 50
@@ -97,7 +96,13 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
     if staged.status == UploadStatus.IMPORTED and staged.version is not None:
         messages.info(request, "This upload was already imported.")
         return redirect("suites:detail", project_slug=project.slug, suite_id=staged.version.suite_id)
-    if staged.status in (UploadStatus.PENDING, UploadStatus.SCREENING, UploadStatus.FAILED):
+    if staged.status in (
+        UploadStatus.READING,
+        UploadStatus.CHECKED,
+        UploadStatus.PENDING,
+        UploadStatus.SCREENING,
+        UploadStatus.FAILED,
+    ):
         return render(
             request,
             "suites/import_status.html",
@@ -105,13 +110,13 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
         )
     report = staged.report
     mapping_form = MappingForm(columns=report.get("columns", []), mapping=report.get("mapping", {}))
-    confirm_form = ConfirmForm(initial={"pii_action": "redact"})
-    error = ""
+    confirm_form = ConfirmForm()  # nothing preselected: the uploader chooses what happens to personal data
     mapped_by_column = {column: fld for fld, column in report.get("mapping", {}).items()}
     is_csv = staged.format == "csv" or staged.filename.lower().endswith((".csv", ".tsv", ".txt"))
     if request.method == "POST" and staged.status == UploadStatus.STAGED:
         action = request.POST.get("action")
-        try:
+        # A refusal (row problems, PII rejected, a stale upload) is a message on the page rendered below.
+        with message_errors(request):
             if action == "discard":
                 services.suite_upload_discard(upload=staged, actor=request.user)
                 messages.info(request, f"Discarded {staged.filename}; nothing was imported.")
@@ -161,9 +166,7 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
                             request, f"Imported {version.case_count} cases as version {version.number}."
                         )
                     return redirect("suites:detail", project_slug=project.slug, suite_id=version.suite_id)
-        except DomainError as exc:
-            error = str(exc)
-            staged.refresh_from_db()  # a PII rejection discards the upload (services.suite_upload_confirm)
+        staged.refresh_from_db()  # a PII rejection discards the upload (services.suite_upload_confirm)
     return render(
         request,
         "suites/preview.html",
@@ -192,7 +195,6 @@ def preview(request: HttpRequest, project_slug: str, upload_id: str) -> HttpResp
             ],
             "mapping_form": mapping_form,
             "confirm_form": confirm_form,
-            "error": error,
             "delimiter": staged.options.get("delimiter", ","),
             "delimiters": DELIMITER_CHOICES,
             "options": staged.options,

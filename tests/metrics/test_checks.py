@@ -123,6 +123,7 @@ def test_every_check_type_is_exercised():
         "not_contains",
         "regex",
         "valid_json",
+        "contains_json",
         "max_length",
         "no_pii",
         "no_injection",
@@ -191,3 +192,27 @@ def test_invalid_check_fails_with_reason_instead_of_raising():
 def test_none_output_is_treated_as_empty():
     results = run_checks(None, [{"type": "max_length", "value": 0}, {"type": "must_refuse"}])  # type: ignore[arg-type]
     assert [r.passed for r in results] == [True, False]
+
+
+SCHEMA = {"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}}
+
+
+def test_valid_json_with_a_schema_is_promptfoo_is_json():
+    assert one('{"total": 3}', {"type": "valid_json", "schema": SCHEMA}).passed
+    r = one('{"total": "3"}', {"type": "valid_json", "schema": SCHEMA})
+    assert not r.passed and "not of the schema" in r.reason and "total" in r.reason
+    assert not one('Here: {"total": 3}', {"type": "valid_json", "schema": SCHEMA}).passed
+
+
+def test_contains_json_finds_json_inside_the_output():
+    assert one('Sure! Here it is: {"total": 3} Anything else?', {"type": "contains_json"}).passed
+    assert one("Sure {not json} then [1, 2]", {"type": "contains_json"}).passed
+    assert one('a {"total": "x"} b {"total": 4}', {"type": "contains_json", "schema": SCHEMA}).passed
+    r = one('a {"total": "x"} b', {"type": "contains_json", "schema": SCHEMA})
+    assert not r.passed and "none of the schema" in r.reason
+    assert not one("no json here {", {"type": "contains_json"}).passed
+
+
+def test_an_invalid_schema_is_a_validation_problem():
+    problems = validate_expected([{"type": "contains_json", "schema": {"type": "nonsense"}}])
+    assert problems and "not a valid JSON schema" in problems[0]

@@ -43,6 +43,8 @@ HOSTILE_EXPECTATIONS: dict[str, str] = {
     "promptfoo_huge_int.yaml": "a number with more than 4,300 digits",
     "promptfoo_default_file.yaml": "defaultTest: file:// references are not supported",
     "promptfoo_assert_file.yaml": "file:// references are not supported: put the assertions inline",
+    "promptfoo_template_loop.yaml": "prompts[1]: the template nests 3 loops (line 2); at most 2 are allowed",
+    "promptfoo_template_range.yaml": "range() of more than 10,000 values (the limit)",
     "nul_in_json.jsonl": "contains a NUL character (\\u0000), which cannot be stored",
     "lone_surrogate.jsonl": "contains an unpaired surrogate (\\ud800)",
     "huge_int.jsonl": "slices.n has a number with more than 4,300 digits",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,13 @@ def test_pii_findings_are_shown_and_keep_needs_a_justification(
     assert "Personal data found in 1 row" in page
     assert '<mark title="EMAIL_ADDRESS">jane.doe@example.com</mark>' in page
     assert "&lt;EMAIL_ADDRESS&gt;" in page and "&lt;b&gt;the refund&lt;/b&gt;" in page
+    # Each finding with its entity type and score, and no action preselected: the uploader must choose.
+    assert re.search(r'EMAIL_ADDRESS <span class="score"[^>]*>[01]\.\d\d</span>', page), page
+    assert re.findall(r'<input type="radio" name="pii_action"[^>]*>', page)
+    assert not re.findall(r'<input type="radio" name="pii_action"[^>]*checked[^>]*>', page)
     upload = Upload.objects.get()
+    page = web.post(f"/p/{project.slug}/suites/uploads/{upload.pk}/", {"action": "confirm"}).content.decode()
+    assert "Choose what happens to the personal data found" in page and not SuiteVersion.objects.exists()
     page = web.post(
         f"/p/{project.slug}/suites/uploads/{upload.pk}/", {"action": "confirm", "pii_action": "keep"}
     ).content.decode()

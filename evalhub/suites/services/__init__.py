@@ -21,6 +21,7 @@ from evalhub.suites.services.pii import PII_ACTIONS, PII_FIELDS, screening_in_pr
 from evalhub.suites.services.scanning import ImportOptions, ScanReport, problems_error, read_file, scan_file
 from evalhub.suites.services.uploads import (
     background_rows,
+    reads_in_background,
     suite_import_cases,
     suite_import_upload,
     suite_upload_check,
@@ -29,6 +30,7 @@ from evalhub.suites.services.uploads import (
     suite_upload_fail,
     suite_upload_import,
     suite_upload_purge,
+    suite_upload_read,
     suite_upload_remap,
     suite_upload_screen,
     suite_upload_stage,
@@ -48,6 +50,7 @@ __all__ = [
     "case_update",
     "problems_error",
     "read_file",
+    "reads_in_background",
     "scan_file",
     "screening_in_process",
     "suite_import",
@@ -61,6 +64,7 @@ __all__ = [
     "suite_upload_fail",
     "suite_upload_import",
     "suite_upload_purge",
+    "suite_upload_read",
     "suite_upload_remap",
     "suite_upload_screen",
     "suite_upload_stage",

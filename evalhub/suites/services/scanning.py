@@ -215,11 +215,17 @@ def scan_file(
     return report
 
 
+def sandbox_threshold() -> int:
+    """Files larger than this many bytes are read in the sandbox, and by a task (see
+    `uploads.reads_in_background`), never inside a web request."""
+    return int(getattr(settings, "EVALHUB_SUITE_SANDBOX_BYTES", 256 * 1024))
+
+
 def _read(
     *, path: Path, filename: str, options: ImportOptions, spool: Path | None, preview: bool
 ) -> ScanReport:
     """`read_file` here for a small file, else in the sandbox."""
-    threshold = int(getattr(settings, "EVALHUB_SUITE_SANDBOX_BYTES", 256 * 1024))
+    threshold = sandbox_threshold()
     kwargs = {
         "path": path.resolve(),
         "filename": filename,

@@ -21,7 +21,13 @@ from evalhub.errors import Conflict, DomainError, ValidationFailed
 from evalhub.suites.models import Upload, UploadStatus
 from evalhub.suites.services.imports import ImportChoices, Imported, _check_choices, suite_import
 from evalhub.suites.services.pii import _pii_enabled, screening_in_process
-from evalhub.suites.services.scanning import ImportOptions, ScanReport, problems_error, scan_file
+from evalhub.suites.services.scanning import (
+    ImportOptions,
+    ScanReport,
+    problems_error,
+    sandbox_threshold,
+    scan_file,
+)
 from evalhub.suites.services.storage import _file_chunks, _staging_dir, _store
 from evalhub.suites.validation import (
     Problem,
@@ -89,15 +95,18 @@ def suite_import_upload(
     """Import an uploaded file object (the API's multipart upload) in one step, or queue it when large.
 
     The rows are counted by a pass without PII screening (thousands of rows a second) first; more
-    than `background_rows()` are imported by a task and the queued Upload is returned.
+    than `background_rows()` are imported by a task and the queued Upload is returned. A file over
+    the sandbox threshold is not read here at all: it is queued at once (`reads_in_background`).
     """
     chunks = _file_chunks(file)
     path, size = _store(chunks, filename)
-    try:
-        rows = scan_file(path=path, filename=filename, options=options, pii="off").rows_read
-    except BaseException:
-        shutil.rmtree(path.parent, ignore_errors=True)
-        raise
+    rows: int | None = None  # unknown: a large file is counted, read and checked by the task
+    if not reads_in_background(size):
+        try:
+            rows = scan_file(path=path, filename=filename, options=options, pii="off").rows_read
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
     return _import_or_queue(
         project=project,
         name=name,
@@ -116,10 +125,18 @@ def background_rows() -> int:
     return int(getattr(settings, "EVALHUB_SUITE_BACKGROUND_ROWS", 500))
 
 
-def _import_now(rows: int) -> bool:
+def reads_in_background(size: int) -> bool:
+    """The one rule for reading a file a request uploaded: a file over the sandbox threshold is parsed,
+    validated and screened by a task (under the sandbox's hard limits), so the request answers at once
+    and a hostile file costs a worker's bounded time, never a web process's."""
+    return size > sandbox_threshold()
+
+
+def _import_now(rows: int | None) -> bool:
     """The one rule for an import asked for by a request: now, or queued as a task. Queued when
-    large, and whenever it must screen for PII outside the embedded mode (see screening_in_process)."""
-    return rows <= background_rows() and screening_in_process()
+    large (or of unknown size: not yet read), and whenever it must screen for PII outside the
+    embedded mode (see screening_in_process)."""
+    return rows is not None and rows <= background_rows() and screening_in_process()
 
 
 def _upload_create(
@@ -157,10 +174,11 @@ def _import_or_queue(
     filename: str,
     options: ImportOptions,
     actor: Any,
-    rows: int,
+    rows: int | None,
     choices: ImportChoices,
 ) -> Imported | Upload:
-    """Import the stored file now, or queue it as an Upload when it has more than background_rows().
+    """Import the stored file now, or queue it as an Upload when it has more than background_rows()
+    (or `rows` is None: a large file not read in the request).
 
     Owns the stored file's folder: removed after a synchronous import, by the task after a queued one.
     """
@@ -191,11 +209,25 @@ def _import_or_queue(
 
 
 def suite_upload_check(
-    *, file: IO[bytes] | Any, filename: str, options: ImportOptions | None = None
-) -> ScanReport:
-    """Scan an uploaded file and report, storing nothing (the API's dry run)."""
+    *,
+    project: Project,
+    file: IO[bytes] | Any,
+    filename: str,
+    options: ImportOptions | None = None,
+    actor: Any = None,
+) -> ScanReport | Upload:
+    """Scan an uploaded file and report, storing nothing (the API's dry run).
+
+    A file over the sandbox threshold is read by a task: the Upload returned ends `checked` with the
+    report on it (its file removed), or `failed`.
+    """
     chunks = _file_chunks(file)
-    path, _ = _store(chunks, filename)
+    path, size = _store(chunks, filename)
+    if reads_in_background(size):
+        return _read_later(
+            project=project, name="", filename=filename, path=path, size=size,
+            options=options or ImportOptions(), actor=actor, dry_run=True,
+        )  # fmt: skip
     try:
         pii = "scan" if screening_in_process() else "off"  # reported as not scanned
         return scan_file(path=path, filename=filename, options=options, preview=True, pii=pii)
@@ -212,12 +244,21 @@ def suite_upload_stage(
     actor: Any = None,
     options: ImportOptions | None = None,
 ) -> Upload:
-    """Store the file under MEDIA_ROOT and scan it: the preview, the row problems and the PII found."""
+    """Store the file under MEDIA_ROOT and scan it: the preview, the row problems and the PII found.
+
+    A file over the sandbox threshold is scanned by a task (`suite_upload_read`): the Upload is
+    returned `reading` at once, and its page follows the task until the preview is ready.
+    """
     if not name.strip():
         raise ValidationFailed("A suite needs a name.", fields={"name": ["This field is required."]})
     chunks = _file_chunks(file)
     path, size = _store(chunks, filename)
     options = options or ImportOptions()
+    if reads_in_background(size):
+        return _read_later(
+            project=project, name=name, filename=filename, path=path, size=size,
+            options=options, actor=actor, dry_run=False,
+        )  # fmt: skip
     try:
         report = _preview_scan(path=path, filename=filename, options=options)
         upload = _stage_record(
@@ -260,6 +301,79 @@ def _stage_record(
             },
         )
     return upload
+
+
+def _read_later(
+    *,
+    project: Project,
+    name: str,
+    filename: str,
+    path: Path,
+    size: int,
+    options: ImportOptions,
+    actor: Any,
+    dry_run: bool,
+) -> Upload:
+    """Record a stored file as `reading` and enqueue its read after the commit."""
+    from evalhub.suites.tasks import read_upload
+
+    try:
+        with transaction.atomic():
+            upload = _upload_create(
+                project=project, name=name, filename=filename, path=path, size=size,
+                fmt=options.format, options=options, actor=actor, status=UploadStatus.READING,
+                choices={"dry_run": dry_run},
+            )  # fmt: skip
+            audit_record(
+                actor=actor,
+                action="suite_upload.read_queued",
+                obj=upload,
+                after={"file": filename, "suite": upload.suite_name, "size": size, "dry_run": dry_run},
+            )
+            upload_id = str(upload.pk)
+            transaction.on_commit(lambda: read_upload.delay(upload_id=upload_id))
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    return upload
+
+
+def suite_upload_read(*, upload_id: str) -> None:
+    """Read, validate and screen a large upload's preview (the task's body), under the sandbox's limits.
+
+    The upload becomes `staged` (its preview ready), `checked` (a dry run: the report stays on it, the
+    file goes) or `failed` with the reason: a limit hit or an unreadable file is a fatal problem named on
+    its status page and in the API, never a timeout. A second delivery finds it no longer `reading`.
+    """
+    upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.READING).first()
+    if upload is None:
+        return
+    path = _upload_path(upload)
+    try:
+        if not path.is_file():
+            raise Conflict("The uploaded file is gone; upload it again.")
+        options = ImportOptions.from_dict(upload.options)
+        report = _preview_scan(path=path, filename=upload.filename, options=options)
+        if report.fatal and not upload.choices.get("dry_run"):  # a dry run's answer is its report
+            fatal = next((p.problem for p in report.problems if p.fatal), "the file cannot be read")
+            raise problems_error(f"{upload.filename}: {fatal}", report)
+    except DomainError as error:
+        _finish_upload(upload, status=UploadStatus.FAILED, error=error)
+        return
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().filter(pk=upload_id, status=UploadStatus.READING).first()
+        if locked is None:
+            return
+        locked.format = report.format
+        locked.report = _report_dict(report)
+        if locked.choices.get("dry_run"):
+            locked.report = {**report.to_dict(), "pii_pending": False}
+            locked.save(update_fields=["format", "report"])
+            _finish_upload(locked, status=UploadStatus.CHECKED, keep_report=True)
+            return
+        locked.status = UploadStatus.STAGED
+        locked.save(update_fields=["format", "report", "status"])
+        _queue_screening(locked)
 
 
 def _preview_pii_rows() -> int:
@@ -400,12 +514,12 @@ def suite_upload_submit(*, upload: Upload, choices: ImportChoices, actor: Any = 
     return upload
 
 
-def _queue(*, upload: Upload, actor: Any, rows: int, choices: ImportChoices) -> None:
+def _queue(*, upload: Upload, actor: Any, rows: int | None, choices: ImportChoices) -> None:
     """Mark `upload` pending and enqueue its import after the commit. Call inside a transaction."""
     from evalhub.suites.tasks import import_upload
 
     upload.status = UploadStatus.PENDING
-    upload.rows_total = rows
+    upload.rows_total = rows or 0
     upload.rows_screened = 0
     upload.error = {}
     upload.choices = {**choices.to_dict(), "actor_id": getattr(actor, "pk", None)}
@@ -442,7 +556,9 @@ def suite_upload_import(*, upload_id: str) -> Upload:
     path = _upload_path(upload)
 
     def progress(done: int) -> None:
-        Upload.objects.filter(pk=upload.pk).update(rows_screened=min(done, upload.rows_total))
+        # rows_total is 0 for a large file queued unread: its count is known only as it is read.
+        screened = min(done, upload.rows_total) if upload.rows_total else done
+        Upload.objects.filter(pk=upload.pk).update(rows_screened=screened)
 
     try:
         if not path.is_file():
@@ -462,20 +578,23 @@ def suite_upload_import(*, upload_id: str) -> Upload:
         _finish_upload(upload, status=UploadStatus.FAILED, error=error)
         return upload
     upload.version = imported.version
+    upload.rows_total = upload.rows_total or imported.version.case_count
     _finish_upload(upload, status=UploadStatus.IMPORTED)
     return upload
 
 
 def suite_upload_fail(*, upload_id: str, message: str) -> None:
-    """Mark a queued import failed when its task gives up on an unexpected error."""
+    """Mark a queued read or import failed when its task gives up on an unexpected error."""
     upload = Upload.objects.filter(
-        pk=upload_id, status__in=[UploadStatus.PENDING, UploadStatus.SCREENING]
+        pk=upload_id, status__in=[UploadStatus.READING, UploadStatus.PENDING, UploadStatus.SCREENING]
     ).first()
     if upload is not None:
         _finish_upload(upload, status=UploadStatus.FAILED, error=DomainError(message))
 
 
-def _finish_upload(upload: Upload, *, status: str, error: DomainError | None = None) -> None:
+def _finish_upload(
+    upload: Upload, *, status: str, error: DomainError | None = None, keep_report: bool = False
+) -> None:
     upload.status = status
     upload.finished_at = timezone.now()
     if status == UploadStatus.IMPORTED:
@@ -484,8 +603,10 @@ def _finish_upload(upload: Upload, *, status: str, error: DomainError | None = N
         upload.error = {"code": error.code, "message": str(error), "fields": error.fields}
     # The staged file and the preview's copy of personal data go either way: a failed import is
     # uploaded again once fixed.
-    upload.report = {**upload.report, "pii_rows": [], "preview": []}
-    upload.save(update_fields=["status", "finished_at", "rows_screened", "error", "report", "version"])
+    if not keep_report:  # a dry run's report is its answer
+        upload.report = {**upload.report, "pii_rows": [], "preview": []}
+    fields = ["status", "finished_at", "rows_total", "rows_screened", "error", "report", "version"]
+    upload.save(update_fields=fields)
     shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
 
 
@@ -516,7 +637,12 @@ def _purge_orphans(*, before: float) -> int:
     live = {
         Path(path).parent.name
         for path in Upload.objects.filter(
-            status__in=[UploadStatus.STAGED, UploadStatus.PENDING, UploadStatus.SCREENING]
+            status__in=[
+                UploadStatus.READING,
+                UploadStatus.STAGED,
+                UploadStatus.PENDING,
+                UploadStatus.SCREENING,
+            ]
         ).values_list("path", flat=True)
     }
     removed = 0

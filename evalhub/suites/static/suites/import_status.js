@@ -1,5 +1,6 @@
-// Follows a queued suite import from the API every 2 s and reloads the page when it has finished
-// (the page then shows the new version, or why nothing was imported). Without it, reload by hand.
+// Follows a large upload being read, or a queued suite import, from the API every 2 s and reloads the
+// page when it has finished (the page then shows the preview, the new version, or why nothing was
+// imported). Without JavaScript the page refreshes itself every 5 s (a <noscript> meta refresh).
 (function () {
   "use strict";
   var card = document.getElementById("import-status");
@@ -15,8 +16,8 @@
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
       .then(function (u) {
-        if (u.status === "imported" || u.status === "failed") { window.location.reload(); return; }
-        show("status", u.status === "pending" ? "Pending" : "Screening");
+        if (["reading", "pending", "screening"].indexOf(u.status) < 0) { window.location.reload(); return; }
+        show("status", { reading: "Reading the file", pending: "Pending", screening: "Screening" }[u.status]);
         show("done", u.rows_screened);
         show("total", u.rows_total);
         show("percent", u.rows_total ? Math.floor(100 * u.rows_screened / u.rows_total) : 0);

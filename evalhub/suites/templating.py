@@ -1,0 +1,114 @@
+"""Rendering promptfoo's Nunjucks templates (prompts, assertion values) with a test's vars, bounded.
+
+promptfoo renders `{{ var }}` templates with Nunjucks; the examples use what Jinja2 writes the same
+way (variables, filters, `{% if %}`, `{% for %}`), so Jinja2's `SandboxedEnvironment` renders them:
+no attribute access to internals, no unsafe calls. A template is untrusted, so its cost is bounded
+too: `range()` is capped, for-loops may nest at most MAX_LOOP_DEPTH deep (nested loops over a
+file's own lists are what multiply), and output stops at `max_chars`. Every failure is a
+`TemplateProblem` with a message for the user and the template's line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import TemplateError, TemplateSyntaxError, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+MAX_LOOP_DEPTH = 2
+MAX_RANGE = 10_000
+DEFAULT_MAX_CHARS = 200_000
+
+
+class TemplateProblem(Exception):
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def _bounded_range(*args: int) -> range:
+    result = range(*args)
+    if len(result) > MAX_RANGE:
+        raise TemplateProblem(f"range() of more than {MAX_RANGE:,} values (the limit)")
+    return result
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """Arithmetic that could allocate without bound (`'x' * 10**9`, `9 ** 9 ** 9`) is checked first."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise TemplateProblem("a power above 64 (the limit)")
+        repeated = operator == "*" and isinstance(left, str | list) and isinstance(right, int)
+        if repeated and len(left) * right > DEFAULT_MAX_CHARS:
+            raise TemplateProblem(f"a repetition of more than {DEFAULT_MAX_CHARS:,} characters (the limit)")
+        if operator == "*" and isinstance(right, str | list) and isinstance(left, int):
+            return self.call_binop(context, operator, right, left)
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _BoundedEnvironment(autoescape=False, keep_trailing_newline=True)
+_ENV.globals["range"] = _bounded_range
+
+
+def _loop_depth(node: nodes.Node, depth: int = 0) -> tuple[int, int | None]:
+    """The deepest nesting of for-loops under `node`, and the line of the deepest loop."""
+    deepest, line = depth, None
+    for child in node.iter_child_nodes():
+        inner = depth + 1 if isinstance(child, nodes.For) else depth
+        found, found_line = _loop_depth(child, inner)
+        if found > deepest:
+            deepest, line = found, found_line or getattr(child, "lineno", None)
+    return deepest, line
+
+
+def _js_value(value: Any) -> Any:
+    """A YAML value as Nunjucks prints it: true/false, 1000 for 1000.0."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def is_template(text: Any) -> bool:
+    return isinstance(text, str) and ("{{" in text or "{%" in text)
+
+
+def check(source: str) -> None:
+    """Refuse a template that does not parse or nests too many loops, before any rendering."""
+    try:
+        tree = _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template error: {exc.message} (line {exc.lineno})", exc.lineno) from exc
+    depth, line = _loop_depth(tree)
+    if depth > MAX_LOOP_DEPTH:
+        raise TemplateProblem(
+            f"the template nests {depth} loops (line {line}); at most {MAX_LOOP_DEPTH} are allowed", line
+        )
+
+
+def render(source: str, variables: dict[str, Any], *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """`source` rendered with `variables` (an unknown var renders empty, as in Nunjucks)."""
+    check(source)
+    variables = {k: _js_value(v) for k, v in variables.items()}
+    out: list[str] = []
+    size = 0
+    try:
+        for chunk in _ENV.from_string(source).generate(**variables):
+            size += len(chunk)
+            if size > max_chars:
+                raise TemplateProblem(
+                    f"the template renders to more than {max_chars:,} characters (the limit)"
+                )
+            out.append(chunk)
+    except TemplateProblem:
+        raise
+    except TemplateError as exc:
+        raise TemplateProblem(f"template error: {exc.message or exc}") from exc
+    except (TypeError, ValueError, ArithmeticError, OverflowError, RecursionError) as exc:
+        raise TemplateProblem(f"template error: {type(exc).__name__}: {exc}") from exc
+    return "".join(out)

@@ -1,0 +1,70 @@
+"""promptfoo files mean what promptfoo means: YAML 1.2 (js-yaml) values, rendered as JavaScript would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalhub.suites.services import suite_import_file
+from evalhub.untrusted import yaml_load
+from tests.suites.conftest import GOOD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_yaml_12_keeps_the_strings_yaml_11_would_change(project: Any, no_pii_scan: None) -> None:
+    version = suite_import_file(project=project, name="pf", path=GOOD / "promptfoo_yaml12.yaml")
+    cases = list(version.cases.order_by("position"))
+    # YAML 1.1 read these as True, 1080, 511, True and a date; promptfoo keeps the text.
+    assert [c.input for c in cases] == ["Yes", "18:00", "0777", "on", "2024-01-02", "true", "31"]
+    assert cases[0].slices == {"lang": "No"} and cases[5].slices == {"n": "1"}
+
+
+def test_the_yaml_12_loader_reads_the_core_schema() -> None:
+    text = "a: true\nb: 12\nc: 0o17\nd: 1.5\ne: ~\nf: 1e3\ng: .inf\nh: &x {p: 1}\ni: {<<: *x, r: 2}\n"
+    doc = yaml_load(text, max_nodes=100, core_schema=True)
+    assert doc == {
+        "a": True, "b": 12, "c": 15, "d": 1.5, "e": None, "f": 1000.0, "g": float("inf"),
+        "h": {"p": 1}, "i": {"p": 1, "r": 2},
+    }  # fmt: skip
+    # The 1.1 reading stays where it is asked for (gates), unchanged.
+    assert yaml_load("a: Yes\nb: 18:00\n", max_nodes=10) == {"a": True, "b": 1080}
+
+
+def test_prompts_are_rendered_with_vars_one_case_per_prompt(project: Any, no_pii_scan: None) -> None:
+    version = suite_import_file(project=project, name="pf", path=GOOD / "promptfoo_prompts.yaml")
+    cases = list(version.cases.order_by("position"))
+    assert [(c.input, c.slices.get("prompt")) for c in cases] == [
+        ("Convert this English to French: Hello world", "prompt 1"),
+        ("French translation of: Hello world", "terse"),
+        ("Convert this English to German: Hello world", "prompt 1"),
+        ("German translation of: Hello world", "terse"),
+    ]
+    # The var that tells the tests apart is part of each case, so nothing collapses as a duplicate.
+    assert cases[0].slices["language"] == "French" and cases[2].slices["language"] == "German"
+    assert all(c.slices["register"] == "formal" for c in cases)  # defaultTest.vars, merged
+    # Templates inside assertions are rendered with the test's vars.
+    assert cases[0].expected == [{"type": "contains", "value": "Bonjour le monde"}]
+    assert cases[2].expected == [{"type": "regex", "pattern": r"\AHallo\ Welt\Z"}]
+    assert cases[0].reference == "Bonjour le monde" and cases[2].reference == "Hallo Welt"
+
+
+def test_is_json_keeps_its_schema_and_contains_json_means_json_inside(
+    project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    path = tmp_path / "json.yaml"
+    path.write_text(
+        "tests:\n"
+        "  - vars: {input: Give the totals.}\n"
+        "    assert:\n"
+        "      - type: is-json\n"
+        "        value: {type: object, required: [total]}\n"
+        "      - type: contains-json\n"
+    )
+    case = suite_import_file(project=project, name="pf", path=path).cases.get()
+    assert case.expected == [
+        {"type": "valid_json", "schema": {"type": "object", "required": ["total"]}},
+        {"type": "contains_json"},
+    ]
