@@ -193,6 +193,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "1800"))
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "2100"))
+# The watchdog (evalhub.runs.watchdog): a running chunk with no saved output for a lease is sent again.
+# The lease must be longer than the slowest generation batch of the deployment's model.
+EVALHUB_CHUNK_LEASE_SECONDS = int(os.environ.get("EVALHUB_CHUNK_LEASE_SECONDS", "900"))
+EVALHUB_WATCHDOG_INTERVAL_SECONDS = int(os.environ.get("EVALHUB_WATCHDOG_INTERVAL_SECONDS", "60"))
+# Every periodic task of the project, in one place (run by `celery -A evalhub beat`).
+CELERY_BEAT_SCHEDULE = {
+    "runs-watchdog": {
+        "task": "evalhub.runs.tasks.heal_runs",
+        "schedule": float(EVALHUB_WATCHDOG_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": float(EVALHUB_WATCHDOG_INTERVAL_SECONDS)},
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
