@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "evalhub.middleware.RequestSizeLimitMiddleware",
     "evalhub.middleware.RejectNulBytesMiddleware",
     "evalhub.middleware.ApiErrorFormatMiddleware",
+    "evalhub.middleware.TransientErrorMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -193,6 +194,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "1800"))
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "2100"))
+# Seconds a client is told to wait (Retry-After) when the database or the broker is unavailable (503).
+EVALHUB_RETRY_AFTER_SECONDS = int(os.environ.get("EVALHUB_RETRY_AFTER_SECONDS", "10"))
 # The watchdog (evalhub.runs.watchdog): a running chunk with no saved output for a lease is sent again.
 # The lease must be longer than the slowest generation batch of the deployment's model.
 EVALHUB_CHUNK_LEASE_SECONDS = int(os.environ.get("EVALHUB_CHUNK_LEASE_SECONDS", "900"))
