@@ -18,6 +18,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalhub.settings")
 app = Celery("evalhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+import evalhub.ops.worker  # noqa: E402,F401  (the workers' remote-control command for /readyz)
 
 log = logging.getLogger(__name__)
 

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "evalhub.runs",
     "evalhub.reports",
     "annotation",
+    "evalhub.ops",
 ]
 
 MIDDLEWARE = [
@@ -194,6 +195,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "1800"))
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "2100"))
+# /readyz wants a worker listening on each of these queues (when a broker is configured).
+EVALHUB_READY_QUEUES = env_list("EVALHUB_READY_QUEUES", ["cpu", "gpu"])
+# /metrics answers only `Authorization: Bearer <this>`; unset, the endpoint is off (404).
+EVALHUB_METRICS_TOKEN = os.environ.get("EVALHUB_METRICS_TOKEN", "")
 # Seconds a client is told to wait (Retry-After) when the database or the broker is unavailable (503).
 EVALHUB_RETRY_AFTER_SECONDS = int(os.environ.get("EVALHUB_RETRY_AFTER_SECONDS", "10"))
 # The watchdog (evalhub.runs.watchdog): a running chunk with no saved output for a lease is sent again.

@@ -52,3 +52,6 @@ def server_on_own_postgres() -> Iterator[LiveServer]:
         finally:
             gunicorn.terminate()
             gunicorn.wait(timeout=20)
+
+
+from tests.runs.conftest import suite_version, tiny, tiny_folders  # noqa: E402,F401  (the runs' tiny family)

@@ -54,6 +54,10 @@ def test_a_database_outage_answers_503_with_retry_after_then_heals(server_on_own
         status, headers, body = web(server)
         assert status == 503 and headers["Retry-After"] == "10"
         assert "temporarily unavailable" in body
+        # The process is alive (no restart wanted) but not ready.
+        assert fetch(f"{server.url}/healthz", {})[0] == 200
+        status, _, body = fetch(f"{server.url}/readyz", {})
+        assert status == 503 and json.loads(body)["database"]["ok"] is False
     finally:
         server.postgres.start()
 
