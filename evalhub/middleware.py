@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from evalhub.api import error_json_response
 from evalhub.celery import TRANSIENT_ERRORS
+from evalhub.ops.logs import request_id, request_id_from
 
 log = logging.getLogger(__name__)
 
@@ -169,3 +170,21 @@ def transient_errors() -> tuple[type[Exception], ...]:
     from kombu.exceptions import OperationalError as BrokerError
 
     return (*TRANSIENT_ERRORS, BrokerError)
+
+
+class RequestIdMiddleware:
+    """Give each request an id (the load balancer's X-Request-ID, or a new one) for the JSON logs, and echo
+    it in the response so a user's report can be matched with the server's log lines."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        rid = request_id_from(request.headers.get("X-Request-ID"))
+        token = request_id.set(rid)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset(token)
+        response["X-Request-ID"] = rid
+        return response

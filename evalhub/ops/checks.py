@@ -37,16 +37,21 @@ def check_broker_and_workers() -> dict[str, Any]:
     """The broker answers; each expected queue has a worker; gpu-queue workers configured for CUDA see one."""
     if broker_embedded():
         return {"broker": {"ok": True, "mode": "in process (no broker)"}, "queues": {}, "workers": {}}
-    from evalhub.celery import app
+    from celery import Celery
 
+    # A throw-away client app bound to the configured broker: the project app's producer pool would
+    # retry a dead broker forever, and /readyz must answer within its timeout.
+    probe = Celery("evalhub-readyz", broker=settings.CELERY_BROKER_URL, set_as_current=False)
     try:
-        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
+        with probe.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
-            inspect = app.control.inspect(timeout=CHECK_TIMEOUT_SECONDS, connection=conn)
+            inspect = probe.control.inspect(timeout=CHECK_TIMEOUT_SECONDS, connection=conn)
             active = inspect.active_queues() or {}
             devices = (inspect._request("evalhub_device") or {}) if active else {}
     except Exception as exc:
         return {"broker": {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, "queues": {}, "workers": {}}
+    finally:
+        probe.close()
     queues: dict[str, list[str]] = {name: [] for name in _expected_queues()}
     for worker, listening in active.items():
         for queue in listening:

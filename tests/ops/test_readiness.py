@@ -89,4 +89,8 @@ def test_a_worker_on_each_queue_makes_it_ready_and_reports_its_device(redis_brok
         assert device["cuda_available"] is False
     finally:
         worker.terminate()
-        worker.wait(timeout=30)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
