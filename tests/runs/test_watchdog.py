@@ -78,6 +78,8 @@ def test_the_run_page_says_why_the_watchdog_sent_work_again(project, tiny, suite
     client.force_login(engineer)
     page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
     assert 'id="run-watchdog"' in page and "gpu-9:17" in page and "sent them again" in page
+    api = client.get(f"/api/v1/runs/{run.pk}/").json()
+    assert "gpu-9:17" in api["watchdog_note"] and api["watchdog_at"]
 
 
 def test_a_run_whose_preparation_was_lost_is_prepared_again_once_per_lease(
