@@ -12,7 +12,7 @@ from django.db import connection
 log = logging.getLogger(__name__)
 
 #: How long /readyz waits for the broker and for the workers' replies.
-CHECK_TIMEOUT_SECONDS = 1.0
+CHECK_TIMEOUT_SECONDS = 1
 
 
 def broker_embedded() -> bool:
@@ -46,8 +46,8 @@ def check_broker_and_workers() -> dict[str, Any]:
         with probe.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
             inspect = probe.control.inspect(timeout=CHECK_TIMEOUT_SECONDS, connection=conn)
-            active = inspect.active_queues() or {}
-            devices = (inspect._request("evalhub_device") or {}) if active else {}
+            active: dict[str, Any] = inspect.active_queues() or {}
+            devices: dict[str, Any] = (inspect._request("evalhub_device") or {}) if active else {}
     except Exception as exc:
         return {"broker": {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, "queues": {}, "workers": {}}
     finally:
