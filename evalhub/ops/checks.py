@@ -47,11 +47,12 @@ def check_broker_and_workers() -> dict[str, Any]:
             conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
             inspect = probe.control.inspect(timeout=CHECK_TIMEOUT_SECONDS, connection=conn)
             active: dict[str, Any] = inspect.active_queues() or {}
-            devices: dict[str, Any] = (inspect._request("evalhub_device") or {}) if active else {}
+            replies = inspect._request("evalhub_device") if active else None
     except Exception as exc:
         return {"broker": {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, "queues": {}, "workers": {}}
     finally:
         probe.close()
+    devices: dict[str, Any] = replies if isinstance(replies, dict) else {}
     queues: dict[str, list[str]] = {name: [] for name in _expected_queues()}
     for worker, listening in active.items():
         for queue in listening:
