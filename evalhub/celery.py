@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from celery import Celery, shared_task
+from celery.worker.control import inspect_command
 from django.db import InterfaceError, OperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalhub.settings")
@@ -20,6 +21,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 log = logging.getLogger(__name__)
+
+
+@inspect_command()
+def evalhub_device(state: Any) -> dict[str, Any]:
+    """A remote-control command every worker answers, so /readyz (evalhub.ops.checks) can say whether a gpu
+    worker sees its GPU: the configured device and what torch sees (workers have torch loaded anyway)."""
+    from django.conf import settings
+
+    info: dict[str, Any] = {"configured": str(settings.EVALHUB_DEVICE), "cuda_available": False, "cuda_devices": 0}
+    try:
+        import torch
+    except ImportError:  # a cpu-only worker without torch
+        return {**info, "torch": False}
+    info["cuda_available"] = bool(torch.cuda.is_available())
+    info["cuda_devices"] = int(torch.cuda.device_count()) if info["cuda_available"] else 0
+    return info
 
 # Errors worth another try: the database or the broker went away for a moment.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, ConnectionError, TimeoutError)

@@ -1,4 +1,5 @@
-"""Request-level guards: security headers, a cap on request bodies, and JSON errors under /api/.
+"""Request-level guards: security headers, a cap on request bodies, JSON errors under /api/, and 503 with
+Retry-After when the database or the broker is away for a moment.
 
 Order in MIDDLEWARE: SecurityHeadersMiddleware sits right after Django's SecurityMiddleware so every
 response gets the headers, including those short-circuited by later middleware; the body cap comes
@@ -7,12 +8,17 @@ next so an oversized upload is refused before anything reads it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from evalhub.api import error_json_response
+from evalhub.celery import TRANSIENT_ERRORS
+from evalhub.ops.logs import request_id, request_id_from
+
+log = logging.getLogger(__name__)
 
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), magnetometer=(), "
@@ -118,4 +124,67 @@ class ApiErrorFormatMiddleware:
             and not response.headers.get("Content-Type", "").startswith("application/json")
         ):
             return error_json_response(response.status_code)
+        return response
+
+
+UNAVAILABLE_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Temporarily unavailable</title>"
+    "<h1>evalhub is temporarily unavailable</h1><p>The database or the task queue did not answer. "
+    "Nothing was lost; please try again in {seconds} seconds.</p></html>"
+)
+
+
+class TransientErrorMiddleware:
+    """A view that failed because the database or the broker went away answers 503 with Retry-After
+    (EVALHUB_RETRY_AFTER_SECONDS), in the API's error format under /api/ and as a short page elsewhere,
+    so a client retries instead of reading a 500 as a bug.
+
+    DRF's exception handler leaves these errors alone, so API views reach `process_exception` too. The page
+    is a fixed string: rendering the site's templates would query the database that just failed.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, transient_errors()):
+            return None
+        log.warning("503 for %s %s: %r", request.method, request.path, exception)
+        seconds = int(settings.EVALHUB_RETRY_AFTER_SECONDS)
+        if is_api_path(request.path):
+            response: HttpResponse = error_json_response(
+                503, code="unavailable",
+                message=f"The database or the task queue is unavailable; retry in {seconds} s.",
+            )
+        else:
+            response = HttpResponse(UNAVAILABLE_PAGE.format(seconds=seconds), status=503)
+        response["Retry-After"] = str(seconds)
+        return response
+
+
+def transient_errors() -> tuple[type[Exception], ...]:
+    """The task policy's transient errors and the broker client's own (kombu wraps a refused connection)."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    return (*TRANSIENT_ERRORS, BrokerError)
+
+
+class RequestIdMiddleware:
+    """Give each request an id (the load balancer's X-Request-ID, or a new one) for the JSON logs, and echo
+    it in the response so a user's report can be matched with the server's log lines."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        rid = request_id_from(request.headers.get("X-Request-ID"))
+        token = request_id.set(rid)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset(token)
+        response["X-Request-ID"] = rid
         return response

@@ -73,14 +73,17 @@ INSTALLED_APPS = [
     "evalhub.runs",
     "evalhub.reports",
     "annotation",
+    "evalhub.ops",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "evalhub.middleware.RequestIdMiddleware",
     "evalhub.middleware.SecurityHeadersMiddleware",
     "evalhub.middleware.RequestSizeLimitMiddleware",
     "evalhub.middleware.RejectNulBytesMiddleware",
     "evalhub.middleware.ApiErrorFormatMiddleware",
+    "evalhub.middleware.TransientErrorMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -198,6 +201,24 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "1800"))
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "2100"))
+# /readyz wants a worker listening on each of these queues (when a broker is configured).
+EVALHUB_READY_QUEUES = env_list("EVALHUB_READY_QUEUES", ["cpu", "gpu"])
+# /metrics answers only `Authorization: Bearer <this>`; unset, the endpoint is off (404).
+EVALHUB_METRICS_TOKEN = os.environ.get("EVALHUB_METRICS_TOKEN", "")
+# Seconds a client is told to wait (Retry-After) when the database or the broker is unavailable (503).
+EVALHUB_RETRY_AFTER_SECONDS = int(os.environ.get("EVALHUB_RETRY_AFTER_SECONDS", "10"))
+# The watchdog (evalhub.runs.watchdog): a running chunk with no saved output for a lease is sent again.
+# The lease must be longer than the slowest generation batch of the deployment's model.
+EVALHUB_CHUNK_LEASE_SECONDS = int(os.environ.get("EVALHUB_CHUNK_LEASE_SECONDS", "900"))
+EVALHUB_WATCHDOG_INTERVAL_SECONDS = int(os.environ.get("EVALHUB_WATCHDOG_INTERVAL_SECONDS", "60"))
+# Every periodic task of the project, in one place (run by `celery -A evalhub beat`).
+CELERY_BEAT_SCHEDULE = {
+    "runs-watchdog": {
+        "task": "evalhub.runs.tasks.heal_runs",
+        "schedule": float(EVALHUB_WATCHDOG_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": float(EVALHUB_WATCHDOG_INTERVAL_SECONDS)},
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -278,8 +299,17 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "evalhub.ops.logs.JsonFormatter"},
+    },
+    # LOG_FORMAT=json: one JSON object a line, with request_id / task_id (evalhub/ops/logs.py).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if os.environ.get("LOG_FORMAT", "plain") == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

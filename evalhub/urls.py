@@ -5,10 +5,13 @@ from django.urls import include, path
 
 from evalhub import views
 from evalhub.api_docs import SchemaView, api_docs
+from evalhub.ops import views as ops_views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("evalhub.accounts.urls")),
     path("p/", include("evalhub.catalog.urls")),

@@ -1,10 +1,9 @@
-"""Top-level pages: the dashboard and a health check."""
+"""Top-level pages: the dashboard (health, readiness and metrics live in evalhub.ops)."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from evalhub.accounts.selectors import project_list_for_user, user_is_rater_only
@@ -15,9 +14,3 @@ def home(request: HttpRequest) -> HttpResponse:
     if user_is_rater_only(user=request.user):
         return redirect("annotation:home")
     return render(request, "home.html", {"projects": project_list_for_user(user=request.user)})
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})

@@ -113,6 +113,8 @@ class RunSerializer(serializers.ModelSerializer[Run]):
             "force_regenerate",
             "status",
             "error",
+            "watchdog_note",
+            "watchdog_at",
             "created_at",
             "started_at",
             "finished_at",

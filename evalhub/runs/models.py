@@ -38,6 +38,10 @@ class Run(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     generation_seconds = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
+    watchdog_note = models.TextField(
+        blank=True, help_text="Why the watchdog last sent this run's work again (a stalled chunk, a lost message)."
+    )
+    watchdog_at = models.DateTimeField(null=True, blank=True, help_text="When the watchdog last did.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -124,6 +128,9 @@ class RunChunk(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     leased_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the last worker.")
     leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expiries = models.PositiveIntegerField(
+        default=0, help_text="Times the watchdog found this chunk's lease expired without progress."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from evalhub.celery import TRANSIENT_ERRORS, evalhub_task
-from evalhub.runs import scoring, services
+from evalhub.runs import scoring, services, watchdog
 from evalhub.runs.models import ScoringKind
 
 log = logging.getLogger(__name__)
@@ -60,3 +60,14 @@ def score_text(*, run_id: int, force: bool = False) -> int:
 @evalhub_task(give_up=_scoring_gave_up)
 def score_perplexity(*, run_id: int, force: bool = False) -> int:
     return _score(run_id=run_id, kind=ScoringKind.PERPLEXITY, force=force)
+
+
+def _watchdog_gave_up(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:
+    # Nothing to mark: the next tick of the schedule tries again.
+    log.error("the run watchdog gave up this tick: %r", exc)
+
+
+@evalhub_task(give_up=_watchdog_gave_up, soft_time_limit=120, time_limit=150)
+def heal_runs() -> int:
+    """The watchdog's tick (CELERY_BEAT_SCHEDULE): re-enqueue the work of stalled runs."""
+    return len(watchdog.runs_heal().resent)

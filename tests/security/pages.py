@@ -49,6 +49,8 @@ class Page:
 PAGES: dict[str, Page] = {
     "": Page("lead"),
     "healthz": Page("anonymous", html=False),
+    "readyz": Page("anonymous", html=False),
+    "metrics": Page("anonymous", html=False, status=404),  # off until EVALHUB_METRICS_TOKEN is set
     "accounts/login/": Page("anonymous"),
     "accounts/logout/": Page("lead", method="POST", status=302),
     "accounts/tokens/": Page("lead"),

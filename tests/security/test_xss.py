@@ -28,7 +28,7 @@ ESCAPED_SCRIPT = "&lt;script&gt;window.__xss=1&lt;/script&gt;"
 RAW = [re.compile(r"<script>\s*window\.__xss", re.I), re.compile(r"<img src=x onerror", re.I)]
 # Pages that show no project data (the login form; the rater's home lists only study names, kept here
 # in case a rater has none).
-SHOWS_NO_TEXT = {"accounts/login/", "healthz"}
+SHOWS_NO_TEXT = {"accounts/login/", "healthz", "readyz", "metrics"}
 KINDS = (
     "adapter",
     "suite",
