@@ -204,6 +204,10 @@ class StudyCreateIn(serializers.Serializer[Any]):
     instructions = serializers.CharField(required=False, allow_blank=True, default="")
     terms = serializers.CharField(required=False, allow_blank=True, default="")
     seed = serializers.IntegerField(default=0)
+    allow_case_repeats = serializers.BooleanField(
+        default=False,
+        help_text="Let a rater get several tasks of one case (very small suites only: weakens blinding).",
+    )
 
 
 class StudySummaryOut(serializers.Serializer[Any]):
@@ -311,6 +315,7 @@ class StudyListCreateApi(APIView):
             instructions=values["instructions"],
             terms=values["terms"],
             seed=values["seed"],
+            allow_case_repeats=values["allow_case_repeats"],
             actor=request.user,
         )
         return Response(_study_summary(study), status=status.HTTP_201_CREATED)

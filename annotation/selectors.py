@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import (
@@ -113,17 +113,14 @@ class Progress:
 
 def rater_progress(*, study: Study, rater: Any) -> Progress:
     """The rater's submitted and skipped counts, and how many tasks they could still be given
-    (tasks still short of ratings that they have not seen; gold tasks are not counted)."""
+    (queue.tasks_left: the queue's own conditions; gold tasks are not counted)."""
+    from annotation.queue import tasks_left  # the queue reads access_condition from this module
+
     counts = Assignment.objects.filter(study=study, rater=rater).aggregate(
         done=Count("pk", filter=Q(status=AssignmentStatus.SUBMITTED)),
         skipped=Count("pk", filter=Q(status=AssignmentStatus.SKIPPED)),
     )
-    seen = Assignment.objects.filter(task=OuterRef("pk"), rater=rater).exclude(status=AssignmentStatus.ACTIVE)
-    remaining = (
-        Task.objects.filter(study=study, is_gold=False, rating_count__lt=F("required_ratings"))
-        .filter(~Exists(seen))
-        .count()
-    )
+    remaining = tasks_left(study=study, rater=rater)
     return Progress(done=counts["done"], skipped=counts["skipped"], remaining=remaining)
 
 
@@ -173,6 +170,22 @@ def study_progress(*, study: Study) -> StudyProgress:
         gold_tasks=rows["gold_tasks"],
         gold_ratings=ratings["gold"],
     )
+
+
+def study_raters_needed(*, study: Study) -> int:
+    """The fewest raters who can finish the study: each gives at most one rating per case (the
+    queue's history rule) unless case repeats are allowed, so a case with n tasks needs n × overlap."""
+    if study.allow_case_repeats:
+        return study.overlap
+    per_case = (
+        Task.objects.filter(study=study, is_gold=False)
+        .values("case")
+        .annotate(n=Count("pk"))
+        .order_by("-n")
+        .values_list("n", flat=True)
+        .first()
+    )
+    return (per_case or 1) * study.overlap
 
 
 @dataclass(frozen=True)

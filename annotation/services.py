@@ -123,6 +123,7 @@ def study_create_from_run(
     instructions: str = "",
     terms: str = "",
     seed: int = 0,
+    allow_case_repeats: bool = False,
     actor: Any = None,
 ) -> Study:
     """Create a study and its tasks from a run's outputs (sample 0 of each adapter and case).
@@ -134,6 +135,7 @@ def study_create_from_run(
     "hallucination": {"baseline": bool, "candidate": bool}}` (either answer may be left out); they
     compare the baseline with the first candidate, are shown to every rater once, at `gold_rate`, and
     their cases are left out of the rated sample. Sides and queue order come from `seed`.
+    A rater gets at most one task per case unless `allow_case_repeats` (see annotation.queue).
     """
     check = _study_check(
         run=run,
@@ -224,6 +226,7 @@ def study_create_from_run(
             terms=terms,
             pool=pool,
             seed=seed,
+            allow_case_repeats=allow_case_repeats,
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
         tasks = [
@@ -271,6 +274,7 @@ def study_create_from_run(
                 "missing_outputs": missing,
                 "overlap": overlap,
                 "seed": seed,
+                "allow_case_repeats": allow_case_repeats,
             },
         )
     return study

@@ -207,6 +207,7 @@ def owner_study(request: HttpRequest, study_id: str) -> HttpResponse:
         {
             "study": study,
             "progress": selectors.study_progress(study=study),
+            "raters_needed": selectors.study_raters_needed(study=study),
             "raters": selectors.study_rater_stats(study=study),
             "alpha": alpha,
             "alpha_reason": alpha_reason,

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from annotation.models import StudyKind, Task
+from annotation.models import Study, StudyKind, Task
 from annotation.rubric import DEFAULT_RUBRIC
 from annotation.services import study_create_from_run
 from evalhub.audit.models import AuditEvent
@@ -105,3 +105,33 @@ def test_adapter_outside_the_run_is_refused(rows, project):
     other = run_rows(project, n_cases=1)
     with pytest.raises(ValidationFailed, match="not an adapter of this run"):
         study_create_from_run(run=rows.run, name="s", candidates=[other.adapters["candidate"]])
+
+
+def test_owner_page_says_how_many_raters_the_case_rule_needs(project, lead):
+    from django.test import Client
+    from django.urls import reverse
+
+    rows = run_rows(project, n_cases=2, adapters=("baseline", "cand", "other"))
+    study = study_create_from_run(run=rows.run, name="s", overlap=2)
+    client = Client()
+    client.force_login(lead)
+    page = client.get(reverse("annotation:owner-study", args=[study.public_id])).content.decode()
+    assert "at most one task per case, so this study needs at least 4 raters" in page
+    assert "Case repeats are allowed" not in page
+
+
+def test_owner_page_warns_when_case_repeats_are_allowed(project, lead):
+    from django.test import Client
+    from django.urls import reverse
+
+    rows = run_rows(project, n_cases=2, adapters=("baseline", "cand", "other"))
+    client = Client()
+    client.force_login(lead)
+    body = {"run": rows.run.pk, "name": "tiny", "overlap": 1, "allow_case_repeats": True}
+    created = client.post("/api/v1/rater/studies/", body, content_type="application/json")
+    assert created.status_code == 201, created.content
+    study = Study.objects.get(public_id=created.json()["public_id"])
+    assert study.allow_case_repeats
+    page = client.get(reverse("annotation:owner-study", args=[study.public_id]))
+    assert page.status_code == 200
+    assert "Case repeats are allowed" in page.content.decode()
