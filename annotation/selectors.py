@@ -174,7 +174,7 @@ def study_progress(*, study: Study) -> StudyProgress:
 
 def study_raters_needed(*, study: Study) -> int:
     """The fewest raters who can finish the study: each gives at most one rating per case (the
-    queue's history rule) unless case repeats are allowed, so a case with n tasks needs n × overlap."""
+    queue's history rule) unless case repeats are allowed, so a case with n tasks needs n times overlap."""
     if study.allow_case_repeats:
         return study.overlap
     per_case = (
