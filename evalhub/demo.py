@@ -180,7 +180,6 @@ def scores(state: DemoState, out: Writer) -> None:
 
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-SIM_RATERS = ["expert-sim-1", "expert-sim-2", "expert-sim-3"]
 
 
 def _judge(text: str, source: str, reference: str, seed: int) -> dict[str, Any]:
@@ -214,6 +213,7 @@ def open_study(state: DemoState, out: Writer) -> None:
     Real raters (rater1, rater2) find the remaining tasks in their queue.
     """
     from annotation.queue import task_assign_next
+    from annotation.selectors import study_raters_needed
     from annotation.services import consent_accept, rating_submit, study_create_from_run
 
     assert state.project is not None
@@ -235,7 +235,10 @@ def open_study(state: DemoState, out: Writer) -> None:
     total = study.tasks.count()
     budget = int(total * 2 * 0.8)  # simulated experts fill 80% of the ratings; people get the rest
     given = 0
-    for index, username in enumerate(SIM_RATERS):
+    # A rater gets at most one task per case (the queue's blinding rule), so the study needs as many
+    # simulated experts as it takes raters to finish it.
+    sim_raters = [f"expert-sim-{i + 1}" for i in range(study_raters_needed(study=study))]
+    for index, username in enumerate(sim_raters):
         rater = user_model.objects.filter(username=username).first() or user_model.objects.create_user(
             username=username, password=None
         )
