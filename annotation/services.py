@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.blinding import display_text, sides_assign
+from annotation.blinding import display_text, identity_mentions, sides_assign
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -149,6 +149,9 @@ def study_create_from_run(
         name=name,
     )
     baseline, candidates = check["baseline"], check["candidates"]
+    _rater_text_check(
+        adapters=[baseline, *candidates], texts={"name": name, "instructions": instructions, "terms": terms}
+    )
     clean_rubric = rubric_normalise(rubric)
     rng = random.Random(seed)
     adapters = [baseline, *candidates]
@@ -280,6 +283,22 @@ def study_create_from_run(
     return study
 
 
+def _rater_text_check(*, adapters: Sequence[Adapter], texts: Mapping[str, str]) -> None:
+    """Refuse study texts that raters read (name, instructions, terms) if they name a compared adapter."""
+    fields = {}
+    for field, text in texts.items():
+        mentions = identity_mentions(text, adapters=adapters)
+        if mentions:
+            fields[field] = [
+                f"Names an adapter ({', '.join(mentions)}): raters read this, so it would unblind them."
+            ]
+    if fields:
+        raise ValidationFailed(
+            "The study's name, instructions or terms name a compared adapter; raters read them.",
+            fields=fields,
+        )
+
+
 def _study_check(
     *,
     run: Run,
@@ -310,6 +329,9 @@ def _study_check(
         raise ValidationFailed(
             "The rater pool belongs to another project.", fields={"pool": ["Wrong project."]}
         )
+    if pool is not None and (size := pool.members.count()) < overlap:
+        message = f"The pool {pool.name!r} has {size} rater{'s' if size != 1 else ''}; overlap {overlap} needs at least {overlap}."
+        raise ValidationFailed(message, fields={"pool": [message]})
     roles = dict(RunAdapter.objects.filter(run=run).values_list("adapter_id", "role"))
     in_run = {a.pk: a for a in Adapter.objects.filter(pk__in=roles)}
     if baseline is None:

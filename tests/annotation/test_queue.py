@@ -102,7 +102,7 @@ def test_pool_limits_who_can_rate(project, rows):
     finance = rater_user(project, "finance-expert")
     other = rater_user(project, "generalist")
     pool = pool_create(project=project, name="finance experts", members=[finance])
-    study = study_create_from_run(run=rows.run, name="s", pool=pool)
+    study = study_create_from_run(run=rows.run, name="s", pool=pool, overlap=1)
     assert list(rater_studies(rater=finance)) == [study]
     assert list(rater_studies(rater=other)) == []
 
