@@ -25,7 +25,7 @@ from annotation.rubric import gold_expected
 from annotation.sql import column, columns, table
 from evalhub.accounts.models import ApiToken, Membership, Role
 from evalhub.errors import Forbidden, NotFound
-from evalhub.permissions import READ_ROLES, projects_for
+from evalhub.permissions import READ_ROLES, WRITE_ROLES, projects_for
 
 
 def access_condition(*, study: str, rater: Any, auth: Any = None) -> tuple[str, list[Any]]:
@@ -141,6 +141,20 @@ def study_for_owner(*, user: Any, public_id: str, auth: Any = None) -> Study:
     if study is None:
         raise NotFound("No study with this id in your projects.")
     return study
+
+
+def run_for_study_owner(*, user: Any, run_id: int) -> Any:
+    """A run the user may build a study on (a write role in its project); NotFound otherwise."""
+    from evalhub.runs.models import Run
+
+    run = (
+        Run.objects.filter(pk=run_id, project__in=projects_for(user=user, roles=WRITE_ROLES))
+        .select_related("project")
+        .first()
+    )
+    if run is None:
+        raise NotFound("No run with this id in a project you can write to.")
+    return run
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ def study_create_from_run(
     terms: str = "",
     seed: int = 0,
     allow_case_repeats: bool = False,
+    allow_missing: bool = True,
     actor: Any = None,
 ) -> Study:
     """Create a study and its tasks from a run's outputs (sample 0 of each adapter and case).
@@ -136,6 +137,8 @@ def study_create_from_run(
     compare the baseline with the first candidate, are shown to every rater once, at `gold_rate`, and
     their cases are left out of the rated sample. Sides and queue order come from `seed`.
     A rater gets at most one task per case unless `allow_case_repeats` (see annotation.queue).
+    Outputs missing from the run (failed or not yet generated) leave their tasks out; with
+    `allow_missing=False` the study is refused instead, saying how many, so the owner can wait.
     """
     check = _study_check(
         run=run,
@@ -211,6 +214,12 @@ def study_create_from_run(
 
     if not pairs and not singles:
         raise ValidationFailed("The run has no outputs to compare for these adapters and cases.")
+    if missing and not allow_missing:
+        message = (
+            f"{missing} task{'s' if missing != 1 else ''} would lack an output (failed or not generated yet):"
+            " create the study without them, or wait for the run."
+        )
+        raise ValidationFailed(message, fields={"allow_missing": [message]})
 
     sided = sides_assign([(a, b) for _, a, b in pairs], rng=rng)
     gold_sided = sides_assign([(a, b) for _, a, b, _ in gold_pairs], rng=rng)

@@ -119,6 +119,7 @@ PAGES: dict[str, Page] = {
     ),
     "rate/studies/": Page("lead"),
     "rate/studies/<str:study_id>/": Page("lead", _study),
+    "rate/runs/<int:run_id>/new-study/": Page("lead", lambda w, s: {"run_id": w.get("run", s).pk}),
 }
 
 
