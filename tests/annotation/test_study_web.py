@@ -104,3 +104,10 @@ def test_a_rater_cannot_open_the_study_form(project):
     client = Client()
     client.force_login(rater_user(project, "someone"))
     assert client.get(new_study_url(rows)).status_code == 404
+
+
+def test_run_page_links_to_outputs_and_report(project, client_lead):
+    rows = run_rows(project, n_cases=1)
+    page = client_lead.get(reverse("runs:detail", args=[project.slug, rows.run.pk])).content.decode()
+    assert reverse("runs:outputs", args=[project.slug, rows.run.pk]) in page
+    assert reverse("reports:report", args=[project.slug, rows.run.pk]) in page
