@@ -339,7 +339,8 @@ def assignment_for_update(
     sql = [
         f"SELECT {columns(a, 'a')}, t.{column(t, 'public_id')} AS t_public_id,"
         f" t.{column(t, 'output_a')} AS t_output_a_id, t.{column(t, 'output_b')} AS t_output_b_id,"
-        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status{texts}",
+        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status,"
+        f" s.{column(s, 'project')} AS s_project_id{texts}",
         f"FROM {table(a)} a JOIN {table(t)} t ON t.{column(t, 'id')} = a.{column(a, 'task')}",
         f"JOIN {table(s)} s ON s.{column(s, 'id')} = a.{column(a, 'study')}",
     ]
@@ -367,7 +368,9 @@ def assignment_for_update(
         output_a_id=extra.t_output_a_id,
         output_b_id=extra.t_output_b_id,
     )
-    found.study = _partial(Study, id=found.study_id, rubric=rubric, status=extra.s_status)
+    found.study = _partial(
+        Study, id=found.study_id, rubric=rubric, status=extra.s_status, project_id=extra.s_project_id
+    )
     if with_texts:
         sides = {"A": extra.oa_text, "B": extra.ob_text}
         found.side_texts = {side: text for side, text in sides.items() if text is not None}  # type: ignore[attr-defined]

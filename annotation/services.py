@@ -485,6 +485,14 @@ def rating_submit(
         if rating is None:
             transaction.set_rollback(True)
             raise Conflict("This task already has all the ratings it needs; your rating was not stored.")
+        audit_record(
+            actor=rater,
+            action="rating.submit",
+            object_type="annotation.task",
+            object_id=task.public_id,
+            project_id=study.project_id,
+            after={"study": study.pk, "preference": clean["preference"], "time_on_task_ms": elapsed},
+        )
     return rating, True
 
 
@@ -574,6 +582,14 @@ def task_skip(
         assignment.status, assignment.finished_at = AssignmentStatus.SKIPPED, timezone.now()
         assignment.skip_reason = reason[:300]
         assignment.save(update_fields=["status", "finished_at", "skip_reason"])
+        audit_record(
+            actor=rater,
+            action="task.skip",
+            object_type="annotation.task",
+            object_id=assignment.task.public_id,
+            project_id=assignment.study.project_id,
+            after={"study": assignment.study_id, "reason": assignment.skip_reason},
+        )
     return assignment
 
 
