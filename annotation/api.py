@@ -208,6 +208,9 @@ class StudyCreateIn(serializers.Serializer[Any]):
         default=False,
         help_text="Let a rater get several tasks of one case (very small suites only: weakens blinding).",
     )
+    allow_missing = serializers.BooleanField(
+        default=True, help_text="False: refuse, saying how many tasks would lack an output, so you can wait."
+    )
 
 
 class StudySummaryOut(serializers.Serializer[Any]):
@@ -316,6 +319,7 @@ class StudyListCreateApi(APIView):
             terms=values["terms"],
             seed=values["seed"],
             allow_case_repeats=values["allow_case_repeats"],
+            allow_missing=values["allow_missing"],
             actor=request.user,
         )
         return Response(_study_summary(study), status=status.HTTP_201_CREATED)

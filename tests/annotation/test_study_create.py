@@ -188,3 +188,17 @@ def test_a_pool_smaller_than_k_is_refused_with_the_numbers(project, rows):
     with pytest.raises(ValidationFailed, match="'experts' has 1 rater; overlap 3 needs at least 3"):
         study_create_from_run(run=rows.run, name="s", pool=pool, overlap=3)
     assert not Study.objects.exists()
+
+
+def test_api_can_refuse_a_study_with_missing_outputs(project, lead):
+    from django.test import Client
+
+    rows = run_rows(project, n_cases=3)
+    rows.outputs[("candidate", rows.cases[1].key)].delete()
+    client = Client()
+    client.force_login(lead)
+    body = {"run": rows.run.pk, "name": "s", "allow_missing": False}
+    refused = client.post("/api/v1/rater/studies/", body, content_type="application/json")
+    assert refused.status_code == 400 and "1 task would lack an output" in json.dumps(refused.json())
+    body["allow_missing"] = True
+    assert client.post("/api/v1/rater/studies/", body, content_type="application/json").status_code == 201
