@@ -61,6 +61,7 @@ PAGES: dict[str, Page] = {
         lambda w, s: {**_project(w, s), "membership_id": w.get("membership", s).pk},
         method="POST",
         status=302,
+        data={"confirm": "yes"},
     ),
     "p/<slug:project_slug>/adapters/": Page("lead", _project),
     "p/<slug:project_slug>/suites/": Page("lead", _project),
