@@ -204,6 +204,13 @@ class StudyCreateIn(serializers.Serializer[Any]):
     instructions = serializers.CharField(required=False, allow_blank=True, default="")
     terms = serializers.CharField(required=False, allow_blank=True, default="")
     seed = serializers.IntegerField(default=0)
+    allow_case_repeats = serializers.BooleanField(
+        default=False,
+        help_text="Let a rater get several tasks of one case (very small suites only: weakens blinding).",
+    )
+    allow_missing = serializers.BooleanField(
+        default=True, help_text="False: refuse, saying how many tasks would lack an output, so you can wait."
+    )
 
 
 class StudySummaryOut(serializers.Serializer[Any]):
@@ -311,6 +318,8 @@ class StudyListCreateApi(APIView):
             instructions=values["instructions"],
             terms=values["terms"],
             seed=values["seed"],
+            allow_case_repeats=values["allow_case_repeats"],
+            allow_missing=values["allow_missing"],
             actor=request.user,
         )
         return Response(_study_summary(study), status=status.HTTP_201_CREATED)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -140,3 +142,25 @@ def sides_assign(pairs: Sequence[tuple[T, T]], *, rng: random.Random) -> list[tu
         flips[-1] = rng.random() < 0.5
     rng.shuffle(flips)
     return [(b, a) if flip else (a, b) for (a, b), flip in zip(pairs, flips, strict=True)]
+
+
+def _identity_tokens(adapter: Any) -> list[str]:
+    """The strings that name an adapter: its name, label, folder and folder's last part, and its
+    version where a rater could tell it from ordinary words and numbers (not all digits, 2+ chars)."""
+    tokens = [adapter.name, f"{adapter.name}@{adapter.version}", adapter.folder]
+    tokens.append(PurePosixPath(adapter.folder.rstrip("/")).name if adapter.folder else "")
+    version = str(adapter.version or "")
+    if len(version) >= 2 and not version.isdigit():
+        tokens.append(version)
+    return [token for token in tokens if token and len(token) >= 2]
+
+
+def identity_mentions(text: str, *, adapters: Sequence[Any]) -> list[str]:
+    """Which of these adapters' names, versions or folders the text mentions (as a whole word, any
+    case): a study's name, instructions and terms reach raters, so they must name none of them."""
+    found = []
+    for adapter in adapters:
+        for token in _identity_tokens(adapter):
+            if re.search(rf"(?<![\w.@/-]){re.escape(token)}(?![\w@/-])", text, re.IGNORECASE):
+                found.append(token)
+    return sorted(set(found))

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
+
+from django import forms
 
 from annotation.blinding import BlindTask
+from annotation.models import RaterPool
 from annotation.rubric import PREFERENCE_LABELS
+from evalhub.catalog.models import Adapter
 
 SKIP_REASONS = (
     ("expertise", "Outside my expertise"),
@@ -105,3 +109,81 @@ def rating_form_context(
         "rationale_error": (errors.get("rationale") or [""])[0],
         "skip_reasons": SKIP_REASONS,
     }
+
+
+SAMPLING = (
+    ("all", "All cases"),
+    ("random", "A random sample"),
+    ("stratified", "A sample stratified by slice (each case's first tag)"),
+)
+
+
+class StudyCreateForm(forms.Form):
+    """The study owner's form on a run: what `services.study_create_from_run` takes, in HTML terms."""
+
+    name = forms.CharField(max_length=200, help_text="Raters see it: do not name an adapter.")
+    baseline = forms.ModelChoiceField(queryset=Adapter.objects.none())
+    candidates = forms.ModelMultipleChoiceField(queryset=Adapter.objects.none())
+    pairing = forms.ChoiceField(
+        choices=(
+            ("baseline", "Each candidate against the baseline"),
+            ("all_pairs", "Round robin: every pair"),
+        ),
+        initial="baseline",
+    )
+    sampling = forms.ChoiceField(choices=SAMPLING, initial="all")
+    sample_size = forms.IntegerField(min_value=1, required=False, help_text="Cases, for a sample.")
+    overlap = forms.IntegerField(min_value=1, max_value=50, initial=2, help_text="Ratings per task (k).")
+    lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=15)
+    pool = forms.ModelChoiceField(
+        queryset=RaterPool.objects.none(), required=False, empty_label="Every rater of the project"
+    )
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    terms = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text="Raters accept them first."
+    )
+    allow_case_repeats = forms.BooleanField(
+        required=False, help_text="Very small suites only: a rater may see the same output twice."
+    )
+    allow_missing = forms.BooleanField(
+        required=False, label="Proceed without missing outputs", help_text="Otherwise wait for the run."
+    )
+
+    def __init__(self, *args: Any, run: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        adapters = Adapter.objects.filter(runs=run).order_by("name", "version")
+        roles = dict(run.run_adapters.values_list("adapter_id", "role"))
+        cast(forms.ModelChoiceField, self.fields["baseline"]).queryset = adapters
+        cast(forms.ModelMultipleChoiceField, self.fields["candidates"]).queryset = adapters
+        cast(forms.ModelChoiceField, self.fields["pool"]).queryset = RaterPool.objects.filter(
+            project=run.project
+        )
+        self.fields["baseline"].initial = next((pk for pk, r in roles.items() if r == "baseline"), None)
+        self.fields["candidates"].initial = [pk for pk, r in roles.items() if r == "candidate"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("baseline") is not None and data.get("baseline") in (data.get("candidates") or []):
+            self.add_error("candidates", "The baseline cannot also be a candidate: choose another adapter.")
+        if data.get("sampling") != "all" and not data.get("sample_size"):
+            self.add_error("sample_size", "Give the number of cases to sample.")
+        return data
+
+    def service_kwargs(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        sampled = data["sampling"] != "all"
+        return {
+            "name": data["name"],
+            "baseline": data["baseline"],
+            "candidates": list(data["candidates"]),
+            "pairing": data["pairing"],
+            "sample_size": data["sample_size"] if sampled else None,
+            "stratify_by_tag": data["sampling"] == "stratified",
+            "overlap": data["overlap"],
+            "lease_seconds": data["lease_minutes"] * 60,
+            "pool": data["pool"],
+            "instructions": data["instructions"],
+            "terms": data["terms"],
+            "allow_case_repeats": data["allow_case_repeats"],
+            "allow_missing": data["allow_missing"],
+        }

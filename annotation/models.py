@@ -61,6 +61,11 @@ class Study(models.Model):
     )
     status = models.CharField(max_length=12, choices=StudyStatus.choices, default=StudyStatus.OPEN)
     seed = models.BigIntegerField(default=0)
+    allow_case_repeats = models.BooleanField(
+        default=False,
+        help_text="Let one rater get several tasks of the same case (for very small suites): "
+        "a rater who sees the same output twice can learn which side is the baseline.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

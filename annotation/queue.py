@@ -2,7 +2,8 @@
 
 A task is open while `rating_count + unexpired active leases < required_ratings`. Expired leases need
 no sweeper: they simply stop counting, and their rows are marked `expired` lazily, when the task is
-handed to someone else or their rater comes back. A rater never gets a task they submitted or skipped;
+handed to someone else or their rater comes back. A rater never gets a task they submitted or skipped,
+nor (unless the study allows case repeats) a second task of a case they already had;
 a rater whose own lease expired gets that task back first if it is still open (their half-read task is
 where they left off). Every database runs these same statements; on PostgreSQL the candidate rows
 are taken with `FOR UPDATE SKIP LOCKED`, so concurrent raters never wait on each other's task. The
@@ -56,6 +57,26 @@ def _room(task: str, *, now: datetime, excluding: Any = None) -> tuple[str, list
     return sql + f") < {task}.{column(Task, 'required_ratings')}", params
 
 
+def _history_condition(*, study: Study, rater: Any) -> tuple[str, list[Any]]:
+    """The history rule as an SQL condition on the task row `t`: the rater has never had this task
+    and, unless the study allows case repeats, never any task of this case in this study (a case's
+    baseline output is the same text in every pair: seeing it twice tells the rater which side is the
+    baseline). Its one home."""
+    a, t = Assignment, Task
+    if study.allow_case_repeats:
+        return (
+            f"NOT EXISTS (SELECT 1 FROM {table(a)} h WHERE h.{column(a, 'task')} = t.{column(t, 'id')}"  # noqa: S608
+            f" AND h.{column(a, 'rater')} = %s)",
+            [rater.pk],
+        )
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {table(a)} h JOIN {table(t)} ht"  # noqa: S608
+        f" ON ht.{column(t, 'id')} = h.{column(a, 'task')} WHERE h.{column(a, 'rater')} = %s"
+        f" AND h.{column(a, 'study')} = %s AND ht.{column(t, 'case')} = t.{column(t, 'case')})",
+        [rater.pk, study.pk],
+    )
+
+
 def _lock_candidate(
     *, study: Study, rater: Any, now: datetime, gold: bool, skip: list[int], lock: bool = True
 ) -> tuple[int, bool] | None:
@@ -75,11 +96,9 @@ def _lock_candidate(
         room, room_params = _room("t", now=now)
         sql.append(f"AND t.{column(t, 'rating_count')} < t.{column(t, 'required_ratings')} AND {room}")
         params += room_params
-    sql.append(
-        f"AND NOT EXISTS (SELECT 1 FROM {table(a)} h WHERE h.{column(a, 'task')} = t.{column(t, 'id')}"  # noqa: S608
-        f" AND h.{column(a, 'rater')} = %s)"
-    )
-    params.append(rater.pk)
+    history, history_params = _history_condition(study=study, rater=rater)
+    sql.append(f"AND {history}")
+    params += history_params
     if skip:
         sql.append(f"AND t.{column(t, 'id')} NOT IN (" + ", ".join(["%s"] * len(skip)) + ")")
         params += skip
@@ -254,6 +273,31 @@ def task_assign_next(
     return _take_waiting(study=study, rater=rater, now=now, lease=lease, token=token)
 
 
+def tasks_left(*, study: Study, rater: Any, now: datetime | None = None) -> int:
+    """How many more tasks this rater could be given, counting the one they hold: non-gold tasks with
+    room (others' live leases count against it) that the history rule still allows, each case
+    counted once unless the study allows case repeats. The same conditions as the queue's, so
+    "left to rate" never counts a task another rater holds or a case this rater already had."""
+    now = now or timezone.now()
+    a, t = Assignment, Task
+    history, history_params = _history_condition(study=study, rater=rater)
+    room, room_params = _room("t", now=now)
+    counted = f"t.{column(t, 'id')}" if study.allow_case_repeats else f"DISTINCT t.{column(t, 'case')}"
+    sql = (
+        f"SELECT COUNT({counted}) FROM {table(t)} t WHERE t.{column(t, 'study')} = %s"  # noqa: S608
+        f" AND t.{column(t, 'is_gold')} = %s AND {room} AND {history}"
+    )
+    held = (
+        f"SELECT COUNT(*) FROM {table(a)} l WHERE l.{column(a, 'study')} = %s"  # noqa: S608
+        f" AND l.{column(a, 'rater')} = %s AND l.{column(a, 'status')} = %s AND l.{column(a, 'expires_at')} > %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [study.pk, False, *room_params, *history_params])
+        free = cursor.fetchone()[0]
+        cursor.execute(held, [study.pk, rater.pk, AssignmentStatus.ACTIVE, _when(now)])
+        return int(free) + int(cursor.fetchone()[0])
+
+
 def latest_assignment(*, study: Study, rater: Any) -> Assignment | None:
     """The rater's most recently leased assignment in the study, whatever its status (every fetch
     reads it: SQL from the models' names)."""
@@ -295,7 +339,8 @@ def assignment_for_update(
     sql = [
         f"SELECT {columns(a, 'a')}, t.{column(t, 'public_id')} AS t_public_id,"
         f" t.{column(t, 'output_a')} AS t_output_a_id, t.{column(t, 'output_b')} AS t_output_b_id,"
-        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status{texts}",
+        f" s.{column(s, 'rubric')} AS s_rubric, s.{column(s, 'status')} AS s_status,"
+        f" s.{column(s, 'project')} AS s_project_id{texts}",
         f"FROM {table(a)} a JOIN {table(t)} t ON t.{column(t, 'id')} = a.{column(a, 'task')}",
         f"JOIN {table(s)} s ON s.{column(s, 'id')} = a.{column(a, 'study')}",
     ]
@@ -323,7 +368,9 @@ def assignment_for_update(
         output_a_id=extra.t_output_a_id,
         output_b_id=extra.t_output_b_id,
     )
-    found.study = _partial(Study, id=found.study_id, rubric=rubric, status=extra.s_status)
+    found.study = _partial(
+        Study, id=found.study_id, rubric=rubric, status=extra.s_status, project_id=extra.s_project_id
+    )
     if with_texts:
         sides = {"A": extra.oa_text, "B": extra.ob_text}
         found.side_texts = {side: text for side, text in sides.items() if text is not None}  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import (
@@ -25,7 +25,7 @@ from annotation.rubric import gold_expected
 from annotation.sql import column, columns, table
 from evalhub.accounts.models import ApiToken, Membership, Role
 from evalhub.errors import Forbidden, NotFound
-from evalhub.permissions import READ_ROLES, projects_for
+from evalhub.permissions import READ_ROLES, WRITE_ROLES, projects_for
 
 
 def access_condition(*, study: str, rater: Any, auth: Any = None) -> tuple[str, list[Any]]:
@@ -113,17 +113,14 @@ class Progress:
 
 def rater_progress(*, study: Study, rater: Any) -> Progress:
     """The rater's submitted and skipped counts, and how many tasks they could still be given
-    (tasks still short of ratings that they have not seen; gold tasks are not counted)."""
+    (queue.tasks_left: the queue's own conditions; gold tasks are not counted)."""
+    from annotation.queue import tasks_left  # the queue reads access_condition from this module
+
     counts = Assignment.objects.filter(study=study, rater=rater).aggregate(
         done=Count("pk", filter=Q(status=AssignmentStatus.SUBMITTED)),
         skipped=Count("pk", filter=Q(status=AssignmentStatus.SKIPPED)),
     )
-    seen = Assignment.objects.filter(task=OuterRef("pk"), rater=rater).exclude(status=AssignmentStatus.ACTIVE)
-    remaining = (
-        Task.objects.filter(study=study, is_gold=False, rating_count__lt=F("required_ratings"))
-        .filter(~Exists(seen))
-        .count()
-    )
+    remaining = tasks_left(study=study, rater=rater)
     return Progress(done=counts["done"], skipped=counts["skipped"], remaining=remaining)
 
 
@@ -144,6 +141,20 @@ def study_for_owner(*, user: Any, public_id: str, auth: Any = None) -> Study:
     if study is None:
         raise NotFound("No study with this id in your projects.")
     return study
+
+
+def run_for_study_owner(*, user: Any, run_id: int) -> Any:
+    """A run the user may build a study on (a write role in its project); NotFound otherwise."""
+    from evalhub.runs.models import Run
+
+    run = (
+        Run.objects.filter(pk=run_id, project__in=projects_for(user=user, roles=WRITE_ROLES))
+        .select_related("project")
+        .first()
+    )
+    if run is None:
+        raise NotFound("No run with this id in a project you can write to.")
+    return run
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,22 @@ def study_progress(*, study: Study) -> StudyProgress:
         gold_tasks=rows["gold_tasks"],
         gold_ratings=ratings["gold"],
     )
+
+
+def study_raters_needed(*, study: Study) -> int:
+    """The fewest raters who can finish the study: each gives at most one rating per case (the
+    queue's history rule) unless case repeats are allowed, so a case with n tasks needs n times overlap."""
+    if study.allow_case_repeats:
+        return study.overlap
+    per_case = (
+        Task.objects.filter(study=study, is_gold=False)
+        .values("case")
+        .annotate(n=Count("pk"))
+        .order_by("-n")
+        .values_list("n", flat=True)
+        .first()
+    )
+    return (per_case or 1) * study.overlap
 
 
 @dataclass(frozen=True)

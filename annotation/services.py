@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.blinding import display_text, sides_assign
+from annotation.blinding import display_text, identity_mentions, sides_assign
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -123,6 +123,8 @@ def study_create_from_run(
     instructions: str = "",
     terms: str = "",
     seed: int = 0,
+    allow_case_repeats: bool = False,
+    allow_missing: bool = True,
     actor: Any = None,
 ) -> Study:
     """Create a study and its tasks from a run's outputs (sample 0 of each adapter and case).
@@ -134,6 +136,9 @@ def study_create_from_run(
     "hallucination": {"baseline": bool, "candidate": bool}}` (either answer may be left out); they
     compare the baseline with the first candidate, are shown to every rater once, at `gold_rate`, and
     their cases are left out of the rated sample. Sides and queue order come from `seed`.
+    A rater gets at most one task per case unless `allow_case_repeats` (see annotation.queue).
+    Outputs missing from the run (failed or not yet generated) leave their tasks out; with
+    `allow_missing=False` the study is refused instead, saying how many, so the owner can wait.
     """
     check = _study_check(
         run=run,
@@ -147,6 +152,9 @@ def study_create_from_run(
         name=name,
     )
     baseline, candidates = check["baseline"], check["candidates"]
+    _rater_text_check(
+        adapters=[baseline, *candidates], texts={"name": name, "instructions": instructions, "terms": terms}
+    )
     clean_rubric = rubric_normalise(rubric)
     rng = random.Random(seed)
     adapters = [baseline, *candidates]
@@ -206,6 +214,12 @@ def study_create_from_run(
 
     if not pairs and not singles:
         raise ValidationFailed("The run has no outputs to compare for these adapters and cases.")
+    if missing and not allow_missing:
+        message = (
+            f"{missing} task{'s' if missing != 1 else ''} would lack an output (failed or not generated yet):"
+            " create the study without them, or wait for the run."
+        )
+        raise ValidationFailed(message, fields={"allow_missing": [message]})
 
     sided = sides_assign([(a, b) for _, a, b in pairs], rng=rng)
     gold_sided = sides_assign([(a, b) for _, a, b, _ in gold_pairs], rng=rng)
@@ -224,6 +238,7 @@ def study_create_from_run(
             terms=terms,
             pool=pool,
             seed=seed,
+            allow_case_repeats=allow_case_repeats,
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
         tasks = [
@@ -271,9 +286,26 @@ def study_create_from_run(
                 "missing_outputs": missing,
                 "overlap": overlap,
                 "seed": seed,
+                "allow_case_repeats": allow_case_repeats,
             },
         )
     return study
+
+
+def _rater_text_check(*, adapters: Sequence[Adapter], texts: Mapping[str, str]) -> None:
+    """Refuse study texts that raters read (name, instructions, terms) if they name a compared adapter."""
+    fields = {}
+    for field, text in texts.items():
+        mentions = identity_mentions(text, adapters=adapters)
+        if mentions:
+            fields[field] = [
+                f"Names an adapter ({', '.join(mentions)}): raters read this, so it would unblind them."
+            ]
+    if fields:
+        raise ValidationFailed(
+            "The study's name, instructions or terms name a compared adapter; raters read them.",
+            fields=fields,
+        )
 
 
 def _study_check(
@@ -306,6 +338,9 @@ def _study_check(
         raise ValidationFailed(
             "The rater pool belongs to another project.", fields={"pool": ["Wrong project."]}
         )
+    if pool is not None and (size := pool.members.count()) < overlap:
+        message = f"The pool {pool.name!r} has {size} rater{'s' if size != 1 else ''}; overlap {overlap} needs at least {overlap}."
+        raise ValidationFailed(message, fields={"pool": [message]})
     roles = dict(RunAdapter.objects.filter(run=run).values_list("adapter_id", "role"))
     in_run = {a.pk: a for a in Adapter.objects.filter(pk__in=roles)}
     if baseline is None:
@@ -450,6 +485,14 @@ def rating_submit(
         if rating is None:
             transaction.set_rollback(True)
             raise Conflict("This task already has all the ratings it needs; your rating was not stored.")
+        audit_record(
+            actor=rater,
+            action="rating.submit",
+            object_type="annotation.task",
+            object_id=task.public_id,
+            project_id=study.project_id,
+            after={"study": study.pk, "preference": clean["preference"], "time_on_task_ms": elapsed},
+        )
     return rating, True
 
 
@@ -539,6 +582,14 @@ def task_skip(
         assignment.status, assignment.finished_at = AssignmentStatus.SKIPPED, timezone.now()
         assignment.skip_reason = reason[:300]
         assignment.save(update_fields=["status", "finished_at", "skip_reason"])
+        audit_record(
+            actor=rater,
+            action="task.skip",
+            object_type="annotation.task",
+            object_id=assignment.task.public_id,
+            project_id=assignment.study.project_id,
+            after={"study": assignment.study_id, "reason": assignment.skip_reason},
+        )
     return assignment
 
 

@@ -16,4 +16,5 @@ urlpatterns = [
     path("s/<str:study_id>/t/<str:task_id>/skip/", views.task_skip, name="skip"),
     path("studies/", views.owner_studies, name="owner-studies"),
     path("studies/<str:study_id>/", views.owner_study, name="owner-study"),
+    path("runs/<int:run_id>/new-study/", views.study_new, name="study-new"),
 ]

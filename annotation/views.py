@@ -15,11 +15,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import selectors, services
 from annotation.blinding import task_blind_by_id
-from annotation.forms import SKIP_REASONS, rating_form_context, rating_payload_from_post
+from annotation.forms import SKIP_REASONS, StudyCreateForm, rating_form_context, rating_payload_from_post
 from annotation.models import Assignment, AssignmentStatus, Study
 from annotation.queue import task_assign_next
 from evalhub.errors import NotFound, ValidationFailed
-from evalhub.web import domain_error_page, message_errors
+from evalhub.web import domain_error_page, form_errors, message_errors
 
 # Rater pages turn a refused request into one page: the message, and a way on.
 error_page = domain_error_page("annotation/error.html")
@@ -207,6 +207,7 @@ def owner_study(request: HttpRequest, study_id: str) -> HttpResponse:
         {
             "study": study,
             "progress": selectors.study_progress(study=study),
+            "raters_needed": selectors.study_raters_needed(study=study),
             "raters": selectors.study_rater_stats(study=study),
             "alpha": alpha,
             "alpha_reason": alpha_reason,
@@ -214,3 +215,18 @@ def owner_study(request: HttpRequest, study_id: str) -> HttpResponse:
             "statuses": Study._meta.get_field("status").choices,
         },
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@error_page
+def study_new(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Create a study from a run's page (engineers and leads of its project)."""
+    run = selectors.run_for_study_owner(user=request.user, run_id=run_id)
+    form = StudyCreateForm(request.POST or None, run=run)
+    if request.method == "POST" and form.is_valid():
+        with form_errors(form):
+            study = services.study_create_from_run(run=run, actor=request.user, **form.service_kwargs())
+            messages.success(request, f"Study “{study.name}” created: {study.tasks.count()} tasks.")
+            return redirect(reverse("annotation:owner-study", args=[study.public_id]))
+    return render(request, "annotation/study_new.html", {"run": run, "form": form})

@@ -180,15 +180,13 @@ def scores(state: DemoState, out: Writer) -> None:
         out.write(f"  {row['metric']:<11} {label:<17} {row['mean']:.3f}  (n={row['n']})\n")
 
 
-SIM_RATERS = ["expert-sim-1", "expert-sim-2", "expert-sim-3"]
-
-
 def open_study(state: DemoState, out: Writer) -> None:
     """A blinded study (candidates vs summariser-v1), and simulated experts rating most of it.
 
     Real raters (rater1, rater2) find the remaining tasks in their queue.
     """
     from annotation.queue import task_assign_next
+    from annotation.selectors import study_raters_needed
     from annotation.services import consent_accept, rating_submit, study_create_from_run
 
     assert state.project is not None
@@ -210,7 +208,10 @@ def open_study(state: DemoState, out: Writer) -> None:
     total = study.tasks.count()
     budget = int(total * 2 * 0.8)  # simulated experts fill 80% of the ratings; people get the rest
     given = 0
-    for index, username in enumerate(SIM_RATERS):
+    # A rater gets at most one task per case (the queue's blinding rule), so the study needs as many
+    # simulated experts as it takes raters to finish it.
+    sim_raters = [f"expert-sim-{i + 1}" for i in range(study_raters_needed(study=study))]
+    for index, username in enumerate(sim_raters):
         rater = user_model.objects.filter(username=username).first() or user_model.objects.create_user(
             username=username, password=None
         )

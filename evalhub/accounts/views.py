@@ -113,6 +113,10 @@ def members(request: HttpRequest, project_slug: str) -> HttpResponse:
 def member_remove(request: HttpRequest, project_slug: str, membership_id: int) -> HttpResponse:
     project = _admin_project(request, project_slug)
     membership = get_object_or_404(Membership.objects.filter(project=project), pk=membership_id)
+    if request.POST.get("confirm") != "yes":
+        # One click must not remove someone: the page asks first, and only its answer carries confirm.
+        messages.error(request, f"Confirm to remove {membership.user.get_username()}: nothing was changed.")
+        return redirect("accounts-members", project_slug=project.slug)
     with message_errors(request):
         services.membership_remove(membership=membership, actor=request.user)
         messages.success(request, f"{membership.user.get_username()} removed from {project.name}.")

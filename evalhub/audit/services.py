@@ -25,11 +25,13 @@ def audit_record(
     object_type: str = "",
     object_id: str | int = "",
     project: Any = None,
+    project_id: int | None = None,
     before: Any = None,
     after: Any = None,
     note: str = "",
 ) -> AuditEvent:
-    """Append one event. `obj`, when given, supplies the type, id and project."""
+    """Append one event. `obj`, when given, supplies the type, id and project; `project_id` stands in
+    for `project` where only the id is loaded (the rating path loads no more than it needs)."""
     if obj is not None:
         object_type = object_type or f"{obj._meta.app_label}.{obj._meta.model_name}"
         object_id = object_id or obj.pk
@@ -40,6 +42,7 @@ def audit_record(
         actor=user,
         actor_label=user.get_username() if user is not None else "system",
         project=project,
+        **({"project_id": project_id} if project is None and project_id is not None else {}),
         action=action,
         object_type=object_type,
         object_id=str(object_id),

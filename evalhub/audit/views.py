@@ -55,7 +55,9 @@ def export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     rows = queryset.iterator(chunk_size=1000)
     if fmt == "csv":
-        response: StreamingHttpResponse = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response: StreamingHttpResponse = StreamingHttpResponse(
+            csv_lines(rows), content_type="text/csv; charset=utf-8"
+        )
     else:
         response = StreamingHttpResponse(json_chunks(rows), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'

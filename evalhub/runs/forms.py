@@ -18,7 +18,9 @@ class RunStartForm(forms.Form):
     adapters = forms.ModelMultipleChoiceField(
         queryset=Adapter.objects.none(), label="Candidate adapters", widget=forms.CheckboxSelectMultiple
     )
-    baseline = forms.ModelChoiceField(queryset=Adapter.objects.none(), required=False, label="Baseline adapter")
+    baseline = forms.ModelChoiceField(
+        queryset=Adapter.objects.none(), required=False, label="Baseline adapter"
+    )
     backend = forms.ChoiceField(choices=[], initial="hf")
     max_new_tokens = forms.IntegerField(min_value=1, initial=128, label="Max new tokens")
     temperature = forms.FloatField(min_value=0, initial=0.0, help_text="0 means greedy.")
@@ -30,22 +32,46 @@ class RunStartForm(forms.Form):
         initial="left",
         label="Cases longer than the context",
     )
-    force_regenerate = forms.BooleanField(required=False, label="Regenerate instead of reusing cached outputs")
+    force_regenerate = forms.BooleanField(
+        required=False, label="Regenerate instead of reusing cached outputs"
+    )
     name = forms.CharField(required=False, max_length=200)
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         fields: Any = self.fields
-        fields["suite_version"].queryset = SuiteVersion.objects.filter(suite__project=project).select_related(
-            "suite"
-        ).order_by("suite__name", "-number")
+        fields["suite_version"].queryset = (
+            SuiteVersion.objects.filter(suite__project=project)
+            .select_related("suite")
+            .order_by("suite__name", "-number")
+        )
         fields["base_model"].queryset = BaseModel.objects.filter(project=project)
-        adapters = Adapter.objects.filter(project=project).select_related("base_model").order_by("name", "version")
+        adapters = (
+            Adapter.objects.filter(project=project).select_related("base_model").order_by("name", "version")
+        )
         fields["adapters"].queryset = adapters
         fields["adapters"].label_from_instance = lambda a: f"{a.label} (on {a.base_model.name})"
         fields["baseline"].queryset = adapters
         fields["baseline"].label_from_instance = lambda a: a.label
         fields["backend"].choices = [(name, name) for name in available_backends()]
+        # Where there is only one sensible choice, start from it rather than "---------".
+        base_models = list(fields["base_model"].queryset[:2])
+        if len(base_models) == 1:
+            fields["base_model"].initial = base_models[0].pk
+        suites = {version.suite_id for version in fields["suite_version"].queryset}
+        if len(suites) == 1:
+            fields["suite_version"].initial = fields["suite_version"].queryset.first().pk
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        baseline = data.get("baseline")
+        if baseline is not None and baseline in (data.get("adapters") or []):
+            self.add_error(
+                "baseline",
+                f"{baseline.label} is both a candidate and the baseline: untick it among the candidates"
+                " or choose another baseline.",
+            )
+        return data
 
     def generation_config(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -77,6 +77,7 @@ def run_detail(request: HttpRequest, project_slug: str, run_id: int) -> HttpResp
             "run_adapters": selectors.run_adapters(run=run),
             "scoring": selectors.run_scoring(run=run),
             "can_score": can_write and run.status == RunStatus.COMPLETED,
+            "can_study": can_write,
             "can_cancel": can_write and run.status in (RunStatus.PENDING, RunStatus.RUNNING),
             "can_resume": can_write
             and run.status in (RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.RUNNING),

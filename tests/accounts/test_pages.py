@@ -81,7 +81,12 @@ def test_members_page_adds_changes_and_removes(project, project_admin):
     assert client.post(url, {"username": "newbie", "role": "engineer"}).status_code == 302
     membership = Membership.objects.get(user=newbie, project=project)
     assert membership.role == Role.ENGINEER
-    assert client.post(f"{url}{membership.pk}/remove/").status_code == 302
+    page = client.get(url).content.decode()
+    assert "<summary>Remove…</summary>" in page and "Yes, remove newbie" in page
+    unconfirmed = client.post(f"{url}{membership.pk}/remove/", follow=True)
+    assert "Confirm to remove newbie" in unconfirmed.content.decode()
+    assert Membership.objects.filter(pk=membership.pk).exists(), "one click removes nobody"
+    assert client.post(f"{url}{membership.pk}/remove/", {"confirm": "yes"}).status_code == 302
     assert not Membership.objects.filter(pk=membership.pk).exists()
     assert client.post(url, {"username": "ghost", "role": "rater"}).status_code == 400
 

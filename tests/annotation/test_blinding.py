@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from annotation.blinding import task_blind
+from annotation.models import Task
 from annotation.services import rating_submit, study_create_from_run, task_skip
 from tests.annotation.factories import rater_user, rating_data, run_rows
 
@@ -68,7 +71,7 @@ def test_every_rater_visible_response_is_free_of_adapter_identity(project):
         assert posted.status_code == 201, posted.content
         check(client.get("/api/v1/rater/progress", {"study": study.public_id}), "api progress")
     check(client.get(reverse("annotation:next", args=[study.public_id])), "done page")
-    assert seen_responses > 20
+    assert seen_responses >= 20  # four tasks: two pairs, one of the two single outputs, the gold pair
     # The error answers are blind too.
     check(client.get("/api/v1/rater/next", {"study": "nope"}), "api bad study")
     check(
@@ -119,3 +122,91 @@ def test_skip_and_rating_leave_no_trace_of_identity_in_messages(study, raters):
     rating_submit(public_id=b.task.public_id, rater=raters[0], data=rating_data())
     page = client.get(reverse("annotation:home")).content.decode()
     assert "1 rated" in page and "1 skipped" in page
+
+
+ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def history_rows(project):
+    """Two candidates against one baseline, greedy-style: an adapter writes one fixed text per case,
+    so the baseline's text for a case is word for word the same in both of that case's pairs."""
+    marks = {"baseline": "steady", "cand": "bolder", "other": "softer"}
+    return run_rows(
+        project,
+        n_cases=6,
+        adapters=("baseline", "cand", "other"),
+        categories={5: "adversarial"},
+        text=lambda key, case, i: f"Case {i}, {marks[key]} summary: revenue grew {3 + i} percent.",
+    )
+
+
+def serve_whole_history(client, study, secrets):
+    """Everything one rater is served, through the pages and the API, until the queue says done."""
+    served, extras = [], []
+    for _ in range(30):
+        response = client.get(reverse("annotation:next", args=[study.public_id]))
+        if response.status_code != 302:
+            assert_blind(response.content.decode(), secrets, "done page")
+            break
+        page = client.get(response["Location"]).content.decode()
+        api = client.get("/api/v1/rater/next", {"study": study.public_id}).json()
+        for body in (page, json.dumps(api)):
+            assert_blind(body, secrets, "a served task")
+            assert not ISO_MOMENT.search(body), "a served task carries a timestamp"
+        task = api.pop("task")
+        served.append(task)
+        extras.append(api)
+        data = rating_data(single=len(task["sides"]) == 1)
+        posted = client.post(
+            f"/api/v1/rater/tasks/{task['public_id']}/rating",
+            json.dumps(data),
+            content_type="application/json",
+        )
+        assert posted.status_code == 201, posted.content
+    return served, extras
+
+
+def test_a_raters_whole_history_reveals_no_adapter(project):
+    rows = history_rows(project)
+    study = study_create_from_run(run=rows.run, name="History study", overlap=2, terms="T", seed=5)
+    rater = rater_user(project, "histo1")
+    client = Client()
+    client.force_login(rater)
+    client.post(reverse("annotation:start", args=[study.public_id]), {"accept": "1"})
+    served, extras = serve_whole_history(client, study, rows.secrets())
+
+    assert len(served) == 6, "one task per case: five pairs and one adversarial single output"
+    texts = [side["text"] for task in served for side in task["sides"]]
+    assert [t for t, n in Counter(texts).items() if n > 1] == [], "an output text was shown twice"
+    assert len({task["input"] for task in served}) == 6
+    # Every task has the same fields; the rubric differs only by task kind, never by adapter.
+    assert {tuple(sorted(task)) for task in served} == {
+        ("input", "public_id", "reference", "rubric", "sides")
+    }
+    assert len({json.dumps(t["rubric"], sort_keys=True) for t in served if len(t["sides"]) == 2}) == 1
+    assert {json.dumps(extra, sort_keys=True) for extra in extras} == {json.dumps({"lease_seconds": 900})}
+    # Sides: the baseline is sometimes A, sometimes B, in the order this rater met the pairs.
+    baseline = rows.adapters["baseline"]
+    tasks = {t.public_id: t for t in Task.objects.filter(study=study).select_related("output_a")}
+    baseline_sides = [
+        "A" if tasks[task["public_id"]].output_a.adapter_id == baseline.pk else "B"
+        for task in served
+        if len(task["sides"]) == 2
+    ]
+    assert set(baseline_sides) == {"A", "B"}, baseline_sides
+
+
+def test_two_raters_histories_each_show_every_text_once_and_together_cover_the_study(project):
+    rows = history_rows(project)
+    study = study_create_from_run(run=rows.run, name="History study", overlap=1, terms="T", seed=6)
+    histories = []
+    for name in ("histo1", "histo2"):
+        client = Client()
+        client.force_login(rater_user(project, name))
+        client.post(reverse("annotation:start", args=[study.public_id]), {"accept": "1"})
+        served, _ = serve_whole_history(client, study, rows.secrets())
+        texts = [side["text"] for task in served for side in task["sides"]]
+        assert len(texts) == len(set(texts)), f"{name} saw an output twice"
+        histories.append({task["public_id"] for task in served})
+    assert histories[0].isdisjoint(histories[1])
+    assert len(histories[0] | histories[1]) == 12, "10 pair tasks and 2 of the 3 single outputs"

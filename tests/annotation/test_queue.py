@@ -102,7 +102,7 @@ def test_pool_limits_who_can_rate(project, rows):
     finance = rater_user(project, "finance-expert")
     other = rater_user(project, "generalist")
     pool = pool_create(project=project, name="finance experts", members=[finance])
-    study = study_create_from_run(run=rows.run, name="s", pool=pool)
+    study = study_create_from_run(run=rows.run, name="s", pool=pool, overlap=1)
     assert list(rater_studies(rater=finance)) == [study]
     assert list(rater_studies(rater=other)) == []
 
@@ -245,3 +245,55 @@ def test_concurrent_double_submit_is_stored_once(require_postgres, project):
     assert sorted(results) == [False, False, False, True]
     assert Task.objects.get(pk=held.task_id).rating_count == 1
     assert Assignment.objects.get(pk=held.pk).status == AssignmentStatus.SUBMITTED
+
+
+def two_candidate_study(project, *, n_cases=3, **options):
+    """Two candidates against one baseline: every case has two pair tasks sharing the baseline's output."""
+    rows = run_rows(project, n_cases=n_cases, adapters=("baseline", "cand", "other"))
+    return study_create_from_run(run=rows.run, name="s", overlap=1, seed=3, **options)
+
+
+def test_a_rater_never_gets_two_tasks_of_one_case(project):
+    study = two_candidate_study(project)
+    one, two = rater_user(project, "one"), rater_user(project, "two")
+    first = rate_all(study, one)
+    cases = list(Task.objects.filter(pk__in=first).values_list("case_id", flat=True))
+    assert len(first) == 3 and len(set(cases)) == 3, "one task per case, then nothing"
+    second = rate_all(study, two)
+    assert set(first).isdisjoint(second) and len(second) == 3
+    assert set(Task.objects.filter(study=study).values_list("rating_count", flat=True)) == {1}
+
+
+def test_a_skipped_task_also_uses_up_its_case(project):
+    study = two_candidate_study(project, n_cases=1)
+    rater = rater_user(project, "r")
+    a = task_assign_next(study=study, rater=rater)
+    task_skip(public_id=a.task.public_id, rater=rater, reason="Other: unsure")
+    assert task_assign_next(study=study, rater=rater) is None
+
+
+def test_a_study_that_allows_case_repeats_hands_out_every_task(project):
+    study = two_candidate_study(project, allow_case_repeats=True)
+    assert len(rate_all(study, rater_user(project, "r"))) == 6
+
+
+def test_left_to_rate_counts_cases_a_rater_can_still_get(project):
+    from annotation.selectors import rater_progress
+
+    study = two_candidate_study(project, n_cases=2)
+    rater = rater_user(project, "one")
+    assert rater_progress(study=study, rater=rater).remaining == 2
+    held = task_assign_next(study=study, rater=rater)
+    assert rater_progress(study=study, rater=rater).remaining == 2, "the held task still counts"
+    rating_submit(public_id=held.task.public_id, rater=rater, data=rating_data())
+    assert rater_progress(study=study, rater=rater).remaining == 1
+
+
+def test_left_to_rate_leaves_out_a_task_another_rater_holds(project, rows):
+    from annotation.selectors import rater_progress
+
+    study = study_create_from_run(run=rows.run, name="s", overlap=1, sample_size=1)
+    one, two = rater_user(project, "one"), rater_user(project, "two")
+    assert task_assign_next(study=study, rater=one) is not None
+    assert rater_progress(study=study, rater=two).remaining == 0
+    assert rater_progress(study=study, rater=one).remaining == 1

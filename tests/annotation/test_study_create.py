@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
 
-from annotation.models import StudyKind, Task
+from annotation.models import Study, StudyKind, Task
 from annotation.rubric import DEFAULT_RUBRIC
 from annotation.services import study_create_from_run
 from evalhub.audit.models import AuditEvent
@@ -105,3 +106,99 @@ def test_adapter_outside_the_run_is_refused(rows, project):
     other = run_rows(project, n_cases=1)
     with pytest.raises(ValidationFailed, match="not an adapter of this run"):
         study_create_from_run(run=rows.run, name="s", candidates=[other.adapters["candidate"]])
+
+
+def test_owner_page_says_how_many_raters_the_case_rule_needs(project, lead):
+    from django.test import Client
+    from django.urls import reverse
+
+    rows = run_rows(project, n_cases=2, adapters=("baseline", "cand", "other"))
+    study = study_create_from_run(run=rows.run, name="s", overlap=2)
+    client = Client()
+    client.force_login(lead)
+    page = client.get(reverse("annotation:owner-study", args=[study.public_id])).content.decode()
+    assert "at most one task per case, so this study needs at least 4 raters" in page
+    assert "Case repeats are allowed" not in page
+
+
+def test_owner_page_warns_when_case_repeats_are_allowed(project, lead):
+    from django.test import Client
+    from django.urls import reverse
+
+    rows = run_rows(project, n_cases=2, adapters=("baseline", "cand", "other"))
+    client = Client()
+    client.force_login(lead)
+    body = {"run": rows.run.pk, "name": "tiny", "overlap": 1, "allow_case_repeats": True}
+    created = client.post("/api/v1/rater/studies/", body, content_type="application/json")
+    assert created.status_code == 201, created.content
+    study = Study.objects.get(public_id=created.json()["public_id"])
+    assert study.allow_case_repeats
+    page = client.get(reverse("annotation:owner-study", args=[study.public_id]))
+    assert page.status_code == 200
+    assert "Case repeats are allowed" in page.content.decode()
+
+
+@pytest.mark.parametrize("field", ["name", "instructions", "terms"])
+@pytest.mark.parametrize("part", ["name", "label", "version", "folder", "folder_tail"])
+def test_study_texts_naming_a_compared_adapter_are_refused(rows, field, part):
+    adapter = rows.adapters["candidate"]
+    token = {
+        "name": adapter.name.upper(),
+        "label": adapter.label,
+        "version": adapter.version,
+        "folder": adapter.folder,
+        "folder_tail": adapter.folder.rsplit("/", 1)[-1],
+    }[part]
+    texts = {"name": "Summaries study", "instructions": "Compare.", "terms": "Be fair."}
+    texts[field] = f"Please rate ({token}) carefully."
+    with pytest.raises(ValidationFailed) as refused:
+        study_create_from_run(run=rows.run, **texts)
+    assert field in refused.value.fields and "Names an adapter" in refused.value.fields[field][0]
+    assert not Study.objects.exists()
+
+
+def test_ordinary_words_and_numbers_are_not_taken_for_an_adapter(project):
+    rows = run_rows(project, n_cases=1)
+    Adapter = type(rows.adapters["candidate"])
+    Adapter.objects.filter(pk=rows.adapters["candidate"].pk).update(name="summariser", version="1")
+    study = study_create_from_run(
+        run=rows.run,
+        name="Summaries of 1 quarter",
+        instructions="Rate each summariser-style output in step 1.",
+    )
+    assert study.pk
+
+
+def test_api_refusal_names_the_field(project, lead, rows):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(lead)
+    body = {"run": rows.run.pk, "name": "s", "instructions": f"v2 is {rows.adapters['candidate'].name}"}
+    refused = client.post("/api/v1/rater/studies/", body, content_type="application/json")
+    assert refused.status_code == 400
+    assert "instructions" in json.dumps(refused.json())
+
+
+def test_a_pool_smaller_than_k_is_refused_with_the_numbers(project, rows):
+    from annotation.services import pool_create
+    from tests.annotation.factories import rater_user
+
+    pool = pool_create(project=project, name="experts", members=[rater_user(project, "solo")])
+    with pytest.raises(ValidationFailed, match="'experts' has 1 rater; overlap 3 needs at least 3"):
+        study_create_from_run(run=rows.run, name="s", pool=pool, overlap=3)
+    assert not Study.objects.exists()
+
+
+def test_api_can_refuse_a_study_with_missing_outputs(project, lead):
+    from django.test import Client
+
+    rows = run_rows(project, n_cases=3)
+    rows.outputs[("candidate", rows.cases[1].key)].delete()
+    client = Client()
+    client.force_login(lead)
+    body = {"run": rows.run.pk, "name": "s", "allow_missing": False}
+    refused = client.post("/api/v1/rater/studies/", body, content_type="application/json")
+    assert refused.status_code == 400 and "1 task would lack an output" in json.dumps(refused.json())
+    body["allow_missing"] = True
+    assert client.post("/api/v1/rater/studies/", body, content_type="application/json").status_code == 201

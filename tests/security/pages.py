@@ -63,6 +63,7 @@ PAGES: dict[str, Page] = {
         lambda w, s: {**_project(w, s), "membership_id": w.get("membership", s).pk},
         method="POST",
         status=302,
+        data={"confirm": "yes"},
     ),
     "p/<slug:project_slug>/adapters/": Page("lead", _project),
     "p/<slug:project_slug>/suites/": Page("lead", _project),
@@ -121,6 +122,7 @@ PAGES: dict[str, Page] = {
     ),
     "rate/studies/": Page("lead"),
     "rate/studies/<str:study_id>/": Page("lead", _study),
+    "rate/runs/<int:run_id>/new-study/": Page("lead", lambda w, s: {"run_id": w.get("run", s).pk}),
 }
 
 
