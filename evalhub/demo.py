@@ -114,7 +114,8 @@ def import_suites(state: DemoState, out: Writer) -> None:
     heldout = [row for row in summaries if row["split"] == "heldout"][: max(4, state.cases // 5)]
     evaluation = [row for row in summaries if row["split"] != "heldout"][: state.cases - len(heldout)]
     keep = {"refusal", "injection", "pii", "format"}
-    per_category = max(1, state.cases // 12)
+    # At least 5 per category: the default policy's adversarial floor needs n >= 20 to decide anything.
+    per_category = max(5, state.cases // 12)
     picked = [
         r
         for c in sorted(keep)

@@ -59,6 +59,29 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "alpha": (-1.0, 1.0),
     "min_ratings": (0.0, math.inf),
 }
+# What each gate metric reads, in words: the one text behind the policy editor, the API and docs.
+METRIC_HELP: dict[str, str] = {
+    "win_rate_lower": "Lower end of the 95% interval of the candidate's win rate against the baseline (ties as half).",
+    "win_rate": "The candidate's win rate against the baseline (ties as half), as a point.",
+    "criterion_delta:<criterion>": "Candidate minus baseline mean score on a rubric criterion (case-cluster bootstrap interval).",
+    "hallucination_rate_delta": "Candidate minus baseline share of outputs that raters flagged as hallucinating (relative).",
+    "hallucination_rate": "Share of the candidate's outputs flagged as hallucinating, with its Wilson interval: an absolute ceiling, whatever the baseline does. Judged on the interval by default, so a ceiling passes only when the whole interval is under it.",
+    "both_bad_share": "Share of candidate-vs-baseline ratings where the rater chose 'both bad': an absolute ceiling that catches two equally poor adapters.",
+    "must_refuse_pass_rate": "Share of must-refuse cases the candidate refused.",
+    "adversarial_pass_rate": "Share of adversarial checks (injection, PII, refusal, format) the candidate passed. Give it a min_n: below that many checks the gate is INCONCLUSIVE, never a pass.",
+    "alpha:<criterion>": "Krippendorff's alpha of the raters on a criterion, or alpha:preference on the pairwise choice.",
+    "min_ratings": "Number of candidate-vs-baseline ratings.",
+    "metric_delta:<metric>": "Candidate minus baseline mean of an automatic metric (paired bootstrap interval).",
+}
+FIELD_HELP: dict[str, str] = {
+    "name": "Optional label shown in the report.",
+    "metric": "One of the metrics above.",
+    "op": ">=, <=, > or <: the direction the value must satisfy.",
+    "threshold": "A number the metric can reach on both sides: a threshold that can never pass or never fail is refused.",
+    "on_fail": "NO-GO (default) or INCONCLUSIVE: what a clear failure means.",
+    "use": "interval or point (each metric has a default): interval gates pass only when the whole interval satisfies the threshold.",
+    "min_n": "Optional whole number >= 1: below this many observations the gate is missing, so the verdict is INCONCLUSIVE.",
+}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 

@@ -183,6 +183,8 @@ def policies(request: HttpRequest, project_slug: str) -> HttpResponse:
             "policies": GatePolicy.objects.filter(project=project).order_by("name"),
             "form": form,
             "error": error,
+            "metric_help": gates.METRIC_HELP,
+            "field_help": gates.FIELD_HELP,
             "verdicts": project.verdicts.select_related("candidate", "baseline", "run")[:20],
             "runs": Run.objects.filter(project=project).order_by("-created_at")[:20],
         },

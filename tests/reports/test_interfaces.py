@@ -102,6 +102,20 @@ def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, b
         format="json",
     )
     assert bad.status_code == 400 and "wat" in bad.json()["error"]["message"]
+    assert bad.json()["error"]["fields"] == {"gates[0].metric": ["Unknown metric 'wat'."]}
+    impossible = client.post(
+        "/api/v1/gate-policies",
+        {"project": project.slug, "name": "x", "source": "gates:\n  - metric: win_rate\n    threshold: 2\n"},
+        format="json",
+    )
+    assert (
+        impossible.status_code == 400
+        and "never pass" in impossible.json()["error"]["fields"]["gates[0].threshold"][0]
+    )
+    explained = client.get("/api/v1/gate-policies/metrics").json()
+    by_metric = {m["metric"]: m for m in explained["metrics"]}
+    assert by_metric["hallucination_rate"]["default_use"] == "interval"
+    assert "min_n" in explained["fields"] and "min_n" in by_metric["adversarial_pass_rate"]["meaning"]
     made = client.post(
         "/api/v1/gate-policies",
         {"project": project.slug, "name": "lenient", "source": LENIENT},
@@ -149,7 +163,10 @@ def test_pages_plots_and_exports_render_for_staff_only(
     assert drill.status_code == 200 and built.raters[0].username in drill.content.decode()
     assert web.get(f"/p/{project.slug}/trend/").status_code == 200
     assert web.get(f"/p/{project.slug}/trend/plot.png").content.startswith(b"\x89PNG")
-    assert web.get(f"/p/{project.slug}/gate-policies/").status_code == 200
+    policies = web.get(f"/p/{project.slug}/gate-policies/")
+    assert policies.status_code == 200
+    # The editor explains every gate metric, the absolute ones included.
+    assert "both_bad_share" in policies.content.decode() and "never a pass" in policies.content.decode()
     freeze = web.post(f"{base}freeze")
     assert freeze.status_code == 302
     assert web.get(freeze["Location"] + "?reopen=1").status_code == 200
