@@ -261,6 +261,7 @@ def report(state: DemoState, out: Writer) -> None:
         state.objects["verdicts"][name] = verdict
         baseline = verdict.baseline.label if verdict.baseline else "-"
         out.write(f"  verdict for {verdict.candidate.label} vs {baseline}: {verdict.decision}\n")
+        out.write(f"    why: {verdict.why}\n")
         for gate in verdict.gates:
             if isinstance(gate, dict):
                 out.write(f"    {gate_line(gate)}\n")
@@ -268,11 +269,14 @@ def report(state: DemoState, out: Writer) -> None:
 
 
 def gate_line(gate: dict[str, Any]) -> str:
-    """One gate of a frozen verdict as a line of the demo's output: name, outcome and value."""
+    """One gate of a frozen verdict as a line of the demo's output: name, outcome and value (counts
+    as integers, rates as percentages: the report's own formatting)."""
+    from evalhub.reports.gates import gate_number
+
     name = gate.get("name", gate.get("metric", "?"))
     outcome = gate.get("result", gate.get("status", ""))
     value = gate.get("value")
-    shown = f" ({value:.3f})" if isinstance(value, int | float) else ""
+    shown = f" ({gate_number(str(gate.get('metric', '')), value)})" if isinstance(value, int | float) else ""
     return f"{name}: {outcome}{shown}"
 
 

@@ -176,6 +176,7 @@ class VerdictSerializer(serializers.ModelSerializer[Verdict]):
     baseline = serializers.CharField(source="baseline.label", allow_null=True)
     policy = serializers.CharField(source="policy.name")
     frozen_by = serializers.CharField(source="frozen_by.username", allow_null=True, default=None)
+    why = serializers.CharField(read_only=True, help_text="One sentence naming the deciding gates.")
 
     class Meta:
         model = Verdict
@@ -187,6 +188,7 @@ class VerdictSerializer(serializers.ModelSerializer[Verdict]):
             "baseline",
             "policy",
             "decision",
+            "why",
             "gates",
             "content_hash",
             "frozen_by",

@@ -97,23 +97,30 @@ def _interval(value: float | None, low: float | None, high: float | None) -> str
     return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
 
 
-def _gate_rows(gates: Iterable[GateResult], styles: Any) -> list[list[Any]]:
+def _gate_rows(decision: str, gates: list[GateResult], styles: Any) -> list[list[Any]]:
     from reportlab.platypus import Paragraph
 
+    from evalhub.reports.gates import gates_explained
+
     rows: list[list[Any]] = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More needed"]]
-    for g in gates:
-        ci = f"{_fmt(g.get('ci_low'))}-{_fmt(g.get('ci_high'))}" if g.get("ci_low") is not None else "—"
+    for g in gates_explained(decision, list(gates)):
         ev = (g.get("evidence") or {}).get("additional_n")
-        counted = " (not counted)" if g["status"] == "fail" and not g.get("counted", True) else ""
+        result = g["status"]
+        if g["status"] != "pass":
+            result += " · deciding" if g["deciding"] else " · not deciding"
+        if g["status"] == "fail" and not g.get("counted", True):
+            result += " (not counted: ratings unreliable)"
+        if g.get("reason"):
+            result += f" — {g['reason']}"
         rows.append(
             [
                 Paragraph(_esc(g["name"]), styles["BodyText"]),
                 Paragraph(_esc(g["metric"]), styles["BodyText"]),
-                _fmt(g["value"]),
-                ci,
-                f"{g['op']} {_fmt(g['threshold'], 2)}",
-                Paragraph(_esc(g["status"] + counted), styles["BodyText"]),
-                _fmt(ev) if ev is not None else "",
+                g["value_text"],
+                g["ci_text"] or "—",
+                g["threshold_text"],
+                Paragraph(_esc(result), styles["BodyText"]),
+                f"{int(ev):,}" if ev is not None else "",
             ]
         )
     return rows
@@ -178,10 +185,12 @@ def report_pdf(report: Report, verdict: VerdictOutcome) -> bytes:
         Paragraph(
             f'<font color="{colour.hexval()}" size="18"><b>{_esc(decision)}</b></font>', styles["Normal"]
         ),
+        Spacer(1, 0.3 * cm),
+        Paragraph(_esc(verdict.get("why") or ""), styles["BodyText"]),
         Spacer(1, 0.4 * cm),
     ]
     table = Table(
-        _gate_rows(verdict["gates"], styles),
+        _gate_rows(decision, verdict["gates"], styles),
         colWidths=[3.9 * cm, 3.4 * cm, 1.5 * cm, 2.5 * cm, 1.7 * cm, 2.6 * cm, 1.9 * cm],
         repeatRows=1,
     )

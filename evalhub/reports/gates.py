@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import yaml
@@ -512,3 +513,77 @@ def verdict_decide(report: Report, policy: Policy) -> tuple[str, list[GateResult
     if any(r["status"] != "pass" for r in results):
         return "INCONCLUSIVE", results
     return "GO", results
+
+
+def gate_deciding(decision: str, gate: Mapping[str, Any]) -> bool:
+    """Whether this gate is one the decision rests on: for NO-GO the counted NO-GO gates that fail;
+    for INCONCLUSIVE every gate not passed that is not an uncounted failure; for GO every gate."""
+    status = gate.get("status")
+    if decision == "NO-GO":
+        return status == "fail" and gate.get("on_fail") == "NO-GO" and bool(gate.get("counted", True))
+    if decision == "INCONCLUSIVE":
+        return status != "pass" and (status != "fail" or bool(gate.get("counted", True)))
+    return status == "pass"
+
+
+def _is_rate(metric: str) -> bool:
+    return METRIC_RANGES.get(metric) == _RATES
+
+
+def gate_number(metric: str, value: float | None) -> str:
+    """A gate's number as a person reads it: counts as integers, rates as percentages, else 3 places."""
+    if value is None:
+        return "—"
+    if metric == "min_ratings":
+        return f"{round(value):,}"
+    if _is_rate(metric):
+        return (
+            f"{value * 100:.0f}%" if abs(value * 100 - round(value * 100)) < 0.05 else f"{value * 100:.1f}%"
+        )
+    return f"{value:.3f}"
+
+
+def gate_sentence(gate: Mapping[str, Any]) -> str:
+    """One gate in words with its numbers, e.g. "hallucinates on at most 10% of outputs: 41%
+    (interval 32% to 51%) misses the threshold <= 10%"."""
+    metric = str(gate.get("metric", ""))
+    name = gate.get("name") or metric
+    if gate.get("value") is None or gate.get("status") == "missing":
+        return f"{name}: no decision ({gate.get('reason') or 'no value'})"
+    shown = gate_number(metric, gate.get("value"))
+    if gate.get("ci_low") is not None and gate.get("ci_high") is not None:
+        low, high = gate_number(metric, gate["ci_low"]), gate_number(metric, gate["ci_high"])
+        shown += f" (interval {low} to {high})"
+    threshold = gate_number(metric, gate.get("threshold"))
+    verb = {"pass": "meets", "fail": "misses", "open": "straddles"}.get(str(gate.get("status")), "vs")
+    return f"{name}: {shown} {verb} the threshold {gate.get('op')} {threshold}"
+
+
+def verdict_why(decision: str, gates: list[Mapping[str, Any]], candidate: str | None = None) -> str:
+    """The one-sentence reason at the top of every view of a verdict: the deciding gates and their
+    numbers. One home, so the page, PDF, API and frozen verdict never disagree on why."""
+    deciding = [g for g in gates if gate_deciding(decision, g)]
+    head = f"{decision} for {candidate}" if candidate else decision
+    if decision == "GO":
+        return f"{head}: all {len(gates)} gates pass; " + "; ".join(gate_sentence(g) for g in deciding) + "."
+    if not deciding:
+        return f"{head}: no gate decided (see the gates below)."
+    return f"{head} because " + "; ".join(gate_sentence(g) for g in deciding) + "."
+
+
+def gates_explained(decision: str, gates: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The gates for display: each with ``deciding`` and its numbers as text (not stored in snapshots)."""
+    return [
+        {
+            **g,
+            "deciding": gate_deciding(decision, g),
+            "value_text": gate_number(str(g.get("metric", "")), g.get("value")),
+            "ci_text": (
+                f"{gate_number(str(g['metric']), g['ci_low'])} to {gate_number(str(g['metric']), g['ci_high'])}"
+                if g.get("ci_low") is not None and g.get("ci_high") is not None
+                else ""
+            ),
+            "threshold_text": f"{g.get('op')} {gate_number(str(g.get('metric', '')), g.get('threshold'))}",
+        }
+        for g in gates
+    ]

@@ -10,8 +10,10 @@ from evalhub.reports.gates import (
     Gate,
     default_policy,
     gate_evaluate,
+    gates_explained,
     policy_parse,
     verdict_decide,
+    verdict_why,
 )
 from tests.reports.factories import report_of
 
@@ -181,3 +183,39 @@ def test_the_both_bad_ceiling_reads_the_share_of_pair_ratings() -> None:
     assert result["ci_low"] < 0.35 < result["ci_high"]
     assert gate_evaluate(report_of(pair_ratings=100, both_bad=5), gate)["status"] == "pass"
     assert gate_evaluate(report_of(pair_ratings=0), gate)["status"] == "missing"
+
+
+def test_the_why_names_the_deciding_gate_with_its_numbers() -> None:
+    policy = policy_parse(
+        "gates:\n  - name: enough ratings\n    metric: min_ratings\n    threshold: 30\n    on_fail: INCONCLUSIVE\n"
+        "  - name: hallucination ceiling\n    metric: hallucination_rate\n    op: '<='\n    threshold: 0.1\n"
+        "  - name: wins\n    metric: win_rate_lower\n    threshold: 0.5\n"
+    )
+    decision, results = verdict_decide(report_of(flagged=(41, 100)), policy)
+    assert decision == "NO-GO"
+    why = verdict_why(decision, list(results), "c@1")
+    assert why.startswith("NO-GO for c@1 because hallucination ceiling: 41% (interval 31.9% to 50.8%)")
+    assert "threshold <= 10%" in why and "wins" not in why
+    shown = {g["metric"]: g for g in gates_explained(decision, list(results))}
+    assert shown["hallucination_rate"]["deciding"] is True
+    # Counts print as integers, never "100.000".
+    assert shown["min_ratings"]["value_text"] == "100" and shown["min_ratings"]["threshold_text"] == ">= 30"
+
+
+def test_a_failed_gate_that_does_not_decide_is_marked_so() -> None:
+    policy = policy_parse(
+        "gates:\n  - name: enough ratings\n    metric: min_ratings\n    threshold: 500\n    on_fail: INCONCLUSIVE\n"
+        "  - name: wins\n    metric: win_rate_lower\n    threshold: 0.9\n"
+    )
+    decision, results = verdict_decide(report_of(wins=10, ties=0, losses=90), policy)
+    shown = gates_explained(decision, list(results))
+    assert decision == "INCONCLUSIVE"
+    assert [(g["status"], g["deciding"]) for g in shown] == [("fail", True), ("fail", False)]
+    why = verdict_why(decision, list(results))
+    assert why.startswith("INCONCLUSIVE because enough ratings: 100 misses the threshold >= 500")
+
+
+def test_a_go_says_every_gate_passed() -> None:
+    policy = policy_parse("gates:\n  - name: wins\n    metric: win_rate_lower\n    threshold: 0.5\n")
+    decision, results = verdict_decide(report_of(), policy)
+    assert verdict_why(decision, list(results), "c@1").startswith("GO for c@1: all 1 gates pass; wins: ")

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 from io import StringIO
 from typing import Any
 
@@ -124,6 +125,8 @@ def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, b
     assert made.status_code == 201
     verdict = client.post("/api/v1/verdicts", {"run": built.run.pk, "policy": "lenient"}, format="json")
     assert verdict.status_code == 201 and verdict.json()["decision"] == "GO"
+    assert verdict.json()["why"].startswith(f"GO for {built.adapters['cand'].label}: all ")
+    assert body["verdict"]["why"].startswith(body["verdict"]["decision"])
     got = client.get(f"/api/v1/verdicts/{verdict.json()['public_id']}?reopen=1").json()
     assert got["reopened"] == {
         "hash_ok": True,
@@ -151,6 +154,9 @@ def test_pages_plots_and_exports_render_for_staff_only(
     assert page.status_code == 200
     html = page.content.decode()
     assert built.adapters["cand"].label in html and 'id="decision"' in html
+    # The one-line why sits at the top, and counts print as integers.
+    assert re.search(r'id="why">(GO|NO-GO|INCONCLUSIVE) for ', html)
+    assert '<td class="num">72</td>' in html and "72.000" not in html
     for name in ("win-rates", "criteria", "slices", "metric-vs-human"):
         png = web.get(f"{base}plot/{name}.png")
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
