@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +54,31 @@ def cases_csv(report: Report) -> str:
     return _csv(header, rows)
 
 
+def _spans_cell(entry: Any) -> str:
+    """A side's hallucination spans as JSON (start, end and the quoted text), "" when none."""
+    spans = entry.get("spans") if isinstance(entry, dict) else None
+    if not spans:
+        return ""
+    return json.dumps([{k: s.get(k) for k in ("start", "end", "text")} for s in spans], ensure_ascii=False)
+
+
+def ratings_json(rows: list[dict[str, Any]]) -> str:
+    """Every rating with its scores, flags and hallucination spans (offsets into the output's text)."""
+    return json.dumps({"ratings": rows}, indent=1, ensure_ascii=False, default=str)
+
+
 def ratings_csv(rows: list[dict[str, Any]], criteria: list[str]) -> str:
     header = ["rating_id", "case_key", "rater", "adapter_a", "adapter_b", "preference", "preferred_adapter"]
     header += [f"{c}_{s}" for c in criteria for s in ("A", "B")]
-    header += ["hallucination_A", "hallucination_B", "time_on_task_ms", "gold", "rationale"]
+    header += [
+        "hallucination_A",
+        "hallucination_B",
+        "spans_A",
+        "spans_B",
+        "time_on_task_ms",
+        "gold",
+        "rationale",
+    ]
     out = []
     for r in rows:
         pref = r["preference"]
@@ -73,6 +95,8 @@ def ratings_csv(rows: list[dict[str, Any]], criteria: list[str]) -> str:
             bool((halluc.get("B") or {}).get("flagged"))
             if isinstance(halluc.get("B"), dict)
             else halluc.get("B"),
+            _spans_cell(halluc.get("A")),
+            _spans_cell(halluc.get("B")),
             r["time_on_task_ms"],
             r["gold"],
             r["rationale"],

@@ -113,6 +113,10 @@ def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str
             exports.ratings_csv(selectors.rating_rows(run=run), list(data.settings.criteria)),
             content_type="text/csv",
         )
+    elif fmt == "ratings.json":
+        response = HttpResponse(
+            exports.ratings_json(selectors.rating_rows(run=run)), content_type="application/json"
+        )
     elif fmt == "pdf":
         response = HttpResponse(exports.report_pdf(data, verdict), content_type="application/pdf")
     else:

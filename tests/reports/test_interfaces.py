@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import re
+from html import escape
 from io import StringIO
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
+from annotation.models import Rating
 from evalhub.reports.exports import cases_csv, csv_cell
 from evalhub.reports.models import GatePolicy, Verdict
 from tests.reports.factories import build_run
@@ -162,11 +164,29 @@ def test_pages_plots_and_exports_render_for_staff_only(
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     assert web.get(f"{base}export.pdf").content.startswith(b"%PDF")
     assert json.loads(web.get(f"{base}export.json").content)["report"]["counts"]["cases"] == 24
-    ratings = list(csv.reader(io.StringIO(web.get(f"{base}export.ratings.csv").content.decode())))
-    assert len(ratings) == 1 + 72
     case = built.cases[0]
+    # A rater marks a hallucination span: it shows in the per-rating CSV and JSON and the case view.
+    rating = (
+        Rating.objects.filter(task__case=case, task__output_b__isnull=False)
+        .select_related("task__output_a")
+        .first()
+    )
+    text = rating.task.output_a.text
+    rating.hallucination = {"A": {"flagged": True, "spans": [{"start": 0, "end": 4, "text": text[:4]}]}}
+    rating.save(update_fields=["hallucination"])
+    ratings = list(csv.DictReader(io.StringIO(web.get(f"{base}export.ratings.csv").content.decode())))
+    assert len(ratings) == 72
+    marked = next(r for r in ratings if r["rating_id"] == str(rating.pk))
+    assert (
+        json.loads(marked["spans_A"]) == [{"start": 0, "end": 4, "text": text[:4]}]
+        and marked["spans_B"] == ""
+    )
+    as_json = json.loads(web.get(f"{base}export.ratings.json").content)["ratings"]
+    spans = next(r for r in as_json if r["id"] == rating.pk)["hallucination"]["A"]["spans"]
+    assert spans == [{"start": 0, "end": 4, "text": text[:4]}]
     drill = web.get(f"{base}cases/{case.pk}/")
     assert drill.status_code == 200 and built.raters[0].username in drill.content.decode()
+    assert f'rating">{escape(text[:4])}</mark>' in drill.content.decode()
     assert web.get(f"/p/{project.slug}/trend/").status_code == 200
     assert web.get(f"/p/{project.slug}/trend/plot.png").content.startswith(b"\x89PNG")
     policies = web.get(f"/p/{project.slug}/gate-policies/")
