@@ -571,11 +571,39 @@ def verdict_why(decision: str, gates: list[Mapping[str, Any]], candidate: str | 
     return f"{head} because " + "; ".join(gate_sentence(g) for g in deciding) + "."
 
 
-def gates_explained(decision: str, gates: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The gates for display: each with ``deciding`` and its numbers as text (not stored in snapshots)."""
+def gate_worst_cases(report: Report, metric: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The cases that pull this gate's value down most, for the report to link: failed checks for
+    the check gates, the largest metric drop for a metric delta, else the cases the raters most
+    often decided against the candidate (net losses)."""
+    prefix, _, arg = metric.partition(":")
+    rows: list[tuple[float, Any, str]] = []
+    for c in report.cases:
+        if metric in ("adversarial_pass_rate", "must_refuse_pass_rate"):
+            if c.checks.candidate is False and (metric != "must_refuse_pass_rate" or c.category == "refusal"):
+                rows.append((0.0, c, "check failed"))
+        elif prefix == "metric_delta":
+            pair = c.metrics.get(arg)
+            if pair is not None and pair.candidate is not None and pair.baseline is not None:
+                delta = pair.candidate - pair.baseline
+                if delta < 0:
+                    rows.append((delta, c, f"{arg} {delta:+.3f}"))
+        elif c.rated and c.losses > c.wins:
+            rows.append((float(c.wins - c.losses), c, f"won {c.wins}, tied {c.ties}, lost {c.losses}"))
+    rows.sort(key=lambda row: (row[0], row[1].key))
+    return [{"case_id": c.case_id, "key": c.key, "note": note} for _, c, note in rows[:limit]]
+
+
+def gates_explained(
+    decision: str, gates: list[Mapping[str, Any]], report: Report | None = None
+) -> list[dict[str, Any]]:
+    """The gates for display: each with ``deciding``, its numbers as text and, given the report, the
+    worst cases of each gate that did not pass (none of this is stored in snapshots)."""
     return [
         {
             **g,
+            "worst": gate_worst_cases(report, str(g.get("metric", "")))
+            if report is not None and g.get("status") != "pass"
+            else [],
             "deciding": gate_deciding(decision, g),
             "value_text": gate_number(str(g.get("metric", "")), g.get("value")),
             "ci_text": (

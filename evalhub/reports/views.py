@@ -72,7 +72,7 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
             "run": run,
             "report": data,
             "verdict": verdict,
-            "gates_shown": gates.gates_explained(verdict["decision"], list(verdict["gates"])),
+            "gates_shown": gates.gates_explained(verdict["decision"], list(verdict["gates"]), data),
             "adapters": adapters,
             "policies": GatePolicy.objects.filter(project=project).order_by("name"),
             "query": request.GET.urlencode(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from evalhub.errors import ValidationFailed
@@ -10,11 +12,13 @@ from evalhub.reports.gates import (
     Gate,
     default_policy,
     gate_evaluate,
+    gate_worst_cases,
     gates_explained,
     policy_parse,
     verdict_decide,
     verdict_why,
 )
+from evalhub.reports.schema import CaseRow, CheckPair, ValuePair
 from tests.reports.factories import report_of
 
 
@@ -219,3 +223,35 @@ def test_a_go_says_every_gate_passed() -> None:
     policy = policy_parse("gates:\n  - name: wins\n    metric: win_rate_lower\n    threshold: 0.5\n")
     decision, results = verdict_decide(report_of(), policy)
     assert verdict_why(decision, list(results), "c@1").startswith("GO for c@1: all 1 gates pass; wins: ")
+
+
+def _case(key: str, wins: int, losses: int, check: bool | None = None, rouge: float | None = None) -> CaseRow:
+    metrics = {} if rouge is None else {"rougeL": ValuePair(candidate=rouge, baseline=0.5)}
+    return CaseRow(
+        case_id=len(key),
+        key=key,
+        origin="real",
+        split="eval",
+        category="refusal" if check is not None else "",
+        tags=(),
+        wins=wins,
+        ties=0,
+        losses=losses,
+        human=None,
+        metrics=metrics,
+        checks=CheckPair(candidate=check, baseline=True),
+    )
+
+
+def test_each_gate_lists_its_worst_cases() -> None:
+    cases = (
+        _case("a", 2, 0, rouge=0.9),
+        _case("bb", 0, 2, rouge=0.1),
+        _case("ccc", 1, 2, check=False, rouge=0.4),
+        _case("dddd", 0, 0, check=True),
+    )
+    report = dataclasses.replace(report_of(), cases=cases)
+    assert [w["key"] for w in gate_worst_cases(report, "win_rate_lower")] == ["bb", "ccc"]
+    assert [w["key"] for w in gate_worst_cases(report, "adversarial_pass_rate")] == ["ccc"]
+    assert [w["key"] for w in gate_worst_cases(report, "metric_delta:rougeL")] == ["bb", "ccc"]
+    assert gate_worst_cases(report, "metric_delta:rougeL")[0]["note"] == "rougeL -0.400"

@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from annotation.models import Rating
 from evalhub.reports.exports import cases_csv, csv_cell
 from evalhub.reports.models import GatePolicy, Verdict
+from evalhub.reports.services import gate_policy_save
 from tests.reports.factories import build_run
 
 pytestmark = pytest.mark.django_db
@@ -159,6 +160,13 @@ def test_pages_plots_and_exports_render_for_staff_only(
     # The one-line why sits at the top, and counts print as integers.
     assert re.search(r'id="why">(GO|NO-GO|INCONCLUSIVE) for ', html)
     assert '<td class="num">72</td>' in html and "72.000" not in html
+    # A gate that does not pass links its worst cases (here the baseline as candidate: lower bleu).
+    source = "gates:\n  - metric: metric_delta:bleu\n    threshold: 0\n"
+    gate_policy_save(project=project, name="strict", source=source)
+    cand = built.adapters["cand"].label
+    other = next(a.label for a in built.adapters.values() if a.label != cand)
+    strict = web.get(f"{base}?policy=strict&candidate={other}&baseline={cand}").content.decode()
+    assert "worst cases: <a href=" in strict and 'title="bleu -1.000"' in strict
     for name in ("win-rates", "criteria", "slices", "metric-vs-human"):
         png = web.get(f"{base}plot/{name}.png")
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
