@@ -114,7 +114,8 @@ def import_suites(state: DemoState, out: Writer) -> None:
     heldout = [row for row in summaries if row["split"] == "heldout"][: max(4, state.cases // 5)]
     evaluation = [row for row in summaries if row["split"] != "heldout"][: state.cases - len(heldout)]
     keep = {"refusal", "injection", "pii", "format"}
-    per_category = max(1, state.cases // 12)
+    # At least 5 per category: the default policy's adversarial floor needs n >= 20 to decide anything.
+    per_category = max(5, state.cases // 12)
     picked = [
         r
         for c in sorted(keep)
@@ -261,6 +262,7 @@ def report(state: DemoState, out: Writer) -> None:
         state.objects["verdicts"][name] = verdict
         baseline = verdict.baseline.label if verdict.baseline else "-"
         out.write(f"  verdict for {verdict.candidate.label} vs {baseline}: {verdict.decision}\n")
+        out.write(f"    why: {verdict.why}\n")
         for gate in verdict.gates:
             if isinstance(gate, dict):
                 out.write(f"    {gate_line(gate)}\n")
@@ -268,11 +270,14 @@ def report(state: DemoState, out: Writer) -> None:
 
 
 def gate_line(gate: dict[str, Any]) -> str:
-    """One gate of a frozen verdict as a line of the demo's output: name, outcome and value."""
+    """One gate of a frozen verdict as a line of the demo's output: name, outcome and value (counts
+    as integers, rates as percentages: the report's own formatting)."""
+    from evalhub.reports.gates import gate_number
+
     name = gate.get("name", gate.get("metric", "?"))
     outcome = gate.get("result", gate.get("status", ""))
     value = gate.get("value")
-    shown = f" ({value:.3f})" if isinstance(value, int | float) else ""
+    shown = f" ({gate_number(str(gate.get('metric', '')), value)})" if isinstance(value, int | float) else ""
     return f"{name}: {outcome}{shown}"
 
 

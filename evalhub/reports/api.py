@@ -115,6 +115,30 @@ class GatePolicyListView(APIView):
         return Response(GatePolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 
+class GateMetricsView(APIView):
+    @extend_schema(
+        responses={200: dict},
+        description="What each gate metric and gate field means, and the default policy's YAML.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "metrics": [
+                    {
+                        "metric": metric,
+                        "meaning": text,
+                        "default_use": {**gates.SIMPLE_METRICS, **gates.PREFIXED_METRICS}[
+                            metric.partition(":")[0]
+                        ],
+                    }
+                    for metric, text in gates.METRIC_HELP.items()
+                ],
+                "fields": gates.FIELD_HELP,
+                "default_policy": gates.DEFAULT_POLICY_YAML,
+            }
+        )
+
+
 class GatePolicyDetailView(APIView):
     def _get(self, request: Request, pk: int, *, write: bool = False) -> GatePolicy:
         return get_object_or_404(
@@ -152,6 +176,7 @@ class VerdictSerializer(serializers.ModelSerializer[Verdict]):
     baseline = serializers.CharField(source="baseline.label", allow_null=True)
     policy = serializers.CharField(source="policy.name")
     frozen_by = serializers.CharField(source="frozen_by.username", allow_null=True, default=None)
+    why = serializers.CharField(read_only=True, help_text="One sentence naming the deciding gates.")
 
     class Meta:
         model = Verdict
@@ -163,6 +188,7 @@ class VerdictSerializer(serializers.ModelSerializer[Verdict]):
             "baseline",
             "policy",
             "decision",
+            "why",
             "gates",
             "content_hash",
             "frozen_by",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +54,31 @@ def cases_csv(report: Report) -> str:
     return _csv(header, rows)
 
 
+def _spans_cell(entry: Any) -> str:
+    """A side's hallucination spans as JSON (start, end and the quoted text), "" when none."""
+    spans = entry.get("spans") if isinstance(entry, dict) else None
+    if not spans:
+        return ""
+    return json.dumps([{k: s.get(k) for k in ("start", "end", "text")} for s in spans], ensure_ascii=False)
+
+
+def ratings_json(rows: list[dict[str, Any]]) -> str:
+    """Every rating with its scores, flags and hallucination spans (offsets into the output's text)."""
+    return json.dumps({"ratings": rows}, indent=1, ensure_ascii=False, default=str)
+
+
 def ratings_csv(rows: list[dict[str, Any]], criteria: list[str]) -> str:
     header = ["rating_id", "case_key", "rater", "adapter_a", "adapter_b", "preference", "preferred_adapter"]
     header += [f"{c}_{s}" for c in criteria for s in ("A", "B")]
-    header += ["hallucination_A", "hallucination_B", "time_on_task_ms", "gold", "rationale"]
+    header += [
+        "hallucination_A",
+        "hallucination_B",
+        "spans_A",
+        "spans_B",
+        "time_on_task_ms",
+        "gold",
+        "rationale",
+    ]
     out = []
     for r in rows:
         pref = r["preference"]
@@ -73,6 +95,8 @@ def ratings_csv(rows: list[dict[str, Any]], criteria: list[str]) -> str:
             bool((halluc.get("B") or {}).get("flagged"))
             if isinstance(halluc.get("B"), dict)
             else halluc.get("B"),
+            _spans_cell(halluc.get("A")),
+            _spans_cell(halluc.get("B")),
             r["time_on_task_ms"],
             r["gold"],
             r["rationale"],
@@ -97,23 +121,30 @@ def _interval(value: float | None, low: float | None, high: float | None) -> str
     return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
 
 
-def _gate_rows(gates: Iterable[GateResult], styles: Any) -> list[list[Any]]:
+def _gate_rows(decision: str, gates: list[GateResult], styles: Any) -> list[list[Any]]:
     from reportlab.platypus import Paragraph
 
+    from evalhub.reports.gates import gates_explained
+
     rows: list[list[Any]] = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More needed"]]
-    for g in gates:
-        ci = f"{_fmt(g.get('ci_low'))}-{_fmt(g.get('ci_high'))}" if g.get("ci_low") is not None else "—"
+    for g in gates_explained(decision, list(gates)):
         ev = (g.get("evidence") or {}).get("additional_n")
-        counted = " (not counted)" if g["status"] == "fail" and not g.get("counted", True) else ""
+        result = g["status"]
+        if g["status"] != "pass":
+            result += " · deciding" if g["deciding"] else " · not deciding"
+        if g["status"] == "fail" and not g.get("counted", True):
+            result += " (not counted: ratings unreliable)"
+        if g.get("reason"):
+            result += f" — {g['reason']}"
         rows.append(
             [
                 Paragraph(_esc(g["name"]), styles["BodyText"]),
                 Paragraph(_esc(g["metric"]), styles["BodyText"]),
-                _fmt(g["value"]),
-                ci,
-                f"{g['op']} {_fmt(g['threshold'], 2)}",
-                Paragraph(_esc(g["status"] + counted), styles["BodyText"]),
-                _fmt(ev) if ev is not None else "",
+                g["value_text"],
+                g["ci_text"] or "—",
+                g["threshold_text"],
+                Paragraph(_esc(result), styles["BodyText"]),
+                f"{int(ev):,}" if ev is not None else "",
             ]
         )
     return rows
@@ -178,10 +209,12 @@ def report_pdf(report: Report, verdict: VerdictOutcome) -> bytes:
         Paragraph(
             f'<font color="{colour.hexval()}" size="18"><b>{_esc(decision)}</b></font>', styles["Normal"]
         ),
+        Spacer(1, 0.3 * cm),
+        Paragraph(_esc(verdict.get("why") or ""), styles["BodyText"]),
         Spacer(1, 0.4 * cm),
     ]
     table = Table(
-        _gate_rows(verdict["gates"], styles),
+        _gate_rows(decision, verdict["gates"], styles),
         colWidths=[3.9 * cm, 3.4 * cm, 1.5 * cm, 2.5 * cm, 1.7 * cm, 2.6 * cm, 1.9 * cm],
         repeatRows=1,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -57,3 +59,16 @@ class Verdict(models.Model):
 
     class Meta:
         ordering = ["-frozen_at"]
+
+    @property
+    def why(self) -> str:
+        """The one-sentence reason, recomputed from the stored gates (the rule lives in gates)."""
+        from evalhub.reports.gates import verdict_why
+
+        return verdict_why(self.decision, list(self.gates), self.candidate.label)
+
+    @property
+    def gates_shown(self) -> list[dict[str, Any]]:
+        from evalhub.reports.gates import gates_explained
+
+        return gates_explained(self.decision, list(self.gates))

@@ -6,6 +6,7 @@ frozen snapshot can be recomputed without the database.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -675,13 +676,45 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
         "adapter_id", "metric", "value", "passed"
     ):
         scores.setdefault(adapter_id, {})[metric] = passed if metric == "checks" else value
+    ratings = rating_rows(run=run, case_id=case.pk)
     return {
         "case": case,
         "outputs": [
-            {"output": o, "adapter": o.adapter.label, "scores": scores.get(o.adapter_id, {})} for o in outputs
+            {
+                "output": o,
+                "adapter": o.adapter.label,
+                "scores": scores.get(o.adapter_id, {}),
+                "segments": highlight_segments(o.text, output_spans(ratings, o.pk)),
+            }
+            for o in outputs
         ],
-        "ratings": rating_rows(run=run, case_id=case.pk),
+        "ratings": ratings,
     }
+
+
+def output_spans(ratings: list[dict[str, Any]], output_id: int) -> list[tuple[int, int]]:
+    """Every hallucination span raters marked on this output, as (start, end) offsets into its text."""
+    spans = []
+    for r in ratings:
+        for side, key in (("A", "output_a"), ("B", "output_b")):
+            entry = r["hallucination"].get(side)
+            if r[key] == output_id and isinstance(entry, dict):
+                spans += [(int(s["start"]), int(s["end"])) for s in entry.get("spans") or [] if "start" in s]
+    return spans
+
+
+def highlight_segments(text: str, spans: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The text cut into runs, each marked with how many raters' spans cover it (0: unmarked), so the
+    case view can highlight what raters flagged without trusting any HTML."""
+    bounds = sorted({0, len(text), *(min(max(p, 0), len(text)) for span in spans for p in span)})
+    segments: list[dict[str, Any]] = []
+    for start, end in itertools.pairwise(bounds):
+        count = sum(1 for s, e in spans if s <= start and end <= e)
+        if segments and segments[-1]["count"] == count:
+            segments[-1]["text"] += text[start:end]
+        else:
+            segments.append({"text": text[start:end], "count": count})
+    return segments
 
 
 def snapshot_inputs_gone(*, inputs: dict[str, Any]) -> list[str]:

@@ -132,13 +132,15 @@ def report_build(
 
 class VerdictOutcome(TypedDict):
     decision: str
+    why: str
     gates: list[GateResult]
     policy: Policy
 
 
 def report_with_verdict(*, report: Report, policy: Policy) -> VerdictOutcome:
     decision, results = gate_rules.verdict_decide(report, policy)
-    return {"decision": decision, "gates": results, "policy": policy}
+    why = gate_rules.verdict_why(decision, list(results), report.candidate_label)
+    return {"decision": decision, "why": why, "gates": results, "policy": policy}
 
 
 def gate_policy_save(*, project: Any, name: str, source: str, actor: Any = None) -> GatePolicy:

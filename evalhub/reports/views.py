@@ -72,6 +72,7 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
             "run": run,
             "report": data,
             "verdict": verdict,
+            "gates_shown": gates.gates_explained(verdict["decision"], list(verdict["gates"]), data),
             "adapters": adapters,
             "policies": GatePolicy.objects.filter(project=project).order_by("name"),
             "query": request.GET.urlencode(),
@@ -111,6 +112,10 @@ def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str
         response = HttpResponse(
             exports.ratings_csv(selectors.rating_rows(run=run), list(data.settings.criteria)),
             content_type="text/csv",
+        )
+    elif fmt == "ratings.json":
+        response = HttpResponse(
+            exports.ratings_json(selectors.rating_rows(run=run)), content_type="application/json"
         )
     elif fmt == "pdf":
         response = HttpResponse(exports.report_pdf(data, verdict), content_type="application/pdf")
@@ -183,6 +188,8 @@ def policies(request: HttpRequest, project_slug: str) -> HttpResponse:
             "policies": GatePolicy.objects.filter(project=project).order_by("name"),
             "form": form,
             "error": error,
+            "metric_help": gates.METRIC_HELP,
+            "field_help": gates.FIELD_HELP,
             "verdicts": project.verdicts.select_related("candidate", "baseline", "run")[:20],
             "runs": Run.objects.filter(project=project).order_by("-created_at")[:20],
         },

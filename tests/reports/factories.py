@@ -18,11 +18,14 @@ from evalhub.catalog.models import Adapter, BaseModel
 from evalhub.reports.schema import (
     SCHEMA_VERSION,
     AdapterInfo,
+    AdapterRate,
+    AdversarialCategory,
     Agreement,
     Counts,
     Hallucination,
     Leaderboard,
     PreferenceAgreement,
+    Proportion,
     Report,
     Settings,
     Style,
@@ -30,7 +33,7 @@ from evalhub.reports.schema import (
 from evalhub.runs.models import AdapterRole, MetricScore, Output, Run
 from evalhub.suites.models import Case
 from metrics.agreement import AlphaResult
-from metrics.stats import PairedBootstrap, win_rate
+from metrics.stats import PairedBootstrap, wilson_interval, win_rate
 from tests.factories import (
     AdapterFactory,
     AssignmentFactory,
@@ -235,6 +238,11 @@ def build_run(
     return built
 
 
+def _proportion(successes: int, n: int) -> Proportion:
+    low, high = wilson_interval(successes, n)
+    return Proportion(rate=successes / n, ci_low=float(low), ci_high=float(high), n=n)
+
+
 def report_of(
     *,
     wins: int = 70,
@@ -242,9 +250,13 @@ def report_of(
     losses: int = 20,
     pair_ratings: int = 100,
     preference_alpha: float = 0.7,
+    both_bad: int = 0,
+    flagged: tuple[int, int] | None = None,
+    adversarial: tuple[int, int] | None = None,
 ) -> Report:
     """A typed report holding only a candidate-vs-baseline win count and the preference agreement
-    (every other section empty), for gate tests that need no rows."""
+    (every other section empty), for gate tests that need no rows. ``flagged`` and ``adversarial``
+    are the candidate's (successes, n): hallucination flags and adversarial checks passed."""
     no_pairs = PairedBootstrap(
         n=0,
         n_dropped=0,
@@ -278,16 +290,21 @@ def report_of(
             gold_ratings=0,
             raters=3,
             cases_rated=0,
-            both_bad=0,
+            both_bad=both_bad,
         ),
         win_rate=win_rate(wins, ties, losses),
         win_rate_by_slice=(),
         criteria=(),
-        hallucination=Hallucination(per_adapter=(), delta=no_pairs),
+        hallucination=Hallucination(
+            per_adapter=() if flagged is None else (AdapterRate(adapter="c@1", share=_proportion(*flagged)),),
+            delta=no_pairs,
+        ),
         style=Style(n_battles=0, reason="no pairwise ratings"),
         leaderboard=Leaderboard(models=(), reason="none"),
         metrics=(),
-        adversarial=(),
+        adversarial=()
+        if adversarial is None
+        else (AdversarialCategory(category="all", per_adapter={"c@1": _proportion(*adversarial)}),),
         must_refuse={},
         agreement=Agreement(
             criteria=(),

@@ -6,6 +6,8 @@ import csv
 import dataclasses
 import io
 import json
+import re
+from html import escape
 from io import StringIO
 from typing import Any
 
@@ -14,8 +16,10 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
+from annotation.models import Rating
 from evalhub.reports.exports import cases_csv, csv_cell
 from evalhub.reports.models import GatePolicy, Verdict
+from evalhub.reports.services import gate_policy_save
 from tests.reports.factories import build_run
 
 pytestmark = pytest.mark.django_db
@@ -102,6 +106,20 @@ def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, b
         format="json",
     )
     assert bad.status_code == 400 and "wat" in bad.json()["error"]["message"]
+    assert bad.json()["error"]["fields"] == {"gates[0].metric": ["Unknown metric 'wat'."]}
+    impossible = client.post(
+        "/api/v1/gate-policies",
+        {"project": project.slug, "name": "x", "source": "gates:\n  - metric: win_rate\n    threshold: 2\n"},
+        format="json",
+    )
+    assert (
+        impossible.status_code == 400
+        and "never pass" in impossible.json()["error"]["fields"]["gates[0].threshold"][0]
+    )
+    explained = client.get("/api/v1/gate-policies/metrics").json()
+    by_metric = {m["metric"]: m for m in explained["metrics"]}
+    assert by_metric["hallucination_rate"]["default_use"] == "interval"
+    assert "min_n" in explained["fields"] and "min_n" in by_metric["adversarial_pass_rate"]["meaning"]
     made = client.post(
         "/api/v1/gate-policies",
         {"project": project.slug, "name": "lenient", "source": LENIENT},
@@ -110,6 +128,8 @@ def test_api_report_policies_and_verdicts(project: Any, lead: Any, rater: Any, b
     assert made.status_code == 201
     verdict = client.post("/api/v1/verdicts", {"run": built.run.pk, "policy": "lenient"}, format="json")
     assert verdict.status_code == 201 and verdict.json()["decision"] == "GO"
+    assert verdict.json()["why"].startswith(f"GO for {built.adapters['cand'].label}: all ")
+    assert body["verdict"]["why"].startswith(body["verdict"]["decision"])
     got = client.get(f"/api/v1/verdicts/{verdict.json()['public_id']}?reopen=1").json()
     assert got["reopened"] == {
         "hash_ok": True,
@@ -137,19 +157,50 @@ def test_pages_plots_and_exports_render_for_staff_only(
     assert page.status_code == 200
     html = page.content.decode()
     assert built.adapters["cand"].label in html and 'id="decision"' in html
+    # The one-line why sits at the top, and counts print as integers.
+    assert re.search(r'id="why">(GO|NO-GO|INCONCLUSIVE) for ', html)
+    assert '<td class="num">72</td>' in html and "72.000" not in html
+    # A gate that does not pass links its worst cases (here the baseline as candidate: lower bleu).
+    source = "gates:\n  - metric: metric_delta:bleu\n    threshold: 0\n"
+    gate_policy_save(project=project, name="strict", source=source)
+    cand = built.adapters["cand"].label
+    other = next(a.label for a in built.adapters.values() if a.label != cand)
+    strict = web.get(f"{base}?policy=strict&candidate={other}&baseline={cand}").content.decode()
+    assert "worst cases: <a href=" in strict and 'title="bleu -1.000"' in strict
     for name in ("win-rates", "criteria", "slices", "metric-vs-human"):
         png = web.get(f"{base}plot/{name}.png")
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     assert web.get(f"{base}export.pdf").content.startswith(b"%PDF")
     assert json.loads(web.get(f"{base}export.json").content)["report"]["counts"]["cases"] == 24
-    ratings = list(csv.reader(io.StringIO(web.get(f"{base}export.ratings.csv").content.decode())))
-    assert len(ratings) == 1 + 72
     case = built.cases[0]
+    # A rater marks a hallucination span: it shows in the per-rating CSV and JSON and the case view.
+    rating = (
+        Rating.objects.filter(task__case=case, task__output_b__isnull=False)
+        .select_related("task__output_a")
+        .first()
+    )
+    text = rating.task.output_a.text
+    rating.hallucination = {"A": {"flagged": True, "spans": [{"start": 0, "end": 4, "text": text[:4]}]}}
+    rating.save(update_fields=["hallucination"])
+    ratings = list(csv.DictReader(io.StringIO(web.get(f"{base}export.ratings.csv").content.decode())))
+    assert len(ratings) == 72
+    marked = next(r for r in ratings if r["rating_id"] == str(rating.pk))
+    assert (
+        json.loads(marked["spans_A"]) == [{"start": 0, "end": 4, "text": text[:4]}]
+        and marked["spans_B"] == ""
+    )
+    as_json = json.loads(web.get(f"{base}export.ratings.json").content)["ratings"]
+    spans = next(r for r in as_json if r["id"] == rating.pk)["hallucination"]["A"]["spans"]
+    assert spans == [{"start": 0, "end": 4, "text": text[:4]}]
     drill = web.get(f"{base}cases/{case.pk}/")
     assert drill.status_code == 200 and built.raters[0].username in drill.content.decode()
+    assert f'rating">{escape(text[:4])}</mark>' in drill.content.decode()
     assert web.get(f"/p/{project.slug}/trend/").status_code == 200
     assert web.get(f"/p/{project.slug}/trend/plot.png").content.startswith(b"\x89PNG")
-    assert web.get(f"/p/{project.slug}/gate-policies/").status_code == 200
+    policies = web.get(f"/p/{project.slug}/gate-policies/")
+    assert policies.status_code == 200
+    # The editor explains every gate metric, the absolute ones included.
+    assert "both_bad_share" in policies.content.decode() and "never a pass" in policies.content.decode()
     freeze = web.post(f"{base}freeze")
     assert freeze.status_code == 302
     assert web.get(freeze["Location"] + "?reopen=1").status_code == 200

@@ -105,3 +105,18 @@ def test_integer_and_float_scores_keep_their_text_in_the_distribution() -> None:
     assert columns.to_dicts() == rows
     assert columns.scores["q"].a_int.tolist() == [True, False]
     assert columns.scores["q"].b_int.tolist() == [False, False]
+
+
+def test_highlight_segments_mark_what_raters_flagged_and_how_often() -> None:
+    from evalhub.reports.selectors import highlight_segments
+
+    segments = highlight_segments("Revenue rose to $9 billion.", [(16, 26), (16, 18)])
+    assert segments == [
+        {"text": "Revenue rose to ", "count": 0},
+        {"text": "$9", "count": 2},
+        {"text": " billion", "count": 1},
+        {"text": ".", "count": 0},
+    ]
+    assert highlight_segments("plain", []) == [{"text": "plain", "count": 0}]
+    # Offsets past the text (an edited output) are clipped, never an error.
+    assert "".join(s["text"] for s in highlight_segments("short", [(2, 99)])) == "short"

@@ -46,7 +46,8 @@ def test_a_clearly_better_candidate_gets_go(project: Any) -> None:
         hallucination=lambda i, r: (False, i % 5 == 0),
         metrics=GOOD["metrics"],
         checks=GOOD["checks"],
-        categories=GOOD["categories"],
+        # 20 adversarial cases: the default policy's adversarial floor needs min_n 20 to decide.
+        categories=lambda i: "jailbreak" if i % 2 == 0 else "",
         must_refuse=GOOD["must_refuse"],
     )
     decision, gates, report = _decide(built)

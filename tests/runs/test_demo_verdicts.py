@@ -40,13 +40,16 @@ def test_the_demo_ends_go_for_v2_and_no_go_for_synthetic_bad(settings: Any, tmp_
     # synthetic-bad loses because experts catch its invented facts and prefer v1, not on a technicality.
     assert bad.decision == "NO-GO", out.getvalue()
     assert {"hallucination_rate_delta", "win_rate_lower", "criterion_delta:factual_accuracy"} <= _failed(bad)
-    # v2 wins (its gates on wins and hallucination pass) ...
-    assert {"win_rate_lower", "hallucination_rate_delta"} <= _passed(good), out.getvalue()
+    # ... and the absolute gates catch it on their own: most outputs flagged, adversarial checks failed.
+    assert {"hallucination_rate", "adversarial_pass_rate"} <= _failed(bad)
+    assert bad.why.startswith("NO-GO for synthetic-bad@1 because ") and "misses the threshold" in bad.why
+    # v2 wins (its gates on wins, relative hallucination and adversarial checks pass) ...
+    assert {"win_rate_lower", "hallucination_rate_delta", "adversarial_pass_rate"} <= _passed(good)
     if good.decision != "GO":
-        # ... but v2 still misspells held-out names about as often as v1 (fixtures/models/RECIPE.md), so
-        # the interval of its factual-accuracy gain still reaches below -0.2 on the demo's ~40 ratings.
-        pytest.xfail(f"summariser-v2 is {good.decision}: " + ", ".join(sorted(_open(good))))
-    assert good.decision == "GO"
+        # ... but v2 still misspells held-out names (fixtures/models/RECIPE.md): raters flag about a
+        # third of its outputs, above the absolute 10% ceiling, until fixtures2's retrained v2 lands.
+        pytest.xfail(f"summariser-v2 is {good.decision}: {good.why}")
+    assert good.decision == "GO" and good.why.startswith("GO for summariser@2: all ")
 
 
 def _passed(verdict: Any) -> set[str]:

@@ -370,6 +370,8 @@ RULES: dict[tuple[str, str], Rule] = {
     # reports, gate policies and verdicts
     ("GET", "/api/v1/runs/{run_id}/report"): Rule(staff_object(PASS)),
     ("GET", "/api/v1/gate-policies"): Rule(STAFF_LIST, seed=("gate_policy",)),
+    # What each gate metric means: reference text, no project data.
+    ("GET", "/api/v1/gate-policies/metrics"): Rule(ANY_USER),
     ("POST", "/api/v1/gate-policies"): Rule(staff_create(OK), body=policy_body),
     ("GET", "/api/v1/gate-policies/{id}"): Rule(staff_object()),
     ("PUT", "/api/v1/gate-policies/{id}"): Rule(staff_object(), body=policy_body),
