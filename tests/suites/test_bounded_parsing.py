@@ -103,7 +103,10 @@ def test_a_read_past_the_cpu_limit_is_a_clear_problem_not_a_timeout(
     status = api.get(response.json()["url"]).json()
     assert status["status"] == "failed"
     assert "needs more than 1 seconds of computing" in status["error"]["message"]
-    assert time.monotonic() - started < 30
+    # The 1 s CPU limit is what bounds the read (the message proves it was hit); the wall-clock bound
+    # only catches a read that escaped it (the unbounded case took 249 s) and leaves room for the
+    # sandbox's interpreter start on a loaded 2-core CI machine (38 s was seen at load 10).
+    assert time.monotonic() - started < 120
     assert_no_internals(status["error"]["message"], status["error"]["fields"])
     assert not list((Path(settings.MEDIA_ROOT) / "suite_uploads").iterdir())
 
