@@ -11,6 +11,7 @@ import itertools
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -159,33 +160,107 @@ def study_create_from_run(
     rng = random.Random(seed)
     adapters = [baseline, *candidates]
     all_cases = list(Case.objects.filter(version=run.suite_version_id).order_by("position"))
-    by_key = {case.key: case for case in all_cases}
     outputs: dict[tuple[int, int], Output] = {
         (o.adapter_id, o.case_id): o
         for o in Output.objects.filter(run=run, sample=0, adapter__in=adapters).only(
             "pk", "adapter_id", "case_id"
         )
     }
-
-    gold_specs: list[tuple[Case, Mapping[str, Any]]] = []
-    for i, spec in enumerate(gold_tasks):
-        case = spec.get("case")
-        case = by_key.get(case) if isinstance(case, str) else case
-        if not isinstance(case, Case) or case.version_id != run.suite_version_id:
-            raise ValidationFailed(f"gold_tasks[{i}]: the case is not in this run's suite version.")
-        gold_specs.append((case, spec))
+    gold_specs = _gold_specs(gold_tasks, cases=all_cases, run=run, gold_rate=gold_rate)
     gold_case_ids = {case.pk for case, _ in gold_specs}
-    if gold_rate > 0 and not gold_specs:
-        raise ValidationFailed("A gold rate needs gold tasks.", fields={"gold_tasks": ["Give at least one."]})
-
-    single_categories = set(single_output_categories)
     rated = [c for c in all_cases if c.pk not in gold_case_ids]
     sample = cases_sample(rated, size=sample_size, stratify_by_tag=stratify_by_tag, rng=rng)
     if pairing == "baseline":
         adapter_pairs = [(baseline, candidate) for candidate in candidates]
     else:
         adapter_pairs = list(itertools.combinations(adapters, 2))
+    plan = _task_plan(
+        sample,
+        outputs=outputs,
+        adapters=adapters,
+        adapter_pairs=adapter_pairs,
+        single_categories=set(single_output_categories),
+    )
+    gold_pairs = _gold_pairs(gold_specs, outputs=outputs, baseline=baseline, candidate=candidates[0])
+    _plan_check(plan, allow_missing=allow_missing)
 
+    with transaction.atomic():
+        study = Study.objects.create(
+            project=run.project,
+            run=run,
+            name=name,
+            kind=StudyKind.PAIRWISE if plan.pairs else StudyKind.SINGLE,
+            baseline=baseline,
+            overlap=overlap,
+            lease_seconds=lease_seconds,
+            gold_rate=gold_rate,
+            rubric=clean_rubric,
+            instructions=instructions,
+            terms=terms,
+            pool=pool,
+            seed=seed,
+            allow_case_repeats=allow_case_repeats,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        tasks = _study_tasks(study, plan=plan, gold_pairs=gold_pairs, overlap=overlap, rng=rng)
+        Task.objects.bulk_create(tasks, batch_size=500)
+        audit_record(
+            actor=actor,
+            action="study.create",
+            obj=study,
+            project=run.project,
+            after={
+                "run": run.pk,
+                "baseline": baseline.label,
+                "candidates": [c.label for c in candidates],
+                "pairing": pairing,
+                "pair_tasks": len(plan.pairs),
+                "single_tasks": len(plan.singles),
+                "gold_tasks": len(gold_pairs),
+                "missing_outputs": plan.missing,
+                "overlap": overlap,
+                "seed": seed,
+                "allow_case_repeats": allow_case_repeats,
+            },
+        )
+    return study
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskPlan:
+    """What a study's rated sample becomes: pairs to compare, single outputs, and outputs missing."""
+
+    pairs: list[tuple[Case, Output, Output]]
+    singles: list[tuple[Case, Output]]
+    missing: int
+
+
+def _gold_specs(
+    gold_tasks: Sequence[Mapping[str, Any]], *, cases: Sequence[Case], run: Run, gold_rate: float
+) -> list[tuple[Case, Mapping[str, Any]]]:
+    """The gold tasks' cases (a Case or a case key), checked to be in the run's suite version."""
+    by_key = {case.key: case for case in cases}
+    specs: list[tuple[Case, Mapping[str, Any]]] = []
+    for i, spec in enumerate(gold_tasks):
+        case = spec.get("case")
+        case = by_key.get(case) if isinstance(case, str) else case
+        if not isinstance(case, Case) or case.version_id != run.suite_version_id:
+            raise ValidationFailed(f"gold_tasks[{i}]: the case is not in this run's suite version.")
+        specs.append((case, spec))
+    if gold_rate > 0 and not specs:
+        raise ValidationFailed("A gold rate needs gold tasks.", fields={"gold_tasks": ["Give at least one."]})
+    return specs
+
+
+def _task_plan(
+    sample: Sequence[Case],
+    *,
+    outputs: Mapping[tuple[int, int], Output],
+    adapters: Sequence[Adapter],
+    adapter_pairs: Sequence[tuple[Adapter, Adapter]],
+    single_categories: set[str],
+) -> _TaskPlan:
+    """Single-output tasks for the cases of `single_categories` (one per adapter), pairs for the rest."""
     pairs: list[tuple[Case, Output, Output]] = []
     singles: list[tuple[Case, Output]] = []
     missing = 0
@@ -204,92 +279,76 @@ def study_create_from_run(
                 missing += 1
             else:
                 pairs.append((case, a, b))
+    return _TaskPlan(pairs=pairs, singles=singles, missing=missing)
 
+
+def _gold_pairs(
+    gold_specs: Sequence[tuple[Case, Mapping[str, Any]]],
+    *,
+    outputs: Mapping[tuple[int, int], Output],
+    baseline: Adapter,
+    candidate: Adapter,
+) -> list[tuple[Case, Output, Output, Mapping[str, Any]]]:
     gold_pairs: list[tuple[Case, Output, Output, Mapping[str, Any]]] = []
     for case, spec in gold_specs:
-        a, b = outputs.get((baseline.pk, case.pk)), outputs.get((candidates[0].pk, case.pk))
+        a, b = outputs.get((baseline.pk, case.pk)), outputs.get((candidate.pk, case.pk))
         if a is None or b is None:
             raise ValidationFailed(f"Gold case {case.key!r} has no output from both adapters in this run.")
         gold_pairs.append((case, a, b, spec))
+    return gold_pairs
 
-    if not pairs and not singles:
+
+def _plan_check(plan: _TaskPlan, *, allow_missing: bool) -> None:
+    if not plan.pairs and not plan.singles:
         raise ValidationFailed("The run has no outputs to compare for these adapters and cases.")
-    if missing and not allow_missing:
+    if plan.missing and not allow_missing:
         message = (
-            f"{missing} task{'s' if missing != 1 else ''} would lack an output (failed or not generated yet):"
-            " create the study without them, or wait for the run."
+            f"{plan.missing} task{'s' if plan.missing != 1 else ''} would lack an output (failed or not"
+            " generated yet): create the study without them, or wait for the run."
         )
         raise ValidationFailed(message, fields={"allow_missing": [message]})
 
-    sided = sides_assign([(a, b) for _, a, b in pairs], rng=rng)
+
+def _study_tasks(
+    study: Study,
+    *,
+    plan: _TaskPlan,
+    gold_pairs: Sequence[tuple[Case, Output, Output, Mapping[str, Any]]],
+    overlap: int,
+    rng: random.Random,
+) -> list[Task]:
+    """The study's Task rows: sides and queue order drawn from `rng` (pairs, then gold; then keys)."""
+    sided = sides_assign([(a, b) for _, a, b in plan.pairs], rng=rng)
     gold_sided = sides_assign([(a, b) for _, a, b, _ in gold_pairs], rng=rng)
-    with transaction.atomic():
-        study = Study.objects.create(
-            project=run.project,
-            run=run,
-            name=name,
-            kind=StudyKind.PAIRWISE if pairs else StudyKind.SINGLE,
-            baseline=baseline,
-            overlap=overlap,
-            lease_seconds=lease_seconds,
-            gold_rate=gold_rate,
-            rubric=clean_rubric,
-            instructions=instructions,
-            terms=terms,
-            pool=pool,
-            seed=seed,
-            allow_case_repeats=allow_case_repeats,
-            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    tasks = [
+        Task(
+            study=study,
+            case=case,
+            output_a=side_a,
+            output_b=side_b,
+            required_ratings=overlap,
+            order_key=_order_key(rng),
         )
-        tasks = [
+        for (case, _, _), (side_a, side_b) in zip(plan.pairs, sided, strict=True)
+    ]
+    tasks += [
+        Task(study=study, case=case, output_a=output, required_ratings=overlap, order_key=_order_key(rng))
+        for case, output in plan.singles
+    ]
+    for (case, base_out, _, spec), (side_a, side_b) in zip(gold_pairs, gold_sided, strict=True):
+        tasks.append(
             Task(
                 study=study,
                 case=case,
                 output_a=side_a,
                 output_b=side_b,
-                required_ratings=overlap,
+                is_gold=True,
+                gold_answer=_gold_answer(spec, baseline_side="A" if side_a.pk == base_out.pk else "B"),
+                required_ratings=0,
                 order_key=_order_key(rng),
             )
-            for (case, _, _), (side_a, side_b) in zip(pairs, sided, strict=True)
-        ]
-        tasks += [
-            Task(study=study, case=case, output_a=output, required_ratings=overlap, order_key=_order_key(rng))
-            for case, output in singles
-        ]
-        for (case, base_out, _, spec), (side_a, side_b) in zip(gold_pairs, gold_sided, strict=True):
-            tasks.append(
-                Task(
-                    study=study,
-                    case=case,
-                    output_a=side_a,
-                    output_b=side_b,
-                    is_gold=True,
-                    gold_answer=_gold_answer(spec, baseline_side="A" if side_a.pk == base_out.pk else "B"),
-                    required_ratings=0,
-                    order_key=_order_key(rng),
-                )
-            )
-        Task.objects.bulk_create(tasks, batch_size=500)
-        audit_record(
-            actor=actor,
-            action="study.create",
-            obj=study,
-            project=run.project,
-            after={
-                "run": run.pk,
-                "baseline": baseline.label,
-                "candidates": [c.label for c in candidates],
-                "pairing": pairing,
-                "pair_tasks": len(pairs),
-                "single_tasks": len(singles),
-                "gold_tasks": len(gold_pairs),
-                "missing_outputs": missing,
-                "overlap": overlap,
-                "seed": seed,
-                "allow_case_repeats": allow_case_repeats,
-            },
         )
-    return study
+    return tasks
 
 
 def _rater_text_check(*, adapters: Sequence[Adapter], texts: Mapping[str, str]) -> None:
