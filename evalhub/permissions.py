@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from rest_framework import permissions
+from rest_framework import permissions, serializers
 from rest_framework.request import Request
 
 from evalhub.accounts.models import ApiToken, Membership, Project, Role
@@ -35,6 +35,14 @@ def projects_for(*, user: Any, auth: Any = None, roles: tuple[str, ...] = READ_R
     if isinstance(auth, ApiToken):
         projects = projects.filter(pk=auth.project_id)
     return projects
+
+
+def writable_project(request: Request, slug: str) -> Project:
+    """The project named by `slug` in an API body, if the caller may write to it; else a field error."""
+    project = projects_for(user=request.user, auth=request.auth, roles=WRITE_ROLES).filter(slug=slug).first()
+    if project is None:
+        raise serializers.ValidationError({"project": ["Unknown project, or you cannot write to it."]})
+    return project
 
 
 def admin_projects_for(*, user: Any, auth: Any = None) -> QuerySet[Project]:

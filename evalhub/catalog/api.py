@@ -11,11 +11,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from evalhub.accounts.models import Project
 from evalhub.catalog import services
 from evalhub.catalog.models import Adapter, AdapterStatus, BaseModel
 from evalhub.catalog.selectors import adapter_by_label
-from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
+from evalhub.permissions import ProjectRolePermission, projects_for, writable_project
 
 
 class BaseModelSerializer(serializers.ModelSerializer[BaseModel]):
@@ -95,13 +94,6 @@ class AdapterRegisterSerializer(serializers.Serializer[Any]):
 class AdapterStatusSerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=AdapterStatus.choices)
     note = serializers.CharField(required=False, allow_blank=True)
-
-
-def writable_project(request: Request, slug: str) -> Project:
-    project = projects_for(user=request.user, auth=request.auth, roles=WRITE_ROLES).filter(slug=slug).first()
-    if project is None:
-        raise serializers.ValidationError({"project": ["Unknown project, or you cannot write to it."]})
-    return project
 
 
 class BaseModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[BaseModel]):

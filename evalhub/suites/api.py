@@ -25,10 +25,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from evalhub.accounts.models import Project
 from evalhub.errors import ValidationFailed
 from evalhub.parsers import StrictJSONParser
-from evalhub.permissions import WRITE_ROLES, ProjectRolePermission, projects_for
+from evalhub.permissions import ProjectRolePermission, projects_for, writable_project
 from evalhub.suites import selectors, services
 from evalhub.suites.export import export_csv_lines, export_xlsx
 from evalhub.suites.models import Case, Origin, Split, Suite, SuiteVersion, Upload, UploadStatus
@@ -185,13 +184,6 @@ class UploadSerializer(ImportChoicesSerializer):
 
 class JsonImportSerializer(ImportChoicesSerializer):
     cases = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
-
-
-def writable_project(request: Request, slug: str) -> Project:
-    project = projects_for(user=request.user, auth=request.auth, roles=WRITE_ROLES).filter(slug=slug).first()
-    if project is None:
-        raise serializers.ValidationError({"project": ["Unknown project, or you cannot write to it."]})
-    return project
 
 
 def _choices(data: dict[str, Any]) -> services.ImportChoices:
