@@ -110,6 +110,8 @@ def _render_form(
             "progress_total": progress.done + progress.remaining,
             "lease_remaining_s": remaining_s,
             "form_error": message,
+            # The browser keeps an unsent draft under this key (rate.js): per rater and task.
+            "draft_key": f"evalhub-draft:{request.user.pk}:{blind.public_id}",
         }
     )
     return render(request, "annotation/rate.html", context, status=status)
