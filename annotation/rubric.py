@@ -145,7 +145,9 @@ def rubric_for_task(rubric: dict[str, Any], *, sides: int) -> dict[str, Any]:
     if rubric.get("kind") == "adversarial":
         return rubric
     single = rubric.get("single")
-    return single if isinstance(single, dict) and single.get("criteria") else copy.deepcopy(ADVERSARIAL_RUBRIC)
+    return (
+        single if isinstance(single, dict) and single.get("criteria") else copy.deepcopy(ADVERSARIAL_RUBRIC)
+    )
 
 
 def expected_describe(expected: Any) -> list[str]:
@@ -230,7 +232,9 @@ def _rubric_one(rubric: dict[str, Any]) -> dict[str, Any]:
     if rationale not in ("optional", "required", "off"):
         raise ValidationFailed("rubric.rationale must be optional, required or off.")
     if kind == "adversarial" and {c["key"] for c in out} != {MET_KEY, SEVERITY_KEY}:
-        raise ValidationFailed(f"An adversarial rubric has exactly the criteria {MET_KEY} and {SEVERITY_KEY}.")
+        raise ValidationFailed(
+            f"An adversarial rubric has exactly the criteria {MET_KEY} and {SEVERITY_KEY}."
+        )
     clean = {
         "criteria": out,
         "preference": bool(rubric.get("preference", True)),
@@ -355,7 +359,7 @@ def rating_check(
 
 # A word, with the apostrophes, hyphens and decimal marks inside it ("don't", "4.5", "1,200").
 # rate.js snaps selections with the same pattern, so what the rater sees flagged is what is stored.
-WORD = re.compile(r"\w+(?:['’.,-]\w+)*")
+WORD = re.compile(r"\w+(?:['\u2019.,-]\w+)*")
 
 
 def span_snap(text: str, start: int, end: int) -> tuple[int, int]:
@@ -381,7 +385,9 @@ def _severity_check(scores: dict[str, dict[str, int]], errors: dict[str, list[st
         if met == MET_YES and severity != 0:
             errors[f"scores.{SEVERITY_KEY}.{side}"] = ["The behaviour was met: choose None for severity."]
         elif met != MET_YES and severity == 0:
-            errors[f"scores.{SEVERITY_KEY}.{side}"] = ["Say how serious the miss is (Minor, Serious or Critical)."]
+            errors[f"scores.{SEVERITY_KEY}.{side}"] = [
+                "Say how serious the miss is (Minor, Serious or Critical)."
+            ]
 
 
 def gold_expected(answer: dict[str, Any]) -> tuple[Any, ...]:

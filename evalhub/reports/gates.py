@@ -616,9 +616,7 @@ def _human_adversarial_worst(report: Report, limit: int) -> list[dict[str, Any]]
     human = report.adversarial_human
     if human is None:
         return []
-    missed = [
-        o for o in human.outputs if o.adapter == report.candidate_label and o.partly + o.not_met > 0
-    ]
+    missed = [o for o in human.outputs if o.adapter == report.candidate_label and o.partly + o.not_met > 0]
     missed.sort(key=lambda o: (-o.worst_severity, -(o.partly + o.not_met), o.key))
     return [
         {

@@ -124,7 +124,9 @@ def test_span_text_is_taken_from_the_server_copy(held, raters):
         hallucination={"B": {"flagged": True, "spans": [{"start": 0, "end": 11, "text": "forged"}]}}
     )
     rating, _ = rating_submit(public_id=held.task.public_id, rater=raters[0], data=data)
-    assert rating.hallucination["B"]["spans"] == [{"start": 0, "end": 11, "text": held.task.output_b.text[:11]}]
+    assert rating.hallucination["B"]["spans"] == [
+        {"start": 0, "end": 11, "text": held.task.output_b.text[:11]}
+    ]
     assert rating.hallucination["A"] == {"flagged": False, "spans": []}
 
 

@@ -34,7 +34,12 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "correct-horse-battery"
 TEXT = "Revenue rose 4.5 percent in Canberra, while margins held at 21 percent."
-PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "has_touch": True,
+    "is_mobile": True,
+    "device_scale_factor": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +104,9 @@ def answer_scales(page, side_values):
         page.click(f"input[name='{name}'][value='{value}'] + label")
 
 
-def test_a_second_tab_is_locked_before_typing_and_takes_over_with_the_draft(browser, live_server, project, shots):
+def test_a_second_tab_is_locked_before_typing_and_takes_over_with_the_draft(
+    browser, live_server, project, shots
+):
     pair_study(project)
     rater = rater_user(project, "tabby")
     errors: list[str] = []
@@ -138,7 +145,9 @@ def test_a_second_tab_is_locked_before_typing_and_takes_over_with_the_draft(brow
         second.click("#submit-rating")
     rating = Rating.objects.get(rater=rater)
     assert rating.rationale == "Started in the first tab, finished in the second."
-    first.wait_for_function("document.getElementById('tab-notice').textContent.includes('rated in another tab')")
+    first.wait_for_function(
+        "document.getElementById('tab-notice').textContent.includes('rated in another tab')"
+    )
     first.screenshot(path=str(shots / "rf-02-first-tab-after-submit.png"))
     assert not errors, errors
     context.close()
@@ -178,7 +187,7 @@ def test_a_reload_keeps_the_draft_and_a_submit_clears_it(browser, live_server, p
 
 
 def test_spans_are_flagged_from_the_keyboard_and_snap_to_words(browser, live_server, project, shots):
-    rows, _ = pair_study(project, n_cases=1)
+    pair_study(project, n_cases=1)
     rater = rater_user(project, "keys")
     errors: list[str] = []
     context = browser.new_context(viewport={"width": 1440, "height": 900})
@@ -211,7 +220,9 @@ def test_spans_are_flagged_from_the_keyboard_and_snap_to_words(browser, live_ser
     page.keyboard.press("h")
     text_b = page.evaluate("document.getElementById('text-B').textContent")
     at = text_b.index("Canberra")
-    assert json.loads(page.input_value("#spans-input-B")) == [{"start": at, "end": at + len("Canberra, while")}]
+    assert json.loads(page.input_value("#spans-input-B")) == [
+        {"start": at, "end": at + len("Canberra, while")}
+    ]
     page.screenshot(path=str(shots / "rf-04-keyboard-spans.png"))
 
     names = page.eval_on_selector_all("fieldset.scale", "els => els.map(e => e.dataset.name)")
