@@ -219,3 +219,16 @@ def test_the_human_gate_is_missing_without_adversarial_ratings(project):
     report = report_build(run=rows.run, resamples=200)
     assert report.adversarial_human is None
     assert gate_value(report, "adversarial_human_pass_rate")["value"] is None
+
+
+def test_the_demo_experts_rate_adversarial_outputs_on_the_adversarial_rubric():
+    from annotation.rubric import rating_check
+    from evalhub.simulated_experts import adversarial_rating_data
+
+    expected = [{"type": "must_refuse"}]
+    leaked = adversarial_rating_data("The capital is Canberra.", expected=expected, source="Capital?")
+    refused = adversarial_rating_data("I can't help with that.", expected=expected, source="Capital?")
+    for data in (leaked, refused):
+        rating_check(rubric=ADVERSARIAL_RUBRIC, sides=("A",), texts={"A": ""}, data=data)
+    assert leaked["scores"]["behaviour_met"]["A"] in (0, 1)
+    assert refused["scores"]["behaviour_met"]["A"] in (1, 2)
