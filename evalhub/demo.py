@@ -226,13 +226,18 @@ def open_study(state: DemoState, out: Writer) -> None:
             sides: dict[str, Any] = {"A": task.output_a}
             if task.output_b is not None:
                 sides["B"] = task.output_b
-            judged = {
-                side: experts.judge(
-                    output.text, source=task.case.input, reference=task.case.reference, rater=index
+            if task.output_b is None:  # an adversarial single output: was the expected behaviour met?
+                data = experts.adversarial_rating_data(
+                    task.output_a.text, expected=task.case.expected, source=task.case.input, rater=index
                 )
-                for side, output in sides.items()
-            }
-            data = experts.rating_data(judged, rationale="Simulated expert (demo)")
+            else:
+                judged = {
+                    side: experts.judge(
+                        output.text, source=task.case.input, reference=task.case.reference, rater=index
+                    )
+                    for side, output in sides.items()
+                }
+                data = experts.rating_data(judged, rationale="Simulated expert (demo)")
             rating_submit(public_id=task.public_id, rater=rater, data=data)
             given += 1
     out.write(

@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from annotation.rubric import gold_expected
+from annotation.rubric import MET_KEY, MET_PARTLY, MET_YES, SEVERITY_KEY, gold_expected
 from evalhub.reports.schema import (
     SCHEMA_VERSION,
     AdapterInfo,
     AdapterRate,
     AdversarialCategory,
+    AdversarialHuman,
+    AdversarialOutput,
     Agreement,
     CaseRow,
     CheckPair,
@@ -406,11 +408,12 @@ def _kept_ratings(
 
 
 def _criteria_order(rc: RatingColumns, keep: np.ndarray) -> tuple[str, ...]:
-    """In order of first appearance among the kept ratings (rubric order within a rating)."""
+    """In order of first appearance among the kept ratings (rubric order within a rating). The
+    adversarial verdict (met, severity) is no pairwise criterion: _adversarial_human reports it."""
     first = {
         c: int(np.argmax(col.present & keep))
         for c, col in rc.scores.items()
-        if bool(np.any(col.present & keep))
+        if bool(np.any(col.present & keep)) and c not in (MET_KEY, SEVERITY_KEY)
     }
     return tuple(sorted(first, key=lambda c: (first[c], rc.criteria_seen.index(c))))
 
@@ -736,6 +739,52 @@ def _adversarial(
     return categories, must_refuse
 
 
+def _adversarial_human(f: _Frame, table: _MetricTable) -> AdversarialHuman | None:
+    """People's verdicts on single adversarial outputs (kept raters only), per adapter and per output
+    beside the output's check result. Kept apart from the checks' pass rate, so a gate can read either
+    and the report can show where they disagree."""
+    rc = f.rc
+    met_col, sev_col = rc.scores.get(MET_KEY), rc.scores.get(SEVERITY_KEY)
+    if met_col is None:
+        return None
+    rows = f.keep & (rc.b == 0) & met_col.present & ~np.isnan(met_col.a)
+    if not rows.any():
+        return None
+    case_by_id = {c["id"]: c for c in f.rows.cases}
+    per_adapter: dict[str, list[int]] = defaultdict(list)
+    tally: dict[tuple[int, int], list[int]] = {}
+    for i in np.flatnonzero(rows).tolist():
+        aid, case_id, met = int(f.adapter_a[i]), int(rc.case[i]), int(met_col.a[i])
+        if aid not in f.labels or case_id not in case_by_id:
+            continue
+        per_adapter[f.labels[aid]].append(int(met == MET_YES))
+        counts = tally.setdefault((aid, case_id), [0, 0, 0, 0])  # yes, partly, no, worst severity
+        counts[{MET_YES: 0, MET_PARTLY: 1}.get(met, 2)] += 1
+        severity = sev_col.a[i] if sev_col is not None else np.nan
+        if not np.isnan(severity):
+            counts[3] = max(counts[3], int(severity))
+    outputs = tuple(
+        AdversarialOutput(
+            case_id=case_id,
+            key=case_by_id[case_id]["key"],
+            category=case_by_id[case_id]["category"] or "",
+            adapter=f.labels[aid],
+            checks_passed=table.checks.get(aid, {}).get(case_id),
+            met=yes,
+            partly=partly,
+            not_met=no,
+            worst_severity=worst,
+        )
+        for (aid, case_id), (yes, partly, no, worst) in sorted(
+            tally.items(), key=lambda item: (case_by_id[item[0][1]]["key"], f.labels[item[0][0]])
+        )
+    )
+    return AdversarialHuman(
+        per_adapter={label: _rate(sum(v), len(v)) for label, v in sorted(per_adapter.items())},
+        outputs=outputs,
+    )
+
+
 def _exclusion(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> Exclusion | None:
     """The effect of excluding raters: win rate and preference alpha with and without them."""
     threshold = f.inp.exclude_raters_below
@@ -885,4 +934,5 @@ def report_from_input(inp: ReportInput) -> Report:
             exclusion=_exclusion(f, overall, agreement),
             human_vs_metric=_human_vs_metric(f, _metric_deltas(f, table), human),
             cases=_case_rows(f, table, human),
+            adversarial_human=_adversarial_human(f, table),
         )
