@@ -794,8 +794,8 @@ def _quality(rc: RatingColumns, gold: tuple[GoldRow, ...], rules: QualityRules) 
 
 
 NO_GOLD_WARNING = (
-    "No gold tasks were rated, so no rater's gold accuracy is known: the gold-accuracy filter "
-    "excluded nobody."
+    "No gold tasks were rated, so gold accuracy is unknown for every rater: the gold-accuracy "
+    "filter excluded nobody."
 )
 
 
