@@ -75,37 +75,51 @@ class RaterQuality(StatResult):
 @dataclass(frozen=True, slots=True)
 class Answers:
     """One question's answers (a rubric criterion, the pairwise preference, ...): for each answer,
-    the rater who gave it and the answer coded as a number (NaN: not answered)."""
+    the rating it belongs to (an index into the ratings given to ``rater_quality``) and the answer
+    coded as a number (NaN: not answered)."""
 
-    rater: np.ndarray
+    row: np.ndarray
     value: np.ndarray
 
 
-def straight_line_counts(answers: Sequence[Answers]) -> dict[int, tuple[int, int]]:
-    """Per rater, (answers equal to their most common answer to the same question, all answers),
-    summed over the questions.
+def _value_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each value's index among the distinct values, and how many there are. Scores are small
+    integers, which need no sort."""
+    if values.size and np.all(values == np.round(values)):
+        low, high = int(values.min()), int(values.max())
+        if high - low < 1000:
+            return (values - low).astype(np.int64), high - low + 1
+    distinct, codes = np.unique(values, return_inverse=True)
+    return codes.reshape(-1), int(distinct.size)
+
+
+def straight_line_counts(
+    group: np.ndarray, n_groups: int, answers: Sequence[Answers]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per rater (``group`` gives each rating's rater as 0..n_groups-1): the answers equal to their
+    most common answer to the same question, and all their answers, summed over the questions.
 
     A rater who always gives the same answer scores every answer; one who spreads over k values
     evenly scores about 1/k of them. Ties between modal values count once."""
-    out: dict[int, tuple[int, int]] = {}
+    same = np.zeros(n_groups, dtype=np.int64)
+    total = np.zeros(n_groups, dtype=np.int64)
     for question in answers:
         ok = ~np.isnan(question.value)
         if not ok.any():
             continue
-        # Distinct (rater, answer) pairs come sorted by rater: per rater, the largest count is the
-        # modal answer's and the sum is every answer.
-        pairs, counts = np.unique(
-            np.column_stack([question.rater[ok].astype(float), question.value[ok]]),
-            axis=0,
-            return_counts=True,
-        )
-        ids, starts = np.unique(pairs[:, 0].astype(np.int64), return_index=True)
-        modal = np.maximum.reduceat(counts, starts)
-        total = np.add.reduceat(counts, starts)
-        for r, m, t in zip(ids.tolist(), modal.tolist(), total.tolist(), strict=True):
-            same, n = out.get(r, (0, 0))
-            out[r] = (same + m, n + t)
-    return out
+        value_code, n_values = _value_codes(question.value[ok])
+        # One integer per (rater, answer) pair; a rater's row of the count table holds their answers.
+        key = group[question.row[ok]] * n_values + value_code
+        if n_groups * n_values <= 4 * key.size + 1024:  # a dense table is small enough
+            table = np.bincount(key, minlength=n_groups * n_values).reshape(n_groups, n_values)
+            same += table.max(axis=1)
+            total += table.sum(axis=1)
+        else:
+            pair, count = np.unique(key, return_counts=True)
+            np.maximum.at(modal := np.zeros(n_groups, dtype=np.int64), pair // n_values, count)
+            same += modal
+            total += np.bincount(pair // n_values, weights=count, minlength=n_groups).astype(np.int64)
+    return same, total
 
 
 def _percent(share: float) -> str:
@@ -171,33 +185,40 @@ def rater_quality(
     out gold tasks, whose answer is fixed); ``answers`` per question (see ``Answers``, only from
     counted ratings); ``gold`` maps a rater to (gold tasks rated, answered right)."""
     rules = rules or QualityRules()
-    rater = np.asarray(rater, dtype=np.int64)
-    seconds = np.asarray(seconds, dtype=float)
-    straight = np.asarray(straight, dtype=bool)
-    lines = straight_line_counts(answers)
+    rater = np.asarray(rater, dtype=np.int64).reshape(-1)
+    seconds = np.asarray(seconds, dtype=float).reshape(-1)
+    straight = np.asarray(straight, dtype=bool).reshape(-1)
+    # One sort by rater gives each rating's rater index (``group``) and each rater's slice of times.
+    order = np.argsort(rater, kind="stable")
+    starts = np.ones(rater.size, dtype=bool)
+    starts[1:] = rater[order][1:] != rater[order][:-1]
+    ids = rater[order][starts]
+    group = np.empty(rater.size, dtype=np.int64)
+    group[order] = np.cumsum(starts) - 1
+    n_ratings = np.bincount(group, minlength=ids.size)
+    n_straight = np.bincount(group[straight], minlength=ids.size)
+    timed_order = order[~np.isnan(seconds[order])]
+    times, owners = seconds[timed_order], group[timed_order]
+    bounds = np.searchsorted(owners, np.arange(ids.size + 1))
+    n_fast = np.bincount(owners[times < rules.min_seconds], minlength=ids.size)
+    same, n_answers = straight_line_counts(group, int(ids.size), answers)
     out = []
-    for r in np.unique(rater).tolist():
-        mine = rater == r
-        times = seconds[mine]
-        times = times[~np.isnan(times)]
+    for k, r in enumerate(ids.tolist()):
+        mine = times[bounds[k] : bounds[k + 1]]
         n_gold, n_right = gold.get(r, (0, 0))
-        same, n_answers = lines.get(r, (0, 0))
+        answered = int(n_answers[k])
         q = RaterQuality(
             rater_id=int(r),
-            n_ratings=int(mine.sum()),
-            n_timed=int(times.size),
-            median_seconds=float(np.median(times)) if times.size else None,
-            fast_share=float(np.mean(times < rules.min_seconds)) if times.size else None,
+            n_ratings=int(n_ratings[k]),
+            n_timed=int(mine.size),
+            median_seconds=float(np.median(mine)) if mine.size else None,
+            fast_share=int(n_fast[k]) / mine.size if mine.size else None,
             n_gold=int(n_gold),
             n_gold_correct=int(n_right),
             gold_accuracy=n_right / n_gold if n_gold else None,
-            n_straight_ratings=int((mine & straight).sum()),
-            n_answers=n_answers,
-            straight_share=same / n_answers if n_answers else None,
+            n_straight_ratings=int(n_straight[k]),
+            n_answers=answered,
+            straight_share=int(same[k]) / answered if answered else None,
         )
-        out.append(_with_flags(q, rules))
+        out.append(replace(q, flags=rater_flags(q, rules)))
     return tuple(out)
-
-
-def _with_flags(q: RaterQuality, rules: QualityRules) -> RaterQuality:
-    return replace(q, flags=rater_flags(q, rules))

@@ -772,17 +772,15 @@ def _quality(rc: RatingColumns, gold: tuple[GoldRow, ...], rules: QualityRules) 
     """Per rater quality over all their ratings. Straight-lining looks at the non-gold ratings'
     answers, one question per rubric criterion (both sides pooled) and the pairwise preference."""
     counted = ~rc.gold
-    paired = counted & (rc.b != 0)
+    rows = np.flatnonzero(counted)
+    paired = np.flatnonzero(counted & (rc.b != 0))
     questions = [
-        Answers(
-            rater=np.concatenate([rc.rater[counted], rc.rater[paired]]),
-            value=np.concatenate([col.a[counted], col.b[paired]]),
-        )
+        Answers(row=np.concatenate([rows, paired]), value=np.concatenate([col.a[rows], col.b[paired]]))
         for col in rc.scores.values()
     ]
-    answered = paired & (_PREF_CATEGORY[rc.preference] >= 0)
-    questions.append(Answers(rater=rc.rater[answered], value=rc.preference[answered].astype(float)))
-    seconds = np.array([math.nan if t is None else t / 1000 for t in rc.time_ms], dtype=float)
+    answered = np.flatnonzero(counted & (rc.b != 0) & (_PREF_CATEGORY[rc.preference] >= 0))
+    questions.append(Answers(row=answered, value=rc.preference[answered].astype(float)))
+    seconds = np.array(rc.time_ms, dtype=float) / 1000  # None (no time stored) reads as NaN
     return rater_quality(
         rater=rc.rater,
         seconds=seconds.reshape(len(rc)),

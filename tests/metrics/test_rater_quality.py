@@ -67,17 +67,24 @@ def test_no_gold_leaves_gold_accuracy_unknown() -> None:
 
 
 def test_straight_lining_counts_answers_equal_to_the_raters_usual_answer_per_question() -> None:
-    # Rater 1 always answers 3 and "tie"; rater 2 spreads over four values on the criterion and
-    # answers the preference 3 of 4 times the same.
-    criterion = Answers(rater=np.array([1, 1, 1, 1, 2, 2, 2, 2]), value=np.array([3, 3, 3, 3, 1, 2, 3, 4.0]))
-    preference = Answers(rater=np.array([1, 1, 1, 1, 2, 2, 2, 2]), value=np.array([3, 3, 3, 3, 1, 1, 1, 2.0]))
-    unanswered = Answers(rater=np.array([2]), value=np.array([math.nan]))
-    assert straight_line_counts([criterion, preference, unanswered]) == {1: (8, 8), 2: (4, 8)}
+    # Ratings 0-3 are rater 1's, 4-7 rater 2's. Rater 1 always answers 3 and "tie"; rater 2 spreads
+    # over four values on the criterion and gives one preference 3 of 4 times.
+    group = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    rows = np.arange(8)
+    criterion = Answers(row=rows, value=np.array([3, 3, 3, 3, 1, 2, 3, 4.0]))
+    preference = Answers(row=rows, value=np.array([3, 3, 3, 3, 1, 1, 1, 2.0]))
+    unanswered = Answers(row=np.array([5]), value=np.array([math.nan]))
+    same, total = straight_line_counts(group, 2, [criterion, preference, unanswered])
+    assert same.tolist() == [8, 4] and total.tolist() == [8, 8]
+    # Answers that are not small integers are counted the same way.
+    odd = Answers(row=rows, value=np.array([0.5, 0.5, 0.5, 0.5, 1e9, 2.5, 1e9, -7]))
+    same, total = straight_line_counts(group, 2, [odd])
+    assert same.tolist() == [4, 2] and total.tolist() == [4, 4]
 
 
 def test_straight_lining_flag_needs_enough_ratings_and_leaves_out_uncounted_ones() -> None:
     n = 12
-    same = Answers(rater=np.ones(n, dtype=np.int64), value=np.full(n, 5.0))
+    same = Answers(row=np.arange(n), value=np.full(n, 5.0))
     out = _one([1] * n, [20.0] * n, answers=[same])
     assert out[1].straight_share == 1.0 and out[1].n_answers == n
     (flag,) = out[1].flags
@@ -91,7 +98,7 @@ def test_straight_lining_flag_needs_enough_ratings_and_leaves_out_uncounted_ones
 
 def test_a_varied_rater_is_not_straight_lining() -> None:
     n = 20
-    varied = Answers(rater=np.ones(n, dtype=np.int64), value=np.arange(n, dtype=float) % 5)
+    varied = Answers(row=np.arange(n), value=np.arange(n, dtype=float) % 5)
     out = _one([1] * n, [20.0] * n, answers=[varied])
     assert out[1].straight_share == pytest.approx(0.2)
     assert out[1].flags == ()
@@ -99,7 +106,7 @@ def test_a_varied_rater_is_not_straight_lining() -> None:
 
 def test_raters_come_in_id_order_and_one_rater_can_raise_every_flag() -> None:
     n = 10
-    same = Answers(rater=np.full(n, 4), value=np.zeros(n))
+    same = Answers(row=np.arange(n), value=np.zeros(n))
     out = rater_quality(
         rater=np.array([4] * n + [2]),
         seconds=np.array([1.0] * n + [10.0]),
@@ -110,3 +117,7 @@ def test_raters_come_in_id_order_and_one_rater_can_raise_every_flag() -> None:
     assert [q.rater_id for q in out] == [2, 4]
     assert [f.code for f in out[1].flags] == [TOO_FAST, FAILED_GOLD, STRAIGHT_LINING]
     assert out[0].flagged is False and out[1].flagged is True
+
+
+def test_no_ratings_no_raters() -> None:
+    assert _one([], []) == {}
