@@ -237,19 +237,19 @@ def rater_quality_rows(report: Report) -> tuple[list[str], list[list[str]]]:
 
 def _rater_quality_story(report: Report, styles: Any, grid: Any) -> list[Any]:
     from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import cm
     from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
 
     notes, rows = rater_quality_rows(report)
     if not rows:
         return []
-    body = [
-        [Paragraph(_esc(cell), styles["BodyText"]) if i == 6 else cell for i, cell in enumerate(r)]
-        for r in rows
-    ]
+    # Every cell a paragraph in the table's small type, so headers and reasons wrap between words.
+    small = ParagraphStyle("rater-quality", parent=styles["BodyText"], fontSize=8, leading=10)
+    body = [[Paragraph(_esc(cell), small) for cell in row] for row in rows]
     table = Table(
         body,
-        colWidths=[3.0 * cm, 1.4 * cm, 1.5 * cm, 1.6 * cm, 2.1 * cm, 1.8 * cm, 6.6 * cm],
+        colWidths=[2.9 * cm, 1.5 * cm, 1.7 * cm, 1.8 * cm, 1.9 * cm, 1.7 * cm, 6.5 * cm],
         repeatRows=1,
     )
     table.setStyle(
