@@ -98,6 +98,13 @@ def test_a_lead_reruns_the_report_without_flagged_raters(
     page.screenshot(path=str(shots / "rater-quality-excluded.png"), full_page=True)
     page.locator("#rater-quality").screenshot(path=str(shots / "rater-quality-excluded-card.png"))
 
+    # Changing another parameter keeps the exclusion (the form carries it).
+    page.fill("#min_seconds", "1")
+    with page.expect_navigation():
+        page.click("form.report-form button[type=submit]")
+    assert "exclude_flagged=1" in page.url and "min_seconds=1" in page.url
+    assert f"Flagged raters excluded: {wrong}." in page.locator("#raters-excluded").inner_text()
+
     with page.expect_navigation():
         page.click("#raters-excluded a")
     assert page.locator("#raters-excluded").count() == 0
