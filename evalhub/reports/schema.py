@@ -22,6 +22,7 @@ import numpy as np
 
 from metrics.agreement import AlphaResult, FleissKappaResult, PairwiseKappaResult
 from metrics.ranking import BradleyTerryResult, ControlledWinRate, StyleControlledResult
+from metrics.rater_quality import QualityRules, RaterQuality
 from metrics.stats import MeanCI, PairedBootstrap, RankCorrelation, StatResult, WinRate
 
 SCHEMA_VERSION = 1
@@ -362,6 +363,39 @@ class Exclusion(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class RaterRow(Section):
+    """One rater's quality measures and flags (``metrics.rater_quality``), by the name the report
+    shows raters by; ``excluded``: their ratings are left out of this report (by either filter)."""
+
+    rater: str
+    quality: RaterQuality = field(metadata=FLATTEN)
+    excluded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RaterQualityReport(Section):
+    """Rater quality: the flag rules, every rater's row, whether flagged raters were excluded (and
+    then the win rate and preference alpha with everyone, ``before``, and without them, ``after``),
+    and warnings such as a gold-based filter that could exclude nobody for want of gold tasks."""
+
+    rules: QualityRules
+    exclude_flagged: bool
+    raters: tuple[RaterRow, ...]
+    gold_ratings: int
+    warnings: tuple[str, ...] = ()
+    before: ExclusionSide | None = field(default=None, metadata=OMIT_NONE)
+    after: ExclusionSide | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def flagged(self) -> tuple[RaterRow, ...]:
+        return tuple(r for r in self.raters if r.quality.flags)
+
+    @property
+    def excluded(self) -> tuple[RaterRow, ...]:
+        return tuple(r for r in self.raters if r.excluded)
+
+
+@dataclass(frozen=True, slots=True)
 class HumanVsMetric(Section):
     metric: str
     correlation: RankCorrelation = field(metadata=FLATTEN)
@@ -439,6 +473,7 @@ class Report(Section):
     agreement: Agreement
     gold: tuple[GoldRow, ...]
     exclusion: Exclusion | None = field(default=None, metadata=OMIT_NONE)
+    rater_quality: RaterQualityReport | None = field(default=None, metadata=OMIT_NONE)
     human_vs_metric: tuple[HumanVsMetric, ...] = ()
     cases: tuple[CaseRow, ...] = ()
     adversarial_human: AdversarialHuman | None = field(default=None, metadata=OMIT_NONE)
