@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -238,7 +239,11 @@ def open_study(state: DemoState, out: Writer) -> None:
                     for side, output in sides.items()
                 }
                 data = experts.rating_data(judged, rationale="Simulated expert (demo)")
-            rating_submit(public_id=task.public_id, rater=rater, data=data)
+            # The simulated expert "took" its stated time: submit at lease + that time, or the server
+            # (which caps time on task at the time since the lease) would record milliseconds and the
+            # report's rater quality would flag every simulated expert as too fast.
+            took = timedelta(milliseconds=int(data.get("time_on_task_ms") or 0))
+            rating_submit(public_id=task.public_id, rater=rater, data=data, now=assignment.leased_at + took)
             given += 1
     out.write(
         f"  study with {total} blinded tasks (overlap 2); {given} simulated expert ratings, the rest await rater1/rater2\n"
