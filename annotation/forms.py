@@ -163,8 +163,6 @@ class StudyCreateForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("baseline") is not None and data.get("baseline") in (data.get("candidates") or []):
-            self.add_error("candidates", "The baseline cannot also be a candidate: choose another adapter.")
         if data.get("sampling") != "all" and not data.get("sample_size"):
             self.add_error("sample_size", "Give the number of cases to sample.")
         return data

@@ -413,7 +413,11 @@ def _study_check(
         )
     if candidates is None:
         candidates = [in_run[pk] for pk, role in sorted(roles.items()) if role == AdapterRole.CANDIDATE]
-    candidates = [c for c in candidates if c.pk != baseline.pk]
+        candidates = [c for c in candidates if c.pk != baseline.pk]
+    elif baseline.pk in {c.pk for c in candidates}:
+        # Said, not silently dropped: the owner meant another adapter.
+        message = f"{baseline.label} is the baseline: it cannot also be a candidate."
+        raise ValidationFailed(message, fields={"candidates": [message]})
     for candidate in candidates:
         if candidate.pk not in in_run:
             raise ValidationFailed(
