@@ -149,7 +149,9 @@ def focus_by_tab(page: Any, selector: str, limit: int = 60) -> None:
 def engineer_steps(page: Any, base: str, slug: str, journey: Journey, suite_csv: Path) -> int:
     log_in(page, base, "engineer")
     journey.snap(page, "engineer", "dashboard")
-    page.goto(f"{base}/p/{slug}/suites/upload/")
+    page.goto(f"{base}/p/{slug}/suites/")
+    with page.expect_navigation():
+        page.click("text=Upload a suite")
     page.set_input_files("#id_file", str(suite_csv))
     page.fill("#id_name", "journey-summaries")
     journey.snap(page, "engineer", "upload")
@@ -163,7 +165,9 @@ def engineer_steps(page: Any, base: str, slug: str, journey: Journey, suite_csv:
     assert f"Imported {N_CASES} cases as version 1." in page.content()
     journey.snap(page, "engineer", "suite-imported")
 
-    page.goto(f"{base}/p/{slug}/runs/new/")
+    page.goto(f"{base}/p/{slug}/runs/")
+    with page.expect_navigation():
+        page.click(f"a[href='/p/{slug}/runs/new/']")
     # One suite and one base model: the form starts from them.
     assert page.eval_on_selector("#id_suite_version", "s => s.selectedOptions[0].textContent").startswith("journey")
     assert page.eval_on_selector("#id_base_model", "s => s.value") != ""
@@ -178,6 +182,8 @@ def engineer_steps(page: Any, base: str, slug: str, journey: Journey, suite_csv:
     assert re.search(r"/runs/\d+/$", page.url), page.url
     run_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
     page.wait_for_selector('[data-field="status"]:has-text("completed")')
+    # Scores per adapter with intervals, from the scoring that ran when the run completed.
+    assert page.locator("#run-scores tr[data-metric='rougeL'] td").count() == 2
     journey.snap(page, "engineer", "run-page")
 
     with page.expect_navigation():
@@ -197,7 +203,9 @@ def engineer_steps(page: Any, base: str, slug: str, journey: Journey, suite_csv:
 
 def admin_adds_rita(page: Any, base: str, slug: str, journey: Journey, mailoutbox: list[Any]) -> str:
     log_in(page, base, "padmin")
-    page.goto(f"{base}/accounts/projects/{slug}/members/")
+    journey.snap(page, "admin", "dashboard")
+    with page.expect_navigation():
+        page.click("main a:has-text('Members')")
     page.fill("#id_username", "rita")
     page.fill("#id_email", "rita@example.org")
     page.select_option("#id_role", Role.RATER)
@@ -286,7 +294,9 @@ def rate_on_a_phone(page: Any, base: str, journey: Journey) -> int:
 
 def lead_freezes(page: Any, base: str, slug: str, run_id: int, journey: Journey) -> None:
     log_in(page, base, "lead")
-    page.goto(f"{base}/p/{slug}/runs/{run_id}/")
+    page.goto(f"{base}/p/{slug}/runs/")
+    with page.expect_navigation():
+        page.click(f"a[href='/p/{slug}/runs/{run_id}/']")
     journey.snap(page, "lead", "run-page")
     with page.expect_navigation():
         page.click("text=Report and verdict")
@@ -301,7 +311,8 @@ def lead_freezes(page: Any, base: str, slug: str, run_id: int, journey: Journey)
 
 def admin_audits(page: Any, base: str, journey: Journey, expected: dict[str, int]) -> dict[str, int]:
     """Filter the trail by each step's action through the page's own choices; count the rows shown."""
-    page.goto(f"{base}/audit/")
+    with page.expect_navigation():
+        page.click("nav a:has-text('Audit')")
     journey.snap(page, "admin", "audit")
     found = {}
     for action in expected:
@@ -325,6 +336,7 @@ def test_the_whole_loop_in_the_browser(
     browser, live_server, project, people, fixture_adapters, journey, tmp_path, settings, mailoutbox
 ):
     settings.EVALHUB_SUITE_PII_SCAN = False  # the PII screening has its own tests; this one is about the journey
+    settings.EVALHUB_SCORE_ON_COMPLETE = True  # the run page shows each adapter's scores
     base, slug = live_server.url, project.slug
     laptop = {"viewport": {"width": 1366, "height": 900}}
     try:

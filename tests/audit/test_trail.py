@@ -193,3 +193,9 @@ def test_audit_changes_lists_added_removed_and_changed_keys():
         {"key": "since", "kind": "added", "before": "", "after": "[1, 2]"},
     ]
     assert audit_changes(before=None, after=None) == []
+
+
+def test_nav_links_the_audit_page_for_whoever_may_read_it(project_admin, lead, admin_user):
+    for user, shown in ((project_admin, True), (admin_user, True), (lead, False)):
+        html = logged_in(user).get("/").content.decode()
+        assert ('href="/audit/"' in html) is shown, user
