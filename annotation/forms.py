@@ -215,6 +215,8 @@ class StudyCreateForm(forms.Form):
         single = cast(forms.MultipleChoiceField, self.fields["single_categories"])
         single.choices = [(c, c) for c in categories]
         single.initial = [c for c in categories if c in DEFAULT_SINGLE_OUTPUT_CATEGORIES]
+        if not categories:
+            single.help_text = "No case of this run's suite has a category: every case is rated as a pair."
         self.fields["baseline"].initial = next((pk for pk, r in roles.items() if r == "baseline"), None)
         self.fields["candidates"].initial = [pk for pk, r in roles.items() if r == "candidate"]
 
