@@ -310,7 +310,15 @@ def lead_freezes(page: Any, base: str, slug: str, run_id: int, journey: Journey)
 
 
 def admin_audits(page: Any, base: str, journey: Journey, expected: dict[str, int]) -> dict[str, int]:
-    """Filter the trail by each step's action through the page's own choices; count the rows shown."""
+    """Consent on Members, then the trail filtered by each step's action through the page's own choices."""
+    page.goto(f"{base}/")
+    with page.expect_navigation():
+        page.click("main a:has-text('Members')")
+    for rater in ("rita", "raj"):
+        row = page.locator("tbody tr", has=page.locator(f"td:text-is('{rater}')"))
+        assert "1 of 1 accepted" in row.inner_text(), row.inner_text()
+    assert "invited" not in page.locator("tbody tr", has=page.locator("td:text-is('rita')")).inner_text()
+    journey.snap(page, "admin", "members-consent")
     with page.expect_navigation():
         page.click("nav a:has-text('Audit')")
     journey.snap(page, "admin", "audit")
