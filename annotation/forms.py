@@ -14,8 +14,11 @@ from django import forms
 
 from annotation.blinding import BlindTask
 from annotation.models import RaterPool
-from annotation.rubric import PREFERENCE_LABELS
+from annotation.rubric import PREFERENCE_LABELS, rubric_normalise
+from annotation.services import DEFAULT_SINGLE_OUTPUT_CATEGORIES
 from evalhub.catalog.models import Adapter
+from evalhub.errors import DomainError
+from evalhub.suites.models import Case
 
 SKIP_REASONS = (
     ("expertise", "Outside my expertise"),
@@ -121,6 +124,31 @@ SAMPLING = (
 )
 
 
+# The rubric templates a study owner picks from (annotation.rubric holds the rubrics themselves).
+RUBRIC_CHOICES = (
+    ("summary_pairwise", "Summaries side by side (accuracy, completeness, conciseness); single-output cases alone"),
+    ("adversarial_single", "Adversarial cases only, each output alone: was the expected behaviour met?"),
+    ("custom", "Custom criteria with anchors (JSON below)"),
+)
+CUSTOM_RUBRIC_EXAMPLE = """{"criteria": [{"key": "clarity", "label": "Clarity", "min": 1, "max": 5,
+  "help": "Can a busy reader follow it?",
+  "anchors": {"1": "Confusing", "3": "Clear with effort", "5": "Clear at a glance"}}],
+ "preference": true, "hallucination": true, "rationale": "optional"}"""
+
+
+def _gold_lines(text: str) -> list[dict[str, str]]:
+    """`case-key answer` per line (answer: baseline, candidate, tie or both_bad) as the service's gold specs."""
+    specs: list[dict[str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise forms.ValidationError(f"Line {number}: write the case key and the answer, for example “c-12 candidate”.")
+        specs.append({"case": parts[0], "preference": parts[1]})
+    return specs
+
+
 class StudyCreateForm(forms.Form):
     """The study owner's form on a run: what `services.study_create_from_run` takes, in HTML terms."""
 
@@ -136,6 +164,29 @@ class StudyCreateForm(forms.Form):
     )
     sampling = forms.ChoiceField(choices=SAMPLING, initial="all")
     sample_size = forms.IntegerField(min_value=1, required=False, help_text="Cases, for a sample.")
+    rubric_template = forms.ChoiceField(choices=RUBRIC_CHOICES, initial="summary_pairwise", label="Rubric")
+    rubric_custom = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "placeholder": CUSTOM_RUBRIC_EXAMPLE}),
+        required=False,
+        label="Custom criteria",
+        help_text="For the custom rubric: criteria with a scale and an anchor text per point (JSON).",
+    )
+    single_categories = forms.MultipleChoiceField(
+        choices=(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Cases rated alone",
+        help_text="Cases of these categories are single-output tasks (one per adapter), rated on their expected behaviour.",
+    )
+    gold = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "c-12 candidate\nc-40 baseline"}),
+        required=False,
+        label="Gold tasks",
+        help_text="One per line: a case key and the known answer (baseline, candidate, tie or both_bad).",
+    )
+    gold_rate = forms.FloatField(
+        min_value=0, max_value=1, initial=0, required=False, label="Gold rate", help_text="Share of each rater's tasks that are gold (0 to 1)."
+    )
     overlap = forms.IntegerField(min_value=1, max_value=50, initial=2, help_text="Ratings per task (k).")
     lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=15)
     pool = forms.ModelChoiceField(
@@ -161,16 +212,51 @@ class StudyCreateForm(forms.Form):
         cast(forms.ModelChoiceField, self.fields["pool"]).queryset = RaterPool.objects.filter(
             project=run.project
         )
+        categories = sorted(
+            set(Case.objects.filter(version=run.suite_version_id).exclude(category="").values_list("category", flat=True))
+        )
+        single = cast(forms.MultipleChoiceField, self.fields["single_categories"])
+        single.choices = [(c, c) for c in categories]
+        single.initial = [c for c in categories if c in DEFAULT_SINGLE_OUTPUT_CATEGORIES]
+        if not categories:
+            single.help_text = "No case of this run's suite has a category: every case is rated as a pair."
         self.fields["baseline"].initial = next((pk for pk, r in roles.items() if r == "baseline"), None)
         self.fields["candidates"].initial = [pk for pk, r in roles.items() if r == "candidate"]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("baseline") is not None and data.get("baseline") in (data.get("candidates") or []):
-            self.add_error("candidates", "The baseline cannot also be a candidate: choose another adapter.")
         if data.get("sampling") != "all" and not data.get("sample_size"):
             self.add_error("sample_size", "Give the number of cases to sample.")
+        template = data.get("rubric_template")
+        if template == "custom":
+            self._custom_rubric(data)
+        if template == "adversarial_single" and not data.get("single_categories"):
+            self.add_error("single_categories", "Choose the categories of the adversarial cases to rate.")
+        try:
+            data["gold_tasks"] = _gold_lines(data.get("gold") or "")
+        except forms.ValidationError as exc:
+            self.add_error("gold", exc)
         return data
+
+    def _custom_rubric(self, data: dict[str, Any]) -> None:
+        try:
+            raw = json.loads(data.get("rubric_custom") or "")
+        except ValueError:
+            self.add_error("rubric_custom", "Write the criteria as JSON (see the example in the box).")
+            return
+        try:
+            # The rubric's one check (annotation.rubric), run here so its message lands on this field.
+            data["rubric"] = rubric_normalise(raw)
+        except DomainError as exc:
+            self.add_error("rubric_custom", str(exc))
+
+    def _rubric(self) -> dict[str, Any] | None:
+        template = self.cleaned_data["rubric_template"]
+        if template == "custom":
+            return cast(dict[str, Any], self.cleaned_data["rubric"])
+        if template == "adversarial_single":
+            return {"kind": "adversarial"}  # annotation.rubric fills in the adversarial template
+        return None
 
     def service_kwargs(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -185,6 +271,11 @@ class StudyCreateForm(forms.Form):
             "overlap": data["overlap"],
             "lease_seconds": data["lease_minutes"] * 60,
             "pool": data["pool"],
+            "rubric": self._rubric(),
+            "single_output_categories": list(data["single_categories"]),
+            "categories": list(data["single_categories"]) if data["rubric_template"] == "adversarial_single" else None,
+            "gold_tasks": data["gold_tasks"],
+            "gold_rate": data["gold_rate"] or 0.0,
             "instructions": data["instructions"],
             "terms": data["terms"],
             "allow_case_repeats": data["allow_case_repeats"],

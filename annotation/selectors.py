@@ -316,3 +316,19 @@ def skip_reasons(*, study: Study) -> list[tuple[str, int]]:
         .order_by("-n")
     )
     return [(reason, n) for reason, n in rows]
+
+
+@dataclass(frozen=True)
+class ConsentStatus:
+    """Where a member stands with the terms of the project's open studies they may rate."""
+
+    accepted: int
+    studies: int
+    pending: tuple[str, ...]  # names of the studies whose current terms they have not accepted
+
+
+def member_consent(*, project: Any, user: Any) -> ConsentStatus:
+    """The member's consent to the open studies of `project` they can get (rater_studies' rule)."""
+    studies = list(rater_studies(rater=user).filter(project=project).only("pk", "name", "terms"))
+    pending = tuple(s.name for s in studies if not rater_has_consented(study=s, rater=user))
+    return ConsentStatus(accepted=len(studies) - len(pending), studies=len(studies), pending=pending)

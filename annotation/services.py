@@ -115,6 +115,7 @@ def study_create_from_run(
     sample_size: int | None = None,
     stratify_by_tag: bool = False,
     single_output_categories: Iterable[str] = DEFAULT_SINGLE_OUTPUT_CATEGORIES,
+    categories: Iterable[str] | None = None,
     overlap: int = 2,
     lease_seconds: int = 900,
     gold_rate: float = 0.0,
@@ -132,7 +133,8 @@ def study_create_from_run(
 
     Pairs: each candidate against the baseline (`pairing="baseline"`) or every pair among baseline
     and candidates (`"all_pairs"`). Cases whose category is in `single_output_categories` become
-    single-output tasks, one per adapter, rated on the absolute rubric instead. `gold_tasks` are
+    single-output tasks, one per adapter, rated on the absolute rubric instead; `categories`, when
+    given, keeps only the cases of those categories in the rated sample. `gold_tasks` are
     `{"case": Case or case key, "preference": "baseline"|"candidate"|"tie"|"both_bad",
     "hallucination": {"baseline": bool, "candidate": bool}}` (either answer may be left out); they
     compare the baseline with the first candidate, are shown to every rater once, at `gold_rate`, and
@@ -169,6 +171,12 @@ def study_create_from_run(
     gold_specs = _gold_specs(gold_tasks, cases=all_cases, run=run, gold_rate=gold_rate)
     gold_case_ids = {case.pk for case, _ in gold_specs}
     rated = [c for c in all_cases if c.pk not in gold_case_ids]
+    if categories is not None:
+        wanted = set(categories)
+        rated = [c for c in rated if c.category in wanted]
+        if not rated:
+            message = f"No case of the run's suite has a category among {', '.join(sorted(wanted)) or 'none'}."
+            raise ValidationFailed(message, fields={"categories": [message]})
     sample = cases_sample(rated, size=sample_size, stratify_by_tag=stratify_by_tag, rng=rng)
     if pairing == "baseline":
         adapter_pairs = [(baseline, candidate) for candidate in candidates]
@@ -413,7 +421,11 @@ def _study_check(
         )
     if candidates is None:
         candidates = [in_run[pk] for pk, role in sorted(roles.items()) if role == AdapterRole.CANDIDATE]
-    candidates = [c for c in candidates if c.pk != baseline.pk]
+        candidates = [c for c in candidates if c.pk != baseline.pk]
+    elif baseline.pk in {c.pk for c in candidates}:
+        # Said, not silently dropped: the owner meant another adapter.
+        message = f"{baseline.label} is the baseline: it cannot also be a candidate."
+        raise ValidationFailed(message, fields={"candidates": [message]})
     for candidate in candidates:
         if candidate.pk not in in_run:
             raise ValidationFailed(

@@ -300,14 +300,26 @@ PIPELINE: list[tuple[str, Any]] = [
 ]
 
 
-def summary_lines(state: DemoState) -> list[str]:
+def served_base_url(addr: str) -> str:
+    """The address a browser should open for `runserver addr` ("8001", "0.0.0.0:8080", "[::]:8000")."""
+    host, _, port = addr.rpartition(":")
+    if not host and port.isdigit():
+        host = "127.0.0.1"
+    elif not _:
+        host, port = addr, "8000"
+    # An address that means "every interface" is not one a browser can open: use this machine's own.
+    host = {"0.0.0.0": "127.0.0.1", "0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)  # noqa: S104  (read, not bound)
+    return f"http://{host}:{port}"
+
+
+def summary_lines(state: DemoState, base_url: str = "http://127.0.0.1:8000") -> list[str]:
     lines = [
         "",
-        "Log in at http://127.0.0.1:8000/accounts/login/ with (password for all: " + state.password + "):",
+        f"Log in at {base_url}/accounts/login/ with (password for all: " + state.password + "):",
     ]
     lines += [f"  {username:<10} {description}" for username, _, description in USERS]
     if state.urls:
         lines.append("")
         lines.append("Pages to look at:")
-        lines += [f"  {title:<28} http://127.0.0.1:8000{url}" for title, url in state.urls]
+        lines += [f"  {title:<28} {base_url}{url}" for title, url in state.urls]
     return lines

@@ -7,7 +7,6 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -65,13 +64,9 @@ class TokenCreateForm(forms.Form):
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    username = forms.CharField(max_length=150, help_text="An existing user, or a new person's username.")
+    email = forms.EmailField(
+        required=False, help_text="For a new person: they get a link there to set their password."
+    )
     # Least privilege first: adding someone as a rater must not need a change of the default.
     role = forms.ChoiceField(choices=Role.choices, initial=Role.RATER)
-
-    def clean_username(self) -> Any:
-        username = self.cleaned_data["username"]
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise ValidationError("No active user with that username.")
-        return user

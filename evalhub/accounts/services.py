@@ -179,3 +179,62 @@ def check_token_create(*, user: Any, project: Project, name: str, lifetime_days:
             "You can only create tokens for your own projects.",
             fields={"project": ["Unknown project, or you are not a member."]},
         )
+
+
+def check_member_add(*, username: str, email: str) -> Any:
+    """The existing active user named `username`, or None when a new person will be created; refuse a new
+    person without an email address (the set-password link has nowhere to go) or with a bad username."""
+    user_model = get_user_model()
+    existing = user_model.objects.filter(username=username).first()
+    if existing is not None:
+        if not existing.is_active:
+            raise ValidationFailed(
+                f"{username} is deactivated: a site admin must reactivate them first.",
+                fields={"username": ["Deactivated user."]},
+            )
+        return existing
+    if not email:
+        message = f"No user named {username} yet: give an email address to send them a set-password link."
+        raise ValidationFailed(message, fields={"email": [message]})
+    try:
+        user_model.username_validator(username)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), fields={"username": exc.messages}) from exc
+    return None
+
+
+def member_add(
+    *, project: Project, username: str, email: str, role: str, set_password_url: Any, actor: Any = None
+) -> tuple[Membership, bool]:
+    """Give `username` the `role` in `project`, creating the person first when they do not exist.
+
+    A new person gets no usable password and an email (through Django's mail backend) with a link to set
+    one: `set_password_url(uidb64, token)` makes the absolute link from Django's password-reset token, which
+    works once and expires after PASSWORD_RESET_TIMEOUT. Returns the membership and whether the person is new.
+    """
+    from django.contrib.auth.tokens import default_token_generator
+    from django.core.mail import send_mail
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    existing = check_member_add(username=username, email=email)
+    with transaction.atomic():
+        user = existing
+        if user is None:
+            user = get_user_model().objects.create_user(username=username, email=email, password=None)
+            audit_record(actor=actor, action="user.invite", obj=user, project=project,
+                         after={"username": username, "email": email, "role": role})
+        membership = membership_set(project=project, user=user, role=role, actor=actor)
+    if existing is None:
+        link = set_password_url(urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user))
+        send_mail(
+            subject=f"You were added to {project.name} on evalhub",
+            message=(
+                f"Hello {username},\n\nYou were added to the project {project.name} as {Role(role).label.lower()}.\n"
+                f"Choose your password here (the link works once):\n\n{link}\n\n"
+                f"Then log in with the username {username}.\n"
+            ),
+            from_email=None,
+            recipient_list=[email],
+        )
+    return membership, existing is None

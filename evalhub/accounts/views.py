@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -19,6 +20,17 @@ from evalhub.accounts.models import Membership, Project
 from evalhub.accounts.selectors import user_is_rater_only
 from evalhub.permissions import admin_projects_for
 from evalhub.web import form_errors, message_errors
+
+
+class SetPasswordView(auth_views.PasswordResetConfirmView):
+    """The link a new member gets by email: Django's reset-token check, then a new password."""
+
+    template_name = "accounts/set_password.html"
+    success_url = reverse_lazy("password_reset_complete")
+
+
+class SetPasswordDoneView(auth_views.PasswordResetCompleteView):
+    template_name = "accounts/set_password_done.html"
 
 
 class LoginView(auth_views.LoginView):
@@ -94,14 +106,26 @@ def members(request: HttpRequest, project_slug: str) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
+            data = form.cleaned_data
+
+            def set_password_url(uidb64: str, token: str) -> str:
+                return request.build_absolute_uri(reverse("password_reset_confirm", args=[uidb64, token]))
+
             with form_errors(form):
-                services.membership_set(
+                _membership, invited = services.member_add(
                     project=project,
-                    user=form.cleaned_data["username"],
-                    role=form.cleaned_data["role"],
+                    username=data["username"],
+                    email=data["email"],
+                    role=data["role"],
+                    set_password_url=set_password_url,
                     actor=request.user,
                 )
-                messages.success(request, "Member saved.")
+                if invited:
+                    messages.success(
+                        request, f"{data['username']} created; a set-password link was emailed to {data['email']}."
+                    )
+                else:
+                    messages.success(request, "Member saved.")
                 return redirect("accounts-members", project_slug=project.slug)
         status = 400
     return render(

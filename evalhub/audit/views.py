@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from evalhub.audit.export import csv_lines, json_chunks
 from evalhub.audit.filters import AuditEventFilter
-from evalhub.audit.selectors import audit_can_view, audit_visible_events
+from evalhub.audit.selectors import audit_can_view, audit_changes, audit_visible_events
 from evalhub.audit.services import audit_record
 
 PAGE_SIZE = 100
@@ -26,14 +26,15 @@ def _filtered(request: HttpRequest) -> AuditEventFilter:
 
 @login_required
 def events(request: HttpRequest) -> HttpResponse:
-    filterset = _filtered(request)
+    filterset = _filtered(request).with_choices()
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [(event, audit_changes(before=event.before, after=event.after)) for event in page]
     query = request.GET.copy()
     query.pop("page", None)
     return render(
         request,
         "audit/events.html",
-        {"filter": filterset, "page": page, "query": query.urlencode()},
+        {"filter": filterset, "page": page, "rows": rows, "query": query.urlencode()},
     )
 
 

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from evalhub.accounts.models import Project
@@ -158,6 +159,11 @@ def case_detail(request: HttpRequest, project_slug: str, run_id: int, case_id: i
 def verdict_freeze(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
     project = _project(request, project_slug, roles=WRITE_ROLES)
     run = _run(project, run_id)
+    if request.POST.get("confirm") != "yes":
+        # One click must not freeze a verdict for good: the page asks first, and only its answer carries confirm.
+        messages.error(request, "Confirm to freeze the verdict: nothing was frozen.")
+        query = request.GET.urlencode()
+        return redirect(reverse("reports:report", args=[project.slug, run.pk]) + (f"?{query}" if query else ""))
     params = _params(request, run)
     policy = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
     verdict = services.verdict_freeze(run=run, policy=policy, actor=request.user, **params)

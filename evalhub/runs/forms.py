@@ -62,17 +62,6 @@ class RunStartForm(forms.Form):
         if len(suites) == 1:
             fields["suite_version"].initial = fields["suite_version"].queryset.first().pk
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        baseline = data.get("baseline")
-        if baseline is not None and baseline in (data.get("adapters") or []):
-            self.add_error(
-                "baseline",
-                f"{baseline.label} is both a candidate and the baseline: untick it among the candidates"
-                " or choose another baseline.",
-            )
-        return data
-
     def generation_config(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {

@@ -13,6 +13,7 @@ from evalhub.accounts.models import Project
 from evalhub.catalog.models import Adapter
 from evalhub.runs.models import (
     ChunkStatus,
+    MetricScore,
     Output,
     Run,
     RunAdapter,
@@ -187,3 +188,65 @@ def run_cases(*, run: Run, split: str | None = None) -> QuerySet[Case]:
     if split:
         cases = cases.filter(split=split)
     return cases.order_by("position", "pk")
+
+
+@dataclass(frozen=True)
+class ScoreCell:
+    """One adapter's score on one metric: the mean (or pass rate) over cases and its 95% interval."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    metric: str
+    higher_is_better: bool
+    is_rate: bool
+    cells: list[ScoreCell]  # in the order of run_adapters
+
+
+SCORE_RESAMPLES = 2000
+
+
+def run_scores(*, run: Run, adapters: list[RunAdapter]) -> list[ScoreRow]:
+    """Per metric, each adapter's mean over cases with a seeded bootstrap interval (metrics.stats.mean_ci),
+    and the checks' pass rate with its Wilson interval: the rows the report reads (sample 0, or none for
+    per-case scores such as perplexity). Paired differences against the baseline are the report's."""
+    from metrics.registry import CHECKS_METRIC, TEXT_METRICS, higher_is_better
+    from metrics.stats import mean_ci, wilson_interval
+
+    values: dict[str, dict[int, list[float]]] = {}
+    passes: dict[int, list[bool]] = {}
+    rows = (
+        MetricScore.objects.filter(run=run)
+        .filter(Q(sample=0) | Q(output__isnull=True))
+        .values_list("metric", "adapter_id", "value", "passed")
+    )
+    for metric, adapter_id, value, passed in rows.iterator(chunk_size=2000):
+        if metric == CHECKS_METRIC:
+            if passed is not None:
+                passes.setdefault(adapter_id, []).append(bool(passed))
+        elif value is not None:
+            values.setdefault(metric, {}).setdefault(adapter_id, []).append(float(value))
+    order = [m for m in TEXT_METRICS if m in values] + sorted(set(values) - set(TEXT_METRICS))
+    table: list[ScoreRow] = []
+    for metric in order:
+        cells = []
+        for ra in adapters:
+            result = mean_ci(values[metric].get(ra.adapter_id, []), resamples=SCORE_RESAMPLES, seed=0)
+            cells.append(ScoreCell(value=result.mean, low=result.ci_low, high=result.ci_high, n=result.n))
+        table.append(ScoreRow(metric=metric, higher_is_better=higher_is_better(metric), is_rate=False, cells=cells))
+    if passes:
+        cells = []
+        for ra in adapters:
+            outcomes = passes.get(ra.adapter_id, [])
+            if not outcomes:
+                cells.append(ScoreCell(value=None, low=None, high=None, n=0))
+                continue
+            low, high = wilson_interval(sum(outcomes), len(outcomes))
+            cells.append(ScoreCell(value=sum(outcomes) / len(outcomes), low=low, high=high, n=len(outcomes)))
+        table.append(ScoreRow(metric="checks passed", higher_is_better=True, is_rate=True, cells=cells))
+    return table

@@ -132,6 +132,13 @@ def run_create(
         raise ValidationFailed(
             "The base model belongs to another project.", fields={"base_model": ["Not in this project."]}
         )
+    if baseline is not None and baseline.pk in {a.pk for a in adapters}:
+        # Said, not silently deduplicated: the user meant two different adapters.
+        message = (
+            f"{baseline.label} is both a candidate and the baseline: drop it from the candidates"
+            " or choose another baseline."
+        )
+        raise ValidationFailed(message, fields={"baseline": [message]})
     chosen: dict[int, Adapter] = {}
     for adapter in [*adapters, *([baseline] if baseline else [])]:
         if adapter.project_id != project.pk:

@@ -67,6 +67,7 @@ def run_detail(request: HttpRequest, project_slug: str, run_id: int) -> HttpResp
     project = project_for_request(request, project_slug)
     run = _run(project, run_id)
     can_write = projects_for(user=request.user, roles=WRITE_ROLES).filter(pk=project.pk).exists()
+    run_adapters = selectors.run_adapters(run=run)
     return render(
         request,
         "runs/detail.html",
@@ -74,7 +75,8 @@ def run_detail(request: HttpRequest, project_slug: str, run_id: int) -> HttpResp
             "project": project,
             "run": run,
             "progress": selectors.run_progress(run=run),
-            "run_adapters": selectors.run_adapters(run=run),
+            "run_adapters": run_adapters,
+            "scores": selectors.run_scores(run=run, adapters=run_adapters),
             "scoring": selectors.run_scoring(run=run),
             "can_score": can_write and run.status == RunStatus.COMPLETED,
             "can_study": can_write,

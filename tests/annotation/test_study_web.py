@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from annotation import rubric
 from annotation.models import Study
 from tests.annotation.factories import rater_user, run_rows
 
@@ -28,6 +29,7 @@ def form_data(rows: Any, **changes: Any) -> dict[str, Any]:
         "candidates": [rows.adapters["candidate"].pk],
         "pairing": "baseline",
         "sampling": "all",
+        "rubric_template": "summary_pairwise",
         "overlap": 2,
         "lease_minutes": 15,
         "instructions": "Check every number against the transcript.",
@@ -111,3 +113,82 @@ def test_run_page_links_to_outputs_and_report(project, client_lead):
     page = client_lead.get(reverse("runs:detail", args=[project.slug, rows.run.pk])).content.decode()
     assert reverse("runs:outputs", args=[project.slug, rows.run.pk]) in page
     assert reverse("reports:report", args=[project.slug, rows.run.pk]) in page
+
+
+def test_custom_criteria_with_anchors_become_the_studys_rubric(project, client_lead):
+    rows = run_rows(project, n_cases=2)
+    custom = (
+        '{"criteria": [{"key": "clarity", "label": "Clarity", "min": 1, "max": 3,'
+        ' "anchors": {"1": "Muddled", "3": "Crisp"}}], "rationale": "required"}'
+    )
+    response = client_lead.post(new_study_url(rows), form_data(rows, rubric_template="custom", rubric_custom=custom))
+    assert response.status_code == 302
+    study = Study.objects.get()
+    assert [c["key"] for c in study.rubric["criteria"]] == ["clarity"]
+    assert study.rubric["criteria"][0]["anchors"] == {"1": "Muddled", "3": "Crisp"}
+    assert study.rubric["rationale"] == "required"
+
+
+@pytest.mark.parametrize(
+    ("custom", "message"),
+    [
+        ("not json", "as JSON"),
+        ('{"criteria": [{"key": "Bad Key"}]}', "lower_snake_case"),
+        ('{"criteria": [{"key": "clarity", "min": 1, "max": 3, "anchors": {"9": "x"}}]}', "anchors"),
+    ],
+)
+def test_bad_custom_criteria_are_refused_on_their_field(project, client_lead, custom, message):
+    rows = run_rows(project, n_cases=2)
+    response = client_lead.post(new_study_url(rows), form_data(rows, rubric_template="custom", rubric_custom=custom))
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].errors["rubric_custom"])
+    assert not Study.objects.exists()
+
+
+def test_gold_tasks_are_given_as_case_key_and_answer(project, client_lead):
+    rows = run_rows(project, n_cases=4)
+    gold = f"{rows.cases[0].key} candidate\n\n{rows.cases[1].key} tie\n"
+    response = client_lead.post(new_study_url(rows), form_data(rows, gold=gold, gold_rate="0.25"))
+    assert response.status_code == 302
+    study = Study.objects.get()
+    assert study.gold_rate == 0.25
+    assert study.tasks.filter(is_gold=True).count() == 2 and study.tasks.filter(is_gold=False).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("gold", "message"),
+    [("just-a-key", "Line 1: write the case key and the answer"), ("no-such-case candidate", "not in this run")],
+)
+def test_bad_gold_lines_are_refused(project, client_lead, gold, message):
+    rows = run_rows(project, n_cases=2)
+    response = client_lead.post(new_study_url(rows), form_data(rows, gold=gold, gold_rate="0.5"))
+    assert response.status_code == 200 and message in response.content.decode()
+    assert not Study.objects.exists()
+
+
+def test_cases_of_the_chosen_categories_are_rated_alone(project, client_lead):
+    rows = run_rows(project, n_cases=3, categories={0: "refusal"})
+    form = client_lead.get(new_study_url(rows)).context["form"]
+    assert form.fields["single_categories"].choices == [("refusal", "refusal")]
+    response = client_lead.post(new_study_url(rows), form_data(rows, single_categories=["refusal"]))
+    assert response.status_code == 302
+    tasks = Study.objects.get().tasks
+    assert tasks.filter(output_b=None).count() == 2 and tasks.exclude(output_b=None).count() == 2
+
+
+def test_adversarial_only_without_a_category_is_refused(project, client_lead):
+    rows = run_rows(project, n_cases=2, categories={0: "refusal"})
+    response = client_lead.post(new_study_url(rows), form_data(rows, rubric_template="adversarial_single"))
+    assert "Choose the categories" in " ".join(response.context["form"].errors["single_categories"])
+
+
+@pytest.mark.skipif(
+    not hasattr(rubric, "ADVERSARIAL_RUBRIC"), reason="the adversarial rubric template comes with branch ratingform"
+)
+def test_adversarial_template_rates_only_those_cases_alone_on_expected_behaviour(project, client_lead):
+    rows = run_rows(project, n_cases=3, categories={0: "refusal"})
+    data = form_data(rows, rubric_template="adversarial_single", single_categories=["refusal"])
+    assert client_lead.post(new_study_url(rows), data).status_code == 302
+    study = Study.objects.get()
+    assert study.rubric.get("kind") == "adversarial"
+    assert study.tasks.count() == 2 and not study.tasks.exclude(output_b=None).exists()

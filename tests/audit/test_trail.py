@@ -56,6 +56,12 @@ def logged_in(user) -> Client:
     return client
 
 
+def table_body(response) -> str:
+    """The events table's rows (the filter choices above it name every action)."""
+    html = response.content.decode()
+    return html[html.index("<tbody>") : html.index("</tbody>")]
+
+
 @pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
 def test_formula_cells_are_neutralised(cell):
     assert neutralise(cell) == "'" + cell
@@ -94,7 +100,7 @@ def test_non_admins_are_refused(lead, rater, events):
     ],
 )
 def test_filters(admin_user, events, query, present, absent):
-    html = logged_in(admin_user).get(f"/audit/?{query}").content.decode()
+    html = table_body(logged_in(admin_user).get(f"/audit/?{query}"))
     if present:
         assert present in html
     assert absent not in html
@@ -151,3 +157,45 @@ def test_api_event_of_another_project_is_404(other_project, project_admin):
     client = APIClient()
     client.force_login(project_admin)
     assert client.get(f"/api/v1/audit-events/{event.pk}/").status_code == 404
+
+
+def test_filters_offer_what_the_trail_holds_and_dates_are_pickers(admin_user, events):
+    page = logged_in(admin_user).get("/audit/")
+    form = page.context["filter"].form
+    assert ("adapter.set_status", "adapter.set_status") in form.fields["action"].widget.choices
+    families = dict(c for c in form.fields["action"].widget.choices if isinstance(c[1], list))
+    assert {"adapter", "suite", "verdict"} <= {value for value, _ in families["Families (every action of)"]}
+    assert ("lead", "lead") in form.fields["actor"].widget.choices
+    assert ("other-team", "other-team") in form.fields["project"].widget.choices
+    html = page.content.decode()
+    assert '<select name="action"' in html and 'type="date" name="date_from"' in html
+
+
+def test_a_last_part_of_an_action_finds_it(admin_user, project, rater):
+    audit_record(actor=rater, action="study.consent", object_type="annotation.study", object_id="s1",
+                 project=project, after={"terms_sha256": "ab"})
+    assert "study.consent" in table_body(logged_in(admin_user).get("/audit/?action=consent"))
+
+
+def test_before_and_after_read_as_changes_not_dicts(admin_user, events):
+    html = table_body(logged_in(admin_user).get("/audit/?action=adapter"))
+    assert "<del>draft</del> → <ins>approved</ins>" in html
+    assert "{&#x27;status&#x27;" not in html and "{'status'" not in html
+
+
+def test_audit_changes_lists_added_removed_and_changed_keys():
+    from evalhub.audit.selectors import audit_changes
+
+    lines = audit_changes(before={"role": "rater", "pool": "a"}, after={"role": "lead", "since": [1, 2]})
+    assert lines == [
+        {"key": "role", "kind": "changed", "before": "rater", "after": "lead"},
+        {"key": "pool", "kind": "removed", "before": "a", "after": ""},
+        {"key": "since", "kind": "added", "before": "", "after": "[1, 2]"},
+    ]
+    assert audit_changes(before=None, after=None) == []
+
+
+def test_nav_links_the_audit_page_for_whoever_may_read_it(project_admin, lead, admin_user):
+    for user, shown in ((project_admin, True), (admin_user, True), (lead, False)):
+        html = logged_in(user).get("/").content.decode()
+        assert ('href="/audit/"' in html) is shown, user

@@ -201,7 +201,10 @@ def test_pages_plots_and_exports_render_for_staff_only(
     assert policies.status_code == 200
     # The editor explains every gate metric, the absolute ones included.
     assert "both_bad_share" in policies.content.decode() and "never a pass" in policies.content.decode()
-    freeze = web.post(f"{base}freeze")
+    unconfirmed = web.post(f"{base}freeze")
+    assert unconfirmed.status_code == 302 and unconfirmed["Location"].endswith("/report/")
+    assert not Verdict.objects.exists()
+    freeze = web.post(f"{base}freeze", {"confirm": "yes"})
     assert freeze.status_code == 302
     assert web.get(freeze["Location"] + "?reopen=1").status_code == 200
     web.force_login(rater)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from evalhub.runs.forms import RunStartForm
+from evalhub.runs.models import Run
 from tests.factories import AdapterFactory, BaseModelFactory, SuiteFactory, SuiteVersionFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +26,7 @@ def test_two_base_models_leave_the_choice_open(project):
     assert RunStartForm(project=project)["base_model"].initial is None
 
 
-def test_the_baseline_among_the_candidates_is_a_clear_error(project):
+def test_the_baseline_among_the_candidates_is_a_clear_error(project, engineer, client):
     base = BaseModelFactory(project=project)
     version = SuiteVersionFactory(suite=SuiteFactory(project=project))
     one = AdapterFactory(project=project, base_model=base)
@@ -41,6 +43,8 @@ def test_the_baseline_among_the_candidates_is_a_clear_error(project):
         "samples_per_case": 1,
         "truncation": "left",
     }
-    form = RunStartForm(data, project=project)
-    assert not form.is_valid()
-    assert "both a candidate and the baseline" in form.errors["baseline"][0]
+    client.force_login(engineer)
+    response = client.post(reverse("runs:new", args=[project.slug]), data)
+    assert response.status_code == 200
+    assert "both a candidate and the baseline" in response.context["form"].errors["baseline"][0]
+    assert not Run.objects.exists()

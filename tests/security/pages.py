@@ -57,6 +57,10 @@ PAGES: dict[str, Page] = {
     "accounts/tokens/<int:token_id>/revoke/": Page(
         "lead", lambda w, s: {"token_id": w.get("token", s).pk}, method="POST", status=302
     ),
+    "accounts/set-password/<uidb64>/<token>/": Page(
+        "anonymous", lambda w, s: {"uidb64": "MQ", "token": "set-password"}, fixed=("uidb64", "token")
+    ),
+    "accounts/set-password/done/": Page("anonymous"),
     "accounts/projects/<slug:project_slug>/members/": Page("admin", _project),
     "accounts/projects/<slug:project_slug>/members/<int:membership_id>/remove/": Page(
         "admin",

@@ -28,7 +28,12 @@ ESCAPED_SCRIPT = "&lt;script&gt;window.__xss=1&lt;/script&gt;"
 RAW = [re.compile(r"<script>\s*window\.__xss", re.I), re.compile(r"<img src=x onerror", re.I)]
 # Pages that show no project data (the login form; the rater's home lists only study names, kept here
 # in case a rater has none).
-SHOWS_NO_TEXT = {"accounts/login/", "healthz", "readyz", "metrics"}
+# The set-password pages are probed with an unusable link: they show no user text (a valid one shows the
+# username, auto-escaped like every page).
+SHOWS_NO_TEXT = {
+    "accounts/login/", "healthz", "readyz", "metrics", "accounts/set-password/<uidb64>/<token>/",
+    "accounts/set-password/done/",
+}
 KINDS = (
     "adapter",
     "suite",

@@ -28,7 +28,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-serve", action="store_true", help="Stop after the pipeline instead of serving."
         )
-        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument(
+            "--addr", default="127.0.0.1:8000", help="Where to serve (runserver's addrport); the printed links follow it."
+        )
         parser.add_argument(
             "--cases",
             type=int,
@@ -66,11 +68,12 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(f"  skipped: {exc}"))
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS("evalhub demo is ready."))
-        for line in demo.summary_lines(state):
+        base_url = demo.served_base_url(options["addr"])  # the links name the address really served
+        for line in demo.summary_lines(state, base_url):
             self.stdout.write(line)
         if options["no_serve"]:
             return
-        self.stdout.write(f"\nServing http://{options['addr']}  (Ctrl+C to stop)\n")
+        self.stdout.write(f"\nServing {base_url}  (Ctrl+C to stop)\n")
         try:
             call_command("runserver", options["addr"], use_reloader=False)
         except KeyboardInterrupt as exc:  # pragma: no cover - interactive
