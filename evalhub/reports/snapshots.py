@@ -95,6 +95,8 @@ def snapshot_build(
         "resamples": inp.resamples,
         "style_resamples": inp.style_resamples,
         "seed": inp.seed,
+        # Not in PARAMS (required): snapshots frozen before it lack it and reopen with fixed counts.
+        "mc_target": inp.mc_target,
     }
     snapshot = {
         "schema": SCHEMA_VERSION,
@@ -183,6 +185,7 @@ def snapshot_read(snapshot: Mapping[str, Any]) -> StoredSnapshot:
         resamples=params["resamples"],
         style_resamples=params["style_resamples"],
         seed=params["seed"],
+        mc_target=params.get("mc_target"),
     )
     return StoredSnapshot(
         version=int(snapshot.get("schema", 1)),

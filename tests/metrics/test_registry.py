@@ -216,7 +216,7 @@ def test_the_names_a_run_scores_are_registered_metrics_and_cover_every_rouge_var
     from metrics import registry, text
 
     assert set(registry.ROUGE_METRICS) == set(text.ROUGE_TYPES)
-    assert registry.ROUGE_UNICODE_METRICS == tuple(f"{t}_unicode" for t in text.ROUGE_TYPES)
+    assert tuple(f"{t}_unicode" for t in text.ROUGE_TYPES) == registry.ROUGE_UNICODE_METRICS
     assert all(registry.get_metric(name).name == name for name in registry.TEXT_METRICS)
     assert registry.PERPLEXITY_METRIC not in registry.TEXT_METRICS
     assert not registry.higher_is_better("length_ratio") and registry.higher_is_better("rougeL")
@@ -231,7 +231,9 @@ def test_reading_a_metric_name_loads_no_metric_library():
         "print(sorted(m for m in ('rouge_score', 'nltk', 'sacrebleu', 'sentence_transformers', 'metrics.text')"
         " if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DOCS.parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DOCS.parents[1]
+    )
     assert out.stdout.strip() == "[]", out.stderr
 
 
@@ -244,7 +246,10 @@ def test_plain_rouge_names_are_rouge_score_and_unicode_names_are_the_unicode_tok
         [uni] = get_metric(f"{name}_unicode").compute([item])
         theirs = rouge_scorer.RougeScorer([name]).score(item[1], item[0])[name]
         assert plain["value"] == theirs.fmeasure
-        assert uni["value"] == text.rouge(item[0], item[1], rouge_types=(name,), tokenizer="unicode")[name].fmeasure
+        assert (
+            uni["value"]
+            == text.rouge(item[0], item[1], rouge_types=(name,), tokenizer="unicode")[name].fmeasure
+        )
         assert uni["value"] != plain["value"]
     # The name fixes the tokenizer: it is not an option that could make "rougeL" mean something else.
     with pytest.raises(ValueError, match="tokenizer"):

@@ -26,10 +26,14 @@ def test_version_1_rouge_rows_move_to_unicode_names_and_back(project):
     base = fx.BaseModelFactory(project=project)
     run = fx.RunFactory(project=project, suite_version=version, base_model=base)
     output = fx.OutputFactory(
-        run=run, adapter=fx.AdapterFactory(project=project, base_model=base), case=fx.CaseFactory(version=version)
+        run=run,
+        adapter=fx.AdapterFactory(project=project, base_model=base),
+        case=fx.CaseFactory(version=version),
     )
     # A row as the version-1 code stored it, and one the current code stores.
-    old = fx.MetricScoreFactory(output=output, metric="rouge1", metric_version="1", config_hash=V1_HASH, value=0.5)
+    old = fx.MetricScoreFactory(
+        output=output, metric="rouge1", metric_version="1", config_hash=V1_HASH, value=0.5
+    )
     current = fx.MetricScoreFactory(
         run=old.run, adapter=old.adapter, case=old.case, output=old.output, metric="rouge1",
         metric_version="2", config_hash=get_metric("rouge1").config_hash(), value=0.25,
