@@ -267,18 +267,24 @@ def main(argv: list[str] | None = None) -> int:
                 f"populated {args.cases} cases x 3 adapters, {n_ratings} ratings in "
                 f"{time.perf_counter() - started:.1f} s"
             )
-        report_times, plain_times = [], []
+        report_times, plain_times, report_cpu = [], [], []
         for _ in range(args.repeat):
             t = time.perf_counter()
             plain_aggregate(run)
             plain_times.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             report = report_build(run=run, candidate=adapters[1], baseline=adapters[0])
             report_times.append(time.perf_counter() - t)
+            # This process's CPU time: less disturbed than wall time when the box is shared.
+            report_cpu.append(time.process_time() - cpu)
         print(
             f"report_build: median {statistics.median(report_times):.2f} s (runs: "
             f"{', '.join(f'{x:.2f}' for x in report_times)}); plain aggregate: median "
             f"{statistics.median(plain_times):.3f} s; ratio {statistics.median(report_times) / statistics.median(plain_times):.1f}x"
+        )
+        print(
+            f"report_build CPU time of this process: median {statistics.median(report_cpu):.2f} s "
+            f"(runs: {', '.join(f'{x:.2f}' for x in report_cpu)})"
         )
         print(
             f"report: {report.counts.pair_ratings} candidate-vs-baseline ratings, win rate (ties half) "

@@ -214,7 +214,8 @@ def _adaptive_percentile_mean(
     alpha = (1 - confidence) / 2
     theta = draw(0, resamples)
     while True:
-        low, high = (float(v) for v in sps.quantile(theta, np.array([alpha, 1 - alpha])))
+        # numpy's "linear" quantile is scipy.stats.quantile's default, at a tenth of its overhead.
+        low, high = (float(v) for v in np.quantile(theta, [alpha, 1 - alpha]))
         se_low, se_high = percentile_mc_se(theta, confidence)
         worst = max(se_low or 0.0, se_high or 0.0)
         allowed = mc_target * (high - low)
