@@ -26,6 +26,8 @@ MC_TARGET = 0.01
 _MIN_TAIL_REPLICATES = 10
 #: Values with at most n / this many distinct values are resampled as multinomial counts per value.
 _FEW_DISTINCT = 8
+#: A multinomial resample costs one binomial draw per distinct value, each about this many index draws.
+_BINOMIAL_COST = 8
 Alternative = Literal["two-sided", "less", "greater"]
 BootstrapMethod = Literal["percentile", "BCa", "basic"]
 
@@ -199,7 +201,7 @@ def _adaptive_percentile_mean(
     n = values.size
     levels, counts = np.unique(values, return_counts=True)
     few = levels.size * _FEW_DISTINCT <= n
-    cost = levels.size if few else n
+    cost = levels.size * _BINOMIAL_COST if few else n
     cap = max(resamples, (max_draws // cost) if max_draws else resamples * 16)
     rng = np.random.default_rng(seed)
     stream = None if few else _stream(n, seed)

@@ -88,6 +88,11 @@ MIN_SLICE_CASES = 5
 # distinct values cost one draw per value, so case means of ratings reach it cheaply); every result
 # reports the count it used and its endpoints' errors.
 BOOT_DRAWS = 1_000_000
+# The Monte-Carlo caps, in index draws (a multinomial resample of k distinct values counts 8k): the
+# report's main intervals get MC_DRAWS, each of the many slice intervals a quarter of BOOT_DRAWS, so
+# slices over thousands of cases report their error rather than spend the 3 s budget.
+MC_DRAWS = 2_000_000
+MC_SLICE_DRAWS = BOOT_DRAWS // 4
 BOOT_FLOOR = 200
 RANK_DRAWS = 100_000
 RANK_FLOOR = 50
@@ -360,9 +365,9 @@ class ReportInput:
     """Monte-Carlo error bound of the bootstraps (see BOOT_DRAWS); None: fixed counts, as reports
     frozen before it existed were computed (their snapshots lack it, so they reopen identical)."""
 
-    def boot(self) -> dict[str, Any]:
-        """The Monte-Carlo keywords of a bootstrap of means."""
-        return {"mc_target": self.mc_target, "max_draws": BOOT_DRAWS}
+    def boot(self, *, slice_: bool = False) -> dict[str, Any]:
+        """The Monte-Carlo keywords of a bootstrap of means (of a slice: a smaller cap)."""
+        return {"mc_target": self.mc_target, "max_draws": MC_SLICE_DRAWS if slice_ else MC_DRAWS}
 
     @property
     def mc_error(self) -> bool:
@@ -540,7 +545,7 @@ def _criterion(f: _Frame, criterion: str) -> CriterionSummary:
                 c_case[members],
                 resamples=boot_resamples(int(members.sum()), inp.resamples // 2),
                 seed=inp.seed,
-                **inp.boot(),
+                **inp.boot(slice_=True),
             ),
         )
         for name, members in sorted(f.slice_in_order.items())
@@ -691,7 +696,7 @@ def _metric(f: _Frame, table: _MetricTable, metric: str) -> MetricSummary:
                 [cvals[c] for c in members],
                 resamples=boot_resamples(len(members), inp.resamples // 2),
                 seed=inp.seed,
-                **inp.boot(),
+                **inp.boot(slice_=True),
             ),
         )
         for name, members in sorted(slice_members.items())

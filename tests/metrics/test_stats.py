@@ -285,8 +285,11 @@ def test_adaptive_bootstrap_bounds_each_endpoints_monte_carlo_error(name: str) -
         spread = float(np.std(ends, ddof=1))
         # 40 seeds estimate a standard deviation to about +-11%: allow 25% over the target.
         assert spread < 0.0125 * width, (name, spread / width)
+        # Each run meets the bound by its own estimate, or spent its whole budget and says so.
+        levels = np.unique(values).size
+        cap = 10**6 // (levels * 8) if levels * 8 <= values.size else 10**6 // values.size
         assert all(
-            se is not None and se <= 0.01 * (r.ci_high - r.ci_low)
+            se is not None and (se <= 0.01 * (r.ci_high - r.ci_low) or r.resamples >= cap)
             for se, r in zip(reported, runs, strict=True)
         )
         if spread > 0.001 * width:  # a lattice endpoint may not move at all
