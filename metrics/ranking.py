@@ -356,18 +356,18 @@ def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np
     return np.percentile(samples, tail, axis=0), np.percentile(samples, 100 - tail, axis=0)
 
 
-def _mc_errors(samples: np.ndarray, confidence: float, wanted: bool) -> list[dict[str, float | None]]:
-    """Per column, the endpoints' Monte-Carlo errors as ``mc_se_low``/``mc_se_high`` keywords
-    (empty when not ``wanted``): these fits are too costly to resample until the error is small,
-    so the report shows it beside the interval."""
-    columns = samples.reshape(len(samples), -1).shape[1] if samples.size else 0
+McErrors = tuple[float | None, float | None]
+_NO_MC: McErrors = (None, None)
+
+
+def _mc_errors(samples: np.ndarray, confidence: float, wanted: bool) -> list[McErrors]:
+    """Per column, the endpoints' Monte-Carlo standard errors (None, None when not ``wanted``):
+    these fits are too costly to resample until the error is small, so the report shows it beside
+    the interval."""
+    table = samples.reshape(len(samples), -1)
     if not wanted:
-        return [{} for _ in range(columns)]
-    out = []
-    for k in range(columns):
-        low, high = percentile_mc_se(samples.reshape(len(samples), -1)[:, k], confidence)
-        out.append({"mc_se_low": low, "mc_se_high": high})
-    return out
+        return [_NO_MC] * table.shape[1]
+    return [percentile_mc_se(table[:, k], confidence) for k in range(table.shape[1])]
 
 
 @dataclass(frozen=True)
@@ -437,7 +437,7 @@ def _rating_table(
         return np.asarray(scale * shifted + initial)
 
     point = to_scale(fit.params[:p]) if fit.params is not None else None
-    mc: list[dict[str, float | None]] = [{} for _ in data.models]
+    mc: list[McErrors] = [_NO_MC] * p
     if len(fit.boot):
         low, high = _percentiles(to_scale(fit.boot[:, :p]), confidence)
         if point is not None:
@@ -450,7 +450,8 @@ def _rating_table(
             ci_high=float(high[i]) if point is not None and len(fit.boot) else None,
             n_battles=int(n_battles[i]),
             score=float(score[i]),
-            **mc[i],
+            mc_se_low=mc[i][0],
+            mc_se_high=mc[i][1],
         )
         for i, model in enumerate(data.models)
     ]
@@ -544,7 +545,7 @@ def _style_table(
     confidence: float,
     mc_error: bool = False,
 ) -> tuple[StyleCoefficient, ...]:
-    mc: list[dict[str, float | None]] = [{} for _ in features]
+    mc: list[McErrors] = [_NO_MC] * len(features)
     if len(fit.boot):
         low, high = _percentiles(fit.boot[:, p:], confidence)
         mc = _mc_errors(fit.boot[:, p:], confidence, mc_error)
@@ -564,7 +565,8 @@ def _style_table(
                     float(low[k]) if len(fit.boot) else None,
                     float(high[k]) if len(fit.boot) else None,
                     stds[k],
-                    **mc[k],
+                    mc_se_low=mc[k][0],
+                    mc_se_high=mc[k][1],
                 )
             )
     return tuple(table)
@@ -702,7 +704,7 @@ def controlled_win_rate(
     plain = _fit(data, np.zeros((data.a.size, 0)), np.ones(data.a.size), alpha=alpha, reg=reg)
     boot = expit(alpha * (fit.boot[:, i] - fit.boot[:, j]))
     low, high = _percentiles(boot, confidence) if boot.size else (None, None)
-    mc = _mc_errors(boot, confidence, mc_error)[0] if boot.size else {}
+    mc = _mc_errors(boot, confidence, mc_error)[0] if boot.size else _NO_MC
     return ControlledWinRate(
         uncontrolled_win_rate=float(expit(alpha * (plain[i] - plain[j]))),
         controlled_win_rate=float(expit(alpha * (fit.params[i] - fit.params[j]))),
@@ -710,6 +712,7 @@ def controlled_win_rate(
         ci_high=float(high) if high is not None else None,
         style=style,
         resamples_used=len(fit.boot),
-        **mc,
+        mc_se_low=mc[0],
+        mc_se_high=mc[1],
         **common,
     )
