@@ -342,3 +342,21 @@ def test_percentile_mc_se_matches_the_spread_of_a_quantile_over_repeated_draws()
         spread = np.std(np.percentile(draws, 2.5, axis=1), ddof=1)
         estimates = [percentile_mc_se(d, 0.95)[0] for d in draws[:50]]
         assert 0.6 < float(np.mean(estimates)) / spread < 1.6, size
+
+
+def test_adaptive_intervals_do_not_depend_on_which_bootstrap_drew_the_shared_indices_first() -> None:
+    from metrics.stats import reuse_resamples
+
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=81), rng.lognormal(size=81)  # odd n: draw blocks of odd sizes
+
+    def both() -> list:
+        return [mean_ci(v, resamples=300, seed=1, mc_target=0.01, max_draws=10**6) for v in (x, y)]
+
+    alone = both()
+    with reuse_resamples():
+        forwards = both()
+    with reuse_resamples():
+        reverse = [mean_ci(v, resamples=300, seed=1, mc_target=0.01, max_draws=10**6) for v in (y, x)][::-1]
+    assert alone == forwards == reverse
+    assert alone[0].resamples != alone[1].resamples  # they grew to different counts from one stream
