@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--db", default="evalhub_reportbench")
     p.add_argument("--keep-db", action="store_true")
+    p.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="time the report on a database kept by an earlier --keep-db run (no populate; kept after)",
+    )
     return p.parse_args(argv)
 
 
@@ -206,9 +211,37 @@ def plain_aggregate(run: Any) -> Any:
     return prefs, means
 
 
+def mc_summary(document: Any) -> str:
+    """How the report's bootstrap intervals stand against the Monte-Carlo bound (schema mc_se_*)."""
+    found: list[tuple[float, float, float]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "mc_se_low" in node and node.get("ci_low") is not None and node.get("ci_high") is not None:
+                found.append(
+                    (node["ci_high"] - node["ci_low"], node["mc_se_low"] or 0.0, node["mc_se_high"] or 0.0)
+                )
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    if not found:
+        return "no interval reports a Monte-Carlo error"
+    ratios = sorted(max(lo, hi) / width for width, lo, hi in found if width > 0)
+    within = sum(r <= 0.01 for r in ratios)
+    return (
+        f"{len(found)} intervals report a Monte-Carlo error; {within} of {len(ratios)} with a width are "
+        f"within 1% of it, worst {ratios[-1]:.1%}, median {ratios[len(ratios) // 2]:.2%}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    recreate_database(args.pg, args.db)
+    if not args.reuse_db:
+        recreate_database(args.pg, args.db)
     os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalhub.settings")
     import django
@@ -221,22 +254,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
-        run, adapters, n_ratings = populate(args)
-        print(
-            f"populated {args.cases} cases x 3 adapters, {n_ratings} ratings in {time.perf_counter() - started:.1f} s"
-        )
-        report_times, plain_times = [], []
+        if args.reuse_db:
+            from evalhub.catalog.models import Adapter
+            from evalhub.runs.models import Run
+
+            run = Run.objects.get(name="bench")
+            adapters = [Adapter.objects.get(name=name) for name in ("baseline", "candidate", "challenger")]
+            n_ratings = 0
+        else:
+            run, adapters, n_ratings = populate(args)
+            print(
+                f"populated {args.cases} cases x 3 adapters, {n_ratings} ratings in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+        report_times, plain_times, report_cpu = [], [], []
         for _ in range(args.repeat):
             t = time.perf_counter()
             plain_aggregate(run)
             plain_times.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             report = report_build(run=run, candidate=adapters[1], baseline=adapters[0])
             report_times.append(time.perf_counter() - t)
+            # This process's CPU time: less disturbed than wall time when the box is shared.
+            report_cpu.append(time.process_time() - cpu)
         print(
             f"report_build: median {statistics.median(report_times):.2f} s (runs: "
             f"{', '.join(f'{x:.2f}' for x in report_times)}); plain aggregate: median "
             f"{statistics.median(plain_times):.3f} s; ratio {statistics.median(report_times) / statistics.median(plain_times):.1f}x"
+        )
+        print(
+            f"report_build CPU time of this process: median {statistics.median(report_cpu):.2f} s "
+            f"(runs: {', '.join(f'{x:.2f}' for x in report_cpu)})"
         )
         print(
             f"report: {report.counts.pair_ratings} candidate-vs-baseline ratings, win rate (ties half) "
@@ -244,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(report.win_rate_by_slice)} slices, leaderboard "
             f"{'yes' if report.leaderboard.bradley_terry is not None else 'no'}"
         )
+        print(mc_summary(report.to_dict()))
     finally:
-        if not args.keep_db:
+        if not args.keep_db and not args.reuse_db:
             from django.db import connections
 
             connections.close_all()

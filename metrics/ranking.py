@@ -22,7 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
-from metrics.stats import StatResult
+from metrics.stats import StatResult, mc_field, percentile_mc_se
 
 Battle = tuple[str, str, str]
 """``(model_a, model_b, winner)`` with winner one of ``"a"``, ``"b"``, ``"tie"``, ``"both_bad"``."""
@@ -155,6 +155,9 @@ class ModelRating(StatResult):
     n_battles: int
     score: float
     """Wins plus half the ties."""
+    mc_se_low: float | None = mc_field()
+    """Monte-Carlo standard errors of the interval's endpoints (``mc_error=True``)."""
+    mc_se_high: float | None = mc_field()
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,8 @@ class StyleCoefficient(StatResult):
     ci_high: float | None
     std: float | None
     reason: str | None = None
+    mc_se_low: float | None = mc_field()
+    mc_se_high: float | None = mc_field()
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,9 @@ class ControlledWinRate(StatResult):
     resamples_used: int
     seed: int
     reason: str | None = None
+    mc_se_low: float | None = mc_field()
+    """Monte-Carlo standard errors of the interval's endpoints (``mc_error=True``)."""
+    mc_se_high: float | None = mc_field()
 
 
 @dataclass(frozen=True)
@@ -348,6 +356,20 @@ def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np
     return np.percentile(samples, tail, axis=0), np.percentile(samples, 100 - tail, axis=0)
 
 
+McErrors = tuple[float | None, float | None]
+_NO_MC: McErrors = (None, None)
+
+
+def _mc_errors(samples: np.ndarray, confidence: float, wanted: bool) -> list[McErrors]:
+    """Per column, the endpoints' Monte-Carlo standard errors (None, None when not ``wanted``):
+    these fits are too costly to resample until the error is small, so the report shows it beside
+    the interval."""
+    table = samples.reshape(len(samples), -1)
+    if not wanted:
+        return [_NO_MC] * table.shape[1]
+    return [percentile_mc_se(table[:, k], confidence) for k in range(table.shape[1])]
+
+
 @dataclass(frozen=True)
 class _Fit:
     params: np.ndarray | None
@@ -400,6 +422,7 @@ def _rating_table(
     initial: float,
     anchor: str | None,
     confidence: float,
+    mc_error: bool = False,
 ) -> tuple[ModelRating, ...]:
     p = len(data.models)
     n_battles = np.bincount(data.a, minlength=p) + np.bincount(data.b, minlength=p)
@@ -414,8 +437,11 @@ def _rating_table(
         return np.asarray(scale * shifted + initial)
 
     point = to_scale(fit.params[:p]) if fit.params is not None else None
+    mc: list[McErrors] = [_NO_MC] * p
     if len(fit.boot):
         low, high = _percentiles(to_scale(fit.boot[:, :p]), confidence)
+        if point is not None:
+            mc = _mc_errors(to_scale(fit.boot[:, :p]), confidence, mc_error)
     table = [
         ModelRating(
             model=model,
@@ -424,6 +450,8 @@ def _rating_table(
             ci_high=float(high[i]) if point is not None and len(fit.boot) else None,
             n_battles=int(n_battles[i]),
             score=float(score[i]),
+            mc_se_low=mc[i][0],
+            mc_se_high=mc[i][1],
         )
         for i, model in enumerate(data.models)
     ]
@@ -441,13 +469,15 @@ def bradley_terry(
     initial: float = 1000.0,
     anchor: str | None = None,
     reg: float = 0.0,
+    mc_error: bool = False,
 ) -> BradleyTerryResult:
     """Bradley-Terry ratings on the Arena scale (scale 400, base 10, mean 1000) with seeded
     bootstrap percentile intervals (battles resampled with replacement).
 
     A tie and a "both bad" verdict each count as half a win for both sides, as in Arena.
     With ``reg=0`` (Arena's plain BT) the ratings are None with a reason when the MLE does not
-    exist; bootstrap resamples where it does not exist are skipped and counted.
+    exist; bootstrap resamples where it does not exist are skipped and counted. ``mc_error``
+    adds each endpoint's Monte-Carlo standard error (``metrics.stats.percentile_mc_se``).
     """
     data = _parse(battles)
     no_features = np.zeros((data.a.size, 0))
@@ -468,7 +498,9 @@ def bradley_terry(
         data, no_features, alpha=math.log(base), reg=reg, resamples=resamples, seed=seed
     )
     return BradleyTerryResult(
-        ratings=_rating_table(data, fit, scale=scale, initial=initial, anchor=anchor, confidence=confidence),
+        ratings=_rating_table(
+            data, fit, scale=scale, initial=initial, anchor=anchor, confidence=confidence, mc_error=mc_error
+        ),
         resamples_used=len(fit.boot),
         reason=fit.reason,
         **common,
@@ -506,10 +538,17 @@ def _style_matrix(
 
 
 def _style_table(
-    features: Sequence[str], stds: list[float | None], fit: _Fit, p: int, confidence: float
+    features: Sequence[str],
+    stds: list[float | None],
+    fit: _Fit,
+    p: int,
+    confidence: float,
+    mc_error: bool = False,
 ) -> tuple[StyleCoefficient, ...]:
+    mc: list[McErrors] = [_NO_MC] * len(features)
     if len(fit.boot):
         low, high = _percentiles(fit.boot[:, p:], confidence)
+        mc = _mc_errors(fit.boot[:, p:], confidence, mc_error)
     table = []
     for k, name in enumerate(features):
         if stds[k] is None:
@@ -526,6 +565,8 @@ def _style_table(
                     float(low[k]) if len(fit.boot) else None,
                     float(high[k]) if len(fit.boot) else None,
                     stds[k],
+                    mc_se_low=mc[k][0],
+                    mc_se_high=mc[k][1],
                 )
             )
     return tuple(table)
@@ -551,6 +592,7 @@ def style_controlled_bradley_terry(
     initial: float = 1000.0,
     anchor: str | None = None,
     reg: float = 0.5,
+    mc_error: bool = False,
 ) -> StyleControlledResult:
     """Bradley-Terry with style covariates (Arena's "style control"): the log-odds that a
     beats b is ``ln(base) * (R_a - R_b) / scale + sum_k gamma_k * x_k`` where ``x_k`` is the
@@ -583,12 +625,14 @@ def style_controlled_bradley_terry(
     fit = _fit_with_bootstrap(data, x, alpha=math.log(base), reg=reg, resamples=resamples, seed=seed)
     p = len(data.models)
     ratings = BradleyTerryResult(
-        ratings=_rating_table(data, fit, scale=scale, initial=initial, anchor=anchor, confidence=confidence),
+        ratings=_rating_table(
+            data, fit, scale=scale, initial=initial, anchor=anchor, confidence=confidence, mc_error=mc_error
+        ),
         resamples_used=len(fit.boot),
         reason=fit.reason,
         **common,
     )
-    return StyleControlledResult(ratings, _style_table(features, stds, fit, p, confidence))
+    return StyleControlledResult(ratings, _style_table(features, stds, fit, p, confidence, mc_error))
 
 
 def controlled_win_rate(
@@ -603,6 +647,7 @@ def controlled_win_rate(
     confidence: float = 0.95,
     seed: int = 0,
     reg: float = 0.5,
+    mc_error: bool = False,
 ) -> ControlledWinRate:
     """Length- and style-controlled win rate of ``candidate`` over ``baseline``: the
     probability the style-controlled Bradley-Terry fit gives the candidate of winning when
@@ -644,7 +689,7 @@ def controlled_win_rate(
     alpha = math.log(10.0)
     i, j = data.models.index(candidate), data.models.index(baseline)
     fit = _fit_with_bootstrap(data, x, alpha=alpha, reg=reg, resamples=resamples, seed=seed)
-    style = _style_table(features, stds, fit, len(data.models), confidence)
+    style = _style_table(features, stds, fit, len(data.models), confidence, mc_error)
     if fit.params is None:
         return ControlledWinRate(
             uncontrolled_win_rate=None,
@@ -659,6 +704,7 @@ def controlled_win_rate(
     plain = _fit(data, np.zeros((data.a.size, 0)), np.ones(data.a.size), alpha=alpha, reg=reg)
     boot = expit(alpha * (fit.boot[:, i] - fit.boot[:, j]))
     low, high = _percentiles(boot, confidence) if boot.size else (None, None)
+    mc = _mc_errors(boot, confidence, mc_error)[0] if boot.size else _NO_MC
     return ControlledWinRate(
         uncontrolled_win_rate=float(expit(alpha * (plain[i] - plain[j]))),
         controlled_win_rate=float(expit(alpha * (fit.params[i] - fit.params[j]))),
@@ -666,5 +712,7 @@ def controlled_win_rate(
         ci_high=float(high) if high is not None else None,
         style=style,
         resamples_used=len(fit.boot),
+        mc_se_low=mc[0],
+        mc_se_high=mc[1],
         **common,
     )

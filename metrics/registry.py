@@ -26,6 +26,7 @@ __all__ = [
     "CHECKS_METRIC",
     "PERPLEXITY_METRIC",
     "ROUGE_METRICS",
+    "ROUGE_UNICODE_METRICS",
     "TEXT_METRICS",
     "Item",
     "Metric",
@@ -40,7 +41,11 @@ __all__ = [
 
 
 # The ROUGE variants registered as metrics of their own (metrics.text.ROUGE_TYPES, which a test keeps equal).
+# These names mean rouge-score 0.1.2's default RougeScorer exactly, so they compare with published numbers.
 ROUGE_METRICS: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+#: The same with metrics.text.UnicodeTokenizer (letters of every script count), for non-English
+#: suites. Not scored on every run; before version 2 of the plain names they were stored under those.
+ROUGE_UNICODE_METRICS: tuple[str, ...] = tuple(f"{name}_unicode" for name in ROUGE_METRICS)
 #: What every output of a run is scored with, in the order reports show them.
 TEXT_METRICS: tuple[str, ...] = (
     *ROUGE_METRICS,
@@ -256,30 +261,44 @@ def score_many(
 
 # --- built-in metrics ---------------------------------------------------------------------------
 
-_ROUGE_DEFAULTS: dict[str, Any] = {"use_stemmer": False, "split_summaries": False, "tokenizer": "unicode"}
+# Plain names: only what rouge-score's RougeScorer lets vary while staying itself (its sentence
+# splitter needs NLTK data, so split_summaries is offered on the Unicode variant only).
+_ROUGE_DEFAULTS: dict[str, Any] = {"use_stemmer": False}
+_ROUGE_UNICODE_DEFAULTS: dict[str, Any] = {"use_stemmer": False, "split_summaries": False}
 
 
 def _reference(item: Item) -> str:
     return item.reference if item.reference is not None else ""
 
 
-def _make_rouge(rouge_type: str) -> MetricFn:
+def _make_rouge(rouge_type: str, tokenizer: str) -> MetricFn:
     def compute(items: Sequence[Item], config: Mapping[str, Any]) -> list[MetricValue]:
         out: list[MetricValue] = []
         for it in items:
             if it.reference is None:
                 out.append({"value": None, "details": {"reason": "no reference"}})
                 continue
-            score = _text().rouge(it.prediction, it.reference, rouge_types=(rouge_type,), **config)[rouge_type]
+            score = _text().rouge(
+                it.prediction, it.reference, rouge_types=(rouge_type,), tokenizer=tokenizer, **config
+            )[rouge_type]
             out.append({"value": score.fmeasure, "details": score.to_dict()})
         return out
 
-    compute.__doc__ = f"{rouge_type} F-measure (details: precision, recall, fmeasure) via rouge-score."
+    compute.__doc__ = (
+        f"{rouge_type} F-measure (details: precision, recall, fmeasure), rouge-score's default scorer."
+        if tokenizer == "default"
+        else f"{rouge_type} F-measure with the Unicode-aware tokenizer (letters of every script count)."
+    )
     return compute
 
 
-for _rt in ROUGE_METRICS:
-    register_metric(name=_rt, version="1", default_config=_ROUGE_DEFAULTS)(_make_rouge(_rt))
+# Version 2: the plain names became rouge-score's default tokenizer (version 1 used the Unicode one,
+# whose rows migration runs/0005 moved to the _unicode names).
+for _rt, _rt_unicode in zip(ROUGE_METRICS, ROUGE_UNICODE_METRICS, strict=True):
+    register_metric(name=_rt, version="2", default_config=_ROUGE_DEFAULTS)(_make_rouge(_rt, "default"))
+    register_metric(name=_rt_unicode, version="1", default_config=_ROUGE_UNICODE_DEFAULTS)(
+        _make_rouge(_rt, "unicode")
+    )
 
 
 def _no_reference() -> MetricValue:

@@ -19,6 +19,15 @@ import numpy as np
 from scipy import stats as sps
 
 MaybeNumber = float | int | None
+#: Default bound on each endpoint's Monte-Carlo standard error, as a share of the interval's width.
+MC_TARGET = 0.01
+#: Below this many replicates beyond an endpoint (B x alpha), the order statistics around it are too
+#: few to estimate its Monte-Carlo error; the normal-theory estimate is used instead.
+_MIN_TAIL_REPLICATES = 10
+#: Values with at most n / this many distinct values are resampled as multinomial counts per value.
+_FEW_DISTINCT = 8
+#: A multinomial resample costs one binomial draw per distinct value, each about this many index draws.
+_BINOMIAL_COST = 8
 Alternative = Literal["two-sided", "less", "greater"]
 BootstrapMethod = Literal["percentile", "BCa", "basic"]
 
@@ -47,7 +56,18 @@ class StatResult:
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        # A field marked OMIT_NONE is left out while None: results computed before it existed had
+        # no such key, and reopening a frozen one must find the same keys.
+        return {
+            f.name: _plain(value)
+            for f in dataclasses.fields(self)
+            if (value := getattr(self, f.name)) is not None or not f.metadata.get("omit_none")
+        }
+
+
+def mc_field() -> Any:
+    """A Monte-Carlo error field: None (and absent from ``to_dict``) unless it was computed."""
+    return dataclasses.field(default=None, metadata={"omit_none": True})
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -76,17 +96,43 @@ def paired_arrays(a: Numbers, b: Numbers) -> tuple[np.ndarray, np.ndarray, int]:
     return x[keep], y[keep], int((~keep).sum())
 
 
+@dataclass(frozen=True)
+class _Interval:
+    low: float | None
+    high: float | None
+    resamples: int
+    mc_se_low: float | None = None
+    mc_se_high: float | None = None
+
+
 def _bootstrap_mean_ci(
-    values: np.ndarray, *, resamples: int, confidence: float, seed: int, method: BootstrapMethod
-) -> tuple[float | None, float | None]:
+    values: np.ndarray,
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    method: BootstrapMethod,
+    mc_target: float | None = None,
+    max_draws: int | None = None,
+) -> _Interval:
     if values.size < 2:
-        return None, None
+        return _Interval(None, None, resamples)
     if np.all(values == values[0]):
         # Every resample has the same mean; scipy's BCa would divide by zero here.
-        return float(values[0]), float(values[0])
+        point = float(values[0])
+        return _Interval(point, point, resamples, *((0.0, 0.0) if mc_target is not None else (None, None)))
+    if method == "percentile" and resamples > 0 and mc_target is not None:
+        return _adaptive_percentile_mean(
+            values,
+            resamples=resamples,
+            confidence=confidence,
+            seed=seed,
+            mc_target=mc_target,
+            max_draws=max_draws,
+        )
     if method == "percentile" and resamples > 0:
         low, high = _percentile_bootstrap_mean(values, resamples=resamples, confidence=confidence, seed=seed)
-        return _finite_or_none(low), _finite_or_none(high)
+        return _Interval(_finite_or_none(low), _finite_or_none(high), resamples)
     result = sps.bootstrap(
         (values,),
         np.mean,
@@ -98,7 +144,90 @@ def _bootstrap_mean_ci(
         batch=_bootstrap_batch(values.size),
         rng=np.random.default_rng(seed),
     )
-    return _finite_or_none(result.confidence_interval.low), _finite_or_none(result.confidence_interval.high)
+    return _Interval(
+        _finite_or_none(result.confidence_interval.low),
+        _finite_or_none(result.confidence_interval.high),
+        resamples,
+    )
+
+
+def percentile_mc_se(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
+    """Monte-Carlo standard errors of the two endpoints of a percentile interval read off
+    ``replicates`` (bootstrap statistics; NaN ignored), each ``None`` when there are fewer than 2.
+
+    The binomial (order-statistic) method: the number of replicates below the true q-quantile is
+    Binomial(B, q), so the order statistics ``B q -+ sqrt(B q (1 - q))`` bracket it with about 68%
+    probability, and half their distance estimates the standard error. It needs no assumption on
+    the shape of the distribution. With fewer than 10 replicates beyond an endpoint those order
+    statistics are too few, and the normal-theory value ``sd * sqrt(q (1 - q) / B) / phi(z_q)`` is
+    used instead.
+    """
+    theta = np.sort(np.asarray(replicates, dtype=float).reshape(-1))
+    theta = theta[np.isfinite(theta)]
+    size = theta.size
+    if size < 2:
+        return None, None
+    alpha = (1 - confidence) / 2
+    out: list[float] = []
+    for q in (alpha, 1 - alpha):
+        half = math.sqrt(size * q * (1 - q))
+        lo, hi = math.floor(size * q - half), math.ceil(size * q + half)
+        if size * min(q, 1 - q) >= _MIN_TAIL_REPLICATES and lo >= 0 and hi <= size - 1:
+            out.append(float(theta[hi] - theta[lo]) / 2)
+        else:
+            sd = float(np.std(theta, ddof=1))
+            out.append(sd * math.sqrt(q * (1 - q) / size) / float(sps.norm.pdf(sps.norm.ppf(q))))
+    return out[0], out[1]
+
+
+def _adaptive_percentile_mean(
+    values: np.ndarray,
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    mc_target: float,
+    max_draws: int | None,
+) -> _Interval:
+    """Percentile bootstrap of the mean that resamples until each endpoint's Monte-Carlo standard
+    error (``percentile_mc_se``) is at most ``mc_target`` times the interval's width, starting from
+    ``resamples`` and stopping at the cap (``max_draws`` random draws, never below ``resamples``).
+    The errors are returned either way, so a capped interval says how rough it is.
+
+    Deterministic: the replicates are the seeded stream's first B, whatever route reached B. Few
+    distinct values (k <= n / 8: case means of 1-5 ratings, flags) are resampled as multinomial
+    counts per value, the same distribution as drawing n indices at k instead of n draws each.
+    """
+    n = values.size
+    levels, counts = np.unique(values, return_counts=True)
+    few = levels.size * _FEW_DISTINCT <= n
+    cost = levels.size * _BINOMIAL_COST if few else n
+    cap = max(resamples, (max_draws // cost) if max_draws else resamples * 16)
+    rng = np.random.default_rng(seed)
+    stream = None if few else _stream(n, seed)
+    shares = counts / n
+
+    def draw(start: int, stop: int) -> np.ndarray:
+        if few:
+            return np.asarray(rng.multinomial(n, shares, size=stop - start) @ levels / n)
+        assert stream is not None
+        return np.concatenate([np.mean(values[index], axis=-1) for index in stream.blocks(start, stop)])
+
+    alpha = (1 - confidence) / 2
+    theta = draw(0, resamples)
+    while True:
+        # numpy's "linear" quantile is scipy.stats.quantile's default, at a tenth of its overhead.
+        low, high = (float(v) for v in np.quantile(theta, [alpha, 1 - alpha]))
+        se_low, se_high = percentile_mc_se(theta, confidence)
+        worst = max(se_low or 0.0, se_high or 0.0)
+        allowed = mc_target * (high - low)
+        if worst <= allowed or theta.size >= cap:
+            break
+        # The error falls as 1 / sqrt(B): aim 20% past the estimate, at least half as many again.
+        wanted = math.ceil(theta.size * (worst / allowed) ** 2 * 1.2) if allowed > 0 else cap
+        grown = min(cap, max(wanted, theta.size + theta.size // 2))
+        theta = np.concatenate([theta, draw(theta.size, grown)])
+    return _Interval(_finite_or_none(low), _finite_or_none(high), int(theta.size), se_low, se_high)
 
 
 def _bootstrap_batch(n: int) -> int:
@@ -135,9 +264,11 @@ def reuse_resamples() -> Iterator[None]:
     resample count share their resample indices (a report bootstraps many statistics over the
     same cases with one seed). The results are unchanged; the memory is freed on exit."""
     token = _REUSE.set({})
+    streams = _STREAMS.set({})
     try:
         yield
     finally:
+        _STREAMS.reset(streams)
         _REUSE.reset(token)
 
 
@@ -158,6 +289,49 @@ def _resample_indices(n: int, resamples: int, seed: int) -> list[np.ndarray]:
         if sum(i.nbytes for i in small) + sum(i.nbytes for v in cache.values() for i in v) <= _REUSE_BYTES:
             cache[key] = small
     return indices
+
+
+class _Stream:
+    """The seeded resample indices for one sample size, drawn as far as asked and kept: block after
+    block of ``rng.integers(0, n, (rows, n))``, which yields the same numbers however the rows are
+    split (the legacy fixed-count path, scipy's batches, draws the same first B)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rng = np.random.default_rng(seed)
+        self.drawn: list[np.ndarray] = []
+        self.count = 0
+
+    def blocks(self, start: int, stop: int) -> Iterator[np.ndarray]:
+        batch = _bootstrap_batch(self.n)
+        while self.count < stop:
+            rows = min(batch, stop - self.count)
+            block = self.rng.integers(0, self.n, (rows, self.n), dtype=np.int64, endpoint=False)
+            self.drawn.append(block.astype(np.int32) if self.n < 2**31 else block)
+            self.count += rows
+        offset = 0
+        for block in self.drawn:
+            lo, hi = max(start - offset, 0), min(stop - offset, block.shape[0])
+            if lo < hi:
+                yield block[lo:hi]
+            offset += block.shape[0]
+
+
+def _stream(n: int, seed: int) -> _Stream:
+    """The shared stream inside ``reuse_resamples()`` (while its indices fit the memory bound), else a new one."""
+    cache = _STREAMS.get()
+    if cache is None:
+        return _Stream(n, seed)
+    key = (seed, n)
+    if key not in cache:
+        held = sum(block.nbytes for stream in cache.values() for block in stream.drawn)
+        if held > _REUSE_BYTES:
+            return _Stream(n, seed)
+        cache[key] = _Stream(n, seed)
+    return cache[key]
+
+
+_STREAMS: ContextVar[dict[tuple[int, int], _Stream] | None] = ContextVar("bootstrap_streams", default=None)
 
 
 def _interval_reason(n: int, low: float | None, method: str) -> str | None:
@@ -181,8 +355,25 @@ class MeanCI(StatResult):
     confidence: float
     method: str
     resamples: int
+    """The resamples used (with ``mc_target``, as many as it took, up to the cap)."""
     seed: int
     reason: str | None = None
+    mc_se_low: float | None = mc_field()
+    """Monte-Carlo standard error of ``ci_low`` (``percentile_mc_se``); likewise ``mc_se_high``."""
+    mc_se_high: float | None = mc_field()
+    mc_target: float | None = mc_field()
+    """The bound aimed at: each endpoint's error at most this share of the width, unless capped."""
+
+
+def _mc_fields(interval: _Interval, mc_target: float | None) -> dict[str, Any]:
+    if mc_target is None:
+        return {"resamples": interval.resamples}
+    return {
+        "resamples": interval.resamples,
+        "mc_se_low": interval.mc_se_low,
+        "mc_se_high": interval.mc_se_high,
+        "mc_target": mc_target,
+    }
 
 
 def mean_ci(
@@ -192,8 +383,16 @@ def mean_ci(
     confidence: float = 0.95,
     seed: int = 0,
     method: BootstrapMethod = "percentile",
+    mc_target: float | None = None,
+    max_draws: int | None = None,
 ) -> MeanCI:
-    """Mean with a seeded bootstrap interval (per-criterion means of 1-5 ratings)."""
+    """Mean with a seeded bootstrap interval (per-criterion means of 1-5 ratings).
+
+    With ``mc_target`` (percentile method), ``resamples`` is where resampling starts: it goes on
+    until each endpoint's Monte-Carlo standard error is at most ``mc_target`` x the width, or the
+    cap of ``max_draws`` random draws is reached, and the errors are reported (``mc_se_low``,
+    ``mc_se_high``) with the count used.
+    """
     x = _to_float_array(values)
     kept = x[np.isfinite(x)]
     common: dict[str, Any] = {
@@ -201,18 +400,28 @@ def mean_ci(
         "n_dropped": int(x.size - kept.size),
         "confidence": confidence,
         "method": method,
-        "resamples": resamples,
         "seed": seed,
     }
     if kept.size == 0:
-        return MeanCI(mean=None, std=None, ci_low=None, ci_high=None, reason="no values", **common)
-    low, high = _bootstrap_mean_ci(kept, resamples=resamples, confidence=confidence, seed=seed, method=method)
+        return MeanCI(
+            mean=None, std=None, ci_low=None, ci_high=None, reason="no values", resamples=resamples, **common
+        )
+    interval = _bootstrap_mean_ci(
+        kept,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+        method=method,
+        mc_target=mc_target,
+        max_draws=max_draws,
+    )
     return MeanCI(
         mean=float(kept.mean()),
         std=float(kept.std(ddof=1)) if kept.size > 1 else None,
-        ci_low=low,
-        ci_high=high,
-        reason=_interval_reason(kept.size, low, method),
+        ci_low=interval.low,
+        ci_high=interval.high,
+        reason=_interval_reason(kept.size, interval.low, method),
+        **_mc_fields(interval, mc_target),
         **common,
     )
 
@@ -231,8 +440,13 @@ class PairedBootstrap(StatResult):
     confidence: float
     method: str
     resamples: int
+    """The resamples used (with ``mc_target``, as many as it took, up to the cap)."""
     seed: int
     reason: str | None = None
+    mc_se_low: float | None = mc_field()
+    """Monte-Carlo standard error of ``ci_low`` (``percentile_mc_se``); likewise ``mc_se_high``."""
+    mc_se_high: float | None = mc_field()
+    mc_target: float | None = mc_field()
 
 
 def paired_bootstrap(
@@ -243,11 +457,14 @@ def paired_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
     method: BootstrapMethod = "percentile",
+    mc_target: float | None = None,
+    max_draws: int | None = None,
 ) -> PairedBootstrap:
     """Mean difference ``b - a`` (candidate minus baseline) with a seeded bootstrap interval.
 
     Cases are resampled as pairs; for the mean this is the same as resampling the
-    per-case differences, which is what is done (``scipy.stats.bootstrap``).
+    per-case differences, which is what is done (``scipy.stats.bootstrap``). ``mc_target`` and
+    ``max_draws``: as in ``mean_ci``.
     """
     x, y, dropped = paired_arrays(a, b)
     common: dict[str, Any] = {
@@ -255,7 +472,6 @@ def paired_bootstrap(
         "n_dropped": dropped,
         "confidence": confidence,
         "method": method,
-        "resamples": resamples,
         "seed": seed,
     }
     if x.size == 0:
@@ -266,17 +482,27 @@ def paired_bootstrap(
             ci_low=None,
             ci_high=None,
             reason="no complete pairs",
+            resamples=resamples,
             **common,
         )
     diff = y - x
-    low, high = _bootstrap_mean_ci(diff, resamples=resamples, confidence=confidence, seed=seed, method=method)
+    interval = _bootstrap_mean_ci(
+        diff,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+        method=method,
+        mc_target=mc_target,
+        max_draws=max_draws,
+    )
     return PairedBootstrap(
         mean_a=float(x.mean()),
         mean_b=float(y.mean()),
         mean_difference=float(diff.mean()),
-        ci_low=low,
-        ci_high=high,
-        reason=_interval_reason(x.size, low, method),
+        ci_low=interval.low,
+        ci_high=interval.high,
+        reason=_interval_reason(x.size, interval.low, method),
+        **_mc_fields(interval, mc_target),
         **common,
     )
 
@@ -523,6 +749,9 @@ class Correlation(StatResult):
     p_value: float | None
     ci_low: float | None
     ci_high: float | None
+    mc_se_low: float | None = mc_field()
+    """Monte-Carlo standard errors of the interval's endpoints (``mc_error=True``)."""
+    mc_se_high: float | None = mc_field()
 
 
 @dataclass(frozen=True)
@@ -550,11 +779,14 @@ def rank_correlation(
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    mc_error: bool = False,
 ) -> RankCorrelation:
     """Spearman and Kendall (tau-b) correlation of e.g. a metric's per-case difference with
     the human preference, with scipy p-values and seeded percentile bootstrap intervals
     (pairs resampled; resamples where either side is constant are skipped, since the
     coefficient is undefined there). None with a reason below 3 pairs or for constant input.
+    Each refit costs a rank correlation, so the count is fixed; ``mc_error`` reports each
+    endpoint's Monte-Carlo standard error (``percentile_mc_se``) beside it.
     """
     xs, ys, dropped = paired_arrays(x, y)
     common: dict[str, Any] = {
@@ -586,11 +818,13 @@ def rank_correlation(
         tau_samples.append(sps.kendalltau(bx, by).statistic)
     tail = 100 * (1 - confidence) / 2
 
-    def interval(samples: list[float]) -> tuple[float | None, float | None]:
+    def interval(samples: list[float]) -> tuple[float | None, ...]:
         if not samples:
-            return None, None
+            return (None, None, None, None) if mc_error else (None, None)
         low, high = np.percentile(samples, [tail, 100 - tail])
-        return float(low), float(high)
+        if not mc_error:
+            return float(low), float(high)
+        return (float(low), float(high), *percentile_mc_se(np.array(samples), confidence))
 
     return RankCorrelation(
         spearman=Correlation(

@@ -73,6 +73,7 @@ from metrics.ranking import (
 from metrics.rater_quality import DEFAULT_MIN_SECONDS, Answers, QualityRules, RaterQuality, rater_quality
 from metrics.registry import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS
 from metrics.stats import (
+    MC_TARGET,
     WinRate,
     mean_ci,
     paired_bootstrap,
@@ -86,10 +87,17 @@ PREFERENCE_CATEGORIES = ("A", "tie", "both_bad", "B")
 # Per-case metrics whose paired deltas the report shows; others found in the rows are added after.
 METRIC_ORDER = (*TEXT_METRICS, PERPLEXITY_METRIC)
 MIN_SLICE_CASES = 5
-# Bootstrap cost grows with n x resamples. Past these budgets the resample count shrinks (never
-# below BOOT_FLOOR); every result reports the count it used. At such n the percentile interval is
-# close to normal and its Monte Carlo error is a small fraction of its width.
+# Bootstrap cost grows with n x resamples. Past these budgets the starting resample count shrinks
+# (never below BOOT_FLOOR). With ReportInput.mc_target the bootstraps of means then resample until
+# each endpoint's Monte-Carlo error is under that share of the width, at most BOOT_DRAWS draws (few
+# distinct values cost one draw per value, so case means of ratings reach it cheaply); every result
+# reports the count it used and its endpoints' errors.
 BOOT_DRAWS = 1_000_000
+# The Monte-Carlo caps, in index draws (a multinomial resample of k distinct values counts 8k): the
+# report's main intervals get MC_DRAWS, each of the many slice intervals a quarter of BOOT_DRAWS, so
+# slices over thousands of cases report their error rather than spend the 3 s budget.
+MC_DRAWS = 2_000_000
+MC_SLICE_DRAWS = BOOT_DRAWS // 4
 BOOT_FLOOR = 200
 RANK_DRAWS = 100_000
 RANK_FLOOR = 50
@@ -362,6 +370,18 @@ class ReportInput:
     """Leave out every rater that ``rater_quality`` flags (too fast, failed gold, straight-lining)."""
     min_seconds: float = DEFAULT_MIN_SECONDS
     """A rating faster than this counts as too fast."""
+    mc_target: float | None = MC_TARGET
+    """Monte-Carlo error bound of the bootstraps (see BOOT_DRAWS); None: fixed counts, as reports
+    frozen before it existed were computed (their snapshots lack it, so they reopen identical)."""
+
+    def boot(self, *, slice_: bool = False) -> dict[str, Any]:
+        """The Monte-Carlo keywords of a bootstrap of means (of a slice: a smaller cap)."""
+        return {"mc_target": self.mc_target, "max_draws": MC_SLICE_DRAWS if slice_ else MC_DRAWS}
+
+    @property
+    def mc_error(self) -> bool:
+        """Whether the refitting bootstraps (rank correlation, Bradley-Terry) report their error."""
+        return self.mc_target is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +507,7 @@ def _settings(f: _Frame) -> Settings:
         confidence=0.95,
         exclude_raters_below=inp.exclude_raters_below,
         criteria=f.criteria,
+        mc_target=inp.mc_target,
     )
 
 
@@ -540,6 +561,7 @@ def _criterion(f: _Frame, criterion: str) -> CriterionSummary:
                 c_case[members],
                 resamples=boot_resamples(int(members.sum()), inp.resamples // 2),
                 seed=inp.seed,
+                **inp.boot(slice_=True),
             ),
         )
         for name, members in sorted(f.slice_in_order.items())
@@ -549,9 +571,9 @@ def _criterion(f: _Frame, criterion: str) -> CriterionSummary:
         criterion=criterion,
         unit="cases",
         n_ratings=int(both.sum()),
-        candidate=mean_ci(c_case, resamples=boots, seed=inp.seed),
-        baseline=mean_ci(b_case, resamples=boots, seed=inp.seed),
-        delta=paired_bootstrap(b_case, c_case, resamples=boots, seed=inp.seed),
+        candidate=mean_ci(c_case, resamples=boots, seed=inp.seed, **inp.boot()),
+        baseline=mean_ci(b_case, resamples=boots, seed=inp.seed, **inp.boot()),
+        delta=paired_bootstrap(b_case, c_case, resamples=boots, seed=inp.seed, **inp.boot()),
         delta_sd=float(diffs.std(ddof=1)) if diffs.size > 1 else None,
         distribution=Sides(candidate=_distribution(c_vals, c_int), baseline=_distribution(b_vals, b_int)),
         by_slice=by_slice,
@@ -581,7 +603,11 @@ def _hallucination(f: _Frame) -> Hallucination:
     hall_c = _group_mean(f.pair_group[both_flags], fc[both_flags].astype(float), n_cases)
     hall_b = _group_mean(f.pair_group[both_flags], fb[both_flags].astype(float), n_cases)
     delta = paired_bootstrap(
-        hall_b, hall_c, resamples=boot_resamples(hall_c.size, f.inp.resamples), seed=f.inp.seed
+        hall_b,
+        hall_c,
+        resamples=boot_resamples(hall_c.size, f.inp.resamples),
+        seed=f.inp.seed,
+        **f.inp.boot(),
     )
     return Hallucination(per_adapter=tuple(per_adapter), delta=delta)
 
@@ -617,6 +643,7 @@ def _style(f: _Frame, b: _Battles) -> Style:
         "baseline": base,
         "resamples": b.resamples,
         "seed": f.inp.seed,
+        "mc_error": f.inp.mc_error,
     }
     return Style(
         n_battles=n_battles,
@@ -637,9 +664,9 @@ def _leaderboard(f: _Frame, b: _Battles) -> Leaderboard:
     seed = f.inp.seed
     return Leaderboard(
         models=tuple(sorted(models)),
-        bradley_terry=bradley_terry(b.battles, resamples=b.resamples * 2, seed=seed),
+        bradley_terry=bradley_terry(b.battles, resamples=b.resamples * 2, seed=seed, mc_error=f.inp.mc_error),
         style_controlled=style_controlled_bradley_terry(
-            b.battles, b.styles_a, b.styles_b, resamples=b.resamples, seed=seed
+            b.battles, b.styles_a, b.styles_b, resamples=b.resamples, seed=seed, mc_error=f.inp.mc_error
         ),
     )
 
@@ -685,6 +712,7 @@ def _metric(f: _Frame, table: _MetricTable, metric: str) -> MetricSummary:
                 [cvals[c] for c in members],
                 resamples=boot_resamples(len(members), inp.resamples // 2),
                 seed=inp.seed,
+                **inp.boot(slice_=True),
             ),
         )
         for name, members in sorted(slice_members.items())
@@ -699,7 +727,9 @@ def _metric(f: _Frame, table: _MetricTable, metric: str) -> MetricSummary:
             if aid in f.labels
         },
         missing=Presence(candidate=len(cvals) == 0, baseline=len(bvals) == 0),
-        delta=paired_bootstrap(a, b, resamples=boot_resamples(len(a), inp.resamples), seed=inp.seed),
+        delta=paired_bootstrap(
+            a, b, resamples=boot_resamples(len(a), inp.resamples), seed=inp.seed, **inp.boot()
+        ),
         by_slice=by_slice,
     )
 
@@ -912,6 +942,7 @@ def _human_vs_metric(
             [human[c] for c in common_cases],
             resamples=rank_resamples(len(common_cases)),
             seed=f.inp.seed,
+            mc_error=f.inp.mc_error,
         )
         out.append(HumanVsMetric(metric=metric, correlation=corr))
     return tuple(out)
@@ -965,6 +996,7 @@ def report_compute(
     seed: int = 0,
     exclude_flagged: bool = False,
     min_seconds: float = DEFAULT_MIN_SECONDS,
+    mc_target: float | None = MC_TARGET,
 ) -> Report:
     """Everything the report page, exports and gates read, from already-fetched rows."""
     return report_from_input(
@@ -979,6 +1011,7 @@ def report_compute(
             seed=seed,
             exclude_flagged=exclude_flagged,
             min_seconds=min_seconds,
+            mc_target=mc_target,
         )
     )
 

@@ -444,12 +444,19 @@ def gate_value(report: Report, metric: str) -> GateValue:
 def _evidence(report: Report, gate: Gate, got: GateValue) -> dict[str, Any] | None:
     """How many more ratings (or cases) would decide an open gate, assuming the effect holds."""
     metric, threshold = gate["metric"], gate["threshold"]
+    # The figure's stated range (metrics.power) is new with the Monte-Carlo bound: a report frozen
+    # before either (settings without mc_target) reopens with the figures it was frozen with.
+    with_range = report.settings.mc_target is not None
     if metric in ("win_rate_lower", "win_rate"):
         win = report.win_rate
-        return win_rate_evidence(win.wins, win.ties, win.losses, threshold=threshold).to_dict()
+        return win_rate_evidence(
+            win.wins, win.ties, win.losses, threshold=threshold, with_range=with_range
+        ).to_dict()
     sd, n, value = got.get("sd"), got.get("n"), got.get("value")
     if metric.startswith("criterion_delta:") and sd and n and value is not None:
-        return mean_difference_evidence_from_summary(mean=value, sd=sd, n=n, threshold=threshold).to_dict()
+        return mean_difference_evidence_from_summary(
+            mean=value, sd=sd, n=n, threshold=threshold, with_range=with_range
+        ).to_dict()
     if metric == "min_ratings":
         current = int(got["value"] or 0)
         return {

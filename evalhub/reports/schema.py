@@ -141,6 +141,10 @@ class Settings(Section):
     confidence: float
     exclude_raters_below: float | None
     criteria: tuple[str, ...]
+    mc_target: float | None = field(default=None, metadata=OMIT_NONE)
+    """Each bootstrap endpoint's Monte-Carlo standard error is aimed at this share of its interval's
+    width (the resample count grows until it is, up to a cost cap); every interval then carries its
+    ``mc_se_low``/``mc_se_high``. None (reports frozen before): fixed counts, no errors shown."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,8 @@ def snapshot_build(
         "seed": inp.seed,
         "exclude_flagged": inp.exclude_flagged,
         "min_seconds": inp.min_seconds,
+        # Not in PARAMS (required): snapshots frozen before it lack it and reopen with fixed counts.
+        "mc_target": inp.mc_target,
     }
     snapshot = {
         "schema": SCHEMA_VERSION,
@@ -189,6 +191,7 @@ def snapshot_read(snapshot: Mapping[str, Any]) -> StoredSnapshot:
         # Snapshots frozen before rater quality lack these: they excluded no flagged rater.
         exclude_flagged=bool(params.get("exclude_flagged", False)),
         min_seconds=float(params.get("min_seconds", DEFAULT_MIN_SECONDS)),
+        mc_target=params.get("mc_target"),
     )
     return StoredSnapshot(
         version=int(snapshot.get("schema", 1)),

@@ -92,3 +92,61 @@ def test_mean_difference_evidence_from_paired_values() -> None:
     expected = mean_difference_evidence_from_summary(mean=mean, sd=sd, n=6, threshold=-0.2)
     assert result == expected
     assert result.direction == "below" and result.current_n == 6
+
+
+def _counts(outcomes: "list[int]") -> tuple[int, int, int]:
+    return outcomes.count(1), outcomes.count(0), outcomes.count(-1)
+
+
+def _within(value: int, result) -> bool:
+    high = result.required_n_high if result.required_n_high is not None else math.inf
+    return result.required_n_low <= value <= high
+
+
+@pytest.mark.parametrize("added", ["drawn", "all wins", "all losses"])
+def test_ratings_needed_moves_less_than_its_stated_uncertainty_when_five_ratings_arrive(added: str) -> None:
+    """The issue saw 1,422 then 783 on nearly the same data: the plug-in figure grows as
+    1 / (rate - threshold)^2. Adding 5 ratings to 200 stays inside the stated range, seed after seed."""
+    import random
+
+    bounded = 0
+    for seed in range(12):
+        # Wins, ties and losses at 46/20/34%: a win rate (ties half) of 0.56 against a 0.5 threshold.
+        drawn = random.Random(seed).choices([1, 0, -1], weights=[0.46, 0.2, 0.34], k=205)
+        ratings = drawn[:200]
+        more = {"drawn": drawn[200:], "all wins": [1] * 5, "all losses": [-1] * 5}[added]
+        before = win_rate_evidence(*_counts(ratings), threshold=0.5)
+        after = win_rate_evidence(*_counts(ratings + more), threshold=0.5)
+        if before.decided or before.required_n is None or after.required_n is None:
+            continue
+        assert before.range_confidence == pytest.approx(0.6827)
+        assert before.required_n_low <= before.required_n <= (before.required_n_high or math.inf)
+        assert _within(after.required_n, before), (seed, before.to_dict(), after.required_n)
+        bounded += before.required_n_high is not None
+    assert bounded >= 6  # most seeds state a finite range, so the check has teeth
+
+
+def test_ratings_needed_range_is_unbounded_when_one_standard_error_reaches_the_threshold() -> None:
+    near = win_rate_evidence(52, 0, 48, threshold=0.5)  # 0.52 +- 0.05
+    assert near.required_n is not None and near.required_n_high is None and near.additional_n_high is None
+    assert near.additional_n_low == near.required_n_low - 100 >= 0
+    far = win_rate_evidence(120, 0, 80, threshold=0.5)  # 0.60 at n=200: decided already
+    assert far.decided and far.required_n_low == far.required_n_high == 200
+
+
+def test_cases_needed_for_a_mean_difference_moves_less_than_its_stated_uncertainty() -> None:
+    import numpy as np
+
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        diffs = rng.normal(0.12, 1.0, 205)
+        before = mean_difference_evidence(np.zeros(200), diffs[:200], threshold=0.0)
+        after = mean_difference_evidence(np.zeros(205), diffs, threshold=0.0)
+        if before.decided or before.required_n is None or after.required_n is None:
+            continue
+        assert _within(after.required_n, before), (seed, before.to_dict(), after.required_n)
+
+
+def test_ranges_can_be_left_out_for_reports_frozen_without_them() -> None:
+    plain = win_rate_evidence(60, 0, 40, threshold=0.5, with_range=False).to_dict()
+    assert "required_n_low" not in plain and "range_confidence" not in plain

@@ -14,6 +14,10 @@ BUILTINS = {
     "rouge2",
     "rougeL",
     "rougeLsum",
+    "rouge1_unicode",
+    "rouge2_unicode",
+    "rougeL_unicode",
+    "rougeLsum_unicode",
     "bleu",
     "chrf",
     "embedding_similarity",
@@ -195,9 +199,11 @@ def test_every_builtin_metric_gives_a_defined_value_on_awkward_input(embedding_m
             low, high = RANGES.get(name, (0, 1) if name.startswith("rouge") else (0, float("inf")))
             assert low <= value <= high, (name, item.prediction[:20], value)
     both_empty = rows[2]
-    assert [both_empty[n]["value"] for n in ("rouge1", "rougeL", "bleu", "chrf", "embedding_similarity")] == [
-        1.0,
-        1.0,
+    names = ("rouge1", "rougeL", "rouge1_unicode", "bleu", "chrf", "embedding_similarity")
+    assert [both_empty[n]["value"] for n in names] == [
+        0.0,  # rouge-score's value: no token on either side
+        0.0,
+        1.0,  # the Unicode variant keeps evalhub's defined value
         100.0,
         100.0,
         1.0,
@@ -210,6 +216,7 @@ def test_the_names_a_run_scores_are_registered_metrics_and_cover_every_rouge_var
     from metrics import registry, text
 
     assert set(registry.ROUGE_METRICS) == set(text.ROUGE_TYPES)
+    assert tuple(f"{t}_unicode" for t in text.ROUGE_TYPES) == registry.ROUGE_UNICODE_METRICS
     assert all(registry.get_metric(name).name == name for name in registry.TEXT_METRICS)
     assert registry.PERPLEXITY_METRIC not in registry.TEXT_METRICS
     assert not registry.higher_is_better("length_ratio") and registry.higher_is_better("rougeL")
@@ -224,5 +231,26 @@ def test_reading_a_metric_name_loads_no_metric_library():
         "print(sorted(m for m in ('rouge_score', 'nltk', 'sacrebleu', 'sentence_transformers', 'metrics.text')"
         " if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DOCS.parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DOCS.parents[1]
+    )
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_plain_rouge_names_are_rouge_score_and_unicode_names_are_the_unicode_tokenizer():
+    from rouge_score import rouge_scorer
+
+    item = ("Müller meldete 3,2 Mio. € Umsatz; 营业收入增长", "Müller meldete Gewinn; 营业收入", None)
+    for name in text.ROUGE_TYPES:
+        [plain] = get_metric(name).compute([item])
+        [uni] = get_metric(f"{name}_unicode").compute([item])
+        theirs = rouge_scorer.RougeScorer([name]).score(item[1], item[0])[name]
+        assert plain["value"] == theirs.fmeasure
+        assert (
+            uni["value"]
+            == text.rouge(item[0], item[1], rouge_types=(name,), tokenizer="unicode")[name].fmeasure
+        )
+        assert uni["value"] != plain["value"]
+    # The name fixes the tokenizer: it is not an option that could make "rougeL" mean something else.
+    with pytest.raises(ValueError, match="tokenizer"):
+        get_metric("rougeL").compute([item], {"tokenizer": "unicode"})

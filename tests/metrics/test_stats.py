@@ -257,3 +257,106 @@ def test_reused_resamples_give_the_same_intervals() -> None:
         other_seed = mean_ci(b, resamples=300, seed=3)
     assert shared == alone
     assert other_seed != alone[1]
+
+
+# --- Monte-Carlo error of bootstrap intervals ----------------------------------------------------
+
+MC_DISTRIBUTIONS = {
+    "normal": lambda rng: rng.normal(3.0, 1.0, 80),
+    "skewed (lognormal)": lambda rng: rng.lognormal(0.0, 1.0, 80),
+    "heavy tails (t, 3 df)": lambda rng: rng.standard_t(3, 80),
+    "0/1 flags": lambda rng: (rng.random(80) < 0.2).astype(float),
+    "1-5 ratings": lambda rng: rng.integers(1, 6, 80).astype(float),
+    "case means of 5 ratings": lambda rng: rng.integers(1, 6, (80, 5)).mean(axis=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MC_DISTRIBUTIONS))
+def test_adaptive_bootstrap_bounds_each_endpoints_monte_carlo_error(name: str) -> None:
+    """Across seeds, each endpoint's spread (its real Monte-Carlo error) is under 1% of the width,
+    and the error the result reports is of the same size as that spread."""
+    values = MC_DISTRIBUTIONS[name](np.random.default_rng(11))
+    # The report's cost cap (a million draws; few distinct values cost one draw per value).
+    runs = [mean_ci(values, resamples=500, seed=seed, mc_target=0.01, max_draws=10**6) for seed in range(40)]
+    lows = np.array([r.ci_low for r in runs])
+    highs = np.array([r.ci_high for r in runs])
+    width = float(np.mean(highs - lows))
+    for ends, reported in ((lows, [r.mc_se_low for r in runs]), (highs, [r.mc_se_high for r in runs])):
+        spread = float(np.std(ends, ddof=1))
+        # 40 seeds estimate a standard deviation to about +-11%: allow 25% over the target.
+        assert spread < 0.0125 * width, (name, spread / width)
+        # Each run meets the bound by its own estimate, or spent its whole budget and says so.
+        levels = np.unique(values).size
+        cap = 10**6 // (levels * 8) if levels * 8 <= values.size else 10**6 // values.size
+        assert all(
+            se is not None and (se <= 0.01 * (r.ci_high - r.ci_low) or r.resamples >= cap)
+            for se, r in zip(reported, runs, strict=True)
+        )
+        if spread > 0.001 * width:  # a lattice endpoint may not move at all
+            assert 0.4 < float(np.mean(reported)) / spread < 2.5, (name, np.mean(reported), spread)
+    assert all(r.resamples >= 500 and r.mc_target == 0.01 for r in runs)
+
+
+def test_fixed_count_bootstrap_misses_the_bound_that_the_adaptive_one_meets() -> None:
+    # The check above can fail: 200 resamples (a report's old floor) leave each endpoint's
+    # error several times 1% of the width.
+    values = MC_DISTRIBUTIONS["normal"](np.random.default_rng(11))
+    lows = [mean_ci(values, resamples=200, seed=seed).ci_low for seed in range(40)]
+    width = mean_ci(values, resamples=200).ci_high - mean_ci(values, resamples=200).ci_low
+    assert float(np.std(lows, ddof=1)) > 0.02 * width
+
+
+def test_adaptive_bootstrap_is_reproducible_and_starts_from_the_fixed_counts_draws() -> None:
+    from metrics.stats import reuse_resamples
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=300), rng.normal(0.2, 1.0, 300)
+    first = paired_bootstrap(a, b, resamples=400, seed=5, mc_target=0.01)
+    assert first == paired_bootstrap(a, b, resamples=400, seed=5, mc_target=0.01)
+    with reuse_resamples():  # shared draws give the same numbers
+        assert first == paired_bootstrap(a, b, resamples=400, seed=5, mc_target=0.01)
+        assert mean_ci(b - a, resamples=400, seed=5, mc_target=0.01).ci_low == first.ci_low
+    assert first.resamples > 400 and first.mc_se_low is not None
+    assert first != paired_bootstrap(a, b, resamples=400, seed=6, mc_target=0.01)
+    # With a loose target met at once, the interval is the fixed-count one (the same first draws).
+    loose = paired_bootstrap(a, b, resamples=400, seed=5, mc_target=1.0)
+    fixed = paired_bootstrap(a, b, resamples=400, seed=5)
+    assert (loose.ci_low, loose.ci_high, loose.resamples) == (fixed.ci_low, fixed.ci_high, 400)
+
+
+def test_capped_bootstrap_reports_its_error_and_fixed_count_results_keep_their_old_keys() -> None:
+    values = MC_DISTRIBUTIONS["normal"](np.random.default_rng(4))
+    capped = mean_ci(values, resamples=200, seed=0, mc_target=0.01, max_draws=200 * values.size)
+    assert capped.resamples == 200
+    assert capped.mc_se_low > 0.01 * (capped.ci_high - capped.ci_low)  # said, not hidden
+    assert {"mc_se_low", "mc_se_high", "mc_target"} <= set(capped.to_dict())
+    assert not {"mc_se_low", "mc_se_high", "mc_target"} & set(mean_ci(values, resamples=200).to_dict())
+
+
+def test_percentile_mc_se_matches_the_spread_of_a_quantile_over_repeated_draws() -> None:
+    from metrics.stats import percentile_mc_se
+
+    rng = np.random.default_rng(0)
+    for size in (40, 2000):  # the normal-theory estimate (few tail replicates), the order statistics
+        draws = rng.normal(size=(400, size))
+        spread = np.std(np.percentile(draws, 2.5, axis=1), ddof=1)
+        estimates = [percentile_mc_se(d, 0.95)[0] for d in draws[:50]]
+        assert 0.6 < float(np.mean(estimates)) / spread < 1.6, size
+
+
+def test_adaptive_intervals_do_not_depend_on_which_bootstrap_drew_the_shared_indices_first() -> None:
+    from metrics.stats import reuse_resamples
+
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=81), rng.lognormal(size=81)  # odd n: draw blocks of odd sizes
+
+    def both() -> list:
+        return [mean_ci(v, resamples=300, seed=1, mc_target=0.01, max_draws=10**6) for v in (x, y)]
+
+    alone = both()
+    with reuse_resamples():
+        forwards = both()
+    with reuse_resamples():
+        reverse = [mean_ci(v, resamples=300, seed=1, mc_target=0.01, max_draws=10**6) for v in (y, x)][::-1]
+    assert alone == forwards == reverse
+    assert alone[0].resamples != alone[1].resamples  # they grew to different counts from one stream

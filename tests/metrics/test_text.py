@@ -83,13 +83,13 @@ def test_unicode_tokenizer_equals_rouge_default_on_ascii(use_stemmer):
         assert ours.tokenize(t) == theirs.tokenize(t)
 
 
-def test_rouge_scores_cjk_text_by_character():
-    s = rouge("你好世界", "你好世")
+def test_unicode_tokenizer_scores_cjk_text_by_character():
+    s = rouge("你好世界", "你好世", tokenizer="unicode")
     assert s["rouge1"].precision == pytest.approx(3 / 4)
     assert s["rouge1"].recall == 1.0
-    # rouge-score's own tokenizer drops every CJK character: no token on either side.
-    assert f(rouge("你好世界", "再见", tokenizer="default"), "rouge1") == 0.0
-    assert f(rouge("你好世界", "再见"), "rouge1") == 0.0
+    assert f(rouge("你好世界", "再见", tokenizer="unicode"), "rouge1") == 0.0
+    # rouge-score's own tokenizer (the default) drops every CJK character: no token on either side.
+    assert f(rouge("你好世界", "你好世界"), "rouge1") == 0.0
 
 
 def test_rouge_custom_tokenizer_is_used():
@@ -107,13 +107,22 @@ def test_rouge_rejects_unknown_tokenizer_name():
 
 
 @pytest.mark.parametrize(
-    ("pred", "ref", "expected"),
-    [("", "the cat", 0.0), ("the cat", "", 0.0), ("", "", 1.0), ("  ", "\n", 1.0), ("!!!", "the cat", 0.0)],
+    ("pred", "ref", "expected", "expected_unicode"),
+    [
+        ("", "the cat", 0.0, 0.0),
+        ("the cat", "", 0.0, 0.0),
+        ("", "", 0.0, 1.0),
+        ("  ", "\n", 0.0, 1.0),
+        ("!!!", "the cat", 0.0, 0.0),
+    ],
 )
-def test_rouge_defined_values_for_empty_input(pred, ref, expected):
-    s = rouge(pred, ref)
+def test_rouge_defined_values_for_empty_input(pred, ref, expected, expected_unicode):
+    # The default is rouge-score's value (no token: 0.0); the Unicode variant keeps evalhub's 1.0
+    # for two empty texts.
+    s, u = rouge(pred, ref), rouge(pred, ref, tokenizer="unicode")
     for kind in ROUGE_TYPES:
         assert s[kind].precision == s[kind].recall == s[kind].fmeasure == expected
+        assert u[kind].precision == u[kind].recall == u[kind].fmeasure == expected_unicode
 
 
 def test_rouge_batch_matches_single_calls_and_checks_lengths():
@@ -257,17 +266,85 @@ def test_rouge_equals_rouge_score_library_on_random_text(use_stemmer):
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
     preds, refs = _random_texts(1, 150, 40), _random_texts(2, 150, 40)
     for p, r in zip(preds, refs, strict=True):
-        if not p.strip() and not r.strip():
-            continue  # the one place we define a different value (1.0)
-        ours = rouge(p, r, use_stemmer=use_stemmer, tokenizer="default")
+        ours = rouge(p, r, use_stemmer=use_stemmer)
         theirs = scorer.score(r, p)
         for kind in ROUGE_TYPES:
-            assert ours[kind].precision == pytest.approx(theirs[kind].precision, abs=1e-12)
-            assert ours[kind].recall == pytest.approx(theirs[kind].recall, abs=1e-12)
-            assert ours[kind].fmeasure == pytest.approx(theirs[kind].fmeasure, abs=1e-12)
+            assert ours[kind].precision == theirs[kind].precision
+            assert ours[kind].recall == theirs[kind].recall
+            assert ours[kind].fmeasure == theirs[kind].fmeasure
 
 
-def test_long_texts_get_rougel_exactly_and_truncated_rougelsum_quickly():
+# Text a default scorer must survive: accents, other scripts, emoji, full-width and odd case
+# mappings (Turkish dotted I and the Kelvin sign lower-case to ASCII), markup, empty and blank text.
+VARIED = [
+    "",
+    " ",
+    "\n\n",
+    "The café's crème brûlée cost €12.50 — naïve façade.",
+    "the cafe's creme brulee cost 12 50 naive facade",
+    "Müller & Söhne GmbH meldete 3,2 Mio. € Umsatz.\nDer Gewinn stieg um 12 %.",
+    "营业收入增长12%\uff0c净利润为3.5亿元。\n公司CEO表示满意。",
+    "营业收入增长12%\uff0c净利润为3.5亿元。",
+    "売上高は前年比12%増の450億円。",
+    "매출은 12% 증가했다.",
+    "الإيرادات ارتفعت 12% في الربع الثالث",
+    "Выручка выросла на 12% до 4,2 млрд рублей.",
+    "Revenue rose 12% 🚀🚀 to $4.2B 📈",
+    "🚀📈🎉",
+    "\uff21\uff22\uff23 \uff11\uff12\uff13 full-width \uff31\uff13 revenue",
+    "\u0130stanbul \u212aelvin 5\u212a \ufb01nance \u00df stra\u00dfe",
+    "istanbul kelvin 5k finance ss strasse",
+    "<b>Revenue</b> rose 12%.\nMargins fell.\n\nOutlook: stable.",
+    "Revenue rose 12 percent. Margins fell. Outlook stable.",
+    "a a a a b b b c",
+    "running jumped flies happily studies",
+]
+
+
+@pytest.mark.parametrize("use_stemmer", [False, True])
+def test_rouge_equals_rouge_score_default_scorer_on_any_text(use_stemmer):
+    """The plain names are rouge-score's default RougeScorer to the last bit, non-ASCII and empty included."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    single = {t: rouge_scorer.RougeScorer([t], use_stemmer=use_stemmer) for t in ROUGE_TYPES}
+    for p in VARIED:
+        for r in VARIED:
+            ours = rouge(p, r, use_stemmer=use_stemmer)
+            theirs = scorer.score(r, p)
+            for kind in ROUGE_TYPES:
+                assert ours[kind].to_dict() == theirs[kind]._asdict(), (p, r, kind)
+                # One type at a time too (rouge-score skips whole-text tokens for rougeLsum alone).
+                alone = rouge(p, r, rouge_types=(kind,), use_stemmer=use_stemmer)[kind]
+                assert alone.to_dict() == single[kind].score(r, p)[kind]._asdict()
+
+
+def test_unicode_variant_differs_from_rouge_score_only_off_ascii():
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1"])
+    german = ("Müller meldete Umsatz", "Müller meldete Gewinn")
+    assert f(rouge(*german, tokenizer="unicode"), "rouge1") == pytest.approx(2 / 3)
+    assert f(rouge(*german), "rouge1") == scorer.score(german[1], german[0])["rouge1"].fmeasure
+    ascii_pair = ("Revenue rose 12% to $4.2B", "revenue rose by 12 percent")
+    assert rouge(*ascii_pair, tokenizer="unicode") == rouge(*ascii_pair)
+
+
+def test_lcs_indices_equal_rouge_score_lcs_ind():
+    import random
+
+    from rouge_score import rouge_scorer
+
+    from metrics.text import _lcs_indices
+
+    rng = random.Random(7)
+    for _ in range(300):
+        ref = [rng.choice("abcde") for _ in range(rng.randint(0, 25))]
+        can = [rng.choice("abcdef") for _ in range(rng.randint(0, 25))]
+        assert _lcs_indices(ref, can) == rouge_scorer.lcs_ind(ref, can)
+
+
+def test_long_texts_get_rougel_and_rougelsum_exactly_and_quickly():
     import time
 
     from rouge_score import rouge_scorer
@@ -277,9 +354,13 @@ def test_long_texts_get_rougel_exactly_and_truncated_rougelsum_quickly():
     t0 = time.perf_counter()
     s = rouge(pred, ref, rouge_types=("rougeL", "rougeLsum"))
     assert time.perf_counter() - t0 < 20
-    assert not s["rougeL"].truncated
-    assert s["rougeLsum"].truncated
     assert 0 < s["rougeL"].fmeasure < 1
+    assert 0 < s["rougeLsum"].fmeasure < 1
+    # Many sentences: rougeLsum against rouge-score's own tables on a size they still handle.
+    many_p = "\n".join(" ".join(pred.split()[i : i + 12]) for i in range(0, 900, 12))
+    many_r = "\n".join(" ".join(ref.split()[i : i + 9]) for i in range(0, 700, 9))
+    theirs_lsum = rouge_scorer.RougeScorer(["rougeLsum"]).score(many_r, many_p)["rougeLsum"]
+    assert rouge(many_p, many_r, rouge_types=("rougeLsum",))["rougeLsum"].to_dict() == theirs_lsum._asdict()
     # Exact rougeL against rouge-score's own table on a size it can still handle.
     short_p, short_r = " ".join(pred.split()[:400]), " ".join(ref.split()[:300])
     theirs = rouge_scorer.RougeScorer(["rougeL"]).score(short_r, short_p)["rougeL"]

@@ -9,8 +9,8 @@ import evaluate
 from metrics.evaluate_support import text_pair_info
 from metrics.text import ROUGE_TYPES, rouge
 
-_DESCRIPTION = """ROUGE F-measures via rouge-score, with evalhub's defined values for empty text and
-a Unicode-aware default tokenizer. With use_aggregator=True (default) each value is the mean
+_DESCRIPTION = """ROUGE F-measures equal to rouge-score 0.1.2's default RougeScorer (tokenizer="unicode" for
+evalhub's Unicode-aware variant, the registry's *_unicode metrics). With use_aggregator=True (default) each value is the mean
 F-measure over the items; otherwise one F-measure per item."""
 
 _KWARGS = """
@@ -20,7 +20,7 @@ Args:
     rouge_types: subset of rouge1..rouge9, rougeL, rougeLsum (default all four standard ones).
     use_stemmer: Porter-stem ASCII words (default False).
     split_summaries: split sentences for rougeLsum (default False).
-    tokenizer: "unicode" (default), "default" (rouge-score's) or a rouge_score Tokenizer.
+    tokenizer: "default" (rouge-score's, the default: its RougeScorer exactly), "unicode" or a rouge_score Tokenizer.
     use_aggregator: mean over items (default True) or per-item lists.
 Returns:
     {"rouge1": float | list[float], ...}
@@ -43,7 +43,7 @@ class Rouge(evaluate.Metric):
         rouge_types: list[str] | tuple[str, ...] = ROUGE_TYPES,
         use_stemmer: bool = False,
         split_summaries: bool = False,
-        tokenizer: Any = "unicode",
+        tokenizer: Any = "default",
         use_aggregator: bool = True,
     ) -> dict[str, Any]:
         types = tuple(rouge_types)
