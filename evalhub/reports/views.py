@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -48,19 +48,33 @@ def _params(request: HttpRequest, run: Run) -> dict[str, Any]:
     return params
 
 
-def _report(request: HttpRequest, run: Run) -> tuple[Report, VerdictOutcome]:
-    report = services.report_cached(run=run, **_params(request, run))
+def _verdict(request: HttpRequest, run: Run, report: Report) -> VerdictOutcome:
     stored = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
     policy = stored.parsed if stored else gates.default_policy()
-    return report, services.report_with_verdict(report=report, policy=policy)
+    return services.report_with_verdict(report=report, policy=policy)
+
+
+def _report(request: HttpRequest, run: Run) -> tuple[Report, VerdictOutcome]:
+    report = services.report_cached(run=run, **_params(request, run))
+    return report, _verdict(request, run, report)
 
 
 @login_required
 @error_page
 def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    """The report once built (from the cache); until then a "building" page that polls
+    ``report_state`` (which starts the build) and reloads when it is ready."""
     project = _project(request, project_slug)
     run = _run(project, run_id)
-    data, verdict = _report(request, run)
+    state = services.report_state(run=run, **_params(request, run))
+    if state.report is None:
+        return render(
+            request,
+            "reports/report_building.html",
+            {"project": project, "run": run, "state": state.to_dict(), "query": request.GET.urlencode()},
+        )
+    data = state.report
+    verdict = _verdict(request, run, data)
     baseline, candidates = selectors.run_adapters_by_role(run=run)
     adapters = ([baseline] if baseline else []) + candidates
     worst_cases = sorted((c for c in data.cases if c.rated), key=lambda c: c.human or 0)[:10]
@@ -80,6 +94,16 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
             "can_freeze": projects_for(user=request.user, roles=WRITE_ROLES).filter(pk=project.pk).exists(),
         },
     )
+
+
+@login_required
+@error_page
+def report_state(request: HttpRequest, project_slug: str, run_id: int) -> JsonResponse:
+    """Where the report's build stands (JSON), starting the build if nothing is building it."""
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    state = services.report_state(run=run, start=True, **_params(request, run))
+    return JsonResponse(state.to_dict())
 
 
 @login_required
