@@ -54,7 +54,7 @@ def populate(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         scores=lambda i, r: (3 + (i + r) % 3, 2 + (i * 7 + r) % 4),
         hallucination=lambda i, r: ((i + r) % 9 == 0, (i * 5 + r) % 4 == 0),
         metrics={
-            m: (lambda k, i, m=m: 0.2 + 0.01 * ((i * (3 + len(m)) + len(k)) % 50))
+            m: (lambda k, i, m=m: 0.2 + 0.01 * ((i * (3 + len(m)) + 7 * ord(k[-1])) % 50))
             for m in ("rouge1", "rougeL", "bleu", "chrf")
         },
         checks=lambda k, i: (i + len(k)) % 3 != 0,

@@ -222,21 +222,28 @@ def policies(request: HttpRequest, project_slug: str) -> HttpResponse:
 
 @login_required
 def trend(request: HttpRequest, project_slug: str) -> HttpResponse:
+    """The metric means per adapter, lineage by lineage (the plot joins only a lineage's versions)."""
     project = _project(request, project_slug)
-    points = selectors.project_trend(project=project)
-    table: dict[str, dict[str, Any]] = {}
-    metrics: list[str] = []
-    for p in points:
-        row = table.setdefault(
-            p["adapter"], {"adapter": p["adapter"], "stage": p["stage"], "at": p["adapter_at"], "values": {}}
-        )
-        row["values"][p["metric"]] = p["mean"]
-        if p["metric"] not in metrics:
-            metrics.append(p["metric"])
-    rows = sorted(table.values(), key=lambda r: r["at"])
-    for row in rows:
-        row["cells"] = [row["values"].get(m) for m in metrics]
-    return render(request, "reports/trend.html", {"project": project, "rows": rows, "metrics": metrics})
+    data = plots.trend_data(selectors.project_trend(project=project))
+    metrics = plots.trend_metrics(data.values)
+    lineages = [
+        {
+            "name": lineage.name,
+            "parent": lineage.parent,
+            "rows": [
+                {
+                    "adapter": label,
+                    "stage": data.stages.get(label, ""),
+                    "cells": [data.values[m].get(label) for m in metrics],
+                }
+                for label in lineage.labels
+            ],
+        }
+        for lineage in data.lineages
+    ]
+    return render(
+        request, "reports/trend.html", {"project": project, "lineages": lineages, "metrics": metrics}
+    )
 
 
 @login_required
