@@ -599,7 +599,9 @@ def project_trend(*, project: Any) -> list[dict[str, Any]]:
                 "n": row["n"],
             }
         )
-    verdicts = Verdict.objects.filter(project=project).select_related("candidate__parent").order_by("frozen_at")
+    verdicts = (
+        Verdict.objects.filter(project=project).select_related("candidate__parent").order_by("frozen_at")
+    )
     for verdict in verdicts:
         win = (verdict.snapshot.get("report") or {}).get("win_rate") or {}
         rate = (win.get("ties_as_half") or {}).get("rate")

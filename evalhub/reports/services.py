@@ -346,40 +346,29 @@ class ReportKey:
 
 
 def report_input_hash(inp: ReportInput) -> str:
-    """SHA-256 over the input rows and parameters in their snapshot form (``snapshots.rows_dump``),
-    the same canonical JSON a frozen verdict hashes."""
-    params = {
-        "candidate_id": inp.candidate_id,
-        "baseline_id": inp.baseline_id,
-        "criteria": list(inp.criteria) if inp.criteria is not None else None,
-        "exclude_raters_below": inp.exclude_raters_below,
-        "resamples": inp.resamples,
-        "style_resamples": inp.style_resamples,
-        "seed": inp.seed,
-    }
+    """SHA-256 over the input rows in their snapshot form (``snapshots.rows_dump``, the canonical
+    JSON a frozen verdict hashes) and every parameter of the input, whatever they are."""
+    params = {f.name: getattr(inp, f.name) for f in dataclasses.fields(inp) if f.name != "rows"}
     return content_hash({"schema": SCHEMA_VERSION, "inputs": rows_dump(inp.rows), "params": params})
 
 
 def report_key(
-    *,
-    run: Run,
-    candidate: Adapter | None = None,
-    baseline: Adapter | None = None,
-    exclude_raters_below: float | None = None,
+    *, run: Run, candidate: Adapter | None = None, baseline: Adapter | None = None, **options: Any
 ) -> ReportKey:
-    """Fetch the report's input rows (cheap next to the statistics) and name its cache entry."""
+    """Fetch the report's input rows (cheap next to the statistics) and name its cache entry.
+    ``options`` are ``report_build``'s other parameters (``exclude_raters_below``, ...)."""
     candidate, baseline = _resolve(run, candidate, baseline)
     inp = _report_input(
         run=run,
         candidate=candidate,
         baseline=baseline,
         study=None,
-        exclude_raters_below=exclude_raters_below,
         resamples=DEFAULT_RESAMPLES,
+        **{"exclude_raters_below": None, **options},
     )
     key = (
         f"report:v{SCHEMA_VERSION}:p{run.project_id}:r{run.pk}:c{candidate.pk}:b{baseline.pk}"
-        f":x{exclude_raters_below}:{report_input_hash(inp)}"
+        f":{report_input_hash(inp)}"
     )
     return ReportKey(key=key, inp=inp, candidate=candidate)
 
@@ -399,18 +388,12 @@ def _build_and_store(run: Run, found: ReportKey) -> Report:
 
 
 def report_cached(
-    *,
-    run: Run,
-    candidate: Adapter | None = None,
-    baseline: Adapter | None = None,
-    exclude_raters_below: float | None = None,
+    *, run: Run, candidate: Adapter | None = None, baseline: Adapter | None = None, **options: Any
 ) -> Report:
     """``report_build`` through the cache: the stored build for exactly these input rows and
     parameters, else built now (in the caller) and stored. The page, its plots and exports, the
     API and the build task all go through here."""
-    found = report_key(
-        run=run, candidate=candidate, baseline=baseline, exclude_raters_below=exclude_raters_below
-    )
+    found = report_key(run=run, candidate=candidate, baseline=baseline, **options)
     report = _report_cache().get(found.key)
     if report is None:
         report = _build_and_store(run, found)
@@ -445,17 +428,15 @@ def report_state(
     run: Run,
     candidate: Adapter | None = None,
     baseline: Adapter | None = None,
-    exclude_raters_below: float | None = None,
     start: bool = False,
+    **options: Any,
 ) -> ReportState:
     """The cached report if it is built; otherwise, with ``start``, enqueue its build (once: a
     marker in the cache stops a second build of the same key while one runs) and say it is
     building. With tasks running in process (no broker) the build runs here, in the caller."""
     from evalhub.reports.tasks import build_report
 
-    found = report_key(
-        run=run, candidate=candidate, baseline=baseline, exclude_raters_below=exclude_raters_below
-    )
+    found = report_key(run=run, candidate=candidate, baseline=baseline, **options)
     cache = _report_cache()
     report = cache.get(found.key)
     if report is not None:
@@ -470,7 +451,7 @@ def report_state(
             "run_id": run.pk,
             "candidate_id": found.inp.candidate_id,
             "baseline_id": found.inp.baseline_id,
-            "exclude_raters_below": found.inp.exclude_raters_below,
+            "options": options,
             "key": found.key,
         }
         # Enqueued at once, not on commit: this request writes no rows the task must wait for.
@@ -489,7 +470,7 @@ def report_state(
 
 
 def report_build_for_cache(
-    *, run_id: int, candidate_id: int, baseline_id: int, exclude_raters_below: float | None, key: str
+    *, run_id: int, candidate_id: int, baseline_id: int, options: dict[str, Any], key: str
 ) -> None:
     """The build task's body: build and cache the report unless it is there already. The rows are
     fetched again here, so what is cached is keyed by the rows it was computed from (if ratings
@@ -502,7 +483,7 @@ def report_build_for_cache(
         run=run,
         candidate=Adapter.objects.get(pk=candidate_id),
         baseline=Adapter.objects.get(pk=baseline_id),
-        exclude_raters_below=exclude_raters_below,
+        **options,
     )
     if _report_cache().get(found.key) is None:
         _build_and_store(run, found)

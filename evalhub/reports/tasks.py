@@ -15,12 +15,9 @@ def _build_gave_up(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:
 
 @evalhub_task(give_up=_build_gave_up, soft_time_limit=600, time_limit=660)
 def build_report(
-    *, run_id: int, candidate_id: int, baseline_id: int, exclude_raters_below: float | None, key: str
+    *, run_id: int, candidate_id: int, baseline_id: int, options: dict[str, Any], key: str
 ) -> None:
+    """``options``: report_build's other parameters (JSON values: exclude_raters_below, ...)."""
     services.report_build_for_cache(
-        run_id=run_id,
-        candidate_id=candidate_id,
-        baseline_id=baseline_id,
-        exclude_raters_below=exclude_raters_below,
-        key=key,
+        run_id=run_id, candidate_id=candidate_id, baseline_id=baseline_id, options=options, key=key
     )
