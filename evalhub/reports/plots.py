@@ -192,8 +192,7 @@ def slice_heatmap(report: Report) -> bytes:
     if not slices:
         return _empty(fig, ax, "No slices to compare")
     grid = np.column_stack([_scaled(col, slices) for col in columns])
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("#d0d7de")
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="#d0d7de")
     ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-1, vmax=1, aspect="auto")
     for j, col in enumerate(columns):
         for i, name in enumerate(slices):
