@@ -261,7 +261,8 @@ def _key_numbers(report: Report) -> list[Row]:
     c = report.counts
     rows: list[Row] = [
         ["Candidate-vs-baseline ratings", f"{c.pair_ratings:,}"],
-        ["Raters · cases rated (of all cases)", f"{c.raters} · {c.cases_rated} of {c.cases}"],
+        ["Raters", f"{c.raters}"],
+        ["Cases rated", f"{c.cases_rated} of {c.cases}"],
         ["Wins · ties (both bad) · losses", f"{win.wins} · {win.ties} ({c.both_bad}) · {win.losses}"],
     ]
     for part, rate in (
