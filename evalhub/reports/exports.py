@@ -384,7 +384,7 @@ PLOT_TITLES = {
 }
 
 
-def _plot(pdf: _Pdf, name: str, png: bytes) -> list[Any]:
+def _plot(pdf: _Pdf, name: str, png: bytes, suffix: str = "") -> list[Any]:
     from reportlab.lib.units import cm
     from reportlab.platypus import Image
 
@@ -393,7 +393,7 @@ def _plot(pdf: _Pdf, name: str, png: bytes) -> list[Any]:
     width = min(18 * cm, img.imageWidth * 0.75)  # 110 dpi PNGs drawn at about 80 dpi
     height = min(width * ratio, 21 * cm)
     img.drawWidth, img.drawHeight = height / ratio, height
-    return pdf.section(PLOT_TITLES.get(name, name), img)
+    return pdf.section(PLOT_TITLES.get(name, name) + suffix, img)
 
 
 def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetime | None = None) -> bytes:
@@ -403,7 +403,7 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import cm
-    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
     pdf = _Pdf()
     styles = pdf.styles
@@ -419,8 +419,13 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
         canvas.setFillColor(colors.HexColor("#57606a"))
-        canvas.drawString(1.5 * cm, 0.9 * cm, f"evalhub · {title} · {stamp}")
-        canvas.drawRightString(A4[0] - 1.5 * cm, 0.9 * cm, f"page {doc.page}")
+        page = f"page {doc.page}"
+        room = A4[0] - 3 * cm - canvas.stringWidth(page) - 0.5 * cm
+        text = f"evalhub · {cand} against {base} · run {run.id if run else '?'} · {when:%Y-%m-%d %H:%M} UTC"
+        while canvas.stringWidth(text) > room and len(text) > 10:  # long adapter names: cut, not overlap
+            text = text[:-2].rstrip() + "…"
+        canvas.drawString(1.5 * cm, 0.9 * cm, text)
+        canvas.drawRightString(A4[0] - 1.5 * cm, 0.9 * cm, page)
         canvas.restoreState()
 
     doc = SimpleDocTemplate(
@@ -514,8 +519,13 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
     )
     # Rater quality (per rater time, gold accuracy, straight-lining and flags) goes here when the
     # report carries it (report.rater_quality, added by the rater-quality work).
-    story.append(PageBreak())
     for name, fn in plots.REPORT_PLOTS.items():
-        story += _plot(pdf, name, fn(report))
+        if name == "slices":  # wide: in parts that stay legible at the page's width
+            parts = plots.slice_heatmap_parts(report)
+            for k, png in enumerate(parts, start=1):
+                suffix = f" ({k} of {len(parts)})" if len(parts) > 1 else ""
+                story += _plot(pdf, name, png, suffix)
+        else:
+            story += _plot(pdf, name, fn(report))
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()

@@ -174,17 +174,27 @@ def _scaled(col: SliceColumn, slices: list[str]) -> np.ndarray:
     return np.clip(raw / half, -1, 1)
 
 
+def slice_heatmap_parts(report: Report, per_part: int = 7) -> list[bytes]:
+    """The heatmap in parts of at most ``per_part`` columns, for a page too narrow for all of them."""
+    columns = slice_columns(report)
+    if len(columns) <= per_part:
+        return [slice_heatmap(report)]
+    return [slice_heatmap(report, columns[k : k + per_part]) for k in range(0, len(columns), per_part)]
+
+
 def _wrap(text: str, width: int) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width=width, break_long_words=False)) or text
 
 
-def slice_heatmap(report: Report) -> bytes:
+def slice_heatmap(report: Report, columns: list[SliceColumn] | None = None) -> bytes:
     """Candidate against baseline per slice: each column coloured on a diverging map centred on
-    "no difference" (blue: candidate better, red: baseline better), every cell annotated."""
-    columns = slice_columns(report)
-    slices = _slice_order(columns)
+    "no difference" (blue: candidate better, red: baseline better), every cell annotated.
+    ``columns``: a part of ``slice_columns(report)`` (the PDF splits a wide heatmap)."""
+    every = slice_columns(report)
+    columns = every if columns is None else columns
+    slices = _slice_order(every)  # the same rows in every part
     label_chars = max((len(s) for s in slices), default=10)
     width = min(16.0, 1.4 + 0.075 * label_chars + 1.05 * max(2, len(columns)))
     height = min(30.0, 1.5 + 0.3 * max(3, len(slices)))
@@ -202,7 +212,8 @@ def slice_heatmap(report: Report) -> bytes:
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "#1f2328")
     ax.set_xticks(range(len(columns)), [_wrap(c.name, 12) for c in columns], fontsize=8)
     ax.xaxis.tick_top()
-    n_of = columns[0].n
+    # n is the slice's number of ratings: from the win-rate column, in every part of the heatmap.
+    n_of = every[0].n if every and every[0].centre == 0.5 else {}
     ax.set_yticks(range(len(slices)), [f"{s} (n={n_of[s]})" if s in n_of else s for s in slices], fontsize=8)
     ax.set_xticks(np.arange(-0.5, len(columns)), minor=True)
     ax.set_yticks(np.arange(-0.5, len(slices)), minor=True)
@@ -311,7 +322,7 @@ def trend(points: list[dict[str, Any]]) -> bytes:
     cols = min(3, len(metrics))
     rows = (len(metrics) + cols - 1) // cols
     fig, axes = plt.subplots(
-        rows, cols, figsize=(3.4 * cols + 0.6, 2.5 * rows + 1.0), squeeze=False, sharex=True
+        rows, cols, figsize=(max(7.0, 3.4 * cols + 0.6), 2.5 * rows + 1.0), squeeze=False, sharex=True
     )
     x_of = {label: k for k, label in enumerate(data.order)}
     colours = plt.get_cmap("tab10")
