@@ -400,6 +400,23 @@ def report_cached(
     return report
 
 
+def report_plot_png(
+    *, run: Run, name: str, candidate: Adapter | None = None, baseline: Adapter | None = None, **options: Any
+) -> bytes:
+    """A plot of the report (``plots.REPORT_PLOTS[name]``) as PNG, cached beside the report under
+    the same key, so a page's images are drawn once per input as well."""
+    from evalhub.reports.plots import REPORT_PLOTS
+
+    found = report_key(run=run, candidate=candidate, baseline=baseline, **options)
+    cache = _report_cache()
+    png = cache.get(f"{found.key}:plot:{name}")
+    if png is None:
+        report = cache.get(found.key) or _build_and_store(run, found)
+        png = REPORT_PLOTS[name](report)
+        cache.set(f"{found.key}:plot:{name}", png)
+    return png
+
+
 @dataclass(frozen=True, slots=True)
 class ReportState:
     """Where a report's build stands: "ready" (``report`` is set), "building" (since ``started_at``,

@@ -111,11 +111,10 @@ def report_state(request: HttpRequest, project_slug: str, run_id: int) -> JsonRe
 def report_plot(request: HttpRequest, project_slug: str, run_id: int, name: str) -> HttpResponse:
     project = _project(request, project_slug)
     run = _run(project, run_id)
-    fn = plots.REPORT_PLOTS.get(name)
-    if fn is None:
+    if name not in plots.REPORT_PLOTS:
         raise Http404
-    data, _ = _report(request, run)
-    response = HttpResponse(fn(data), content_type="image/png")
+    png = services.report_plot_png(run=run, name=name, **_params(request, run))
+    response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=60"
     return response
 

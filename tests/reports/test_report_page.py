@@ -96,3 +96,17 @@ def test_bad_parameters_are_an_error_page_not_a_building_page(project: Any, lead
     page = web.get(f"{base}?candidate=nope@9")
     assert page.status_code in (400, 404) and "Building the report" not in page.content.decode()
     assert web.get(f"{base}state.json?candidate=nope@9").status_code in (400, 404)
+
+
+def test_plots_are_drawn_once_per_input_and_cached_beside_the_report(
+    project: Any, lead: Any, built: Any
+) -> None:
+    web = Client()
+    web.force_login(lead)
+    base = f"/p/{project.slug}/runs/{built.run.pk}/report/"
+    first = web.get(f"{base}plot/slices.png")
+    assert first.status_code == 200 and first.content.startswith(b"\x89PNG")
+    found = services.report_key(run=built.run)
+    assert caches[services.REPORT_CACHE].get(f"{found.key}:plot:slices") == first.content
+    assert caches[services.REPORT_CACHE].get(found.key) is not None  # the report was built for it
+    assert web.get(f"{base}plot/nope.png").status_code == 404

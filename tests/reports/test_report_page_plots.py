@@ -79,3 +79,13 @@ def test_the_heatmap_grows_with_the_slices_and_renders(report: Any) -> None:
         io.BytesIO(plots.slice_heatmap(dataclasses.replace(report, win_rate_by_slice=many_slices)))
     ).size
     assert many[1] > 2 * few[1]  # taller, not squeezed: about 0.3 in per slice
+
+
+def test_a_wide_heatmap_is_split_into_parts_for_the_pdf(report: Any) -> None:
+    import dataclasses
+
+    wide = dataclasses.replace(report, metrics=report.metrics * 4)  # 1 + 1 + 8 columns
+    assert len(plots.slice_columns(wide)) == 10
+    parts = plots.slice_heatmap_parts(wide, per_part=7)
+    assert len(parts) == 2 and all(p.startswith(b"\x89PNG") for p in parts)
+    assert len(plots.slice_heatmap_parts(report, per_part=7)) == 1
