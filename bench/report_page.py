@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cases", type=int, default=36, help="cases per adapter (the demo has 24 + adversarial)")
     p.add_argument("--raters", type=int, default=3, help="ratings per task")
     p.add_argument("--repeat", type=int, default=5, help="cached visits to time")
+    p.add_argument("--hash-ratings", type=int, default=100_000, help="ratings for the key's hash at scale")
     return p.parse_args(argv)
 
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
     from django.test import Client
 
-    from evalhub.reports.services import report_build
+    from evalhub.reports.services import report_build, report_key
 
     call_command("migrate", verbosity=0)
     project, run, lead = populate(args)
@@ -100,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     baseline = [timed(lambda: report_build(run=run))[0] for _ in range(2)]
     first_page, page = timed(lambda: web.get(base))
     assert b"Building the report" in page.content, page.status_code
+    # The first request of the process pays Django's warm-up: another key's building page shows
+    # the steady cost.
+    other_page, page = timed(lambda: web.get(f"{base}?exclude_below=0.5"))
+    assert b"Building the report" in page.content, page.status_code
     build, state = timed(lambda: web.get(f"{base}state.json").json())
     assert state["ready"], state
     cached_pages = []
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         cached_pages.append(seconds)
     plots = [timed(lambda n=name: web.get(f"{base}plot/{n}.png"))[0] for name in PLOTS]
     plots_again = [timed(lambda n=name: web.get(f"{base}plot/{n}.png"))[0] for name in PLOTS]
+    keying = statistics.median([timed(lambda: report_key(run=run))[0] for _ in range(args.repeat)])
     warm = statistics.median(cached_pages)
     plain = statistics.median(baseline)
     from annotation.models import Rating
@@ -118,16 +124,44 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"report_build (the old cost of every visit): median {plain:.2f} s ({', '.join(f'{x:.2f}' for x in baseline)})"
     )
-    print(f"first visit, building page: {first_page * 1000:.0f} ms")
+    print(
+        f"first visit, building page: {first_page * 1000:.0f} ms (first request of the process); "
+        f"another report's building page {other_page * 1000:.0f} ms"
+    )
     print(f"first poll, builds and caches: {build:.2f} s")
     print(
         f"cached page: median {warm * 1000:.0f} ms over {args.repeat} visits "
         f"({', '.join(f'{x * 1000:.0f}' for x in cached_pages)}); ratio to report_build {plain / warm:.1f}x faster"
     )
+    print(f"of which fetching the input rows and hashing them (the cache key): median {keying * 1000:.0f} ms")
     for title, times in (("first drawn", plots), ("cached", plots_again)):
         shown = ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in zip(PLOTS, times, strict=True))
         print(f"plots {title}: {shown}")
+    hash_at_scale(run, args.hash_ratings)
     return 0
+
+
+def hash_at_scale(run: Any, n: int) -> None:
+    """The cache key's hash runs on every visit: time it on ``n`` ratings (the demo's tiled, new
+    ids), against hashing the snapshot's JSON form of the same rows."""
+    import dataclasses
+
+    from evalhub.reports.selectors import RatingColumns
+    from evalhub.reports.services import report_input_hash, report_key
+    from evalhub.reports.snapshots import content_hash, rows_dump
+
+    inp = report_key(run=run).inp
+    dicts = inp.rows.ratings.to_dicts()
+    tiled = [{**d, "task": d["task"] + k * 10**6} for k in range(n // len(dicts) + 1) for d in dicts][:n]
+    big = dataclasses.replace(
+        inp, rows=dataclasses.replace(inp.rows, ratings=RatingColumns.from_dicts(tiled))
+    )
+    columns, _ = timed(lambda: report_input_hash(big))
+    as_json, _ = timed(lambda: content_hash(rows_dump(big.rows)))
+    print(
+        f"input hash over {n:,} ratings: {columns * 1000:.0f} ms on the columns; the snapshot JSON form "
+        f"would take {as_json * 1000:.0f} ms ({as_json / columns:.0f}x)"
+    )
 
 
 if __name__ == "__main__":

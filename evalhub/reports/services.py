@@ -8,11 +8,14 @@ JSON, so reopening recomputes the report from the snapshot alone and names any n
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import numpy as np
 from django.db import transaction
 
 from evalhub.audit.services import audit_record
@@ -30,7 +33,6 @@ from evalhub.reports.snapshots import (
     canonical,
     content_hash,
     report_changes,
-    rows_dump,
     snapshot_build,
     snapshot_missing,
     snapshot_read,
@@ -345,11 +347,33 @@ class ReportKey:
         return f"{self.key}:failed"
 
 
+def _digest(h: Any, value: Any) -> None:
+    """Feed ``value`` to the hash: numpy columns by their bytes, dataclasses field by field, mappings
+    in key order, anything else as JSON. Equal inputs give equal digests and any changed value a
+    different one. It runs on every page view: hashing the rating columns directly took 0.08 s
+    for 100k ratings where their snapshot JSON form (``snapshots.rows_dump``) took 4 s."""
+    if isinstance(value, np.ndarray):
+        h.update(f"nd:{value.dtype.str}:{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            h.update(f"field:{f.name}".encode())
+            _digest(h, getattr(value, f.name))
+    elif isinstance(value, dict):
+        h.update(f"map:{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            h.update(f"key:{key!r}".encode())
+            _digest(h, value[key])
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=str).encode())
+
+
 def report_input_hash(inp: ReportInput) -> str:
-    """SHA-256 over the input rows in their snapshot form (``snapshots.rows_dump``, the canonical
-    JSON a frozen verdict hashes) and every parameter of the input, whatever they are."""
-    params = {f.name: getattr(inp, f.name) for f in dataclasses.fields(inp) if f.name != "rows"}
-    return content_hash({"schema": SCHEMA_VERSION, "inputs": rows_dump(inp.rows), "params": params})
+    """SHA-256 of everything a report is computed from: the input rows and every parameter of
+    the ``ReportInput`` (new parameters are included without a change here)."""
+    h = hashlib.sha256(f"report-input:v{SCHEMA_VERSION}".encode())
+    _digest(h, inp)
+    return h.hexdigest()
 
 
 def report_key(

@@ -11,6 +11,7 @@ from django.test import Client
 
 from annotation.models import Rating
 from evalhub.reports import services
+from evalhub.runs.models import MetricScore
 from tests.reports.factories import build_run
 
 pytestmark = pytest.mark.django_db
@@ -110,3 +111,16 @@ def test_plots_are_drawn_once_per_input_and_cached_beside_the_report(
     assert caches[services.REPORT_CACHE].get(f"{found.key}:plot:slices") == first.content
     assert caches[services.REPORT_CACHE].get(found.key) is not None  # the report was built for it
     assert web.get(f"{base}plot/nope.png").status_code == 404
+
+
+def test_a_changed_metric_score_or_a_rater_name_changes_the_key(project: Any) -> None:
+    built = build_run(project, n_cases=6, metrics={"rougeL": lambda k, i: 0.3})
+    before = services.report_key(run=built.run).key
+    score = MetricScore.objects.filter(run=built.run, metric="rougeL").order_by("pk").first()
+    score.value = 0.31
+    score.save(update_fields=["value"])
+    after_score = services.report_key(run=built.run).key
+    assert after_score != before
+    built.raters[0].username = "renamed-rater"
+    built.raters[0].save(update_fields=["username"])
+    assert services.report_key(run=built.run).key != after_score
