@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=5, help="cached visits to time")
     p.add_argument("--hash-ratings", type=int, default=100_000, help="ratings for the key's hash at scale")
     return p.parse_args(argv)
+
+
+def _metric(name: str) -> Callable[[str, int], float]:
+    """Values that differ by metric, adapter and case (so deltas and slices differ)."""
+
+    def value(adapter: str, case: int) -> float:
+        return 0.2 + 0.01 * ((case * (3 + len(name)) + 7 * ord(adapter[-1])) % 50)
+
+    return value
 
 
 def populate(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -54,10 +64,7 @@ def populate(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         preference=lambda i, r: ("candidate", "baseline", "tie", "candidate", "both_bad")[(i + r) % 5],
         scores=lambda i, r: (3 + (i + r) % 3, 2 + (i * 7 + r) % 4),
         hallucination=lambda i, r: ((i + r) % 9 == 0, (i * 5 + r) % 4 == 0),
-        metrics={
-            m: (lambda k, i, m=m: 0.2 + 0.01 * ((i * (3 + len(m)) + 7 * ord(k[-1])) % 50))
-            for m in ("rouge1", "rougeL", "bleu", "chrf")
-        },
+        metrics={m: _metric(m) for m in ("rouge1", "rougeL", "bleu", "chrf")},
         checks=lambda k, i: (i + len(k)) % 3 != 0,
         categories=lambda i: "jailbreak" if i % 6 == 0 else "",
         gold_cases=2,
