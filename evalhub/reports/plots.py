@@ -368,16 +368,17 @@ def trend(points: list[dict[str, Any]]) -> bytes:
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="upper center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
+    height = fig.get_figheight()
     fig.text(
         0.5,
-        0.005,
+        0.1 / height,
         "lines join versions of one adapter; dashed: trained from (parent); latest run's mean per adapter",
         ha="center",
         fontsize=7,
         color="#57606a",
     )
     buf = io.BytesIO()
-    fig.tight_layout(rect=(0, 0.03, 1, 0.93))
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1 - 0.45 / height))  # room for the caption and the legend
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
