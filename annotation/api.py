@@ -38,7 +38,13 @@ class BlindTaskOut(serializers.Serializer[Any]):
     input = serializers.CharField()
     reference = serializers.CharField()
     sides = BlindSideOut(many=True)
-    rubric = serializers.JSONField()
+    rubric = serializers.JSONField(
+        help_text="The rubric this task is rated on (single outputs: the study's single rubric)."
+    )
+    expected = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="A single output's expected behaviour, in words (empty for pairs).",
+    )
 
 
 class NextOut(serializers.Serializer[Any]):

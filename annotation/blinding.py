@@ -1,7 +1,8 @@
 """The only code that turns a Task into what a rater sees, and the only code that picks sides.
 
 What leaves here: the task's opaque public id, the case input (and reference, if the rubric says
-so), the texts of sides A and B in the order recorded at task creation, and the rubric. Never an
+so), the texts of sides A and B in the order recorded at task creation, the rubric the task is rated
+on, and for a single output the case's expected behaviour in words. Never an
 adapter's name, id, version or folder, an output or run id, a case key, a timestamp or gold status:
 views, templates and the API serialise a BlindTask and nothing else of a Task.
 """
@@ -20,6 +21,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from annotation.models import Task
+from annotation.rubric import expected_describe, rubric_for_task
 from annotation.sql import column, table
 
 T = TypeVar("T")
@@ -38,6 +40,7 @@ class BlindTask:
     reference: str
     sides: tuple[BlindSide, ...]
     rubric: dict[str, Any]
+    expected: tuple[str, ...] = ()
 
     @property
     def is_pair(self) -> bool:
@@ -69,24 +72,34 @@ def blind_queryset() -> QuerySet[Task]:
         "study__rubric",
         "case__input",
         "case__reference",
+        "case__expected",
         "output_a__text",
         "output_b__text",
     )
 
 
 def _blind(
-    *, public_id: str, rubric: dict[str, Any], text_in: str, reference: str, text_a: str, text_b: str | None
+    *,
+    public_id: str,
+    rubric: dict[str, Any],
+    text_in: str,
+    reference: str,
+    text_a: str,
+    text_b: str | None,
+    expected: Any = None,
 ) -> BlindTask:
     """What a rater sees, from exactly these values and nothing else of a task."""
     sides = [BlindSide(label="A", text=display_text(text_a))]
     if text_b is not None:
         sides.append(BlindSide(label="B", text=display_text(text_b)))
+    rubric = rubric_for_task(rubric, sides=len(sides))
     return BlindTask(
         public_id=public_id,
         input=display_text(text_in),
         reference=display_text(reference) if rubric.get("show_reference") else "",
         sides=tuple(sides),
         rubric=rubric,
+        expected=tuple(expected_describe(expected)) if len(sides) == 1 else (),
     )
 
 
@@ -98,6 +111,7 @@ def task_blind(*, task: Task) -> BlindTask:
         reference=task.case.reference,
         text_a=task.output_a.text,
         text_b=task.output_b.text if task.output_b_id is not None and task.output_b is not None else None,
+        expected=task.case.expected,
     )
 
 
@@ -111,7 +125,7 @@ def task_blind_by_id(*, task_id: int) -> BlindTask:
     t, s, c, o = Task, Study, Case, Output
     sql = (
         f"SELECT t.{column(t, 'public_id')}, s.{column(s, 'rubric')}, c.{column(c, 'input')},"  # noqa: S608
-        f" c.{column(c, 'reference')}, oa.{column(o, 'text')}, ob.{column(o, 'text')}"
+        f" c.{column(c, 'reference')}, oa.{column(o, 'text')}, ob.{column(o, 'text')}, c.{column(c, 'expected')}"
         f" FROM {table(t)} t JOIN {table(s)} s ON s.{column(s, 'id')} = t.{column(t, 'study')}"
         f" JOIN {table(c)} c ON c.{column(c, 'id')} = t.{column(t, 'case')}"
         f" JOIN {table(o)} oa ON oa.{column(o, 'id')} = t.{column(t, 'output_a')}"
@@ -123,11 +137,18 @@ def task_blind_by_id(*, task_id: int) -> BlindTask:
         row = cursor.fetchone()
     if row is None:
         raise Task.DoesNotExist(task_id)
-    public_id, rubric, text_in, reference, text_a, text_b = row
+    public_id, rubric, text_in, reference, text_a, text_b, expected = row
     # PostgreSQL's jsonb and SQLite's JSON both reach a raw cursor as text (the ORM parses it).
     rubric = json.loads(rubric) if isinstance(rubric, str | bytes) else rubric
+    expected = json.loads(expected) if isinstance(expected, str | bytes) else expected
     return _blind(
-        public_id=public_id, rubric=rubric, text_in=text_in, reference=reference, text_a=text_a, text_b=text_b
+        public_id=public_id,
+        rubric=rubric,
+        text_in=text_in,
+        reference=reference,
+        text_a=text_a,
+        text_b=text_b,
+        expected=expected,
     )
 
 

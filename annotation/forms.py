@@ -72,6 +72,7 @@ def rating_form_context(
                     "key": criterion["key"],
                     "label": criterion["label"],
                     "help": criterion["help"],
+                    "choices": bool(criterion.get("choices")),
                     "name": score_field(criterion["key"], side.label),
                     "error": (errors.get(f"scores.{criterion['key']}.{side.label}") or [""])[0],
                     "points": [
@@ -99,6 +100,8 @@ def rating_form_context(
     preference = data.get("preference", "")
     return {
         "blind": blind,
+        "adversarial": blind.rubric.get("kind") == "adversarial",
+        "rationale_label": blind.rubric.get("rationale_label") or "Rationale",
         "sides": sides,
         "preferences": [
             {"value": value, "label": label, "checked": preference == value, "key": key}

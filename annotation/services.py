@@ -31,7 +31,7 @@ from annotation.models import (
     Task,
 )
 from annotation.queue import assignment_for_update, task_has_room
-from annotation.rubric import rating_check, rubric_normalise
+from annotation.rubric import rating_check, rubric_for_task, rubric_normalise
 from annotation.sql import column, table
 from evalhub.audit.services import audit_record
 from evalhub.catalog.models import Adapter
@@ -517,7 +517,8 @@ def rating_submit(
         task, study = assignment.task, assignment.study
         sides = ("A", "B") if task.output_b_id else ("A",)
         texts = _side_texts(assignment)
-        clean = rating_check(rubric=study.rubric, sides=sides, texts=texts, data=dict(data))
+        rubric = rubric_for_task(study.rubric, sides=len(sides))
+        clean = rating_check(rubric=rubric, sides=sides, texts=texts, data=dict(data))
         if assignment.status == AssignmentStatus.SUBMITTED:
             stored = Rating.objects.get(assignment=assignment)
             if _same_rating(stored, clean):

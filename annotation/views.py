@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,6 +19,7 @@ from annotation.blinding import task_blind_by_id
 from annotation.forms import SKIP_REASONS, StudyCreateForm, rating_form_context, rating_payload_from_post
 from annotation.models import Assignment, AssignmentStatus, Study
 from annotation.queue import task_assign_next
+from evalhub.accounts.selectors import user_is_rater_only
 from evalhub.errors import NotFound, ValidationFailed
 from evalhub.web import domain_error_page, form_errors, message_errors
 
@@ -110,6 +112,8 @@ def _render_form(
             "progress_total": progress.done + progress.remaining,
             "lease_remaining_s": remaining_s,
             "form_error": message,
+            # The browser keeps an unsent draft under this key (rate.js): per rater and task.
+            "draft_key": f"evalhub-draft:{request.user.pk}:{blind.public_id}",
         }
     )
     return render(request, "annotation/rate.html", context, status=status)
@@ -184,6 +188,8 @@ def task_skip(request: HttpRequest, study_id: str, task_id: str) -> HttpResponse
 
 @login_required
 def owner_studies(request: HttpRequest) -> HttpResponse:
+    if user_is_rater_only(user=request.user):
+        raise PermissionDenied("Study owners' pages are for engineers and leads.")
     studies = [
         (study, selectors.study_progress(study=study))
         for study in selectors.studies_for_owner(user=request.user)

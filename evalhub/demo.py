@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -226,14 +227,23 @@ def open_study(state: DemoState, out: Writer) -> None:
             sides: dict[str, Any] = {"A": task.output_a}
             if task.output_b is not None:
                 sides["B"] = task.output_b
-            judged = {
-                side: experts.judge(
-                    output.text, source=task.case.input, reference=task.case.reference, rater=index
+            if task.output_b is None:  # an adversarial single output: was the expected behaviour met?
+                data = experts.adversarial_rating_data(
+                    task.output_a.text, expected=task.case.expected, source=task.case.input, rater=index
                 )
-                for side, output in sides.items()
-            }
-            data = experts.rating_data(judged, rationale="Simulated expert (demo)")
-            rating_submit(public_id=task.public_id, rater=rater, data=data)
+            else:
+                judged = {
+                    side: experts.judge(
+                        output.text, source=task.case.input, reference=task.case.reference, rater=index
+                    )
+                    for side, output in sides.items()
+                }
+                data = experts.rating_data(judged, rationale="Simulated expert (demo)")
+            # The simulated expert "took" its stated time: submit at lease + that time, or the server
+            # (which caps time on task at the time since the lease) would record milliseconds and the
+            # report's rater quality would flag every simulated expert as too fast.
+            took = timedelta(milliseconds=int(data.get("time_on_task_ms") or 0))
+            rating_submit(public_id=task.public_id, rater=rater, data=data, now=assignment.leased_at + took)
             given += 1
     out.write(
         f"  study with {total} blinded tasks (overlap 2); {given} simulated expert ratings, the rest await rater1/rater2\n"

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from evalhub.accounts import selectors, services
 from evalhub.accounts.forms import LoginForm, MemberForm, TokenCreateForm
 from evalhub.accounts.models import Membership, Project
+from evalhub.accounts.selectors import user_is_rater_only
 from evalhub.permissions import admin_projects_for
 from evalhub.web import form_errors, message_errors
 
@@ -45,7 +46,10 @@ def _token_page(
 @never_cache
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
-    """List my tokens and create one; the secret is shown in this one response and never again."""
+    """List my tokens and create one; the secret is shown in this one response and never again.
+    Not a rater's page: raters rate in the browser (issue #17), their nav does not offer it."""
+    if user_is_rater_only(user=request.user):
+        raise PermissionDenied("API tokens are for engineers, leads and admins.")
     projects = selectors.token_projects_for_user(user=request.user)
     if request.method != "POST":
         return _token_page(request, TokenCreateForm(projects=projects))

@@ -42,6 +42,11 @@ def _adapters(run: Run, data: Any) -> dict[str, Any]:
             params["exclude_raters_below"] = float(data["exclude_below"])
         except (TypeError, ValueError) as exc:
             raise serializers.ValidationError({"exclude_below": ["A number between 0 and 1."]}) from exc
+    params.update(
+        services.rater_quality_params(
+            exclude_flagged=data.get("exclude_flagged"), min_seconds=data.get("min_seconds")
+        )
+    )
     return params
 
 
@@ -52,6 +57,8 @@ REPORT_PARAMS = [
         "policy", str, description="gate policy name; default the project's newest, else the default"
     ),
     OpenApiParameter("exclude_below", float, description="exclude raters whose gold accuracy is below this"),
+    OpenApiParameter("exclude_flagged", bool, description="exclude raters that rater quality flags"),
+    OpenApiParameter("min_seconds", float, description="a rating faster than this is too fast (default 5)"),
 ]
 
 
@@ -203,6 +210,8 @@ class VerdictIn(serializers.Serializer[Any]):
     baseline = serializers.CharField(required=False)
     policy = serializers.CharField(required=False)
     exclude_below = serializers.FloatField(required=False, min_value=0, max_value=1)
+    exclude_flagged = serializers.BooleanField(required=False)
+    min_seconds = serializers.FloatField(required=False, min_value=0, max_value=3600)
 
 
 class VerdictCreateView(APIView):

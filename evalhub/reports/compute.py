@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from annotation.rubric import gold_expected
+from annotation.rubric import MET_KEY, MET_PARTLY, MET_YES, SEVERITY_KEY, gold_expected
 from evalhub.reports.schema import (
     SCHEMA_VERSION,
     AdapterInfo,
     AdapterRate,
     AdversarialCategory,
+    AdversarialHuman,
+    AdversarialOutput,
     Agreement,
     CaseRow,
     CheckPair,
@@ -39,6 +41,8 @@ from evalhub.reports.schema import (
     PreferenceAgreement,
     Presence,
     Proportion,
+    RaterQualityReport,
+    RaterRow,
     Report,
     Settings,
     Sides,
@@ -66,6 +70,7 @@ from metrics.ranking import (
     style_controlled_bradley_terry,
     style_feature_table,
 )
+from metrics.rater_quality import DEFAULT_MIN_SECONDS, Answers, QualityRules, RaterQuality, rater_quality
 from metrics.registry import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS
 from metrics.stats import (
     WinRate,
@@ -353,6 +358,10 @@ class ReportInput:
     resamples: int = 2000
     style_resamples: int = 100
     seed: int = 0
+    exclude_flagged: bool = False
+    """Leave out every rater that ``rater_quality`` flags (too fast, failed gold, straight-lining)."""
+    min_seconds: float = DEFAULT_MIN_SECONDS
+    """A rating faster than this counts as too fast."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +378,8 @@ class _Frame:
     adapter_b: np.ndarray
     gold: tuple[GoldRow, ...]
     excluded: tuple[GoldRow, ...]
+    quality: tuple[RaterQuality, ...]
+    """Every rater's quality measures and flags, over all their ratings (before any exclusion)."""
     keep: np.ndarray
     criteria: tuple[str, ...]
     pairs: _Pairs
@@ -406,11 +417,12 @@ def _kept_ratings(
 
 
 def _criteria_order(rc: RatingColumns, keep: np.ndarray) -> tuple[str, ...]:
-    """In order of first appearance among the kept ratings (rubric order within a rating)."""
+    """In order of first appearance among the kept ratings (rubric order within a rating). The
+    adversarial verdict (met, severity) is no pairwise criterion: _adversarial_human reports it."""
     first = {
         c: int(np.argmax(col.present & keep))
         for c, col in rc.scores.items()
-        if bool(np.any(col.present & keep))
+        if bool(np.any(col.present & keep)) and c not in (MET_KEY, SEVERITY_KEY)
     }
     return tuple(sorted(first, key=lambda c: (first[c], rc.criteria_seen.index(c))))
 
@@ -428,6 +440,9 @@ def _frame(inp: ReportInput) -> _Frame:
     adapter_a, adapter_b = outputs.of(rc.a), outputs.of(rc.b)
     gold = _gold(rc, rows.raters)
     keep, excluded = _kept_ratings(rc, gold, inp.exclude_raters_below)
+    quality = _quality(rc, gold, QualityRules(min_seconds=inp.min_seconds))
+    if inp.exclude_flagged:
+        keep &= ~np.isin(rc.rater, np.array([q.rater_id for q in quality if q.flagged], dtype=np.int64))
     pairs = _Pairs(rc, keep, adapter_a, adapter_b, inp.candidate_id, inp.baseline_id)
     # Per case outcome counts, by the case's position in rows.cases.
     pair_pos = _lookup(sorted_ids, case_sort, pairs.case)
@@ -449,6 +464,7 @@ def _frame(inp: ReportInput) -> _Frame:
         adapter_b=adapter_b,
         gold=gold,
         excluded=excluded,
+        quality=quality,
         keep=keep,
         criteria=inp.criteria if inp.criteria is not None else _criteria_order(rc, keep),
         pairs=pairs,
@@ -736,6 +752,52 @@ def _adversarial(
     return categories, must_refuse
 
 
+def _adversarial_human(f: _Frame, table: _MetricTable) -> AdversarialHuman | None:
+    """People's verdicts on single adversarial outputs (kept raters only), per adapter and per output
+    beside the output's check result. Kept apart from the checks' pass rate, so a gate can read either
+    and the report can show where they disagree."""
+    rc = f.rc
+    met_col, sev_col = rc.scores.get(MET_KEY), rc.scores.get(SEVERITY_KEY)
+    if met_col is None:
+        return None
+    rows = f.keep & (rc.b == 0) & met_col.present & ~np.isnan(met_col.a)
+    if not rows.any():
+        return None
+    case_by_id = {c["id"]: c for c in f.rows.cases}
+    per_adapter: dict[str, list[int]] = defaultdict(list)
+    tally: dict[tuple[int, int], list[int]] = {}
+    for i in np.flatnonzero(rows).tolist():
+        aid, case_id, met = int(f.adapter_a[i]), int(rc.case[i]), int(met_col.a[i])
+        if aid not in f.labels or case_id not in case_by_id:
+            continue
+        per_adapter[f.labels[aid]].append(int(met == MET_YES))
+        counts = tally.setdefault((aid, case_id), [0, 0, 0, 0])  # yes, partly, no, worst severity
+        counts[{MET_YES: 0, MET_PARTLY: 1}.get(met, 2)] += 1
+        severity = sev_col.a[i] if sev_col is not None else np.nan
+        if not np.isnan(severity):
+            counts[3] = max(counts[3], int(severity))
+    outputs = tuple(
+        AdversarialOutput(
+            case_id=case_id,
+            key=case_by_id[case_id]["key"],
+            category=case_by_id[case_id]["category"] or "",
+            adapter=f.labels[aid],
+            checks_passed=table.checks.get(aid, {}).get(case_id),
+            met=yes,
+            partly=partly,
+            not_met=no,
+            worst_severity=worst,
+        )
+        for (aid, case_id), (yes, partly, no, worst) in sorted(
+            tally.items(), key=lambda item: (case_by_id[item[0][1]]["key"], f.labels[item[0][0]])
+        )
+    )
+    return AdversarialHuman(
+        per_adapter={label: _rate(sum(v), len(v)) for label, v in sorted(per_adapter.items())},
+        outputs=outputs,
+    )
+
+
 def _exclusion(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> Exclusion | None:
     """The effect of excluding raters: win rate and preference alpha with and without them."""
     threshold = f.inp.exclude_raters_below
@@ -752,6 +814,72 @@ def _exclusion(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> Exc
             preference_alpha=_agreement(rc, everyone, ()).alpha("preference"),
         ),
         after=ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference")),
+    )
+
+
+def _quality(rc: RatingColumns, gold: tuple[GoldRow, ...], rules: QualityRules) -> tuple[RaterQuality, ...]:
+    """Per rater quality over all their ratings. Straight-lining looks at the non-gold ratings'
+    answers, one question per rubric criterion (both sides pooled) and the pairwise preference."""
+    counted = ~rc.gold
+    rows = np.flatnonzero(counted)
+    paired = np.flatnonzero(counted & (rc.b != 0))
+    questions = [
+        Answers(row=np.concatenate([rows, paired]), value=np.concatenate([col.a[rows], col.b[paired]]))
+        for col in rc.scores.values()
+    ]
+    answered = np.flatnonzero(counted & (rc.b != 0) & (_PREF_CATEGORY[rc.preference] >= 0))
+    questions.append(Answers(row=answered, value=rc.preference[answered].astype(float)))
+    seconds = np.array(rc.time_ms, dtype=float) / 1000  # None (no time stored) reads as NaN
+    return rater_quality(
+        rater=rc.rater,
+        seconds=seconds.reshape(len(rc)),
+        straight=counted,
+        answers=questions,
+        gold={g.rater_id: (g.n_gold, g.n_correct) for g in gold},
+        rules=rules,
+    )
+
+
+NO_GOLD_WARNING = (
+    "No gold tasks were rated, so gold accuracy is unknown for every rater: the gold-accuracy "
+    "filter excluded nobody."
+)
+
+
+def _rater_quality(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> RaterQualityReport:
+    """The rater quality section: each rater's measures and flags, who is left out of this report,
+    and, when flagged raters are excluded, the win rate and preference alpha with and without them."""
+    inp, rc = f.inp, f.rc
+    kept = set(np.unique(rc.rater[f.keep]).tolist())
+    raters = tuple(
+        RaterRow(
+            rater=f.rows.raters.get(q.rater_id, str(q.rater_id)), quality=q, excluded=q.rater_id not in kept
+        )
+        for q in f.quality
+    )
+    warnings = []
+    gold_filter = inp.exclude_flagged or inp.exclude_raters_below is not None
+    if gold_filter and not any(q.n_gold for q in f.quality):
+        warnings.append(NO_GOLD_WARNING)
+    if raters and not kept:
+        warnings.append("Every rater was excluded: this report has no human ratings left.")
+    before = after = None
+    if inp.exclude_flagged:
+        everyone = np.ones(len(rc), dtype=bool)
+        all_pairs = _Pairs(rc, everyone, f.adapter_a, f.adapter_b, inp.candidate_id, inp.baseline_id)
+        before = ExclusionSide(
+            win_rate=win_rate(*all_pairs.counts()),
+            preference_alpha=_agreement(rc, everyone, ()).alpha("preference"),
+        )
+        after = ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference"))
+    return RaterQualityReport(
+        rules=QualityRules(min_seconds=inp.min_seconds),
+        exclude_flagged=inp.exclude_flagged,
+        raters=raters,
+        gold_ratings=int(np.sum(rc.gold)),
+        warnings=tuple(warnings),
+        before=before,
+        after=after,
     )
 
 
@@ -835,6 +963,8 @@ def report_compute(
     resamples: int = 2000,
     style_resamples: int = 100,
     seed: int = 0,
+    exclude_flagged: bool = False,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
 ) -> Report:
     """Everything the report page, exports and gates read, from already-fetched rows."""
     return report_from_input(
@@ -847,6 +977,8 @@ def report_compute(
             resamples=resamples,
             style_resamples=style_resamples,
             seed=seed,
+            exclude_flagged=exclude_flagged,
+            min_seconds=min_seconds,
         )
     )
 
@@ -883,6 +1015,8 @@ def report_from_input(inp: ReportInput) -> Report:
             agreement=agreement,
             gold=f.gold,
             exclusion=_exclusion(f, overall, agreement),
+            rater_quality=_rater_quality(f, overall, agreement),
             human_vs_metric=_human_vs_metric(f, _metric_deltas(f, table), human),
             cases=_case_rows(f, table, human),
+            adversarial_human=_adversarial_human(f, table),
         )

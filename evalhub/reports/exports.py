@@ -376,6 +376,91 @@ def _gold_rows(report: Report) -> list[Row]:
     ]
 
 
+def rater_quality_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """The PDF's rater quality section: notes (exclusions, warnings, the flag rules) and a table,
+    one row per rater with their measures and flags in plain words."""
+    rq = report.rater_quality
+    if rq is None:
+        return [], []
+    rules = rq.rules
+    notes = []
+    if rq.exclude_flagged:
+        names = ", ".join(r.rater for r in rq.excluded) or "none was flagged"
+        notes.append(f"Flagged raters excluded from every human number: {names}.")
+        if rq.before is not None and rq.after is not None:
+            before, after = rq.before.win_rate.ties_as_half.rate, rq.after.win_rate.ties_as_half.rate
+            notes.append(
+                f"Win rate (ties half) with all raters {_fmt(before)}, without the flagged {_fmt(after)}."
+            )
+    notes += list(rq.warnings)
+    notes.append(
+        f"Flags. Too fast: over {rules.max_fast_share:.0%} of ratings under {rules.min_seconds:g} s. "
+        f"Failed gold: under {rules.min_gold_accuracy:.0%} right on at least {rules.min_gold} gold tasks. "
+        f"Straight-lining: {rules.max_straight_share:.0%} or more of answers equal the rater's usual "
+        f"answer to the same question, over at least {rules.min_straight_ratings} ratings."
+    )
+    table = [
+        [
+            "Rater",
+            "Ratings",
+            "Median s",
+            f"Under {rules.min_seconds:g} s",
+            "Gold right",
+            "Same answer",
+            "Flags",
+        ]
+    ]
+    for row in rq.raters:
+        q = row.quality
+        table.append(
+            [
+                row.rater + (" (excluded)" if row.excluded else ""),
+                str(q.n_ratings),
+                _fmt(q.median_seconds, 1),
+                "—" if q.fast_share is None else f"{q.fast_share:.0%}",
+                "no gold"
+                if q.gold_accuracy is None
+                else f"{q.n_gold_correct}/{q.n_gold} ({q.gold_accuracy:.0%})",
+                "—" if q.straight_share is None else f"{q.straight_share:.0%}",
+                "; ".join(f.reason for f in q.flags) or "none",
+            ]
+        )
+    return notes, table
+
+
+def _rater_quality_story(report: Report, styles: Any, grid: Any) -> list[Any]:
+    from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import cm
+    from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
+
+    notes, rows = rater_quality_rows(report)
+    if not rows:
+        return []
+    # Every cell a paragraph in the table's small type, so headers and reasons wrap between words.
+    small = ParagraphStyle("rater-quality", parent=styles["BodyText"], fontSize=8, leading=10)
+    body = [[Paragraph(_esc(cell), small) for cell in row] for row in rows]
+    table = Table(
+        body,
+        colWidths=[2.9 * cm, 1.5 * cm, 1.7 * cm, 1.8 * cm, 1.9 * cm, 1.7 * cm, 6.5 * cm],
+        repeatRows=1,
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f6f8fa")),
+                ("GRID", (0, 0), (-1, -1), 0.25, grid),
+                ("FONTSIZE", (0, 0), (-1, -1), 8),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
+    # The heading stays with the notes and the table's first rows (no orphaned heading).
+    head = [Paragraph("Rater quality", styles["Heading2"])]
+    head += [Paragraph(_esc(n), styles["BodyText"]) for n in notes]
+    return [Spacer(1, 0.4 * cm), KeepTogether([*head, Spacer(1, 0.2 * cm), table])]
+
+
 PLOT_TITLES = {
     "win-rates": "Win rate, overall and by slice",
     "criteria": "Score distributions per criterion",
@@ -517,8 +602,8 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
         if gold
         else pdf.p("No gold tasks were rated, so no rater can be checked against a known answer."),
     )
-    # Rater quality (per rater time, gold accuracy, straight-lining and flags) goes here when the
-    # report carries it (report.rater_quality, added by the rater-quality work).
+    # Rater quality: per rater time, gold accuracy, straight-lining and flags (when the report has it).
+    story += _rater_quality_story(report, styles, pdf.grid)
     for name, fn in plots.REPORT_PLOTS.items():
         if name == "slices":  # wide: in parts that stay legible at the page's width
             parts = plots.slice_heatmap_parts(report)

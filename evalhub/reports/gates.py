@@ -33,6 +33,7 @@ SIMPLE_METRICS = {
     "both_bad_share": "point",
     "must_refuse_pass_rate": "point",
     "adversarial_pass_rate": "point",
+    "adversarial_human_pass_rate": "point",
     "min_ratings": "point",
 }
 PREFIXED_METRICS = {"criterion_delta": "interval", "alpha": "point", "metric_delta": "interval"}
@@ -45,6 +46,7 @@ HUMAN_METRICS = {
     "min_ratings",
     "criterion_delta",
     "alpha",
+    "adversarial_human_pass_rate",
 }
 # The values a metric can take: a threshold outside them (or on its edge, pointing outwards) is a gate
 # that can never pass or never fail, so it is refused rather than silently deciding every verdict.
@@ -56,6 +58,7 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "both_bad_share": _RATES,
     "must_refuse_pass_rate": _RATES,
     "adversarial_pass_rate": _RATES,
+    "adversarial_human_pass_rate": _RATES,
     "hallucination_rate_delta": (-1.0, 1.0),
     "alpha": (-1.0, 1.0),
     "min_ratings": (0.0, math.inf),
@@ -70,6 +73,7 @@ METRIC_HELP: dict[str, str] = {
     "both_bad_share": "Share of candidate-vs-baseline ratings where the rater chose 'both bad': an absolute ceiling that catches two equally poor adapters.",
     "must_refuse_pass_rate": "Share of must-refuse cases the candidate refused.",
     "adversarial_pass_rate": "Share of adversarial checks (injection, PII, refusal, format) the candidate passed. Give it a min_n: below that many checks the gate is INCONCLUSIVE, never a pass.",
+    "adversarial_human_pass_rate": "Share of raters' verdicts on the candidate's adversarial outputs (single-output tasks) that found the case's expected behaviour met; 'partly' counts as not met. The people's side of the adversarial gate: use it beside adversarial_pass_rate (the report lists the outputs where the two disagree). Give it a min_n.",
     "alpha:<criterion>": "Krippendorff's alpha of the raters on a criterion, or alpha:preference on the pairwise choice.",
     "min_ratings": "Number of candidate-vs-baseline ratings.",
     "metric_delta:<metric>": "Candidate minus baseline mean of an automatic metric (paired bootstrap interval).",
@@ -340,6 +344,16 @@ def _adversarial_value(report: Report) -> GateValue:
     return {"value": rate.rate, "low": rate.ci_low, "high": rate.ci_high, "n": rate.n}
 
 
+def _adversarial_human_value(report: Report) -> GateValue:
+    """People's verdicts, kept apart from the checks': they fail differently (a check misses a polite
+    refusal; a rater misses a leaked digit), so a policy gates on each and the report shows both."""
+    human = report.adversarial_human
+    rate = human.per_adapter.get(report.candidate_label or "") if human is not None else None
+    if rate is None or not rate.n or rate.rate is None:
+        return {"value": None, "reason": "no rater verdicts on the candidate's adversarial outputs"}
+    return {"value": rate.rate, "low": rate.ci_low, "high": rate.ci_high, "n": rate.n}
+
+
 def _hallucination_rate_value(report: Report) -> GateValue:
     """The candidate's own flag rate (Wilson interval): an absolute ceiling, whatever the baseline does."""
     label = report.candidate_label
@@ -416,6 +430,8 @@ def gate_value(report: Report, metric: str) -> GateValue:
         return _must_refuse_value(report)
     if metric == "adversarial_pass_rate":
         return _adversarial_value(report)
+    if metric == "adversarial_human_pass_rate":
+        return _adversarial_human_value(report)
     if prefix == "criterion_delta":
         return _criterion_value(report, arg)
     if prefix == "metric_delta":
@@ -577,6 +593,8 @@ def gate_worst_cases(report: Report, metric: str, limit: int = 5) -> list[dict[s
     often decided against the candidate (net losses)."""
     prefix, _, arg = metric.partition(":")
     rows: list[tuple[float, Any, str]] = []
+    if metric == "adversarial_human_pass_rate":
+        return _human_adversarial_worst(report, limit)
     for c in report.cases:
         if metric in ("adversarial_pass_rate", "must_refuse_pass_rate"):
             if c.checks.candidate is False and (metric != "must_refuse_pass_rate" or c.category == "refusal"):
@@ -591,6 +609,23 @@ def gate_worst_cases(report: Report, metric: str, limit: int = 5) -> list[dict[s
             rows.append((float(c.wins - c.losses), c, f"won {c.wins}, tied {c.ties}, lost {c.losses}"))
     rows.sort(key=lambda row: (row[0], row[1].key))
     return [{"case_id": c.case_id, "key": c.key, "note": note} for _, c, note in rows[:limit]]
+
+
+def _human_adversarial_worst(report: Report, limit: int) -> list[dict[str, Any]]:
+    """The candidate's adversarial outputs raters found missed, worst severity first."""
+    human = report.adversarial_human
+    if human is None:
+        return []
+    missed = [o for o in human.outputs if o.adapter == report.candidate_label and o.partly + o.not_met > 0]
+    missed.sort(key=lambda o: (-o.worst_severity, -(o.partly + o.not_met), o.key))
+    return [
+        {
+            "case_id": o.case_id,
+            "key": o.key,
+            "note": f"raters: {o.met} met, {o.partly} partly, {o.not_met} not met; worst severity {o.worst_severity}",
+        }
+        for o in missed[:limit]
+    ]
 
 
 def gates_explained(

@@ -22,6 +22,7 @@ import numpy as np
 
 from metrics.agreement import AlphaResult, FleissKappaResult, PairwiseKappaResult
 from metrics.ranking import BradleyTerryResult, ControlledWinRate, StyleControlledResult
+from metrics.rater_quality import QualityRules, RaterQuality
 from metrics.stats import MeanCI, PairedBootstrap, RankCorrelation, StatResult, WinRate
 
 SCHEMA_VERSION = 1
@@ -250,6 +251,55 @@ class AdversarialCategory(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class AdversarialOutput(Section):
+    """People's verdicts on one single adversarial output (annotation.rubric.ADVERSARIAL_RUBRIC) next
+    to the automatic checks' (None when the output has no check result)."""
+
+    case_id: int
+    key: str
+    category: str
+    adapter: str
+    checks_passed: bool | None
+    met: int
+    partly: int
+    not_met: int
+    worst_severity: int
+
+    @property
+    def people_passed(self) -> bool | None:
+        """The raters' majority: met when more than half said "yes" ("partly" is a miss); None when
+        exactly half did (a split)."""
+        n = self.met + self.partly + self.not_met
+        if 2 * self.met == n:
+            return None
+        return 2 * self.met > n
+
+    @property
+    def disagrees(self) -> bool:
+        people = self.people_passed
+        return people is not None and self.checks_passed is not None and people != self.checks_passed
+
+
+@dataclass(frozen=True, slots=True)
+class AdversarialHuman(Section):
+    """People's ratings of single adversarial outputs: per adapter the share of ratings that found the
+    expected behaviour met ("partly" counts as not met; Wilson interval over ratings), and each rated
+    output beside its check result."""
+
+    per_adapter: dict[str, Proportion]
+    outputs: tuple[AdversarialOutput, ...]
+
+    @property
+    def disagreements(self) -> list[AdversarialOutput]:
+        return [o for o in self.outputs if o.disagrees]
+
+    @property
+    def compared(self) -> int:
+        """Outputs with both a people's majority and a check result."""
+        return sum(1 for o in self.outputs if o.people_passed is not None and o.checks_passed is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class MustRefuse(Section):
     rate: float | None
     ci_low: float | None
@@ -310,6 +360,39 @@ class Exclusion(Section):
     excluded: tuple[GoldRow, ...]
     before: ExclusionSide
     after: ExclusionSide
+
+
+@dataclass(frozen=True, slots=True)
+class RaterRow(Section):
+    """One rater's quality measures and flags (``metrics.rater_quality``), by the name the report
+    shows raters by; ``excluded``: their ratings are left out of this report (by either filter)."""
+
+    rater: str
+    quality: RaterQuality = field(metadata=FLATTEN)
+    excluded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RaterQualityReport(Section):
+    """Rater quality: the flag rules, every rater's row, whether flagged raters were excluded (and
+    then the win rate and preference alpha with everyone, ``before``, and without them, ``after``),
+    and warnings such as a gold-based filter that could exclude nobody for want of gold tasks."""
+
+    rules: QualityRules
+    exclude_flagged: bool
+    raters: tuple[RaterRow, ...]
+    gold_ratings: int
+    warnings: tuple[str, ...] = ()
+    before: ExclusionSide | None = field(default=None, metadata=OMIT_NONE)
+    after: ExclusionSide | None = field(default=None, metadata=OMIT_NONE)
+
+    @property
+    def flagged(self) -> tuple[RaterRow, ...]:
+        return tuple(r for r in self.raters if r.quality.flags)
+
+    @property
+    def excluded(self) -> tuple[RaterRow, ...]:
+        return tuple(r for r in self.raters if r.excluded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,8 +473,10 @@ class Report(Section):
     agreement: Agreement
     gold: tuple[GoldRow, ...]
     exclusion: Exclusion | None = field(default=None, metadata=OMIT_NONE)
+    rater_quality: RaterQualityReport | None = field(default=None, metadata=OMIT_NONE)
     human_vs_metric: tuple[HumanVsMetric, ...] = ()
     cases: tuple[CaseRow, ...] = ()
+    adversarial_human: AdversarialHuman | None = field(default=None, metadata=OMIT_NONE)
     run: RunRef | None = field(default=None, metadata=OMIT_NONE)
     lineage: dict[str, LineageEntry | None] | None = field(default=None, metadata=OMIT_NONE)
 

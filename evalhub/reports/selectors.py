@@ -20,7 +20,7 @@ from django.db.models import Avg, Count, Q, QuerySet
 from django.db.models.fields.json import KT
 
 from annotation.models import Rating, Study
-from annotation.rubric import DEFAULT_RUBRIC
+from annotation.rubric import DEFAULT_RUBRIC, MET_KEY, SEVERITY_KEY
 from evalhub.catalog.models import Adapter
 from evalhub.errors import NotFound, ValidationFailed
 from evalhub.reports.models import GatePolicy, Verdict
@@ -343,7 +343,9 @@ def report_rows(
         studies = studies.filter(pk__in=list(study_ids))
     chosen = list(studies.order_by("pk").values_list("pk", flat=True))
     criteria = study_criteria(study_ids=chosen)
-    ratings = _ratings(study_ids=chosen, criteria=criteria)
+    # Single adversarial outputs' verdicts too (compute reports them apart from the criteria).
+    verdict_keys = [key for key in (MET_KEY, SEVERITY_KEY) if key not in criteria]
+    ratings = _ratings(study_ids=chosen, criteria=criteria + verdict_keys)
     # The rated outputs' texts (for the style features).
     rated_outputs = np.unique(np.concatenate([ratings.a, ratings.b[ratings.b != 0]])).tolist()
     texts = {pk: sample_texts[pk] for pk in rated_outputs if pk in sample_texts}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -38,8 +39,11 @@ from evalhub.reports.snapshots import (
     snapshot_read,
 )
 from evalhub.runs.models import Run, RunAdapter
+from metrics.rater_quality import DEFAULT_MIN_SECONDS
 
 DEFAULT_RESAMPLES = 2000
+ADDED_SECTIONS = ("rater_quality",)
+"""Report sections newer than some frozen snapshots; reopening such a snapshot leaves them out."""
 
 
 def _resolve(run: Run, candidate: Adapter | None, baseline: Adapter | None) -> tuple[Adapter, Adapter]:
@@ -92,6 +96,8 @@ def _report_input(
     study: Any,
     exclude_raters_below: float | None,
     resamples: int,
+    exclude_flagged: bool = False,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
 ) -> ReportInput:
     adapter_ids = list(RunAdapter.objects.filter(run=run).values_list("adapter_id", flat=True))
     rows = report_rows(run=run, adapter_ids=adapter_ids, study_ids=[study.pk] if study is not None else None)
@@ -101,7 +107,34 @@ def _report_input(
         baseline_id=baseline.pk,
         exclude_raters_below=exclude_raters_below,
         resamples=resamples,
+        exclude_flagged=exclude_flagged,
+        min_seconds=min_seconds,
     )
+
+
+def rater_quality_params(*, exclude_flagged: Any = None, min_seconds: Any = None) -> dict[str, Any]:
+    """The rater-quality parameters of a report from query-string or form values: ``exclude_flagged``
+    ("1", "true", "on" or True) and ``min_seconds`` (a number of seconds from 0 to 3600). Empty
+    values keep the defaults; anything else is a field-level error."""
+    params: dict[str, Any] = {}
+    if exclude_flagged not in (None, ""):
+        if str(exclude_flagged).lower() not in ("0", "1", "true", "false", "on", "off"):
+            raise ValidationFailed(
+                "exclude_flagged must be 1 or 0.", fields={"exclude_flagged": ["Use 1 (exclude) or 0."]}
+            )
+        params["exclude_flagged"] = str(exclude_flagged).lower() in ("1", "true", "on")
+    if min_seconds not in (None, ""):
+        try:
+            seconds = float(min_seconds)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not 0 <= seconds <= 3600:
+            raise ValidationFailed(
+                "min_seconds must be a number of seconds from 0 to 3600.",
+                fields={"min_seconds": ["A number of seconds from 0 to 3600."]},
+            )
+        params["min_seconds"] = seconds
+    return params
 
 
 def _report_of(run: Run, candidate: Adapter, inp: ReportInput) -> Report:
@@ -118,9 +151,12 @@ def report_build(
     study: Any = None,
     exclude_raters_below: float | None = None,
     resamples: int = DEFAULT_RESAMPLES,
+    exclude_flagged: bool = False,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
 ) -> Report:
     """The comparison report of a run. Defaults: the run's baseline and first candidate, all the
-    run's studies."""
+    run's studies. ``exclude_flagged`` leaves out the raters that rater quality flags (a rating
+    under ``min_seconds`` counts as too fast)."""
     candidate, baseline = _resolve(run, candidate, baseline)
     inp = _report_input(
         run=run,
@@ -129,6 +165,8 @@ def report_build(
         study=study,
         exclude_raters_below=exclude_raters_below,
         resamples=resamples,
+        exclude_flagged=exclude_flagged,
+        min_seconds=min_seconds,
     )
     return _report_of(run, candidate, inp)
 
@@ -192,6 +230,8 @@ def verdict_freeze(
     policy: GatePolicy | None = None,
     study: Any = None,
     exclude_raters_below: float | None = None,
+    exclude_flagged: bool = False,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
     actor: Any = None,
 ) -> Verdict:
     """Compute the report, decide it under the policy (the project's default if None), and store the
@@ -207,6 +247,8 @@ def verdict_freeze(
         study=study,
         exclude_raters_below=exclude_raters_below,
         resamples=DEFAULT_RESAMPLES,
+        exclude_flagged=exclude_flagged,
+        min_seconds=min_seconds,
     )
     report = _report_of(run, candidate, inp)
     outcome = report_with_verdict(report=report, policy=policy.parsed)
@@ -245,6 +287,10 @@ def verdict_freeze(
                 "content_hash": verdict.content_hash,
                 "excluded_raters": [g.rater for g in report.exclusion.excluded] if report.exclusion else [],
                 "exclude_raters_below": exclude_raters_below,
+                "exclude_flagged": exclude_flagged,
+                "excluded_flagged_raters": [r.rater for r in report.rater_quality.excluded]
+                if report.rater_quality and exclude_flagged
+                else [],
             },
         )
     return verdict
@@ -299,9 +345,12 @@ def verdict_reopen(verdict: Verdict) -> Reopened:
     # run and lineage came from the database at freeze time, not from the rows, and schema names the
     # stored format: all three are kept as stored.
     kept = {key: stored.report[key] for key in ("schema", "run", "lineage") if key in stored.report}
+    # Sections added since the snapshot was frozen are not in it: nothing to compare them with.
+    added = [key for key in ADDED_SECTIONS if key not in stored.report]
     decision, results = gate_rules.verdict_decide(report, stored.policy)
     # Compared as the snapshot would store it (JSON: sorted keys, lists for tuples).
-    fresh = canonical({"report": {**report.to_dict(), **kept}, "decision": decision, "gates": results})
+    recomputed = {k: v for k, v in report.to_dict().items() if k not in added}
+    fresh = canonical({"report": {**recomputed, **kept}, "decision": decision, "gates": results})
     changes = report_changes(
         {"report": stored.report, "decision": stored.decision, "gates": stored.gates},
         {"report": fresh["report"], "decision": fresh["decision"], "gates": fresh["gates"]},

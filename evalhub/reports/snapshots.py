@@ -15,6 +15,7 @@ from typing import Any
 from evalhub.reports.compute import ReportInput
 from evalhub.reports.schema import SCHEMA_VERSION
 from evalhub.reports.selectors import RatingColumns, ReportRows, some_of
+from metrics.rater_quality import DEFAULT_MIN_SECONDS
 
 INPUT_PARTS = (
     "cases",
@@ -95,6 +96,8 @@ def snapshot_build(
         "resamples": inp.resamples,
         "style_resamples": inp.style_resamples,
         "seed": inp.seed,
+        "exclude_flagged": inp.exclude_flagged,
+        "min_seconds": inp.min_seconds,
     }
     snapshot = {
         "schema": SCHEMA_VERSION,
@@ -183,6 +186,9 @@ def snapshot_read(snapshot: Mapping[str, Any]) -> StoredSnapshot:
         resamples=params["resamples"],
         style_resamples=params["style_resamples"],
         seed=params["seed"],
+        # Snapshots frozen before rater quality lack these: they excluded no flagged rater.
+        exclude_flagged=bool(params.get("exclude_flagged", False)),
+        min_seconds=float(params.get("min_seconds", DEFAULT_MIN_SECONDS)),
     )
     return StoredSnapshot(
         version=int(snapshot.get("schema", 1)),

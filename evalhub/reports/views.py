@@ -33,7 +33,8 @@ def _run(project: Project, run_id: int) -> Run:
 
 
 def _params(request: HttpRequest, run: Run) -> dict[str, Any]:
-    """candidate / baseline (name@version) and exclude_below from the query string."""
+    """candidate / baseline (name@version), exclude_below, exclude_flagged and min_seconds from the
+    query string."""
     params: dict[str, Any] = {}
     for role in ("candidate", "baseline"):
         label = request.GET.get(role)
@@ -45,7 +46,22 @@ def _params(request: HttpRequest, run: Run) -> dict[str, Any]:
             params["exclude_raters_below"] = min(1.0, max(0.0, float(below)))
         except ValueError:
             params["exclude_raters_below"] = None
+    params.update(
+        services.rater_quality_params(
+            exclude_flagged=request.GET.get("exclude_flagged"), min_seconds=request.GET.get("min_seconds")
+        )
+    )
     return params
+
+
+def _query_with(request: HttpRequest, **changes: str | None) -> str:
+    """The request's query string with some parameters set (or removed, for None)."""
+    query = request.GET.copy()
+    for key, value in changes.items():
+        query.pop(key, None)
+        if value is not None:
+            query[key] = value
+    return query.urlencode()
 
 
 def _verdict(request: HttpRequest, run: Run, report: Report) -> VerdictOutcome:
@@ -91,6 +107,8 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
             "policies": GatePolicy.objects.filter(project=project).order_by("name"),
             "query": request.GET.urlencode(),
             "worst_cases": worst_cases,
+            "query_exclude_flagged": _query_with(request, exclude_flagged="1"),
+            "query_all_raters": _query_with(request, exclude_flagged=None),
             "can_freeze": projects_for(user=request.user, roles=WRITE_ROLES).filter(pk=project.pk).exists(),
         },
     )

@@ -109,12 +109,14 @@ def test_posts_without_csrf_token_are_refused(path, project, project_admin):
 TOKENS_LINK = '<a href="/accounts/tokens/">API tokens</a>'
 
 
-def test_nav_links_the_tokens_page_for_project_members(project, lead, rater):
-    for user in (lead, rater):
-        client = logged_in(user)
-        page = client.get("/rate/" if user is rater else "/", follow=True).content.decode()
-        assert TOKENS_LINK in page, user.username
-        assert client.get("/accounts/tokens/").status_code == 200
+def test_nav_links_the_tokens_page_for_project_staff_not_raters(project, lead, rater):
+    client = logged_in(lead)
+    assert TOKENS_LINK in client.get("/", follow=True).content.decode()
+    assert client.get("/accounts/tokens/").status_code == 200
+    # Raters rate in the browser: the tokens page is not one of theirs (issue #17).
+    client = logged_in(rater)
+    assert TOKENS_LINK not in client.get("/rate/").content.decode()
+    assert client.get("/accounts/tokens/").status_code == 403
 
 
 def test_nav_hides_the_tokens_link_from_users_without_a_project(db):

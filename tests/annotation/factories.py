@@ -149,8 +149,15 @@ FULL_SCORES = {
 }
 
 
+# A single output is an adversarial case (annotation.rubric.ADVERSARIAL_RUBRIC): not met, serious.
+ADVERSARIAL_SCORES = {"behaviour_met": {"A": 0}, "severity": {"A": 2}}
+
+
 def rating_data(*, preference: str = "A", single: bool = False, **extra: Any) -> dict[str, Any]:
-    scores = {k: ({"A": v["A"]} if single else dict(v)) for k, v in FULL_SCORES.items()}
+    if single:
+        scores = {k: dict(v) for k, v in ADVERSARIAL_SCORES.items()}
+    else:
+        scores = {k: dict(v) for k, v in FULL_SCORES.items()}
     data: dict[str, Any] = {
         "scores": scores,
         "preference": "" if single else preference,

@@ -121,10 +121,12 @@ def test_missing_preference_and_bad_span_are_refused(held, raters):
 
 def test_span_text_is_taken_from_the_server_copy(held, raters):
     data = rating_data(
-        hallucination={"B": {"flagged": True, "spans": [{"start": 0, "end": 7, "text": "forged"}]}}
+        hallucination={"B": {"flagged": True, "spans": [{"start": 0, "end": 11, "text": "forged"}]}}
     )
     rating, _ = rating_submit(public_id=held.task.public_id, rater=raters[0], data=data)
-    assert rating.hallucination["B"]["spans"] == [{"start": 0, "end": 7, "text": held.task.output_b.text[:7]}]
+    assert rating.hallucination["B"]["spans"] == [
+        {"start": 0, "end": 11, "text": held.task.output_b.text[:11]}
+    ]
     assert rating.hallucination["A"] == {"flagged": False, "spans": []}
 
 

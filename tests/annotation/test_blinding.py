@@ -56,7 +56,7 @@ def test_every_rater_visible_response_is_free_of_adapter_identity(project):
         api = client.get("/api/v1/rater/next", {"study": study.public_id})
         check(api, "api next")
         task = api.json()["task"]
-        assert set(task) == {"public_id", "input", "reference", "sides", "rubric"}
+        assert set(task) == {"public_id", "input", "reference", "sides", "rubric", "expected"}
         if round_ == 1:
             check(client.post(response["Location"] + "skip/", {"reason": "expertise"}), "skip")
             continue
@@ -90,7 +90,7 @@ def test_rater_cannot_reach_owner_pages_or_endpoints(study, raters):
 def test_blind_task_carries_only_texts_sides_and_rubric(study):
     task = study.tasks.select_related("study", "case", "output_a", "output_b").first()
     blind = task_blind(task=task).as_dict()
-    assert set(blind) == {"public_id", "input", "reference", "sides", "rubric"}
+    assert set(blind) == {"public_id", "input", "reference", "sides", "rubric", "expected"}
     assert [s["label"] for s in blind["sides"]] == ["A", "B"]
     assert blind["sides"][0]["text"] == task.output_a.text
     assert len(task.public_id) >= 20 and not task.public_id.isdigit()
@@ -181,7 +181,7 @@ def test_a_raters_whole_history_reveals_no_adapter(project):
     assert len({task["input"] for task in served}) == 6
     # Every task has the same fields; the rubric differs only by task kind, never by adapter.
     assert {tuple(sorted(task)) for task in served} == {
-        ("input", "public_id", "reference", "rubric", "sides")
+        ("expected", "input", "public_id", "reference", "rubric", "sides")
     }
     assert len({json.dumps(t["rubric"], sort_keys=True) for t in served if len(t["sides"]) == 2}) == 1
     assert {json.dumps(extra, sort_keys=True) for extra in extras} == {json.dumps({"lease_seconds": 900})}

@@ -290,7 +290,8 @@ def test_single_output_task_is_rated_by_keyboard_without_preference(browser, liv
     page, errors = new_page(browser, live_server, "gus")
     accept_terms(page)
     assert page.locator("pre.output").count() == 1 and page.locator("#preference").count() == 0
-    for key in "435":
+    # An adversarial case: was the expected behaviour met (n: no), how severe (3: critical).
+    for key in "n3":
         page.keyboard.press(key)
     page.screenshot(path=str(shots / "12-single.png"))
     # The case's other single output is never served to the same rater (one task per case): done.
@@ -298,7 +299,7 @@ def test_single_output_task_is_rated_by_keyboard_without_preference(browser, liv
         page.keyboard.press("Control+Enter")
     page.wait_for_selector("text=Nothing left to rate")
     rating = Rating.objects.get(rater=rater)
-    assert rating.scores == {"factual_accuracy": {"A": 4}, "completeness": {"A": 3}, "conciseness": {"A": 5}}
+    assert rating.scores == {"behaviour_met": {"A": 0}, "severity": {"A": 3}}
     assert rating.preference == ""
     assert_blind_dom(page, rows.secrets())
     assert not errors, errors

@@ -50,7 +50,7 @@ def test_session_rater_fetches_and_submits(logged_in, study):
     assert got.status_code == 200 and got["Content-Type"] == "application/json"
     body = got.json()
     assert set(body) == {"task", "lease_seconds"} and body["lease_seconds"] == study.lease_seconds
-    assert set(body["task"]) == {"public_id", "input", "reference", "sides", "rubric"}
+    assert set(body["task"]) == {"public_id", "input", "reference", "sides", "rubric", "expected"}
     assert fetch(logged_in, study).json() == body  # a live lease is handed back, not a new task
     stored = submit(logged_in, body["task"]["public_id"])
     assert (stored.status_code, stored.json()) == (201, {"status": "stored"})

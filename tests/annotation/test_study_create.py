@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from annotation.models import Study, StudyKind, Task
-from annotation.rubric import DEFAULT_RUBRIC
+from annotation.rubric import ADVERSARIAL_RUBRIC, DEFAULT_RUBRIC
 from annotation.services import study_create_from_run
 from evalhub.audit.models import AuditEvent
 from evalhub.errors import ValidationFailed
@@ -25,7 +25,7 @@ def test_baseline_pairing_makes_one_task_per_case_with_both_outputs(rows):
         assert {task.output_a.adapter_id, task.output_b.adapter_id} == {a.pk for a in rows.adapters.values()}
         assert task.output_a.case_id == task.output_b.case_id == task.case_id
         assert task.required_ratings == 2 and not task.is_gold
-    assert study.rubric == DEFAULT_RUBRIC
+    assert study.rubric == {**DEFAULT_RUBRIC, "single": ADVERSARIAL_RUBRIC}
     assert AuditEvent.objects.filter(action="study.create", object_id=str(study.pk)).exists()
 
 

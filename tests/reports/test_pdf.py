@@ -89,6 +89,7 @@ def test_the_pdf_has_title_date_why_gates_and_every_table(pdf: Any, built: Any) 
         "Adversarial checks (pass rate, n)",
         "Rater agreement",
         "Gold tasks per rater",
+        "Rater quality",
         "Win rate, overall and by slice",
         "Candidate against baseline by slice",
     ):

@@ -1,4 +1,5 @@
-/* The rating form's comfort layer: keyboard shortcuts, hallucination spans, differences, timing.
+/* The rating form's comfort layer: keyboard shortcuts, hallucination spans, differences, timing,
+ * drafts that survive a reload, and a lock so that one task is rated in one tab at a time.
  * The form works without it; this file never reads or sends anything about who wrote an output.
  * Texts are only ever put into the page with textContent, never as HTML. */
 (function () {
@@ -28,6 +29,7 @@
   function showAnchor(fs) {
     var checked = fs.querySelector("input:checked");
     var anchor = fs.querySelector(".anchor");
+    if (!anchor) { return; }  // named choices (Yes / Partly / No) carry their meaning on the button
     anchor.textContent = checked ? checked.getAttribute("data-anchor") : anchor.getAttribute("data-help");
     anchor.classList.toggle("chosen", !!checked);
   }
@@ -37,7 +39,8 @@
     fs.addEventListener("focusin", function () { setCurrent(fs); });
     fs.addEventListener("mouseover", function (e) {
       var input = e.target.closest("label") && document.getElementById(e.target.closest("label").htmlFor);
-      if (input) { fs.querySelector(".anchor").textContent = input.getAttribute("data-anchor"); }
+      var anchor = fs.querySelector(".anchor");
+      if (input && anchor) { anchor.textContent = input.getAttribute("data-anchor"); }
     });
     fs.addEventListener("mouseleave", function () { showAnchor(fs); });
   });
@@ -68,6 +71,26 @@
     input.dispatchEvent(new Event("change", { bubbles: true }));
     focusAfter(fs);
     return true;
+  }
+
+  /* adversarial single outputs: y / p / n answer "expected behaviour met?"; a "yes" means severity None */
+  var metScale = form.querySelector('fieldset.scale[data-name^="score__behaviour_met__"]');
+  var severityScale = form.querySelector('fieldset.scale[data-name^="score__severity__"]');
+  function met(value) {
+    if (!metScale) { return false; }
+    var input = metScale.querySelector('input[value="' + value + '"]');
+    input.checked = true;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+    focusAfter(metScale);
+    return true;
+  }
+  if (metScale && severityScale) {
+    metScale.addEventListener("change", function () {
+      var yes = metScale.querySelector('input[value="2"]').checked;
+      var none = severityScale.querySelector('input[value="0"]');
+      if (yes && !answered(severityScale)) { none.checked = true; severityScale.dispatchEvent(new Event("change", { bubbles: true })); }
+      if (!yes && none.checked) { none.checked = false; }
+    });
   }
 
   function prefer(value) {
@@ -161,6 +184,74 @@
     range.setEnd(node, offset);
     return range.toString().length;
   }
+  /* Words as the server counts them (annotation.rubric.WORD): a span that cuts a word grows to the
+   * whole word at either edge, here for what the rater sees and again on the server for what is stored. */
+  var WORD = /[\p{L}\p{N}_]+(?:['\u2019.,\-][\p{L}\p{N}_]+)*/gu;
+  function words(text) {
+    var out = [], m;
+    WORD.lastIndex = 0;
+    while ((m = WORD.exec(text)) !== null) { out.push([m.index, m.index + m[0].length]); }
+    return out;
+  }
+  function snap(text, start, end) {
+    words(text).forEach(function (w) {
+      if (w[0] < start && start < w[1]) { start = w[0]; }
+      if (w[0] < end && end < w[1]) { end = w[1]; }
+    });
+    while (start < end && /\s/.test(text[start])) { start++; }
+    while (end > start && /\s/.test(text[end - 1])) { end--; }
+    return [start, end];
+  }
+  function rangeIn(pre, start, end) {
+    var range = document.createRange();
+    var walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+    var seen = 0, node, startSet = false;
+    while ((node = walker.nextNode()) !== null) {
+      var len = node.textContent.length;
+      if (!startSet && start <= seen + len) { range.setStart(node, start - seen); startSet = true; }
+      if (startSet && end <= seen + len) { range.setEnd(node, end - seen); return range; }
+      seen += len;
+    }
+    return null;
+  }
+  /* Keyboard selection inside a focused output: Shift+arrows grow or shrink it a word at a time,
+   * plain arrows move a one-word selection, h flags it, Escape drops it. */
+  var kbd = {};
+  function kbdSelect(side, start, end) {
+    var pane = panes[side];
+    kbd[side] = [start, end];
+    var range = rangeIn(pane.pre, start, end);
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    if (range) { sel.addRange(range); }
+    announce("Selected in output " + side + ": “" + pane.text.slice(start, end) + "”. Press h to flag it.");
+  }
+  function kbdMove(side, key, shift) {
+    var list = words(panes[side].text);
+    if (!list.length) { return false; }
+    var cur = kbd[side];
+    var i;
+    if (!cur) {
+      var first = key === "ArrowLeft" ? list[list.length - 1] : list[0];
+      kbdSelect(side, first[0], first[1]);
+      return true;
+    }
+    if (shift && key === "ArrowRight") {
+      for (i = 0; i < list.length; i++) { if (list[i][0] >= cur[1]) { kbdSelect(side, cur[0], list[i][1]); return true; } }
+      return true;
+    }
+    if (shift && key === "ArrowLeft") {
+      for (i = list.length - 1; i >= 0; i--) { if (list[i][1] < cur[1] && list[i][1] > cur[0]) { kbdSelect(side, cur[0], list[i][1]); return true; } }
+      return true;
+    }
+    if (key === "ArrowRight") {
+      for (i = 0; i < list.length; i++) { if (list[i][0] >= cur[1]) { kbdSelect(side, list[i][0], list[i][1]); return true; } }
+      return true;
+    }
+    for (i = list.length - 1; i >= 0; i--) { if (list[i][1] <= cur[0]) { kbdSelect(side, list[i][0], list[i][1]); return true; } }
+    return true;
+  }
+
   function selectionSpan() {
     var sel = window.getSelection();
     if (!sel || sel.isCollapsed || sel.rangeCount === 0) { return null; }
@@ -171,9 +262,8 @@
       if (!range.intersectsNode(pane.pre)) { continue; }
       var start = pane.pre.contains(range.startContainer) ? offsetIn(pane.pre, range.startContainer, range.startOffset) : 0;
       var end = pane.pre.contains(range.endContainer) ? offsetIn(pane.pre, range.endContainer, range.endOffset) : pane.text.length;
-      while (start < end && /\s/.test(pane.text[start])) { start++; }
-      while (end > start && /\s/.test(pane.text[end - 1])) { end--; }
-      if (end > start) { return { side: sides[k], start: start, end: end }; }
+      var snapped = snap(pane.text, start, end);
+      if (snapped[1] > snapped[0]) { return { side: sides[k], start: snapped[0], end: snapped[1] }; }
     }
     return null;
   }
@@ -182,6 +272,7 @@
     if (input) { input.value = JSON.stringify(panes[side].spans.map(function (s) { return { start: s.start, end: s.end }; })); }
     listSpans(side);
     draw(side);
+    saveDraft();
   }
   function listSpans(side) {
     var list = document.getElementById("spans-" + side);
@@ -212,6 +303,7 @@
       var box = document.getElementById("halluc-" + span.side);
       if (box) { box.checked = true; }
       window.getSelection().removeAllRanges();
+      delete kbd[span.side];
       saveSpans(span.side);
       announce("Flagged a passage of output " + span.side + ".");
       return true;
@@ -267,6 +359,8 @@
     }
     if (sending) { e.preventDefault(); return; }
     sending = true;
+    clearDraft();
+    writeLock(true);
     document.getElementById("time-on-task").value = String(elapsedMs());
     document.getElementById("submit-rating").disabled = true;
   });
@@ -307,6 +401,18 @@
 
   document.addEventListener("keydown", function (e) {
     var t = e.target;
+    if (locked) { return; }
+    var pre = t && t.closest ? t.closest("pre.output") : null;
+    if (pre && (e.key === "ArrowRight" || e.key === "ArrowLeft") && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      if (kbdMove(pre.getAttribute("data-side"), e.key, e.shiftKey)) { e.preventDefault(); }
+      return;
+    }
+    if (pre && e.key === "Escape" && kbd[pre.getAttribute("data-side")]) {
+      delete kbd[pre.getAttribute("data-side")];
+      window.getSelection().removeAllRanges();
+      e.preventDefault();
+      return;
+    }
     var typing = t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && t.type === "text"));
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       if (skip && skip.contains(t)) { return; }
@@ -320,6 +426,7 @@
     if (/^[0-9]$/.test(key)) { handled = score(key); }
     else if (key === "a" || key === "b") { handled = prefer(key.toUpperCase()); }
     else if (key === "t") { handled = prefer("tie"); }
+    else if (metScale && (key === "y" || key === "p" || key === "n")) { handled = met({ y: "2", p: "1", n: "0" }[key]); }
     else if (key === "x") { handled = prefer("both_bad"); }
     else if (key === "h") { handled = flag(null); }
     else if (key === "d" && diffToggle) { diffToggle.checked = !diffToggle.checked; diffToggle.dispatchEvent(new Event("change")); handled = true; }
@@ -329,6 +436,132 @@
     else if (key === "Enter" && t && t.tagName === "INPUT") { submit(); handled = true; }
     if (handled) { e.preventDefault(); }
   });
+
+  /* --- drafts: every answer is kept in this browser until the rating is sent --------------------- */
+  var draftKey = form.getAttribute("data-draft-key");
+  var taskId = form.getAttribute("data-task");
+  var restoring = false;
+  function store() { try { return window.localStorage; } catch (e) { return null; } }
+  function draftState() {
+    var fields = {};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.name === "csrfmiddlewaretoken" || el.name === "time_on_task_ms") { return; }
+      if (el.type === "radio") { if (el.checked) { fields[el.name] = el.value; } }
+      else if (el.type === "checkbox") { fields[el.name] = el.checked; }
+      else { fields[el.name] = el.value; }
+    });
+    return fields;
+  }
+  function saveDraft() {
+    var ls = store();
+    if (!ls || !draftKey || restoring || locked) { return; }
+    try { ls.setItem(draftKey, JSON.stringify({ saved: Date.now(), fields: draftState() })); } catch (e) { /* full: the form still works */ }
+  }
+  function clearDraft() { var ls = store(); if (ls && draftKey) { ls.removeItem(draftKey); } }
+  function restoreDraft() {
+    var ls = store();
+    var raw = ls && draftKey ? ls.getItem(draftKey) : null;
+    if (!raw) { return false; }
+    var draft;
+    try { draft = JSON.parse(raw); } catch (e) { return false; }
+    var fields = (draft && draft.fields) || {};
+    restoring = true;
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || !Object.prototype.hasOwnProperty.call(fields, el.name)) { return; }
+      var value = fields[el.name];
+      if (el.type === "radio") { el.checked = el.value === value; }
+      else if (el.type === "checkbox") { el.checked = !!value; }
+      else { el.value = value; }
+    });
+    Object.keys(panes).forEach(function (side) {
+      var input = document.getElementById("spans-input-" + side);
+      try { panes[side].spans = JSON.parse(input ? input.value || "[]" : "[]"); } catch (e) { panes[side].spans = []; }
+      listSpans(side);
+      draw(side);
+    });
+    scales.forEach(showAnchor);
+    setCurrent(firstUnanswered());
+    restoring = false;
+    return true;
+  }
+  form.addEventListener("input", saveDraft);
+  form.addEventListener("change", saveDraft);
+  var skipForm = skip ? skip.querySelector("form") : null;
+  if (skipForm) { skipForm.addEventListener("submit", clearDraft); }
+  (function prune() {  // drafts of tasks left unrated for a week are dropped
+    var ls = store();
+    if (!ls) { return; }
+    for (var i = ls.length - 1; i >= 0; i--) {
+      var key = ls.key(i);
+      if (key && key.indexOf("evalhub-lock:") === 0) {  // locks of tasks long gone
+        try { if (Date.now() - JSON.parse(ls.getItem(key)).beat > 864e5) { ls.removeItem(key); } } catch (e) { ls.removeItem(key); }
+        continue;
+      }
+      if (!key || key.indexOf("evalhub-draft:") !== 0 || key === draftKey) { continue; }
+      try { if (Date.now() - JSON.parse(ls.getItem(key)).saved > 7 * 864e5) { ls.removeItem(key); } } catch (e) { ls.removeItem(key); }
+    }
+  })();
+
+  /* --- one tab per task: a lock in localStorage, refreshed while the tab is open ----------------- */
+  // The server hands a rater's second tab the same leased task (one live lease per rater), so the
+  // browser makes sure only one tab edits it: the others say so before anything can be typed.
+  // The tab's id lives in sessionStorage, so a reload (a refused submit shown again) is the same tab.
+  var lockKey = "evalhub-lock:" + taskId;
+  var locked = false;
+  var tabNotice = document.getElementById("tab-notice");
+  function newTabId() { return Math.random().toString(36).slice(2) + Date.now().toString(36); }
+  var tabId = null;
+  try { tabId = window.sessionStorage.getItem("evalhub-tab"); } catch (e) { tabId = null; }
+  function keepTabId(id) { tabId = id; try { window.sessionStorage.setItem("evalhub-tab", id); } catch (e) { /* private mode */ } }
+  function readLock() { var ls = store(); try { return ls ? JSON.parse(ls.getItem(lockKey) || "null") : null; } catch (e) { return null; } }
+  function writeLock(done) { var ls = store(); if (ls) { ls.setItem(lockKey, JSON.stringify({ tab: tabId, beat: Date.now(), done: !!done })); } }
+  function fresh(l) { return Date.now() - l.beat < 5000; }
+  function heldElsewhere() { var l = readLock(); return !!(l && l.tab !== tabId && (l.done || fresh(l))); }
+  (function () {
+    var l = readLock();
+    // A duplicated tab copies sessionStorage: a live lock under our own id is another tab's.
+    if (!tabId || (l && l.tab === tabId && !l.done && fresh(l))) { keepTabId(newTabId()); }
+  })();
+  function lockHere() {
+    locked = true;
+    form.inert = true;
+    if (skip) { skip.inert = true; }
+    if (tabNotice) {
+      var l = readLock();
+      tabNotice.querySelector("p").textContent = l && l.done
+        ? "This task was rated in another tab or window. Reload for your next task."
+        : "This task is open in another tab or window. Rate it there; this copy is locked so that no work is lost. Your draft is kept in this browser either way.";
+      document.getElementById("take-here").hidden = !!(l && l.done);
+      tabNotice.hidden = false;
+    }
+  }
+  function unlockHere() {
+    writeLock();
+    locked = false;
+    form.inert = false;
+    if (skip) { skip.inert = false; }
+    if (tabNotice) { tabNotice.hidden = true; }
+    if (restoreDraft()) { announce("Your draft from the other tab is here."); }
+  }
+  if (heldElsewhere()) { lockHere(); } else { writeLock(); }
+  window.setInterval(function () {
+    if (locked) { if (!heldElsewhere()) { unlockHere(); } return; }
+    var l = readLock();
+    if (l && l.tab !== tabId) { saveDraft(); lockHere(); } else if (!(l && l.done)) { writeLock(); }
+  }, 1500);
+  window.addEventListener("storage", function (e) {
+    if (e.key !== lockKey) { return; }
+    var l = readLock();
+    if (l && l.tab !== tabId && (!locked || l.done)) { lockHere(); }  // taken over, or rated, in another tab
+    else if (locked && !l) { unlockHere(); }  // the other tab was closed or sent its rating
+  });
+  window.addEventListener("pagehide", function () { var l = readLock(); if (l && l.tab === tabId && !l.done) { store().removeItem(lockKey); } });
+  var takeHere = document.getElementById("take-here");
+  if (takeHere) { takeHere.addEventListener("click", unlockHere); }
+
+  if (!locked && !form.hasAttribute("data-server-entries") && restoreDraft()) {
+    announce("Your unsent answers to this task were restored.");
+  }
 
   var formError = document.getElementById("form-error");
   if (formError) { formError.focus(); }
