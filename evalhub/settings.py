@@ -181,6 +181,19 @@ CACHES = {
     if os.environ.get("CACHE_URL")
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
+# Built reports (evalhub.reports.services.report_cached): keyed by their input rows' hash, shared by
+# the web processes and the worker that builds them, so Redis when CACHE_URL is set, else files in
+# the data folder (the embedded mode needs no service; a per-process memory cache would not do).
+CACHES["reports"] = (
+    {**CACHES["default"], "KEY_PREFIX": "reports", "TIMEOUT": 7 * 24 * 3600}
+    if os.environ.get("CACHE_URL")
+    else {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(DATA_DIR / "cache" / "reports"),
+        "TIMEOUT": 7 * 24 * 3600,
+        "OPTIONS": {"MAX_ENTRIES": 500},
+    }
+)
 
 # Uploads: files above this size are streamed to disk by Django; suites have their own limits.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -13,7 +13,10 @@ from evalhub.settings import *
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "reports": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "reports"},
+}
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="evalhub-test-media-"))
 # Real-worker tests point Celery at Redis themselves; everything else runs tasks in process.
 CELERY_TASK_ALWAYS_EAGER = True

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from evalhub.reports import plots
@@ -113,74 +114,266 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}" if value in (0.0, 1.0) else f"{value:.1%}"
+
+
+# The PDF's standard fonts (WinAnsi) have no Greek letters or maths signs: spelled out instead of
+# drawn as empty boxes.
+_PDF_SPELLED = str.maketrans(
+    {
+        "\u03b1": "alpha",
+        "\u03ba": "kappa",
+        "\u0394": "delta ",
+        "\u03c1": "rho",
+        "\u03c4": "tau",
+        "\u2212": "-",
+        "\u2264": "<=",
+        "\u2265": ">=",
+        "\u2248": "~",
+        "\u00b1": "+/-",
+    }
+)
+
+
 def _esc(text: Any) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for a reportlab Paragraph: markup characters escaped, unsupported signs spelled out."""
+    text = str(text).translate(_PDF_SPELLED)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _interval(value: float | None, low: float | None, high: float | None) -> str:
-    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+def _interval(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
+    if low is None or high is None:
+        return _fmt(value, digits)
+    return f"{_fmt(value, digits)} ({_fmt(low, digits)} to {_fmt(high, digits)})"
 
 
-def _gate_rows(decision: str, gates: list[GateResult], styles: Any) -> list[list[Any]]:
-    from reportlab.platypus import Paragraph
+def _rate(rate: float | None, low: float | None, high: float | None, n: int | None = None) -> str:
+    text = _pct(rate) if low is None or high is None else f"{_pct(rate)} ({_pct(low)} to {_pct(high)})"
+    return f"{text}, n={n}" if n is not None else text
 
+
+def _breakable(name: str) -> str:
+    """A gate metric's name with a space after its colon, so a narrow cell wraps it there and
+    never inside a word (``criterion_delta: factual_accuracy``)."""
+    return name.replace(":", ": ")
+
+
+# Column headers and cells of every table are Paragraphs (never raw strings): they wrap within the
+# column at spaces, and long words are not split (splitLongWords off), so no word breaks mid-way.
+Row = list[Any]
+
+
+class _Pdf:
+    """The PDF's styles and its table and section builders (reportlab is imported on first use)."""
+
+    def __init__(self) -> None:
+        from reportlab.lib import colors
+        from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+
+        self.styles = getSampleStyleSheet()
+        self.cell = ParagraphStyle(
+            "cell", parent=self.styles["BodyText"], fontSize=8, leading=10, splitLongWords=0, spaceBefore=0
+        )
+        self.head = ParagraphStyle("head", parent=self.cell, fontName="Helvetica-Bold")
+        self.num = ParagraphStyle("num", parent=self.cell, alignment=2)
+        self.grid = colors.HexColor("#d0d7de")
+        self.shade = colors.HexColor("#f6f8fa")
+
+    def p(self, text: Any, style: Any = None) -> Any:
+        from reportlab.platypus import Paragraph
+
+        return Paragraph(_esc(text), style or self.cell)
+
+    def table(self, header: list[str], rows: list[list[Any]], widths: list[float], numeric: int = 1) -> Any:
+        """A table with a bold header row; columns from ``numeric`` on are right-aligned numbers."""
+        from reportlab.lib.units import cm
+        from reportlab.platypus import Table, TableStyle
+
+        def cell(value: Any, col: int) -> Any:
+            if not isinstance(value, str):
+                return value  # already a flowable
+            return self.p(value, self.num if col >= numeric else self.cell)
+
+        body = [[self.p(h, self.head) for h in header]]
+        body += [[cell(v, k) for k, v in enumerate(row)] for row in rows]
+        table = Table(body, colWidths=[w * cm for w in widths], repeatRows=1)
+        table.setStyle(
+            TableStyle(
+                [
+                    ("BACKGROUND", (0, 0), (-1, 0), self.shade),
+                    ("GRID", (0, 0), (-1, -1), 0.25, self.grid),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                    ("TOPPADDING", (0, 0), (-1, -1), 2),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
+                ]
+            )
+        )
+        return table
+
+    def section(self, title: str, *flowables: Any, note: str | None = None) -> list[Any]:
+        """A heading kept on the page with what follows it (never orphaned at a page's foot)."""
+        from reportlab.lib.units import cm
+        from reportlab.platypus import KeepTogether, Spacer
+
+        parts: list[Any] = [self.p(title, self.styles["Heading2"]), *flowables]
+        if note:
+            parts.append(self.p(note, self.cell))
+        return [Spacer(1, 0.3 * cm), KeepTogether(parts)]
+
+
+def _gate_rows(decision: str, gates: list[GateResult], pdf: _Pdf) -> list[Row]:
     from evalhub.reports.gates import gates_explained
 
-    rows: list[list[Any]] = [["Gate", "Metric", "Value", "95% CI", "Threshold", "Result", "More needed"]]
+    rows: list[Row] = []
     for g in gates_explained(decision, list(gates)):
         ev = (g.get("evidence") or {}).get("additional_n")
-        result = g["status"]
+        result = f"<b>{_esc(g['status'])}</b>"
         if g["status"] != "pass":
-            result += " · deciding" if g["deciding"] else " · not deciding"
+            result += " · <b>deciding</b>" if g["deciding"] else " · not deciding"
         if g["status"] == "fail" and not g.get("counted", True):
             result += " (not counted: ratings unreliable)"
         if g.get("reason"):
-            result += f" — {g['reason']}"
+            result += f"<br/>{_esc(g['reason'])}"
+        on_fail = " · else inconclusive" if g.get("on_fail") == "INCONCLUSIVE" else ""
+        min_n = f" · min n {g['min_n']}" if g.get("min_n") else ""
+        from reportlab.platypus import Paragraph
+
         rows.append(
             [
-                Paragraph(_esc(g["name"]), styles["BodyText"]),
-                Paragraph(_esc(g["metric"]), styles["BodyText"]),
+                Paragraph(
+                    f"{_esc(g['name'])}<br/><font color='#57606a'>{_esc(_breakable(str(g['metric'])))}"
+                    f"{on_fail}{min_n}</font>",
+                    pdf.cell,
+                ),
                 g["value_text"],
                 g["ci_text"] or "—",
                 g["threshold_text"],
-                Paragraph(_esc(result), styles["BodyText"]),
-                f"{int(ev):,}" if ev is not None else "",
+                Paragraph(result, pdf.cell),
+                f"{int(ev):,} {g['evidence'].get('unit') or ''}".strip() if ev is not None else "",
             ]
         )
     return rows
 
 
-def _key_numbers(report: Report) -> list[list[str]]:
+def _key_numbers(report: Report) -> list[Row]:
     win = report.win_rate
-    rows = [["Number", "Value"]]
-    rows.append(["Candidate-vs-baseline ratings", _fmt(report.counts.pair_ratings)])
-    rows.append(["Raters", _fmt(report.counts.raters)])
+    c = report.counts
+    rows: list[Row] = [
+        ["Candidate-vs-baseline ratings", f"{c.pair_ratings:,}"],
+        ["Raters", f"{c.raters}"],
+        ["Cases rated", f"{c.cases_rated} of {c.cases}"],
+        ["Wins · ties (both bad) · losses", f"{win.wins} · {win.ties} ({c.both_bad}) · {win.losses}"],
+    ]
     for part, rate in (
-        ("win", win.win),
-        ("tie", win.tie),
-        ("loss", win.loss),
-        ("ties_as_half", win.ties_as_half),
+        ("Win", win.win),
+        ("Tie", win.tie),
+        ("Loss", win.loss),
+        ("Ties as half", win.ties_as_half),
     ):
-        rows.append([f"{part} rate (Wilson 95%)", _interval(rate.rate, rate.ci_low, rate.ci_high)])
+        rows.append([f"{part} rate (Wilson 95%)", _rate(rate.rate, rate.ci_low, rate.ci_high)])
     rows.append(["Sign test p (ties excluded)", _fmt(win.sign_test_p_value, 4)])
     controlled = report.style.controlled
-    rows.append(
-        [
-            "Style-controlled win rate",
-            _interval(controlled.controlled_win_rate, controlled.ci_low, controlled.ci_high)
-            if controlled is not None
-            else _interval(None, None, None),
-        ]
-    )
-    for crit in report.criteria:
-        d = crit.delta
+    if controlled is not None:
         rows.append(
-            [f"{crit.criterion} Δ (bootstrap 95%)", _interval(d.mean_difference, d.ci_low, d.ci_high)]
+            [
+                "Length- and style-controlled win rate (95%)",
+                _rate(controlled.controlled_win_rate, controlled.ci_low, controlled.ci_high),
+            ]
         )
+    return rows
+
+
+def _criteria_rows(report: Report) -> list[Row]:
+    rows: list[Row] = []
+    for crit in report.criteria:
+        cand, base, d = crit.candidate, crit.baseline, crit.delta
+        rows.append(
+            [
+                crit.criterion,
+                _interval(cand.mean, cand.ci_low, cand.ci_high, 2),
+                _interval(base.mean, base.ci_low, base.ci_high, 2),
+                _interval(d.mean_difference, d.ci_low, d.ci_high, 2),
+                _fmt(report.agreement.alpha(crit.criterion), 2),
+            ]
+        )
+    return rows
+
+
+def _metric_rows(report: Report) -> list[Row]:
+    cand, base = report.candidate_label, report.baseline_label
+    rows: list[Row] = []
     for m in report.metrics:
         d = m.delta
-        rows.append([f"{m.metric} Δ", _interval(d.mean_difference, d.ci_low, d.ci_high)])
+        rows.append(
+            [
+                m.metric,
+                _fmt(m.means.get(cand or ""), 4),
+                _fmt(m.means.get(base or ""), 4),
+                _interval(d.mean_difference, d.ci_low, d.ci_high, 4),
+                f"{d.n}",
+            ]
+        )
     return rows
+
+
+def _hallucination_rows(report: Report) -> list[Row]:
+    return [
+        [h.adapter, _rate(h.share.rate, h.share.ci_low, h.share.ci_high), f"{h.share.n}"]
+        for h in report.hallucination.per_adapter
+    ]
+
+
+def _adversarial_rows(report: Report) -> tuple[list[str], list[Row]]:
+    adapters: list[str] = []
+    for a in report.adversarial:
+        adapters += [label for label in a.per_adapter if label not in adapters]
+    for label in report.must_refuse:
+        if label not in adapters:
+            adapters.append(label)
+    rows: list[Row] = []
+    for a in report.adversarial:
+        rows.append(
+            [a.category]
+            + [
+                f"{_pct(r.rate)} ({r.n})" if (r := a.per_adapter.get(label)) is not None else "—"
+                for label in adapters
+            ]
+        )
+    if report.must_refuse:
+        rows.append(
+            ["must refuse (failed)"]
+            + [
+                "no cases"
+                if (m := report.must_refuse.get(label)) is None or m.n == 0
+                else f"{_pct(m.rate)} ({m.n}, {m.failed} failed)"
+                for label in adapters
+            ]
+        )
+    return adapters, rows
+
+
+def _agreement_rows(report: Report) -> list[Row]:
+    pref = report.agreement.preference
+    rows: list[Row] = [
+        [
+            "preference",
+            _fmt(pref.alpha.alpha if pref.alpha else None),
+            _fmt(pref.fleiss.kappa if pref.fleiss else None),
+            _fmt(pref.pairwise_cohen.mean_kappa if pref.pairwise_cohen else None),
+            pref.reason or (pref.alpha.reason if pref.alpha and pref.alpha.reason else ""),
+        ]
+    ]
+    for c in report.agreement.criteria:
+        reason = c.reason or (c.alpha.reason if c.alpha and c.alpha.reason else "")
+        rows.append([c.criterion, _fmt(c.alpha.alpha if c.alpha else None), "", "", reason or ""])
+    return rows
+
+
+def _gold_rows(report: Report) -> list[Row]:
+    return [
+        [g.rater, f"{g.n_correct} of {g.n_gold}", _rate(g.accuracy, g.ci_low, g.ci_high)] for g in report.gold
+    ]
 
 
 def rater_quality_rows(report: Report) -> tuple[list[str], list[list[str]]]:
@@ -268,61 +461,156 @@ def _rater_quality_story(report: Report, styles: Any, grid: Any) -> list[Any]:
     return [Spacer(1, 0.4 * cm), KeepTogether([*head, Spacer(1, 0.2 * cm), table])]
 
 
-def report_pdf(report: Report, verdict: VerdictOutcome) -> bytes:
-    """Two pages: the verdict, its gates and the key numbers; then the plots."""
+PLOT_TITLES = {
+    "win-rates": "Win rate, overall and by slice",
+    "criteria": "Score distributions per criterion",
+    "slices": "Candidate against baseline by slice",
+    "metric-vs-human": "Automated metrics against human preference",
+}
+
+
+def _plot(pdf: _Pdf, name: str, png: bytes, suffix: str = "") -> list[Any]:
+    from reportlab.lib.units import cm
+    from reportlab.platypus import Image
+
+    img = Image(io.BytesIO(png))
+    ratio = img.imageHeight / img.imageWidth
+    width = min(18 * cm, img.imageWidth * 0.75)  # 110 dpi PNGs drawn at about 80 dpi
+    height = min(width * ratio, 21 * cm)
+    img.drawWidth, img.drawHeight = height / ratio, height
+    return pdf.section(PLOT_TITLES.get(name, name) + suffix, img)
+
+
+def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetime | None = None) -> bytes:
+    """The report as a PDF a lead reads in two minutes: the decision and why, the gates with their
+    reasons, the key numbers, criteria, metrics, hallucination, adversarial and agreement tables,
+    rater quality, then the plots. Every heading stays with its table or plot."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.lib.units import cm
-    from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
-    styles = getSampleStyleSheet()
-    buf = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buf, pagesize=A4, leftMargin=1.5 * cm, rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm
-    )
+    pdf = _Pdf()
+    styles = pdf.styles
+    when = (generated_at or datetime.now(UTC)).astimezone(UTC)
     cand, base = report.candidate_label or "?", report.baseline_label or "?"
-    run_id, run_name = (report.run.id, report.run.name) if report.run else (None, "")
+    run = report.run
+    title = f"Go/no-go report: {cand} against {base}"
+    where = f"Run {run.id} “{run.name}” in project {run.project}" if run else "Run not recorded"
+    stamp = f"{where} · generated {when:%Y-%m-%d %H:%M} UTC"
+    buf = io.BytesIO()
+
+    def footer(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.setFillColor(colors.HexColor("#57606a"))
+        page = f"page {doc.page}"
+        room = A4[0] - 3 * cm - canvas.stringWidth(page) - 0.5 * cm
+        text = f"evalhub · {cand} against {base} · run {run.id if run else '?'} · {when:%Y-%m-%d %H:%M} UTC"
+        while canvas.stringWidth(text) > room and len(text) > 10:  # long adapter names: cut, not overlap
+            text = text[:-2].rstrip() + "…"
+        canvas.drawString(1.5 * cm, 0.9 * cm, text)
+        canvas.drawRightString(A4[0] - 1.5 * cm, 0.9 * cm, page)
+        canvas.restoreState()
+
+    doc = SimpleDocTemplate(
+        buf,
+        pagesize=A4,
+        leftMargin=1.5 * cm,
+        rightMargin=1.5 * cm,
+        topMargin=1.5 * cm,
+        bottomMargin=1.6 * cm,
+        title=title,
+        author="evalhub",
+        subject=f"{where}: {verdict['decision']}",
+        creator="evalhub",
+    )
     decision = verdict["decision"]
-    colour = {"GO": colors.HexColor("#1a7f37"), "NO-GO": colors.HexColor("#cf222e")}.get(
-        decision, colors.HexColor("#9a6700")
-    )
-    grid = colors.HexColor("#d0d7de")
+    colour = {"GO": "#1a7f37", "NO-GO": "#cf222e"}.get(decision, "#9a6700")
     story: list[Any] = [
-        Paragraph(_esc(f"Go/no-go report — run {run_id} {run_name}"), styles["Title"]),
-        Paragraph(_esc(f"Candidate {cand} against baseline {base}"), styles["Heading3"]),
-        Paragraph(
-            f'<font color="{colour.hexval()}" size="18"><b>{_esc(decision)}</b></font>', styles["Normal"]
-        ),
+        Paragraph(_esc(title), styles["Title"]),
+        Paragraph(_esc(stamp), styles["Normal"]),
         Spacer(1, 0.3 * cm),
+        Paragraph(f'<font color="{colour}" size="18"><b>{_esc(decision)}</b></font>', styles["Normal"]),
+        Spacer(1, 0.35 * cm),
         Paragraph(_esc(verdict.get("why") or ""), styles["BodyText"]),
-        Spacer(1, 0.4 * cm),
     ]
-    table = Table(
-        _gate_rows(decision, verdict["gates"], styles),
-        colWidths=[3.9 * cm, 3.4 * cm, 1.5 * cm, 2.5 * cm, 1.7 * cm, 2.6 * cm, 1.9 * cm],
-        repeatRows=1,
+    policy_name = (verdict.get("policy") or {}).get("name") or "default"
+    story += pdf.section(
+        f"Gates (policy “{policy_name}”)",
+        pdf.table(
+            ["Gate", "Value", "95% interval", "Threshold", "Result", "More needed"],
+            _gate_rows(decision, verdict["gates"], pdf),
+            [4.6, 2.0, 2.9, 1.9, 5.0, 1.6],
+        ),
+        note="A gate that did not pass is deciding when it caused the decision; a red fail that is "
+        "not deciding did not (for example, unreliable ratings are not counted).",
     )
-    table.setStyle(
-        TableStyle(
-            [
-                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f6f8fa")),
-                ("GRID", (0, 0), (-1, -1), 0.25, grid),
-                ("FONTSIZE", (0, 0), (-1, -1), 8),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ]
+    story += pdf.section("Key numbers", pdf.table(["Number", "Value"], _key_numbers(report), [8, 10]))
+    if report.criteria:
+        story += pdf.section(
+            "Criteria (case means, bootstrap 95%)",
+            pdf.table(
+                ["Criterion", "Candidate", "Baseline", "Candidate - baseline", "Alpha"],
+                _criteria_rows(report),
+                [3.6, 3.9, 3.9, 4.6, 2.0],
+            ),
         )
+    if report.metrics:
+        story += pdf.section(
+            "Automated metrics (paired bootstrap 95%)",
+            pdf.table(
+                ["Metric", f"Mean {cand}", f"Mean {base}", "Candidate - baseline", "Cases"],
+                _metric_rows(report),
+                [3.6, 3.2, 3.2, 6.0, 2.0],
+            ),
+        )
+    delta = report.hallucination.delta
+    story += pdf.section(
+        "Hallucination flags",
+        pdf.table(
+            ["Adapter", "Outputs flagged (Wilson 95%)", "Rated sides"],
+            _hallucination_rows(report),
+            [6.0, 8.0, 4.0],
+        ),
+        note=f"Candidate - baseline flag rate (paired bootstrap over cases): "
+        f"{_interval(delta.mean_difference, delta.ci_low, delta.ci_high)}.",
     )
-    keys = Table(_key_numbers(report), colWidths=[7 * cm, 8 * cm])
-    keys.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, grid), ("FONTSIZE", (0, 0), (-1, -1), 8)]))
-    story += [table, Spacer(1, 0.4 * cm), keys, *_rater_quality_story(report, styles, grid)]
-    story += [PageBreak(), Paragraph("Plots", styles["Heading2"])]
+    adapters, adversarial = _adversarial_rows(report)
+    story += pdf.section(
+        "Adversarial checks (pass rate, n)",
+        pdf.table(
+            ["Category", *adapters], adversarial, [4.0] + [14.0 / max(1, len(adapters))] * len(adapters)
+        )
+        if adversarial
+        else pdf.p("No adversarial or must-refuse cases in this run."),
+    )
+    story += pdf.section(
+        "Rater agreement",
+        pdf.table(
+            ["On", "Krippendorff alpha", "Fleiss kappa", "Mean pairwise Cohen kappa", "Note"],
+            _agreement_rows(report),
+            [3.4, 2.4, 2.0, 3.2, 7.0],
+        ),
+        note=f"{report.agreement.n_raters} raters. Alpha below 0.6 means the raters disagree too much to "
+        "rely on the human numbers.",
+    )
+    gold = _gold_rows(report)
+    story += pdf.section(
+        "Gold tasks per rater",
+        pdf.table(["Rater", "Right", "Accuracy (Wilson 95%)"], gold, [6.0, 4.0, 8.0])
+        if gold
+        else pdf.p("No gold tasks were rated, so no rater can be checked against a known answer."),
+    )
+    # Rater quality: per rater time, gold accuracy, straight-lining and flags (when the report has it).
+    story += _rater_quality_story(report, styles, pdf.grid)
     for name, fn in plots.REPORT_PLOTS.items():
-        img = Image(io.BytesIO(fn(report)))
-        ratio = img.imageHeight / img.imageWidth
-        width = min(17 * cm, img.imageWidth)
-        img.drawWidth, img.drawHeight = width, min(width * ratio, 11 * cm)
-        img.drawWidth = img.drawHeight / ratio
-        story += [Paragraph(_esc(name), styles["Heading4"]), img]
-    doc.build(story)
+        if name == "slices":  # wide: in parts that stay legible at the page's width
+            parts = plots.slice_heatmap_parts(report)
+            for k, png in enumerate(parts, start=1):
+                suffix = f" ({k} of {len(parts)})" if len(parts) > 1 else ""
+                story += _plot(pdf, name, png, suffix)
+        else:
+            story += _plot(pdf, name, fn(report))
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()

@@ -558,7 +558,8 @@ def verdict_get(*, public_id: str, projects: QuerySet[Any]) -> Verdict:
 
 
 def project_trend(*, project: Any) -> list[dict[str, Any]]:
-    """Per run and adapter: mean of each automated metric, with the adapter's version, stage and date.
+    """Per run and adapter: mean of each automated metric, with the adapter's version, stage, date
+    and parent (its lineage).
 
     One grouped query; the human side comes from frozen verdicts (their snapshot holds the win rate).
     """
@@ -574,6 +575,8 @@ def project_trend(*, project: Any) -> list[dict[str, Any]]:
             "adapter__version",
             "adapter__stage",
             "adapter__created_at",
+            "adapter__parent__name",
+            "adapter__parent__version",
             "metric",
         )
         .annotate(mean=Avg("value"), n=Count("pk"))
@@ -590,12 +593,18 @@ def project_trend(*, project: Any) -> list[dict[str, Any]]:
                 "adapter_name": row["adapter__name"],
                 "stage": row["adapter__stage"],
                 "adapter_at": row["adapter__created_at"].isoformat(),
+                "parent": f"{row['adapter__parent__name']}@{row['adapter__parent__version']}"
+                if row["adapter__parent__name"] is not None
+                else None,
                 "metric": row["metric"],
                 "mean": row["mean"],
                 "n": row["n"],
             }
         )
-    for verdict in Verdict.objects.filter(project=project).select_related("candidate").order_by("frozen_at"):
+    verdicts = (
+        Verdict.objects.filter(project=project).select_related("candidate__parent").order_by("frozen_at")
+    )
+    for verdict in verdicts:
         win = (verdict.snapshot.get("report") or {}).get("win_rate") or {}
         rate = (win.get("ties_as_half") or {}).get("rate")
         if rate is None:
@@ -610,6 +619,7 @@ def project_trend(*, project: Any) -> list[dict[str, Any]]:
                 "adapter_name": c.name,
                 "stage": c.stage,
                 "adapter_at": c.created_at.isoformat(),
+                "parent": c.parent.label if c.parent else None,
                 "metric": "human_win_rate",
                 "mean": rate,
                 "n": win.get("n"),

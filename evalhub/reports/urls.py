@@ -7,6 +7,7 @@ from evalhub.reports import views
 app_name = "reports"
 urlpatterns = [
     path("<slug:project_slug>/runs/<int:run_id>/report/", views.report, name="report"),
+    path("<slug:project_slug>/runs/<int:run_id>/report/state.json", views.report_state, name="state"),
     path("<slug:project_slug>/runs/<int:run_id>/report/plot/<slug:name>.png", views.report_plot, name="plot"),
     path("<slug:project_slug>/runs/<int:run_id>/report/export.<str:fmt>", views.report_export, name="export"),
     path("<slug:project_slug>/runs/<int:run_id>/report/cases/<int:case_id>/", views.case_detail, name="case"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -65,19 +65,33 @@ def _query_with(request: HttpRequest, **changes: str | None) -> str:
     return query.urlencode()
 
 
-def _report(request: HttpRequest, run: Run) -> tuple[Report, VerdictOutcome]:
-    report = services.report_cached(run=run, **_params(request, run))
+def _verdict(request: HttpRequest, run: Run, report: Report) -> VerdictOutcome:
     stored = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
     policy = stored.parsed if stored else gates.default_policy()
-    return report, services.report_with_verdict(report=report, policy=policy)
+    return services.report_with_verdict(report=report, policy=policy)
+
+
+def _report(request: HttpRequest, run: Run) -> tuple[Report, VerdictOutcome]:
+    report = services.report_cached(run=run, **_params(request, run))
+    return report, _verdict(request, run, report)
 
 
 @login_required
 @error_page
 def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse:
+    """The report once built (from the cache); until then a "building" page that polls
+    ``report_state`` (which starts the build) and reloads when it is ready."""
     project = _project(request, project_slug)
     run = _run(project, run_id)
-    data, verdict = _report(request, run)
+    state = services.report_state(run=run, **_params(request, run))
+    if state.report is None:
+        return render(
+            request,
+            "reports/report_building.html",
+            {"project": project, "run": run, "state": state.to_dict(), "query": request.GET.urlencode()},
+        )
+    data = state.report
+    verdict = _verdict(request, run, data)
     baseline, candidates = selectors.run_adapters_by_role(run=run)
     adapters = ([baseline] if baseline else []) + candidates
     worst_cases = sorted((c for c in data.cases if c.rated), key=lambda c: c.human or 0)[:10]
@@ -103,14 +117,23 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
 
 @login_required
 @error_page
+def report_state(request: HttpRequest, project_slug: str, run_id: int) -> JsonResponse:
+    """Where the report's build stands (JSON), starting the build if nothing is building it."""
+    project = _project(request, project_slug)
+    run = _run(project, run_id)
+    state = services.report_state(run=run, start=True, **_params(request, run))
+    return JsonResponse(state.to_dict())
+
+
+@login_required
+@error_page
 def report_plot(request: HttpRequest, project_slug: str, run_id: int, name: str) -> HttpResponse:
     project = _project(request, project_slug)
     run = _run(project, run_id)
-    fn = plots.REPORT_PLOTS.get(name)
-    if fn is None:
+    if name not in plots.REPORT_PLOTS:
         raise Http404
-    data, _ = _report(request, run)
-    response = HttpResponse(fn(data), content_type="image/png")
+    png = services.report_plot_png(run=run, name=name, **_params(request, run))
+    response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=60"
     return response
 
@@ -222,21 +245,28 @@ def policies(request: HttpRequest, project_slug: str) -> HttpResponse:
 
 @login_required
 def trend(request: HttpRequest, project_slug: str) -> HttpResponse:
+    """The metric means per adapter, lineage by lineage (the plot joins only a lineage's versions)."""
     project = _project(request, project_slug)
-    points = selectors.project_trend(project=project)
-    table: dict[str, dict[str, Any]] = {}
-    metrics: list[str] = []
-    for p in points:
-        row = table.setdefault(
-            p["adapter"], {"adapter": p["adapter"], "stage": p["stage"], "at": p["adapter_at"], "values": {}}
-        )
-        row["values"][p["metric"]] = p["mean"]
-        if p["metric"] not in metrics:
-            metrics.append(p["metric"])
-    rows = sorted(table.values(), key=lambda r: r["at"])
-    for row in rows:
-        row["cells"] = [row["values"].get(m) for m in metrics]
-    return render(request, "reports/trend.html", {"project": project, "rows": rows, "metrics": metrics})
+    data = plots.trend_data(selectors.project_trend(project=project))
+    metrics = plots.trend_metrics(data.values)
+    lineages = [
+        {
+            "name": lineage.name,
+            "parent": lineage.parent,
+            "rows": [
+                {
+                    "adapter": label,
+                    "stage": data.stages.get(label, ""),
+                    "cells": [data.values[m].get(label) for m in metrics],
+                }
+                for label in lineage.labels
+            ],
+        }
+        for lineage in data.lineages
+    ]
+    return render(
+        request, "reports/trend.html", {"project": project, "lineages": lineages, "metrics": metrics}
+    )
 
 
 @login_required

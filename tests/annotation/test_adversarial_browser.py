@@ -55,6 +55,7 @@ def test_the_lead_reads_where_raters_and_checks_disagree(browser, live_server, p
     errors: list[str] = []
     page = _sign_in(browser, live_server, lead.username, errors)
     page.goto(f"{live_server.url}/p/{project.slug}/runs/{rows.run.pk}/report/")
+    page.wait_for_selector("#decision", timeout=60_000)  # the first visit builds the report, then reloads
     table = page.locator("#adversarial-disagreement")
     table.scroll_into_view_if_needed()
     assert table.locator("tr").count() == 3  # a header and two outputs

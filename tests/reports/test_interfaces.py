@@ -153,6 +153,7 @@ def test_pages_plots_and_exports_render_for_staff_only(
     web = Client()
     web.force_login(lead)
     base = f"/p/{project.slug}/runs/{built.run.pk}/report/"
+    assert web.get(f"{base}state.json").json()["ready"]  # builds the report (tasks run in process)
     page = web.get(base)
     assert page.status_code == 200
     html = page.content.decode()
@@ -165,6 +166,7 @@ def test_pages_plots_and_exports_render_for_staff_only(
     gate_policy_save(project=project, name="strict", source=source)
     cand = built.adapters["cand"].label
     other = next(a.label for a in built.adapters.values() if a.label != cand)
+    web.get(f"{base}state.json?candidate={other}&baseline={cand}")
     strict = web.get(f"{base}?policy=strict&candidate={other}&baseline={cand}").content.decode()
     assert "worst cases: <a href=" in strict and 'title="bleu -1.000"' in strict
     for name in ("win-rates", "criteria", "slices", "metric-vs-human"):

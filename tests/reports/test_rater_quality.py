@@ -54,6 +54,12 @@ def _rows(report: Any) -> dict[str, Any]:
     return {r.rater: r for r in report.rater_quality.raters}
 
 
+def report_page(web: Client, base: str, query: dict[str, str] | None = None) -> str:
+    """The report page once built: its state poll builds it first (tasks run in process here)."""
+    assert web.get(f"{base}state.json", query or {}).json()["ready"]
+    return web.get(base, query or {}).content.decode()
+
+
 def test_each_rater_gets_median_time_fast_share_gold_accuracy_and_straight_lining(built: Any) -> None:
     report = report_build(run=built.run, resamples=200)
     rows = _rows(report)
@@ -122,9 +128,9 @@ def test_a_gold_filter_without_gold_tasks_warns_that_it_excluded_nobody(project:
         assert not report.rater_quality.excluded
     web = Client()
     web.force_login(lead)
-    html = web.get(f"/p/{project.slug}/runs/{built.run.pk}/report/?exclude_below=0.8").content.decode()
+    html = report_page(web, f"/p/{project.slug}/runs/{built.run.pk}/report/", {"exclude_below": "0.8"})
     assert NO_GOLD_WARNING in html
-    assert NO_GOLD_WARNING not in web.get(f"/p/{project.slug}/runs/{built.run.pk}/report/").content.decode()
+    assert NO_GOLD_WARNING not in report_page(web, f"/p/{project.slug}/runs/{built.run.pk}/report/")
 
 
 def test_a_frozen_verdict_records_the_exclusion_and_reopens_identical(built: Any, lead: Any) -> None:
@@ -150,11 +156,11 @@ def test_the_report_page_links_a_rerun_without_flagged_raters(project: Any, lead
     web = Client()
     web.force_login(lead)
     base = f"/p/{project.slug}/runs/{built.run.pk}/report/"
-    html = web.get(base).content.decode()
+    html = report_page(web, base)
     assert 'id="rater-quality"' in html and "Re-run without the 3 flagged raters" in html
     assert 'href="?exclude_flagged=1"' in html and 'id="raters-excluded"' not in html
     assert "too fast: 15 of 24 ratings" in html and "failed gold: 0 of 4" in html
-    rerun = web.get(base, {"exclude_flagged": "1"}).content.decode()
+    rerun = report_page(web, base, {"exclude_flagged": "1"})
     names = ", ".join(built.raters[r].username for r in (FAST, FAILS_GOLD, STRAIGHT))
     assert f"Flagged raters excluded: {names}." in rerun
     assert 'href="?"' in rerun  # "Include all raters" drops the parameter again

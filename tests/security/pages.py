@@ -93,6 +93,7 @@ PAGES: dict[str, Page] = {
     "p/<slug:project_slug>/runs/<int:run_id>/resume/": Page("lead", _run, method="POST", status=302),
     "p/<slug:project_slug>/runs/<int:run_id>/score/": Page("lead", _run, method="POST", status=302),
     "p/<slug:project_slug>/runs/<int:run_id>/report/": Page("lead", _run),
+    "p/<slug:project_slug>/runs/<int:run_id>/report/state.json": Page("lead", _run, html=False),
     "p/<slug:project_slug>/runs/<int:run_id>/report/plot/<slug:name>.png": Page(
         "lead", lambda w, s: {**_run(w, s), "name": "win-rates"}, html=False, fixed=("name",)
     ),

@@ -1,0 +1,108 @@
+"""The report pages in Chromium as a lead: the first visit's building page polls and opens the
+report by itself; the trend and a frozen verdict render. Set REPORT_SCREENSHOTS=/some/dir to keep
+the screenshots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+
+from evalhub.reports import services
+from tests.reports.factories import build_run
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)"
+    ),
+]
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("REPORT_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_the_lead_waits_on_the_building_page_then_reads_the_report_trend_and_verdict(
+    browser: Any, live_server: Any, project: Any, lead: Any, shots: Path
+) -> None:
+    caches[services.REPORT_CACHE].clear()
+    built = build_run(
+        project,
+        n_cases=24,
+        adapters=("base", "cand", "other"),
+        preference=lambda i, r: "candidate" if i % 3 else "baseline",
+        hallucination=lambda i, r: (i % 5 == 0, i % 3 == 0),
+        metrics={"rougeL": lambda k, i: 0.3 + 0.01 * (i % 7) + (k == "cand") * 0.02},
+        checks=lambda k, i: i % 4 != 0,
+        categories=lambda i: "jailbreak" if i % 6 == 0 else "",
+    )
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
+        ),
+    )
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", lead.username)
+    page.fill("#id_password", "correct-horse-battery")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+
+    # The first visit answers with the building page; its script polls state.json (which builds the
+    # report, in process here) and reloads into the report.
+    base = f"{live_server.url}/p/{project.slug}/runs/{built.run.pk}/report/"
+    page.goto(base)
+    assert page.locator("#report-building").count() == 1 or page.locator("#decision").count() == 1
+    page.wait_for_selector("#decision")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#why").inner_text().startswith(page.locator("#decision").inner_text())
+    heatmap = page.locator("img[src*='plot/slices.png']")
+    assert heatmap.evaluate("img => img.complete && img.naturalWidth > 0")
+    page.screenshot(path=str(shots / "report.png"), full_page=True)
+
+    # Cached now: the next visit is the report straight away.
+    page.goto(base)
+    assert page.locator("#decision").count() == 1 and page.locator("#report-building").count() == 0
+
+    page.goto(f"{live_server.url}/p/{project.slug}/trend/")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("img.trend").evaluate("img => img.complete && img.naturalWidth > 0")
+    page.screenshot(path=str(shots / "trend.png"), full_page=True)
+
+    page.goto(base)
+    with page.expect_navigation():
+        page.click("form[action*='/freeze'] button")
+    page.wait_for_selector("#decision")
+    page.screenshot(path=str(shots / "verdict.png"), full_page=True)
+    assert errors == []
+    context.close()
