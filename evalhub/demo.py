@@ -256,7 +256,7 @@ VERDICTS = ["summariser-v2", "synthetic-bad"]  # each frozen against summariser-
 
 def report(state: DemoState, out: Writer) -> None:
     """The go/no-go reports of summariser-v2 and synthetic-bad against summariser-v1, frozen as verdicts."""
-    from evalhub.reports.services import verdict_freeze
+    from evalhub.reports.services import report_cached, verdict_freeze
 
     assert state.project is not None
     run = state.objects["run"]
@@ -276,6 +276,10 @@ def report(state: DemoState, out: Writer) -> None:
         for gate in verdict.gates:
             if isinstance(gate, dict):
                 out.write(f"    {gate_line(gate)}\n")
+    # Fill the report cache, so the lead's first visit opens the report at once instead of the building page.
+    report_cached(run=run)
+    for name in VERDICTS:
+        report_cached(run=run, candidate=state.adapters[name], baseline=state.adapters["summariser-v1"])
     state.urls.append(("Report (as lead)", f"/p/{state.project.slug}/runs/{run.pk}/report/"))
 
 
