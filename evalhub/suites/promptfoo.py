@@ -236,6 +236,9 @@ class Test:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
+_PASS_THROUGH = re.compile(r"\A\s*\{\{\s*(\w+)\s*\}\}\s*\Z")
+
+
 def _line_of(text: str, needle: str) -> int | None:
     """The first line of `text` holding `needle` (where a reference is written), for messages."""
     index = text.find(needle)
@@ -349,6 +352,9 @@ class ConfigReader:
                 prompts.append(Prompt(len(prompts) + 1, str(label or f"prompt {len(prompts) + 1}"), template))
         if not any(is_template(p.template) for p in prompts):
             self.fidelity.drop("prompts")  # fixed text: the input comes from a var
+            return []
+        if len(prompts) == 1 and (whole := _PASS_THROUGH.match(prompts[0].template)):
+            self.input_var = whole.group(1)  # '{{input}}' sends one var as it is: that var is the input
             return []
         for prompt in prompts:
             try:
@@ -986,5 +992,5 @@ def read_rows_promptfoo(
                 made += 1
                 fidelity.cases_made = made
                 yield make_case(
-                    test, variables, input_var, fidelity, prompt, several=len(prompts) > 1, steps=steps
+                    test, variables, config.input_var, fidelity, prompt, several=len(prompts) > 1, steps=steps
                 )
