@@ -420,7 +420,7 @@ class ConfigReader:
                 self.fidelity.drop(f"defaultTest.{key}")
         self._drop_options(default.get("options"), "defaultTest")
         out = dict(default)
-        out["vars"] = self._vars(default.get("vars"), "defaultTest.vars")
+        out["vars"] = self._file_vars(self._vars(default.get("vars"), "defaultTest.vars"))
         out["assert"] = self._asserts(default.get("assert"), "defaultTest.assert")
         if "metadata" in out and not isinstance(out["metadata"], dict):
             raise self.refused("defaultTest.metadata must be a mapping.", "metadata")
@@ -535,7 +535,11 @@ class ConfigReader:
         merged = Test(
             number=test.number,
             where=test.where,
-            vars={**default.get("vars", {}), **self._vars(config.get("vars"), "config.vars"), **test.vars},
+            vars={
+                **default.get("vars", {}),
+                **self._file_vars(self._vars(config.get("vars"), "config.vars")),
+                **test.vars,
+            },
             asserts=[
                 *default.get("assert", []),
                 *self._asserts(config.get("assert"), "config.assert"),

@@ -260,3 +260,49 @@ def test_a_config_needing_a_remote_data_set_is_refused_naming_the_need(project: 
         call_command("import_suite", str(path), "--project", project.slug, "--name", "x", stdout=StringIO())
     assert "line 2: the tests file 'huggingface://datasets/cais/mmlu' is remote" in str(caught.value)
     assert not SuiteVersion.objects.exists()
+
+
+def test_vars_tests_and_chat_prompts_are_read_from_json_and_yaml_files(project: Any, tmp_path: Path) -> None:
+    from evalhub.suites.services import ImportChoices, ImportOptions, suite_import_path
+
+    folder = tmp_path / "files"
+    (folder / "data").mkdir(parents=True)
+    (folder / "promptfooconfig.yaml").write_text(
+        "prompts: [file://chat.yaml]\n"
+        "defaultTest: file://defaults.json\n"
+        "tests:\n"
+        "  - file://data/tests.json\n"
+        "  - file://data/more.yaml\n"
+    )
+    (folder / "chat.yaml").write_text(
+        "- role: system\n  content: 'Use {{profile.tone}}.'\n- role: user\n  content: '{{question}}'\n"
+    )
+    (folder / "defaults.json").write_text('{"vars": {"profile": "file://data/profile.json"}}')
+    (folder / "data" / "profile.json").write_text('{"tone": "short sentences"}')
+    (folder / "data" / "tests.json").write_text('[{"vars": {"question": "Why is the sky blue?"}}]')
+    (folder / "data" / "more.yaml").write_text(
+        "- vars: {question: Why is grass green?}\n  assert: file://asserts.yaml\n"
+    )
+    (folder / "asserts.yaml").write_text("- {type: icontains, value: chlorophyll}\n")
+    imported = suite_import_path(
+        project=project, name="files", path=folder, options=ImportOptions(), choices=ImportChoices()
+    )
+    made = cases(imported.version)
+    assert [c.input for c in made] == [
+        "system: Use short sentences.\n\nuser: Why is the sky blue?",
+        "system: Use short sentences.\n\nuser: Why is grass green?",
+    ]
+    assert made[0].slices["profile"] == '{"tone": "short sentences"}'
+    assert made[1].expected == [{"type": "contains", "value": "chlorophyll", "case_sensitive": False}]
+    assert imported.version.fidelity["tests_read"] == 2 and imported.version.fidelity["dropped"] == {}
+
+
+def test_a_single_yaml_that_refers_to_a_file_asks_for_a_bundle(project: Any, tmp_path: Path) -> None:
+    path = tmp_path / "alone.yaml"
+    path.write_text("prompts: ['{{q}}']\ntests: file://tests.csv\n")
+    with pytest.raises(CommandError) as caught:
+        call_command("import_suite", str(path), "--project", project.slug, "--name", "x", stdout=StringIO())
+    assert (
+        "line 2: the tests file 'file://tests.csv' refers to another file: upload the config with its"
+        in str(caught.value)
+    )
