@@ -641,6 +641,10 @@ def _parse_json(name: str, text: str, line: int) -> Any:
 
 
 def _parse_structured(name: str, data: bytes) -> Any:
+    """A YAML or JSON file of the bundle, parsed whole: capped like the config itself."""
+    cap = limits().max_yaml_bytes
+    if len(data) > cap:
+        raise FileProblem(f"{name} is larger than {cap / 1e6:,.0f} MB (the limit for a YAML or JSON file).")
     text = _text(name, data)
     if name.lower().endswith(".json"):
         return _parse_json(name, text, 1)
