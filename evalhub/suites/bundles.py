@@ -118,7 +118,7 @@ def _unpack(path: Path, archive_name: str, members: list[Member], dest: Path) ->
                 extracted = opener.extractfile(member.name)
                 if extracted is None:
                     continue
-                source = extracted  # type: ignore[assignment]
+                source = extracted
             with source, target.open("wb") as out:
                 # Reads stop at the declared size (zipfile checks it and the CRC), checked above.
                 shutil.copyfileobj(source, out, 1024 * 1024)

@@ -512,7 +512,7 @@ class ConfigReader:
                 if key not in ("config", "tests", "description"):
                     self.fidelity.drop(f"scenarios[].{key}")
             configs = scenario.get("config") or [{}]
-            if _file_reference(configs):
+            if isinstance(configs, str):
                 configs = [
                     c
                     for _, loaded in self.structured(configs, "the scenario config")
@@ -593,8 +593,8 @@ class ConfigReader:
             elif not isinstance(asserts, list):
                 problems.append(("assert", "assert must be a list of assertions"))
                 asserts = []
-            metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-            options = raw.get("options") if isinstance(raw.get("options"), dict) else {}
+            metadata: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
+            options: dict[str, Any] = raw["options"] if isinstance(raw.get("options"), dict) else {}
             yield Test(
                 number=self._tests,
                 where=label,
@@ -996,9 +996,11 @@ def read_rows_promptfoo(
         except FileProblem as exc:
             raise FileProblem(f"{test.where or f'test {test.number}'}: {exc.message}") from exc
         for variables in variables_list:
-            for prompt in prompts or [None]:
+            several = len(prompts) > 1
+            choices: list[Prompt | None] = [*prompts] if prompts else [None]
+            for prompt in choices:
                 made += 1
                 fidelity.cases_made = made
                 yield make_case(
-                    test, variables, config.input_var, fidelity, prompt, several=len(prompts) > 1, steps=steps
+                    test, variables, config.input_var, fidelity, prompt, several=several, steps=steps
                 )

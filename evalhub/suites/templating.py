@@ -105,7 +105,7 @@ def _counted(tree: nodes.Template) -> nodes.Template:
     loops and recursion then cost steps even when they print nothing."""
     step = nodes.Output([nodes.Call(nodes.Name(_TICK, "load"), [], [], None, None)])
     for node in tree.find_all((nodes.For, nodes.Macro, nodes.CallBlock)):
-        node.body.insert(0, step)
+        node.body.insert(0, step)  # type: ignore[attr-defined]  # each of these has a body
     return tree
 
 
