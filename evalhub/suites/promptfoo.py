@@ -90,8 +90,11 @@ def _any_of(value: Any, *, case_sensitive: bool = True) -> list[dict[str, Any]]:
 
 
 def _not(pattern: str) -> dict[str, Any]:
-    """A check that `pattern` is NOT found anywhere: a lookahead from the start."""
-    return {"type": "regex", "pattern": r"\A(?![\s\S]*?(?:" + pattern + "))"}
+    """A check that `pattern` is NOT found anywhere: a lookahead from the start (the pattern's own
+    leading flags, `(?i)`, stay in front, where Python requires them)."""
+    flags = re.match(r"\(\?[aiLmsux]+\)", pattern)
+    lead, rest = (flags.group(), pattern[flags.end() :]) if flags else ("", pattern)
+    return {"type": "regex", "pattern": lead + r"\A(?![\s\S]*?(?:" + rest + "))"}
 
 
 # promptfoo assertion type -> function(value) returning our checks. A type not here (llm-rubric,

@@ -306,3 +306,22 @@ def test_a_single_yaml_that_refers_to_a_file_asks_for_a_bundle(project: Any, tmp
         "line 2: the tests file 'file://tests.csv' refers to another file: upload the config with its"
         in str(caught.value)
     )
+
+
+def test_a_bundle_read_in_the_sandbox_like_a_large_upload_imports_the_same(
+    project: Any, tmp_path: Path, settings: Any
+) -> None:
+    import tempfile
+
+    settings.EVALHUB_SUITE_SANDBOX_BYTES = 0  # every file is read in the limited process
+    path = tmp_path / "scenarios.zip"
+    path.write_bytes(zipped(GOOD / "pf_scenarios"))
+
+    def unpacked() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob("evalhub-bundle-*")}
+
+    before = unpacked()
+    version = suite_import_file(project=project, name="sandboxed", path=path)
+    assert unpacked() <= before  # each read removed the folder it unpacked
+    assert version.case_count == 5 and version.fidelity["cases_made"] == 5
+    assert version.cases.order_by("position").first().input.startswith("system: Answer in a plain tone.")

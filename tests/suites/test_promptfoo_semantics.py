@@ -139,3 +139,33 @@ def test_the_api_answers_with_the_fidelity_and_the_dropped_fields(
     assert response.status_code == 201, response.content
     assert response.json()["dropped"] == {"providers": 1}
     assert response.json()["fidelity"]["cases_made"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "output", "passes"),
+    [
+        ("not-regex", "(?i)error", "An ERROR here", False),
+        ("not-regex", "(?i)error", "all fine", True),
+        ("not-equals", "4", "4", False),
+        ("not-equals", "4", "44", True),
+        ("contains-any", ["a.b", "c"], "axb", False),
+        ("contains-any", ["a.b", "c"], "x a.b", True),
+        ("icontains-any", ["PARIS"], "paris!", True),
+        ("contains-all", "red, blue", "red and blue", True),
+        ("contains-all", "red, blue", "red only", False),
+        ("not-contains-any", ["x", "y"], "has y", False),
+        ("starts-with", "Yes.", "Yes. Indeed", True),
+        ("not-starts-with", "Yes.", "Yes. Indeed", False),
+        ("equals", "a+b", "a+b", True),
+        ("equals", "a+b", "aab", False),
+    ],
+)
+def test_mapped_assertions_pass_and_fail_as_in_promptfoo(
+    kind: str, value: Any, output: str, passes: bool
+) -> None:
+    from evalhub.suites.promptfoo import PROMPTFOO_ASSERTIONS
+    from metrics.checks import run_checks, validate_expected
+
+    checks = PROMPTFOO_ASSERTIONS[kind](value)
+    assert validate_expected(checks) == []
+    assert all(r.passed for r in run_checks(output, checks)) is passes
