@@ -687,8 +687,9 @@ def _test_from_csv_row(row: dict[str, Any]) -> dict[str, Any]:
             test["providerOutput"] = value  # counted as dropped with the test's other unused fields
         elif column.startswith("__metadata:"):
             key = column[len("__metadata:") :]
-            if key.endswith("[]"):
-                test["metadata"][key[:-2]] = [v.strip() for v in value.split(",") if v.strip()]
+            if key.endswith("[]"):  # split on commas; `\,` is a comma inside a value
+                parts = re.split(r"(?<!\\),", value)
+                test["metadata"][key[:-2]] = [v.replace("\\,", ",").strip() for v in parts if v.strip()]
             elif value:
                 test["metadata"][key] = value
         else:

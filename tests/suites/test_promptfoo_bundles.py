@@ -201,6 +201,28 @@ def test_array_vars_expand_into_one_test_per_value_as_in_promptfoo(project: Any,
     assert version.fidelity["asserts_mapped"] == 4
 
 
+def test_csv_metadata_lists_split_on_unescaped_commas(project: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "meta"
+    folder.mkdir()
+    (folder / "promptfooconfig.yaml").write_text(
+        "prompts: ['Tell me about {{topic}}']\ntests: file://tests.csv\n"
+    )
+    (folder / "tests.csv").write_text(
+        "topic,__expected1,__metadata:category,__metadata:tags[]\n"
+        '"quantum physics","llm-rubric:Describes {{topic}}",science,"physics,advanced\\,theory"\n'
+    )
+    from evalhub.suites.services import ImportChoices, ImportOptions, suite_import_path
+
+    version = suite_import_path(
+        project=project, name="m", path=folder, options=ImportOptions(), choices=ImportChoices()
+    ).version
+    case = version.cases.get()
+    assert case.tags == ["physics", "advanced,theory"] and case.category == "science"
+    assert case.expected == [
+        {"type": "pending", "assert": {"type": "llm-rubric", "value": "Describes quantum physics"}}
+    ]
+
+
 def test_csv_assertion_text_reads_like_promptfoo() -> None:
     assert assertion_from_string("Paris") == {"type": "equals", "value": "Paris"}
     assert assertion_from_string("icontains:paris") == {"type": "icontains", "value": "paris"}
