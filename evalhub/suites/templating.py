@@ -12,6 +12,7 @@ the user and the template's line.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -61,6 +62,25 @@ class _BoundedEnvironment(SandboxedEnvironment):
 
 _ENV = _BoundedEnvironment(autoescape=False, keep_trailing_newline=True)
 _ENV.globals["range"] = _bounded_range
+
+
+def _load(text: Any) -> Any:
+    """promptfoo's `load` filter: a var's JSON text as data (`{{ (style | load).tone }}`)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise TemplateProblem(f"the load filter needs JSON text ({exc})") from exc
+
+
+def _dump(value: Any) -> str:
+    """Nunjucks' `dump` filter: the value as JSON text."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+_ENV.filters["load"] = _load  # promptfoo adds it to Nunjucks
+_ENV.filters["dump"] = _dump  # a Nunjucks built-in that Jinja2 calls tojson
 
 
 def _loop_depth(node: nodes.Node, depth: int = 0) -> tuple[int, int | None]:

@@ -169,3 +169,25 @@ def test_mapped_assertions_pass_and_fail_as_in_promptfoo(
     checks = PROMPTFOO_ASSERTIONS[kind](value)
     assert validate_expected(checks) == []
     assert all(r.passed for r in run_checks(output, checks)) is passes
+
+
+def test_promptfoos_load_and_nunjucks_dump_filters_work_in_prompts() -> None:
+    from evalhub.suites.templating import TemplateProblem, render
+
+    style = '{"tone": "formal", "n": 2}'
+    assert render("Tone: {{ (style | load).tone }}; {{ {'a': 1} | dump }}", {"style": style}) == (
+        'Tone: formal; {"a": 1}'
+    )
+    with pytest.raises(TemplateProblem, match="the load filter needs JSON text"):
+        render("{{ (style | load).tone }}", {"style": "not json"})
+
+
+def test_a_template_that_loops_without_printing_is_stopped_by_its_step_count() -> None:
+    from evalhub.suites.templating import TemplateProblem, render
+
+    spin = "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateProblem, match="loops or recurses more than 1,000 times"):
+        render(spin, {}, max_steps=1000)
+    twice = "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(30) }}"
+    with pytest.raises(TemplateProblem, match="loops or recurses more than 1,000 times"):
+        render(twice, {}, max_steps=1000)
