@@ -29,7 +29,7 @@ from evalhub.errors import ValidationFailed
 from evalhub.parsers import StrictJSONParser
 from evalhub.permissions import ProjectRolePermission, projects_for, writable_project
 from evalhub.suites import selectors, services
-from evalhub.suites.export import export_csv_lines, export_xlsx
+from evalhub.suites.export import export_csv_lines, export_promptfoo, export_xlsx
 from evalhub.suites.models import Case, Origin, Split, Suite, SuiteVersion, Upload, UploadStatus
 from evalhub.suites.parsing import FORMATS
 
@@ -58,6 +58,7 @@ class SuiteSerializer(serializers.ModelSerializer[Suite]):
 class SuiteVersionSerializer(serializers.ModelSerializer[SuiteVersion]):
     suite_name = serializers.CharField(source="suite.name", read_only=True)
     project = serializers.CharField(source="suite.project.slug", read_only=True)
+    dropped = serializers.SerializerMethodField()
 
     class Meta:
         model = SuiteVersion
@@ -75,10 +76,16 @@ class SuiteVersionSerializer(serializers.ModelSerializer[SuiteVersion]):
             "pii_justification",
             "pii_report",
             "diff",
+            "fidelity",
+            "dropped",
             "locked_at",
             "created_at",
         ]
         read_only_fields = fields
+
+    def get_dropped(self, version: SuiteVersion) -> dict[str, int]:
+        """Every field of a promptfoo config that the import did not use, with its count."""
+        return dict((version.fidelity or {}).get("dropped") or {})
 
 
 class CaseSerializer(serializers.ModelSerializer[Case]):
@@ -313,8 +320,21 @@ class SuiteVersionViewSet(
             response = FileResponse(open(handle.name, "rb"), as_attachment=True, filename=f"{safe}.xlsx")  # noqa: SIM115
             Path(handle.name).unlink()  # the open handle keeps the data readable on POSIX
             return response
+        if kind == "promptfoo":  # a .zip bundle: promptfooconfig.yaml + tests.yaml
+            handle = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)  # noqa: SIM115
+            handle.close()
+            export_promptfoo(version=version, path=Path(handle.name))
+            response = FileResponse(
+                open(handle.name, "rb"),  # noqa: SIM115
+                as_attachment=True,
+                filename=f"{safe}-promptfoo.zip",
+            )
+            Path(handle.name).unlink()
+            return response
         if kind != "csv":
-            raise ValidationFailed("type must be csv or xlsx.", fields={"type": ["csv or xlsx"]})
+            raise ValidationFailed(
+                "type must be csv, xlsx or promptfoo.", fields={"type": ["csv, xlsx or promptfoo"]}
+            )
         response = StreamingHttpResponse(
             export_csv_lines(version=version), content_type="text/csv; charset=utf-8"
         )

@@ -12,7 +12,16 @@ from evalhub.suites.parsing import FORMATS
 from evalhub.suites.validation import FIELD_HELP, FIELDS
 
 FORMAT_CHOICES = [("", "Detect from the file name")] + [
-    (f, {"csv": "CSV", "jsonl": "JSON Lines", "xlsx": "Excel (XLSX)", "promptfoo": "promptfoo YAML"}[f])
+    (
+        f,
+        {
+            "csv": "CSV",
+            "jsonl": "JSON Lines",
+            "xlsx": "Excel (XLSX)",
+            "promptfoo": "promptfoo YAML",
+            "bundle": "promptfoo bundle (.zip, .tar.gz)",
+        }[f],
+    )
     for f in FORMATS
 ]
 DELIMITER_CHOICES = [(",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"), ("|", "Pipe |")]
@@ -25,7 +34,10 @@ PII_CHOICES = [
 
 class UploadForm(forms.Form):
     file = forms.FileField(
-        label="Suite file", help_text="CSV, JSONL, XLSX or promptfoo YAML.", allow_empty_file=True
+        label="Suite file",
+        help_text="CSV, JSONL, XLSX or promptfoo YAML, or a promptfoo bundle (.zip, .tar.gz: the config "
+        "with the files it references).",
+        allow_empty_file=True,
     )
     name = forms.CharField(
         label="Suite name",

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from evalhub.accounts.models import Project
 from evalhub.permissions import WRITE_ROLES
 from evalhub.suites import selectors, services
-from evalhub.suites.export import export_csv_lines, export_xlsx
+from evalhub.suites.export import export_csv_lines, export_promptfoo, export_xlsx
 from evalhub.suites.forms import DELIMITER_CHOICES, CaseFilterForm, ConfirmForm, MappingForm, UploadForm
 from evalhub.suites.models import Suite, SuiteVersion, Upload, UploadStatus
 from evalhub.web import form_errors, message_errors
@@ -260,9 +260,16 @@ def export(
 ) -> HttpResponseBase:
     project = _project(request, project_slug)
     version = get_object_or_404(SuiteVersion, suite_id=suite_id, suite__project=project, number=number)
-    if kind not in ("csv", "xlsx"):
-        raise Http404("Export as .csv or .xlsx")
+    if kind not in ("csv", "xlsx", "promptfoo"):
+        raise Http404("Export as .csv, .xlsx or .promptfoo")
     stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{version.suite.name}-v{version.number}")
+    if kind == "promptfoo":  # a .zip bundle: promptfooconfig.yaml + tests.yaml
+        handle = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)  # noqa: SIM115
+        handle.close()
+        export_promptfoo(version=version, path=Path(handle.name))
+        response = FileResponse(open(handle.name, "rb"), as_attachment=True, filename=f"{stem}-promptfoo.zip")  # noqa: SIM115
+        Path(handle.name).unlink()
+        return response
     if kind == "xlsx":
         handle = tempfile.NamedTemporaryFile(suffix=".xlsx", delete=False)  # noqa: SIM115
         handle.close()

@@ -85,3 +85,53 @@ def test_upload_fixture_csv_and_hostile_file_in_the_browser(
     assert SuiteVersion.objects.count() == 1
     # No script or style was blocked by the CSP (the favicon 404 is not ours).
     assert [e for e in page.console_errors if "Content Security Policy" in e] == []
+
+
+def test_a_promptfoo_bundle_is_previewed_with_its_fidelity_and_its_pending_checks_shown(
+    live_server: Any, project: Any, engineer: Any, lead: Any, browser_page: Any, settings: Any, tmp_path: Path
+) -> None:
+    """Upload a .tar.gz bundle through the form; the preview lists what was not used; the version
+    page shows the fidelity and the pending checks, to the engineer and to the lead."""
+    import os
+    import tarfile
+
+    from tests.suites.conftest import GOOD
+
+    settings.EVALHUB_SUITE_PII_SCAN = False
+    shots = Path(os.environ.get("EVALHUB_SCREENSHOTS") or tmp_path)
+    bundle = tmp_path / "translate.tar.gz"
+    with tarfile.open(bundle, "w:gz") as archive:
+        for path in sorted((GOOD / "pf_translate").rglob("*")):
+            archive.add(path, str(path.relative_to(GOOD / "pf_translate")), recursive=False)
+    page = browser_page
+    login(page, live_server.url)
+    page.goto(f"{live_server.url}/p/{project.slug}/suites/upload/")
+    page.screenshot(path=str(shots / "promptfoo-upload-form.png"), full_page=True)
+    page.set_input_files("#id_file", str(bundle))
+    assert page.input_value("#id_name") == "translate"  # upload.js takes off .tar.gz whole
+    page.click("button:has-text('Check the file')")
+    page.wait_for_load_state()
+    assert "All 4 rows are valid" in page.inner_text("#status")
+    fidelity = page.inner_text("#fidelity")
+    assert "Tests read\n2" in fidelity and "Assertions kept pending\n2" in fidelity
+    assert "providers\t1" in page.inner_text("#dropped")
+    page.screenshot(path=str(shots / "promptfoo-preview-engineer.png"), full_page=True)
+    page.fill("#id_data_source", "our translation examples")
+    page.click("button:has-text('Import as the next version')")
+    page.wait_for_load_state()
+    assert "Imported 4 cases as version 1." in page.content()
+    assert page.locator("code.pending").count() == 2
+    assert "pending: llm-rubric" in page.inner_text("code.pending >> nth=0")
+    page.screenshot(path=str(shots / "promptfoo-version-engineer.png"), full_page=True)
+    assert page.console_errors == []  # type: ignore[attr-defined]
+
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "lead")
+    page.fill("input[name=password]", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    version = SuiteVersion.objects.get()
+    page.goto(f"{live_server.url}/p/{project.slug}/suites/{version.suite_id}/")
+    assert "promptfoo fidelity" in page.content() and page.locator("code.pending").count() == 2
+    page.screenshot(path=str(shots / "promptfoo-version-lead.png"), full_page=True)

@@ -68,3 +68,126 @@ def test_is_json_keeps_its_schema_and_contains_json_means_json_inside(
         {"type": "valid_json", "schema": {"type": "object", "required": ["total"]}},
         {"type": "contains_json"},
     ]
+
+
+def test_the_fidelity_summary_counts_everything_and_lists_what_was_dropped(
+    project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "description: two tests\n"
+        "providers: [openai:gpt-4.1-mini]\n"
+        "prompts: ['Answer: {{question}}']\n"
+        "defaultTest:\n"
+        "  options: {provider: openai:gpt-4.1}\n"
+        "tests:\n"
+        "  - vars: {question: Capital of France?}\n"
+        "    options: {cache: false}\n"
+        "    assert:\n"
+        "      - {type: contains, value: Paris, weight: 2}\n"
+        "      - {type: llm-rubric, value: is concise}\n"
+        "  - vars: {question: 2 + 2?}\n"
+        "    provider: echo\n"
+        "    assert: [{type: equals, value: '4'}]\n"
+    )
+    version = suite_import_file(project=project, name="pf", path=path)
+    assert version.fidelity == {
+        "tests_read": 2,
+        "cases_made": 2,
+        "asserts_mapped": 2,
+        "asserts_pending": 1,
+        "dropped": {
+            "assert[].weight": 1,
+            "defaultTest.options.provider": 1,
+            "description": 1,
+            "providers": 1,
+            "tests[].options.cache": 1,
+            "tests[].provider": 1,
+        },
+    }
+
+
+def test_the_cli_prints_the_fidelity_summary_and_every_dropped_field(
+    project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "providers: [echo]\ntests:\n  - vars: {input: hi}\n    assert: [{type: similar, value: hello}]\n"
+    )
+    out = StringIO()
+    call_command("import_suite", str(path), "--project", project.slug, "--name", "pf", stdout=out)
+    text = out.getvalue()
+    assert "1 tests read, 1 cases made, 0 asserts mapped, 1 kept pending" in text
+    assert "not used (dropped), with counts:\n    providers: 1" in text
+
+
+def test_the_api_answers_with_the_fidelity_and_the_dropped_fields(
+    api: Any, project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    body = b"providers: [echo]\ntests:\n  - vars: {input: hi}\n    metadata: {id: a1}\n"
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = api.post(
+        "/api/v1/suites/upload/",
+        {"project": project.slug, "name": "pf", "file": SimpleUploadedFile("c.yaml", body)},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["dropped"] == {"providers": 1}
+    assert response.json()["fidelity"]["cases_made"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "output", "passes"),
+    [
+        ("not-regex", "(?i)error", "An ERROR here", False),
+        ("not-regex", "(?i)error", "all fine", True),
+        ("not-equals", "4", "4", False),
+        ("not-equals", "4", "44", True),
+        ("contains-any", ["a.b", "c"], "axb", False),
+        ("contains-any", ["a.b", "c"], "x a.b", True),
+        ("icontains-any", ["PARIS"], "paris!", True),
+        ("contains-all", "red, blue", "red and blue", True),
+        ("contains-all", "red, blue", "red only", False),
+        ("not-contains-any", ["x", "y"], "has y", False),
+        ("starts-with", "Yes.", "Yes. Indeed", True),
+        ("not-starts-with", "Yes.", "Yes. Indeed", False),
+        ("equals", "a+b", "a+b", True),
+        ("equals", "a+b", "aab", False),
+    ],
+)
+def test_mapped_assertions_pass_and_fail_as_in_promptfoo(
+    kind: str, value: Any, output: str, passes: bool
+) -> None:
+    from evalhub.suites.promptfoo import PROMPTFOO_ASSERTIONS
+    from metrics.checks import run_checks, validate_expected
+
+    checks = PROMPTFOO_ASSERTIONS[kind](value)
+    assert validate_expected(checks) == []
+    assert all(r.passed for r in run_checks(output, checks)) is passes
+
+
+def test_promptfoos_load_and_nunjucks_dump_filters_work_in_prompts() -> None:
+    from evalhub.suites.templating import TemplateProblem, render
+
+    style = '{"tone": "formal", "n": 2}'
+    assert render("Tone: {{ (style | load).tone }}; {{ {'a': 1} | dump }}", {"style": style}) == (
+        'Tone: formal; {"a": 1}'
+    )
+    with pytest.raises(TemplateProblem, match="the load filter needs JSON text"):
+        render("{{ (style | load).tone }}", {"style": "not json"})
+
+
+def test_a_template_that_loops_without_printing_is_stopped_by_its_step_count() -> None:
+    from evalhub.suites.templating import TemplateProblem, render
+
+    spin = "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateProblem, match="loops or recurses more than 1,000 times"):
+        render(spin, {}, max_steps=1000)
+    twice = "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(30) }}"
+    with pytest.raises(TemplateProblem, match="loops or recurses more than 1,000 times"):
+        render(twice, {}, max_steps=1000)

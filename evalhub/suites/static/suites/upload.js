@@ -12,7 +12,7 @@
     var file = input.files && input.files[0];
     chosen.textContent = file ? "Chosen: " + file.name + " (" + Math.max(1, Math.round(file.size / 1024)) + " KB)" : "";
     if (file && name && !name.value) {
-      name.value = file.name.replace(/\.[^.]+$/, "").replace(/[_-]+/g, " ").trim();
+      name.value = file.name.replace(/\.tar\.gz$|\.[^.]+$/i, "").replace(/[_-]+/g, " ").trim();
     }
   }
 
