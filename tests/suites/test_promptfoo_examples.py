@@ -31,6 +31,7 @@ EXAMPLES = DATA / "promptfoo"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((EXAMPLES / "expected.json").read_text())["configs"]
 IMPORTS = sorted(name for name, exp in EXPECTED.items() if "tests_read" in exp)
 REFUSALS = sorted(name for name, exp in EXPECTED.items() if "tests_read" not in exp)
+DUPLICATED = sorted(name for name, exp in EXPECTED.items() if exp.get("duplicates"))
 COUNTS = ("tests_read", "cases_made", "asserts_mapped", "asserts_pending")
 # A sample of shapes for the zip paths: CSV tests + a prompt file split by '---', JSONL tests, scenarios,
 # CSV __description/__metadata/__threshold with defaultTest rubrics, a chat prompt in a subfolder.
@@ -151,12 +152,18 @@ def test_cli_refuses_a_config_that_needs_what_the_bundle_lacks_and_names_it(
     assert not SuiteVersion.objects.exists()
 
 
-def test_a_generated_redteam_file_reports_its_exact_duplicates(project: Any, no_pii_scan: None) -> None:
-    """Its jailbreak group is written three times over: reported, not imported twice, not hidden."""
+@pytest.mark.parametrize("name", DUPLICATED)
+def test_real_files_with_exact_duplicates_report_each_and_store_nothing(
+    name: str, project: Any, no_pii_scan: None
+) -> None:
+    """A generated red-team file repeats a strategy group; a hand-written config repeats questions.
+
+    Without --only-valid-rows the import reports each duplicate and stores nothing, never hiding them.
+    """
     with pytest.raises(CommandError) as info:
-        _cli("redteam-deepseek", project)
+        _cli(name, project)
     lines = [line for line in str(info.value).splitlines() if "duplicate" in line]
-    assert len(lines) == EXPECTED["redteam-deepseek"]["duplicates"], str(info.value)
+    assert len(lines) == EXPECTED[name]["duplicates"], str(info.value)
     assert not SuiteVersion.objects.exists()
 
 

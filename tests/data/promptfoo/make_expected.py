@@ -54,6 +54,17 @@ def refused(
 P1 = {"providers": 1}
 
 ok(
+    "amazon-bedrock",
+    tests=45,
+    cases=74,
+    mapped=0,
+    pending=2,
+    dropped=P1,
+    reason="45 inline tests x 2 prompts (prompts.txt split by '---'); 8 questions are written twice word for word (the second 'David Lee Roth' is spelled 'David LeRoth', so that one differs): 8 x 2 = 16 exact duplicates, reported, and skipped with only_valid_rows: 37 x 2 = 74 cases. The first test's 'similar' needs embeddings (defaultTest.options.provider.embedding): pending in both prompts.",
+    options={"only_valid_rows": True},
+    duplicates=16,
+)
+ok(
     "assistant-cli",
     tests=10,
     cases=20,
@@ -70,6 +81,15 @@ ok(
     pending=0,
     dropped={"providers": 1, "outputs": 1},
     reason="3 inline tests, 1 prompt file; contains-any (a list of literals) is a deterministic check (a regex alternation of the escaped values): 3 mapped. 'outputs' (CSV output) has no home.",
+)
+ok(
+    "claude-thinking",
+    tests=2,
+    cases=2,
+    mapped=0,
+    pending=2,
+    dropped=P1,
+    reason="2 inline tests (block scalars whose lines end in a space), prompt '{{question}}'; llm-rubric pending in each.",
 )
 ok(
     "config-csv-metadata",
@@ -260,6 +280,11 @@ ok(
     options={"only_valid_rows": True},
     duplicates=10,
     config="redteam.yaml",
+)
+refused(
+    "nunjucks-custom-filters",
+    reason="Both prompts pipe {{body}} through a custom Nunjucks filter, allcaps, defined in JavaScript (./allcaps.js, not copied): evalhub cannot render them, so the refusal must name the filter.",
+    mentions=["allcaps"],
 )
 ok(
     "simple-cli",
