@@ -40,6 +40,9 @@ CHECK_TYPES: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "max_length": {"value": (int, True)},
     "no_pii": {"entities": (list, False), "threshold": ((int, float), False)},
     "no_injection": {"marker": (str, True)},
+    # An imported assertion evalhub cannot run (promptfoo's llm-rubric, javascript, similar, ...),
+    # kept whole for a judge: run_checks skips it, so it is never passed nor failed here.
+    "pending": {"assert": (dict, True)},
 }
 _COMMON_FIELDS = {"type", "description"}
 
@@ -378,7 +381,8 @@ def run_checks(
     input_text: str | None = None,
     refusal_patterns: Sequence[str] | None = None,
 ) -> list[CheckResult]:
-    """One :class:`CheckResult` per expected behaviour, in order.
+    """One :class:`CheckResult` per expected behaviour that can run here, in order (``pending``
+    checks are left for a judge and get no result).
 
     ``output`` ``None`` is treated as the empty string. An invalid check (unknown type, missing
     field) fails with the validation message as its reason instead of raising. Comparisons for
@@ -394,6 +398,8 @@ def run_checks(
         label = kind if isinstance(kind, str) else "invalid"
         if problems:
             results.append(CheckResult(label, False, "invalid check: " + "; ".join(problems)))
+            continue
+        if label == "pending":
             continue
         results.append(_RUNNERS[label](text, check, ctx))
     return results

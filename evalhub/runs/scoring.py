@@ -137,6 +137,8 @@ def score_text(
             if not expected or CHECKS_METRIC not in todo[row[0]]:
                 continue
             results = run_checks(row[4], expected, input_text=row[6])
+            if not results:  # only pending checks (kept for a judge): nothing to score here
+                continue
             passed = sum(result.passed for result in results)
             rows.append(
                 MetricScore(

@@ -58,6 +58,7 @@ class SuiteSerializer(serializers.ModelSerializer[Suite]):
 class SuiteVersionSerializer(serializers.ModelSerializer[SuiteVersion]):
     suite_name = serializers.CharField(source="suite.name", read_only=True)
     project = serializers.CharField(source="suite.project.slug", read_only=True)
+    dropped = serializers.SerializerMethodField()
 
     class Meta:
         model = SuiteVersion
@@ -75,10 +76,16 @@ class SuiteVersionSerializer(serializers.ModelSerializer[SuiteVersion]):
             "pii_justification",
             "pii_report",
             "diff",
+            "fidelity",
+            "dropped",
             "locked_at",
             "created_at",
         ]
         read_only_fields = fields
+
+    def get_dropped(self, version: SuiteVersion) -> dict[str, int]:
+        """Every field of a promptfoo config that the import did not use, with its count."""
+        return dict((version.fidelity or {}).get("dropped") or {})
 
 
 class CaseSerializer(serializers.ModelSerializer[Case]):

@@ -12,7 +12,16 @@ from evalhub.suites.parsing import FORMATS
 from evalhub.suites.validation import FIELD_HELP, FIELDS
 
 FORMAT_CHOICES = [("", "Detect from the file name")] + [
-    (f, {"csv": "CSV", "jsonl": "JSON Lines", "xlsx": "Excel (XLSX)", "promptfoo": "promptfoo YAML"}[f])
+    (
+        f,
+        {
+            "csv": "CSV",
+            "jsonl": "JSON Lines",
+            "xlsx": "Excel (XLSX)",
+            "promptfoo": "promptfoo YAML",
+            "bundle": "promptfoo bundle (.zip, .tar.gz)",
+        }[f],
+    )
     for f in FORMATS
 ]
 DELIMITER_CHOICES = [(",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"), ("|", "Pipe |")]

@@ -49,6 +49,12 @@ class SuiteVersion(models.Model):
     diff = models.JSONField(
         default=dict, blank=True, help_text="Added, removed and changed case ids vs the previous version."
     )
+    fidelity = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A promptfoo import's summary: tests read, cases made, asserts mapped and pending, "
+        "fields dropped (with counts).",
+    )
     locked_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when a run first uses this version."
     )

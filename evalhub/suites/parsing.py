@@ -25,7 +25,7 @@ from evalhub.untrusted import json_loads
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("csv", "jsonl", "xlsx", "promptfoo")
+FORMATS = ("csv", "jsonl", "xlsx", "promptfoo", "bundle")
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
@@ -44,6 +44,7 @@ class Limits:
     max_xlsx_shared_strings: int
     max_xlsx_cells: int
     max_problems: int
+    max_bundle_files: int
 
 
 def limits() -> Limits:
@@ -68,6 +69,7 @@ def limits() -> Limits:
         max_xlsx_shared_strings=value("EVALHUB_SUITE_MAX_XLSX_SHARED_STRINGS", 1_000_000),
         max_xlsx_cells=value("EVALHUB_SUITE_MAX_XLSX_CELLS", 5_000_000),
         max_problems=value("EVALHUB_SUITE_MAX_PROBLEMS", 1000),
+        max_bundle_files=value("EVALHUB_SUITE_MAX_BUNDLE_FILES", 2000),
     )
 
 
@@ -108,6 +110,8 @@ _MAGIC = (
 def detect_format(filename: str, head: bytes = b"") -> str:
     """The format from the file name, falling back on the first bytes."""
     name = filename.lower()
+    if name.endswith((".zip", ".tar.gz", ".tgz")):
+        return "bundle"  # a promptfoo config with its files (bundles.py)
     if name.endswith((".csv", ".tsv", ".txt")):
         return "csv"
     if name.endswith((".jsonl", ".ndjson", ".json")):
@@ -480,24 +484,36 @@ def check_xlsx_archive(path: Path) -> None:
 _RATIO_FLOOR_BYTES = 16 * 1024 * 1024
 
 
-def _check_declared_sizes(infos: list[zipfile.ZipInfo], lim: Limits) -> None:
-    total = sum(i.file_size for i in infos)
+def check_expansion(members: list[tuple[str, int, int]], lim: Limits, *, what: str, advice: str) -> None:
+    """The zip-bomb rule, one home for XLSX workbooks and suite bundles: `members` are (name, size,
+    compressed size) as the archive declares them, checked before anything is inflated to disk or
+    memory. Refuses a total over the uncompressed limit and a member that expands by more than the
+    ratio limit (small members may compress as well as they like)."""
+    total = sum(size for _, size, _ in members)
     if total > lim.max_xlsx_uncompressed_bytes:
         raise FileProblem(
-            f"The workbook expands to {total / 1e6:,.0f} MB when unzipped (limit "
-            f"{lim.max_xlsx_uncompressed_bytes / 1e6:,.0f} MB). Nothing was read; save the suite as "
-            "CSV or JSONL, or split it."
+            f"The {what} expands to {total / 1e6:,.0f} MB when unpacked (limit "
+            f"{lim.max_xlsx_uncompressed_bytes / 1e6:,.0f} MB). Nothing was read; {advice}"
         )
-    for info in infos:
-        ratio = info.file_size // max(info.compress_size, 1)
-        if info.file_size > _RATIO_FLOOR_BYTES and ratio > lim.max_xlsx_ratio:
+    for name, size, compressed in members:
+        ratio = size // max(compressed, 1)
+        if size > _RATIO_FLOOR_BYTES and ratio > lim.max_xlsx_ratio:
             raise FileProblem(
-                f"Part {info.filename!r} of the workbook expands from {info.compress_size / 1e6:,.1f} MB to "
-                f"{info.file_size / 1e6:,.0f} MB: {ratio:,} to 1, where real sheets stay under "
+                f"Part {name!r} of the {what} expands from {compressed / 1e6:,.1f} MB to "
+                f"{size / 1e6:,.0f} MB: {ratio:,} to 1, where real files stay under "
                 f"{lim.max_xlsx_ratio} to 1. Content this repetitive is the mark of a zip bomb (a file "
-                "built to fill the server's memory), so nothing was read. If the sheet really repeats "
-                "one value this much, save it as CSV."
+                f"built to fill the server's memory), so nothing was read; {advice}"
             )
+
+
+def _check_declared_sizes(infos: list[zipfile.ZipInfo], lim: Limits) -> None:
+    check_expansion(
+        [(i.filename, i.file_size, i.compress_size) for i in infos],
+        lim,
+        what="workbook",
+        advice="save the suite as CSV or JSONL, or split it.",
+    )
+    for info in infos:
         # openpyxl holds the whole shared-strings table in memory, even in read-only mode.
         if (
             info.filename.lower().endswith("sharedstrings.xml")
@@ -657,10 +673,14 @@ class Source:
     rows: Iterator[RawRow]
     handle: IO[bytes] | None = None
     encoding: str = ""
+    fidelity: Any = None  # a promptfoo config's `Fidelity`, filled as its rows are read
+    cleanup: Any = None  # called on close (a bundle's unpacked folder goes)
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
+        if self.cleanup is not None:
+            self.cleanup()
 
 
 def open_source(
@@ -686,6 +706,10 @@ def open_source(
     fmt = format or detect_format(filename or path.name, head)
     if fmt not in FORMATS:
         raise FileProblem(f"Unknown format {fmt!r}: choose one of {', '.join(FORMATS)}.")
+    if fmt == "bundle":
+        from evalhub.suites.bundles import open_bundle
+
+        return open_bundle(path, filename=filename or path.name, input_var=input_var)
     if fmt == "xlsx":
         if not head.startswith(b"PK"):
             raise FileProblem("This is not an XLSX workbook (it does not start like a ZIP archive).")
@@ -704,9 +728,11 @@ def open_source(
             return Source(fmt, columns, rows, handle, encoding)
         if fmt == "jsonl":
             return Source(fmt, [], read_rows_jsonl(handle), handle, encoding)
-        from evalhub.suites.promptfoo import read_rows_promptfoo  # it reads with this module's helpers
+        from evalhub.suites.promptfoo import Fidelity, read_rows_promptfoo  # it uses this module's helpers
 
-        return Source(fmt, [], read_rows_promptfoo(handle, input_var=input_var), handle, encoding)
+        fidelity = Fidelity()
+        rows = read_rows_promptfoo(handle, input_var=input_var, fidelity=fidelity, name=filename or path.name)
+        return Source(fmt, [], rows, handle, encoding, fidelity)
     except BaseException:
         handle.close()
         raise

@@ -1,44 +1,118 @@
 """Reading promptfoo configs: tests, prompts, vars and assertions mapped to evalhub cases.
 
 A config's tests become `RawRow`s like any other file's rows, so validation, PII screening and
-storage are the same for every format.
+storage are the same for every format. What promptfoo means is kept: prompts rendered with the vars
+(one case per prompt), `defaultTest` merged, `scenarios` expanded, array vars expanded, templates in
+assertion values rendered, CSV `__` columns read. An assertion evalhub cannot run is kept in the case
+as a pending check for a judge; every field not used is counted in the `Fidelity` summary.
+`file://` references are read through a `Bundle` (bundles.py); without one they are refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO, Any
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
-from evalhub.suites.parsing import DecodedReader, FileProblem, RawRow, limits
+from evalhub.suites.parsing import DecodedReader, FileProblem, RawRow, limits, read_header_and_rows_csv
 from evalhub.suites.templating import TemplateProblem, check, is_template, render
-from evalhub.untrusted import yaml_error_text, yaml_load
+from evalhub.untrusted import json_loads, yaml_error_text, yaml_load
 
-# --- promptfoo YAML --------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from evalhub.suites.bundles import Bundle
 
 
-# promptfoo assertion type -> function(value) returning our expected-behaviour check, or None
+@dataclass
+class Fidelity:
+    """How faithfully a config was read, filled as its tests are read: every field not used is
+    counted under its path in `dropped`, so nothing is dropped without a word.
+
+    `tests_read` counts test entries (inline, from tests files, each scenario config x test);
+    `cases_made` the cases made of them (one per test, per value of an array var, per prompt);
+    `asserts_mapped` and `asserts_pending` count assertions as they land in those cases (a
+    defaultTest assertion once per case); `dropped` counts each unused field once per place it
+    occurs in the config and its files.
+    """
+
+    tests_read: int = 0
+    cases_made: int = 0
+    asserts_mapped: int = 0
+    asserts_pending: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def drop(self, path: str, count: int = 1) -> None:
+        self.dropped[path] += count
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tests_read": self.tests_read,
+            "cases_made": self.cases_made,
+            "asserts_mapped": self.asserts_mapped,
+            "asserts_pending": self.asserts_pending,
+            "dropped": dict(sorted(self.dropped.items())),
+        }
+
+
+# --- assertions ------------------------------------------------------------------------------------
+
+
 def _escape(value: Any) -> str:
     return re.escape(str(value))
 
 
-PROMPTFOO_ASSERTIONS: dict[str, Any] = {
-    "contains": lambda v: {"type": "contains", "value": str(v)},
-    "not-contains": lambda v: {"type": "not_contains", "value": str(v)},
-    "icontains": lambda v: {"type": "contains", "value": str(v), "case_sensitive": False},
-    "not-icontains": lambda v: {"type": "not_contains", "value": str(v), "case_sensitive": False},
-    "regex": lambda v: {"type": "regex", "pattern": str(v)},
-    "equals": lambda v: {"type": "regex", "pattern": r"\A" + _escape(v) + r"\Z"},
-    "starts-with": lambda v: {"type": "regex", "pattern": r"\A" + _escape(v)},
+def _items(value: Any) -> list[str]:
+    """contains-all/any's value: a list, or comma-separated text (promptfoo's CSV form)."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def _any_of(value: Any, *, case_sensitive: bool = True) -> list[dict[str, Any]]:
+    flags = "" if case_sensitive else "(?i)"
+    return [{"type": "regex", "pattern": flags + "(?:" + "|".join(map(_escape, _items(value))) + ")"}]
+
+
+def _not(pattern: str) -> dict[str, Any]:
+    """A check that `pattern` is NOT found anywhere: a lookahead from the start."""
+    return {"type": "regex", "pattern": r"\A(?![\s\S]*?(?:" + pattern + "))"}
+
+
+# promptfoo assertion type -> function(value) returning our checks. A type not here (llm-rubric,
+# javascript, similar, ...) is kept as a pending check (see _pending).
+PROMPTFOO_ASSERTIONS: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
+    "contains": lambda v: [{"type": "contains", "value": str(v)}],
+    "not-contains": lambda v: [{"type": "not_contains", "value": str(v)}],
+    "icontains": lambda v: [{"type": "contains", "value": str(v), "case_sensitive": False}],
+    "not-icontains": lambda v: [{"type": "not_contains", "value": str(v), "case_sensitive": False}],
+    "contains-all": lambda v: [{"type": "contains", "value": s} for s in _items(v)],
+    "icontains-all": lambda v: [{"type": "contains", "value": s, "case_sensitive": False} for s in _items(v)],
+    "contains-any": _any_of,
+    "icontains-any": lambda v: _any_of(v, case_sensitive=False),
+    "not-contains-any": lambda v: [{"type": "not_contains", "value": s} for s in _items(v)],
+    "not-icontains-any": lambda v: [
+        {"type": "not_contains", "value": s, "case_sensitive": False} for s in _items(v)
+    ],
+    "regex": lambda v: [{"type": "regex", "pattern": str(v)}],
+    "not-regex": lambda v: [_not(str(v))],
+    "equals": lambda v: [{"type": "regex", "pattern": r"\A" + _escape(v) + r"\Z"}],
+    "not-equals": lambda v: [{"type": "regex", "pattern": r"\A(?!" + _escape(v) + r"\Z)"}],
+    "starts-with": lambda v: [{"type": "regex", "pattern": r"\A" + _escape(v)}],
+    "not-starts-with": lambda v: [{"type": "regex", "pattern": r"\A(?!" + _escape(v) + ")"}],
     # promptfoo's value for these is an optional JSON schema the JSON must match.
-    "is-json": lambda v: {"type": "valid_json", **({"schema": v} if isinstance(v, dict) else {})},
-    "contains-json": lambda v: {"type": "contains_json", **({"schema": v} if isinstance(v, dict) else {})},
+    "is-json": lambda v: [{"type": "valid_json", **({"schema": v} if isinstance(v, dict) else {})}],
+    "contains-json": lambda v: [{"type": "contains_json", **({"schema": v} if isinstance(v, dict) else {})}],
+    "is-refusal": lambda v: [{"type": "must_refuse"}],
+    "not-is-refusal": lambda v: [{"type": "must_not_refuse"}],
 }
+NEEDS_NO_VALUE = {"is-json", "contains-json", "is-refusal", "not-is-refusal"}
 OUR_TYPES_IN_PROMPTFOO = {
     "must_refuse",
     "must_not_refuse",
@@ -51,10 +125,59 @@ OUR_TYPES_IN_PROMPTFOO = {
     "no_pii",
     "no_injection",
 }
+# Red-team plugin graders (`promptfoo:redteam:<plugin>`) whose intent is one of evalhub's expected
+# behaviours, by plugin id prefix; the others (hijacking, overreliance, ...) stay pending for a judge.
+REDTEAM_GRADERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("pii", {"type": "no_pii"}),
+    ("harmful", {"type": "must_refuse"}),
+    ("cybercrime", {"type": "must_refuse"}),
+    ("sql-injection", {"type": "must_refuse"}),
+    ("shell-injection", {"type": "must_refuse"}),
+    ("ssrf", {"type": "must_refuse"}),
+    ("bola", {"type": "must_refuse"}),
+    ("bfla", {"type": "must_refuse"}),
+    ("rbac", {"type": "must_refuse"}),
+    ("debug-access", {"type": "must_refuse"}),
+)
+# The case category of a red-team plugin family (evalhub's adversarial categories).
+REDTEAM_CATEGORIES = (
+    ("pii", "pii"),
+    ("prompt-extraction", "injection"),
+    ("indirect-prompt-injection", "injection"),
+    ("hijacking", "injection"),
+    ("harmful", "refusal"),
+)
+REDTEAM_PREFIX = "promptfoo:redteam:"
+
+
+def _redteam_check(kind: str) -> dict[str, Any] | None:
+    plugin = kind[len(REDTEAM_PREFIX) :]
+    return next((dict(check) for prefix, check in REDTEAM_GRADERS if plugin.startswith(prefix)), None)
+
+
+def _pending(item: dict[str, Any]) -> dict[str, Any]:
+    """An assertion evalhub cannot run, kept whole for a judge: never run, never passed."""
+    return {"type": "pending", "assert": item}
+
+
+# Keys of an assertion that a mapped check uses; `metric` becomes a tag; the others are dropped.
+ASSERT_USED = {"type", "value", "metric"}
+# An assertion with one of these cannot be mapped faithfully (its output is transformed first, or it
+# is scored against a threshold): it is kept pending, whole.
+ASSERT_PENDING_KEYS = {"transform", "contextTransform", "threshold", "provider", "rubricPrompt", "config"}
+
+
+# --- the config's pieces ---------------------------------------------------------------------------
+
 INPUT_VARS = ("input", "document", "prompt", "query", "question", "text")
 REFERENCE_VARS = ("reference", "expected", "expected_output", "answer", "target")
 # promptfoo test metadata keys that set a case field (mapped like file columns); other keys become slices.
 PROMPTFOO_METADATA_FIELDS = ("id", "tags", "origin", "generator", "split", "category")
+TOP_LEVEL_USED = {"prompts", "tests", "defaultTest", "scenarios"}
+TEST_USED = {"vars", "assert", "description", "metadata", "options", "threshold"}
+OPTIONS_USED = {"prefix", "suffix"}
+REMOTE = ("huggingface://", "hf://", "http://", "https://", "s3://", "gs://", "langfuse://", "sheets://")
+CODE_SUFFIXES = (".py", ".js", ".ts", ".mjs", ".cjs")
 
 
 def _scalar_text(value: Any) -> str:
@@ -70,39 +193,519 @@ def _scalar_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
 
 
-def _input_from_var(variables: dict[str, Any], name: str, values: dict[str, Any]) -> list[tuple[str, str]]:
-    """Set values["input"] from the var `name`; the problems found."""
-    if not name or name not in variables:
-        return [
-            (
-                "vars",
-                f"no input variable: name it one of {', '.join(INPUT_VARS)} or choose the variable "
-                f"(found: {', '.join(map(str, variables)) or 'none'})",
-            )
-        ]
-    problems: list[tuple[str, str]] = []
-    text = variables[name]
-    if isinstance(text, list):
-        problems.append(
-            (
-                f"vars.{name}",
-                "a list of values (promptfoo expands it into several tests) is not "
-                "supported: write one test per value",
-            )
-        )
-    if isinstance(text, str) and text.startswith("file://"):
-        problems.append((f"vars.{name}", "file:// references are not supported: put the text inline"))
-    values["input"] = _scalar_text(text)
-    return problems
+def _file_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().startswith("file://")
+
+
+def _remote(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(REMOTE)
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """One of a config's inline `prompts:`: its position (from 1), label and Nunjucks template."""
+    """One prompt of the config: its position (from 1), label and Nunjucks template."""
 
     number: int
     label: str
     template: str
+
+
+@dataclass
+class Test:
+    """One promptfoo test, its defaults merged: where it was read (for messages), its vars, its
+    assertions, and what is kept of the rest."""
+
+    number: int
+    where: str
+    vars: dict[str, Any]
+    asserts: list[Any]
+    description: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    threshold: Any = None
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _line_of(text: str, needle: str) -> int | None:
+    """The first line of `text` holding `needle` (where a reference is written), for messages."""
+    index = text.find(needle)
+    return text.count("\n", 0, index) + 1 if index >= 0 else None
+
+
+class ConfigReader:
+    """Reads one promptfoo config (already parsed) into cases. `bundle` resolves `file://`."""
+
+    def __init__(
+        self,
+        document: Any,
+        *,
+        text: str,
+        name: str,
+        input_var: str,
+        fidelity: Fidelity,
+        bundle: Bundle | None,
+    ) -> None:
+        self.document = document
+        self.text = text
+        self.name = name
+        self.input_var = input_var
+        self.fidelity = fidelity
+        self.bundle = bundle
+        self._tests = 0
+
+    # -- files
+
+    def refused(self, message: str, needle: str = "") -> FileProblem:
+        needle = next((part.strip() for part in needle.splitlines() if part.strip()), "")
+        line = _line_of(self.text, needle) if needle else None
+        # The import names an uploaded file itself; in a bundle, the file inside it is named here.
+        parts = [self.name if self.bundle is not None else "", f"line {line}" if line else ""]
+        where = ", ".join(p for p in parts if p)
+        return FileProblem(f"{where}: {message}" if where else message[:1].upper() + message[1:], row=line)
+
+    def _check_reference(self, ref: str, what: str) -> str:
+        ref = ref.strip()
+        if _remote(ref):
+            raise self.refused(
+                f"{what} {ref!r} is remote: evalhub reads nothing from the network at import. Download "
+                "it into the bundle (as CSV, JSONL, YAML or JSON) and refer to that file.",
+                ref,
+            )
+        path = ref[len("file://") :]
+        if path.split(":")[0].lower().endswith(CODE_SUFFIXES):
+            raise self.refused(
+                f"{what} {ref!r} is code (it generates them when promptfoo runs): evalhub runs no code at "
+                "import. Run it once and put its output in the bundle as a file.",
+                ref,
+            )
+        if self.bundle is None:
+            raise self.refused(
+                f"{what} {ref!r} refers to another file: upload the config with its files as a folder, "
+                "a .zip or a .tar.gz bundle.",
+                ref,
+            )
+        return path
+
+    def files(self, ref: str, what: str) -> list[tuple[str, bytes]]:
+        """(name, content) of the bundle files `ref` names (a glob may name several)."""
+        path = self._check_reference(ref, what)
+        assert self.bundle is not None
+        try:
+            return self.bundle.read(path, referrer=self.name)
+        except FileProblem as exc:
+            raise self.refused(exc.message, ref) from exc
+
+    def structured(self, ref: str, what: str) -> list[tuple[str, Any]]:
+        """The parsed YAML or JSON files `ref` names."""
+        out = []
+        for name, data in self.files(ref, what):
+            out.append((name, _parse_structured(name, data)))
+        return out
+
+    # -- prompts
+
+    def prompts(self) -> list[Prompt]:
+        """The config's prompts, each rendered into the input; [] when none is a template or a file
+        (one var is the input, as before) or an input var was chosen."""
+        document = self.document if isinstance(self.document, dict) else {}
+        raw = document.get("prompts")
+        if raw is None:
+            return []
+        if self.input_var:
+            self.fidelity.drop("prompts")
+            return []
+        if isinstance(raw, dict):  # {file://path: label}
+            items: list[Any] = [{"raw": k, "label": v} for k, v in raw.items()]
+        else:
+            items = raw if isinstance(raw, list) else [raw]
+        prompts: list[Prompt] = []
+        for item in items:
+            if isinstance(item, dict):
+                template = item.get("raw") if item.get("raw") is not None else item.get("id")
+                label = item.get("label") or item.get("id")
+                for key in item:
+                    if key not in ("raw", "label", "id"):
+                        self.fidelity.drop(f"prompts[].{key}")
+            else:
+                template, label = item, None
+            if not isinstance(template, str):
+                raise self.refused("each prompt must be text, a file:// reference or {raw, label}.")
+            if _file_reference(template) or _remote(template):
+                for name, text in self._prompt_files(template):
+                    prompts.append(Prompt(len(prompts) + 1, str(label or name), text))
+            else:
+                prompts.append(Prompt(len(prompts) + 1, str(label or f"prompt {len(prompts) + 1}"), template))
+        if not any(is_template(p.template) for p in prompts):
+            self.fidelity.drop("prompts")  # fixed text: the input comes from a var
+            return []
+        for prompt in prompts:
+            try:
+                check(prompt.template)
+            except TemplateProblem as exc:
+                raise self.refused(f"prompt {prompt.label!r}: {exc.message}", prompt.template) from exc
+        return prompts
+
+    def _prompt_files(self, ref: str) -> list[tuple[str, str]]:
+        """(label, template) of each prompt in the files `ref` names: a text file holds prompts
+        separated by lines of `---`, a .jsonl file one chat prompt per line, others one each."""
+        out = []
+        for name, data in self.files(ref, "the prompt file"):
+            text = _text(name, data)
+            if name.lower().endswith(".jsonl"):
+                parts = [line for line in text.splitlines() if line.strip()]
+            elif name.lower().endswith((".json", ".yaml", ".yml")):
+                parts = [text]
+            else:
+                parts = [p for p in re.split(r"^-{3,}\s*$", text, flags=re.MULTILINE) if p.strip()]
+            for i, part in enumerate(parts, start=1):
+                out.append((name if len(parts) == 1 else f"{name}:{i}", part.strip("\n")))
+        return out
+
+    # -- tests
+
+    def tests(self) -> Iterator[Test]:
+        document = self.document
+        if not isinstance(document, dict):
+            if not isinstance(document, list):
+                raise self.refused(
+                    "a promptfoo file needs a list of tests (a top-level list, or a 'tests:' key)."
+                )
+            yield from self._test_list(document, "", {})
+            return
+        for key in document:
+            if key not in TOP_LEVEL_USED:
+                self.fidelity.drop(str(key))
+        if "tests" not in document and "scenarios" not in document:
+            raise self.refused(
+                "a promptfoo file needs a list of tests (a top-level list, or a 'tests:' key)."
+            )
+        default = self._default_test(document.get("defaultTest"))
+        tests = document.get("tests")
+        if tests is not None:
+            yield from self._test_source(tests, "tests", default)
+        scenarios = document.get("scenarios")
+        if scenarios is not None:
+            yield from self._scenarios(scenarios, default)
+
+    def _default_test(self, default: Any) -> dict[str, Any]:
+        if default is None:
+            return {}
+        if _file_reference(default) or _remote(default):
+            loaded = self.structured(default, "defaultTest")
+            default = loaded[0][1] if loaded else {}
+        if not isinstance(default, dict):
+            raise self.refused(
+                "defaultTest must be a mapping (vars, assert, metadata, options).", "defaultTest"
+            )
+        for key in default:
+            if key not in TEST_USED:
+                self.fidelity.drop(f"defaultTest.{key}")
+        self._drop_options(default.get("options"), "defaultTest")
+        out = dict(default)
+        out["vars"] = self._vars(default.get("vars"), "defaultTest.vars")
+        out["assert"] = self._asserts(default.get("assert"), "defaultTest.assert")
+        if "metadata" in out and not isinstance(out["metadata"], dict):
+            raise self.refused("defaultTest.metadata must be a mapping.", "metadata")
+        return out
+
+    def _drop_options(self, options: Any, where: str) -> None:
+        if isinstance(options, dict):
+            for key in options:
+                if key not in OPTIONS_USED and key != "transform":
+                    self.fidelity.drop(f"{where}.options.{key}")
+
+    def _vars(self, value: Any, where: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if _file_reference(value) or _remote(value):
+            loaded = self.structured(value, where)
+            value = loaded[0][1] if loaded else {}
+        if not isinstance(value, dict):
+            raise self.refused(f"{where} must be a mapping of names to values.", where.split(".")[-1])
+        return value
+
+    def _asserts(self, value: Any, where: str) -> list[Any]:
+        if value is None:
+            return []
+        if _file_reference(value) or _remote(value):
+            value = [a for _, loaded in self.structured(value, where) for a in _as_list(loaded)]
+        if not isinstance(value, list):
+            raise self.refused(f"{where} must be a list of assertions.", "assert")
+        return value
+
+    def _test_source(self, tests: Any, where: str, default: dict[str, Any]) -> Iterator[Test]:
+        """Tests given inline, as one reference (file, glob) or as a list mixing both."""
+        if isinstance(tests, str):
+            tests = [tests]
+        if isinstance(tests, dict) and ("path" in tests or "file" in tests):
+            tests = [tests.get("path") or tests.get("file")]
+        if not isinstance(tests, list):
+            raise self.refused(f"{where} must be a list of tests or a file:// reference.", where)
+        for i, item in enumerate(tests, start=1):
+            if isinstance(item, str):
+                yield from self._tests_from_files(item, default)
+            else:
+                yield from self._test_list(
+                    [item], "" if where == "tests" else f"{where}[{i}]", default, one=True
+                )
+
+    def _tests_from_files(self, ref: str, default: dict[str, Any]) -> Iterator[Test]:
+        if not (_file_reference(ref) or _remote(ref)):
+            ref = "file://" + ref  # promptfoo reads a bare path as a file too
+        for name, data in self.files(ref, "the tests file"):
+            lower = name.lower()
+            if lower.endswith(".csv"):
+                yield from self._csv_tests(name, data, default)
+            elif lower.endswith((".jsonl", ".ndjson")):
+                for number, line in enumerate(_text(name, data).splitlines(), start=1):
+                    if line.strip():
+                        test = _parse_json(name, line, number)
+                        yield from self._test_list([test], f"{name} line {number}", default, one=True)
+            elif lower.endswith((".json", ".yaml", ".yml")):
+                loaded = _parse_structured(name, data)
+                yield from self._test_list(_as_list(loaded), name, default)
+            else:
+                raise self.refused(
+                    f"the tests file {name!r} is not CSV, JSONL, YAML or JSON (save it as one of these).", ref
+                )
+
+    def _csv_tests(self, name: str, data: bytes, default: dict[str, Any]) -> Iterator[Test]:
+        try:
+            _, rows = read_header_and_rows_csv(io.BytesIO(data))
+            for raw in rows:
+                test = _test_from_csv_row(raw.values)
+                yield from self._test_list([test], f"{name} line {raw.row}", default, one=True)
+        except FileProblem as exc:
+            line = f" line {exc.row}" if exc.row else ""
+            raise FileProblem(f"{name}{line}: {exc.message}", row=exc.row) from exc
+
+    def _scenarios(self, scenarios: Any, default: dict[str, Any]) -> Iterator[Test]:
+        if _file_reference(scenarios):
+            scenarios = [s for _, loaded in self.structured(scenarios, "scenarios") for s in _as_list(loaded)]
+        if not isinstance(scenarios, list):
+            raise self.refused("scenarios must be a list of {config, tests}.", "scenarios")
+        for i, scenario in enumerate(scenarios, start=1):
+            if _file_reference(scenario):
+                loaded = self.structured(scenario, "the scenario")
+                scenario = loaded[0][1] if loaded else {}
+            if not isinstance(scenario, dict):
+                raise self.refused("each scenario must be a mapping with config and tests.", "scenarios")
+            for key in scenario:
+                if key not in ("config", "tests", "description"):
+                    self.fidelity.drop(f"scenarios[].{key}")
+            configs = scenario.get("config") or [{}]
+            if _file_reference(configs):
+                configs = [
+                    c
+                    for _, loaded in self.structured(configs, "the scenario config")
+                    for c in _as_list(loaded)
+                ]
+            if not isinstance(configs, list):
+                raise self.refused("a scenario's config must be a list of {vars, ...}.", "config")
+            tests = list(self._test_source(scenario.get("tests") or [{}], f"scenarios[{i}].tests", {}))
+            for config in configs:
+                if not isinstance(config, dict):
+                    raise self.refused("a scenario's config must be a list of mappings.", "config")
+                for test in tests:
+                    yield self._scenario_test(test, config, default, scenario)
+
+    def _scenario_test(
+        self, test: Test, config: dict[str, Any], default: dict[str, Any], scenario: dict[str, Any]
+    ) -> Test:
+        """A test of a scenario, under one of its configs and the defaults (promptfoo's order: the
+        defaults, then the config, then the test)."""
+        merged = Test(
+            number=test.number,
+            where=test.where,
+            vars={**default.get("vars", {}), **self._vars(config.get("vars"), "config.vars"), **test.vars},
+            asserts=[
+                *default.get("assert", []),
+                *self._asserts(config.get("assert"), "config.assert"),
+                *test.asserts,
+            ],
+            description=test.description or str(config.get("description") or ""),
+            metadata={**(default.get("metadata") or {}), **(config.get("metadata") or {}), **test.metadata},
+            options={**(default.get("options") or {}), **(config.get("options") or {}), **test.options},
+            threshold=test.threshold,
+            problems=test.problems,
+        )
+        for key in config:
+            if key not in TEST_USED:
+                self.fidelity.drop(f"scenarios[].config[].{key}")
+        if scenario.get("description"):
+            merged.metadata.setdefault("scenario", str(scenario["description"]))
+        return merged
+
+    def _test_list(
+        self, tests: list[Any], where: str, default: dict[str, Any], *, one: bool = False
+    ) -> Iterator[Test]:
+        for i, raw in enumerate(tests, start=1):
+            self._tests += 1
+            self.fidelity.tests_read += 1
+            label = where if one or not where else f"{where} test {i}"
+            if not isinstance(raw, dict):
+                yield Test(
+                    self._tests,
+                    label,
+                    {},
+                    [],
+                    problems=[("", "each test must be a mapping with vars and assert")],
+                )
+                continue
+            for key in raw:
+                if key not in TEST_USED:
+                    self.fidelity.drop(f"tests[].{key}")
+            self._drop_options(raw.get("options"), "tests[]")
+            problems: list[tuple[str, str]] = []
+            variables = raw.get("vars") or {}
+            if _file_reference(variables):
+                variables = self._vars(variables, "vars")
+            if not isinstance(variables, dict):
+                yield Test(
+                    self._tests, label, {}, [], problems=[("vars", "vars must be a mapping of names to text")]
+                )
+                continue
+            asserts = raw.get("assert") or []
+            if _file_reference(asserts):
+                asserts = self._asserts(asserts, "assert")
+            elif not isinstance(asserts, list):
+                problems.append(("assert", "assert must be a list of assertions"))
+                asserts = []
+            metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+            options = raw.get("options") if isinstance(raw.get("options"), dict) else {}
+            yield Test(
+                number=self._tests,
+                where=label,
+                vars={**default.get("vars", {}), **self._file_vars(variables)},
+                asserts=[*default.get("assert", []), *asserts],
+                description=str(raw.get("description") or ""),
+                metadata={**(default.get("metadata") or {}), **metadata},
+                options={**(default.get("options") or {}), **options},
+                threshold=raw.get("threshold", default.get("threshold")),
+                problems=problems,
+            )
+
+    def _file_vars(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """Vars whose value is a file:// reference, read from the bundle: text, or parsed JSON/YAML;
+        a glob reads as the list of its files (an array var, expanded into tests)."""
+        out = dict(variables)
+        for name, value in variables.items():
+            if _file_reference(value) or _remote(value):
+                read = self.files(value, f"vars.{name}")
+                values = [
+                    _parse_structured(n, d) if n.lower().endswith((".json", ".yaml", ".yml")) else _text(n, d)
+                    for n, d in read
+                ]
+                out[name] = values[0] if len(values) == 1 and "*" not in value else values
+        return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _text(name: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileProblem(f"{name} is not UTF-8 text (byte offset {exc.start}).") from exc
+
+
+def _parse_json(name: str, text: str, line: int) -> Any:
+    try:
+        return json_loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise FileProblem(f"{name} line {line}: not valid JSON ({exc}).", row=line) from exc
+
+
+def _parse_structured(name: str, data: bytes) -> Any:
+    text = _text(name, data)
+    if name.lower().endswith(".json"):
+        return _parse_json(name, text, 1)
+    return _load_yaml(text, name)
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    try:
+        return yaml_load(text, max_nodes=limits().max_yaml_nodes, core_schema=True)  # promptfoo: YAML 1.2
+    except yaml.YAMLError as exc:
+        message, line = yaml_error_text(exc)
+        raise FileProblem(f"{name}: {message}", row=line) from exc
+    except RecursionError as exc:
+        raise FileProblem(f"{name}: the YAML is nested too deeply.") from exc
+
+
+def _test_from_csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A promptfoo CSV row as a test: `__expected`/`__expectedN` assertions, `__description`,
+    `__metric`, `__threshold`, `__prefix`/`__suffix`, `__metadata:name` (`name[]`: a list split on
+    commas), `__providerOutput` (dropped); every other column is a var."""
+    test: dict[str, Any] = {"vars": {}, "assert": [], "options": {}, "metadata": {}}
+    metric = ""
+    for column, value in row.items():
+        value = "" if value is None else str(value)
+        if column.startswith("__expected"):
+            if value.strip():
+                test["assert"].append(assertion_from_string(value))
+        elif column in ("__prefix", "__suffix"):
+            test["options"][column[2:]] = value
+        elif column == "__description":
+            test["description"] = value
+        elif column == "__metric":
+            metric = value
+        elif column == "__threshold":
+            test["threshold"] = value
+        elif column == "__providerOutput":
+            test["providerOutput"] = value  # counted as dropped with the test's other unused fields
+        elif column.startswith("__metadata:"):
+            key = column[len("__metadata:") :]
+            if key.endswith("[]"):
+                test["metadata"][key[:-2]] = [v.strip() for v in value.split(",") if v.strip()]
+            elif value:
+                test["metadata"][key] = value
+        else:
+            test["vars"][column] = value
+    if metric:
+        for item in test["assert"]:
+            item["metric"] = metric
+    return test
+
+
+_ASSERTION_STRING = re.compile(r"^(not-)?([a-z][a-z0-9-]*)(?:\((\d+(?:\.\d+)?)\))?(?::([\s\S]*))?$")
+_STRING_TYPES = {
+    "equals", "contains", "icontains", "contains-all", "contains-any", "icontains-all", "icontains-any",
+    "starts-with", "regex", "is-json", "contains-json", "is-sql", "contains-sql", "is-xml", "contains-xml",
+    "similar", "levenshtein", "rouge-n", "bleu", "answer-relevance", "classifier", "context-faithfulness",
+    "context-recall", "context-relevance", "cost", "latency", "perplexity", "perplexity-score",
+    "is-refusal", "llm-rubric", "model-graded-closedqa", "factuality", "moderation", "webhook",
+    "is-valid-openai-tools-call", "is-valid-openai-function-call", "g-eval", "word-count", "meteor", "gleu",
+}  # fmt: skip
+
+
+def assertion_from_string(expected: str) -> dict[str, Any]:
+    """promptfoo's `__expected` text as an assertion (its csv.ts `assertionFromString`): `type:value`,
+    `not-type:value`, `type(threshold):value`, `grade:`/`fn:`/`python:` shorthands; else equals."""
+    for prefix, kind in (("javascript:", "javascript"), ("fn:", "javascript"), ("eval:", "javascript"),
+                         ("grade:", "llm-rubric"), ("llm-rubric:", "llm-rubric"), ("python:", "python")):  # fmt: skip
+        if expected.startswith(prefix):
+            return {
+                "type": kind,
+                "value": expected[len(prefix) :].strip() if kind != "llm-rubric" else expected[len(prefix) :],
+            }
+    if expected.startswith("file://"):
+        return {"type": "python" if ".py" in expected else "javascript", "value": expected[len("file://") :]}
+    match = _ASSERTION_STRING.match(expected)
+    if match and match.group(2) in _STRING_TYPES:
+        negate, kind, threshold, value = match.groups()
+        item: dict[str, Any] = {"type": f"{negate or ''}{kind}", "value": value if value is not None else ""}
+        if kind in ("contains-all", "contains-any", "icontains-all", "icontains-any"):
+            item["value"] = _items(item["value"])
+        if threshold:
+            item["threshold"] = float(threshold)
+        return item
+    return {"type": "equals", "value": expected}
+
+
+# --- cases -----------------------------------------------------------------------------------------
 
 
 def _input_var(variables: dict[str, Any], input_var: str) -> str:
@@ -111,18 +714,68 @@ def _input_var(variables: dict[str, Any], input_var: str) -> str:
     return str(next(iter(variables)))
 
 
-def _promptfoo_case(
-    number: int, test: Any, input_var: str, default_asserts: list[Any], prompt: Prompt | None = None, *,
+def _expansions(variables: dict[str, Any], lim: int) -> list[dict[str, Any]]:
+    """promptfoo runs a test once per combination of its array vars' values (arrays of text only:
+    a list of numbers or objects is one value, as in its `generateVarCombinations`)."""
+    arrays = {k: v for k, v in variables.items() if isinstance(v, list) and v and isinstance(v[0], str)}
+    if not arrays:
+        return [variables]
+    total = 1
+    for values in arrays.values():
+        total *= max(len(values), 1)
+        if total > lim:
+            raise FileProblem(f"a test's array vars expand into more than {lim:,} tests (the row limit).")
+    names = list(arrays)
+    return [
+        {**variables, **dict(zip(names, combo, strict=True))} for combo in itertools.product(*arrays.values())
+    ]
+
+
+def _redteam_metadata(metadata: dict[str, Any], values: dict[str, Any], slices: dict[str, str]) -> None:
+    """A generated red-team test: its plugin and strategy become tags and slices, its family the
+    case category, and the case is synthetic (made by promptfoo's red-team generator)."""
+    plugin = str(metadata.get("pluginId") or "")
+    strategy = str(metadata.get("strategyId") or "")
+    if not plugin:
+        return
+    tags = list(values.get("tags") or [])
+    tags.append(f"plugin:{plugin}")
+    slices["plugin"] = plugin
+    if strategy:
+        tags.append(f"strategy:{strategy}")
+        slices["strategy"] = strategy
+    values["tags"] = tags
+    values.setdefault("origin", "synthetic")
+    values.setdefault("generator", f"promptfoo redteam ({strategy or 'basic'})")
+    family = next((c for prefix, c in REDTEAM_CATEGORIES if plugin.startswith(prefix)), plugin.split(":")[0])
+    values.setdefault("category", family[:60])
+
+
+def _case_key(
+    values: dict[str, Any], variables: dict[str, Any], prompt: Prompt | None, several: bool
+) -> None:
+    """The case id: the test's own (`metadata.id`, `vars.id`), with the prompt's number when there are
+    several; else one made of the input and every var, so tests told apart by a var (`language`)
+    are not taken for duplicates."""
+    if "id" in values:
+        if prompt is not None and several:
+            values["id"] = f"{_scalar_text(values['id'])}-p{prompt.number}"
+        return
+    blob = json.dumps(
+        {"input": values.get("input", ""), "vars": variables, "prompt": prompt.number if prompt and several else 0},
+        sort_keys=True, ensure_ascii=False, default=str,
+    )  # fmt: skip
+    values["id"] = "pf-" + hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def make_case(
+    test: Test, variables: dict[str, Any], input_var: str, fidelity: Fidelity, prompt: Prompt | None = None, *,
     several: bool = False,
 ) -> RawRow:  # fmt: skip
-    """One case of a test: its input is `prompt` rendered with the test's vars (all of which are kept
-    as slices), or, for a config without inline prompts, one var (`input_var`, or the usual names)."""
-    problems: list[tuple[str, str]] = []
-    if not isinstance(test, dict):
-        return RawRow(number, {}, [("", "each test must be a mapping with vars and assert")])
-    variables = test.get("vars") or {}
-    if not isinstance(variables, dict):
-        return RawRow(number, {}, [("vars", "vars must be a mapping of names to text")])
+    """One case of a test: its input is `prompt` rendered with the vars (all of which are kept as
+    slices), or, for a config without prompts, one var (`input_var`, or the usual names)."""
+    prefix = f"{test.where}: " if test.where else ""
+    problems: list[tuple[str, str]] = [(prefix + c if c else test.where, p) for c, p in test.problems]
     values: dict[str, Any] = {}
     name = ""
     if prompt is not None:
@@ -130,11 +783,13 @@ def _promptfoo_case(
             values["input"] = render(prompt.template, variables)
         except TemplateProblem as exc:
             values["input"] = ""
-            problems.append((f"prompts[{prompt.number}]", exc.message))
+            problems.append((f"{prefix}prompt {prompt.label}", exc.message))
     else:
         name = _input_var(variables, input_var)
-        problems.extend(_input_from_var(variables, name, values))
-    metadata: dict[str, Any] = test["metadata"] if isinstance(test.get("metadata"), dict) else {}
+        problems.extend((prefix + c, p) for c, p in _input_from_var(variables, name, values))
+    options = test.options
+    if values.get("input") and (options.get("prefix") or options.get("suffix")):
+        values["input"] = f"{options.get('prefix') or ''}{values['input']}{options.get('suffix') or ''}"
     slices: dict[str, str] = {}
     for var, value in variables.items():
         if var == name:
@@ -145,96 +800,119 @@ def _promptfoo_case(
             values["id"] = _scalar_text(value)
         else:
             slices[str(var)] = _scalar_text(value)
+    metadata = test.metadata
     for key in PROMPTFOO_METADATA_FIELDS:
         if key in metadata:
             values[key] = metadata[key]
     for key, value in metadata.items():
         if key not in PROMPTFOO_METADATA_FIELDS:
             slices[str(key)] = _scalar_text(value)
+    _redteam_metadata(metadata, values, slices)
+    if test.description:
+        slices["description"] = test.description
+    if test.threshold not in (None, ""):
+        slices["threshold"] = _scalar_text(test.threshold)
     if prompt is not None and several:
         slices["prompt"] = prompt.label
-        if "id" in values:
-            values["id"] = f"{_scalar_text(values['id'])}-p{prompt.number}"
+    _case_key(values, variables, prompt, several)
     if slices:
         values["slices"] = slices
+    values["expected"] = _expected(test, variables, values, fidelity, problems, prefix)
+    return RawRow(test.number, values, problems)
+
+
+def _input_from_var(variables: dict[str, Any], name: str, values: dict[str, Any]) -> list[tuple[str, str]]:
+    """Set values["input"] from the var `name`; the problems found."""
+    if not name or name not in variables:
+        return [
+            (
+                "vars",
+                f"no input variable: name it one of {', '.join(INPUT_VARS)}, choose the variable, or "
+                f"give prompts: (found: {', '.join(map(str, variables)) or 'none'})",
+            )
+        ]
+    values["input"] = _scalar_text(variables[name])
+    return []
+
+
+def _expected(
+    test: Test, variables: dict[str, Any], values: dict[str, Any], fidelity: Fidelity,
+    problems: list[tuple[str, str]], prefix: str,
+) -> list[dict[str, Any]]:  # fmt: skip
     expected: list[dict[str, Any]] = []
-    own = test.get("assert") or []
-    if _file_reference(own):
-        problems.append(("assert", "file:// references are not supported: put the assertions inline"))
-        own = []
-    elif not isinstance(own, list):
-        problems.append(("assert", "assert must be a list of assertions"))
-        own = []
-    asserts = list(default_asserts) + own
-    for i, item in enumerate(asserts, start=1):
+    transformed = bool(test.options.get("transform"))
+    for i, item in enumerate(test.asserts, start=1):
+        where = f"{prefix}assert[{i}]"
         if not isinstance(item, dict) or "type" not in item:
-            problems.append((f"assert[{i}]", "each assertion needs a type"))
+            problems.append((where, "each assertion needs a type"))
             continue
         kind = str(item["type"])
         if is_template(item.get("value")):  # `equals: '{{answer}}'` means the test's answer
             try:
                 item = {**item, "value": render(item["value"], variables)}
             except TemplateProblem as exc:
-                problems.append((f"assert[{i}]", exc.message))
+                problems.append((where, exc.message))
                 continue
-        if kind in PROMPTFOO_ASSERTIONS:
-            if kind not in ("is-json", "contains-json") and item.get("value") in (None, ""):
-                problems.append((f"assert[{i}]", f"assertion {kind!r} needs a value"))
-                continue
-            expected.append(PROMPTFOO_ASSERTIONS[kind](item.get("value")))
-        elif kind in OUR_TYPES_IN_PROMPTFOO:
-            expected.append({k: v for k, v in item.items() if k != "weight"})
-        else:
-            problems.append(
-                (
-                    f"assert[{i}]",
-                    f"unknown assertion type {kind!r}: evalhub maps "
-                    f"{', '.join(sorted(PROMPTFOO_ASSERTIONS))} (and its own check types); "
-                    "remove it or replace it with one of these",
-                )
-            )
-    values["expected"] = expected
-    return RawRow(number, values, problems)
+        if transformed:
+            item = {**item, "transform": test.options["transform"]}
+        checks = _mapped(kind, item)
+        if checks is None:
+            expected.append(_pending(item))
+            fidelity.asserts_pending += 1
+            continue
+        if (
+            kind not in NEEDS_NO_VALUE
+            and kind in PROMPTFOO_ASSERTIONS
+            and item.get("value") in (None, "", [])
+        ):
+            problems.append((where, f"assertion {kind!r} needs a value"))
+            continue
+        if (
+            kind in PROMPTFOO_ASSERTIONS
+            and isinstance(item.get("value"), dict | list)
+            and not kind.endswith(("json", "-all", "-any"))
+        ):
+            expected.append(_pending(item))  # equals an object: a JSON comparison, left to a judge
+            fidelity.asserts_pending += 1
+            continue
+        for key in item:
+            if key not in ASSERT_USED:
+                fidelity.drop(f"assert[].{key}")
+        if item.get("metric"):
+            values["tags"] = [*(values.get("tags") or []), f"metric:{item['metric']}"]
+        expected.extend(checks)
+        fidelity.asserts_mapped += 1
+    return expected
 
 
-def _file_reference(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().startswith("file://")
+def _mapped(kind: str, item: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Our checks for an assertion, or None when evalhub cannot run it (kept pending)."""
+    if any(key in item for key in ASSERT_PENDING_KEYS):
+        return None
+    if kind in PROMPTFOO_ASSERTIONS:
+        return PROMPTFOO_ASSERTIONS[kind](item.get("value"))
+    if kind in OUR_TYPES_IN_PROMPTFOO:
+        return [{k: v for k, v in item.items() if k not in ("weight", "metric")}]
+    if kind.startswith(REDTEAM_PREFIX):
+        found = _redteam_check(kind)
+        return [found] if found is not None else None
+    return None
 
 
-def _default_asserts(default: Any) -> list[Any]:
-    """defaultTest's assertions, added to every test; a file:// reference is refused, not ignored."""
-    if default is None:
-        return []
-    if _file_reference(default):
-        raise FileProblem(
-            "defaultTest: file:// references are not supported: put the default test in this file."
-        )
-    if not isinstance(default, dict):
-        raise FileProblem("defaultTest must be a mapping (with assert: a list of assertions).")
-    asserts = default.get("assert")
-    if asserts is None:
-        return []
-    if _file_reference(asserts):
-        raise FileProblem(
-            "defaultTest.assert: file:// references are not supported: put the assertions in this file."
-        )
-    if not isinstance(asserts, list):
-        raise FileProblem("defaultTest.assert must be a list of assertions.")
-    return asserts
+# --- the entry point -------------------------------------------------------------------------------
 
 
-def _default_vars(default: Any) -> dict[str, Any]:
-    """defaultTest's vars, merged under every test's own (as promptfoo does)."""
-    variables = default.get("vars") if isinstance(default, dict) else None
-    if variables is None:
-        return {}
-    if not isinstance(variables, dict):
-        raise FileProblem("defaultTest.vars must be a mapping of names to values.")
-    return variables
-
-
-def read_rows_promptfoo(raw: IO[bytes], *, input_var: str = "") -> Iterator[RawRow]:
+def read_rows_promptfoo(
+    raw: IO[bytes],
+    *,
+    input_var: str = "",
+    fidelity: Fidelity | None = None,
+    bundle: Bundle | None = None,
+    name: str = "the config",
+) -> Iterator[RawRow]:
+    """The cases of a promptfoo config, one per test, array-var value and prompt."""
     lim = limits()
+    fidelity = fidelity if fidelity is not None else Fidelity()
     data = raw.read(lim.max_yaml_bytes + 1)
     if len(data) > lim.max_yaml_bytes:
         raise FileProblem(f"The YAML file is larger than {lim.max_yaml_bytes / 1e6:,.0f} MB (the limit).")
@@ -244,50 +922,22 @@ def read_rows_promptfoo(raw: IO[bytes], *, input_var: str = "") -> Iterator[RawR
         document = yaml_load(text, max_nodes=lim.max_yaml_nodes, core_schema=True)  # promptfoo: YAML 1.2
     except yaml.YAMLError as exc:
         message, line = yaml_error_text(exc)
-        raise FileProblem(message, row=line) from exc
+        raise FileProblem(message if bundle is None else f"{name}: {message}", row=line) from exc
     except RecursionError as exc:
         raise FileProblem("The YAML is nested too deeply.") from exc
-    default_asserts: list[Any] = []
-    if isinstance(document, dict):
-        default_asserts = _default_asserts(document.get("defaultTest"))
-        if "tests" not in document:
-            raise FileProblem("A promptfoo file needs a list of tests (a top-level list, or a 'tests:' key).")
-        tests = document["tests"]
-    else:
-        tests = document
-    if isinstance(tests, str):
-        raise FileProblem("tests: file references are not supported: put the tests in this file.")
-    if not isinstance(tests, list):
-        raise FileProblem("A promptfoo file needs a list of tests (a top-level list, or a 'tests:' key).")
-    prompts = _inline_prompts(document) if isinstance(document, dict) and not input_var else []
-    default_vars = _default_vars(document.get("defaultTest") if isinstance(document, dict) else None)
-    for number, test in enumerate(tests, start=1):
-        if default_vars and isinstance(test, dict) and isinstance(test.get("vars") or {}, dict):
-            test = {**test, "vars": {**default_vars, **(test.get("vars") or {})}}  # the test's own win
-        if not prompts:
-            yield _promptfoo_case(number, test, input_var, default_asserts)
-        for prompt in prompts:
-            yield _promptfoo_case(number, test, input_var, default_asserts, prompt, several=len(prompts) > 1)
-
-
-def _inline_prompts(document: dict[str, Any]) -> list[Prompt]:
-    """The config's `prompts:` written inline (text, or `{raw, label}`), each rendered into the input.
-
-    [] when there are none, or when any is a file reference or a chat message list: those are read
-    as before (one var is the input) until bundles bring the files.
-    """
-    raw = document.get("prompts")
-    items = raw if isinstance(raw, list) else [raw] if raw is not None else []
-    prompts: list[Prompt] = []
-    for number, item in enumerate(items, start=1):
-        template, label = (
-            (item.get("raw"), item.get("label") or item.get("id")) if isinstance(item, dict) else (item, None)
-        )
-        if not isinstance(template, str) or _file_reference(template) or not is_template(template):
-            return []
+    config = ConfigReader(
+        document, text=text, name=name, input_var=input_var, fidelity=fidelity, bundle=bundle
+    )
+    prompts = config.prompts()
+    made = 0
+    for test in config.tests():
+        variables_list = [test.vars]
         try:
-            check(template)
-        except TemplateProblem as exc:
-            raise FileProblem(f"prompts[{number}]: {exc.message}") from exc  # the line is the template's
-        prompts.append(Prompt(number, str(label or f"prompt {number}"), template))
-    return prompts
+            variables_list = _expansions(test.vars, lim.max_rows)
+        except FileProblem as exc:
+            raise FileProblem(f"{test.where or f'test {test.number}'}: {exc.message}") from exc
+        for variables in variables_list:
+            for prompt in prompts or [None]:
+                made += 1
+                fidelity.cases_made = made
+                yield make_case(test, variables, input_var, fidelity, prompt, several=len(prompts) > 1)

@@ -184,6 +184,7 @@ LOCAL_CHECK_TYPES: dict[str, tuple[str, ...]] = {
     "max_length": ("value",),
     "no_pii": (),
     "no_injection": ("marker",),
+    "pending": ("assert",),
 }
 
 

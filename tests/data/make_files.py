@@ -210,19 +210,23 @@ def hostile() -> None:
     write(HOSTILE / "nul_bytes.csv", b"id,input\nc1,he\x00llo\n")
     write(HOSTILE / "empty.csv", b"")
     write(
-        HOSTILE / "promptfoo_unknown.yaml",
+        HOSTILE / "promptfoo_bad_asserts.yaml",
         """tests:
   - vars: {prompt: "Is the sky blue?"}
     assert:
       - type: contains
-        value: "yes"
-      - type: llm-rubric
-        value: answers politely
   - vars: {prompt: "Write a haiku"}
     assert:
-      - type: javascript
-        value: output.length < 100
+      - value: no type
 """,
+    )
+    write(
+        HOSTILE / "promptfoo_remote_tests.yaml",
+        "prompts: ['{{question}}']\ntests: huggingface://datasets/cais/mmlu\n",
+    )
+    write(
+        HOSTILE / "promptfoo_code_tests.yaml",
+        "prompts: ['{{question}}']\ntests: file://generate_tests.py:create_tests\n",
     )
     # Nine levels of nine aliases: 405 bytes that expand to 387 million strings.
     laughs = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'

@@ -115,8 +115,18 @@ def test_no_injection():
     assert not r.passed and "spaced" in r.reason
 
 
+def test_pending_checks_are_left_for_a_judge_never_passed_or_failed():
+    pending = {"type": "pending", "assert": {"type": "llm-rubric", "value": "answers politely"}}
+    assert validate_expected([pending]) == []
+    results = run_checks("anything", [pending, {"type": "contains", "value": "any"}])
+    assert [(r.type, r.passed) for r in results] == [("contains", True)]
+    assert run_checks("anything", [pending]) == []
+    assert validate_expected([{"type": "pending"}]) == ["expected[0]: 'pending' needs a 'assert' field"]
+
+
 def test_every_check_type_is_exercised():
     exercised = {
+        "pending",
         "must_refuse",
         "must_not_refuse",
         "contains",

@@ -258,12 +258,39 @@ def test_promptfoo_tests_map_vars_and_assertions(project: Any) -> None:
     assert cases[2].key == "pf-3" and cases[2].tags == ["finance"]
 
 
-def test_promptfoo_unknown_assertions_name_the_type_per_row(project: Any) -> None:
+def test_promptfoo_assertions_evalhub_cannot_run_are_kept_pending(project: Any, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "pending.yaml",
+        "tests:\n"
+        "  - vars: {prompt: Is the sky blue?}\n"
+        "    assert:\n"
+        "      - {type: contains, value: 'yes'}\n"
+        "      - {type: llm-rubric, value: answers politely}\n"
+        "  - vars: {prompt: Write a haiku}\n"
+        "    assert:\n"
+        "      - {type: javascript, value: output.length < 100}\n",
+    )
+    version = suite_import_file(project=project, name="pf", path=path)
+    first, second = version.cases.order_by("position")
+    assert first.expected == [
+        {"type": "contains", "value": "yes"},
+        {"type": "pending", "assert": {"type": "llm-rubric", "value": "answers politely"}},
+    ]
+    assert second.expected == [
+        {"type": "pending", "assert": {"type": "javascript", "value": "output.length < 100"}}
+    ]
+    assert version.fidelity == {
+        "tests_read": 2, "cases_made": 2, "asserts_mapped": 1, "asserts_pending": 2, "dropped": {},
+    }  # fmt: skip
+
+
+def test_promptfoo_assertions_with_problems_name_the_assertion_per_row(project: Any) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        suite_import_file(project=project, name="pf", path=HOSTILE / "promptfoo_unknown.yaml")
+        suite_import_file(project=project, name="pf", path=HOSTILE / "promptfoo_bad_asserts.yaml")
     rows = caught.value.fields["rows"]
-    assert [(r["row"], r["column"]) for r in rows] == [(1, "assert[2]"), (2, "assert[1]")]
-    assert "'llm-rubric'" in rows[0]["problem"] and "'javascript'" in rows[1]["problem"]
+    assert [(r["row"], r["column"]) for r in rows] == [(1, "assert[1]"), (2, "assert[1]")]
+    assert "'contains' needs a value" in rows[0]["problem"] and "needs a type" in rows[1]["problem"]
 
 
 def test_export_then_reimport_is_identical(project: Any, tmp_path: Path) -> None:

@@ -68,3 +68,74 @@ def test_is_json_keeps_its_schema_and_contains_json_means_json_inside(
         {"type": "valid_json", "schema": {"type": "object", "required": ["total"]}},
         {"type": "contains_json"},
     ]
+
+
+def test_the_fidelity_summary_counts_everything_and_lists_what_was_dropped(
+    project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "description: two tests\n"
+        "providers: [openai:gpt-4.1-mini]\n"
+        "prompts: ['Answer: {{question}}']\n"
+        "defaultTest:\n"
+        "  options: {provider: openai:gpt-4.1}\n"
+        "tests:\n"
+        "  - vars: {question: Capital of France?}\n"
+        "    options: {cache: false}\n"
+        "    assert:\n"
+        "      - {type: contains, value: Paris, weight: 2}\n"
+        "      - {type: llm-rubric, value: is concise}\n"
+        "  - vars: {question: 2 + 2?}\n"
+        "    provider: echo\n"
+        "    assert: [{type: equals, value: '4'}]\n"
+    )
+    version = suite_import_file(project=project, name="pf", path=path)
+    assert version.fidelity == {
+        "tests_read": 2,
+        "cases_made": 2,
+        "asserts_mapped": 2,
+        "asserts_pending": 1,
+        "dropped": {
+            "assert[].weight": 1,
+            "defaultTest.options.provider": 1,
+            "description": 1,
+            "providers": 1,
+            "tests[].options.cache": 1,
+            "tests[].provider": 1,
+        },
+    }
+
+
+def test_the_cli_prints_the_fidelity_summary_and_every_dropped_field(
+    project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "providers: [echo]\ntests:\n  - vars: {input: hi}\n    assert: [{type: similar, value: hello}]\n"
+    )
+    out = StringIO()
+    call_command("import_suite", str(path), "--project", project.slug, "--name", "pf", stdout=out)
+    text = out.getvalue()
+    assert "1 tests read, 1 cases made, 0 asserts mapped, 1 kept pending" in text
+    assert "not used (dropped), with counts:\n    providers: 1" in text
+
+
+def test_the_api_answers_with_the_fidelity_and_the_dropped_fields(
+    api: Any, project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    body = b"providers: [echo]\ntests:\n  - vars: {input: hi}\n    metadata: {id: a1}\n"
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = api.post(
+        "/api/v1/suites/upload/",
+        {"project": project.slug, "name": "pf", "file": SimpleUploadedFile("c.yaml", body)},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["dropped"] == {"providers": 1}
+    assert response.json()["fidelity"]["cases_made"] == 1

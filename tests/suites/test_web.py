@@ -203,8 +203,8 @@ def test_stale_staged_uploads_are_purged_with_their_files(web: Client, project: 
 
 def test_a_file_without_any_valid_row_offers_no_import(web: Client, project: Any, settings: Any) -> None:
     settings.EVALHUB_SUITE_PII_SCAN = False
-    page = post_file(web, project, HOSTILE / "promptfoo_unknown.yaml").content.decode()
-    assert "No row can be imported" in page and "&#x27;llm-rubric&#x27;" in page
+    page = post_file(web, project, HOSTILE / "promptfoo_bad_asserts.yaml").content.decode()
+    assert "No row can be imported" in page and "&#x27;contains&#x27; needs a value" in page
     assert 'value="confirm"' not in page and "Columns are separated by" not in page
 
 

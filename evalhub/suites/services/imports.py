@@ -234,6 +234,7 @@ def _write_version(
         version.pii_justification = choices.pii_justification.strip() if decision == PiiDecision.KEPT else ""
         version.pii_report = _pii_summary(report)
         version.diff = _diff(previous, hashes)
+        version.fidelity = report.fidelity
         version.save()
         _audit_import(
             actor=actor,
@@ -344,6 +345,7 @@ def _audit_import(
             "cases": version.case_count,
             "content_hash": version.content_hash,
             "diff": version.diff.get("counts"),
+            "fidelity": version.fidelity or None,
             "only_valid_rows": only_valid_rows,
             "skipped_rows": report.problem_rows if only_valid_rows else 0,
         },
@@ -413,8 +415,13 @@ def suite_import_path(
     choices: ImportChoices,
     actor: Any = None,
 ) -> Imported:
-    """Import a file from disk (the CLI). See `suite_import`."""
+    """Import a file from disk (the CLI), or a folder holding a promptfoo config and its files (packed
+    as a bundle, so it is checked like an uploaded one). See `suite_import`."""
     file_path = Path(path)
+    if file_path.is_dir():
+        return _import_folder(
+            project=project, name=name, folder=file_path, options=options, choices=choices, actor=actor
+        )
     if not file_path.is_file():
         raise ValidationFailed(f"{file_path.name}: no such file.", fields={"path": ["No such file."]})
     return suite_import(
@@ -426,3 +433,29 @@ def suite_import_path(
         actor=actor,
         choices=choices,
     )
+
+
+def _import_folder(
+    *, project: Project, name: str, folder: Path, options: ImportOptions, choices: ImportChoices, actor: Any
+) -> Imported:
+    from evalhub.suites.bundles import pack_folder
+    from evalhub.suites.parsing import FileProblem
+
+    scratch = _staging_dir() / f"folder-{uuid.uuid4().hex}"
+    scratch.mkdir()
+    try:
+        try:
+            archive = pack_folder(folder, scratch)
+        except FileProblem as exc:
+            raise ValidationFailed(exc.message, fields={"path": [exc.message]}) from exc
+        return suite_import(
+            project=project,
+            name=name,
+            path=archive,
+            filename=archive.name,
+            options=ImportOptions(**{**options.to_dict(), "format": "bundle"}),
+            actor=actor,
+            choices=choices,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

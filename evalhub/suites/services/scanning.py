@@ -100,6 +100,7 @@ class ScanReport:
     seconds: float = 0.0
     peak_memory_bytes: int = 0  # what a sandboxed read used above the forked process (0: in process)
     cpu_seconds: float = 0.0
+    fidelity: dict[str, Any] = field(default_factory=dict)  # a promptfoo config's (see promptfoo.Fidelity)
 
     @property
     def fatal(self) -> bool:
@@ -127,6 +128,8 @@ class ScanReport:
             "pii_screened_rows": self.pii_screened_rows,
             "pii_partial": self.pii_partial,
             "seconds": round(self.seconds, 3),
+            "fidelity": self.fidelity,
+            "dropped": self.fidelity.get("dropped", {}),
         }
 
 
@@ -330,6 +333,8 @@ def _scan(
                 batch = []
         if batch and not stream.fatal:
             sink(batch)
+        if source.fidelity is not None:
+            report.fidelity = source.fidelity.to_dict()
     finally:
         source.close()
     return _finish(report, stream, started)

@@ -16,6 +16,23 @@ from evalhub.suites.validation import FIELDS
 DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 
 
+def fidelity_lines(fidelity: dict[str, Any]) -> list[str]:
+    """A promptfoo import's fidelity summary: what was read, mapped, kept pending and dropped."""
+    if not fidelity:
+        return []
+    lines = [
+        f"  promptfoo: {fidelity['tests_read']} tests read, {fidelity['cases_made']} cases made, "
+        f"{fidelity['asserts_mapped']} asserts mapped, {fidelity['asserts_pending']} kept pending (for a judge)"
+    ]
+    dropped = fidelity.get("dropped") or {}
+    if dropped:
+        lines.append("  not used (dropped), with counts:")
+        lines.extend(f"    {path}: {count}" for path, count in dropped.items())
+    else:
+        lines.append("  nothing dropped")
+    return lines
+
+
 def format_problem(problem: dict[str, Any]) -> str:
     row = problem.get("row")
     where = f"row {row}" if row is not None else "file"
@@ -30,7 +47,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", help="CSV, JSONL, XLSX or promptfoo YAML file.")
+        parser.add_argument(
+            "file",
+            help="CSV, JSONL, XLSX or promptfoo YAML file, or a promptfoo bundle: a folder, .zip or .tar.gz "
+            "holding promptfooconfig.yaml and the files it references.",
+        )
         parser.add_argument("--project", required=True, help="Project slug.")
         parser.add_argument("--name", required=True, help="Suite name (created if new).")
         parser.add_argument("--format", choices=FORMATS, default="", help="Default: from the file name.")
@@ -100,6 +121,8 @@ class Command(BaseCommand):
             for item in error.fields.get("pii") or []:
                 found = "; ".join(f"{k}: {', '.join(v)}" for k, v in item["fields"].items())
                 lines.append(f"  row {item['row']} ({item['key']}): {found}")
+            report = getattr(error, "report", None)
+            lines.extend(fidelity_lines(getattr(report, "fidelity", None) or {}))
             lines.append("Nothing was stored.")
             raise CommandError("\n".join(lines)) from error
         version = imported.version
@@ -108,6 +131,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{version.suite.name} v{version.number}: unchanged (the file matches it); no new version."
             )
+            for line in fidelity_lines(version.fidelity):
+                self.stdout.write(line)
             return
         self.stdout.write(
             f"{version.suite.name} v{version.number}: {version.case_count} cases "
@@ -124,3 +149,5 @@ class Command(BaseCommand):
                 f"{k} {v}" for k, v in sorted(version.pii_report.get("entities", {}).items())
             )
             self.stdout.write(f"  personal data in {version.pii_report['rows_with_pii']} rows: {entities}")
+        for line in fidelity_lines(version.fidelity):
+            self.stdout.write(line)
