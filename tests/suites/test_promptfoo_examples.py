@@ -180,15 +180,25 @@ def test_redteam_strategies_and_plugin_become_slices(project: Any, no_pii_scan: 
     )
 
 
-def test_real_files_keep_yaml_12_strings_and_render_templates(project: Any, no_pii_scan: None) -> None:
-    """simple-test's `body: Yes` stays Yes (YAML 1.1 read it as True); mmlu's equals '{{answer}}' is rendered."""
-    _cli("simple-test", project)
-    inputs = list(Case.objects.filter(version__suite__name="simple-test").values_list("input", flat=True))
+def test_a_real_config_keeps_yaml_12_strings(project: Any, no_pii_scan: None) -> None:
+    """simple-test's `body: Yes` stays Yes (YAML 1.1 read it as True)."""
+    _cli("simple-test", project, "--only-valid-rows")
+    inputs = list(Case.objects.values_list("input", flat=True))
     assert any("English to Pirate: Yes" in text for text in inputs), inputs
     assert not any("True" in text for text in inputs)
+
+
+def test_real_configs_render_templates_inside_asserts(project: Any, no_pii_scan: None) -> None:
+    """mmlu's equals '{{answer}}' and the support rubrics' {{customer_message}} are rendered per test."""
     _cli("mmlu", project)
-    expected = Case.objects.filter(version__suite__name="mmlu").values_list("expected", flat=True)
-    assert expected and not any("{{" in json.dumps(checks) for checks in expected)
+    _cli("eval-customer-support-rubric", project)
+    mmlu = Case.objects.filter(version__suite__name="mmlu").values_list("expected", flat=True)
+    assert mmlu and not any("{{" in json.dumps(checks) for checks in mmlu)
+    rubrics = Case.objects.filter(version__suite__name="eval-customer-support-rubric")
+    for case in rubrics:
+        text = json.dumps(case.expected, ensure_ascii=False)
+        # Kept in the case, pending for a judge, with the test's own values in the rubric.
+        assert text.count("llm-rubric") == 5 and "{{" not in text, text
 
 
 def _api_upload(api: APIClient, project: Any, name: str, archive: Path) -> Any:
