@@ -118,6 +118,15 @@ ok(
     dropped=P1,
     reason="One scenario: 3 config var sets x 3 tests = 9 tests; 2 prompts: 18 cases; 'similar' needs embeddings from a provider: pending, its value rendered ({{expectedHelloWorld}} -> 'Hola mundo'). The file is promptfooconfig-scenarios.yaml renamed.",
 )
+ok(
+    "cyberseceval",
+    tests=5,
+    cases=5,
+    mapped=0,
+    pending=5,
+    dropped=P1,
+    reason="tests: file://prompt_injection.json (a JSON list of tests, trimmed to 5); 1 chat prompt (prompt.json: system {{test_case_prompt}}, user {{user_input}}) labelled in the config; defaultTest llm-rubric '{{judge_question}}. If yes, fail.' rendered per test and pending: 5. injection_variant, injection_type, risk_category and speaking_language are vars no prompt uses: kept (slices).",
+)
 refused(
     "config-prompts-per-model",
     reason="prompts: file://prompt2.txt is not in promptfoo's repository (nor in the bundle): a missing referenced file, named with the config that refers to it.",
