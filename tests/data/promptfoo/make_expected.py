@@ -128,6 +128,11 @@ ok(
     reason="tests: file://prompt_injection.json (a JSON list of tests, trimmed to 5); 1 chat prompt (prompt.json: system {{test_case_prompt}}, user {{user_input}}) labelled in the config; defaultTest llm-rubric '{{judge_question}}. If yes, fail.' rendered per test and pending: 5. injection_variant, injection_type, risk_category and speaking_language are vars no prompt uses: kept (slices).",
 )
 refused(
+    "config-multi-turn",
+    reason="The chat prompt loops over promptfoo's _conversation: each turn's input holds the model's earlier outputs in the same conversationId thread, which exist only once a provider has run. evalhub cannot build these inputs at import (rendering with an empty conversation would silently turn 'Where does he live?' into a question without its context), so the refusal must name _conversation.",
+    mentions=["_conversation"],
+)
+refused(
     "config-prompts-per-model",
     reason="prompts: file://prompt2.txt is not in promptfoo's repository (nor in the bundle): a missing referenced file, named with the config that refers to it.",
     mentions=["prompt2.txt"],
