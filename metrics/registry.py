@@ -270,7 +270,9 @@ def _make_rouge(rouge_type: str) -> MetricFn:
             if it.reference is None:
                 out.append({"value": None, "details": {"reason": "no reference"}})
                 continue
-            score = _text().rouge(it.prediction, it.reference, rouge_types=(rouge_type,), **config)[rouge_type]
+            score = _text().rouge(it.prediction, it.reference, rouge_types=(rouge_type,), **config)[
+                rouge_type
+            ]
             out.append({"value": score.fmeasure, "details": score.to_dict()})
         return out
 

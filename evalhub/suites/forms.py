@@ -34,7 +34,10 @@ PII_CHOICES = [
 
 class UploadForm(forms.Form):
     file = forms.FileField(
-        label="Suite file", help_text="CSV, JSONL, XLSX or promptfoo YAML.", allow_empty_file=True
+        label="Suite file",
+        help_text="CSV, JSONL, XLSX or promptfoo YAML, or a promptfoo bundle (.zip, .tar.gz: the config "
+        "with the files it references).",
+        allow_empty_file=True,
     )
     name = forms.CharField(
         label="Suite name",

@@ -23,7 +23,15 @@ from typing import IO, TYPE_CHECKING, Any
 import yaml
 
 from evalhub.suites.parsing import DecodedReader, FileProblem, RawRow, limits, read_header_and_rows_csv
-from evalhub.suites.templating import TemplateProblem, check, is_template, render
+from evalhub.suites.templating import (
+    FILE_MAX_SECONDS,
+    FILE_MAX_STEPS,
+    Steps,
+    TemplateProblem,
+    check,
+    is_template,
+    render,
+)
 from evalhub.untrusted import json_loads, yaml_error_text, yaml_load
 
 if TYPE_CHECKING:
@@ -35,8 +43,9 @@ class Fidelity:
     """How faithfully a config was read, filled as its tests are read: every field not used is
     counted under its path in `dropped`, so nothing is dropped without a word.
 
-    `tests_read` counts test entries (inline, from tests files, each scenario config x test);
-    `cases_made` the cases made of them (one per test, per value of an array var, per prompt);
+    `tests_read` counts test entries as written (inline and in tests files, a scenario's tests
+    once); `cases_made` the cases made of them (one per test, per scenario config, per value of an
+    array var, per prompt);
     `asserts_mapped` and `asserts_pending` count assertions as they land in those cases (a
     defaultTest assertion once per case); `dropped` counts each unused field once per place it
     occurs in the config and its files.
@@ -208,6 +217,7 @@ class Prompt:
     number: int
     label: str
     template: str
+    chat: str = ""  # "json" or "yaml": a chat prompt file, a list of {role, content} once rendered
 
 
 @dataclass
@@ -332,7 +342,9 @@ class ConfigReader:
                 raise self.refused("each prompt must be text, a file:// reference or {raw, label}.")
             if _file_reference(template) or _remote(template):
                 for name, text in self._prompt_files(template):
-                    prompts.append(Prompt(len(prompts) + 1, str(label or name), text))
+                    suffix = name.split(":")[0].lower().rsplit(".", 1)[-1]
+                    chat = {"json": "json", "jsonl": "json", "yaml": "yaml", "yml": "yaml"}.get(suffix, "")
+                    prompts.append(Prompt(len(prompts) + 1, str(label or name), text, chat))
             else:
                 prompts.append(Prompt(len(prompts) + 1, str(label or f"prompt {len(prompts) + 1}"), template))
         if not any(is_template(p.template) for p in prompts):
@@ -770,7 +782,7 @@ def _case_key(
 
 def make_case(
     test: Test, variables: dict[str, Any], input_var: str, fidelity: Fidelity, prompt: Prompt | None = None, *,
-    several: bool = False,
+    several: bool = False, steps: Steps | None = None,
 ) -> RawRow:  # fmt: skip
     """One case of a test: its input is `prompt` rendered with the vars (all of which are kept as
     slices), or, for a config without prompts, one var (`input_var`, or the usual names)."""
@@ -780,8 +792,11 @@ def make_case(
     name = ""
     if prompt is not None:
         try:
-            values["input"] = render(prompt.template, variables)
+            values["input"] = render(prompt.template, variables, file_steps=steps)
+            if prompt.chat:
+                values["input"] = _chat_text(values["input"], prompt.chat)
         except TemplateProblem as exc:
+            _stop_if_spent(steps, exc, f"prompt {prompt.label!r}")
             values["input"] = ""
             problems.append((f"{prefix}prompt {prompt.label}", exc.message))
     else:
@@ -805,8 +820,8 @@ def make_case(
         if key in metadata:
             values[key] = metadata[key]
     for key, value in metadata.items():
-        if key not in PROMPTFOO_METADATA_FIELDS:
-            slices[str(key)] = _scalar_text(value)
+        if key not in PROMPTFOO_METADATA_FIELDS and not (key in ("pluginId", "strategyId") and value):
+            slices[str(key)] = _scalar_text(value)  # a red-team plugin and strategy: slices below
     _redteam_metadata(metadata, values, slices)
     if test.description:
         slices["description"] = test.description
@@ -817,8 +832,36 @@ def make_case(
     _case_key(values, variables, prompt, several)
     if slices:
         values["slices"] = slices
-    values["expected"] = _expected(test, variables, values, fidelity, problems, prefix)
+    values["expected"] = _expected(test, variables, values, fidelity, problems, prefix, steps)
     return RawRow(test.number, values, problems)
+
+
+def _stop_if_spent(steps: Steps | None, exc: TemplateProblem, what: str) -> None:
+    """A file whose templates have used up its rendering budget is refused whole, at once."""
+    if steps is not None and steps.exhausted:
+        raise FileProblem(f"{what}: {exc.message}; reading stopped.") from exc
+
+
+def _chat_text(rendered: str, kind: str) -> str:
+    """A rendered chat prompt as the case's input: the one message's content, or each message as
+    "role: content" in order (a system message stays visible). Text that does not parse as a message
+    list is kept as rendered, as promptfoo then sends it."""
+    try:
+        if kind == "json":
+            messages = json.loads(rendered)
+        else:
+            messages = yaml_load(rendered, max_nodes=limits().max_yaml_nodes, core_schema=True)
+    except (ValueError, yaml.YAMLError, RecursionError):
+        return rendered
+    if not (
+        isinstance(messages, list)
+        and messages
+        and all(isinstance(m, dict) and "content" in m for m in messages)
+    ):
+        return rendered
+    if len(messages) == 1:
+        return _scalar_text(messages[0]["content"])
+    return "\n\n".join(f"{m.get('role', 'user')}: {_scalar_text(m['content'])}" for m in messages)
 
 
 def _input_from_var(variables: dict[str, Any], name: str, values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -837,7 +880,7 @@ def _input_from_var(variables: dict[str, Any], name: str, values: dict[str, Any]
 
 def _expected(
     test: Test, variables: dict[str, Any], values: dict[str, Any], fidelity: Fidelity,
-    problems: list[tuple[str, str]], prefix: str,
+    problems: list[tuple[str, str]], prefix: str, steps: Steps | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     expected: list[dict[str, Any]] = []
     transformed = bool(test.options.get("transform"))
@@ -849,8 +892,9 @@ def _expected(
         kind = str(item["type"])
         if is_template(item.get("value")):  # `equals: '{{answer}}'` means the test's answer
             try:
-                item = {**item, "value": render(item["value"], variables)}
+                item = {**item, "value": render(item["value"], variables, file_steps=steps)}
             except TemplateProblem as exc:
+                _stop_if_spent(steps, exc, where)
                 problems.append((where, exc.message))
                 continue
         if transformed:
@@ -929,6 +973,7 @@ def read_rows_promptfoo(
         document, text=text, name=name, input_var=input_var, fidelity=fidelity, bundle=bundle
     )
     prompts = config.prompts()
+    steps = Steps(FILE_MAX_STEPS, FILE_MAX_SECONDS, what="the config's templates")
     made = 0
     for test in config.tests():
         variables_list = [test.vars]
@@ -940,4 +985,6 @@ def read_rows_promptfoo(
             for prompt in prompts or [None]:
                 made += 1
                 fidelity.cases_made = made
-                yield make_case(test, variables, input_var, fidelity, prompt, several=len(prompts) > 1)
+                yield make_case(
+                    test, variables, input_var, fidelity, prompt, several=len(prompts) > 1, steps=steps
+                )

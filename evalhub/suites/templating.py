@@ -4,12 +4,15 @@ promptfoo renders `{{ var }}` templates with Nunjucks; the examples use what Jin
 way (variables, filters, `{% if %}`, `{% for %}`), so Jinja2's `SandboxedEnvironment` renders them:
 no attribute access to internals, no unsafe calls. A template is untrusted, so its cost is bounded
 too: `range()` is capped, for-loops may nest at most MAX_LOOP_DEPTH deep (nested loops over a
-file's own lists are what multiply), and output stops at `max_chars`. Every failure is a
-`TemplateProblem` with a message for the user and the template's line.
+file's own lists are what multiply), output stops at `max_chars`, and every loop pass and macro call
+counts against MAX_STEPS and a wall-clock budget (a loop with an empty body, or a macro that calls
+itself twice, produces no output to stop at). Every failure is a `TemplateProblem` with a message for
+the user and the template's line.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError, nodes
@@ -18,6 +21,12 @@ from jinja2.sandbox import SandboxedEnvironment
 MAX_LOOP_DEPTH = 2
 MAX_RANGE = 10_000
 DEFAULT_MAX_CHARS = 200_000
+MAX_STEPS = 200_000  # loop passes and macro calls in one rendering
+MAX_SECONDS = 2.0
+# One file's renderings together (a config renders its prompts once per test): past this, reading stops.
+FILE_MAX_STEPS = 2_000_000
+FILE_MAX_SECONDS = 20.0
+_TICK = "evalhub_step__"  # the counter's name in the template's context (no var is called that)
 
 
 class TemplateProblem(Exception):
@@ -91,14 +100,79 @@ def check(source: str) -> None:
         )
 
 
-def render(source: str, variables: dict[str, Any], *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+def _counted(tree: nodes.Template) -> nodes.Template:
+    """The template with a call to the step counter at the start of every loop body and macro:
+    loops and recursion then cost steps even when they print nothing."""
+    step = nodes.Output([nodes.Call(nodes.Name(_TICK, "load"), [], [], None, None)])
+    for node in tree.find_all((nodes.For, nodes.Macro, nodes.CallBlock)):
+        node.body.insert(0, step)
+    return tree
+
+
+class Steps:
+    """A step counter: past `max_steps` steps or `max_seconds` it stops the rendering. One is made
+    per rendering; a reader may pass its file's own (`render(..., file_steps=)`) to bound them all."""
+
+    def __init__(self, max_steps: int, max_seconds: float, *, what: str = "the template") -> None:
+        self.left = max_steps
+        self.max_steps = max_steps
+        self.max_seconds = max_seconds
+        self.what = what
+        self.started = time.monotonic()
+        self.spent = 0.0  # seconds inside renderings (a file's budget counts only those)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left < 0 or self.spent > self.max_seconds
+
+    def step(self, since: float) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise TemplateProblem(
+                f"{self.what} loops or recurses more than {self.max_steps:,} times (the limit)"
+            )
+        if self.left % 1024 == 0 and self.spent + time.monotonic() - since > self.max_seconds:
+            self.spent = self.max_seconds + 1
+            raise TemplateProblem(f"{self.what} took more than {self.max_seconds:g} s to render (the limit)")
+
+
+class _Tick:
+    """What the template calls at each loop pass and macro call: one step on each counter."""
+
+    def __init__(self, counters: list[Steps]) -> None:
+        self.counters = counters
+        self.since = time.monotonic()
+
+    def __call__(self) -> str:
+        for counter in self.counters:
+            counter.step(self.since)
+        return ""
+
+    def close(self) -> None:
+        for counter in self.counters[1:]:
+            counter.spent += time.monotonic() - self.since
+
+
+def render(
+    source: str,
+    variables: dict[str, Any],
+    *,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_steps: int = MAX_STEPS,
+    max_seconds: float = MAX_SECONDS,
+    file_steps: Steps | None = None,
+) -> str:
     """`source` rendered with `variables` (an unknown var renders empty, as in Nunjucks)."""
     check(source)
+    if file_steps is not None and file_steps.exhausted:
+        raise TemplateProblem(f"{file_steps.what} has used up its rendering budget")
     variables = {k: _js_value(v) for k, v in variables.items()}
+    tick = _Tick([Steps(max_steps, max_seconds), *([file_steps] if file_steps is not None else [])])
+    variables[_TICK] = tick
     out: list[str] = []
     size = 0
     try:
-        for chunk in _ENV.from_string(source).generate(**variables):
+        for chunk in _ENV.from_string(_counted(_ENV.parse(source))).generate(**variables):
             size += len(chunk)
             if size > max_chars:
                 raise TemplateProblem(
@@ -111,4 +185,6 @@ def render(source: str, variables: dict[str, Any], *, max_chars: int = DEFAULT_M
         raise TemplateProblem(f"template error: {exc.message or exc}") from exc
     except (TypeError, ValueError, ArithmeticError, OverflowError, RecursionError) as exc:
         raise TemplateProblem(f"template error: {type(exc).__name__}: {exc}") from exc
+    finally:
+        tick.close()
     return "".join(out)

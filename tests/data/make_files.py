@@ -5,8 +5,10 @@ The files are committed; this script documents how each one was made and rebuild
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -236,7 +238,70 @@ def hostile() -> None:
     content_cases()
     promptfoo_cases()
     xlsx_cases()
+    bundle_cases()
     write(HOSTILE / "promptfoo_not_yaml.yaml", "tests:\n  - vars: {prompt: [unclosed\n")
+
+
+def _zip(path: Path, members: dict[str, bytes | str]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    print(f"{path.relative_to(HERE)}: {path.stat().st_size:,} bytes")
+
+
+def _tar(path: Path, members: dict[str, bytes | str], links: dict[str, str] | None = None) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in members.items():
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(raw), 1767225600
+            archive.addfile(info, io.BytesIO(raw))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.mtime = tarfile.SYMTYPE, target, 1767225600
+            archive.addfile(info)
+    # mtime=0 in the gzip header: the same bytes on every run.
+    path.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
+    print(f"{path.relative_to(HERE)}: {path.stat().st_size:,} bytes")
+
+
+def bundle_cases() -> None:
+    """promptfoo bundles (issue 18): each refused with the reason, the file and the line."""
+    config = "prompts: ['Answer: {{question}}']\ntests: file://tests.csv\n"
+    _zip(HOSTILE / "bundle_reference_escape.zip", {"promptfooconfig.yaml": "prompts: ['{{question}}']\n"
+         "tests: file://../secrets/tests.csv\n"})  # fmt: skip
+    _zip(HOSTILE / "bundle_absolute_reference.zip", {"promptfooconfig.yaml": "prompts:\n  - file:///etc/passwd\n"
+         "tests: [{vars: {question: hi}}]\n"})  # fmt: skip
+    _zip(
+        HOSTILE / "bundle_member_escape.zip",
+        {"promptfooconfig.yaml": config, "../tests.csv": "question\nhi\n"},
+    )
+    _tar(
+        HOSTILE / "bundle_symlink.tar.gz",
+        {"promptfooconfig.yaml": config},
+        links={"tests.csv": "/etc/passwd"},
+    )
+    # 64 MB of zeros deflate to about 64 KB: 1,000 to 1, far past the ratio limit.
+    _zip(
+        HOSTILE / "bundle_zip_bomb.zip",
+        {"promptfooconfig.yaml": config, "tests.csv": b"0" * (64 * 1024 * 1024)},
+    )
+    laughs = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        laughs += f"{name}: &{name} [{','.join(['*' + prev] * 9)}]\n"
+    _zip(HOSTILE / "bundle_alias_bomb.zip", {"promptfooconfig.yaml": "prompts: ['{{prompt}}']\n"
+         "tests: file://tests.yaml\n", "tests.yaml": laughs + "- vars: {prompt: *i}\n"})  # fmt: skip
+    _zip(HOSTILE / "bundle_missing_file.zip", {"promptfooconfig.yaml": config})
+    _zip(HOSTILE / "bundle_remote_tests.zip", {"promptfooconfig.yaml": "prompts: ['{{question}}']\n"
+         "tests: hf://datasets/cais/mmlu?split=test\n"})  # fmt: skip
+    _tar(HOSTILE / "bundle_template_loop.tar.gz", {
+        "promptfooconfig.yaml": "prompts:\n  - file://prompt.txt\ntests: file://tests.csv\n",
+        "prompt.txt": "{% for a in x %}{% for b in x %}{% for c in x %}{{ a }}{% endfor %}{% endfor %}{% endfor %}\n",
+        "tests.csv": "question\nhi\n",
+    })  # fmt: skip
 
 
 def content_cases() -> None:
@@ -261,6 +326,13 @@ def content_cases() -> None:
 
 
 def promptfoo_cases() -> None:
+    write(
+        HOSTILE / "promptfoo_template_spin.yaml",
+        "# Loops that print nothing (so no output limit stops them): bounded by the step count.\n"
+        "prompts:\n"
+        "  - '{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}{{ q }}'\n"
+        "tests:\n  - vars: {q: one}\n",
+    )
     write(HOSTILE / "promptfoo_nul.yaml", 'tests:\n  - vars: {prompt: "a\\0b"}\n')
     write(HOSTILE / "promptfoo_huge_int.yaml", "tests:\n  - vars: {prompt: " + "7" * 5000 + "}\n")
     write(

@@ -185,7 +185,9 @@ def test_date_of_birth_is_found_with_a_context_word(analyzer):
 
 def test_an_old_date_beside_a_name_is_a_date_of_birth_but_a_recent_plain_date_is_not(analyzer):
     assert ("DATE_OF_BIRTH", "03/02/1980") in by_type(detect_pii("Jane Roe, 03/02/1980, attended."))
-    assert not [f for f in detect_pii("The board meets on 2025-01-14 at 10:00.") if f.entity_type == "DATE_OF_BIRTH"]
+    assert not [
+        f for f in detect_pii("The board meets on 2025-01-14 at 10:00.") if f.entity_type == "DATE_OF_BIRTH"
+    ]
 
 
 def test_a_short_local_phone_number_is_found_after_a_context_word(analyzer):
@@ -243,4 +245,6 @@ def test_labelled_set_is_what_its_generator_writes():
     assert module.build() == committed
     for row in committed:
         for span in row["spans"]:
-            assert row["text"][span["start"] : span["end"]].strip() == row["text"][span["start"] : span["end"]]
+            assert (
+                row["text"][span["start"] : span["end"]].strip() == row["text"][span["start"] : span["end"]]
+            )

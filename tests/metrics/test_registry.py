@@ -224,5 +224,7 @@ def test_reading_a_metric_name_loads_no_metric_library():
         "print(sorted(m for m in ('rouge_score', 'nltk', 'sacrebleu', 'sentence_transformers', 'metrics.text')"
         " if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DOCS.parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=DOCS.parents[1]
+    )
     assert out.stdout.strip() == "[]", out.stderr
