@@ -102,9 +102,9 @@ def judge_agreement(
     said = [judge[u] for u in shared]
     kappa = cohen_kappa(truth, said, weights=weights, categories=categories)
 
-    experts = pairwise_cohen_kappa(
-        ratings_matrix(rows, categories=categories), weights=weights
-    ) if rows else None
+    experts = (
+        pairwise_cohen_kappa(ratings_matrix(rows, categories=categories), weights=weights) if rows else None
+    )
     reason = None
     if n == 0:
         reason = "no unit was rated by both the judge and an expert majority"
@@ -192,10 +192,7 @@ def _row_failures(row: JudgeAgreement, rule: StandInRule) -> list[str]:
             ]
         return []
     if row.n_units >= rule.min_units and high is not None and high < bar:
-        return [
-            f"{name}: clearly worse than the experts (kappa upper bound {high:.2f} below "
-            f"{bar:.2f})"
-        ]
+        return [f"{name}: clearly worse than the experts (kappa upper bound {high:.2f} below {bar:.2f})"]
     return []
 
 
@@ -231,7 +228,12 @@ def judge_calibration(
         for name, units in sorted(slices.items()):
             rows.append(
                 judge_agreement(
-                    kept, said, criterion=criterion, slice_name=name, units=units, weights=w,
+                    kept,
+                    said,
+                    criterion=criterion,
+                    slice_name=name,
+                    units=units,
+                    weights=w,
                     confidence=confidence,
                 )
             )

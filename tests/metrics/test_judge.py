@@ -26,7 +26,9 @@ def _study(n_units: int, expert_accuracy: float, judge_accuracy: float, flip_sha
     truth = {u: rng.choice(LABELS) for u in range(n_units)}
     records = [(u, e, _noisy(rng, t, expert_accuracy)) for u, t in truth.items() for e in ("e1", "e2", "e3")]
     judged = {u: _noisy(rng, t, judge_accuracy) for u, t in truth.items()}
-    orders = {u: (v, v if rng.random() >= flip_share else "tie" if v != "tie" else "A") for u, v in judged.items()}
+    orders = {
+        u: (v, v if rng.random() >= flip_share else "tie" if v != "tie" else "A") for u, v in judged.items()
+    }
     slices = {u: ["finance" if u % 2 else "clinical"] for u in truth}
     return records, judged, orders, slices
 
@@ -109,7 +111,10 @@ def test_a_slice_where_the_judge_is_clearly_worse_blocks_the_stand_in():
     # On finance units the judge answers at random.
     judged = {u: (rng.choice(LABELS) if "finance" in slices[u] else v) for u, v in judged.items()}
     result = judge_calibration(
-        {"preference": records}, {"preference": judged}, orders, slices_by_unit=slices,
+        {"preference": records},
+        {"preference": judged},
+        orders,
+        slices_by_unit=slices,
         rule=StandInRule(kappa_margin=0.5),
     )
     assert not result.may_stand_in
@@ -121,7 +126,9 @@ def test_every_criterion_gets_its_row_and_ordinal_scores_use_weighted_kappa():
     records, judged, orders, _ = _study(100, 0.9, 0.9, 0.0)
     rng = random.Random(2)
     truth = {u: rng.randint(1, 5) for u in range(100)}
-    scores = [(u, e, max(1, min(5, t + rng.choice([-1, 0, 0, 0, 1])))) for u, t in truth.items() for e in "xyz"]
+    scores = [
+        (u, e, max(1, min(5, t + rng.choice([-1, 0, 0, 0, 1])))) for u, t in truth.items() for e in "xyz"
+    ]
     result = judge_calibration(
         {"preference": records, "factual_accuracy": scores},
         {"preference": judged, "factual_accuracy": truth},
