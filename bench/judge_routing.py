@@ -164,13 +164,18 @@ def simulate(pool: Pool, args: argparse.Namespace, seed: int) -> dict[str, objec
     out: dict[str, object] = {"target": target, "truth": float(pool.expert.mean()), "full": full}
     checkpoints = [*range(args.step, args.pairs, args.step), args.pairs]
     for name in ("uniform", "routed", "uniform+judge"):
-        needed, stopped = args.pairs, None
+        needed, stopped, first_decided = args.pairs, None, None
         for k in checkpoints:
             result = estimate(name, k)
-            if side(result.ci_low, result.ci_high) == target:
+            said = side(result.ci_low, result.ci_high)
+            if first_decided is None and said != "undecided":
+                first_decided = said
+            if said == target:
                 needed, stopped = k, result
                 break
         out[name] = (needed, stopped)
+        # A study that stops at its first decided interval would have reported this verdict.
+        out[f"{name}@wrong-first"] = first_decided not in (None, target)
         fixed = estimate(name, args.coverage_budget)
         out[f"{name}@fixed"] = fixed
     rated = routed.rated_mask(args.coverage_budget)
@@ -219,6 +224,10 @@ def main() -> None:
     parser.add_argument("--judge-scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not 0 < args.pairs <= args.pool:
+        parser.error(f"--pairs must be between 1 and --pool ({args.pool})")
+    if not 0 < args.coverage_budget <= args.pairs:
+        parser.error(f"--coverage-budget must be between 1 and --pairs ({args.pairs})")
 
     started = time.perf_counter()
     pool = build_pool(args.pool, args.seed)
