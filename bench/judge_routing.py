@@ -244,27 +244,26 @@ def main() -> None:
         f"({sum(r['target'] == 'candidate better' for r in decided)} candidate better)"
     )
     print(
-        "| strategy | expert ratings needed (median) | mean | 90th pct | vs uniform (median, mean) | covers truth at stop |"
+        "| strategy | expert ratings needed (median) | mean | 90th pct | fewer than uniform (median, mean) "
+        "| interval covers the truth at the stop | first decided verdict wrong |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| everything | {args.pairs} | {args.pairs} | {args.pairs} | | |")
-    base_med = base_mean = None
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| everything | {args.pairs} | {args.pairs} | {args.pairs} | | | |")
+    base_med = base_mean = 0.0
     for name in ("uniform", "routed", "uniform+judge"):
         needed = np.array([r[name][0] for r in decided])
-        stops = [r[name][1] for r in decided if r[name][1] is not None]
-        cover = (
-            np.mean([s.ci_low <= r["truth"] <= s.ci_high for r, s in zip(decided, stops, strict=False)])
-            if stops
-            else float("nan")
-        )
+        stops = [(r["truth"], r[name][1]) for r in decided if r[name][1] is not None]
+        cover = np.mean([s.ci_low <= truth <= s.ci_high for truth, s in stops]) if stops else float("nan")
         med, mean = float(np.median(needed)), float(needed.mean())
         if name == "uniform":
             base_med, base_mean = med, mean
             ratio = ""
         else:
-            ratio = f"{1 - med / base_med:+.0%} fewer, {1 - mean / base_mean:+.0%} fewer"
+            ratio = f"{1 - med / base_med:.0%}, {1 - mean / base_mean:.0%}"
+        wrong = sum(bool(r[f"{name}@wrong-first"]) for r in decided)
         print(
-            f"| {name} | {med:.0f} | {mean:.1f} | {np.percentile(needed, 90):.0f} | {ratio} | {cover:.3f} |"
+            f"| {name} | {med:.0f} | {mean:.1f} | {np.percentile(needed, 90):.0f} | {ratio} | {cover:.3f} "
+            f"| {wrong}/{len(decided)} |"
         )
     print(
         f"\n95% interval coverage of the true win rate at a fixed {args.coverage_budget} ratings, all {args.sims} simulations:"
