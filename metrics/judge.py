@@ -102,8 +102,13 @@ def judge_agreement(
     said = [judge[u] for u in shared]
     kappa = cohen_kappa(truth, said, weights=weights, categories=categories)
 
+    # The experts' agreement among themselves on the same units the judge is measured on.
+    both = set(shared)
+    expert_rows = [r for r in rows if r[0] in both]
     experts = (
-        pairwise_cohen_kappa(ratings_matrix(rows, categories=categories), weights=weights) if rows else None
+        pairwise_cohen_kappa(ratings_matrix(expert_rows, categories=categories), weights=weights)
+        if expert_rows
+        else None
     )
     reason = None
     if n == 0:
