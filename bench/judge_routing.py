@@ -56,7 +56,6 @@ from metrics.routing import (  # noqa: E402
     naive_win_rate,
     ppi_win_rate,
     routing_plan,
-    routing_weights,
 )
 
 KINDS = ("faithful", "omit_one", "one_wrong", "brief", "invented")
@@ -147,8 +146,8 @@ def simulate(pool: Pool, args: argparse.Namespace, seed: int) -> dict[str, objec
         gap, rng, noise=args.judge_noise, bias=args.position_bias, scale=args.judge_scale
     )
     judge, uncertainty = judge_uncertainty(first, second)
-    routed = routing_plan(routing_weights(uncertainty, audit_share=args.audit_share), seed=seed + 10_000)
-    uniform = routing_plan(np.full(args.pairs, 1 / args.pairs), seed=seed + 20_000)
+    routed = routing_plan(uncertainty, audit_share=args.audit_share, seed=seed + 10_000)
+    uniform = routing_plan(uncertainty, audit_share=1.0, seed=seed + 20_000)
     full = naive_win_rate(y)
     target = side(full.ci_low, full.ci_high)
 

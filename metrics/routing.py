@@ -65,20 +65,30 @@ class RoutingPlan:
     take pairs by increasing key. The first k pairs are then exactly the Poisson sample
     ``{i: U_i < min(1, t w_i)}`` for any t between the k-th and (k+1)-th key, so their inclusion
     probabilities are ``min(1, t w_i)`` (``inclusion_probabilities``).
+
+    Each rated pair is also marked as an **audit** pair or not (``audit_mask``) with a second uniform
+    draw ``V_i``, so that every pair is an audit pair with the same probability ``t a / N`` (``a`` the
+    audit share): the audit pairs are a uniform sample, on which the judge's calibration against the
+    experts is unbiased, whereas the routed pairs are the judge's hardest.
     """
 
     weights: np.ndarray
+    audit_weight: float
     keys: np.ndarray
+    audit_draws: np.ndarray
     order: np.ndarray
 
-    def inclusion_probabilities(self, n_rated: int) -> np.ndarray:
-        """Every pair's probability of being among the first ``n_rated`` (t is the next key)."""
+    def _threshold(self, n_rated: int) -> float:
         n = self.order.size
         if not 0 <= n_rated <= n:
             raise ValueError(f"n_rated must be between 0 and {n}")
-        if n_rated == n:
-            return np.ones(n)
-        t = float(self.keys[self.order[n_rated]])
+        return math.inf if n_rated == n else float(self.keys[self.order[n_rated]])
+
+    def inclusion_probabilities(self, n_rated: int) -> np.ndarray:
+        """Every pair's probability of being among the first ``n_rated`` (t is the next key)."""
+        t = self._threshold(n_rated)
+        if math.isinf(t):
+            return np.ones(self.order.size)
         return np.minimum(1.0, t * self.weights)
 
     def rated_mask(self, n_rated: int) -> np.ndarray:
@@ -86,15 +96,31 @@ class RoutingPlan:
         mask[self.order[:n_rated]] = True
         return mask
 
+    def audit_mask(self, n_rated: int) -> np.ndarray:
+        """The rated pairs that belong to the uniform audit: each pair with probability ``t a / N``
+        (all rated pairs once every pair is rated)."""
+        rated = self.rated_mask(n_rated)
+        t = self._threshold(n_rated)
+        if math.isinf(t) or self.audit_weight <= 0:
+            return rated if math.isinf(t) else np.zeros_like(rated)
+        pi = np.minimum(1.0, t * self.weights)
+        # P(audit | rated) = min(1, t a/N) / pi, so P(audit) = min(1, t a/N) for every pair.
+        return rated & (self.audit_draws < np.minimum(1.0, t * self.audit_weight) / pi)
 
-def routing_plan(weights: ArrayLike, *, seed: int = 0) -> RoutingPlan:
-    """A seeded expert order for the given weights (``routing_weights``)."""
-    w = np.asarray(weights, dtype=float)
-    if np.any(w <= 0):
-        raise ValueError("every weight must be positive (mix in a uniform audit share)")
-    u = np.random.default_rng(seed).random(w.size)
-    keys = u / w
-    return RoutingPlan(weights=w, keys=keys, order=np.argsort(keys, kind="stable"))
+
+def routing_plan(uncertainty: ArrayLike, *, audit_share: float = 0.2, seed: int = 0) -> RoutingPlan:
+    """A seeded expert order: uncertainty-first with a uniform audit share (``routing_weights``).
+    ``audit_share=1`` gives a uniform random order."""
+    w = routing_weights(uncertainty, audit_share=audit_share)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(w.size) / w
+    return RoutingPlan(
+        weights=w,
+        audit_weight=audit_share / w.size,
+        keys=keys,
+        audit_draws=rng.random(w.size),
+        order=np.argsort(keys, kind="stable"),
+    )
 
 
 @dataclass(frozen=True)

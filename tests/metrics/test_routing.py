@@ -41,7 +41,7 @@ def _population(rng: np.random.Generator):
 
 def _routed(expert, first, second, seed, audit_share=0.2, budget=BUDGET):
     judge, uncertainty = judge_uncertainty(first, second)
-    plan = routing_plan(routing_weights(uncertainty, audit_share=audit_share), seed=seed)
+    plan = routing_plan(uncertainty, audit_share=audit_share, seed=seed)
     rated = plan.rated_mask(budget)
     return judge, np.where(rated, expert, np.nan), plan.inclusion_probabilities(budget)
 
@@ -74,7 +74,7 @@ def test_weights_keep_a_uniform_audit_so_every_pair_can_be_drawn():
 
 
 def test_the_first_k_pairs_of_the_plan_are_the_poisson_sample_at_the_next_key():
-    plan = routing_plan(routing_weights(np.linspace(0.01, 0.5, 50)), seed=3)
+    plan = routing_plan(np.linspace(0.01, 0.5, 50), seed=3)
     for k in (0, 10, 49, 50):
         pi = plan.inclusion_probabilities(k)
         assert plan.rated_mask(k).sum() == k
@@ -89,13 +89,39 @@ def test_routed_experts_see_the_uncertain_pairs_first():
     rng = np.random.default_rng(0)
     _, first, second = _population(rng)
     _, uncertainty = judge_uncertainty(first, second)
-    plan = routing_plan(routing_weights(uncertainty), seed=0)
+    plan = routing_plan(uncertainty, seed=0)
     routed = plan.rated_mask(BUDGET)
     assert uncertainty[routed].mean() > 1.1 * uncertainty.mean()
     confident = uncertainty < np.quantile(uncertainty, 0.2)
     # The fifth of pairs the judge is surest of gets well under its fifth of the ratings, but some (the audit).
     assert 0 < (routed & confident).sum() < 0.1 * BUDGET
     assert (~routed).any() and routed.sum() == BUDGET
+
+
+def test_audit_pairs_are_a_uniform_sample_so_calibration_on_them_is_unbiased():
+    """Over 300 seeded plans, every pair is an audit pair about equally often (t a / N), whatever its
+    uncertainty, while the routed pairs lean to the uncertain ones; so the judge's accuracy measured on
+    the audit pairs matches its accuracy on all pairs, and on the routed pairs it does not."""
+    rng = np.random.default_rng(0)
+    expert, first, second = _population(rng)
+    judge, uncertainty = judge_uncertainty(first, second)
+    right = (np.round(judge * 2) / 2 == expert).astype(float)  # the judge's call matches the expert's
+    audit_hits, rated_hits, audit_acc, rated_acc = np.zeros(N_PAIRS), np.zeros(N_PAIRS), [], []
+    for seed in range(300):
+        plan = routing_plan(uncertainty, seed=seed)
+        audit, rated = plan.audit_mask(BUDGET), plan.rated_mask(BUDGET)
+        assert not (audit & ~rated).any()
+        audit_hits += audit
+        rated_hits += rated
+        audit_acc.append(right[audit].mean())
+        rated_acc.append(right[rated].mean())
+    high = uncertainty > np.median(uncertainty)
+    # Uniform: the uncertain half gets half of the audit draws (within 3%), but far more of the routed ones.
+    assert audit_hits[high].sum() / audit_hits.sum() == pytest.approx(0.5, abs=0.03)
+    assert rated_hits[high].sum() / rated_hits.sum() > 0.6
+    assert np.mean(audit_acc) == pytest.approx(right.mean(), abs=0.02)
+    assert np.mean(rated_acc) < right.mean() - 0.05
+    assert plan.audit_mask(N_PAIRS).all()
 
 
 def test_with_every_pair_rated_the_estimate_is_the_experts_mean():
