@@ -33,7 +33,8 @@ def judge_uncertainty(p_first: ArrayLike, p_second: ArrayLike) -> tuple[np.ndarr
     a, b = np.asarray(p_first, dtype=float), np.asarray(p_second, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError("both orders need one probability per pair")
-    if np.any(~np.isfinite(a)) or np.any((a < 0) | (a > 1)) or np.any((b < 0) | (b > 1)):
+    both = np.concatenate([a, b])
+    if not np.all(np.isfinite(both)) or np.any((both < 0) | (both > 1)):
         raise ValueError("judge probabilities must lie in [0, 1]")
     f = (a + b) / 2
     uncertainty = np.sqrt(f * (1 - f))

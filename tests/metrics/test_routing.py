@@ -65,6 +65,12 @@ def test_uncertainty_is_highest_where_the_margin_is_low_or_the_orders_disagree()
     assert u[2] == 0.5 and u[3] == 0.5
 
 
+@pytest.mark.parametrize("second", [[0.5, np.nan], [0.5, 1.2], [0.5]])
+def test_judge_probabilities_outside_0_1_or_missing_are_refused(second):
+    with pytest.raises(ValueError):
+        judge_uncertainty([0.5, 0.5], second)
+
+
 def test_weights_keep_a_uniform_audit_so_every_pair_can_be_drawn():
     w = routing_weights([0.0, 0.0, 0.5, 0.5], audit_share=0.2)
     assert w.sum() == pytest.approx(1.0)
