@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "evalhub.runs",
     "evalhub.reports",
     "annotation",
+    "evalhub.judging",
     "evalhub.ops",
 ]
 

@@ -9,6 +9,8 @@ does not pull in torch or spaCy:
 * ``metrics.pii``: offline PII detection and redaction
 * ``metrics.registry``: metrics by name/version/config hash; ``score_many`` on every core
 * ``metrics.stats``, ``metrics.agreement``, ``metrics.ranking``: comparisons and rater agreement
+* ``metrics.judge``, ``metrics.routing``: a judge's calibration against the experts, and routing expert
+  ratings with a corrected win-rate estimate (docs/judge.md)
 
 See docs/metrics.md.
 """
