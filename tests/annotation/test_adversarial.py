@@ -209,7 +209,9 @@ def test_people_and_checks_feed_separate_gates_and_the_report_lists_disagreement
     # The report page shows the table (report.html includes _adversarial_disagreement.html).
     client = Client()
     client.force_login(lead)
-    page = client.get(reverse("reports:report", args=[project.slug, rows.run.pk])).content.decode()
+    url = reverse("reports:report", args=[project.slug, rows.run.pk])
+    assert client.get(f"{url}state.json").json()["ready"]  # the first visit builds it (tasks run in process)
+    page = client.get(url).content.decode()
     assert 'id="adversarial-disagreement"' in page and first_case.key in page
     assert "they disagree on 2" in page
 
