@@ -1,0 +1,55 @@
+"""Celery tasks of continuous evaluation: thin wrappers that take ids and call a service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from evalhub.celery import evalhub_task, retry_countdown
+from evalhub.continuous import notifications, recipes, schedules, watch
+
+log = logging.getLogger(__name__)
+
+
+def _logged(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:
+    # Nothing to mark: the evaluation's state, or the next tick, says what is left to do.
+    log.error("%s gave up (%s): %r", name, kwargs, exc)
+
+
+@evalhub_task(give_up=_logged)
+def start_recipe(*, adapter_id: int) -> int:
+    return len(recipes.recipe_start(adapter_id=adapter_id))
+
+
+@evalhub_task(give_up=_logged)
+def reevaluate(*, schedule_id: int) -> int:
+    """A schedule's tick (its PeriodicTask in django-celery-beat's tables)."""
+    return len(schedules.reevaluate(schedule_id=schedule_id))
+
+
+@evalhub_task(give_up=_logged, soft_time_limit=120, time_limit=150)
+def scan_watch_folder() -> int:
+    """Register adapters dropped in EVALHUB_WATCH_FOLDER (CELERY_BEAT_SCHEDULE)."""
+    return len(watch.watch_folder_scan())
+
+
+@evalhub_task(give_up=_logged, soft_time_limit=300, time_limit=330)
+def finish_studies() -> int:
+    """Freeze the verdicts of recipe studies that have all their ratings (CELERY_BEAT_SCHEDULE)."""
+    return recipes.studies_finish()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def deliver(self: Any, *, delivery_id: int) -> None:
+    """Send one notification; retried with the project's backoff until EVALHUB_WEBHOOK_ATTEMPTS tries, then
+    marked failed. Unlike `evalhub_task`, an endpoint's refusal is worth retrying even in process (Celery runs
+    the retry at once there), so the log shows every attempt the same way with or without a broker."""
+    try:
+        notifications.delivery_attempt(delivery_id=delivery_id)
+    except notifications.DeliveryFailed as exc:
+        if self.request.retries + 1 < settings.EVALHUB_WEBHOOK_ATTEMPTS:
+            raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
+        notifications.delivery_give_up(delivery_id=delivery_id, error=str(exc))
