@@ -341,7 +341,8 @@ def evaluation_open_study(*, evaluation_id: int) -> Study | None:
         try:
             study = study_create_from_run(
                 run=evaluation.run,
-                name=f"{evaluation.adapter.label} vs {evaluation.baseline.label if evaluation.baseline else '?'}",
+                # Raters read the name: it must not say which adapters are compared (blinding).
+                name=f"Recipe study {evaluation.pk} · {evaluation.run.suite_version}",
                 baseline=evaluation.baseline,
                 candidates=[evaluation.adapter],
                 sample_size=recipe.study_sample_size if recipe else None,
@@ -354,9 +355,15 @@ def evaluation_open_study(*, evaluation_id: int) -> Study | None:
         except ValidationFailed as exc:
             evaluation.state, evaluation.error = EvaluationState.FAILED, str(exc)
             evaluation.save(update_fields=["state", "error", "updated_at"])
-            return None
-        evaluation.study, evaluation.state = study, EvaluationState.STUDY_OPEN
-        evaluation.save(update_fields=["study", "state", "updated_at"])
+            study = None
+        else:
+            evaluation.study, evaluation.state = study, EvaluationState.STUDY_OPEN
+            evaluation.save(update_fields=["study", "state", "updated_at"])
+    if study is None:
+        notify(project=evaluation.project, event=Event.RUN_FAILED,
+               subject=f"Recipe could not open a study for {evaluation.adapter.label}",
+               data={"adapter": evaluation.adapter.label, "run": evaluation.run_id, "reason": evaluation.error})
+        return None
     notify(
         project=evaluation.project, event=Event.STUDY_NEEDS_RATERS,
         subject=f"Study {study.name} needs raters",
