@@ -44,12 +44,18 @@ def finish_studies() -> int:
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def deliver(self: Any, *, delivery_id: int) -> None:
-    """Send one notification; retried with the project's backoff until EVALHUB_WEBHOOK_ATTEMPTS tries, then
-    marked failed. Unlike `evalhub_task`, an endpoint's refusal is worth retrying even in process (Celery runs
-    the retry at once there), so the log shows every attempt the same way with or without a broker."""
-    try:
-        notifications.delivery_attempt(delivery_id=delivery_id)
-    except notifications.DeliveryFailed as exc:
-        if self.request.retries + 1 < settings.EVALHUB_WEBHOOK_ATTEMPTS:
-            raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
-        notifications.delivery_give_up(delivery_id=delivery_id, error=str(exc))
+    """Send one notification; a refusal is retried with the project's backoff (`retry_countdown`) until
+    EVALHUB_WEBHOOK_ATTEMPTS tries, then the delivery is marked failed. Unlike `evalhub_task`, a refusal is
+    retried in process too (no broker): there, with no queue to wait in, the next try follows at once."""
+    tries = self.request.retries
+    while True:
+        try:
+            notifications.delivery_attempt(delivery_id=delivery_id)
+            return
+        except notifications.DeliveryFailed as exc:
+            tries += 1
+            if tries >= settings.EVALHUB_WEBHOOK_ATTEMPTS:
+                notifications.delivery_give_up(delivery_id=delivery_id, error=str(exc))
+                return
+            if not self.request.is_eager:
+                raise self.retry(exc=exc, countdown=retry_countdown(tries - 1)) from exc
