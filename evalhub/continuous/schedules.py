@@ -20,7 +20,16 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from evalhub.accounts.models import Project
 from evalhub.audit.services import audit_record
 from evalhub.catalog.models import Adapter, AdapterStatus
-from evalhub.continuous.models import Alert, AlertKind, Evaluation, EvaluationState, Event, Schedule, Trigger
+from evalhub.continuous.models import (
+    Alert,
+    AlertKind,
+    Evaluation,
+    EvaluationState,
+    Event,
+    Recipe,
+    Schedule,
+    Trigger,
+)
 from evalhub.errors import ValidationFailed
 from evalhub.reports.models import Verdict
 from evalhub.runs.models import MetricScore, Run, RunStatus
@@ -82,7 +91,8 @@ def schedule_delete(*, schedule: Schedule, actor: Any = None) -> None:
 
 
 def reevaluate(*, schedule_id: int) -> list[Evaluation]:
-    """A schedule's tick: run every approved adapter of the project on the suite's newest version.
+    """A schedule's tick: run every approved adapter of the project on the suite's newest version, with the
+    generation settings of the project's recipe.
 
     An adapter already evaluated on that version by a schedule is skipped (unique evaluation), so a tick
     delivered twice, or a week without a new version, starts nothing.
@@ -95,6 +105,12 @@ def reevaluate(*, schedule_id: int) -> list[Evaluation]:
     if version is None:
         return []
     started = []
+    # The project's recipe says how to generate; without one, the run defaults.
+    recipe = Recipe.objects.filter(project=schedule.project).first()
+    generation: dict[str, Any] = (
+        {"backend": recipe.backend, "generation_config": recipe.generation_config,
+         "samples_per_case": recipe.samples_per_case} if recipe else {}
+    )
     approved = Adapter.objects.filter(project=schedule.project, status=AdapterStatus.APPROVED).select_related("base_model")
     for adapter in approved:
         try:
@@ -108,7 +124,7 @@ def reevaluate(*, schedule_id: int) -> list[Evaluation]:
             with transaction.atomic():
                 run = run_create(
                     project=schedule.project, suite_version=version, base_model=adapter.base_model,
-                    adapters=[adapter], name=f"scheduled · {adapter.label} · {version}",
+                    adapters=[adapter], name=f"scheduled · {adapter.label} · {version}", **generation,
                 )
                 Evaluation.objects.filter(pk=evaluation.pk).update(run=run)
                 audit_record(actor=None, action="evaluation.start", obj=evaluation,
