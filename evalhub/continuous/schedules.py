@@ -132,6 +132,7 @@ def reevaluate(*, schedule_id: int) -> list[Evaluation]:
             run_start(run=run)
         except ValidationFailed as exc:
             Evaluation.objects.filter(pk=evaluation.pk).update(state=EvaluationState.FAILED, error=str(exc)[:5000])
+        evaluation.refresh_from_db()
         started.append(evaluation)
     return started
 
