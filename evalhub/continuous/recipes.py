@@ -18,7 +18,7 @@ from django.db.models import Q
 from annotation.models import Study
 from annotation.selectors import study_progress
 from annotation.services import study_create_from_run
-from evalhub.accounts.models import Project, Role
+from evalhub.accounts.models import Project
 from evalhub.audit.services import audit_record
 from evalhub.catalog.models import Adapter, AdapterStatus
 from evalhub.catalog.selectors import adapter_by_label, adapter_lineage
@@ -34,7 +34,7 @@ from evalhub.continuous.models import (
 )
 from evalhub.errors import Conflict, Forbidden, ValidationFailed
 from evalhub.generation import available_backends
-from evalhub.permissions import projects_for
+from evalhub.permissions import APPROVE_ROLES, projects_for
 from evalhub.reports import gates
 from evalhub.reports.models import Decision, GatePolicy, Verdict
 from evalhub.reports.services import default_policy_for, verdict_freeze
@@ -42,10 +42,6 @@ from evalhub.runs.services import check_generation_config, run_create, run_start
 from evalhub.suites.models import Suite, SuiteVersion
 
 log = logging.getLogger(__name__)
-
-#: Who may approve an adapter from a GO verdict.
-APPROVE_ROLES = (Role.ADMIN, Role.LEAD)
-
 
 # ---- the recipe: check, then save ---------------------------------------------------------------
 
