@@ -31,7 +31,7 @@ def endpoint() -> Iterator[Endpoint]:
     state = Endpoint()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state.received.append({"headers": dict(self.headers), "body": body})
             status = state.statuses.pop(0) if state.statuses else 200
