@@ -78,6 +78,7 @@ def test_recipe_timeline_log_and_approval_in_a_browser(browser, live_server, pro
 
     page = _login(browser, live_server, "lead")
     page.goto(f"{live_server.url}/p/{project.slug}/verdicts/{verdict.public_id}/")
+    page.screenshot(path=str(shots / "verdict-go-lead.png"), full_page=True)
     page.click("#approval button")
     page.wait_for_load_state()
     assert "approved" in page.inner_text("#approval").lower()

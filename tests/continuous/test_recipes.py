@@ -54,6 +54,10 @@ def test_registering_through_the_api_leads_to_a_verdict_and_signed_notifications
     assert payload(hook)["event"] == "verdict.ready"
     assert payload(hook)["data"]["verdict"] == verdict.public_id
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
+    from evalhub.continuous.selectors import adapter_timeline
+
+    titles = [step.title for step in adapter_timeline(adapter=gamma)]
+    assert titles == ["Registered", "Run started", "Run finished", "Scored", f"Verdict {verdict.decision}"]
 
 
 def test_a_recipe_with_a_study_opens_it_and_asks_for_raters(
