@@ -290,7 +290,7 @@ def _evaluation_start(*, recipe: Recipe, adapter: Adapter, choice: RecipeSuite) 
 
 def _evaluation_fail(evaluation_id: int, error: str) -> None:
     with transaction.atomic():
-        evaluation = Evaluation.objects.select_for_update().get(pk=evaluation_id)
+        evaluation = Evaluation.objects.select_for_update(of=("self",)).get(pk=evaluation_id)
         evaluation.state = EvaluationState.FAILED
         evaluation.error = error[:5000]
         evaluation.save(update_fields=["state", "error", "updated_at"])
@@ -326,7 +326,7 @@ def evaluation_open_study(*, evaluation_id: int) -> Study | None:
 
     with transaction.atomic():
         evaluation = (
-            Evaluation.objects.select_for_update()
+            Evaluation.objects.select_for_update(of=("self",))
             .select_related("run", "adapter", "baseline", "project")
             .get(pk=evaluation_id)
         )
@@ -375,7 +375,7 @@ def evaluation_freeze(*, evaluation_id: int) -> Verdict | None:
 
     with transaction.atomic():
         evaluation = (
-            Evaluation.objects.select_for_update()
+            Evaluation.objects.select_for_update(of=("self",))
             .select_related("run", "adapter", "baseline", "project", "study")
             .get(pk=evaluation_id)
         )

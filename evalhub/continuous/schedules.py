@@ -173,7 +173,7 @@ def evaluation_compare(*, evaluation_id: int) -> list[Alert]:
     """A scored scheduled evaluation against the adapter's previous run on the suite: one Alert per metric
     whose new interval leaves the previous mean behind on the worse side. Notifies a regression."""
     with transaction.atomic():
-        evaluation = Evaluation.objects.select_for_update().select_related("run", "adapter", "suite_version", "project").get(pk=evaluation_id)
+        evaluation = Evaluation.objects.select_for_update(of=("self",)).select_related("run", "adapter", "suite_version", "project").get(pk=evaluation_id)
         if evaluation.state != EvaluationState.RUNNING or evaluation.run is None:
             return []
         previous = _previous_run(evaluation)

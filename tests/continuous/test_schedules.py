@@ -39,6 +39,8 @@ def test_a_bad_crontab_is_refused(project, suite_version, crontab):
     assert not PeriodicTask.objects.filter(task="evalhub.continuous.tasks.reevaluate").exists()
 
 
+# Transactional: the scheduler closes the database connection when it loads, as beat does between ticks.
+@pytest.mark.django_db(transaction=True)
 def test_beat_keeps_the_settings_entries_next_to_the_database_schedules(project, suite_version):
     from django_celery_beat.schedulers import DatabaseScheduler
 
