@@ -11,6 +11,7 @@ from annotation.models import Study
 from evalhub.continuous.models import BaselineRule
 from evalhub.generation import available_backends
 from evalhub.reports.models import GatePolicy
+from evalhub.suites.models import Suite
 
 
 class RecipeForm(forms.Form):
@@ -36,9 +37,10 @@ class RecipeForm(forms.Form):
 
     def __init__(self, *args: Any, project: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["backend"].choices = [(b, b) for b in available_backends()]
-        self.fields["study_template"].queryset = Study.objects.filter(project=project).order_by("-created_at")
-        self.fields["gate_policy"].queryset = GatePolicy.objects.filter(project=project).order_by("name")
+        fields: Any = self.fields
+        fields["backend"].choices = [(b, b) for b in available_backends()]
+        fields["study_template"].queryset = Study.objects.filter(project=project).order_by("-created_at")
+        fields["gate_policy"].queryset = GatePolicy.objects.filter(project=project).order_by("name")
 
     def clean_generation_config(self) -> dict[str, Any]:
         text = self.cleaned_data.get("generation_config") or ""
@@ -60,12 +62,11 @@ class NotificationsForm(forms.Form):
 
 
 class ScheduleForm(forms.Form):
-    suite = forms.ModelChoiceField(queryset=None)  # type: ignore[arg-type]
+    suite: forms.ModelChoiceField[Any] = forms.ModelChoiceField(queryset=Suite.objects.none())
     crontab = forms.CharField(max_length=100, initial="0 6 * * 1", help_text="minute hour day month weekday (UTC).")
     enabled = forms.BooleanField(required=False, initial=True)
 
     def __init__(self, *args: Any, project: Any, **kwargs: Any) -> None:
-        from evalhub.suites.models import Suite
-
         super().__init__(*args, **kwargs)
-        self.fields["suite"].queryset = Suite.objects.filter(project=project).order_by("name")  # type: ignore[attr-defined]
+        fields: Any = self.fields
+        fields["suite"].queryset = Suite.objects.filter(project=project).order_by("name")

@@ -11,6 +11,7 @@ how a receiver checks it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -149,8 +150,7 @@ def _notify(*, project: Project, event: str, subject: str, data: dict[str, Any])
         for row in rows:
             row.save()
     for row in rows:
-        delivery_id = row.pk
-        transaction.on_commit(lambda delivery_id=delivery_id: deliver.delay(delivery_id=delivery_id))
+        transaction.on_commit(functools.partial(deliver.delay, delivery_id=row.pk))
     return rows
 
 

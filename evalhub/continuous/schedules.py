@@ -152,7 +152,7 @@ def _previous_run(evaluation: Evaluation) -> Run | None:
     return (
         Run.objects.filter(run_adapters__adapter=evaluation.adapter, status=RunStatus.COMPLETED,
                            suite_version__suite_id=evaluation.suite_version.suite_id)
-        .exclude(pk=evaluation.run_id)
+        .exclude(pk=evaluation.run_id or 0)
         .filter(finished_at__lte=evaluation.run.finished_at if evaluation.run and evaluation.run.finished_at else timezone.now())
         .filter(metric_scores__adapter=evaluation.adapter)
         .distinct()
@@ -165,7 +165,8 @@ def _values(run_id: int, adapter_id: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     rows = MetricScore.objects.filter(run_id=run_id, adapter_id=adapter_id, value__isnull=False)
     for metric, value in rows.values_list("metric", "value"):
-        out.setdefault(metric, []).append(float(value))
+        if value is not None:
+            out.setdefault(metric, []).append(float(value))
     return out
 
 
@@ -174,13 +175,14 @@ def evaluation_compare(*, evaluation_id: int) -> list[Alert]:
     whose new interval leaves the previous mean behind on the worse side. Notifies a regression."""
     with transaction.atomic():
         evaluation = Evaluation.objects.select_for_update(of=("self",)).select_related("run", "adapter", "suite_version", "project").get(pk=evaluation_id)
-        if evaluation.state != EvaluationState.RUNNING or evaluation.run is None:
+        if evaluation.state != EvaluationState.RUNNING or evaluation.run_id is None:
             return []
+        run_id: int = evaluation.run_id
         previous = _previous_run(evaluation)
         alerts: list[Alert] = []
         if previous is not None:
             before = _values(previous.pk, evaluation.adapter_id)
-            for metric, values in sorted(_values(evaluation.run_id, evaluation.adapter_id).items()):
+            for metric, values in sorted(_values(run_id, evaluation.adapter_id).items()):
                 if metric not in before:
                     continue
                 now = mean_ci(values, resamples=2000)
