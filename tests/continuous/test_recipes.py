@@ -124,3 +124,16 @@ def test_a_recipe_that_could_not_run_is_refused_when_saved(project, tiny, suite_
         recipe_save(project=project, **values)
     assert field in refused.value.fields
     assert not Recipe.objects.exists()
+
+
+def test_registering_with_the_cli_starts_the_recipe(project, tiny, tiny_folders, suite_version, auto_policy,
+                                                    django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    recipe_save(project=project, suites=["tiny-suite"], baseline_rule="named", baseline="alpha@1",
+                gate_policy=auto_policy, generation_config={"max_new_tokens": 4})
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("register_adapter", str(tiny_folders["beta"]), "--project", project.slug,
+                     "--base-model", "tiny-base", "--name", "cli-gamma")
+    evaluation = Evaluation.objects.get(adapter__name="cli-gamma")
+    assert evaluation.baseline == tiny["alpha"] and evaluation.run is not None
