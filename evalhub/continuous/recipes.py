@@ -15,7 +15,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from annotation.models import Study
+from annotation.models import Study, StudyStatus
 from annotation.selectors import study_progress
 from annotation.services import study_create_from_run
 from evalhub.accounts.models import Project
@@ -403,14 +403,15 @@ def evaluation_freeze(*, evaluation_id: int) -> Verdict | None:
 
 
 def studies_finish() -> int:
-    """Freeze the verdicts of recipe studies whose every task has its ratings, or that were closed (beat)."""
+    """Freeze the verdicts of recipe studies whose every task has its ratings, or that were closed (beat).
+    A paused study waits."""
     done = 0
     for evaluation in Evaluation.objects.filter(state=EvaluationState.STUDY_OPEN).select_related("study"):
         study = evaluation.study
         if study is None:
             continue
         progress = study_progress(study=study)
-        if study.status != "open" or (progress.tasks and progress.complete >= progress.tasks):
+        if study.status == StudyStatus.CLOSED or (progress.tasks and progress.complete >= progress.tasks):
             try:
                 if evaluation_freeze(evaluation_id=evaluation.pk) is not None:
                     done += 1

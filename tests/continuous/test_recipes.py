@@ -77,6 +77,20 @@ def test_a_recipe_with_a_study_opens_it_and_asks_for_raters(
     assert [payload(r)["event"] for r in endpoint.received] == ["study.needs_raters"]
     assert not Verdict.objects.exists()
 
+    # Beat's study check: nothing while the study waits for ratings; a verdict once it is closed.
+    from annotation.services import study_set_status
+    from evalhub.continuous.recipes import studies_finish
+
+    assert studies_finish() == 0
+    study_set_status(study=evaluation.study, status="closed")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert studies_finish() == 1
+    evaluation.refresh_from_db()
+    assert evaluation.state == EvaluationState.VERDICT and evaluation.verdict.study == evaluation.study
+    assert evaluation.verdict.decision == "INCONCLUSIVE"  # no ratings: the default policy's human gates are open
+    assert [payload(r)["event"] for r in endpoint.received] == ["study.needs_raters", "verdict.ready"]
+    assert studies_finish() == 0
+
 
 def test_registering_twice_starts_nothing_twice(project, tiny, suite_version, auto_policy):
     from evalhub.continuous.recipes import recipe_start
