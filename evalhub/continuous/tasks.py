@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from evalhub.celery import evalhub_task, retry_countdown
+from evalhub.celery import MAX_RETRIES, evalhub_task, retry_countdown
 from evalhub.continuous import notifications, recipes, schedules, watch
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,10 @@ def finish_studies() -> int:
     return recipes.studies_finish()
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def deliver(self: Any, *, delivery_id: int) -> None:
     """Send one notification; a refusal is retried with the project's backoff (`retry_countdown`) until
-    EVALHUB_WEBHOOK_ATTEMPTS tries, then the delivery is marked failed. Unlike `evalhub_task`, a refusal is
+    EVALHUB_WEBHOOK_ATTEMPTS tries (at most the policy's MAX_RETRIES + 1), then the delivery is marked failed. Unlike `evalhub_task`, a refusal is
     retried in process too (no broker): there, with no queue to wait in, the next try follows at once."""
     tries = self.request.retries
     while True:
@@ -54,7 +54,7 @@ def deliver(self: Any, *, delivery_id: int) -> None:
             return
         except notifications.DeliveryFailed as exc:
             tries += 1
-            if tries >= settings.EVALHUB_WEBHOOK_ATTEMPTS:
+            if tries >= min(settings.EVALHUB_WEBHOOK_ATTEMPTS, MAX_RETRIES + 1):
                 notifications.delivery_give_up(delivery_id=delivery_id, error=str(exc))
                 return
             if not self.request.is_eager:
