@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("evalhub.runs.api_urls")),
     path("", include("evalhub.reports.api_urls")),
     path("", include("evalhub.audit.api_urls")),
+    path("", include("evalhub.continuous.api_urls")),
 ]

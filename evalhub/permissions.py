@@ -20,6 +20,8 @@ READ_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER)
 WRITE_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER)
 ADMIN_ROLES = (Role.ADMIN,)
 ALL_ROLES = (Role.ADMIN, Role.LEAD, Role.ENGINEER, Role.RATER)
+#: Who approves an adapter from a GO verdict (evalhub.continuous.recipes.adapter_approve).
+APPROVE_ROLES = (Role.ADMIN, Role.LEAD)
 
 
 def projects_for(*, user: Any, auth: Any = None, roles: tuple[str, ...] = READ_ROLES) -> QuerySet[Project]:

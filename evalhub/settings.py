@@ -75,6 +75,8 @@ INSTALLED_APPS = [
     "annotation",
     "evalhub.judging",
     "evalhub.ops",
+    "django_celery_beat",
+    "evalhub.continuous",
 ]
 
 MIDDLEWARE = [
@@ -232,12 +234,41 @@ EVALHUB_RETRY_AFTER_SECONDS = int(os.environ.get("EVALHUB_RETRY_AFTER_SECONDS", 
 # The lease must be longer than the slowest generation batch of the deployment's model.
 EVALHUB_CHUNK_LEASE_SECONDS = int(os.environ.get("EVALHUB_CHUNK_LEASE_SECONDS", "900"))
 EVALHUB_WATCHDOG_INTERVAL_SECONDS = int(os.environ.get("EVALHUB_WATCHDOG_INTERVAL_SECONDS", "60"))
-# Every periodic task of the project, in one place (run by `celery -A evalhub beat`).
+# Continuous evaluation (evalhub.continuous): adapters dropped in <watch folder>/<project>/<base model>/ are
+# registered once unchanged for the settle time; webhooks get this many tries; private webhook addresses
+# (loopback, 10.x, 169.254.x ...) are refused unless an admin allows them here.
+EVALHUB_WATCH_FOLDER = os.environ.get("EVALHUB_WATCH_FOLDER", "")
+EVALHUB_WATCH_INTERVAL_SECONDS = int(os.environ.get("EVALHUB_WATCH_INTERVAL_SECONDS", "60"))
+EVALHUB_WATCH_SETTLE_SECONDS = int(os.environ.get("EVALHUB_WATCH_SETTLE_SECONDS", "30"))
+EVALHUB_WEBHOOK_ATTEMPTS = int(os.environ.get("EVALHUB_WEBHOOK_ATTEMPTS", "5"))
+EVALHUB_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("EVALHUB_WEBHOOK_TIMEOUT_SECONDS", "10"))
+EVALHUB_WEBHOOK_ALLOW_PRIVATE = env_bool("EVALHUB_WEBHOOK_ALLOW_PRIVATE", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "evalhub@localhost")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+# Every periodic task of the project, in one place (run by `celery -A evalhub beat`). Beat uses
+# django-celery-beat's database scheduler: these entries are copied into its tables at start, next to the
+# re-evaluation schedules that projects create (evalhub.continuous.schedules).
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "runs-watchdog": {
         "task": "evalhub.runs.tasks.heal_runs",
         "schedule": float(EVALHUB_WATCHDOG_INTERVAL_SECONDS),
         "options": {"queue": "cpu", "expires": float(EVALHUB_WATCHDOG_INTERVAL_SECONDS)},
+    },
+    "continuous-watch-folder": {
+        "task": "evalhub.continuous.tasks.scan_watch_folder",
+        "schedule": float(EVALHUB_WATCH_INTERVAL_SECONDS),
+        "options": {"queue": "cpu", "expires": float(EVALHUB_WATCH_INTERVAL_SECONDS)},
+    },
+    "continuous-finish-studies": {
+        "task": "evalhub.continuous.tasks.finish_studies",
+        "schedule": 300.0,
+        "options": {"queue": "cpu", "expires": 300.0},
     },
 }
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("p/", include("evalhub.suites.urls")),
     path("p/", include("evalhub.runs.urls")),
     path("p/", include("evalhub.reports.urls")),
+    path("p/", include("evalhub.continuous.urls")),
     path("audit/", include("evalhub.audit.urls")),
     path("rate/", include("annotation.urls")),
     path("api/v1/", include("evalhub.api_urls")),

@@ -11,6 +11,7 @@ from evalhub.audit.services import audit_record
 from evalhub.catalog.inspection import check_adapter_fits, inspect_adapter_folder, inspect_model_folder
 from evalhub.catalog.models import Adapter, AdapterStatus, BaseModel
 from evalhub.catalog.selectors import adapter_by_label
+from evalhub.catalog.signals import adapter_registered
 from evalhub.errors import Conflict, ValidationFailed
 
 
@@ -149,6 +150,10 @@ def adapter_register(
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
             audit_record(actor=actor, action="adapter.register", obj=adapter, after=_snapshot(adapter))
+            adapter_id = adapter.pk
+            transaction.on_commit(
+                lambda: adapter_registered.send_robust(sender=Adapter, adapter_id=adapter_id)
+            )
     except IntegrityError as exc:
         raise Conflict(
             f"Adapter {name}@{version} already exists in {project.name}.",

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from evalhub.accounts.models import Project
 from evalhub.errors import DomainError
-from evalhub.permissions import WRITE_ROLES, projects_for
+from evalhub.permissions import APPROVE_ROLES, WRITE_ROLES, projects_for
 from evalhub.reports import exports, gates, plots, selectors, services
 from evalhub.reports.models import GatePolicy
 from evalhub.reports.schema import Report
@@ -205,7 +205,14 @@ def verdict(request: HttpRequest, project_slug: str, public_id: str) -> HttpResp
     return render(
         request,
         "reports/verdict.html",
-        {"project": project, "verdict": obj, "report": obj.snapshot.get("report", {}), "reopened": reopened},
+        {
+            "project": project,
+            "verdict": obj,
+            "report": obj.snapshot.get("report", {}),
+            "reopened": reopened,
+            # Approving the candidate of a GO verdict is a lead's decision (evalhub.continuous.recipes).
+            "can_approve": projects_for(user=request.user, roles=APPROVE_ROLES).filter(pk=project.pk).exists(),
+        },
     )
 
 

@@ -14,6 +14,31 @@ from django.utils.module_loading import import_string
 log = logging.getLogger(__name__)
 
 RUN_COMPLETED_HOOKS: list[str] = ["evalhub.runs.scoring.run_score_enqueue"]
+#: Called with `run_id=` once no kind of the run's scoring is queued or running (each done or failed).
+SCORING_FINISHED_HOOKS: list[str] = ["evalhub.continuous.recipes.evaluation_scored"]
+#: Called with `run_id=` and `reason=` after the commit that failed a run, or that the watchdog noted a stall.
+RUN_FAILED_HOOKS: list[str] = ["evalhub.continuous.notifications.notify_run_failed"]
+RUN_STALLED_HOOKS: list[str] = ["evalhub.continuous.notifications.notify_run_stalled"]
+
+
+def _call(paths: list[str], what: str, run_id: int, **kwargs: object) -> None:
+    for path in paths:
+        try:
+            import_string(path)(run_id=run_id, **kwargs)
+        except Exception:
+            log.exception("%s hook %s failed for run %s", what, path, run_id)
+
+
+def on_scoring_finished(run_id: int) -> None:
+    _call(SCORING_FINISHED_HOOKS, "scoring-finished", run_id)
+
+
+def on_run_failed(run_id: int, reason: str) -> None:
+    _call(RUN_FAILED_HOOKS, "run-failed", run_id, reason=reason)
+
+
+def on_run_stalled(run_id: int, reason: str) -> None:
+    _call(RUN_STALLED_HOOKS, "run-stalled", run_id, reason=reason)
 
 
 def on_run_completed(run_id: int) -> None:
@@ -23,8 +48,4 @@ def on_run_completed(run_id: int) -> None:
     embedded mode scoring itself, which runs inline) must not be reported as a generation
     failure. `manage.py score_run` fills in scores a failed hook left missing.
     """
-    for path in RUN_COMPLETED_HOOKS:
-        try:
-            import_string(path)(run_id=run_id)
-        except Exception:
-            log.exception("run-completed hook %s failed for run %s", path, run_id)
+    _call(RUN_COMPLETED_HOOKS, "run-completed", run_id)

@@ -23,6 +23,7 @@ from django.utils import timezone
 from evalhub.audit.services import audit_record
 from evalhub.errors import Conflict
 from evalhub.runs.engine import configured_device
+from evalhub.runs.hooks import on_scoring_finished
 from evalhub.runs.models import MetricScore, Output, Run, RunScoring, RunStatus, ScoringKind, ScoringStatus
 from evalhub.suites.models import Split
 from metrics.registry import CHECKS_METRIC, PERPLEXITY_METRIC, TEXT_METRICS
@@ -282,6 +283,11 @@ def scoring_give_up(*, run_id: int, kind: str, exc: BaseException) -> None:
         )
     except Exception:
         log.exception("could not record the failed %s scoring of run %s", kind, run_id)
+        return
+    try:
+        _finished_check(run_id)
+    except Exception:
+        log.exception("could not check whether run %s's scoring finished", run_id)
 
 
 def _scorer(kind: str) -> Callable[..., int]:
@@ -320,7 +326,18 @@ def run_score_kind(
     _scoring_set(
         run_id=run_id, kind=kind, status=ScoringStatus.DONE, written=written, finished_at=timezone.now()
     )
+    _finished_check(run_id)
     return written
+
+
+def _finished_check(run_id: int) -> None:
+    """Call the scoring-finished hooks when no kind is queued or running any more (after the commit).
+
+    Two kinds finishing at once may both call them: the hooks are idempotent (they lock their own rows).
+    """
+    unfinished = RunScoring.objects.filter(run_id=run_id, status__in=[ScoringStatus.QUEUED, ScoringStatus.RUNNING])
+    if not unfinished.exists():
+        transaction.on_commit(lambda: on_scoring_finished(run_id))
 
 
 def run_score(*, run_id: int, force: bool = False) -> dict[str, int]:
@@ -367,7 +384,8 @@ def score_enqueue(*, run_id: int, force: bool = False) -> None:
     from evalhub.runs import tasks as run_tasks
 
     tasks = {ScoringKind.TEXT: run_tasks.score_text, ScoringKind.PERPLEXITY: run_tasks.score_perplexity}
-    for kind, task in tasks.items():
+    # Every kind is queued before any is sent, so one finishing in process does not look like the last.
+    for kind in tasks:
         _scoring_set(
             run_id=run_id,
             kind=kind,
@@ -377,6 +395,7 @@ def score_enqueue(*, run_id: int, force: bool = False) -> None:
             started_at=None,
             finished_at=None,
         )
+    for kind, task in tasks.items():
         try:
             task.delay(run_id=run_id, force=force)
         except Exception as exc:

@@ -39,7 +39,7 @@ from evalhub.generation import (
 )
 from evalhub.runs import progress
 from evalhub.runs.engine import EngineSpec, configured_device, engine_for, engine_release
-from evalhub.runs.hooks import on_run_completed
+from evalhub.runs.hooks import on_run_completed, on_run_failed
 from evalhub.runs.models import AdapterRole, ChunkStatus, Output, Run, RunAdapter, RunChunk, RunStatus
 from evalhub.suites.models import Case, SuiteVersion
 from evalhub.suites.services import suite_version_lock
@@ -641,6 +641,8 @@ def _fail_locked(run: Run, error: str) -> None:
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "error", "finished_at"])
     audit_record(actor=None, action="run.fail", obj=run, after={"status": run.status}, note=run.error)
+    run_id, reason = run.pk, run.error
+    transaction.on_commit(lambda: on_run_failed(run_id, reason))
 
 
 def run_fail(*, run_id: int, error: str) -> None:

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from evalhub.audit.services import audit_record
 from evalhub.runs import progress
+from evalhub.runs.hooks import on_run_stalled
 from evalhub.runs.models import ChunkStatus, Output, Run, RunChunk, RunStatus
 from evalhub.runs.services import _complete_if_done_locked, _enqueue_chunks, _enqueue_prepare
 
@@ -109,6 +110,8 @@ def run_heal(*, run_id: int, now: datetime, cutoff: datetime, report: HealReport
         run.watchdog_note = f"{now:%Y-%m-%d %H:%M:%S %Z}: {note}."
         run.save(update_fields=["watchdog_at", "watchdog_note"])
         audit_record(actor=None, action="run.heal", obj=run, after={"resent": resent}, note=run.watchdog_note)
+        stall_note = run.watchdog_note
+        transaction.on_commit(lambda: on_run_stalled(run_id, stall_note))
     log.warning("run %s: %s", run_id, run.watchdog_note)
     report.resent[run_id] = resent
     report.lease_expiries += len(expired)

@@ -108,6 +108,19 @@ PAGES: dict[str, Page] = {
         "lead", lambda w, s: {**_project(w, s), "public_id": w.get("verdict", s).public_id}
     ),
     "p/<slug:project_slug>/gate-policies/": Page("lead", _project),
+    "p/<slug:project_slug>/verdicts/<str:public_id>/approve/": Page(
+        "lead", lambda w, s: {**_project(w, s), "public_id": w.get("verdict", s).public_id}, method="POST", status=302
+    ),
+    "p/<slug:project_slug>/continuous/": Page("lead", _project),
+    "p/<slug:project_slug>/continuous/notifications/": Page(
+        "lead", _project, method="POST", status=302, data={"emails": "ops@example.com", "webhook_url": ""}
+    ),
+    # An empty form: refused with its errors (400), after the project check that id tampering probes.
+    "p/<slug:project_slug>/continuous/schedules/": Page("lead", _project, method="POST", status=400, data={}),
+    "p/<slug:project_slug>/continuous/deliveries/": Page("lead", _project),
+    "p/<slug:project_slug>/adapters/<int:adapter_id>/timeline/": Page(
+        "lead", lambda w, s: {**_project(w, s), "adapter_id": w.get("adapter", s).pk}
+    ),
     "p/<slug:project_slug>/trend/": Page("lead", _project),
     "p/<slug:project_slug>/trend/plot.png": Page("lead", _project, html=False),
     "audit/": Page("admin"),

@@ -78,6 +78,21 @@ def staff_object(ok: str = OK) -> Policy:
     )
 
 
+# Acting on a project object as its ML lead or admin: an engineer is refused (403), the rest as staff_object.
+LEAD_OBJECT = _policy(
+    "lead_object",
+    {
+        "admin": PASS,
+        "lead": PASS,
+        "engineer": FORBID,
+        "site_admin": PASS,
+        "rater": DENY,
+        "outsider": HIDE,
+        "cross_token": HIDE,
+    },
+    {"admin": HIDE, "lead": HIDE, "engineer": HIDE, "rater": HIDE, "site_admin": PASS},
+)
+
 STAFF_LIST = _policy(
     "staff_list",
     {
@@ -378,6 +393,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/v1/gate-policies/{id}"): Rule(staff_object()),
     ("POST", "/api/v1/verdicts"): Rule(staff_create(), body=lambda w, s: {"run": w.get("run", s).pk}),
     ("GET", "/api/v1/verdicts/{public_id}"): Rule(staff_object()),
+    # continuous evaluation: a project's recipe and delivery log; approval is for leads and admins
+    ("GET", "/api/v1/projects/{slug}/recipe/"): Rule(staff_object()),
+    ("PUT", "/api/v1/projects/{slug}/recipe/"): Rule(
+        staff_object(PASS), body=lambda w, s: {"suites": ["no-such-suite"], "baseline_rule": "parent"}
+    ),
+    ("GET", "/api/v1/projects/{slug}/deliveries/"): Rule(staff_object()),
+    ("POST", "/api/v1/verdicts/{public_id}/approve/"): Rule(LEAD_OBJECT),
     # rating: the rater's side
     ("GET", "/api/v1/rater/assigned-studies"): Rule(RATER_LIST, seed=("study",)),
     ("POST", "/api/v1/rater/assigned-studies/{study_id}/consent"): Rule(rater_object()),
