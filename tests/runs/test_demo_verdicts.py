@@ -1,5 +1,6 @@
 """The demo end to end on the fixture family: GO for summariser-v2 and NO-GO for synthetic-bad, each
-against summariser-v1 and each for the right reason (the simulated experts judge the real outputs)."""
+against summariser-v1 and each for the right reason (the simulated experts judge the real outputs),
+and every verdict the demo freezes reopens "identical". One slow demo run serves both checks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 
 from evalhub import demo
+from evalhub.reports.models import Verdict
+from evalhub.reports.services import verdict_reopen
 from tests.conftest import FIXTURE_MODELS
 
 pytestmark = [
@@ -36,6 +39,19 @@ def test_the_demo_ends_go_for_v2_and_no_go_for_synthetic_bad(settings: Any, tmp_
     verdicts = state.objects["verdicts"]
     print(out.getvalue())  # the demo's own account of the verdicts, shown with -s
 
+    # Every verdict the demo froze, read back from the database, reopens to the same numbers and
+    # decision (checked first: it must hold whatever the decisions are).
+    frozen = list(Verdict.objects.order_by("pk"))
+    assert sorted(v.pk for v in frozen) == sorted(v.pk for v in verdicts.values())
+    for verdict in frozen:
+        reopened = verdict_reopen(verdict)
+        assert reopened.hash_ok, verdict.candidate.label
+        assert reopened.status == "identical", (
+            verdict.candidate.label,
+            [c.to_dict() for c in reopened.changes],
+        )
+        assert reopened.decision == verdict.decision and not reopened.missing and not reopened.gone
+
     good, bad = verdicts["summariser-v2"], verdicts["synthetic-bad"]
     # synthetic-bad loses because experts catch its invented facts and prefer v1, not on a technicality.
     assert bad.decision == "NO-GO", out.getvalue()
@@ -43,12 +59,14 @@ def test_the_demo_ends_go_for_v2_and_no_go_for_synthetic_bad(settings: Any, tmp_
     # ... and the absolute gates catch it on their own: most outputs flagged, adversarial checks failed.
     assert {"hallucination_rate", "adversarial_pass_rate"} <= _failed(bad)
     assert bad.why.startswith("NO-GO for synthetic-bad@1 because ") and "misses the threshold" in bad.why
-    # v2 wins (its gates on wins, relative hallucination and adversarial checks pass) ...
-    assert {"win_rate_lower", "hallucination_rate_delta", "adversarial_pass_rate"} <= _passed(good)
+    # v2 wins (its gates on wins and adversarial checks pass) ...
+    assert {"win_rate_lower", "adversarial_pass_rate"} <= _passed(good)
     if good.decision != "GO":
-        # ... but v2 still misspells held-out names (fixtures/models/RECIPE.md): raters flag about a
-        # third of its outputs, above the absolute 10% ceiling, until fixtures2's retrained v2 lands.
+        # ... but v2 still misspells some held-out person names (fixtures/models/RECIPE.md): last seen,
+        # raters flagged 16% of its outputs (interval open on the 10% ceiling), more than v1's, which
+        # states fewer names, so the relative hallucination gate fails too.
         pytest.xfail(f"summariser-v2 is {good.decision}: {good.why}")
+    assert {"hallucination_rate_delta", "hallucination_rate"} <= _passed(good)
     assert good.decision == "GO" and good.why.startswith("GO for summariser@2: all ")
 
 
