@@ -29,6 +29,7 @@ from evalhub.suites.templating import (
     FILE_MAX_STEPS,
     Steps,
     TemplateProblem,
+    UnknownFilter,
     check,
     is_template,
     render,
@@ -204,7 +205,8 @@ INPUT_VARS = ("input", "document", "prompt", "query", "question", "text")
 REFERENCE_VARS = ("reference", "expected", "expected_output", "answer", "target")
 # promptfoo test metadata keys that set a case field (mapped like file columns); other keys become slices.
 PROMPTFOO_METADATA_FIELDS = ("id", "tags", "origin", "generator", "split", "category")
-TOP_LEVEL_USED = {"prompts", "tests", "defaultTest", "scenarios", "assertionTemplates"}  # the last through $ref
+# assertionTemplates are read through the `$ref`s that point into them.
+TOP_LEVEL_USED = {"prompts", "tests", "defaultTest", "scenarios", "assertionTemplates"}
 TEST_USED = {"vars", "assert", "description", "metadata", "options", "threshold"}
 OPTIONS_USED = {"prefix", "suffix"}
 REMOTE = ("huggingface://", "hf://", "http://", "https://", "s3://", "gs://", "langfuse://", "sheets://")
@@ -400,6 +402,15 @@ class ConfigReader:
         for prompt in prompts:
             try:
                 check(prompt.template)
+            except UnknownFilter as exc:
+                custom = document.get("filters")
+                source = custom.get(exc.name) if isinstance(custom, dict) else None
+                where = f" (the config's filters: defines it in {source})" if source else ""
+                raise self.refused(
+                    f"prompt {prompt.label!r}: {exc.message}{where}. Apply the filter to the var's values "
+                    "in the tests, or write the prompt without it.",
+                    "filters" if source else prompt.template,
+                ) from exc
             except TemplateProblem as exc:
                 raise self.refused(f"prompt {prompt.label!r}: {exc.message}", prompt.template) from exc
         return prompts
