@@ -178,6 +178,7 @@ REDTEAM_CATEGORIES = (
     ("indirect-prompt-injection", "injection"),
     ("hijacking", "injection"),
     ("harmful", "refusal"),
+    ("intent", "refusal"),
 )
 REDTEAM_PREFIX = "promptfoo:redteam:"
 
@@ -877,7 +878,8 @@ def _expansions(variables: dict[str, Any], lim: int) -> list[dict[str, Any]]:
 def _redteam_metadata(metadata: dict[str, Any], values: dict[str, Any], slices: dict[str, str]) -> None:
     """A generated red-team test: its plugin and strategy become tags and slices, its family the
     case category, and the case is synthetic (made by promptfoo's red-team generator)."""
-    plugin = str(metadata.get("pluginId") or "")
+    # Generated files write the grader's full id (promptfoo:redteam:intent); the plugin is its last part.
+    plugin = str(metadata.get("pluginId") or "").removeprefix(REDTEAM_PREFIX)
     strategy = str(metadata.get("strategyId") or "")
     if not plugin:
         return

@@ -38,12 +38,13 @@ class TemplateProblem(Exception):
 
 
 class UnknownFilter(TemplateProblem):
-    """A filter that is neither Nunjucks' nor promptfoo's (a config's own `filters:`, in JavaScript)."""
+    """A filter the engine does not have: most often a config's own (`filters:`, in JavaScript)."""
 
     def __init__(self, name: str, line: int | None = None) -> None:
         super().__init__(
-            f"the filter {name!r} (line {line}) is not a Nunjucks or promptfoo filter; a custom filter "
-            "is JavaScript, which evalhub does not run",
+            f"the filter {name!r} (line {line}) is not one evalhub can render (the Nunjucks built-ins "
+            "Jinja2 shares, and promptfoo's load and dump); a custom filter is JavaScript, which evalhub "
+            "does not run",
             line,
         )
         self.name = name
