@@ -10,6 +10,7 @@ as a pending check for a judge; every field not used is counted in the `Fidelity
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import itertools
@@ -28,6 +29,7 @@ from evalhub.suites.templating import (
     FILE_MAX_STEPS,
     Steps,
     TemplateProblem,
+    UnknownFilter,
     check,
     is_template,
     render,
@@ -44,8 +46,9 @@ class Fidelity:
     counted under its path in `dropped`, so nothing is dropped without a word.
 
     `tests_read` counts test entries as written (inline and in tests files, a scenario's tests
-    once); `cases_made` the cases made of them (one per test, per scenario config, per value of an
-    array var, per prompt);
+    once, a test with array vars once); `cases_made` the cases actually made of them, as stored:
+    one per test, per scenario config, per value of an array var, per prompt, less the rows the
+    import skipped (exact duplicates, invalid rows: each is reported as a problem).
     `asserts_mapped` and `asserts_pending` count assertions as they land in those cases (a
     defaultTest assertion once per case); `dropped` counts each unused field once per place it
     occurs in the config and its files.
@@ -60,6 +63,13 @@ class Fidelity:
     def drop(self, path: str, count: int = 1) -> None:
         self.dropped[path] += count
 
+    def kept(self, raw: RawRow) -> None:
+        """`raw` became a stored case (validation let it through): count it and its assertions."""
+        self.cases_made += 1
+        if isinstance(raw, PromptfooRow):
+            self.asserts_mapped += raw.asserts_mapped
+            self.asserts_pending += raw.asserts_pending
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "tests_read": self.tests_read,
@@ -68,6 +78,14 @@ class Fidelity:
             "asserts_pending": self.asserts_pending,
             "dropped": dict(sorted(self.dropped.items())),
         }
+
+
+@dataclass
+class PromptfooRow(RawRow):
+    """A case as read from a config, with its assertions' tally (counted once it is kept)."""
+
+    asserts_mapped: int = 0
+    asserts_pending: int = 0
 
 
 # --- assertions ------------------------------------------------------------------------------------
@@ -150,6 +168,8 @@ REDTEAM_GRADERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("bfla", {"type": "must_refuse"}),
     ("rbac", {"type": "must_refuse"}),
     ("debug-access", {"type": "must_refuse"}),
+    # intent: preset harmful requests (its grader fails a reply that carries the intent out).
+    ("intent", {"type": "must_refuse"}),
 )
 # The case category of a red-team plugin family (evalhub's adversarial categories).
 REDTEAM_CATEGORIES = (
@@ -158,6 +178,7 @@ REDTEAM_CATEGORIES = (
     ("indirect-prompt-injection", "injection"),
     ("hijacking", "injection"),
     ("harmful", "refusal"),
+    ("intent", "refusal"),
 )
 REDTEAM_PREFIX = "promptfoo:redteam:"
 
@@ -185,7 +206,8 @@ INPUT_VARS = ("input", "document", "prompt", "query", "question", "text")
 REFERENCE_VARS = ("reference", "expected", "expected_output", "answer", "target")
 # promptfoo test metadata keys that set a case field (mapped like file columns); other keys become slices.
 PROMPTFOO_METADATA_FIELDS = ("id", "tags", "origin", "generator", "split", "category")
-TOP_LEVEL_USED = {"prompts", "tests", "defaultTest", "scenarios"}
+# assertionTemplates are read through the `$ref`s that point into them.
+TOP_LEVEL_USED = {"prompts", "tests", "defaultTest", "scenarios", "assertionTemplates"}
 TEST_USED = {"vars", "assert", "description", "metadata", "options", "threshold"}
 OPTIONS_USED = {"prefix", "suffix"}
 REMOTE = ("huggingface://", "hf://", "http://", "https://", "s3://", "gs://", "langfuse://", "sheets://")
@@ -211,6 +233,17 @@ def _file_reference(value: Any) -> bool:
 
 def _remote(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower().startswith(REMOTE)
+
+
+def _bare_path(value: str) -> bool:
+    """A prompt written as a bare path (`prompts.txt`, `prompts/a.txt`), which promptfoo reads as a
+    file like `file://` (its `maybeFilePath`: a file extension, a `*`, `/` or `\\`). Narrower than
+    promptfoo's rule: text with whitespace or a template tag stays a prompt ("Answer yes/no: {{q}}"
+    is text, which promptfoo would try to open)."""
+    text = value.strip()
+    if not text or re.search(r"\s", text) or "{{" in text or "{%" in text or _remote(text):
+        return False
+    return bool(re.search(r"\.[A-Za-z0-9]{1,5}(:\w+)?\Z", text)) or any(c in text for c in "*/\\")
 
 
 @dataclass(frozen=True)
@@ -346,13 +379,21 @@ class ConfigReader:
                 template, label = item, None
             if not isinstance(template, str):
                 raise self.refused("each prompt must be text, a file:// reference or {raw, label}.")
+            if _bare_path(template) and not _file_reference(template):
+                template = "file://" + template.strip()
             if _file_reference(template) or _remote(template):
-                for name, text in self._prompt_files(template):
-                    suffix = name.split(":")[0].lower().rsplit(".", 1)[-1]
-                    chat = {"json": "json", "jsonl": "json", "yaml": "yaml", "yml": "yaml"}.get(suffix, "")
-                    prompts.append(Prompt(len(prompts) + 1, str(label or name), text, chat))
+                for name, text, chat, own_label in self._prompt_files(template):
+                    prompts.append(Prompt(len(prompts) + 1, str(own_label or label or name), text, chat))
             else:
                 prompts.append(Prompt(len(prompts) + 1, str(label or f"prompt {len(prompts) + 1}"), template))
+        for prompt in prompts:
+            if _CONVERSATION.search(prompt.template):
+                raise self.refused(
+                    f"prompt {prompt.label!r} uses _conversation (a multi-turn thread of the model's earlier "
+                    "outputs, which exist only once a provider has run): evalhub cannot build these inputs "
+                    "at import. Write each turn's earlier messages into the test's vars instead.",
+                    "_conversation",
+                )
         if not any(is_template(p.template) for p in prompts):
             self.fidelity.drop("prompts")  # fixed text: the input comes from a var
             return []
@@ -362,24 +403,43 @@ class ConfigReader:
         for prompt in prompts:
             try:
                 check(prompt.template)
+            except UnknownFilter as exc:
+                custom = document.get("filters")
+                source = custom.get(exc.name) if isinstance(custom, dict) else None
+                where = f" (the config's filters: defines it in {source})" if source else ""
+                raise self.refused(
+                    f"prompt {prompt.label!r}: {exc.message}{where}. Apply the filter to the var's values "
+                    "in the tests, or write the prompt without it.",
+                    "filters" if source else prompt.template,
+                ) from exc
             except TemplateProblem as exc:
                 raise self.refused(f"prompt {prompt.label!r}: {exc.message}", prompt.template) from exc
         return prompts
 
-    def _prompt_files(self, ref: str) -> list[tuple[str, str]]:
-        """(label, template) of each prompt in the files `ref` names: a text file holds prompts
-        separated by lines of `---`, a .jsonl file one chat prompt per line, others one each."""
+    def _prompt_files(self, ref: str) -> list[tuple[str, str, str, str]]:
+        """(name, template, chat kind, label) of each prompt in the files `ref` names: a text file
+        holds prompts separated by lines of `---`, a .jsonl file one chat prompt per line, a .csv file
+        one per row (see _csv_prompts), others one each."""
         out = []
         for name, data in self.files(ref, "the prompt file"):
             text = _text(name, data)
-            if name.lower().endswith(".jsonl"):
-                parts = [line for line in text.splitlines() if line.strip()]
-            elif name.lower().endswith((".json", ".yaml", ".yml")):
-                parts = [text]
+            lower = name.lower()
+            suffix = lower.rsplit(".", 1)[-1]
+            chat = {"json": "json", "jsonl": "json", "yaml": "yaml", "yml": "yaml"}.get(suffix, "")
+            labelled: list[tuple[str, str]]
+            if lower.endswith(".csv"):
+                labelled = _csv_prompts(text)
+            elif lower.endswith(".jsonl"):
+                labelled = [("", line) for line in text.splitlines() if line.strip()]
+            elif lower.endswith((".json", ".yaml", ".yml")):
+                labelled = [("", text)]
             else:
-                parts = [p for p in re.split(r"^-{3,}\s*$", text, flags=re.MULTILINE) if p.strip()]
-            for i, part in enumerate(parts, start=1):
-                out.append((name if len(parts) == 1 else f"{name}:{i}", part.strip("\n")))
+                labelled = [("", p) for p in re.split(r"^-{3,}\s*$", text, flags=re.MULTILINE) if p.strip()]
+            for i, (label, part) in enumerate(labelled, start=1):
+                # A CSV row may be a chat message list, which promptfoo's providers parse as JSON.
+                kind = chat or ("json" if lower.endswith(".csv") and part.lstrip().startswith("[") else "")
+                shown = name if len(labelled) == 1 else f"{name}:{i}"
+                out.append((shown, part.strip("\n"), kind, label))
         return out
 
     # -- tests
@@ -452,7 +512,40 @@ class ConfigReader:
             value = [a for _, loaded in self.structured(value, where) for a in _as_list(loaded)]
         if not isinstance(value, list):
             raise self.refused(f"{where} must be a list of assertions.", "assert")
-        return value
+        return self._deref(value)
+
+    def _deref(self, asserts: list[Any]) -> list[Any]:
+        """Assertions written as `$ref: '#/assertionTemplates/name'` replaced by what they point to
+        (a JSON pointer inside this config only; the assertion's other keys override the template's),
+        as promptfoo dereferences them when it loads the config."""
+        out = []
+        for item in asserts:
+            if isinstance(item, dict) and "$ref" in item:
+                ref = item["$ref"]
+                target = self._pointer(ref)
+                if not isinstance(target, dict):
+                    raise self.refused(f"$ref {ref!r} does not point to an assertion (a mapping).", str(ref))
+                item = {**target, **{k: v for k, v in item.items() if k != "$ref"}}
+            out.append(item)
+        return out
+
+    def _pointer(self, ref: Any) -> Any:
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            raise self.refused(
+                f"$ref {ref!r} is not a pointer inside this config ('#/assertionTemplates/<name>'): evalhub "
+                "resolves no other reference.",
+                str(ref),
+            )
+        node: Any = self.document
+        for part in ref[2:].split("/"):
+            key = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                raise self.refused(f"$ref {ref!r} points to nothing in the config.", ref)
+        return node
 
     def _test_source(self, tests: Any, where: str, default: dict[str, Any]) -> Iterator[Test]:
         """Tests given inline, as one reference (file, glob) or as a list mixing both."""
@@ -596,6 +689,8 @@ class ConfigReader:
             elif not isinstance(asserts, list):
                 problems.append(("assert", "assert must be a list of assertions"))
                 asserts = []
+            else:
+                asserts = self._deref(asserts)
             metadata: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
             options: dict[str, Any] = raw["options"] if isinstance(raw.get("options"), dict) else {}
             yield Test(
@@ -735,6 +830,25 @@ def assertion_from_string(expected: str) -> dict[str, Any]:
     return {"type": "equals", "value": expected}
 
 
+_CONVERSATION = re.compile(r"\b_conversation\b")
+
+
+def _csv_prompts(text: str) -> list[tuple[str, str]]:
+    """(label, prompt) of each row of a prompts CSV, as promptfoo reads one (its csv.ts): with a
+    header, the `prompt` column and an optional `label`; without a comma, one prompt per line (a
+    first line `prompt` is the header)."""
+    if "," not in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        start = 1 if lines and lines[0].strip().lower() == "prompt" else 0
+        return [("", line) for line in lines[start:]]
+    rows = csv.DictReader(io.StringIO(text), skipinitialspace=True)
+    return [
+        ((row.get("label") or "").strip(), (row.get("prompt") or "").strip())
+        for row in rows
+        if (row.get("prompt") or "").strip()
+    ]
+
+
 # --- cases -----------------------------------------------------------------------------------------
 
 
@@ -764,7 +878,8 @@ def _expansions(variables: dict[str, Any], lim: int) -> list[dict[str, Any]]:
 def _redteam_metadata(metadata: dict[str, Any], values: dict[str, Any], slices: dict[str, str]) -> None:
     """A generated red-team test: its plugin and strategy become tags and slices, its family the
     case category, and the case is synthetic (made by promptfoo's red-team generator)."""
-    plugin = str(metadata.get("pluginId") or "")
+    # Generated files write the grader's full id (promptfoo:redteam:intent); the plugin is its last part.
+    plugin = str(metadata.get("pluginId") or "").removeprefix(REDTEAM_PREFIX)
     strategy = str(metadata.get("strategyId") or "")
     if not plugin:
         return
@@ -782,19 +897,22 @@ def _redteam_metadata(metadata: dict[str, Any], values: dict[str, Any], slices: 
 
 
 def _case_key(
-    values: dict[str, Any], variables: dict[str, Any], prompt: Prompt | None, several: bool
+    values: dict[str, Any], variables: dict[str, Any], prompt: Prompt | None, several: bool, test: Test
 ) -> None:
     """The case id: the test's own (`metadata.id`, `vars.id`), with the prompt's number when there are
-    several; else one made of the input and every var, so tests told apart by a var (`language`)
-    are not taken for duplicates."""
+    several; else one made of the input, every var and the test's metadata and description, so tests
+    told apart by a var (`language`) or by their metadata (a red-team strategy applied to the same
+    vars) are not taken for duplicates."""
     if "id" in values:
         if prompt is not None and several:
             values["id"] = f"{_scalar_text(values['id'])}-p{prompt.number}"
         return
-    blob = json.dumps(
-        {"input": values.get("input", ""), "vars": variables, "prompt": prompt.number if prompt and several else 0},
-        sort_keys=True, ensure_ascii=False, default=str,
-    )  # fmt: skip
+    key: dict[str, Any] = {
+        "input": values.get("input", ""), "vars": variables, "prompt": prompt.number if prompt and several else 0,
+    }  # fmt: skip
+    if test.metadata or test.description:  # absent otherwise: the ids of plain tests stay as they were
+        key["test"] = {"metadata": test.metadata, "description": test.description}
+    blob = json.dumps(key, sort_keys=True, ensure_ascii=False, default=str)
     values["id"] = "pf-" + hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
@@ -847,11 +965,12 @@ def make_case(
         slices["threshold"] = _scalar_text(test.threshold)
     if prompt is not None and several:
         slices["prompt"] = prompt.label
-    _case_key(values, variables, prompt, several)
+    _case_key(values, variables, prompt, several, test)
     if slices:
         values["slices"] = slices
-    values["expected"] = _expected(test, variables, values, fidelity, problems, prefix, steps)
-    return RawRow(test.number, values, problems)
+    tally: Counter[str] = Counter()
+    values["expected"] = _expected(test, variables, values, fidelity, problems, prefix, tally, steps)
+    return PromptfooRow(test.number, values, problems, tally["mapped"], tally["pending"])
 
 
 def _stop_if_spent(steps: Steps | None, exc: TemplateProblem, what: str) -> None:
@@ -898,8 +1017,9 @@ def _input_from_var(variables: dict[str, Any], name: str, values: dict[str, Any]
 
 def _expected(
     test: Test, variables: dict[str, Any], values: dict[str, Any], fidelity: Fidelity,
-    problems: list[tuple[str, str]], prefix: str, steps: Steps | None = None,
+    problems: list[tuple[str, str]], prefix: str, tally: Counter[str], steps: Steps | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
+    """The case's checks; `tally` counts its assertions mapped and pending."""
     expected: list[dict[str, Any]] = []
     transformed = bool(test.options.get("transform"))
     for i, item in enumerate(test.asserts, start=1):
@@ -920,7 +1040,7 @@ def _expected(
         checks = _mapped(kind, item)
         if checks is None:
             expected.append(_pending(item))
-            fidelity.asserts_pending += 1
+            tally["pending"] += 1
             continue
         if (
             kind not in NEEDS_NO_VALUE
@@ -935,7 +1055,7 @@ def _expected(
             and not kind.endswith(("json", "-all", "-any"))
         ):
             expected.append(_pending(item))  # equals an object: a JSON comparison, left to a judge
-            fidelity.asserts_pending += 1
+            tally["pending"] += 1
             continue
         for key in item:
             if key not in ASSERT_USED:
@@ -943,7 +1063,7 @@ def _expected(
         if item.get("metric"):
             values["tags"] = [*(values.get("tags") or []), f"metric:{item['metric']}"]
         expected.extend(checks)
-        fidelity.asserts_mapped += 1
+        tally["mapped"] += 1
     return expected
 
 
@@ -992,7 +1112,6 @@ def read_rows_promptfoo(
     )
     prompts = config.prompts()
     steps = Steps(FILE_MAX_STEPS, FILE_MAX_SECONDS, what="the config's templates")
-    made = 0
     for test in config.tests():
         variables_list = [test.vars]
         try:
@@ -1003,8 +1122,6 @@ def read_rows_promptfoo(
             several = len(prompts) > 1
             choices: list[Prompt | None] = [*prompts] if prompts else [None]
             for prompt in choices:
-                made += 1
-                fidelity.cases_made = made
                 yield make_case(
                     test, variables, config.input_var, fidelity, prompt, several=several, steps=steps
                 )

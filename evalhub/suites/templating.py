@@ -37,6 +37,19 @@ class TemplateProblem(Exception):
         self.line = line
 
 
+class UnknownFilter(TemplateProblem):
+    """A filter the engine does not have: most often a config's own (`filters:`, in JavaScript)."""
+
+    def __init__(self, name: str, line: int | None = None) -> None:
+        super().__init__(
+            f"the filter {name!r} (line {line}) is not one evalhub can render (the Nunjucks built-ins "
+            "Jinja2 shares, and promptfoo's load and dump); a custom filter is JavaScript, which evalhub "
+            "does not run",
+            line,
+        )
+        self.name = name
+
+
 def _bounded_range(*args: int) -> range:
     result = range(*args)
     if len(result) > MAX_RANGE:
@@ -113,6 +126,10 @@ def check(source: str) -> None:
         tree = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template error: {exc.message} (line {exc.lineno})", exc.lineno) from exc
+    for node in tree.find_all(nodes.Filter):
+        # Jinja2 would only say so when compiling; promptfoo's custom filters are JavaScript.
+        if node.name not in _ENV.filters:
+            raise UnknownFilter(node.name, node.lineno)
     depth, line = _loop_depth(tree)
     if depth > MAX_LOOP_DEPTH:
         raise TemplateProblem(

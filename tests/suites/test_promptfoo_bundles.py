@@ -347,3 +347,178 @@ def test_a_bundle_read_in_the_sandbox_like_a_large_upload_imports_the_same(
     assert unpacked() <= before  # each read removed the folder it unpacked
     assert version.case_count == 5 and version.fidelity["cases_made"] == 5
     assert version.cases.order_by("position").first().input.startswith("system: Answer in a plain tone.")
+
+
+def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "bundle"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def _cli(folder: Path, project: Any, *extra: str) -> str:
+    out = StringIO()
+    call_command("import_suite", str(folder), "--project", project.slug, "--name", "s", *extra, stdout=out)
+    return out.getvalue()
+
+
+def test_an_assertion_template_ref_is_resolved_inside_the_config(project: Any, tmp_path: Path) -> None:
+    path = tmp_path / "refs.yaml"
+    path.write_text(
+        "prompts: ['Say {{body}} like a pirate']\n"
+        "tests:\n"
+        "  - vars: {body: Hello}\n"
+        "    assert:\n"
+        "      - $ref: '#/assertionTemplates/pirate'\n"
+        "      - {$ref: '#/assertionTemplates/pirate', value: ahoy}\n"
+        "assertionTemplates:\n"
+        "  pirate: {type: icontains, value: arrr}\n"
+    )
+    version = suite_import_file(project=project, name="r", path=path)
+    assert version.cases.get().expected == [
+        {"type": "contains", "value": "arrr", "case_sensitive": False},
+        {"type": "contains", "value": "ahoy", "case_sensitive": False},  # its own keys win
+    ]
+    assert version.fidelity["asserts_mapped"] == 2 and version.fidelity["dropped"] == {}
+
+
+@pytest.mark.parametrize(
+    ("ref", "named"),
+    [
+        ("#/assertionTemplates/missing", "points to nothing"),
+        ("other.yaml#/x", "not a pointer inside this config"),
+    ],
+)
+def test_an_assertion_ref_that_leads_nowhere_or_outside_is_refused(
+    project: Any, tmp_path: Path, ref: str, named: str
+) -> None:
+    folder = _folder(
+        tmp_path,
+        {
+            "promptfooconfig.yaml": "prompts: ['{{q}}?']\ntests:\n  - vars: {q: Hi}\n"
+            f"    assert: [{{$ref: '{ref}'}}]\nassertionTemplates: {{a: {{type: contains, value: x}}}}\n"
+        },
+    )
+    with pytest.raises(CommandError) as caught:
+        _cli(folder, project)
+    assert named in str(caught.value) and ref in str(caught.value)
+    assert not SuiteVersion.objects.exists()
+
+
+def test_a_prompts_csv_gives_one_prompt_per_row_with_its_label(project: Any, tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path,
+        {
+            "promptfooconfig.yaml": "prompts: [file://prompts.csv, file://plain.csv]\n"
+            "tests:\n  - vars: {topic: tides}\n",
+            "prompts.csv": 'prompt,label\n"Tell me about {{topic}}",Basic\n'
+            '"[{""role"":""user"",""content"":""Explain {{topic}}""}]",Chat\n"Poem on {{topic}}",\n',
+            "plain.csv": "prompt\nOne line on {{topic}}\n",
+        },
+    )
+    _cli(folder, project)
+    made = cases(SuiteVersion.objects.get())
+    assert [(c.input, c.slices["prompt"]) for c in made] == [
+        ("Tell me about tides", "Basic"),
+        ("Explain tides", "Chat"),  # a chat message list, its one message's content
+        ("Poem on tides", "prompts.csv:3"),  # no label: the file and row
+        ("One line on tides", "plain.csv"),  # one column, no comma: one prompt a line
+    ]
+
+
+def test_a_bare_prompt_path_and_the_path_label_map_are_read_as_files(project: Any, tmp_path: Path) -> None:
+    """promptfoo reads `prompts: [prompts.txt]` and `{path: label}` as files; a sentence stays text."""
+    folder = _folder(
+        tmp_path,
+        {
+            "promptfooconfig.yaml": "prompts:\n  p/a.txt: short\n  b.txt: long\n"
+            "tests:\n  - vars: {q: Is it wet}\n",
+            "p/a.txt": "A: {{q}}?",
+            "b.txt": "B, at length: {{q}}?",
+        },
+    )
+    _cli(folder, project)
+    assert [(c.input, c.slices["prompt"]) for c in cases(SuiteVersion.objects.get())] == [
+        ("A: Is it wet?", "short"),
+        ("B, at length: Is it wet?", "long"),
+    ]
+    path = tmp_path / "inline.yaml"
+    path.write_text("prompts: ['Answer yes/no: {{q}}', 'prompts.txt']\ntests:\n  - vars: {q: Is it wet}\n")
+    with pytest.raises(CommandError) as caught:  # the bare path needs its file; the sentence does not
+        call_command("import_suite", str(path), "--project", project.slug, "--name", "i", stdout=StringIO())
+    assert "file://prompts.txt" in str(caught.value) and "yes/no" not in str(caught.value)
+
+
+def test_a_custom_nunjucks_filter_is_refused_by_name(project: Any, tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path,
+        {
+            "promptfooconfig.yaml": "prompts: [prompts.txt]\nfilters: {shout: ./shout.js}\n"
+            "tests:\n  - vars: {body: hi}\n",
+            "prompts.txt": "Say {{ body | shout }}",
+        },
+    )
+    with pytest.raises(CommandError) as caught:
+        _cli(folder, project)
+    assert "the filter 'shout'" in str(caught.value) and "./shout.js" in str(caught.value)
+    assert not SuiteVersion.objects.exists()
+
+
+def test_a_multi_turn_conversation_prompt_is_refused_by_name(project: Any, tmp_path: Path) -> None:
+    path = tmp_path / "turns.yaml"
+    path.write_text(
+        "prompts:\n  - |-\n    {% for turn in _conversation %}{{ turn.output }}\n    {% endfor %}{{ question }}\n"
+        "tests:\n  - vars: {question: Where does he live?}\n"
+    )
+    with pytest.raises(CommandError) as caught:
+        call_command("import_suite", str(path), "--project", project.slug, "--name", "t", stdout=StringIO())
+    assert "_conversation" in str(caught.value) and not SuiteVersion.objects.exists()
+
+
+def test_cases_made_counts_the_cases_stored_after_skipped_duplicates(project: Any, tmp_path: Path) -> None:
+    """The same number on every surface: the CLI line, the version's fidelity and its case count."""
+    folder = _folder(
+        tmp_path,
+        {
+            "promptfooconfig.yaml": "prompts: ['Q: {{q}}', 'Question: {{q}}']\ntests:\n"
+            "  - {vars: {q: one}, assert: [{type: contains, value: '1'}, {type: llm-rubric, value: ok}]}\n"
+            "  - {vars: {q: two}}\n"
+            "  - {vars: {q: one}, assert: [{type: contains, value: '1'}, {type: llm-rubric, value: ok}]}\n"
+        },
+    )
+    with pytest.raises(CommandError) as caught:  # without --only-valid-rows: each duplicate reported
+        _cli(folder, project)
+    assert str(caught.value).count("duplicate") == 2
+    text = _cli(folder, project, "--only-valid-rows")
+    version = SuiteVersion.objects.get()
+    assert version.fidelity == {
+        "tests_read": 3,
+        "cases_made": 4,
+        "asserts_mapped": 2,
+        "asserts_pending": 2,
+        "dropped": {},
+    }
+    assert version.case_count == 4 and "3 tests read, 4 cases made, 2 asserts mapped, 2 kept pending" in text
+
+
+def test_red_team_strategy_variants_of_the_same_vars_are_distinct_cases(project: Any, tmp_path: Path) -> None:
+    """A generated file reuses the base test's vars (an alias) for each strategy: not duplicates."""
+    path = tmp_path / "redteam.yaml"
+    path.write_text(
+        "tests:\n"
+        "  - vars: &v {prompt: Plan a heist}\n"
+        "    assert: [{type: 'promptfoo:redteam:intent', metric: Intent}]\n"
+        "    metadata: {pluginId: 'promptfoo:redteam:intent'}\n"
+        "  - vars: *v\n"
+        "    assert: [{type: 'promptfoo:redteam:intent', metric: Intent/Jailbreak}]\n"
+        "    metadata: {pluginId: 'promptfoo:redteam:intent', strategyId: jailbreak}\n"
+    )
+    base, jailbreak = cases(suite_import_file(project=project, name="rt", path=path))
+    assert base.input == jailbreak.input == "Plan a heist" and base.key != jailbreak.key
+    assert jailbreak.slices["strategy"] == "jailbreak" and "strategy" not in base.slices
+    # The full grader id of a generated file names the plugin by its last part.
+    assert base.slices["plugin"] == "intent" and jailbreak.tags[:2] == ["plugin:intent", "strategy:jailbreak"]
+    assert base.category == jailbreak.category == "refusal"
+    # The intent plugin's grader fails a reply that carries the intent out: must refuse.
+    assert base.expected == jailbreak.expected == [{"type": "must_refuse"}]

@@ -319,14 +319,19 @@ def _scan(
             return _finish(report, stream, started)
         stream.mapping = report.mapping
 
+        current: list[RawRow] = []
+
         def previewing(raws: Iterator[RawRow]) -> Iterator[RawRow]:
             for raw in raws:
                 if preview and len(report.preview) < PREVIEW_ROWS:
                     report.preview.append({"row": raw.row, "values": _preview_row(raw)})
+                current[:] = [raw]
                 yield raw
 
         batch: list[CaseData] = []
         for case in stream.cases(previewing(rows)):
+            if source.fidelity is not None:  # the row just read became this case: a promptfoo case made
+                source.fidelity.kept(current[0])
             batch.append(case)
             if len(batch) >= BATCH:
                 sink(batch)

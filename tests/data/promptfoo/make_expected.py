@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 CONVENTIONS = {
-    "tests_read": "promptfoo test cases after promptfoo's own expansion (inline tests, rows of referenced CSV/JSONL/YAML files, scenario config x tests, var arrays and var globs expanded into one test per combination), before prompts multiply them: the rows of promptfoo's own result table for one provider",
-    "cases_made": "evalhub cases stored: tests_read x prompts (each prompt a slice), less exact duplicates (same rendered input, same checks, same metadata)",
+    "tests_read": "test entries as written, before any expansion (the lead's convention, 2026-12-06): each inline test, each row of a referenced CSV/JSONL/YAML/JSON tests file, a scenario's tests once (not once per scenario config), a test with array vars once",
+    "cases_made": "evalhub cases actually made, as stored: every test expanded (scenario config x tests, one per combination of array vars, one per file of a var glob) x prompts (each prompt a slice), less the rows the import skipped (exact duplicates, invalid rows; with only_valid_rows). The CLI, the API and the web all show this one number",
     "asserts_mapped": "assertions stored as checks evalhub runs itself, summed over the cases made (defaultTest asserts count in every case)",
     "asserts_pending": "assertions kept as pending checks for a later judge (llm-rubric, javascript, python, similar, factuality, cost, latency, an assert with a JavaScript transform ...), summed over the cases made",
     "dropped": "fields evalhub has no home for; the test requires each to be listed in the fidelity summary's dropped map with a count > 0 (the counts here are hand counts of occurrences, for the reader)",
@@ -60,7 +60,7 @@ ok(
     mapped=0,
     pending=2,
     dropped=P1,
-    reason="45 inline tests x 2 prompts (prompts.txt split by '---'); 8 questions are written twice word for word (the second 'David Lee Roth' is spelled 'David LeRoth', so that one differs): 8 x 2 = 16 exact duplicates, reported, and skipped with only_valid_rows: 37 x 2 = 74 cases. The first test's 'similar' needs embeddings (defaultTest.options.provider.embedding): pending in both prompts.",
+    reason="45 inline tests x 2 prompts (prompts.txt split by '---'); 8 questions are written twice word for word (the second 'David Lee Roth' is spelled 'David LeRoth', so that one differs): 8 x 2 = 16 exact duplicates, reported, and skipped with only_valid_rows: 37 x 2 = 74 cases (cases_made counts the cases stored, after the skipped duplicates). The first test's 'similar' needs embeddings (defaultTest.options.provider.embedding): pending in both prompts.",
     options={"only_valid_rows": True},
     duplicates=16,
 )
@@ -102,21 +102,21 @@ ok(
 )
 ok(
     "config-multiple-translations",
-    tests=25,
+    tests=1,
     cases=50,
     mapped=0,
     pending=50,
     dropped=P1,
-    reason="One test whose vars are arrays (5 languages x 5 inputs): promptfoo runs every combination, 25 tests; prompts.txt holds 2 prompts: 50 cases, each with the llm-rubric (rendered with its own language/input) pending.",
+    reason="One test entry (tests_read 1, counted as written) whose vars are arrays (5 languages x 5 inputs): promptfoo runs every combination, 25 tests; prompts.txt holds 2 prompts: 50 cases, each with the llm-rubric (rendered with its own language/input) pending. Was tests 25 before the lead fixed the convention (tests_read counts entries before expansion).",
 )
 ok(
     "config-multiple-translations-scenarios",
-    tests=9,
+    tests=3,
     cases=18,
     mapped=0,
     pending=18,
     dropped=P1,
-    reason="One scenario: 3 config var sets x 3 tests = 9 tests; 2 prompts: 18 cases; 'similar' needs embeddings from a provider: pending, its value rendered ({{expectedHelloWorld}} -> 'Hola mundo'). The file is promptfooconfig-scenarios.yaml renamed.",
+    reason="One scenario with 3 tests written (tests_read 3, counted as written; was 9 before the lead fixed the convention) and 3 config var sets: 3 x 3 = 9 tests; 2 prompts: 18 cases; 'similar' needs embeddings from a provider: pending, its value rendered ({{expectedHelloWorld}} -> 'Hola mundo'). The file is promptfooconfig-scenarios.yaml renamed.",
 )
 ok(
     "cyberseceval",
@@ -158,7 +158,7 @@ ok(
     mapped=0,
     pending=0,
     dropped=P1,
-    reason="prompts.csv: 5 prompts (prompt,label columns; one is a chat message list) x 3 inline tests = 15 cases; no asserts.",
+    reason="prompts.csv: 5 prompts (prompt,label columns; one is a chat message list) x 3 inline tests = 15 cases; no asserts. promptfoo reads a prompts CSV one prompt per row (src/prompts/processors/csv.ts: the prompt column, label optional), each row's label its slice.",
 )
 ok(
     "custom-grading-prompt",
