@@ -20,6 +20,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Debian's Chromium under Playwright (its own browser download fails offline): see docs/ENVIRONMENT.
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct-horse-battery"
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 LAPTOP = {"viewport": {"width": 1440, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
 
@@ -32,15 +33,28 @@ BROWSER = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transact
 
 @contextmanager
 def chromium() -> Iterator[Any]:
-    """A headless Chromium for the length of the block."""
+    """A headless Chromium for the length of the block.
+
+    Playwright's sync API runs an event loop in this thread for as long as the browser lives; the ORM
+    calls made meanwhile (the test's own, and pytest-django setting up or flushing the database) are
+    still plain synchronous code, so Django's async-safety check is told to allow them until the end.
+    """
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    before = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if before is None:
+            os.environ.pop(ASYNC_UNSAFE, None)
+        else:
+            os.environ[ASYNC_UNSAFE] = before
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +72,6 @@ def shots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     folder = Path(os.environ.get(variable) or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-@pytest.fixture(autouse=True)
-def _browser_sync_orm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Playwright's sync API runs an event loop in the test's thread; the ORM calls a browser test makes
-    # between page actions are still plain synchronous code, so Django's async-safety check must allow them.
-    if request.node.get_closest_marker("browser") is not None:
-        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def watch(
