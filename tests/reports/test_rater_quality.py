@@ -215,3 +215,29 @@ def test_the_pdf_has_a_rater_quality_section(project: Any, lead: Any, built: Any
     web.force_login(lead)
     pdf = web.get(f"/p/{project.slug}/runs/{built.run.pk}/report/export.pdf", {"exclude_flagged": "1"})
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_the_owner_page_and_the_report_give_each_rater_the_same_median_time(
+    project: Any, lead: Any, built: Any
+) -> None:
+    """One median time per rater (metrics/rater_quality.py) on the study owner's page and the report."""
+    from django.urls import reverse
+
+    from annotation.models import Study
+    from annotation.selectors import study_rater_stats
+
+    good = Rating.objects.filter(rater=built.raters[GOOD]).order_by("pk")
+    for k, pk in enumerate(good.values_list("pk", flat=True)):  # 24 times: the median falls between two
+        Rating.objects.filter(pk=pk).update(time_on_task_ms=1000 + 1050 * k)
+    report = report_build(run=built.run, resamples=200)
+    study = Study.objects.get(run=built.run)
+    owner = {s.username: s.median_seconds for s in study_rater_stats(study=study)}
+    assert owner == {name: row.quality.median_seconds for name, row in _rows(report).items()}
+    assert owner[built.raters[GOOD].username] == 13.075 and owner[built.raters[FAST].username] == 2.0
+
+    web = Client()
+    web.force_login(lead)
+    page = web.get(reverse("annotation:owner-study", args=[study.public_id])).content.decode()
+    html = report_page(web, f"/p/{project.slug}/runs/{built.run.pk}/report/")
+    for shown in ("13.1", "2.0", "20.0"):
+        assert f"<td>{shown} s</td>" in page and f'<td class="num">{shown}</td>' in html
