@@ -10,6 +10,7 @@ as a pending check for a judge; every field not used is counted in the `Fidelity
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -125,18 +126,17 @@ PROMPTFOO_ASSERTIONS: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "not-is-refusal": lambda v: [{"type": "must_not_refuse"}],
 }
 NEEDS_NO_VALUE = {"is-json", "contains-json", "is-refusal", "not-is-refusal"}
-OUR_TYPES_IN_PROMPTFOO = {
-    "must_refuse",
-    "must_not_refuse",
-    "contains",
-    "not_contains",
-    "regex",
-    "valid_json",
-    "contains_json",
-    "max_length",
-    "no_pii",
-    "no_injection",
-}
+
+
+@functools.cache
+def _our_types() -> frozenset[str]:
+    """evalhub's own check types, usable by name in a promptfoo assertion ("pending" is not one):
+    the list of check types has one home (evalhub.suites.validation.check_types, metrics.checks)."""
+    from evalhub.suites.validation import check_types  # imports the suites' models: not at import time
+
+    return frozenset(check_types()) - {"pending"}
+
+
 # Red-team plugin graders (`promptfoo:redteam:<plugin>`) whose intent is one of evalhub's expected
 # behaviours, by plugin id prefix; the others (hijacking, overreliance, ...) stay pending for a judge.
 REDTEAM_GRADERS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -953,7 +953,7 @@ def _mapped(kind: str, item: dict[str, Any]) -> list[dict[str, Any]] | None:
         return None
     if kind in PROMPTFOO_ASSERTIONS:
         return PROMPTFOO_ASSERTIONS[kind](item.get("value"))
-    if kind in OUR_TYPES_IN_PROMPTFOO:
+    if kind in _our_types():
         return [{k: v for k, v in item.items() if k not in ("weight", "metric")}]
     if kind.startswith(REDTEAM_PREFIX):
         found = _redteam_check(kind)
