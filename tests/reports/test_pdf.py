@@ -16,7 +16,7 @@ import pytest
 from evalhub.reports import gates
 from evalhub.reports.exports import report_pdf
 from evalhub.reports.services import report_build, report_with_verdict
-from tests.reports.factories import build_run
+from tests.reports.factories import build_full_run
 
 pytestmark = pytest.mark.django_db
 
@@ -47,18 +47,7 @@ def pdf_lines(data: bytes) -> list[str]:
 
 @pytest.fixture
 def built(project: Any) -> Any:
-    return build_run(
-        project,
-        n_cases=24,
-        adapters=("base", "cand", "other"),
-        preference=lambda i, r: "candidate" if i % 3 else "baseline",
-        hallucination=lambda i, r: (i % 5 == 0, i % 3 == 0),
-        metrics={"rougeL": lambda k, i: 0.3 + 0.01 * (i % 7) + (k == "cand") * 0.02},
-        checks=lambda k, i: i % 4 != 0,
-        categories=lambda i: "jailbreak" if i % 6 == 0 else "",
-        must_refuse=lambda i: i == 6,
-        gold_cases=2,
-    )
+    return build_full_run(project, must_refuse=lambda i: i == 6, gold_cases=2)
 
 
 @pytest.fixture

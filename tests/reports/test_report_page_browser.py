@@ -11,7 +11,7 @@ from django.core.cache import caches
 
 from evalhub.reports import services
 from tests.browser import BROWSER, open_page
-from tests.reports.factories import build_run
+from tests.reports.factories import build_full_run
 
 pytestmark = BROWSER
 SCREENSHOTS_ENV = "REPORT_SCREENSHOTS"
@@ -21,16 +21,7 @@ def test_the_lead_waits_on_the_building_page_then_reads_the_report_trend_and_ver
     browser: Any, live_server: Any, project: Any, lead: Any, shots: Path
 ) -> None:
     caches[services.REPORT_CACHE].clear()
-    built = build_run(
-        project,
-        n_cases=24,
-        adapters=("base", "cand", "other"),
-        preference=lambda i, r: "candidate" if i % 3 else "baseline",
-        hallucination=lambda i, r: (i % 5 == 0, i % 3 == 0),
-        metrics={"rougeL": lambda k, i: 0.3 + 0.01 * (i % 7) + (k == "cand") * 0.02},
-        checks=lambda k, i: i % 4 != 0,
-        categories=lambda i: "jailbreak" if i % 6 == 0 else "",
-    )
+    built = build_full_run(project)
     errors: list[str] = []
     page = open_page(browser, live_server, lead.username, errors, timeout_ms=60_000)
 
