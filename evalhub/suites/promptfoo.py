@@ -10,7 +10,6 @@ as a pending check for a judge; every field not used is counted in the `Fidelity
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import itertools
@@ -19,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import IO, TYPE_CHECKING, Any
 
 import yaml
@@ -128,7 +128,7 @@ PROMPTFOO_ASSERTIONS: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
 NEEDS_NO_VALUE = {"is-json", "contains-json", "is-refusal", "not-is-refusal"}
 
 
-@functools.cache
+@cache
 def _our_types() -> frozenset[str]:
     """evalhub's own check types, usable by name in a promptfoo assertion ("pending" is not one):
     the list of check types has one home (evalhub.suites.validation.check_types, metrics.checks)."""

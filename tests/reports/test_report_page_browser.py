@@ -47,7 +47,7 @@ def test_the_lead_waits_on_the_building_page_then_reads_the_report_trend_and_ver
     page.screenshot(path=str(shots / "trend.png"), full_page=True)
 
     page.goto(base)
-    page.click("details.freeze summary")  # freezing asks first
+    page.click("details.freeze summary")  # Freeze asks for confirmation first
     with page.expect_navigation():
         page.click("form[action*='/freeze'] button")
     page.wait_for_selector("#decision")
