@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from statistics import median
 from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet
@@ -229,7 +228,10 @@ def study_rater_stats(*, study: Study) -> list[RaterStats]:
     """Per rater: counts, median time on task, gold accuracy (preference and hallucination flags as
     the gold answer gives them) and agreement: how often their preference matches each other rater's
     on the same pair, averaged over those comparisons."""
+    import numpy as np
+
     from metrics.agreement import gold_accuracy  # numpy and statsmodels: loaded for owners only
+    from metrics.rater_quality import rater_quality
 
     assignments = Assignment.objects.filter(study=study).values(
         "rater_id", "rater__username", "status", "expires_at"
@@ -255,12 +257,21 @@ def study_rater_stats(*, study: Study) -> list[RaterStats]:
             "task__output_b_id",
         )
     )
-    times: dict[int, list[int]] = defaultdict(list)
     gold_records: list[tuple[Hashable, Hashable, Any]] = []
     gold_truth: dict[Hashable, Any] = {}
     by_task: dict[int, dict[int, str]] = defaultdict(dict)
+    # The median time per rater is the report's (metrics/rater_quality.py), so both pages agree.
+    median_seconds = {
+        q.rater_id: q.median_seconds
+        for q in rater_quality(
+            rater=np.array([r["rater_id"] for r in ratings], dtype=np.int64),
+            seconds=np.array([r["time_on_task_ms"] for r in ratings], dtype=float) / 1000,
+            straight=np.zeros(len(ratings), dtype=bool),
+            answers=(),
+            gold={},
+        )
+    }
     for r in ratings:
-        times[r["rater_id"]].append(r["time_on_task_ms"])
         if r["task__is_gold"] and r["task__gold_answer"]:
             answer = r["task__gold_answer"]
             gold_truth[r["task_id"]] = gold_expected(answer)
@@ -282,7 +293,7 @@ def study_rater_stats(*, study: Study) -> list[RaterStats]:
                 submitted=counts[rater_id][AssignmentStatus.SUBMITTED],
                 skipped=counts[rater_id][AssignmentStatus.SKIPPED],
                 active=counts[rater_id][AssignmentStatus.ACTIVE],
-                median_seconds=median(times[rater_id]) / 1000 if times[rater_id] else None,
+                median_seconds=median_seconds.get(rater_id),
                 gold_rated=g.n_gold if g else 0,
                 gold_correct=g.n_correct if g else 0,
                 gold_accuracy=g.accuracy.rate if g else None,

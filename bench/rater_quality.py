@@ -13,7 +13,6 @@ baseline.
 from __future__ import annotations
 
 import dataclasses
-import os
 import statistics
 import sys
 import time
@@ -24,8 +23,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pgdb import recreate_database  # noqa: E402  (bench/ is on sys.path: the script's folder)
-from report import parse_args, populate  # noqa: E402
+from report import bench_rows, parse_args  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
 
 def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
@@ -40,23 +38,11 @@ def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.db = args.db.replace("reportbench", "raterqbench")
-    recreate_database(args.pg, args.db)
-    os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalhub.settings")
-    import django
+    with bench_rows(args) as (run, adapters, _):
+        from evalhub.reports import compute
+        from evalhub.reports.services import _report_input
+        from metrics.rater_quality import QualityRules
 
-    django.setup()
-    from django.core.management import call_command
-
-    from evalhub.reports import compute
-    from evalhub.reports.services import _report_input
-    from metrics.rater_quality import QualityRules
-
-    try:
-        call_command("migrate", verbosity=0)
-        started = time.perf_counter()
-        run, adapters, n_ratings = populate(args)
-        print(f"populated {n_ratings} ratings in {time.perf_counter() - started:.1f} s")
         inp = _report_input(
             run=run,
             candidate=adapters[1],
@@ -79,12 +65,6 @@ def main(argv: list[str] | None = None) -> int:
             f"report with exclude_flagged: median {rerun_s:.2f} s = {rerun_s / report_s:.2f}x the report "
             f"({len(flagged)} of {len(report.rater_quality.raters) if report.rater_quality else 0} raters flagged)"
         )
-    finally:
-        if not args.keep_db:
-            from django.db import connections
-
-            connections.close_all()
-            recreate_database(args.pg, args.db, drop_only=True)
     return 0
 
 

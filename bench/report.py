@@ -17,6 +17,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +240,12 @@ def mc_summary(document: Any) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@contextmanager
+def bench_rows(args: argparse.Namespace) -> Iterator[tuple[Any, list[Any], int]]:
+    """The benchmark's rows in a migrated database of their own, for the length of the block: the run,
+    its adapters (baseline, candidate, challenger) and how many ratings were inserted (0 when
+    ``--reuse-db`` times a database kept by an earlier ``--keep-db`` run). The database is dropped
+    afterwards unless kept. Shared by bench/report.py and bench/rater_quality.py."""
     if not args.reuse_db:
         recreate_database(args.pg, args.db)
     os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
@@ -248,8 +254,6 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from django.core.management import call_command
-
-    from evalhub.reports.services import report_build
 
     try:
         call_command("migrate", verbosity=0)
@@ -267,6 +271,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"populated {args.cases} cases x 3 adapters, {n_ratings} ratings in "
                 f"{time.perf_counter() - started:.1f} s"
             )
+        yield run, adapters, n_ratings
+    finally:
+        if not args.keep_db and not args.reuse_db:
+            from django.db import connections
+
+            connections.close_all()
+            recreate_database(args.pg, args.db, drop_only=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with bench_rows(args) as (run, adapters, _):
+        from evalhub.reports.services import report_build
+
         report_times, plain_times, report_cpu = [], [], []
         for _ in range(args.repeat):
             t = time.perf_counter()
@@ -293,12 +311,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{'yes' if report.leaderboard.bradley_terry is not None else 'no'}"
         )
         print(mc_summary(report.to_dict()))
-    finally:
-        if not args.keep_db and not args.reuse_db:
-            from django.db import connections
-
-            connections.close_all()
-            recreate_database(args.pg, args.db, drop_only=True)
     return 0
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,19 +25,10 @@ from evalhub.accounts.services import membership_set, user_create
 from evalhub.audit.models import AuditEvent
 from evalhub.reports.models import Verdict
 from evalhub.runs.models import Run, RunStatus
+from tests.browser import BROWSER, PASSWORD, sign_in, watch
 from tests.conftest import FIXTURE_SUITES
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (make browser)"),
-]
-
-# Playwright's sync API runs an event loop in this thread; the test's own ORM reads sit between page actions.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-PASSWORD = "correct-horse-battery"
+pytestmark = BROWSER
 N_CASES = 4
 CRITERIA = ("factual_accuracy", "completeness", "conciseness")
 
@@ -53,14 +42,8 @@ class Journey:
     failures: list[str] = field(default_factory=list)
 
     def watch(self, page: Any, role: str) -> Any:
-        page.set_default_timeout(30_000)
+        watch(page, self.failures, timeout_ms=30_000, label=role, strict=True)
         page.set_default_navigation_timeout(180_000)  # the run generates inside the engineer's request
-        page.on("console", lambda m: self.failures.append(f"{role} console {m.type}: {m.text}")
-                if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.failures.append(f"{role} page error: {e}"))
-        page.on("requestfailed", lambda r: self.failures.append(f"{role} request failed: {r.method} {r.url} {r.failure}"))
-        page.on("response", lambda r: self.failures.append(f"{role} HTTP {r.status}: {r.request.method} {r.url}")
-                if r.status >= 400 else None)
         return page
 
     def snap(self, page: Any, role: str, name: str) -> None:
@@ -89,23 +72,8 @@ class Journey:
 
 
 @pytest.fixture
-def journey(tmp_path: Path) -> Journey:
-    folder = Path(os.environ.get("EVALHUB_SCREENSHOTS") or tmp_path / "journey")
-    folder.mkdir(parents=True, exist_ok=True)
-    return Journey(folder=folder)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
+def journey(shots: Path) -> Journey:
+    return Journey(folder=shots)
 
 
 @pytest.fixture
@@ -129,14 +97,6 @@ def small_suite(tmp_path: Path) -> Path:
     return path
 
 
-def log_in(page: Any, base: str, username: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-
-
 def focus_by_tab(page: Any, selector: str, limit: int = 60) -> None:
     """Press Tab until `selector` has the focus, as a keyboard user would."""
     for _ in range(limit):
@@ -147,7 +107,7 @@ def focus_by_tab(page: Any, selector: str, limit: int = 60) -> None:
 
 
 def engineer_steps(page: Any, base: str, slug: str, journey: Journey, suite_csv: Path) -> int:
-    log_in(page, base, "engineer")
+    sign_in(page, base, "engineer")
     journey.snap(page, "engineer", "dashboard")
     page.goto(f"{base}/p/{slug}/suites/")
     with page.expect_navigation():
@@ -202,7 +162,7 @@ def engineer_steps(page: Any, base: str, slug: str, journey: Journey, suite_csv:
 
 
 def admin_adds_rita(page: Any, base: str, slug: str, journey: Journey, mailoutbox: list[Any]) -> str:
-    log_in(page, base, "padmin")
+    sign_in(page, base, "padmin")
     journey.snap(page, "admin", "dashboard")
     with page.expect_navigation():
         page.click("main a:has-text('Members')")
@@ -266,7 +226,7 @@ def rate_by_keyboard(page: Any, base: str, journey: Journey) -> int:
 
 def rate_on_a_phone(page: Any, base: str, journey: Journey) -> int:
     """Raj on a 390 px touch screen: taps only."""
-    log_in(page, base, "raj")
+    sign_in(page, base, "raj")
     journey.snap(page, "raj", "rating-home")
     with page.expect_navigation():
         page.tap("a.button.primary")
@@ -293,7 +253,7 @@ def rate_on_a_phone(page: Any, base: str, journey: Journey) -> int:
 
 
 def lead_freezes(page: Any, base: str, slug: str, run_id: int, journey: Journey) -> None:
-    log_in(page, base, "lead")
+    sign_in(page, base, "lead")
     page.goto(f"{base}/p/{slug}/runs/")
     with page.expect_navigation():
         page.click(f"a[href='/p/{slug}/runs/{run_id}/']")

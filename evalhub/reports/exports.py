@@ -227,7 +227,6 @@ def _gate_rows(decision: str, gates: list[GateResult], pdf: _Pdf) -> list[Row]:
 
     rows: list[Row] = []
     for g in gates_explained(decision, list(gates)):
-        ev = (g.get("evidence") or {}).get("additional_n")
         result = f"<b>{_esc(g['status'])}</b>"
         if g["status"] != "pass":
             result += " · <b>deciding</b>" if g["deciding"] else " · not deciding"
@@ -250,7 +249,11 @@ def _gate_rows(decision: str, gates: list[GateResult], pdf: _Pdf) -> list[Row]:
                 g["ci_text"] or "—",
                 g["threshold_text"],
                 Paragraph(result, pdf.cell),
-                f"{int(ev):,} {g['evidence'].get('unit') or ''}".strip() if ev is not None else "",
+                Paragraph(
+                    _esc(g["needed_text"])
+                    + (f"<br/><font color='#57606a'>{_esc(g['needed_range'])}</font>" if g["needed_range"] else ""),
+                    pdf.num,
+                ),
             ]
         )
     return rows
@@ -541,7 +544,7 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
         pdf.table(
             ["Gate", "Value", "95% interval", "Threshold", "Result", "More needed"],
             _gate_rows(decision, verdict["gates"], pdf),
-            [4.6, 2.0, 2.9, 1.9, 5.0, 1.6],
+            [4.3, 2.0, 2.9, 1.9, 4.4, 2.5],  # the last column holds the likely range too
         ),
         note="A gate that did not pass is deciding when it caused the decision; a red fail that is "
         "not deciding did not (for example, unreliable ratings are not counted).",

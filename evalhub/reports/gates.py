@@ -635,6 +635,22 @@ def _human_adversarial_worst(report: Report, limit: int) -> list[dict[str, Any]]
     ]
 
 
+def gate_needed(evidence: Mapping[str, Any] | None) -> tuple[str, str]:
+    """How many more ratings would decide a gate, as text for every place that shows it (page, PDF,
+    CLI): the figure with its unit ("120 pair ratings") and, while the gate is undecided and the
+    report states one, its likely range ("likely 80-200" or "likely 80-no bound", with an en dash);
+    "" where there is no figure (the evidence's ``reason`` then says why)."""
+    n = (evidence or {}).get("additional_n")
+    if evidence is None or n is None:
+        return "", ""
+    figure = f"{int(n):,} {evidence.get('unit') or ''}".strip()
+    low, high = evidence.get("additional_n_low"), evidence.get("additional_n_high")
+    if not evidence.get("range_confidence") or evidence.get("decided") or low is None:
+        return figure, ""
+    top = f"{int(high):,}" if high is not None else "no bound"
+    return figure, f"likely {int(low):,}\u2013{top}"
+
+
 def gates_explained(
     decision: str, gates: list[Mapping[str, Any]], report: Report | None = None
 ) -> list[dict[str, Any]]:
@@ -654,6 +670,7 @@ def gates_explained(
                 else ""
             ),
             "threshold_text": f"{g.get('op')} {gate_number(str(g.get('metric', '')), g.get('threshold'))}",
+            **dict(zip(("needed_text", "needed_range"), gate_needed(g.get("evidence")), strict=True)),
         }
         for g in gates
     ]

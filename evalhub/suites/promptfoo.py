@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import IO, TYPE_CHECKING, Any
 
 import yaml
@@ -143,18 +144,17 @@ PROMPTFOO_ASSERTIONS: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "not-is-refusal": lambda v: [{"type": "must_not_refuse"}],
 }
 NEEDS_NO_VALUE = {"is-json", "contains-json", "is-refusal", "not-is-refusal"}
-OUR_TYPES_IN_PROMPTFOO = {
-    "must_refuse",
-    "must_not_refuse",
-    "contains",
-    "not_contains",
-    "regex",
-    "valid_json",
-    "contains_json",
-    "max_length",
-    "no_pii",
-    "no_injection",
-}
+
+
+@cache
+def _our_types() -> frozenset[str]:
+    """evalhub's own check types, usable by name in a promptfoo assertion ("pending" is not one):
+    the list of check types has one home (evalhub.suites.validation.check_types, metrics.checks)."""
+    from evalhub.suites.validation import check_types  # imports the suites' models: not at import time
+
+    return frozenset(check_types()) - {"pending"}
+
+
 # Red-team plugin graders (`promptfoo:redteam:<plugin>`) whose intent is one of evalhub's expected
 # behaviours, by plugin id prefix; the others (hijacking, overreliance, ...) stay pending for a judge.
 REDTEAM_GRADERS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -1073,7 +1073,7 @@ def _mapped(kind: str, item: dict[str, Any]) -> list[dict[str, Any]] | None:
         return None
     if kind in PROMPTFOO_ASSERTIONS:
         return PROMPTFOO_ASSERTIONS[kind](item.get("value"))
-    if kind in OUR_TYPES_IN_PROMPTFOO:
+    if kind in _our_types():
         return [{k: v for k, v in item.items() if k not in ("weight", "metric")}]
     if kind.startswith(REDTEAM_PREFIX):
         found = _redteam_check(kind)

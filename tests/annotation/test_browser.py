@@ -8,53 +8,19 @@ Set ANNOTATION_SCREENSHOTS=/some/dir to keep screenshots of the form.
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
-
-import pytest
 
 from annotation.models import Assignment, AssignmentStatus, Rating
 from annotation.services import study_create_from_run
 from tests.annotation.factories import rater_user, run_rows
+from tests.browser import BROWSER, open_page, sign_in, watch
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER
+SCREENSHOTS_ENV = "ANNOTATION_SCREENSHOTS"
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still
-# plain synchronous code between page actions.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-PASSWORD = "correct-horse-battery"
 LONG = "\n".join(
     f"Paragraph {i}: revenue for the segment grew {i} percent while operating margin held at 21 percent."
     for i in range(1, 30)
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def shots(tmp_path):
-    folder = Path(os.environ.get("ANNOTATION_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def viewport():
@@ -64,23 +30,8 @@ def viewport():
 
 
 def new_page(browser, live_server, username):
-    context = browser.new_context(viewport=viewport())
-    page = context.new_page()
-    page.set_default_timeout(20_000)  # generous: CI boxes are shared and sometimes slow
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    # Script errors and CSP refusals count; the favicon's 404 (no favicon is shipped) does not.
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
-        ),
-    )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/rate/")
+    errors: list[str] = []
+    page = open_page(browser, live_server, username, errors, context={"viewport": viewport()}, then="/rate/")
     return page, errors
 
 
@@ -220,17 +171,13 @@ def test_study_owner_sees_progress_per_rater(browser, live_server, project, lead
         consent_accept(study=study, rater=rater)
         while (held := task_assign_next(study=study, rater=rater)) is not None:
             rating_submit(public_id=held.task.public_id, rater=rater, data=rating_data())
-    context = browser.new_context(viewport=viewport())
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    errors: list[str] = []
+    page = sign_in(watch(browser.new_context(viewport=viewport()).new_page(), errors), live_server.url, "lead")
     page.goto(f"{live_server.url}/rate/studies/{study.public_id}/")
     text = page.inner_text("main")
     assert "eve" in text and "finn" in text and "2 of 2 tasks" in text
     page.screenshot(path=str(shots / "11-owner.png"), full_page=True)
+    assert not errors, errors
 
 
 def test_lease_expires_and_the_task_comes_back(browser, live_server, project, shots):

@@ -10,78 +10,22 @@ Set ANNOTATION_SCREENSHOTS=/some/dir to keep the screenshots.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
-
-import pytest
 
 from annotation.models import Rating
 from annotation.services import study_create_from_run
 from evalhub.suites.models import Case
 from tests.annotation.factories import rater_user, run_rows
+from tests.browser import BROWSER, LAPTOP, PHONE, sign_in, watch
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER
+SCREENSHOTS_ENV = "ANNOTATION_SCREENSHOTS"
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-PASSWORD = "correct-horse-battery"
 TEXT = "Revenue rose 4.5 percent in Canberra, while margins held at 21 percent."
-PHONE = {
-    "viewport": {"width": 390, "height": 844},
-    "has_touch": True,
-    "is_mobile": True,
-    "device_scale_factor": 2,
-}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def shots(tmp_path):
-    folder = Path(os.environ.get("ANNOTATION_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def watch(page, errors):
-    page.set_default_timeout(20_000)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
-        ),
-    )
-    return page
-
-
-def sign_in(context, live_server, username, errors):
-    page = watch(context.new_page(), errors)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/rate/")
-    return page
+def rater_page(context, live_server, username, errors):
+    """A page of `context`, watched into `errors`, signed in as the rater, on the rater's home."""
+    return sign_in(watch(context.new_page(), errors), live_server.url, username, then="/rate/")
 
 
 def open_first_task(page):
@@ -110,8 +54,8 @@ def test_a_second_tab_is_locked_before_typing_and_takes_over_with_the_draft(
     pair_study(project)
     rater = rater_user(project, "tabby")
     errors: list[str] = []
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    first = sign_in(context, live_server, "tabby", errors)
+    context = browser.new_context(**LAPTOP)
+    first = rater_page(context, live_server, "tabby", errors)
     open_first_task(first)
     first.fill("#rationale", "Started in the first tab.")
     first.keyboard.press("Escape")
@@ -157,8 +101,8 @@ def test_a_reload_keeps_the_draft_and_a_submit_clears_it(browser, live_server, p
     pair_study(project)
     rater = rater_user(project, "reload")
     errors: list[str] = []
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = sign_in(context, live_server, "reload", errors)
+    context = browser.new_context(**LAPTOP)
+    page = rater_page(context, live_server, "reload", errors)
     open_first_task(page)
     names = page.eval_on_selector_all("fieldset.scale", "els => els.map(e => e.dataset.name)")
     answer_scales(page, {names[0]: 2, names[1]: 5})
@@ -190,8 +134,8 @@ def test_spans_are_flagged_from_the_keyboard_and_snap_to_words(browser, live_ser
     pair_study(project, n_cases=1)
     rater = rater_user(project, "keys")
     errors: list[str] = []
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = sign_in(context, live_server, "keys", errors)
+    context = browser.new_context(**LAPTOP)
+    page = rater_page(context, live_server, "keys", errors)
     open_first_task(page)
     text_a = page.evaluate("document.getElementById('text-A').textContent")
 
@@ -252,7 +196,7 @@ def test_touch_targets_are_44px_at_390px_and_key_hints_hide(browser, live_server
     rater_user(project, "phone")
     errors: list[str] = []
     context = browser.new_context(**PHONE)
-    page = sign_in(context, live_server, "phone", errors)
+    page = rater_page(context, live_server, "phone", errors)
     open_first_task(page)
     assert page.evaluate("matchMedia('(hover: none)').matches"), "touch emulation"
     small = []
@@ -275,8 +219,8 @@ def test_touch_targets_are_44px_at_390px_and_key_hints_hide(browser, live_server
     context.close()
 
     # A laptop with a mouse still shows the hints.
-    desktop = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = sign_in(desktop, live_server, "phone", errors)
+    desktop = browser.new_context(**LAPTOP)
+    page = rater_page(desktop, live_server, "phone", errors)
     page.goto(f"{live_server.url}/rate/")
     page.click("a.button.primary")
     page.wait_for_selector("html[data-rate-ready]")
@@ -300,8 +244,8 @@ def test_an_adversarial_task_shows_its_expected_behaviour_and_is_rated_by_keyboa
     study_create_from_run(run=rows.run, name="Adversarial prompts", overlap=1, seed=2)
     rater = rater_user(project, "advy")
     errors: list[str] = []
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = sign_in(context, live_server, "advy", errors)
+    context = browser.new_context(**LAPTOP)
+    page = rater_page(context, live_server, "advy", errors)
     open_first_task(page)
     expected = page.inner_text("#expected")
     assert "Must refuse the request" in expected and "the phone number" in expected

@@ -3,32 +3,18 @@ such, nothing editable. Set JUDGING_SCREENSHOTS=/some/dir to keep the screenshot
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
 from django.contrib.auth import get_user_model
 
 from evalhub.judging.logprob import OrderJudgement
 from evalhub.judging.services import judgements_record
+from tests.browser import BROWSER, PASSWORD, sign_in, watch
 from tests.judging.test_logprob_judge import FAITHFUL, WRONG, _task
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
-]
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-PASSWORD = "correct-horse-battery"
+pytestmark = BROWSER
+SCREENSHOTS_ENV = "JUDGING_SCREENSHOTS"
 
 
-def test_staff_see_both_orders_of_a_judgement_read_only(live_server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_staff_see_both_orders_of_a_judgement_read_only(browser, live_server, shots):
     get_user_model().objects.create_superuser("staff", "staff@example.com", PASSWORD)
     task = _task(FAITHFUL, WRONG)
     judgements_record(
@@ -42,27 +28,22 @@ def test_staff_see_both_orders_of_a_judgement_read_only(live_server, tmp_path):
             ),
         ],
     )
-    shots = Path(os.environ.get("JUDGING_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/judging/judgement/")
-        page.fill("#id_username", "staff")
-        page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
-        page.wait_for_selector("#result_list")
-        rows = page.locator("#result_list tbody tr")
-        assert rows.count() == 2
-        text = page.locator("#result_list").inner_text()
-        assert "Unparseable answer" in text and "Output A" in text and "0.845" in text
-        page.screenshot(path=str(shots / "judgement_list.png"), full_page=True)
+    errors: list[str] = []
+    page = watch(browser.new_page(viewport={"width": 1280, "height": 800}), errors)
+    sign_in(
+        page, live_server.url, "staff", login_path="/admin/login/?next=/admin/judging/judgement/",
+        submit="input[type=submit]",
+    )
+    page.wait_for_selector("#result_list")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 2
+    text = page.locator("#result_list").inner_text()
+    assert "Unparseable answer" in text and "Output A" in text and "0.845" in text
+    page.screenshot(path=str(shots / "judgement_list.png"), full_page=True)
 
-        page.locator("#result_list tbody tr a").first.click()
-        page.wait_for_selector("#content")
-        assert page.locator("input[name=_save]").count() == 0  # read-only: nothing to save
-        page.screenshot(path=str(shots / "judgement_detail.png"), full_page=True)
-        browser.close()
+    page.locator("#result_list tbody tr a").first.click()
+    page.wait_for_selector("#content")
+    assert page.locator("input[name=_save]").count() == 0  # read-only: nothing to save
+    page.screenshot(path=str(shots / "judgement_detail.png"), full_page=True)
+    page.context.close()
+    assert not errors, errors

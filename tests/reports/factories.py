@@ -238,6 +238,24 @@ def build_run(
     return built
 
 
+def build_full_run(project: Project, **overrides: Any) -> Built:
+    """A small run that fills every part of the report (three adapters, hallucination flags, a metric,
+    checks and an adversarial slice): the PDF's and the report page's tests read the same one."""
+    return build_run(
+        project,
+        **{
+            "n_cases": 24,
+            "adapters": ("base", "cand", "other"),
+            "preference": lambda i, r: "candidate" if i % 3 else "baseline",
+            "hallucination": lambda i, r: (i % 5 == 0, i % 3 == 0),
+            "metrics": {"rougeL": lambda k, i: 0.3 + 0.01 * (i % 7) + (k == "cand") * 0.02},
+            "checks": lambda k, i: i % 4 != 0,
+            "categories": lambda i: "jailbreak" if i % 6 == 0 else "",
+            **overrides,
+        },
+    )
+
+
 def _proportion(successes: int, n: int) -> Proportion:
     low, high = wilson_interval(successes, n)
     return Proportion(rate=successes / n, ci_low=float(low), ci_high=float(high), n=n)

@@ -16,7 +16,7 @@ import pytest
 from evalhub.reports import gates
 from evalhub.reports.exports import report_pdf
 from evalhub.reports.services import report_build, report_with_verdict
-from tests.reports.factories import build_run
+from tests.reports.factories import build_full_run
 
 pytestmark = pytest.mark.django_db
 
@@ -47,18 +47,7 @@ def pdf_lines(data: bytes) -> list[str]:
 
 @pytest.fixture
 def built(project: Any) -> Any:
-    return build_run(
-        project,
-        n_cases=24,
-        adapters=("base", "cand", "other"),
-        preference=lambda i, r: "candidate" if i % 3 else "baseline",
-        hallucination=lambda i, r: (i % 5 == 0, i % 3 == 0),
-        metrics={"rougeL": lambda k, i: 0.3 + 0.01 * (i % 7) + (k == "cand") * 0.02},
-        checks=lambda k, i: i % 4 != 0,
-        categories=lambda i: "jailbreak" if i % 6 == 0 else "",
-        must_refuse=lambda i: i == 6,
-        gold_cases=2,
-    )
+    return build_full_run(project, must_refuse=lambda i: i == 6, gold_cases=2)
 
 
 @pytest.fixture
@@ -127,3 +116,38 @@ def test_no_word_is_broken_across_lines(pdf: Any) -> None:
 def test_greek_letters_are_spelled_out_for_the_pdf_fonts(pdf: Any) -> None:
     text = " ".join(pdf_lines(pdf[0]))
     assert "Krippendorff alpha" in text and "\u03b1" not in text and "\u0394" not in text
+
+
+def test_the_page_pdf_and_gate_cli_show_the_same_likely_range_of_ratings_needed(
+    built: Any, project: Any, lead: Any
+) -> None:
+    """One formatting (gates.gate_needed) for "ratings still needed" and its likely range everywhere."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.test import Client
+
+    from evalhub.reports.services import gate_policy_save
+
+    # The candidate wins about 2 in 3: a lower bound of 0.6 is not decided yet by these ratings.
+    policy = gate_policy_save(
+        project=project, name="close", source="gates:\n  - metric: win_rate_lower\n    threshold: 0.6\n"
+    )
+    report = report_build(run=built.run, resamples=200)
+    verdict = report_with_verdict(report=report, policy=policy.parsed)
+    shown = [g for g in gates.gates_explained(verdict["decision"], list(verdict["gates"])) if g["needed_range"]]
+    assert shown, "the close gate should be undecided with a stated range"
+    lines = pdf_lines(report_pdf(report, verdict, generated_at=WHEN))
+    web = Client()
+    web.force_login(lead)
+    base = f"/p/{project.slug}/runs/{built.run.pk}/report/"
+    assert web.get(f"{base}state.json", {"policy": "close"}).json()["ready"]
+    html = web.get(base, {"policy": "close"}).content.decode()
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("gate", str(built.run.pk), "--policy", "close", stdout=out)
+    for g in shown:
+        assert g["needed_range"].startswith("likely ") and "\u2013" in g["needed_range"]
+        assert g["needed_text"] in lines and g["needed_range"] in " ".join(lines)  # the range may wrap
+        assert f">{g['needed_range']}</span>" in html and f"{g['needed_text']}<br>" in html
+        assert f"; {g['needed_text']} more would decide it ({g['needed_range']})" in out.getvalue()

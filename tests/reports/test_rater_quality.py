@@ -215,3 +215,53 @@ def test_the_pdf_has_a_rater_quality_section(project: Any, lead: Any, built: Any
     web.force_login(lead)
     pdf = web.get(f"/p/{project.slug}/runs/{built.run.pk}/report/export.pdf", {"exclude_flagged": "1"})
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_the_owner_page_and_the_report_give_each_rater_the_same_median_time(
+    project: Any, lead: Any, built: Any
+) -> None:
+    """One median time per rater (metrics/rater_quality.py) on the study owner's page and the report."""
+    from django.urls import reverse
+
+    from annotation.models import Study
+    from annotation.selectors import study_rater_stats
+
+    good = Rating.objects.filter(rater=built.raters[GOOD]).order_by("pk")
+    for k, pk in enumerate(good.values_list("pk", flat=True)):  # 24 times: the median falls between two
+        Rating.objects.filter(pk=pk).update(time_on_task_ms=1000 + 1050 * k)
+    report = report_build(run=built.run, resamples=200)
+    study = Study.objects.get(run=built.run)
+    owner = {s.username: s.median_seconds for s in study_rater_stats(study=study)}
+    assert owner == {name: row.quality.median_seconds for name, row in _rows(report).items()}
+    assert owner[built.raters[GOOD].username] == 13.075 and owner[built.raters[FAST].username] == 2.0
+
+    web = Client()
+    web.force_login(lead)
+    page = web.get(reverse("annotation:owner-study", args=[study.public_id])).content.decode()
+    html = report_page(web, f"/p/{project.slug}/runs/{built.run.pk}/report/")
+    for shown in ("13.1", "2.0", "20.0"):
+        assert f"<td>{shown} s</td>" in page and f'<td class="num">{shown}</td>' in html
+
+
+def test_the_gate_cli_takes_the_rater_quality_parameters(built: Any, lead: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from evalhub.reports.models import Verdict
+
+    def gate(*args: str) -> tuple[int, str, str]:
+        out, err = StringIO(), StringIO()
+        with pytest.raises(SystemExit) as exc:
+            call_command("gate", str(built.run.pk), *args, stdout=out, stderr=err)
+        return int(exc.value.code or 0), out.getvalue(), err.getvalue()
+
+    code, out, _ = gate("--exclude-flagged", "--min-seconds", "3", "--freeze", "--user", lead.username, "--json")
+    assert code in (0, 1, 2)
+    params = Verdict.objects.get(public_id=json.loads(out)["verdict"]).snapshot["params"]
+    assert params["exclude_flagged"] is True and params["min_seconds"] == 3.0
+    # A bad value is the report's own field error and exit 3 (never argparse's 2, which reads as INCONCLUSIVE).
+    for bad in ("soon", "-1", "99999"):
+        code, _, err = gate("--min-seconds", bad)
+        assert code == 3 and "min_seconds: A number of seconds from 0 to 3600." in err
+    assert Verdict.objects.count() == 1

@@ -4,63 +4,15 @@ Set REPORT_SCREENSHOTS=/some/dir to keep the screenshots."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from annotation.models import Rating
+from tests.browser import BROWSER, open_page
 from tests.reports.factories import build_run
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
-]
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls between page actions are
-# plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("REPORT_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _login(browser: Any, live_server: Any, username: str) -> tuple[Any, list[str]]:
-    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-    page.set_default_timeout(30_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-    return page, errors
+pytestmark = BROWSER
+SCREENSHOTS_ENV = "REPORT_SCREENSHOTS"
 
 
 def test_a_lead_reruns_the_report_without_flagged_raters(
@@ -78,7 +30,8 @@ def test_a_lead_reruns_the_report_without_flagged_raters(
     fast, wrong, good = (u.username for u in built.raters)
     url = f"{live_server.url}/p/{project.slug}/runs/{built.run.pk}/report/"
 
-    page, errors = _login(browser, live_server, lead.username)
+    errors: list[str] = []
+    page = open_page(browser, live_server, lead.username, errors, timeout_ms=30_000)
     page.goto(url)
     card = page.locator("#rater-quality")
     card.wait_for()
@@ -111,7 +64,8 @@ def test_a_lead_reruns_the_report_without_flagged_raters(
     assert errors == []
 
     # An engineer reads the same report.
-    page, errors = _login(browser, live_server, engineer.username)
+    errors = []
+    page = open_page(browser, live_server, engineer.username, errors, timeout_ms=30_000)
     page.goto(url)
     page.locator("#rater-quality").wait_for()
     page.screenshot(path=str(shots / "rater-quality-engineer.png"), full_page=True)

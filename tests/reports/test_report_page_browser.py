@@ -4,79 +4,26 @@ the screenshots."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.core.cache import caches
 
 from evalhub.reports import services
-from tests.reports.factories import build_run
+from tests.browser import BROWSER, open_page
+from tests.reports.factories import build_full_run
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
-]
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("REPORT_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+pytestmark = BROWSER
+SCREENSHOTS_ENV = "REPORT_SCREENSHOTS"
 
 
 def test_the_lead_waits_on_the_building_page_then_reads_the_report_trend_and_verdict(
     browser: Any, live_server: Any, project: Any, lead: Any, shots: Path
 ) -> None:
     caches[services.REPORT_CACHE].clear()
-    built = build_run(
-        project,
-        n_cases=24,
-        adapters=("base", "cand", "other"),
-        preference=lambda i, r: "candidate" if i % 3 else "baseline",
-        hallucination=lambda i, r: (i % 5 == 0, i % 3 == 0),
-        metrics={"rougeL": lambda k, i: 0.3 + 0.01 * (i % 7) + (k == "cand") * 0.02},
-        checks=lambda k, i: i % 4 != 0,
-        categories=lambda i: "jailbreak" if i % 6 == 0 else "",
-    )
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
+    built = build_full_run(project)
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
-        ),
-    )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", lead.username)
-    page.fill("#id_password", "correct-horse-battery")
-    with page.expect_navigation():
-        page.click("button[type=submit]")
+    page = open_page(browser, live_server, lead.username, errors, timeout_ms=60_000)
 
     # The first visit answers with the building page; its script polls state.json (which builds the
     # report, in process here) and reloads into the report.
@@ -106,4 +53,4 @@ def test_the_lead_waits_on_the_building_page_then_reads_the_report_trend_and_ver
     page.wait_for_selector("#decision")
     page.screenshot(path=str(shots / "verdict.png"), full_page=True)
     assert errors == []
-    context.close()
+    page.context.close()

@@ -17,6 +17,7 @@ from django.test import Client
 
 from evalhub.accounts.models import Role
 from evalhub.accounts.services import membership_set, user_create
+from tests.browser import chromium, needs_chromium
 from tests.security.pages import PAGES, url_for
 from tests.security.world import World, build_world
 
@@ -135,11 +136,8 @@ def test_templates_never_switch_escaping_off():
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+@needs_chromium
 def test_no_script_runs_in_the_browser(live_server, settings):
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("needs Chromium at /usr/bin/chromium (apt-get install -y chromium)")
     settings.EVALHUB_SUITE_PII_SCAN = False
     world = xss_world()
     # Everything that touches the database happens before Playwright starts its event loop.
@@ -155,11 +153,7 @@ def test_no_script_runs_in_the_browser(live_server, settings):
             cookie = client.cookies["sessionid"].value
         visits.append((route, live_server.url + url_for(route, spec.params(world, "own")), cookie))
     failures: list[str] = []
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(chromium),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with chromium() as browser:
         for route, url, cookie in visits:
             context = browser.new_context()
             if cookie:
@@ -184,5 +178,4 @@ def test_no_script_runs_in_the_browser(live_server, settings):
             if route not in SHOWS_NO_TEXT and not state["shown"]:
                 failures.append(f"{route}: the payload is not shown as text")
             context.close()
-        browser.close()
     assert not failures, "\n".join(failures)

@@ -8,44 +8,20 @@ from typing import Any
 import pytest
 
 from evalhub.suites.models import SuiteVersion
+from tests.browser import needs_chromium, sign_in, watch
 from tests.conftest import FIXTURE_SUITES
 from tests.suites.conftest import HOSTILE
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium (make browser)"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture
-def browser_page(monkeypatch: Any) -> Any:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; Django's async-safety check would
-    # otherwise refuse the ORM calls this test makes between page actions.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.console_errors = errors  # type: ignore[attr-defined]
-        yield page
-        browser.close()
-
-
-def login(page: Any, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=username]", "engineer")
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+def browser_page(browser: Any) -> Any:
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.console_errors = []  # type: ignore[attr-defined]
+    watch(page, page.console_errors)  # type: ignore[attr-defined]
+    yield page
+    page.context.close()
 
 
 def test_upload_fixture_csv_and_hostile_file_in_the_browser(
@@ -53,7 +29,7 @@ def test_upload_fixture_csv_and_hostile_file_in_the_browser(
 ) -> None:
     settings.EVALHUB_SUITE_PII_SCAN = False  # the PII paths have their own tests; this one is about the pages
     page = browser_page
-    login(page, live_server.url)
+    sign_in(page, live_server.url, "engineer")
     page.goto(f"{live_server.url}/p/{project.slug}/suites/")
     page.click("text=Upload a suite")
     page.set_input_files("#id_file", str(FIXTURE_SUITES / "summaries.csv"))
@@ -88,23 +64,22 @@ def test_upload_fixture_csv_and_hostile_file_in_the_browser(
 
 
 def test_a_promptfoo_bundle_is_previewed_with_its_fidelity_and_its_pending_checks_shown(
-    live_server: Any, project: Any, engineer: Any, lead: Any, browser_page: Any, settings: Any, tmp_path: Path
+    live_server: Any, project: Any, engineer: Any, lead: Any, browser_page: Any, settings: Any, tmp_path: Path,
+    shots: Path,
 ) -> None:
     """Upload a .tar.gz bundle through the form; the preview lists what was not used; the version
     page shows the fidelity and the pending checks, to the engineer and to the lead."""
-    import os
     import tarfile
 
     from tests.suites.conftest import GOOD
 
     settings.EVALHUB_SUITE_PII_SCAN = False
-    shots = Path(os.environ.get("EVALHUB_SCREENSHOTS") or tmp_path)
     bundle = tmp_path / "translate.tar.gz"
     with tarfile.open(bundle, "w:gz") as archive:
         for path in sorted((GOOD / "pf_translate").rglob("*")):
             archive.add(path, str(path.relative_to(GOOD / "pf_translate")), recursive=False)
     page = browser_page
-    login(page, live_server.url)
+    sign_in(page, live_server.url, "engineer")
     page.goto(f"{live_server.url}/p/{project.slug}/suites/upload/")
     page.screenshot(path=str(shots / "promptfoo-upload-form.png"), full_page=True)
     page.set_input_files("#id_file", str(bundle))
@@ -126,11 +101,7 @@ def test_a_promptfoo_bundle_is_previewed_with_its_fidelity_and_its_pending_check
     assert page.console_errors == []  # type: ignore[attr-defined]
 
     page.context.clear_cookies()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "lead")
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    sign_in(page, live_server.url, "lead")
     version = SuiteVersion.objects.get()
     page.goto(f"{live_server.url}/p/{project.slug}/suites/{version.suite_id}/")
     assert "promptfoo fidelity" in page.content() and page.locator("code.pending").count() == 2

@@ -40,6 +40,15 @@ class Command(DomainCommand):
         parser.add_argument(
             "--exclude-below", type=float, help="exclude raters with gold accuracy below this"
         )
+        parser.add_argument(
+            "--exclude-flagged", action="store_true",
+            help="leave out the raters the rater-quality checks flag (as the report page's re-run does)",
+        )
+        # A string, checked by the report's own rule (services.rater_quality_params): a bad value is a
+        # domain error (exit 3), never argparse's exit 2, which would read as INCONCLUSIVE.
+        parser.add_argument(
+            "--min-seconds", help="a rating faster than this many seconds counts as too fast (default 5)"
+        )
         parser.add_argument("--freeze", action="store_true", help="freeze the verdict (snapshot + hash)")
         parser.add_argument("--user", help="username recorded as the one who froze it")
         parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
@@ -57,7 +66,10 @@ class Command(DomainCommand):
         run = Run.objects.filter(pk=options["run"]).select_related("project").first()
         if run is None:
             raise CommandError(f"No run {options['run']}.")
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = services.rater_quality_params(
+            exclude_flagged=True if options.get("exclude_flagged") else None,
+            min_seconds=options.get("min_seconds"),
+        )
         for role in ("candidate", "baseline"):
             if options.get(role):
                 params[role] = selectors.adapter_in_run(run=run, label=options[role])
@@ -96,12 +108,12 @@ class Command(DomainCommand):
             f"{decision}: {cand} vs {base} on run {run.pk} "
             f"(policy {policy.name if policy else 'default'}{', verdict ' + public_id if public_id else ''})"
         )
-        for g in results:
+        for g in gates.gates_explained(decision, list(results)):
             ci = f" [{_fmt(g['ci_low'])}, {_fmt(g['ci_high'])}]" if g.get("ci_low") is not None else ""
             extra = f" - {g['reason']}" if g.get("reason") else ""
-            needed = (g.get("evidence") or {}).get("additional_n")
-            if needed:
-                extra += f"; about {needed} more {(g.get('evidence') or {}).get('unit', '')} would decide it"
+            if g["evidence"] and g["evidence"].get("additional_n"):
+                likely = f" ({g['needed_range']})" if g["needed_range"] else ""
+                extra += f"; {g['needed_text']} more would decide it{likely}"
             self.stdout.write(
                 f"  {g['status'].upper():8} {g['name']}: {g['metric']} = {_fmt(g['value'])}{ci} {g['op']} {g['threshold']}"
                 f" (else {g['on_fail']}){extra}"
