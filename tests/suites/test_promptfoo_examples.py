@@ -33,18 +33,10 @@ IMPORTS = sorted(name for name, exp in EXPECTED.items() if "tests_read" in exp)
 REFUSALS = sorted(name for name, exp in EXPECTED.items() if "tests_read" not in exp)
 DUPLICATED = sorted(name for name, exp in EXPECTED.items() if exp.get("duplicates"))
 COUNTS = ("tests_read", "cases_made", "asserts_mapped", "asserts_pending")
-# A sample of shapes for the zip paths: CSV tests + a prompt file split by '---', JSONL tests, scenarios,
-# CSV __description/__metadata/__threshold with defaultTest rubrics, a chat prompt in a subfolder.
-API_SAMPLE = [
-    "simple-csv",
-    "jsonl-test-cases",
-    "config-multiple-translations-scenarios",
-    "eval-customer-support-rubric",
-    "llama-gpt-comparison",
-]
-WEB_SAMPLE = ["simple-csv", "config-multiple-translations-scenarios", "mmlu"]
-API_REFUSALS = ["huggingface-dataset", "multiple-translations-scenarios"]
-WEB_REFUSALS = ["google-sheets"]
+# Every config also goes through the API and the web upload as a zip bundle (a config with exact duplicates
+# is refused there until the user asks for the valid rows only: the CLI test above covers that path).
+API_SAMPLE = WEB_SAMPLE = [name for name in IMPORTS if name not in DUPLICATED]
+API_REFUSALS = WEB_REFUSALS = REFUSALS
 
 
 def test_the_example_set_is_real_varied_and_traced() -> None:
