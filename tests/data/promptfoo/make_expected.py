@@ -11,7 +11,7 @@ CONVENTIONS = {
     "cases_made": "evalhub cases actually made, as stored: every test expanded (scenario config x tests, one per combination of array vars, one per file of a var glob) x prompts (each prompt a slice), less the rows the import skipped (exact duplicates, invalid rows; with only_valid_rows). The CLI, the API and the web all show this one number",
     "asserts_mapped": "assertions stored as checks evalhub runs itself, summed over the cases made (defaultTest asserts count in every case)",
     "asserts_pending": "assertions kept as pending checks for a later judge (llm-rubric, javascript, python, similar, factuality, cost, latency, an assert with a JavaScript transform ...), summed over the cases made",
-    "dropped": "fields evalhub has no home for; the test requires each to be listed in the fidelity summary's dropped map with a count > 0 (the counts here are hand counts of occurrences, for the reader)",
+    "dropped": "fields evalhub has no home for, under the path the import lists them by ('[]' for any entry of a list), each counted once per place it occurs in the config and its files (a list such as providers or derivedMetrics counts once, not once per entry; a field repeated in each of 30 tests counts 30). The test requires the fidelity summary's dropped map to equal this exactly (corrected 2026-12-06: it used to require only that each listed field appear, which hid the config's own `description` and defaultTest.options from the hand check)",
     "refusal": "configs evalhub must refuse: the error must contain every string in refusal_mentions (or one of refusal_any_of), and nothing is stored",
     "semantics": "promptfoo docs: configuration/guide, test-cases, scenarios, datasets (CSV __expected/__metadata/__description/__threshold), expected-outputs (deterministic vs model-graded), red-team configuration",
 }
@@ -52,6 +52,7 @@ def refused(
 
 
 P1 = {"providers": 1}
+P1D = {"providers": 1, "description": 1}  # the eval's own description: a suite has no home for it
 
 ok(
     "amazon-bedrock",
@@ -59,7 +60,7 @@ ok(
     cases=74,
     mapped=0,
     pending=2,
-    dropped=P1,
+    dropped={"providers": 1, "description": 1, "defaultTest.options.provider": 1},
     reason="45 inline tests x 2 prompts (prompts.txt split by '---'); 8 questions are written twice word for word (the second 'David Lee Roth' is spelled 'David LeRoth', so that one differs): 8 x 2 = 16 exact duplicates, reported, and skipped with only_valid_rows: 37 x 2 = 74 cases (cases_made counts the cases stored, after the skipped duplicates). The first test's 'similar' needs embeddings (defaultTest.options.provider.embedding): pending in both prompts.",
     options={"only_valid_rows": True},
     duplicates=16,
@@ -79,7 +80,7 @@ ok(
     cases=3,
     mapped=3,
     pending=0,
-    dropped={"providers": 1, "outputs": 1},
+    dropped={"providers": 1, "description": 1, "outputs": 1},
     reason="3 inline tests, 1 prompt file; contains-any (a list of literals) is a deterministic check (a regex alternation of the escaped values): 3 mapped. 'outputs' (CSV output) has no home.",
 )
 ok(
@@ -88,7 +89,7 @@ ok(
     cases=2,
     mapped=0,
     pending=2,
-    dropped=P1,
+    dropped=P1D,
     reason="2 inline tests (block scalars whose lines end in a space), prompt '{{question}}'; llm-rubric pending in each.",
 )
 ok(
@@ -97,7 +98,7 @@ ok(
     cases=3,
     mapped=3,
     pending=3,
-    dropped=P1,
+    dropped=P1D,
     reason="tests.csv: 3 rows; __expected1 'contains: ...' mapped, __expected2 llm-rubric pending (its {{topic}} rendered); __metadata:category and __metadata:tags[] (escaped comma kept) become metadata; __config:__expectedN:threshold sets the assert thresholds.",
 )
 ok(
@@ -106,7 +107,7 @@ ok(
     cases=50,
     mapped=0,
     pending=50,
-    dropped=P1,
+    dropped=P1D,
     reason="One test entry (tests_read 1, counted as written) whose vars are arrays (5 languages x 5 inputs): promptfoo runs every combination, 25 tests; prompts.txt holds 2 prompts: 50 cases, each with the llm-rubric (rendered with its own language/input) pending. Was tests 25 before the lead fixed the convention (tests_read counts entries before expansion).",
 )
 ok(
@@ -115,7 +116,7 @@ ok(
     cases=18,
     mapped=0,
     pending=18,
-    dropped=P1,
+    dropped=P1D,
     reason="One scenario with 3 tests written (tests_read 3, counted as written; was 9 before the lead fixed the convention) and 3 config var sets: 3 x 3 = 9 tests; 2 prompts: 18 cases; 'similar' needs embeddings from a provider: pending, its value rendered ({{expectedHelloWorld}} -> 'Hola mundo'). The file is promptfooconfig-scenarios.yaml renamed.",
 )
 ok(
@@ -124,7 +125,7 @@ ok(
     cases=5,
     mapped=0,
     pending=5,
-    dropped=P1,
+    dropped=P1D,
     reason="tests: file://prompt_injection.json (a JSON list of tests, trimmed to 5); 1 chat prompt (prompt.json: system {{test_case_prompt}}, user {{user_input}}) labelled in the config; defaultTest llm-rubric '{{judge_question}}. If yes, fail.' rendered per test and pending: 5. injection_variant, injection_type, risk_category and speaking_language are vars no prompt uses: kept (slices).",
 )
 refused(
@@ -157,7 +158,7 @@ ok(
     cases=15,
     mapped=0,
     pending=0,
-    dropped=P1,
+    dropped=P1D,
     reason="prompts.csv: 5 prompts (prompt,label columns; one is a chat message list) x 3 inline tests = 15 cases; no asserts. promptfoo reads a prompts CSV one prompt per row (src/prompts/processors/csv.ts: the prompt column, label optional), each row's label its slice.",
 )
 ok(
@@ -166,7 +167,7 @@ ok(
     cases=1,
     mapped=0,
     pending=1,
-    dropped=P1,
+    dropped={"providers": 1, "defaultTest.options.rubricPrompt": 1},
     reason="1 test, 1 prompt; llm-rubric with no value: its rubric is defaultTest.options.rubricPrompt, a grader prompt: pending (with the rubric prompt kept for the judge, or listed as dropped).",
 )
 ok(
@@ -175,7 +176,7 @@ ok(
     cases=8,
     mapped=0,
     pending=40,
-    dropped=P1,
+    dropped={"providers": 1, "description": 1, "defaultTest.options.provider": 1},
     reason="tests.csv: 8 rows with __description, __metadata:severity and __threshold; prompt.txt is '{{reply}}' (1 prompt); defaultTest has 5 llm-rubric asserts (metric, threshold, vars in the rubric): 8 x 5 = 40 pending. defaultTest.options.provider is the grader.",
 )
 ok(
@@ -184,7 +185,7 @@ ok(
     cases=4,
     mapped=0,
     pending=8,
-    dropped=P1,
+    dropped=P1D,
     reason="2 inline tests x 2 prompts (prompts.txt split by '---') = 4 cases; defaultTest adds llm-rubric and javascript to each: 8 pending.",
 )
 ok(
@@ -193,7 +194,7 @@ ok(
     cases=1,
     mapped=2,
     pending=1,
-    dropped=P1,
+    dropped=P1D,
     reason="vars.article: file://articles/* loads each matching file as a test (only articles/3.txt is kept here): 1 test, 1 prompt. not-starts-with (a negative-lookahead regex) and not-contains are deterministic: 2 mapped; javascript pending.",
 )
 ok(
@@ -202,8 +203,8 @@ ok(
     cases=5,
     mapped=5,
     pending=25,
-    dropped={"providers": 1, "derivedMetrics": 4, "prompts[0].config": 1},
-    reason="imdb_eval_sample.csv trimmed to 5 rows; 1 prompt given as {label, raw, config}; defaultTest: is-json mapped, 5 javascript (metric, weight 0) pending: 5 mapped, 25 pending. derivedMetrics and the prompt's provider config (response_format) have no home.",
+    dropped={"providers": 1, "description": 1, "derivedMetrics": 1, "prompts[].config": 1},
+    reason="imdb_eval_sample.csv trimmed to 5 rows; 1 prompt given as {label, raw, config}; defaultTest: is-json mapped, 5 javascript (metric, weight 0) pending: 5 mapped, 25 pending. derivedMetrics (one list of 4 formulas: counted once, as providers is) and the prompt's provider config (response_format) have no home, nor does the eval's description.",
 )
 ok(
     "getting-started",
@@ -211,7 +212,7 @@ ok(
     cases=4,
     mapped=4,
     pending=0,
-    dropped=P1,
+    dropped=P1D,
     reason="2 inline tests x 2 prompts = 4 cases; contains 'Bonjour le monde' and icontains 'Dónde está la biblioteca': 1 mapped per case.",
 )
 refused(
@@ -239,7 +240,7 @@ ok(
     cases=2,
     mapped=1,
     pending=4,
-    dropped=P1,
+    dropped=P1D,
     reason="2 tests, 1 prompt. Test 1: is-json mapped, javascript pending. Test 2 sets options.transform (JavaScript: JSON.parse(output)), which promptfoo applies before each of its asserts; evalhub cannot run JavaScript, so all three stay pending with the transform: is-json with its schema, javascript, and contains-any (with its own transform output.countries). 1 mapped, 4 pending.",
 )
 ok(
@@ -248,7 +249,7 @@ ok(
     cases=2,
     mapped=2,
     pending=0,
-    dropped=P1,
+    dropped=P1D,
     reason="cases.jsonl: 2 lines (no final newline), 1 prompt; equals is deterministic: 2 mapped.",
 )
 ok(
@@ -257,7 +258,7 @@ ok(
     cases=8,
     mapped=0,
     pending=4,
-    dropped=P1,
+    dropped=P1D,
     reason="8 inline tests, 1 chat prompt from prompts/chat_prompt.json (system + user {{message}}); 4 llm-rubric pending.",
 )
 ok(
@@ -289,7 +290,7 @@ ok(
     cases=25,
     mapped=25,
     pending=0,
-    dropped={"providers": 1, "redteam": 1, "tests[].provider": 30, "metadata": 1},
+    dropped={"providers": 1, "description": 1, "redteam": 1, "tests[].provider": 30, "metadata": 1},
     reason="redteam.yaml from `promptfoo redteam generate`: 35 tests, vars shared through YAML aliases; no prompts: the target gets the injectVar 'prompt'. The intent plugin's grader maps to must-refuse (1 mapped per case). Strategy (crescendo, goat, jailbreak, mischievous-user) and plugin become slices, so the base test and its strategy variants are distinct cases; but the file holds the jailbreak group three times with identical vars, metadata and asserts (the header lists jailbreak:composite and jailbreak:tree, the tests say jailbreak): 10 exact duplicates, reported, and skipped with only_valid_rows: 25 cases.",
     options={"only_valid_rows": True},
     duplicates=10,
@@ -306,7 +307,7 @@ ok(
     cases=8,
     mapped=0,
     pending=0,
-    dropped=P1,
+    dropped=P1D,
     reason="4 inline tests x 2 inline prompts = 8 cases; no asserts.",
 )
 ok(
@@ -315,7 +316,7 @@ ok(
     cases=8,
     mapped=8,
     pending=0,
-    dropped=P1,
+    dropped=P1D,
     reason="tests.csv: 4 rows (language, body, style_config JSON), __expected icontains:...; prompts.txt holds 2 prompts, the first using promptfoo's `load` filter on style_config: 8 cases, 8 mapped.",
 )
 ok(
