@@ -36,6 +36,7 @@ SERIAL_GROUPS: dict[str, str] = {
     "tests/runs/test_worker_kill.py": "celery-workers",
     "tests/runs/test_scoring_worker.py": "celery-workers",
     "tests/runs/test_gpu_workers.py": "celery-workers",
+    "tests/ops/test_faults.py": "celery-workers",
     "tests/annotation/test_rating_load_smoke.py": "load-bench",
     "tests/generation/test_vllm.py": "vllm",
 }
