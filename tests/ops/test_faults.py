@@ -236,11 +236,11 @@ def faulty(request: pytest.FixtureRequest, own_services: Services, tmp_path: Pat
     with own_redis(tmp_path / "redis", appendonly=appendonly) as redis:
         common = dict(EVALHUB_CHUNK_LEASE_SECONDS=str(LEASE_SECONDS), EVALHUB_WATCHDOG_INTERVAL_SECONDS=str(WATCHDOG_SECONDS),
                       EVALHUB_RETRY_AFTER_SECONDS="2", EVALHUB_GENERATION_CHUNK_SIZE="2", CACHE_URL=redis.url,
-                      CELERY_VISIBILITY_TIMEOUT="15", DATABASE_CONN_MAX_AGE="0")
+                      CELERY_VISIBILITY_TIMEOUT="30", DATABASE_CONN_MAX_AGE="0")
         env = stack_env(database_url=database_url, broker_url=redis.url, prefix="", data=tmp_path / "data", **common)
         env["DEBUG"] = "true"  # no collectstatic needed; the rest is production
         worker_env = {**env, "DJANGO_SETTINGS_MODULE": "tests.ops.fault_settings", "EVALHUB_TEST_BATCH_DELAY": "1.0",
-                      "EVALHUB_TEST_SCORE_DELAY": "4"}
+                      "EVALHUB_TEST_SCORE_DELAY": "8"}
         logs = tmp_path / "logs"
         logs.mkdir()
         stack = Stack(env=env, logs=logs)
@@ -303,10 +303,9 @@ def test_a_fault_during_a_run_its_scoring_and_its_rating_heals_and_stores_everyt
     keys = sql(pg, "SELECT adapter_id, case_id, sample FROM runs_output WHERE run_id = %s", run)
     assert len(keys) == len(set(keys)) == expected  # every output, once
 
-    # 2. Its scoring (enqueued by the run's completion): the fault strikes while both kinds run.
+    # 2. Its scoring (enqueued by the run's completion): the fault strikes while a kind is being scored.
     scoring = "SELECT kind, status FROM runs_runscoring WHERE run_id = %s"
-    wait(stack, lambda: sorted(s for _, s in (maybe(pg, scoring, run) or [])) == ["running", "running"],
-         "both kinds of scoring to be running")
+    wait(stack, lambda: "running" in {s for _, s in (maybe(pg, scoring, run) or [])}, "scoring to be running")
     fault.strike("scoring")
     wait(stack, lambda: {s for _, s in (maybe(pg, scoring, run) or [("", "")])} <= {"done", "failed"},
          "the scoring to end unattended")
