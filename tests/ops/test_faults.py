@@ -102,7 +102,8 @@ def own_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]
     folder = tmp_path_factory.mktemp("faults")
     with own_postgres() as postgres, own_redis(folder / "redis-setup") as redis:
         template = postgres.url.rsplit("/", 1)[0] + "/faults_template"
-        sql(postgres, "CREATE DATABASE faults_template", database="postgres")
+        # UTF-8 as a production database is (the cluster's default, under LC_ALL=C, is SQL_ASCII).
+        sql(postgres, "CREATE DATABASE faults_template ENCODING 'UTF8' TEMPLATE template0", database="postgres")
         env = stack_env(database_url=template, broker_url=redis.url, prefix="", data=folder / "data")
         manage(env, "migrate", "--noinput", "-v0", timeout=600)
         yield Services(postgres=postgres, redis=redis, template=template)
