@@ -362,25 +362,31 @@ def score_enqueue(*, run_id: int, force: bool = False) -> None:
     fails when it runs here, leaves its kind failed with the error, and the other kind is still sent:
     nothing is raised, the state says what happened.
     """
+    for kind in (ScoringKind.TEXT, ScoringKind.PERPLEXITY):
+        scoring_send(run_id=run_id, kind=kind, force=force)
+
+
+def scoring_send(*, run_id: int, kind: str, force: bool = False) -> None:
+    """Mark one kind of the run's scoring queued and send its task (see `score_enqueue`); the watchdog
+    sends a kind again this way when its message was lost (a broker restarted without persistence)."""
     from evalhub.runs import tasks as run_tasks
 
-    tasks = {ScoringKind.TEXT: run_tasks.score_text, ScoringKind.PERPLEXITY: run_tasks.score_perplexity}
-    for kind, task in tasks.items():
-        _scoring_set(
-            run_id=run_id,
-            kind=kind,
-            status=ScoringStatus.QUEUED,
-            error="",
-            written=0,
-            started_at=None,
-            finished_at=None,
-        )
-        try:
-            task.delay(run_id=run_id, force=force)
-        except Exception as exc:
-            # In process the task has recorded its failure already; a send that failed has not.
-            if RunScoring.objects.filter(run_id=run_id, kind=kind, status=ScoringStatus.QUEUED).exists():
-                scoring_give_up(run_id=run_id, kind=kind, exc=exc)
+    task = run_tasks.score_perplexity if kind == ScoringKind.PERPLEXITY else run_tasks.score_text
+    _scoring_set(
+        run_id=run_id,
+        kind=kind,
+        status=ScoringStatus.QUEUED,
+        error="",
+        written=0,
+        started_at=None,
+        finished_at=None,
+    )
+    try:
+        task.delay(run_id=run_id, force=force)
+    except Exception as exc:
+        # In process the task has recorded its failure already; a send that failed has not.
+        if RunScoring.objects.filter(run_id=run_id, kind=kind, status=ScoringStatus.QUEUED).exists():
+            scoring_give_up(run_id=run_id, kind=kind, exc=exc)
 
 
 def run_rescore(*, run: Run, force: bool = False, actor: Any = None) -> None:
