@@ -15,7 +15,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install venv-packages demo test lint typecheck serve fixtures browser vllm-env clean
+.PHONY: install venv-packages demo test lint typecheck serve fixtures browser vllm-env clean prod-check
 
 # Third-party packages are built once per definition in a cache folder outside the clone (EVALHUB_CACHE_DIR,
 # default ~/.cache/evalhub) and a fresh clone gets a thin .venv over them in seconds (tools/cached_venv.py).
@@ -80,10 +80,17 @@ test: install browser vllm-env lint typecheck
 	@if $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))"; then \
 		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(PYTEST) $(PYTEST_ARGS) || exit $$?; \
 		echo "== pytest on SQLite (every test not marked slow)"; DATABASE_URL= $(PYTEST) -m "not slow" $(PYTEST_SQLITE_ARGS) || exit $$?; \
+		echo "== make prod-check"; $(MAKE) --no-print-directory prod-check || exit $$?; \
 	else \
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432: running the suite on SQLite only"; \
 		DATABASE_URL= $(PYTEST) $(PYTEST_ARGS); \
 	fi
+
+# The README's production set-up on this machine's PostgreSQL and Redis (own database, own broker key
+# prefix): gunicorn, a cpu and a gpu worker and beat; an adapter registered, run, scored and judged through
+# the API (tools/prod_check.py). Skips with the reason where either service is absent; CI runs it in `test`.
+prod-check: install
+	$(PY) tools/prod_check.py $(PROD_CHECK_ARGS)
 
 demo: install
 	EVALHUB_DATA_DIR=$(CURDIR)/data/demo $(PY) manage.py demo

@@ -166,10 +166,14 @@ class TransientErrorMiddleware:
 
 
 def transient_errors() -> tuple[type[Exception], ...]:
-    """The task policy's transient errors and the broker client's own (kombu wraps a refused connection)."""
+    """The task policy's transient errors and the broker client's own (kombu wraps a refused connection),
+    and the Redis client's: with CACHE_URL on Redis, every API request reads the cache (DRF's throttles),
+    and redis-py's ConnectionError is not the built-in one."""
     from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    return (*TRANSIENT_ERRORS, BrokerError)
+    return (*TRANSIENT_ERRORS, BrokerError, RedisConnectionError, RedisTimeoutError)
 
 
 class RequestIdMiddleware:

@@ -220,7 +220,9 @@ CELERY_TASK_ROUTES = {
     "evalhub.runs.tasks.score_perplexity": {"queue": "gpu"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")),
+    # Redis: every broker key under this prefix, so deployments (or checks) sharing one Redis never meet.
+    "global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", ""),
 }
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "1800"))
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "2100"))

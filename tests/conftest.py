@@ -38,6 +38,7 @@ SERIAL_GROUPS: dict[str, str] = {
     "tests/runs/test_scoring_worker.py": "celery-workers",
     "tests/runs/test_gpu_workers.py": "celery-workers",
     "tests/continuous/test_workers.py": "celery-workers",
+    "tests/ops/test_faults.py": "faults",
     "tests/annotation/test_rating_load_smoke.py": "load-bench",
     "tests/generation/test_vllm.py": "vllm",
 }

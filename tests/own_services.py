@@ -90,11 +90,13 @@ def own_postgres() -> Iterator[OwnPostgres]:
 
 @dataclass
 class OwnRedis:
-    """A Redis server of the test's own; `stop()`/`start()` for faults (no persistence unless asked)."""
+    """A Redis server of the test's own; `stop()`/`start()` for faults (no persistence unless asked:
+    `appendonly=True` logs every write to an append-only file in `folder`, reloaded on start)."""
 
     folder: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    appendonly: bool = False
 
     @property
     def url(self) -> str:
@@ -103,7 +105,7 @@ class OwnRedis:
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--save", "", "--appendonly", "no"],
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
@@ -117,9 +119,9 @@ class OwnRedis:
 
 
 @contextmanager
-def own_redis(folder: Path) -> Iterator[OwnRedis]:
+def own_redis(folder: Path, *, appendonly: bool = False) -> Iterator[OwnRedis]:
     folder.mkdir(parents=True, exist_ok=True)
-    server = OwnRedis(folder=folder, port=free_port())
+    server = OwnRedis(folder=folder, port=free_port(), appendonly=appendonly)
     server.start()
     try:
         yield server

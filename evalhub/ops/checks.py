@@ -42,6 +42,8 @@ def check_broker_and_workers() -> dict[str, Any]:
     # A throw-away client app bound to the configured broker: the project app's producer pool would
     # retry a dead broker forever, and /readyz must answer within its timeout.
     probe = Celery("evalhub-readyz", broker=settings.CELERY_BROKER_URL, set_as_current=False)
+    # The same transport options as the workers (a key prefix above all): else the probe asks an empty room.
+    probe.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     try:
         with probe.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)

@@ -32,7 +32,8 @@ def queue_depths() -> dict[str, int]:
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1)
     try:
-        return {queue: int(client.llen(queue)) for queue in settings.EVALHUB_READY_QUEUES}
+        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+        return {queue: int(client.llen(f"{prefix}{queue}")) for queue in settings.EVALHUB_READY_QUEUES}
     finally:
         client.close()
 

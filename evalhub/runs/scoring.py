@@ -381,27 +381,43 @@ def score_enqueue(*, run_id: int, force: bool = False) -> None:
     fails when it runs here, leaves its kind failed with the error, and the other kind is still sent:
     nothing is raised, the state says what happened.
     """
+    # Every kind is queued before any is sent, so one finishing in process does not look like the last.
+    kinds = (ScoringKind.TEXT, ScoringKind.PERPLEXITY)
+    for kind in kinds:
+        _scoring_queued(run_id=run_id, kind=kind)
+    for kind in kinds:
+        _scoring_deliver(run_id=run_id, kind=kind, force=force)
+
+
+def scoring_send(*, run_id: int, kind: str, force: bool = False) -> None:
+    """Mark one kind of the run's scoring queued and send its task (see `score_enqueue`); the watchdog
+    sends a kind again this way when its message was lost (a broker restarted without persistence)."""
+    _scoring_queued(run_id=run_id, kind=kind)
+    _scoring_deliver(run_id=run_id, kind=kind, force=force)
+
+
+def _scoring_queued(*, run_id: int, kind: str) -> None:
+    _scoring_set(
+        run_id=run_id,
+        kind=kind,
+        status=ScoringStatus.QUEUED,
+        error="",
+        written=0,
+        started_at=None,
+        finished_at=None,
+    )
+
+
+def _scoring_deliver(*, run_id: int, kind: str, force: bool) -> None:
     from evalhub.runs import tasks as run_tasks
 
-    tasks = {ScoringKind.TEXT: run_tasks.score_text, ScoringKind.PERPLEXITY: run_tasks.score_perplexity}
-    # Every kind is queued before any is sent, so one finishing in process does not look like the last.
-    for kind in tasks:
-        _scoring_set(
-            run_id=run_id,
-            kind=kind,
-            status=ScoringStatus.QUEUED,
-            error="",
-            written=0,
-            started_at=None,
-            finished_at=None,
-        )
-    for kind, task in tasks.items():
-        try:
-            task.delay(run_id=run_id, force=force)
-        except Exception as exc:
-            # In process the task has recorded its failure already; a send that failed has not.
-            if RunScoring.objects.filter(run_id=run_id, kind=kind, status=ScoringStatus.QUEUED).exists():
-                scoring_give_up(run_id=run_id, kind=kind, exc=exc)
+    task = run_tasks.score_perplexity if kind == ScoringKind.PERPLEXITY else run_tasks.score_text
+    try:
+        task.delay(run_id=run_id, force=force)
+    except Exception as exc:
+        # In process the task has recorded its failure already; a send that failed has not.
+        if RunScoring.objects.filter(run_id=run_id, kind=kind, status=ScoringStatus.QUEUED).exists():
+            scoring_give_up(run_id=run_id, kind=kind, exc=exc)
 
 
 def run_rescore(*, run: Run, force: bool = False, actor: Any = None) -> None:

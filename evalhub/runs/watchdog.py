@@ -27,7 +27,8 @@ from django.utils import timezone
 from evalhub.audit.services import audit_record
 from evalhub.runs import progress
 from evalhub.runs.hooks import on_run_stalled
-from evalhub.runs.models import ChunkStatus, Output, Run, RunChunk, RunStatus
+from evalhub.runs.models import ChunkStatus, Output, Run, RunChunk, RunScoring, RunStatus, ScoringStatus
+from evalhub.runs.scoring import scoring_send
 from evalhub.runs.services import _complete_if_done_locked, _enqueue_chunks, _enqueue_prepare
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class HealReport:
 
     resent: dict[int, list[int]] = field(default_factory=dict)
     lease_expiries: int = 0
+    rescored: list[tuple[int, str]] = field(default_factory=list)  # (run id, scoring kind) sent again
 
 
 def lease_seconds() -> int:
@@ -72,7 +74,22 @@ def runs_heal(*, now: datetime | None = None) -> HealReport:
     stale = Run.objects.filter(status=RunStatus.RUNNING, started_at__lt=cutoff).values_list("pk", flat=True)
     for run_id in list(stale):
         run_heal(run_id=run_id, now=now, cutoff=cutoff, report=report)
+    scorings_heal(cutoff=cutoff, report=report)
     return report
+
+
+def scorings_heal(*, cutoff: datetime, report: HealReport) -> None:
+    """Send again each scoring kind queued for a lease that no worker took (its message was lost).
+
+    A kind that is running is left alone: its task is on a worker, and a killed worker's message comes
+    back through acks_late. Sending twice is harmless: a scoring task stores only the scores still missing.
+    """
+    lost = RunScoring.objects.filter(status=ScoringStatus.QUEUED, updated_at__lt=cutoff)
+    for run_id, kind in list(lost.values_list("run_id", "kind")):
+        log.warning("run %s: its %s scoring was queued for %s s and no worker took it; sent again",
+                    run_id, kind, lease_seconds())
+        scoring_send(run_id=run_id, kind=kind)
+        report.rescored.append((run_id, kind))
 
 
 def run_heal(*, run_id: int, now: datetime, cutoff: datetime, report: HealReport) -> None:
