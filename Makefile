@@ -79,8 +79,11 @@ PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loa
 test: install browser vllm-env lint typecheck
 	@if $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))"; then \
 		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(PYTEST) $(PYTEST_ARGS) || exit $$?; \
-		echo "== pytest on SQLite (every test not marked slow)"; DATABASE_URL= $(PYTEST) -m "not slow" $(PYTEST_SQLITE_ARGS) || exit $$?; \
-		echo "== make prod-check"; $(MAKE) --no-print-directory prod-check || exit $$?; \
+		echo "== pytest on SQLite (every test not marked slow), with make prod-check beside it (its output follows)"; \
+		pclog=$$(mktemp); ( $(MAKE) --no-print-directory prod-check > $$pclog 2>&1; echo $$? > $$pclog.rc ) & pcpid=$$!; \
+		DATABASE_URL= $(PYTEST) -m "not slow" $(PYTEST_SQLITE_ARGS); rc=$$?; wait $$pcpid; \
+		echo "== make prod-check"; cat $$pclog; pcrc=$$(cat $$pclog.rc); rm -f $$pclog $$pclog.rc; \
+		[ $$rc -eq 0 ] || exit $$rc; [ $$pcrc -eq 0 ] || exit $$pcrc; \
 	else \
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432: running the suite on SQLite only"; \
 		DATABASE_URL= $(PYTEST) $(PYTEST_ARGS); \
