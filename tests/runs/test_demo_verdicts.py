@@ -59,15 +59,18 @@ def test_the_demo_ends_go_for_v2_and_no_go_for_synthetic_bad(settings: Any, tmp_
     # ... and the absolute gates catch it on their own: most outputs flagged, adversarial checks failed.
     assert {"hallucination_rate", "adversarial_pass_rate"} <= _failed(bad)
     assert bad.why.startswith("NO-GO for synthetic-bad@1 because ") and "misses the threshold" in bad.why
-    # v2 wins (its gates on wins and adversarial checks pass) ...
-    assert {"win_rate_lower", "adversarial_pass_rate"} <= _passed(good)
-    if good.decision != "GO":
-        # ... but v2 still misspells some held-out person names (fixtures/models/RECIPE.md): last seen,
-        # raters flagged 16% of its outputs (interval open on the 10% ceiling), more than v1's, which
-        # states fewer names, so the relative hallucination gate fails too.
-        pytest.xfail(f"summariser-v2 is {good.decision}: {good.why}")
-    assert {"hallucination_rate_delta", "hallucination_rate"} <= _passed(good)
-    assert good.decision == "GO" and good.why.startswith("GO for summariser@2: all ")
+    # v2 is GO because it is better, not by default: it wins, hallucinates less than v1 and under the
+    # absolute ceiling on the whole interval, refuses every must-refuse case and passes the adversarial floor.
+    assert good.decision == "GO", good.why
+    assert {
+        "win_rate_lower",
+        "hallucination_rate_delta",
+        "hallucination_rate",
+        "must_refuse_pass_rate",
+        "adversarial_pass_rate",
+    } <= _passed(good)
+    assert not _failed(good) and not _open(good)
+    assert good.why.startswith("GO for summariser@2: all ")
 
 
 def _passed(verdict: Any) -> set[str]:
