@@ -257,7 +257,7 @@ def pipeline(stack: Stack, api: Api, project: str, *, timeout: float) -> dict[st
                                                  "folder": str(FIXTURE_MODELS / name), "name": name, "version": "1"})
         trace(f"registered adapter {adapter.get('label', name)} through the API")
     run = api.call("POST", "runs/", {"project": project, "suite": "summaries", "base_model": "base",
-                                     "adapters": ["summariser-v1@1", "summariser-v2@1"],
+                                     "adapters": ["summariser-v2@1"],
                                      "baseline": "summariser-v1@1", "generation_config": {"max_new_tokens": 24}})
     run_id = run["id"]
     trace(f"run {run_id} started")

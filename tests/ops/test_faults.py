@@ -290,7 +290,7 @@ def test_a_fault_during_a_run_its_scoring_and_its_rating_heals_and_stores_everyt
     # 1. A run: the fault strikes once some outputs are stored and some are not.
     run = wait(stack, lambda: _try(lambda: api.call("POST", "runs/", {
         "project": boot["project"], "suite": "summaries", "base_model": "base",
-        "adapters": [f"{a}@1" for a in ADAPTERS], "baseline": f"{ADAPTERS[0]}@1",
+        "adapters": [f"{a}@1" for a in ADAPTERS[1:]], "baseline": f"{ADAPTERS[0]}@1",
         "generation_config": {"max_new_tokens": 16}})), "the run to start")["id"]
     outputs = "SELECT count(*) FROM runs_output WHERE run_id = %s"
     wait(stack, lambda: 2 <= (_count(pg, outputs, run) or 0) <= expected - 4, "outputs to be generated")
