@@ -331,10 +331,15 @@ def test_a_single_yaml_that_refers_to_a_file_asks_for_a_bundle(project: Any, tmp
 
 
 def test_a_bundle_read_in_the_sandbox_like_a_large_upload_imports_the_same(
-    project: Any, tmp_path: Path, settings: Any
+    project: Any, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tempfile
 
+    # A temporary folder of this test's own: other tests running beside it unpack bundles too.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     settings.EVALHUB_SUITE_SANDBOX_BYTES = 0  # every file is read in the limited process
     path = tmp_path / "scenarios.zip"
     path.write_bytes(zipped(GOOD / "pf_scenarios"))
@@ -342,9 +347,9 @@ def test_a_bundle_read_in_the_sandbox_like_a_large_upload_imports_the_same(
     def unpacked() -> set[str]:
         return {p.name for p in Path(tempfile.gettempdir()).glob("evalhub-bundle-*")}
 
-    before = unpacked()
+    assert Path(tempfile.gettempdir()) == private
     version = suite_import_file(project=project, name="sandboxed", path=path)
-    assert unpacked() <= before  # each read removed the folder it unpacked
+    assert unpacked() == set()  # each read removed the folder it unpacked
     assert version.case_count == 5 and version.fidelity["cases_made"] == 5
     assert version.cases.order_by("position").first().input.startswith("system: Answer in a plain tone.")
 
