@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent  # where the code under test lives, unless --code says
 
 from pgdb import recreate_database  # noqa: E402  (bench/ is on sys.path: the script's folder)
+from procs import stop_group  # noqa: E402
 
 LABEL_STUDIO_RATINGS_PER_S = 8.1  # ENVIRONMENT.md: Label Studio 1.23.2, same closed loop, gunicorn 4 workers
 # Targets (issue #15): closed loop at least this many ratings/s and, measured in the same run, at least
@@ -157,12 +157,7 @@ def start_gunicorn(args: argparse.Namespace, env: dict[str, str]) -> subprocess.
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    stop_group(proc, timeout=15)
 
 
 # --- data -------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pgdb import recreate_database  # noqa: E402  (bench/ is on sys.path: the script's folder)
+from procs import stop_group  # noqa: E402
 
 FIXTURE_ADAPTERS = ("summariser-v1", "summariser-v2", "tone-v1", "synthetic-bad")
 
@@ -111,16 +111,6 @@ def start_workers(args: argparse.Namespace, env: dict[str, str], n: int, logs: P
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_workers(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def measure(args: argparse.Namespace, setup: dict[str, Any], env: dict[str, str], n: int, logs: Path) -> dict[str, Any]:
     from django.db.models import Count, Max, Min, Sum
 
@@ -142,7 +132,7 @@ def measure(args: argparse.Namespace, setup: dict[str, Any], env: dict[str, str]
             time.sleep(0.2)
         run.refresh_from_db()
     finally:
-        stop_workers(workers)
+        stop_group(workers, timeout=60)
     outputs = Output.objects.filter(run=run)
     agg = outputs.aggregate(tokens=Sum("output_tokens"), first=Min("created_at"), last=Max("created_at"))
     expected = setup["version"].case_count * len(setup["adapters"])

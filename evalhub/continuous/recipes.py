@@ -92,7 +92,7 @@ def check_suites(*, project: Project, labels: list[str]) -> list[SuiteChoice]:
 
 def policy_needs_raters(policy: GatePolicy | None, *, project: Project) -> bool:
     parsed = policy.parsed if policy is not None else gates.default_policy()
-    return any(gates._is_human(g["metric"]) for g in parsed["gates"])
+    return any(gates.is_human_metric(g["metric"]) for g in parsed["gates"])
 
 
 def check_recipe(

@@ -516,7 +516,7 @@ def gate_evaluate(report: Report, gate: Gate) -> GateResult:
     return result
 
 
-def _is_human(metric: str) -> bool:
+def is_human_metric(metric: str) -> bool:
     return metric.partition(":")[0] in HUMAN_METRICS
 
 
@@ -527,10 +527,10 @@ def verdict_decide(report: Report, policy: Policy) -> tuple[str, list[GateResult
     results = [gate_evaluate(report, gate) for gate in policy["gates"]]
     # Ratings that fail a precondition (too few, raters disagree) cannot justify NO-GO either.
     unreliable = any(
-        r["on_fail"] == "INCONCLUSIVE" and r["status"] != "pass" and _is_human(r["metric"]) for r in results
+        r["on_fail"] == "INCONCLUSIVE" and r["status"] != "pass" and is_human_metric(r["metric"]) for r in results
     )
     for r in results:
-        r["counted"] = not (unreliable and r["on_fail"] == "NO-GO" and _is_human(r["metric"]))
+        r["counted"] = not (unreliable and r["on_fail"] == "NO-GO" and is_human_metric(r["metric"]))
     if any(r["status"] == "fail" and r["on_fail"] == "NO-GO" and r["counted"] for r in results):
         return "NO-GO", results
     if any(r["status"] != "pass" for r in results):
