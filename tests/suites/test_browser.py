@@ -32,8 +32,10 @@ def test_upload_fixture_csv_and_hostile_file_in_the_browser(
     sign_in(page, live_server.url, "engineer")
     page.goto(f"{live_server.url}/p/{project.slug}/suites/")
     page.click("text=Upload a suite")
+    page.wait_for_load_state()
     page.set_input_files("#id_file", str(FIXTURE_SUITES / "summaries.csv"))
-    assert page.input_value("#id_name") == "summaries"  # filled in from the file name by upload.js
+    # Filled in from the file name by upload.js (on change, or on load for a file chosen before it ran).
+    page.wait_for_function("document.getElementById('id_name').value === 'summaries'", timeout=10_000)
     page.click("button:has-text('Check the file')")
     page.wait_for_load_state()
     assert "All 300 rows are valid" in page.inner_text("#status")

@@ -36,6 +36,9 @@
       }
     });
     input.addEventListener("change", showChosen);
+    // A file chosen before this script ran (a quick click on a slow page, or one the browser restored
+    // on going back) fired its change event too early: show it now.
+    showChosen();
   }
 
   var justification = document.getElementById("justification-field");
