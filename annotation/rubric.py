@@ -150,6 +150,14 @@ def rubric_for_task(rubric: dict[str, Any], *, sides: int) -> dict[str, Any]:
     )
 
 
+def rubric_text(rubric: dict[str, Any] | None) -> str:
+    """The study's pairwise rubric as a judge reads it: one line per criterion, with its help text.
+
+    Plain Python, so the fixture build trains the fixture judge on exactly the text a study shows it."""
+    criteria = rubric_for_task(rubric or rubric_default(), sides=2).get("criteria", [])
+    return "\n".join(f"- {c.get('label') or c['key']}: {c.get('help', '')}".rstrip(": ") for c in criteria)
+
+
 def expected_describe(expected: Any) -> list[str]:
     """A case's expected behaviours as sentences for the rater (a check's own `description` wins)."""
     lines: list[str] = []

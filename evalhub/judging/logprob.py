@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from evalhub.generation.loading import load_base_model, peft_attach
 Order = Literal["ab", "ba"]
 Preference = Literal["A", "B", "tie", "unparseable"]
 ORDERS: tuple[Order, Order] = ("ab", "ba")
+#: The answer tokens read after the prompt: the first shown answer is better, the second is.
+ANSWERS = (" A", " B")
 #: Bumped when the prompt or the reading of the answer changes, so judgements of old and new stay apart.
 PROMPT_VERSION = "1"
 _PROMPT = (
@@ -54,10 +57,28 @@ class OrderJudgement:
     latency_ms: float
 
 
+@dataclass(frozen=True)
+class PairToJudge:
+    """One blinded pair for ``LogprobJudge.judge_pairs``: the case and the task's outputs A and B."""
+
+    case: str
+    output_a: str
+    output_b: str
+
+
 def judge_prompt(*, rubric: str, case: str, first: str, second: str) -> str:
     return _PROMPT.format(
         rubric=rubric.strip(), case=case.strip(), first=first.strip(), second=second.strip()
     )
+
+
+def answer_token_ids(tokenizer: Any) -> tuple[int, int]:
+    """The token ids of the answers " A" and " B" that the judge reads (and the fixture judge is trained
+    to give after ``judge_prompt``); ``GenerationError`` when either is not a single token."""
+    ids = [tokenizer.encode(text, add_special_tokens=False) for text in ANSWERS]
+    if any(len(i) != 1 for i in ids) or ids[0] == ids[1]:
+        raise GenerationError(f"the judge's tokenizer has no single-token answers ' A' and ' B' ({ids})")
+    return ids[0][0], ids[1][0]
 
 
 def _folder_fingerprint(folder: Path) -> list[Any]:
@@ -84,20 +105,33 @@ class LogprobJudge:
         device: str = "cpu",
         tie_band: float = 0.05,
         min_answer_mass: float = 0.01,
+        dtype: torch.dtype = torch.float32,
+        batch_size: int = 16,
+        compile: bool = False,
+        name: str | None = None,
     ) -> None:
         base = Path(base_model_dir)
-        loaded = load_base_model(base, dtype=torch.float32)
+        loaded = load_base_model(base, dtype=dtype)
         model = loaded.model
         if adapter_dir is not None:
-            model = peft_attach(model, "judge", adapter_dir)
+            # One adapter for the judge's whole life: fold it into the weights, so a forward pass costs
+            # what the base's does (no LoRA side matmuls).
+            model = peft_attach(model, "judge", adapter_dir).merge_and_unload()
         self.model = model.to(device)
+        if compile:
+            from metrics.perplexity import compile_decoder_layers
+
+            compile_decoder_layers(self.model)
         self.tokenizer = loaded.tokenizer
         self.device = torch.device(device)
+        self.batch_size = batch_size
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad if pad is not None else 0)
         self.context = int(getattr(loaded.model.config, "max_position_embeddings", 0) or 0)
         self.tie_band = tie_band
         self.min_answer_mass = min_answer_mass
         self.answer_ids = self._answer_ids()
-        self.name = base.name if adapter_dir is None else f"{base.name}+{Path(adapter_dir).name}"
+        self.name = name or (base.name if adapter_dir is None else f"{base.name}+{Path(adapter_dir).name}")
         fingerprint = {
             "prompt": PROMPT_VERSION,
             "base": _folder_fingerprint(base),
@@ -105,11 +139,39 @@ class LogprobJudge:
         }
         self.version = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_adapter(cls, adapter_dir: str | Path, **options: Any) -> LogprobJudge:
+        """The judge of one adapter folder on the base its ``adapter_config.json`` names: an existing
+        path, or (the fixture convention) the name of a sibling folder, as ``fixtures/models/judge``
+        names ``base``. The judge is named after the adapter's ``evalhub.json`` (``judge@1``) when it
+        has one. ``GenerationError`` when the folder or its base cannot be found."""
+        folder = Path(adapter_dir)
+        config_path = folder / "adapter_config.json"
+        if not config_path.is_file():
+            raise GenerationError(f"{folder} is not an adapter folder (no adapter_config.json)")
+        declared = str(json.loads(config_path.read_text()).get("base_model_name_or_path") or "")
+        base = next(
+            (
+                p
+                for p in (Path(declared), folder.parent / declared)
+                if declared and (p / "config.json").is_file()
+            ),
+            None,
+        )
+        if base is None:
+            raise GenerationError(
+                f"{config_path}: base_model_name_or_path {declared!r} is neither a model folder nor a "
+                f"sibling of {folder}"
+            )
+        provenance = folder / "evalhub.json"
+        if "name" not in options and provenance.is_file():
+            meta = json.loads(provenance.read_text())
+            if meta.get("name") and meta.get("version"):
+                options["name"] = f"{meta['name']}@{meta['version']}"
+        return cls(base, adapter_dir=folder, **options)
+
     def _answer_ids(self) -> tuple[int, int]:
-        ids = [self.tokenizer.encode(text, add_special_tokens=False) for text in (" A", " B")]
-        if any(len(i) != 1 for i in ids) or ids[0] == ids[1]:
-            raise GenerationError(f"the judge's tokenizer has no single-token answers ' A' and ' B' ({ids})")
-        return ids[0][0], ids[1][0]
+        return answer_token_ids(self.tokenizer)
 
     def check_fits(self, prompt: str) -> list[int]:
         """The prompt's token ids, or ``JudgeContextError`` with the numbers when it cannot fit."""
@@ -120,21 +182,54 @@ class LogprobJudge:
             )
         return ids
 
+    def _prompts(self, *, rubric: str, case: str, output_a: str, output_b: str) -> list[tuple[Order, str]]:
+        return [
+            (order, judge_prompt(rubric=rubric, case=case, first=first, second=second))
+            for order, (first, second) in zip(
+                ORDERS, ((output_a, output_b), (output_b, output_a)), strict=True
+            )
+        ]
+
     @torch.inference_mode()
-    def _judge_order(
-        self, order: Order, *, rubric: str, case: str, output_a: str, output_b: str
+    def answer_logprobs(self, ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """The log-probabilities of " A" and " B" after each prompt (``[n, 2]``), the top next token of
+        each, and each row's share of its batch's wall time in ms.
+
+        Prompts are sorted by length and run ``batch_size`` at a time, left-padded; a batch of equal
+        lengths runs without a mask (the causal fast path). Only the last position goes through the
+        LM head (``logits_to_keep=1``)."""
+        n = len(ids)
+        by_length = sorted(range(n), key=lambda i: len(ids[i]))
+        answers = torch.tensor(self.answer_ids, device=self.device)
+        logprobs = torch.empty((n, 2), dtype=torch.float32)
+        top = torch.empty(n, dtype=torch.long)
+        latency = [0.0] * n
+        for start in range(0, n, self.batch_size):
+            rows = by_length[start : start + self.batch_size]
+            started = time.perf_counter()
+            batch = [torch.tensor(ids[i], dtype=torch.long) for i in rows]
+            x = torch.nn.utils.rnn.pad_sequence(
+                batch, batch_first=True, padding_value=self.pad_id, padding_side="left"
+            ).to(self.device, non_blocking=True)
+            kwargs: dict[str, Any] = {}
+            if len(batch[0]) != len(batch[-1]):  # sorted: first shortest, last longest
+                lengths = torch.tensor([len(b) for b in batch], device=self.device)
+                positions = torch.arange(x.shape[1], device=self.device) - (x.shape[1] - lengths)[:, None]
+                kwargs = {"attention_mask": (positions >= 0).long(), "position_ids": positions.clamp(min=0)}
+            logits = self.model(input_ids=x, logits_to_keep=1, **kwargs).logits[:, -1].float()
+            picked = torch.log_softmax(logits, dim=-1).index_select(1, answers)
+            index = torch.tensor(rows)
+            logprobs[index] = picked.cpu()
+            top[index] = logits.argmax(-1).cpu()
+            share = (time.perf_counter() - started) * 1000 / len(rows)
+            for i in rows:
+                latency[i] = share
+        return logprobs, top, latency
+
+    def _order_judgement(
+        self, order: Order, prompt: str, lp_first: float, lp_second: float, top: int, latency_ms: float
     ) -> OrderJudgement:
-        first, second = (output_a, output_b) if order == "ab" else (output_b, output_a)
-        prompt = judge_prompt(rubric=rubric, case=case, first=first, second=second)
-        ids = self.check_fits(prompt)
-        started = time.perf_counter()
-        logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        latency_ms = (time.perf_counter() - started) * 1000
-        lp_first, lp_second = (float(logprobs[i]) for i in self.answer_ids)
-        raw = json.dumps(
-            {"logprob_A": lp_first, "logprob_B": lp_second, "top_token": int(torch.argmax(logits))}
-        )
+        raw = json.dumps({"logprob_A": lp_first, "logprob_B": lp_second, "top_token": top})
         mass = math.exp(lp_first) + math.exp(lp_second)
         if not math.isfinite(mass) or mass < self.min_answer_mass:
             return OrderJudgement(order, prompt, raw, "unparseable", None, latency_ms)
@@ -144,15 +239,42 @@ class LogprobJudge:
         preference: Preference = "tie" if abs(prob_a - 0.5) < self.tie_band else "A" if prob_a > 0.5 else "B"
         return OrderJudgement(order, prompt, raw, preference, prob_a, latency_ms)
 
+    def judge_pairs(
+        self, pairs: Sequence[PairToJudge], *, rubric: str
+    ) -> list[tuple[OrderJudgement, OrderJudgement]]:
+        """Both orders of many pairs under one rubric, batched (``batch_size`` prompts per forward
+        pass). Every prompt is checked against the context first: one that cannot fit raises
+        ``JudgeContextError`` (naming the pair) before anything is judged. ``latency_ms`` of each order
+        is its share of its batch's wall time."""
+        prompts = [
+            self._prompts(rubric=rubric, case=p.case, output_a=p.output_a, output_b=p.output_b) for p in pairs
+        ]
+        flat = [prompt for both in prompts for _, prompt in both]
+        ids = self.tokenizer(flat)["input_ids"] if flat else []
+        for k, row in enumerate(ids):
+            if self.context and len(row) > self.context:
+                raise JudgeContextError(
+                    f"pair {k // 2} ({ORDERS[k % 2]}): the judging prompt is {len(row)} tokens; "
+                    f"the judge's context holds {self.context}"
+                )
+        logprobs, top, latency = self.answer_logprobs(ids)
+        values = logprobs.tolist()
+        tops = top.tolist()
+        out = []
+        for p, both in enumerate(prompts):
+            judged = [
+                self._order_judgement(order, prompt, *values[2 * p + k], tops[2 * p + k], latency[2 * p + k])
+                for k, (order, prompt) in enumerate(both)
+            ]
+            out.append((judged[0], judged[1]))
+        return out
+
     def judge_pair(
         self, *, rubric: str, case: str, output_a: str, output_b: str
     ) -> tuple[OrderJudgement, ...]:
-        """Both orders of one pair, output A shown first and then second. Either order's prompt that
-        cannot fit the context raises ``JudgeContextError`` before anything is judged."""
-        for order in ORDERS:
-            first, second = (output_a, output_b) if order == "ab" else (output_b, output_a)
-            self.check_fits(judge_prompt(rubric=rubric, case=case, first=first, second=second))
-        return tuple(
-            self._judge_order(order, rubric=rubric, case=case, output_a=output_a, output_b=output_b)
-            for order in ORDERS
-        )
+        """Both orders of one pair, output A shown first and then second (one forward pass for both).
+        Either order's prompt that cannot fit the context raises ``JudgeContextError`` before anything
+        is judged."""
+        for _, prompt in self._prompts(rubric=rubric, case=case, output_a=output_a, output_b=output_b):
+            self.check_fits(prompt)
+        return self.judge_pairs([PairToJudge(case, output_a, output_b)], rubric=rubric)[0]

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from django.db import transaction
 
 from annotation.models import Task
-from annotation.rubric import rubric_default, rubric_for_task
+from annotation.rubric import rubric_text
 from evalhub.errors import ValidationFailed
 from evalhub.judging.models import Judgement, JudgePreference
 
 if TYPE_CHECKING:  # the judge's module loads torch; the services must not at import time
-    from evalhub.judging.logprob import OrderJudgement
+    from evalhub.accounts.models import Project
+    from evalhub.judging.logprob import LogprobJudge, OrderJudgement
 
 
 class PairJudge(Protocol):
@@ -33,12 +34,6 @@ class PairJudged:
     task_id: int
     judgements: tuple[Judgement, ...]
     orders_agree: bool | None  # None when an order was unparseable
-
-
-def rubric_text(rubric: dict[str, Any] | None) -> str:
-    """The study's pairwise rubric as the judge reads it: one line per criterion, with its help text."""
-    criteria = rubric_for_task(rubric or rubric_default(), sides=2).get("criteria", [])
-    return "\n".join(f"- {c.get('label') or c['key']}: {c.get('help', '')}".rstrip(": ") for c in criteria)
 
 
 def judgements_record(
@@ -93,3 +88,18 @@ def pair_judge(*, task_id: int, judge: PairJudge) -> PairJudged:
     )
     rows = judgements_record(task=task, judge_name=judge.name, judge_version=judge.version, results=results)
     return PairJudged(task_id=task.pk, judgements=rows, orders_agree=orders_agree(rows))
+
+
+def judge_for_adapter(*, project: Project, label: str, **options: Any) -> LogprobJudge:
+    """The log-probability judge of the project's catalogued adapter ``label`` (``judge@1``), on the
+    adapter's base model, named by its label. ``options`` go to ``LogprobJudge`` (device, dtype, ...).
+    An adapter the catalogue does not know is a ``ValidationFailed`` on the ``judge`` field."""
+    from evalhub.catalog.selectors import adapter_by_label
+    from evalhub.judging.logprob import LogprobJudge
+
+    adapter = adapter_by_label(project=project, label=label)
+    if adapter is None:
+        raise ValidationFailed(
+            f"No adapter {label!r} in this project's catalogue.", fields={"judge": ["unknown adapter"]}
+        )
+    return LogprobJudge(adapter.base_model.folder, adapter_dir=adapter.folder, name=adapter.label, **options)
