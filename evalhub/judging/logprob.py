@@ -263,7 +263,14 @@ class LogprobJudge:
         out = []
         for p, both in enumerate(prompts):
             judged = [
-                self._order_judgement(order, prompt, *values[2 * p + k], tops[2 * p + k], latency[2 * p + k])
+                self._order_judgement(
+                    order,
+                    prompt,
+                    values[2 * p + k][0],
+                    values[2 * p + k][1],
+                    tops[2 * p + k],
+                    latency[2 * p + k],
+                )
                 for k, (order, prompt) in enumerate(both)
             ]
             out.append((judged[0], judged[1]))
