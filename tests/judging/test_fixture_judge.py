@@ -83,8 +83,12 @@ def test_training_examples_are_the_judges_exact_prompt_and_answer_token_in_both_
     pair = corpus.judge_pairs(corpus.SEED_JUDGE, 1, corpus.TRAIN_POOLS)[0]
     (ab_ids, ab_target), (ba_ids, ba_target) = build.judge_examples(tok, [pair])
     rubric = rubric_text(rubric_default())
-    assert tok.decode(ab_ids) == judge_prompt(rubric=rubric, case=pair.document, first=pair.good, second=pair.bad)
-    assert tok.decode(ba_ids) == judge_prompt(rubric=rubric, case=pair.document, first=pair.bad, second=pair.good)
+    assert tok.decode(ab_ids) == judge_prompt(
+        rubric=rubric, case=pair.document, first=pair.good, second=pair.bad
+    )
+    assert tok.decode(ba_ids) == judge_prompt(
+        rubric=rubric, case=pair.document, first=pair.bad, second=pair.good
+    )
     first_better, second_better = answer_token_ids(tok)
     assert (ab_target, ba_target) == ([first_better], [second_better])
 
@@ -97,9 +101,7 @@ def test_the_judge_adapter_records_its_provenance_and_its_base_is_the_sibling_fo
     assert provenance["train_examples"] > 0 and provenance["seed"] and provenance["consent_reference"]
 
 
-def test_from_adapter_names_the_judge_after_its_provenance_and_refuses_a_folder_without_base(
-    judge, tmp_path
-):
+def test_from_adapter_names_the_judge_after_its_provenance_and_refuses_a_folder_without_base(judge, tmp_path):
     assert judge.name == "judge@1"
     orphan = tmp_path / "judge"
     shutil.copytree(JUDGE_DIR, orphan)
@@ -116,7 +118,7 @@ def test_batched_judging_equals_one_prompt_at_a_time(judge, corpus):
     rubric = rubric_text(rubric_default())
     pairs = [PairToJudge(p.document, p.good, p.bad) for p in corpus.judge_pairs(99, 5, corpus.HELDOUT_POOLS)]
     batched = judge.judge_pairs(pairs, rubric=rubric)
-    for (ab, ba) in batched:
+    for ab, ba in batched:
         for order in (ab, ba):
             ids = judge.tokenizer.encode(order.prompt)
             with torch.inference_mode():
@@ -125,7 +127,9 @@ def test_batched_judging_equals_one_prompt_at_a_time(judge, corpus):
             raw = json.loads(order.raw_output)
             assert raw["logprob_A"] == pytest.approx(float(alone[judge.answer_ids[0]]), abs=1e-4)
             assert raw["logprob_B"] == pytest.approx(float(alone[judge.answer_ids[1]]), abs=1e-4)
-    single = judge.judge_pair(rubric=rubric, case=pairs[0].case, output_a=pairs[0].output_a, output_b=pairs[0].output_b)
+    single = judge.judge_pair(
+        rubric=rubric, case=pairs[0].case, output_a=pairs[0].output_a, output_b=pairs[0].output_b
+    )
     assert [o.prob_a for o in single] == pytest.approx([o.prob_a for o in batched[0]], abs=1e-5)
 
 
@@ -147,7 +151,7 @@ def test_the_fixture_judge_prefers_the_faithful_summary_on_held_out_pairs(judge,
         rubric=rubric,
     )
     right = 0
-    for (p, first), (ab, ba) in zip(shown, judged, strict=True):
+    for (_p, first), (ab, ba) in zip(shown, judged, strict=True):
         assert ab.prob_a is not None and ba.prob_a is not None  # the judge answers A or B
         prob_a = (ab.prob_a + ba.prob_a) / 2
         right += (prob_a > 0.5) == first
