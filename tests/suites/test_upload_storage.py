@@ -170,6 +170,7 @@ def test_api_upload_queued_is_kept_then_imported_by_the_task(
     nothing_left(in_memory)
 
 
+@pytest.mark.slow  # a sandboxed read
 def test_api_dry_run_read_by_a_task_in_the_sandbox(
     api: APIClient, project: Any, in_memory: Path, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -186,7 +187,7 @@ def test_api_dry_run_read_by_a_task_in_the_sandbox(
     nothing_left(in_memory)
 
 
-@pytest.mark.slow  # the PII analyzer's load, or two sandboxed reads
+@pytest.mark.slow  # two sandboxed reads
 def test_web_upload_read_by_a_task_then_queued_import(
     web: Client, project: Any, in_memory: Path, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -273,7 +274,7 @@ def test_the_default_storage_is_a_folder_under_media_root(
         assert local.path == tmp_path / "media" / upload.path
 
 
-@pytest.mark.slow  # the PII analyzer's load, or two sandboxed reads
+@pytest.mark.slow  # the PII analyzer's load
 def test_pii_findings_are_kept_beside_the_file_and_reused_at_import(
     project: Any, in_memory: Path, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
