@@ -117,7 +117,7 @@ def _file_chunks(file: IO[bytes] | Any) -> Iterator[bytes]:
     return file.chunks() if hasattr(file, "chunks") else iter(lambda: file.read(CHUNK), b"")
 
 
-class _Movable(File):  # type: ignore[type-arg]
+class _Movable(File):
     """A scratch file FileSystemStorage may move into place instead of copying (the interface of
     Django's TemporaryUploadedFile); other storages read it in chunks."""
 
