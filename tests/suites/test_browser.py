@@ -66,13 +66,7 @@ def test_upload_fixture_csv_and_hostile_file_in_the_browser(
 
 
 def test_a_promptfoo_bundle_is_previewed_with_its_fidelity_and_its_pending_checks_shown(
-    live_server: Any,
-    project: Any,
-    engineer: Any,
-    lead: Any,
-    browser_page: Any,
-    settings: Any,
-    tmp_path: Path,
+    live_server: Any, project: Any, engineer: Any, lead: Any, browser_page: Any, settings: Any, tmp_path: Path,
     shots: Path,
 ) -> None:
     """Upload a .tar.gz bundle through the form; the preview lists what was not used; the version
