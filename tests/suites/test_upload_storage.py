@@ -316,3 +316,24 @@ def test_storage_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("EVALHUB_STORAGE_OPTIONS", '["evalhub"]')
     with pytest.raises(ImproperlyConfigured, match="must be a JSON object"):
         env_storage()
+
+
+def test_a_storage_that_cannot_be_set_up_fails_the_system_check(settings: Any) -> None:
+    from django.core.checks import run_checks
+
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.nowhere.S3Storage"}}
+    errors = [e for e in run_checks() if e.id == "suites.E001"]
+    assert len(errors) == 1 and "No module named 'storages" in errors[0].msg
+    assert "django-storages[s3]" in (errors[0].hint or "")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.InMemoryStorage", "OPTIONS": {"bucket_name": "x"}},
+    }
+    assert [e.id for e in run_checks() if e.id == "suites.E001"] == [
+        "suites.E001"
+    ]  # an option it does not take
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    assert [e for e in run_checks() if e.id == "suites.E001"] == []
