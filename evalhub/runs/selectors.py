@@ -76,7 +76,8 @@ NOT_SCORED = "not_scored"
 
 
 def run_scoring(*, run: Run) -> list[dict[str, Any]]:
-    """One entry per kind of automatic scoring (text, perplexity), in that order, with its state.
+    """One entry per kind of automatic scoring (text, perplexity, and the judge's checks when the run
+    asks for them), in that order, with its state.
 
     A kind that was never sent (scoring on completion is off, or the run has not completed) has the
     status "not_scored". The run's scores are complete when every kind is "done".
@@ -86,6 +87,8 @@ def run_scoring(*, run: Run) -> list[dict[str, Any]]:
     states = []
     for kind, label in ScoringKind.choices:
         row = rows.get(kind)
+        if kind == ScoringKind.JUDGE_CHECKS and row is None and not run.judge_checks:
+            continue  # asked for per run: a run without it has nothing to wait for
         states.append(
             {
                 "kind": kind,
