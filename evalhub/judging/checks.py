@@ -92,7 +92,7 @@ def _text(value: Any) -> str:
 
 
 def _threshold(item: Mapping[str, Any]) -> tuple[float | None, str]:
-    raw = item.get("threshold")
+    raw: Any = item.get("threshold")
     if raw in (None, ""):
         return None, ""
     try:

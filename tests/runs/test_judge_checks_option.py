@@ -133,3 +133,13 @@ def test_the_judges_task_goes_to_the_gpu_queue_and_a_give_up_is_recorded_on_its_
     state = RunScoring.objects.get(run=run, kind=ScoringKind.JUDGE_CHECKS)
     assert state.status == "failed" and "judge gone" in state.error
     assert not RunScoring.objects.filter(run=run, kind=ScoringKind.TEXT).exists()
+
+
+def test_the_run_page_says_the_pending_checks_go_to_the_judge(project, tiny, suite_version, engineer, client):
+    run = _create(project, tiny, suite_version, judge_checks=True, judge_adapter=tiny["beta"])
+    plain = _create(project, tiny, suite_version)
+    client.force_login(engineer)
+    page = client.get(reverse("runs:detail", args=[project.slug, run.pk])).content.decode()
+    assert "evaluated by the judge: tiny-base + beta@1" in page and "judge-evaluated" in page
+    other = client.get(reverse("runs:detail", args=[project.slug, plain.pk])).content.decode()
+    assert "not evaluated (kept for a judge)" in other
