@@ -55,8 +55,8 @@ def cases_csv(report: Report) -> str:
             row += [pair.candidate, pair.baseline] if pair is not None else [None, None]
         row += [c.checks.candidate, c.checks.baseline]
         if judged:
-            pair = c.judge_checks
-            row += [pair.candidate, pair.baseline] if pair is not None else [None, None]
+            judge = c.judge_checks
+            row += [judge.candidate, judge.baseline] if judge is not None else [None, None]
         rows.append(row)
     return _csv(header, rows)
 

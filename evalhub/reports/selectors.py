@@ -703,10 +703,20 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
         .order_by("adapter__created_at")
     )
     scores: dict[int, dict[str, Any]] = {}
-    for adapter_id, metric, value, passed in MetricScore.objects.filter(run=run, case=case).values_list(
-        "adapter_id", "metric", "value", "passed"
+    for adapter_id, metric, value, passed in (
+        MetricScore.objects.filter(run=run, case=case)
+        .exclude(metric=JUDGE_CHECKS_METRIC)
+        .values_list("adapter_id", "metric", "value", "passed")
     ):
         scores.setdefault(adapter_id, {})[metric] = passed if metric == "checks" else value
+    # The newest judge's results per output (judge-evaluated, shown apart from the scores).
+    judged: dict[int, dict[str, Any]] = {}
+    for output_id, details in (
+        MetricScore.objects.filter(run=run, case=case, metric=JUDGE_CHECKS_METRIC, sample=0)
+        .order_by("created_at", "pk")
+        .values_list("output_id", "details")
+    ):
+        judged[output_id] = details
     ratings = rating_rows(run=run, case_id=case.pk)
     return {
         "case": case,
@@ -715,6 +725,7 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
                 "output": o,
                 "adapter": o.adapter.label,
                 "scores": scores.get(o.adapter_id, {}),
+                "judged": judged.get(o.pk),
                 "segments": highlight_segments(o.text, output_spans(ratings, o.pk)),
             }
             for o in outputs

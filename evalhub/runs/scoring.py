@@ -425,10 +425,11 @@ def _scoring_queued(*, run_id: int, kind: str) -> None:
 def _scoring_deliver(*, run_id: int, kind: str, force: bool) -> None:
     from evalhub.runs import tasks as run_tasks
 
-    task = {
+    tasks: dict[str, Any] = {
         ScoringKind.PERPLEXITY: run_tasks.score_perplexity,
         ScoringKind.JUDGE_CHECKS: run_tasks.score_judge_checks,
-    }.get(kind, run_tasks.score_text)
+    }
+    task = tasks.get(kind, run_tasks.score_text)
     try:
         task.delay(run_id=run_id, force=force)
     except Exception as exc:

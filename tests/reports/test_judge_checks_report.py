@@ -27,6 +27,14 @@ JUDGE = {"name": "base", "version": "abc123"}
 OLD_JUDGE = {"name": "base", "version": "old000"}
 
 
+def _result(passed: bool | None) -> dict[str, Any]:
+    status = {True: "passed", False: "failed", None: "not_evaluated"}[passed]
+    return {
+        "type": "llm-rubric", "status": status, "passed": passed, "reason": f"judge says {status}",
+        "prompt": "You check one answer against a rubric.", "raw_output": '{"logprob_pass": -1.0}',
+    }  # fmt: skip
+
+
 def _judged(run: Any, key: str, verdicts: dict[int, bool | None], judge: dict[str, str] = JUDGE) -> None:
     """Store judge-evaluated results for adapter `key`'s outputs of the cases in `verdicts`."""
     outputs = (
@@ -48,7 +56,7 @@ def _judged(run: Any, key: str, verdicts: dict[int, bool | None], judge: dict[st
                 config_hash=judge["version"].ljust(64, "0"),
                 value=None if verdicts[i] is None else float(verdicts[i]),
                 passed=verdicts[i],
-                details={"judge_evaluated": True, "judge": judge, "results": []},
+                details={"judge_evaluated": True, "judge": judge, "results": [_result(verdicts[i])]},
             )
         )
     MetricScore.objects.bulk_create(rows)
@@ -167,3 +175,16 @@ def test_the_page_and_the_pdf_mark_the_section_and_the_gate(project: Any, lead: 
     assert "Pending checks evaluated by the judge (judge-evaluated)" in text
     assert "judge-evaluated by base@abc123" in text
     caches[services.REPORT_CACHE].clear()
+
+
+def test_the_case_page_shows_the_newest_judges_results_with_the_raw_output(
+    project: Any, lead: Any, built: Any
+) -> None:
+    web = Client()
+    web.force_login(lead)
+    case = built.cases[3]
+    page = web.get(f"/p/{project.slug}/runs/{built.run.pk}/report/cases/{case.pk}/").content.decode()
+    assert "judge-evaluated" in page and "by base@abc123" in page and "old000" not in page
+    assert "not_evaluated" in page and "judge says not_evaluated" in page
+    assert "{&quot;logprob_pass&quot;: -1.0}" in page
+    assert "<td>judge_checks</td>" not in page  # not among the scores
