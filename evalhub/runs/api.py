@@ -133,7 +133,7 @@ class RunSerializer(serializers.ModelSerializer[Run]):
         return list(RunAdapterSerializer(selectors.run_adapters(run=run), many=True).data)
 
     def get_judge_adapter(self, run: Run) -> str | None:
-        return run.judge_adapter.label if run.judge_adapter_id else None
+        return run.judge_adapter.label if run.judge_adapter is not None else None
 
     @extend_schema(responses=ProgressSerializer)
     def get_progress(self, run: Run) -> dict[str, Any]:

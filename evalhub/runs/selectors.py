@@ -48,7 +48,7 @@ def _count(model: type[Model], **filters: Any) -> Coalesce:
 def runs_with_details(runs: QuerySet[Run]) -> QuerySet[Run]:
     """The runs with what `run_adapters`, `run_progress` and `run_scoring` read, loaded with them: a list of
     runs costs a fixed number of queries however long it is."""
-    return runs.annotate(
+    return runs.select_related("judge_adapter").annotate(
         chunks_total=_count(RunChunk),
         chunks_done=_count(RunChunk, status=ChunkStatus.DONE),
         outputs_rejected=_count(Output, finish_reason="rejected"),
