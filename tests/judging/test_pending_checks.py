@@ -228,3 +228,33 @@ def test_the_judges_scoring_kind_is_listed_only_for_runs_that_ask_for_it(project
     assert ScoringKind.JUDGE_CHECKS in [s["kind"] for s in run_scoring(run=asked)]
     plain = RunFactory(suite_version__suite__project=project)
     assert ScoringKind.JUDGE_CHECKS not in [s["kind"] for s in run_scoring(run=plain)]
+
+
+@pytest.mark.django_db
+def test_an_imported_suites_rubric_prompt_reaches_the_judge(judge, project, tmp_path, settings):
+    """From a promptfoo config to the judge: defaultTest.options.rubricPrompt, kept at import, is what
+    the judge is shown; the test's vars are rendered in it."""
+    from evalhub.suites.services import suite_import_file
+
+    settings.EVALHUB_SUITE_PII_SCAN = False
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "defaultTest:\n"
+        "  options:\n"
+        "    provider: openai:gpt-4.1-mini\n"
+        "    rubricPrompt: 'Grade the summary of {{ company }} by: {{ rubric }}'\n"
+        "tests:\n"
+        "  - vars: {input: 'Summarise the call.', company: Jadeport Foods}\n"
+        "    assert:\n"
+        "      - {type: llm-rubric, value: states the revenue}\n"
+        "      - {type: similar, value: revenue up}\n"
+    )
+    version = suite_import_file(project=project, name="pf", path=config)
+    run = RunFactory(suite_version=version, project=project, base_model__project=project, judge_checks=True)
+    case = version.cases.get()
+    OutputFactory(run=run, case=case, text=FAITHFUL, adapter__base_model=run.base_model)
+    assert score_judge_checks(run_id=run.pk, judge=judge) == 1
+    llm, similar = MetricScore.objects.get(run=run, metric=JUDGE_CHECKS_METRIC).details["results"]
+    assert llm["rubric_prompt"] is True and llm["suite_provider"] == "openai:gpt-4.1-mini"
+    assert "Grade the summary of Jadeport Foods by: states the revenue" in llm["prompt"]
+    assert similar["status"] == "not_judgeable" and "embedding" in similar["reason"]
