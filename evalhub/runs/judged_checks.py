@@ -85,7 +85,14 @@ def _judged(judge: Any, rubric: CheckRubric, *, case: str, output: str) -> dict[
         return {**entry, "status": STATUS_NOT_EVALUATED, "passed": None, "reason": f"refused: {exc}"}
     passed = check_passed(rubric, judge_passed=judgement.passed, score=judgement.score)
     status = STATUS_NOT_EVALUATED if passed is None else STATUS_PASSED if passed else STATUS_FAILED
-    return {**entry, **asdict(judgement), "status": status, "passed": passed}
+    # "passed" is the check's (threshold and not- applied); the judge's own answer stays beside it.
+    return {
+        **entry,
+        **asdict(judgement),
+        "judge_passed": judgement.passed,
+        "status": status,
+        "passed": passed,
+    }
 
 
 def judge_output_checks(

@@ -156,6 +156,7 @@ def test_results_per_pending_check_and_the_outputs_verdict(judge):
         output=FAITHFUL,
     )  # fmt: skip
     assert [r["status"] for r in results][1:] == ["not_judgeable", "passed", "failed"]
+    assert results[2]["judge_passed"] == results[3]["judge_passed"]  # one answer, read two ways
     assert results[0]["status"] in ("passed", "failed") and results[0]["raw_output"]
     assert results[2]["prompt"].count(FAITHFUL) >= 2  # the reference in the rubric, and the output
     assert row_verdict(results)[1] is False  # a failed check fails the output
