@@ -14,7 +14,7 @@ from evalhub.errors import ValidationFailed
 from evalhub.judging.models import Judgement, JudgePreference
 
 if TYPE_CHECKING:  # the judge's module loads torch; the services must not at import time
-    from evalhub.judging.logprob import OrderJudgement
+    from evalhub.judging.logprob import OrderJudgement, OutputJudgement
 
 
 class PairJudge(Protocol):
@@ -26,6 +26,16 @@ class PairJudge(Protocol):
     def judge_pair(
         self, *, rubric: str, case: str, output_a: str, output_b: str
     ) -> tuple[OrderJudgement, ...]: ...
+
+
+class OutputJudge(Protocol):
+    """What a single-output judge offers (the log-probability judge, the HTTP one): one output judged
+    against a rubric, passes or fails, ``passed`` None when its answer was unparseable."""
+
+    name: str
+    version: str
+
+    def judge_output(self, *, rubric: str, case: str, output: str) -> OutputJudgement: ...
 
 
 @dataclass(frozen=True)
