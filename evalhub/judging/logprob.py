@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +51,24 @@ class OrderJudgement:
     raw_output: str
     preference: Preference
     prob_a: float | None
+    latency_ms: float
+    #: Per-criterion scores when the judge gives them (the HTTP judge's JSON answer).
+    scores: dict[str, float] = field(default_factory=dict)
+    #: Why there is no usable answer (timeout, HTTP 429 after the retries, refusal); "" when it answered.
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class OutputJudgement:
+    """The judge's verdict on one output against a rubric (a pending promptfoo check). ``passed`` is
+    None when the answer was unparseable (or the judge could not be reached; ``reason`` says which)."""
+
+    prompt: str
+    raw_output: str
+    passed: bool | None
+    prob_pass: float | None
+    score: float | None
+    reason: str
     latency_ms: float
 
 
