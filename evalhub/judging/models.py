@@ -104,6 +104,10 @@ class JudgeEndpoint(models.Model):
     timeout_seconds = models.FloatField(default=30.0)
     concurrency = models.PositiveSmallIntegerField(default=4)
     max_retries = models.PositiveSmallIntegerField(default=3)
+    constrained = models.BooleanField(
+        default=False,
+        help_text="vLLM only: constrain the answer to the allowed words (structured outputs), so it always parses.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
