@@ -41,6 +41,7 @@ SERIAL_GROUPS: dict[str, str] = {
     "tests/ops/test_faults.py": "faults",
     "tests/annotation/test_rating_load_smoke.py": "load-bench",
     "tests/generation/test_vllm.py": "vllm",
+    "tests/judging/test_http_judge_vllm.py": "vllm",
 }
 
 
