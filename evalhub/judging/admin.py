@@ -24,6 +24,18 @@ class JudgementAdmin(admin.ModelAdmin):
         return False
 
 
+ENDPOINT_FIELDS = [
+    "name",
+    "base_url",
+    "model",
+    "api",
+    "timeout_seconds",
+    "concurrency",
+    "max_retries",
+    "constrained",
+]
+
+
 class JudgeEndpointAdminForm(forms.ModelForm):
     """Checked by ``endpoint_values`` (the API's and the CLI's rules, errors on their fields). The key is
     write-only here too: an empty box keeps the stored key, and it is never shown."""
@@ -36,16 +48,13 @@ class JudgeEndpointAdminForm(forms.ModelForm):
 
     class Meta:
         model = JudgeEndpoint
-        fields = [
-            "project", "name", "base_url", "model", "api", "timeout_seconds", "concurrency", "max_retries",
-            "constrained",
-        ]  # fmt: skip
+        fields = ["project", *ENDPOINT_FIELDS]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if self.errors:
             return data
-        fields = {k: data.get(k, getattr(self.instance, k)) for k in self.Meta.fields if k != "project"}
+        fields = {k: data.get(k, getattr(self.instance, k)) for k in ENDPOINT_FIELDS}
         if data.get("clear_api_key"):
             fields["api_key"] = ""
         elif data.get("new_api_key"):
