@@ -31,10 +31,7 @@ def test_staff_see_both_orders_of_a_judgement_read_only(browser, live_server, sh
     errors: list[str] = []
     page = watch(browser.new_page(viewport={"width": 1280, "height": 800}), errors)
     sign_in(
-        page,
-        live_server.url,
-        "staff",
-        login_path="/admin/login/?next=/admin/judging/judgement/",
+        page, live_server.url, "staff", login_path="/admin/login/?next=/admin/judging/judgement/",
         submit="input[type=submit]",
     )
     page.wait_for_selector("#result_list")
