@@ -13,6 +13,7 @@ from django.db import connection
 from evalhub.accounts.models import Project, Role
 from evalhub.accounts.services import membership_set, project_create, user_create
 from tests.browser import browser, shots  # noqa: F401  (fixtures for the browser tests)
+from tests.vllm_server import vllm_server  # noqa: F401  (a real vLLM server for the HTTP clients' tests)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_MODELS = REPO / "fixtures" / "models"
