@@ -111,6 +111,9 @@ class JudgeEndpoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Declared: django-stubs does not infer the default manager of a model with a field named "model".
+    objects: models.Manager[JudgeEndpoint] = models.Manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="judge_endpoint_name_unique"),

@@ -51,7 +51,7 @@ class Command(DomainCommand):
         delete.add_argument("--project", required=True)
         delete.add_argument("--as-user")
 
-    def _api_key(self, options: dict[str, Any]) -> dict[str, str]:
+    def _api_key(self, options: dict[str, Any]) -> dict[str, Any]:
         if options["clear_api_key"]:
             return {"api_key": ""}
         if options["api_key_env"]:
