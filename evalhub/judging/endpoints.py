@@ -83,9 +83,9 @@ def _api_key(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationFailed("api_key is text.", fields={"api_key": ["Text expected."]})
     value = value.strip()
-    if len(value) > 500 or any(c.isspace() or not c.isprintable() for c in value):
-        raise ValidationFailed(
-            "api_key is at most 500 printable characters without spaces.",
+    if len(value) > 500 or any(c.isspace() or not c.isprintable() or not c.isascii() for c in value):
+        raise ValidationFailed(  # (an HTTP header carries ASCII only)
+            "api_key is at most 500 printable ASCII characters without spaces.",
             fields={"api_key": ["Invalid key."]},
         )
     return value

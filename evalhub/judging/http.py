@@ -406,7 +406,7 @@ class HttpJudge:
         while True:
             try:
                 return self._attempt(prompt, choices)
-            except _Failed as failed:
+            except _Failed as failed:  # (below: anything else is a failure too, never a crashed study)
                 reason = str(failed)
                 if not failed.retryable or tries >= self.max_retries:
                     suffix = f" (after {tries + 1} tries)" if tries else ""
@@ -422,6 +422,9 @@ class HttpJudge:
                     wait = max(wait, failed.retry_after)
                 tries += 1
                 time.sleep(wait)
+            except Exception as exc:  # an unforeseen client error is recorded, not raised
+                failure = f"unexpected error: {type(exc).__name__}: {_snippet(str(exc))}"
+                return Completion("", None, (time.perf_counter() - started) * 1000, failure)
 
     # -- the context check --
 

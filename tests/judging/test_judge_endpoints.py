@@ -99,6 +99,7 @@ def test_create_read_replace_delete_and_the_key_is_never_shown_back(project, eng
         ({"concurrency": 65}, "concurrency"),
         ({"max_retries": 11}, "max_retries"),
         ({"api_key": "two words"}, "api_key"),
+        ({"api_key": "sk-clé"}, "api_key"),
         ({"model": "judge\x00"}, "model"),
     ],
 )
