@@ -8,6 +8,7 @@ so they never run beside the other vLLM tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,18 +53,19 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    if not VLLM_PYTHON.exists():
-        pytest.skip(".venv-vllm is absent: make vllm-env")
-    if not (FIXTURE_BASE / "config.json").is_file():
-        pytest.skip("fixture models not built")
+class ServerFailed(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def vllm_serving(log: Path, *, max_num_seqs: int = 8) -> Iterator[VllmServer]:
+    """Start the server (its own process group), wait until /v1/models answers, stop it on exit.
+    ``ServerFailed`` with the log's tail when it exits or does not come up in time."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
     command = [
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(FIXTURE_BASE),
         "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-        "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--max-num-seqs", "8",
+        "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--max-num-seqs", str(max_num_seqs),
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -74,15 +76,30 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+                raise ServerFailed(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not up after {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+                raise ServerFailed(
+                    f"vLLM server not up after {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}"
+                )
             time.sleep(1)
         yield VllmServer(f"http://127.0.0.1:{port}/v1", SERVED_NAME, MAX_MODEL_LEN, log)
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    if not VLLM_PYTHON.exists():
+        pytest.skip(".venv-vllm is absent: make vllm-env")
+    if not (FIXTURE_BASE / "config.json").is_file():
+        pytest.skip("fixture models not built")
+    try:
+        with vllm_serving(tmp_path_factory.mktemp("vllm") / "server.log") as server:
+            yield server
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
