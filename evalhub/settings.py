@@ -269,6 +269,9 @@ EVALHUB_WATCH_SETTLE_SECONDS = int(os.environ.get("EVALHUB_WATCH_SETTLE_SECONDS"
 EVALHUB_WEBHOOK_ATTEMPTS = int(os.environ.get("EVALHUB_WEBHOOK_ATTEMPTS", "5"))
 EVALHUB_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("EVALHUB_WEBHOOK_TIMEOUT_SECONDS", "10"))
 EVALHUB_WEBHOOK_ALLOW_PRIVATE = env_bool("EVALHUB_WEBHOOK_ALLOW_PRIVATE", False)
+# HTTP judge endpoints (evalhub.judging.endpoints): same URL rule as webhooks (evalhub.outbound). A judge
+# served inside the network (vLLM on a private address) needs an admin to allow private addresses here.
+EVALHUB_JUDGE_ALLOW_PRIVATE = env_bool("EVALHUB_JUDGE_ALLOW_PRIVATE", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "evalhub@localhost")
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",

@@ -14,6 +14,7 @@ from django.db import connection
 from evalhub.accounts.models import Project, Role
 from evalhub.accounts.services import membership_set, project_create, user_create
 from tests.browser import browser, shots  # noqa: F401  (fixtures for the browser tests)
+from tests.vllm_server import vllm_server  # noqa: F401  (a real vLLM server for the HTTP clients' tests)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_MODELS = REPO / "fixtures" / "models"
@@ -42,6 +43,7 @@ SERIAL_GROUPS: dict[str, str] = {
     "tests/ops/test_faults.py": "faults",
     "tests/annotation/test_rating_load_smoke.py": "load-bench",
     "tests/generation/test_vllm.py": "vllm",
+    "tests/judging/test_http_judge_vllm.py": "vllm",
 }
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +63,10 @@ class OrderJudgement:
     preference: Preference
     prob_a: float | None
     latency_ms: float
+    #: Per-criterion scores when the judge gives them (the HTTP judge's JSON answer).
+    scores: dict[str, float] = field(default_factory=dict)
+    #: Why there is no usable answer (timeout, HTTP 429 after the retries, refusal); "" when it answered.
+    failure: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,8 @@ class OutputJudgement:
     """One output judged against a rubric. ``passed`` is None when the answer was unparseable (the
     model put almost no probability on either answer token): never a guessed pass or fail.
     ``prob_pass`` is the probability of "passes" among the two answers; ``score`` the same in [0, 1]
-    (promptfoo's score, compared with an assertion's threshold)."""
+    (promptfoo's score, compared with an assertion's threshold). An HTTP judge that could not be
+    reached gives ``passed=None`` too, and ``reason`` says which."""
 
     prompt: str
     raw_output: str
