@@ -421,13 +421,13 @@ def kernel_sweep(engine: Any, batch: int, prompt: int) -> dict[str, Any]:
                 def addmm(y=y, lin=lin, mask=mask, act=g == "gate_up") -> None:
                     out = torch.addmm(y[:, : lin.out], y[:, lin.out :] * mask, lin.lora_b.t())
                     if act:
-                        kernels.silu_mul(out, out.shape[1] // 2)
+                        kernels.gate_mul(out, out.shape[1] // 2)
 
                 cublas += do_bench(addmm, rep=50)
             cublas *= len(engine.layers) * 1e3
             report["lora"]["prefill addmm"] = cublas
             print(
-                f"lora_expand prefill M={m:5d} cuBLAS addmm (+ silu_mul) instead: {cublas:8.1f} µs per step"
+                f"lora_expand prefill M={m:5d} cuBLAS addmm (+ gate_mul) instead: {cublas:8.1f} µs per step"
             )
         report[f"best_{label}"] = str(best)
         if label == "decode":
