@@ -290,9 +290,7 @@ class FastEngine:
                 names = [f"model.layers.{i}.{block}.{sub}" for sub in subs]
                 linears[group] = self._fuse(modules, names, adapters, param, act=group == "gate_up")
             attn, sandwich = layer.self_attn, self.family.sandwich_norms
-            cos, sin = tables[
-                "sliding_attention" if windows[i] and self.family.local_rope else "full_attention"
-            ]
+            cos, sin = tables[config.layer_types[i] if self.family.local_rope else "full_attention"]
             self.layers.append(
                 _Layer(
                     in_norm=norm(layer.input_layernorm),
@@ -320,7 +318,7 @@ class FastEngine:
         rope_device = next(iter(rotary.buffers())).device
         positions = torch.arange(self.max_positions, device=rope_device).unsqueeze(0)
         probe = torch.zeros(1, dtype=torch.float32, device=rope_device)
-        kinds = ("full_attention", "sliding_attention") if self.family.local_rope else ("full_attention",)
+        kinds = sorted(set(config.layer_types)) if self.family.local_rope else ["full_attention"]
         tables = {}
         for kind in kinds:
             cos, sin = rotary(probe, positions, kind) if self.family.local_rope else rotary(probe, positions)
