@@ -344,12 +344,29 @@ def kernel_checks() -> dict[str, float]:
             q.double().unsqueeze(2), k.double(), v.double(), attn_mask=live, enable_gqa=True
         ).squeeze(2)
         errors[f"decode_attention slot {slot}"] = rel(out, ref)
+    # Gemma's options: head_dim 256, query_pre_attn_scalar scale, soft-capped scores, a window.
+    d, scale, cap, window, slot = 256, 224**-0.5, 50.0, 100, 255
+    q = torch.randn(b, 8, d, device=dev, generator=gen).to(bf)
+    k = torch.randn(b, nkv, length, d, device=dev, generator=gen).to(bf)
+    v = torch.randn(b, nkv, length, d, device=dev, generator=gen).to(bf)
+    out = torch.full_like(q, float("nan"))
+    kernels.decode_attention(
+        q, k, v, pad, torch.tensor(slot, device=dev), out, scale=scale, softcap=cap, window=window
+    )
+    keys = torch.arange(length, device=dev)
+    live = ((keys >= pad[:, None]) & (keys <= slot) & (keys > slot - window)).view(b, 1, 1, length)
+    kk = k.double().repeat_interleave(8 // nkv, dim=1)
+    scores = torch.tanh(q.double().unsqueeze(2) @ kk.transpose(2, 3) * scale / cap) * cap
+    probs = torch.softmax(scores.masked_fill(~live, float("-inf")), dim=-1)
+    ref = (probs @ v.double().repeat_interleave(8 // nkv, dim=1)).squeeze(2)
+    errors["decode_attention d=256 softcap window"] = rel(out, ref)
     r = 64  # 4 adapters x rank 16, rows grouped by adapter as the backend batches them
-    for act, outs, m in (
-        (False, (2048, 256, 256), 64),
-        (True, (5632, 5632), 64),
-        (False, (2048, 256, 256), 1000),
-        (True, (5632, 5632), 1000),
+    for act, outs, m, activation in (
+        (False, (2048, 256, 256), 64, "silu"),
+        (True, (5632, 5632), 64, "silu"),
+        (False, (2048, 256, 256), 1000, "silu"),
+        (True, (5632, 5632), 1000, "silu"),
+        (True, (5632, 5632), 64, "gelu_tanh"),
     ):
         out_cols = sum(outs)
         lora_b = torch.zeros(out_cols, len(outs) * r, device=dev)
@@ -369,13 +386,17 @@ def kernel_checks() -> dict[str, float]:
         bn = tiles.shape(act)[0]
         cols = {bn: kernels.lora_col_ranges(lora_b, out_cols, act=act, block=r, bn=bn).to(dev)}
         spans = kernels.lora_row_ranges(lo, hi, tiles.bm, block=r)
-        got = kernels.lora_expand(y, out_cols, mask, lora_b.to(bf), cols, spans, block=r, act=act)
+        got = kernels.lora_expand(
+            y, out_cols, mask, lora_b.to(bf), cols, spans, block=r, act=act, activation=activation
+        )
         ref = (
             y[:, :out_cols].double() + (y[:, out_cols:].double() * mask.double()) @ lora_b.to(bf).double().t()
         )
         if act:
-            ref = F.silu(ref[:, : out_cols // 2]) * ref[:, out_cols // 2 :]
-        errors[f"lora_expand act={act} m={m}"] = rel(got, ref)
+            gate = ref[:, : out_cols // 2]
+            gate = F.silu(gate) if activation == "silu" else F.gelu(gate, approximate="tanh")
+            ref = gate * ref[:, out_cols // 2 :]
+        errors[f"lora_expand act={act} m={m} {activation}"] = rel(got, ref)
     for name, err in errors.items():
         print(f"kernel check (bf16 vs float64): {name:32s} relative error {err:.2e}")
     worst = max(errors.values())

@@ -63,3 +63,43 @@ def test_triton_path_matches_transformers_and_peft(
     script = "import sys; from tests.generation.family_parity import main; main(sys.argv[1:])"
     proc = _interpret(script, str(base), json.dumps({k: str(v) for k, v in adapters.items()}), "fused")
     _check(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _tiny(model_type: str, **fields: object) -> object:
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+
+    config = CONFIG_MAPPING[model_type](
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, **fields,
+    )  # fmt: skip
+    return AutoModelForCausalLM.from_config(config)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "fields", "reason"),
+    [
+        ("olmo", {}, "model_type 'olmo' is not one of the fast engine's families"),
+        ("llama", {"hidden_act": "gelu"}, "hidden_act 'gelu' is not one of ['gelu_pytorch_tanh', 'silu']"),
+        ("gemma2", {"hidden_activation": "relu"}, "hidden_activation 'relu' is not one of"),
+        (
+            "qwen3",
+            {"rope_parameters": {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}},
+            "rope type 'dynamic' depends on the sequence length",
+        ),
+        ("gemma3_text", {"use_bidirectional_attention": True}, "use_bidirectional_attention is set"),
+    ],
+)
+def test_unsupported_reason_names_what_the_engine_cannot_do(
+    model_type: str, fields: dict[str, object], reason: str
+) -> None:
+    from evalhub.generation.llama import unsupported_reason
+
+    got = unsupported_reason(_tiny(model_type, **fields), {})  # type: ignore[arg-type]
+    assert got is not None and got.startswith(reason), got
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text"])
+def test_every_family_is_served(model_type: str) -> None:
+    from evalhub.generation.llama import unsupported_reason
+
+    assert unsupported_reason(_tiny(model_type), {}) is None  # type: ignore[arg-type]
