@@ -440,6 +440,7 @@ def lora_expand(
 
 
 ATTN_BN = 128  # cache positions per block of decode_attention (fastest of 32-128 on an H100)
+ATTN_BN_WIDE = 64  # for head_dim > 128 (Gemma's 256): K and V blocks of half the positions
 ATTN_WARPS = 4
 
 
@@ -462,16 +463,18 @@ def decode_attention(
     Writes and returns ``out`` [B, NH, D] (the same maths as SDPA with the decode mask).
     ``scale`` defaults to 1/sqrt(D); ``softcap`` caps scores to softcap * tanh(s / softcap);
     ``window`` keeps only positions > slot - window (a sliding-window layer).
-    ``bn`` positions per block and ``warps`` default to ``ATTN_BN`` and ``ATTN_WARPS``.
+    ``bn`` positions per block and ``warps`` default to ``ATTN_BN`` (``ATTN_BN_WIDE`` for D > 128)
+    and ``ATTN_WARPS``.
     """
     bsz, nh, hd = q.shape
     nkv, length = k_cache.shape[1], k_cache.shape[2]
     group = nh // nkv
     grid: Any = (bsz, nkv)
+    bn = bn or (ATTN_BN if hd <= 128 else ATTN_BN_WIDE)
     _decode_attention_kernel[grid](
         q, k_cache, v_cache, out, pad, slot, length, hd**-0.5 if scale is None else scale,
         softcap or 1.0, window or 0,
-        NH=nh, NKV=nkv, G=group, GP=max(16, triton.next_power_of_2(group)), D=hd, BN=bn or ATTN_BN,
+        NH=nh, NKV=nkv, G=group, GP=max(16, triton.next_power_of_2(group)), D=hd, BN=bn,
         IEEE=q.dtype == torch.float32, SOFTCAP=softcap is not None, WINDOW=window is not None,
         num_warps=warps or ATTN_WARPS,
     )  # fmt: skip
