@@ -62,6 +62,9 @@ def reference(
     for name, path in items[1:]:
         peft_model.load_adapter(str(path), adapter_name=name)
     peft_model.eval()
+    # Every row makes all its tokens, EOS included, as the engine does (min_new_tokens would
+    # suppress EOS instead of generating it).
+    model.generation_config.eos_token_id = None
     width = max(len(p) for p in ids)
     input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in ids])
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids])
@@ -69,7 +72,6 @@ def reference(
         input_ids=input_ids,
         attention_mask=attention_mask,
         max_new_tokens=new,
-        min_new_tokens=new,
         do_sample=False,
         adapter_names=[n or "__base__" for n in names],
         return_dict_in_generate=True,
