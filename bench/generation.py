@@ -644,6 +644,12 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="default engine only: no ablations, no naive path"
     )
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="default engine and the naive path only: no kernel checks, sweep, ablations, profiles or batch 1 "
+        "(for a short GPU lease)",
+    )
     parser.add_argument("--work", default="/tmp/evalhub-bench-generation")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
@@ -679,7 +685,7 @@ def main() -> None:
         f"shape {shape}{' (smoke: tiny)' if args.smoke else ''}: {config.model_type}, "
         f"{params / 1e9:.2f}B parameters; model + adapters written in {time.perf_counter() - t0:.1f} s"
     )
-    if not args.smoke:
+    if not args.smoke and not args.lean:
         report["kernel_checks"] = kernel_checks()
         report["sanity"] = sanity_on_gpu(work / "base", adapter_dirs, work)
 
@@ -726,7 +732,7 @@ def main() -> None:
         "base": [None] * args.batch,
     }
     engine: Any = backend._stepper
-    if not args.smoke:
+    if not args.smoke and not args.lean:
         report["sweep"] = kernel_sweep(engine, args.batch, args.prompt)
     default = {
         "fused_kernels": engine.fused_kernels,
@@ -736,7 +742,7 @@ def main() -> None:
     print(f"engine defaults: {default}")
     # (label, engine settings, cases to run)
     variants: list[tuple[str, dict[str, Any], list[str]]] = [("default", default, list(cases))]
-    if engine.fused_kernels and not args.quick:
+    if engine.fused_kernels and not args.quick and not args.lean:
         variants += [
             ("LoRA expand without K spans", {**default, "spans": False}, ["mixed4"]),
             ("SDPA attention", {**default, "attention": "gqa"}, ["mixed4", "base"]),
@@ -810,24 +816,25 @@ def main() -> None:
         setattr(engine, key, value)
     engine.drop_states()
     grouped = sorted(range(args.batch), key=lambda i: mixed[i])
-    if not args.smoke:
+    if not args.smoke and not args.lean:
         profile_step(backend, [ids[i] for i in grouped], [index[mixed[i]] for i in grouped], args.new, work)
     fast_tokens = {r.key: r.token_ids for r in run(mixed)}
-    if not args.smoke:
+    if not args.smoke and not args.lean:
         host_profile(lambda: run(mixed))
 
     # Batch-1 latency (adapter 0): per-token decode time, and end to end.
     single = [names[0]]
-    run(single, batch=1)
-    secs, out = timed(lambda: run(single, batch=1), args.repeat)
-    step1 = decode_step_ms(backend, ids[:1], [0], args.new)
-    results["batch1"] = {
-        "ms_per_token_decode": step1,
-        "ms_per_token_end_to_end": secs * 1e3 / out[0].output_tokens,
-    }
-    print(
-        f"batch 1 (one adapter): {step1:.3f} ms/token decode, {secs * 1e3 / out[0].output_tokens:.3f} ms/token end to end"
-    )
+    if not args.lean:
+        run(single, batch=1)
+        secs, out = timed(lambda: run(single, batch=1), args.repeat)
+        step1 = decode_step_ms(backend, ids[:1], [0], args.new)
+        results["batch1"] = {
+            "ms_per_token_decode": step1,
+            "ms_per_token_end_to_end": secs * 1e3 / out[0].output_tokens,
+        }
+        print(
+            f"batch 1 (one adapter): {step1:.3f} ms/token decode, {secs * 1e3 / out[0].output_tokens:.3f} ms/token end to end"
+        )
     backend.close()  # frees the engine's weights, KV caches and graphs
     if device == "cuda":
         torch.cuda.empty_cache()
