@@ -1,5 +1,6 @@
-"""A pairwise judge that reads the log-probabilities of the answer tokens "A" and "B" from a local
-causal LM (optionally with a LoRA adapter), loaded through the generation package, in both orders.
+"""A judge that reads the log-probabilities of the answer tokens "A" and "B" from a local causal LM
+(optionally with a LoRA adapter), loaded through the generation package: pairs in both orders, and
+single outputs against a rubric (pass is answer A, fail answer B: the same single-token answers).
 
 No Django here: the services in ``evalhub.judging.services`` store what this returns. Reading the
 next-token distribution instead of parsing free text means the answer is never guessed from prose;
@@ -13,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,16 @@ _PROMPT = (
     "Which answer is better under the rubric? Reply with A or B.\n"
     "Better answer:"
 )
+#: Bumped with the single-output prompt below (part of the judge's version, like PROMPT_VERSION).
+OUTPUT_PROMPT_VERSION = "1"
+_OUTPUT_PROMPT = (
+    "You check one answer against a rubric.\n"
+    "Rubric:\n{rubric}\n\n"
+    "Task:\n{case}\n\n"
+    "Answer:\n{output}\n\n"
+    "Does the answer meet the rubric? Reply with A if it passes, B if it fails.\n"
+    "Verdict:"
+)
 
 
 class JudgeContextError(GenerationError):
@@ -55,6 +66,31 @@ class OrderJudgement:
     preference: Preference
     prob_a: float | None
     latency_ms: float
+    #: Per-criterion scores when the judge gives them (the HTTP judge's JSON answer).
+    scores: dict[str, float] = field(default_factory=dict)
+    #: Why there is no usable answer (timeout, HTTP 429 after the retries, refusal); "" when it answered.
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class OutputJudgement:
+    """One output judged against a rubric. ``passed`` is None when the answer was unparseable (the
+    model put almost no probability on either answer token): never a guessed pass or fail.
+    ``prob_pass`` is the probability of "passes" among the two answers; ``score`` the same in [0, 1]
+    (promptfoo's score, compared with an assertion's threshold). An HTTP judge that could not be
+    reached gives ``passed=None`` too, and ``reason`` says which."""
+
+    prompt: str
+    raw_output: str
+    passed: bool | None  # None = unparseable
+    prob_pass: float | None
+    score: float | None
+    reason: str
+    latency_ms: float
+
+
+def output_prompt(*, rubric: str, case: str, output: str) -> str:
+    return _OUTPUT_PROMPT.format(rubric=rubric.strip(), case=case.strip(), output=output.strip())
 
 
 @dataclass(frozen=True)
@@ -134,6 +170,7 @@ class LogprobJudge:
         self.name = name or (base.name if adapter_dir is None else f"{base.name}+{Path(adapter_dir).name}")
         fingerprint = {
             "prompt": PROMPT_VERSION,
+            "output_prompt": OUTPUT_PROMPT_VERSION,
             "base": _folder_fingerprint(base),
             "adapter": _folder_fingerprint(Path(adapter_dir)) if adapter_dir is not None else None,
         }
@@ -225,6 +262,31 @@ class LogprobJudge:
             for i in rows:
                 latency[i] = share
         return logprobs, top, latency
+
+    def _answer_logprobs(self, ids: list[int]) -> tuple[float, float, int, float]:
+        """One prompt's log-probabilities of the answers A and B as the next token, its top token, and
+        the latency (``answer_logprobs`` with a batch of one)."""
+        logprobs, top, latency = self.answer_logprobs([ids])
+        return float(logprobs[0, 0]), float(logprobs[0, 1]), int(top[0]), latency[0]
+
+    def judge_output(self, *, rubric: str, case: str, output: str) -> OutputJudgement:
+        """One output against ``rubric``: passes (answer A) or fails (answer B), read from the answer
+        tokens' log-probabilities. A prompt the context cannot hold raises ``JudgeContextError``."""
+        prompt = output_prompt(rubric=rubric, case=case, output=output)
+        ids = self.check_fits(prompt)
+        lp_pass, lp_fail, top, latency_ms = self._answer_logprobs(ids)
+        raw = json.dumps({"logprob_pass": lp_pass, "logprob_fail": lp_fail, "top_token": top})
+        mass = math.exp(lp_pass) + math.exp(lp_fail)
+        if not math.isfinite(mass) or mass < self.min_answer_mass:
+            reason = (
+                f"unparseable: the judge put {mass:.4f} of its probability on the answers "
+                f"(at least {self.min_answer_mass} needed)"
+            )
+            return OutputJudgement(prompt, raw, None, None, None, reason, latency_ms)
+        prob_pass = 1 / (1 + math.exp(lp_fail - lp_pass))
+        passed = prob_pass > 0.5
+        reason = f"{'passes' if passed else 'fails'}: P(pass) = {prob_pass:.3f} from the answer tokens"
+        return OutputJudgement(prompt, raw, passed, prob_pass, prob_pass, reason, latency_ms)
 
     def _order_judgement(
         self, order: Order, prompt: str, lp_first: float, lp_second: float, top: int, latency_ms: float
