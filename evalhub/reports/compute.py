@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from annotation.rubric import MET_KEY, MET_PARTLY, MET_YES, SEVERITY_KEY, gold_expected
+from evalhub.reports.judge_section import judge_section
 from evalhub.reports.schema import (
     SCHEMA_VERSION,
     AdapterInfo,
@@ -1052,4 +1053,5 @@ def report_from_input(inp: ReportInput) -> Report:
             human_vs_metric=_human_vs_metric(f, _metric_deltas(f, table), human),
             cases=_case_rows(f, table, human),
             adversarial_human=_adversarial_human(f, table),
+            judge=judge_section(f),
         )

@@ -251,7 +251,11 @@ def _gate_rows(decision: str, gates: list[GateResult], pdf: _Pdf) -> list[Row]:
                 Paragraph(result, pdf.cell),
                 Paragraph(
                     _esc(g["needed_text"])
-                    + (f"<br/><font color='#57606a'>{_esc(g['needed_range'])}</font>" if g["needed_range"] else ""),
+                    + (
+                        f"<br/><font color='#57606a'>{_esc(g['needed_range'])}</font>"
+                        if g["needed_range"]
+                        else ""
+                    ),
                     pdf.num,
                 ),
             ]

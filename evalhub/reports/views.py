@@ -186,7 +186,9 @@ def verdict_freeze(request: HttpRequest, project_slug: str, run_id: int) -> Http
         # One click must not freeze a verdict for good: the page asks first, and only its answer carries confirm.
         messages.error(request, "Confirm to freeze the verdict: nothing was frozen.")
         query = request.GET.urlencode()
-        return redirect(reverse("reports:report", args=[project.slug, run.pk]) + (f"?{query}" if query else ""))
+        return redirect(
+            reverse("reports:report", args=[project.slug, run.pk]) + (f"?{query}" if query else "")
+        )
     params = _params(request, run)
     policy = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
     verdict = services.verdict_freeze(run=run, policy=policy, actor=request.user, **params)
@@ -211,7 +213,9 @@ def verdict(request: HttpRequest, project_slug: str, public_id: str) -> HttpResp
             "report": obj.snapshot.get("report", {}),
             "reopened": reopened,
             # Approving the candidate of a GO verdict is a lead's decision (evalhub.continuous.recipes).
-            "can_approve": projects_for(user=request.user, roles=APPROVE_ROLES).filter(pk=project.pk).exists(),
+            "can_approve": projects_for(user=request.user, roles=APPROVE_ROLES)
+            .filter(pk=project.pk)
+            .exists(),
         },
     )
 
