@@ -303,3 +303,18 @@ def _ratings_saved(
         ratings_saved=uniform - collected,
         saved_share=(uniform - collected) / uniform if uniform else None,
     )
+
+
+def calibration_tables(judge: JudgeReport | None) -> list[tuple[str, Calibration]]:
+    """The calibration tables a view shows, titled: all pairs both rated, then (under routing) the audit pairs."""
+    if judge is None:
+        return []
+    tables = [("Every pair the judge and the experts both rated", judge.calibration)]
+    if judge.audit_calibration is not None:
+        tables.append(("The uniform audit pairs only (unbiased under routing)", judge.audit_calibration))
+    return tables
+
+
+def judge_only_gates(gates: list[Any]) -> list[str]:
+    """The names of the gates whose value came from the judge alone (a policy with allow_judge_only)."""
+    return [str(g.get("name")) for g in gates if isinstance(g, dict) and g.get("judge_only")]

@@ -17,6 +17,7 @@ from evalhub.reports import gates
 from evalhub.reports.exports import report_pdf
 from evalhub.reports.services import report_build, report_input_hash, report_key
 from tests.annotation.factories import rater_user, rating_data, run_rows
+from tests.reports.test_pdf import pdf_lines
 
 pytestmark = pytest.mark.django_db
 N_CASES, WINS, RATED = 40, 28, 15  # the candidate truly wins 28 of 40 pairs; experts rate 15
@@ -117,11 +118,43 @@ def test_routed_study_report_corrects_the_win_rate_and_calibrates_the_judge(proj
     assert outcome["ci_low"] == pytest.approx(judge.win_rate.ci_low)
     assert "judge_only" not in outcome
 
-    # JSON form round-trips; the PDF carries the section.
-    data = report.to_dict()
-    assert data["judge"]["win_rate"]["estimate"] == pytest.approx(judge.win_rate.estimate)
-    pdf = report_pdf(report, {"decision": "INCONCLUSIVE", "gates": []})
-    assert pdf.startswith(b"%PDF")
+    # The PDF carries the section with the same numbers.
+    lines = " ".join(pdf_lines(report_pdf(report, {"decision": "INCONCLUSIVE", "gates": []})))
+    assert "Judge calibration" in lines and "prediction-powered" in lines
+    assert f"{judge.win_rate.estimate:.3f}" in lines and "Expert ratings saved" in lines
+    assert "No gate reads the judge alone" in lines
+
+
+def test_the_page_json_and_csv_show_the_section_from_the_cache(project):
+    from django.test import Client
+    from django.urls import reverse
+
+    from evalhub.accounts.models import Role
+    from evalhub.accounts.services import membership_set, user_create
+    from evalhub.reports.services import report_cached
+
+    rows, _, _ = _routed_study(project)
+    lead = user_create(username="judge-lead", password="x-Secret-123")
+    membership_set(project=project, user=lead, role=Role.LEAD)
+    client = Client()
+    client.force_login(lead)
+    report = report_cached(run=rows.run)  # what the page reads: built once, then from the cache
+    judge = report.judge
+    page = client.get(reverse("reports:report", args=[project.slug, rows.run.pk])).content.decode()
+    assert 'id="judge-calibration"' in page and "Judge calibration" in page
+    assert judge.calibration.statement.split(":")[0] in page
+    assert f"{judge.win_rate.estimate:.3f}" in page and "Expert ratings saved" in page
+    assert f"{judge.calibration.rows[0].kappa.kappa:.2f}" in page
+    export = reverse("reports:export", args=[project.slug, rows.run.pk, "json"])
+    data = client.get(export).json()["report"]["judge"]
+    assert data["win_rate"]["estimate"] == pytest.approx(judge.win_rate.estimate)
+    assert data["estimator"] == judge.estimator and data["ratings_saved"]["ratings_collected"] == 2 * RATED
+    csv_text = client.get(
+        reverse("reports:export", args=[project.slug, rows.run.pk, "judge.csv"])
+    ).content.decode()
+    header, first = csv_text.splitlines()[:2]
+    assert header.startswith("table,criterion,slice,pairs,accuracy")
+    assert first.startswith(f"rated,preference,all,{RATED},")
 
 
 def test_judgements_are_part_of_the_report_cache_key(project):
