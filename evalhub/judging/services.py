@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -148,6 +149,7 @@ def study_judge(*, study_id: int, judge: PairJudge | None = None) -> dict[str, A
     failures: list[dict[str, Any]] = []
     uncertainty: dict[int, float] = {}
     unparseable = 0
+    started = time.monotonic()
     for task_id in tasks:
         stored = list(
             Judgement.objects.filter(task_id=task_id, judge_name=judge.name, judge_version=judge.version)
@@ -173,6 +175,7 @@ def study_judge(*, study_id: int, judge: PairJudge | None = None) -> dict[str, A
         "judged": len(tasks) - len(failures),
         "unparseable": unparseable,
         "failures": failures,
+        "seconds": round(time.monotonic() - started, 2),
     }
     if study.routing == StudyRouting.UNCERTAINTY_FIRST and tasks:
         state["routing"] = study_route(study=study, uncertainty=uncertainty)
