@@ -19,6 +19,7 @@ from evalhub.errors import ValidationFailed
 from evalhub.reports.schema import Report
 from evalhub.untrusted import unstorable, yaml_error_text, yaml_load
 from metrics.power import mean_difference_evidence_from_summary, win_rate_evidence
+from metrics.routing import WinRateEstimate
 from metrics.stats import wilson_interval
 
 OPS = (">=", "<=", ">", "<")
@@ -332,11 +333,19 @@ JUDGE_ONLY_REFUSED = (
 )
 
 
-def _estimate_value(est: Any, metric: str, **extra: Any) -> GateValue:
+def _estimate_value(
+    est: WinRateEstimate, metric: str, *, estimator: str, judge_only: bool = False, n: int | None = None
+) -> GateValue:
     if est.estimate is None:
         return {"value": None, "reason": est.reason or "no estimate"}
     value = est.ci_low if metric == "win_rate_lower" else est.estimate
-    return {"value": value, "low": est.ci_low, "high": est.ci_high, "point": est.estimate, **extra}
+    got: GateValue = {"value": value, "low": est.ci_low, "high": est.ci_high, "point": est.estimate}
+    got["estimator"] = estimator
+    if judge_only:
+        got["judge_only"] = True
+    if n is not None:
+        got["n"] = n
+    return got
 
 
 def _win_rate_value(report: Report, metric: str, *, allow_judge_only: bool = False) -> GateValue:
