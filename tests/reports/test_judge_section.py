@@ -203,3 +203,15 @@ def test_a_report_without_a_judge_has_no_section(project):
     study = study_create_from_run(run=rows.run, name="plain")
     assert report_build(run=rows.run, study=study, resamples=100).judge is None
     assert "judge" not in report_build(run=rows.run, resamples=100).to_dict()
+
+
+def test_a_frozen_verdict_with_a_judge_reopens_identical(project):
+    from evalhub.reports.services import verdict_freeze, verdict_reopen
+
+    rows, study, _ = _routed_study(project, rate=8)
+    verdict = verdict_freeze(run=rows.run, study=study)
+    assert verdict.snapshot["inputs"]["judged"] and verdict.snapshot["report"]["judge"]["win_rate"]
+    win_gate = next(g for g in verdict.gates if g["metric"] == "win_rate_lower")
+    assert win_gate["estimator"].startswith("prediction-powered")
+    reopened = verdict_reopen(verdict)
+    assert reopened.hash_ok and reopened.status == "identical", [c.to_dict() for c in reopened.changes]
