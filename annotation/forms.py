@@ -222,6 +222,7 @@ class StudyCreateForm(forms.Form):
     routing = forms.ChoiceField(
         choices=StudyRouting.choices,
         initial=StudyRouting.RANDOM,
+        required=False,
         label="Order of the pairs",
         help_text="Uncertainty-first needs a judge: experts get first the pairs it is least sure of, plus a random audit share.",
     )
@@ -318,7 +319,7 @@ class StudyCreateForm(forms.Form):
         sampled = data["sampling"] != "all"
         return {
             **self._judge(),
-            "routing": data["routing"],
+            "routing": data.get("routing") or StudyRouting.RANDOM,
             "audit_share": 0.2 if data.get("audit_share") is None else data["audit_share"],
             "name": data["name"],
             "baseline": data["baseline"],
