@@ -353,7 +353,12 @@ def judge_lines(report: Any) -> list[str]:
             f" plain mean of the rated pairs {j.naive_win_rate.estimate or 0:.3f}"
         )
     s = j.ratings_saved
-    if s.ratings_saved is not None:
+    if s.ratings_saved is not None and s.ratings_saved < 0:
+        lines.append(
+            f"  expert ratings saved: none; {s.ratings_collected} given where a uniform random order needed about"
+            f" {s.uniform_ratings_needed} for an interval as narrow (this judge's predictions widen the interval)"
+        )
+    elif s.ratings_saved is not None:
         lines.append(
             f"  expert ratings saved: {s.ratings_collected} given where a uniform random order needed about"
             f" {s.uniform_ratings_needed} for an interval as narrow ({s.ratings_saved} saved, {s.saved_share or 0:.0%})"

@@ -168,7 +168,13 @@ def _judge_story(report: Report, gates: list[Any], pdf: _Pdf) -> list[Any]:
         pdf.table(["Win rate estimator", "Rated pairs", "Estimate (95%)"], win_rows, [10.0, 2.5, 5.0])
     )
     s = j.ratings_saved
-    if s.ratings_saved is not None:
+    if s.ratings_saved is not None and s.ratings_saved < 0:
+        saved = (
+            f"Expert ratings saved: none. {s.ratings_collected} ratings on {s.pairs_rated} of {s.pairs} pairs, where a "
+            f"uniform random order would have needed about {s.uniform_ratings_needed} for an interval as narrow: the "
+            "judge's predictions widened the interval."
+        )
+    elif s.ratings_saved is not None:
         saved = (
             f"Expert ratings saved: {s.ratings_collected} ratings on {s.pairs_rated} of {s.pairs} pairs; a uniform random "
             f"order would have needed about {s.uniform_ratings_needed} for an interval as narrow: {s.ratings_saved} saved "

@@ -91,8 +91,8 @@ def _judge_criterion(judged: list[dict[str, Any]], criterion: str) -> dict[Hasha
     for row in judged:
         scores = [(row["orders"].get(o) or {}).get("scores", {}).get(criterion) for o in ("ab", "ba")]
         if all(isinstance(s, dict) and "A" in s and "B" in s for s in scores):
-            a = sum(float(s["A"]) for s in scores)  # type: ignore[index]
-            b = sum(float(s["B"]) for s in scores)  # type: ignore[index]
+            a = sum(float(s["A"]) for s in scores)
+            b = sum(float(s["B"]) for s in scores)
             out[row["task"]] = "tie" if a == b else "A" if a > b else "B"
     return out
 
@@ -272,36 +272,29 @@ def _ratings_saved(
     collected = int(np.isin(task_of, np.array(sorted(units), dtype=np.int64)).sum())
     pairs_rated = int(np.unique(task_of[np.isin(task_of, np.array(sorted(units), dtype=np.int64))]).size)
     per_pair = collected / pairs_rated if pairs_rated else None
-    empty = {
-        "uniform_pairs_needed": None,
-        "uniform_ratings_needed": None,
-        "ratings_saved": None,
-        "saved_share": None,
-    }
-    base = {
-        "pairs": len(judged),
-        "pairs_rated": pairs_rated,
-        "ratings_collected": collected,
-        "ratings_per_pair": per_pair,
-    }
+
+    def unknown(reason: str) -> RatingsSaved:
+        return RatingsSaved(len(judged), pairs_rated, collected, per_pair, None, None, None, None, reason)
+
     if not routed:
-        return RatingsSaved(**base, **empty, reason="the order was uniform random: routing saved nothing")
+        return unknown("the order was uniform random: routing saved nothing")
     if corrected is None or corrected.std_error is None or per_pair is None:
-        return RatingsSaved(**base, **empty, reason="too few pairs rated to estimate the interval")
+        return unknown("too few pairs rated to estimate the interval")
     needed = uniform_pairs_needed(y, pi, n_pairs=len(judged), std_error=corrected.std_error)
     if needed is None:
-        return RatingsSaved(
-            **base,
-            **empty,
-            reason="the experts' scores on the rated pairs do not vary: no variance to compare",
-        )
+        return unknown("the experts' scores on the rated pairs do not vary: no variance to compare")
     uniform = math.ceil(needed * per_pair)
+    # Negative when the judge's predictions made the interval wider than a uniform sample's would be.
+    saved = uniform - collected
     return RatingsSaved(
-        **base,
-        uniform_pairs_needed=needed,
-        uniform_ratings_needed=uniform,
-        ratings_saved=uniform - collected,
-        saved_share=(uniform - collected) / uniform if uniform else None,
+        len(judged),
+        pairs_rated,
+        collected,
+        per_pair,
+        needed,
+        uniform,
+        saved,
+        saved / uniform if uniform else None,
     )
 
 
