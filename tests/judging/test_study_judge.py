@@ -242,3 +242,21 @@ def test_raters_never_receive_the_judges_answers(project, django_capture_on_comm
     for body in bodies:
         leaked = [s for s in secrets if s.lower() in body.lower()]
         assert not leaked, f"a rater-visible response carries {leaked}"
+
+
+def test_a_judge_that_cannot_load_leaves_the_study_open_in_random_order(
+    project, django_capture_on_commit_callbacks
+):
+    """The judging task gives up (the judge model's folder is not a model): the study says why and carries on."""
+    rows = run_rows(project, n_cases=3)  # its base model's folder does not exist on disk
+    with django_capture_on_commit_callbacks(execute=True):
+        study = study_create_from_run(
+            run=rows.run, name="s", judge_base_model=rows.base_model, routing="uncertainty_first"
+        )
+    study.refresh_from_db()
+    assert study.judge_state["status"] == "failed" and "no config.json" in study.judge_state["error"]
+    assert study.judge_state["routing"] == {"applied": False, "reason": "the judge failed"}
+    assert not Task.objects.filter(study=study).exclude(routing={}).exists()
+    rater = rater_user(project, "carries-on")
+    consent_accept(study=study, rater=rater)
+    assert task_assign_next(study=study, rater=rater) is not None
