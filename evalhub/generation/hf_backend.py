@@ -1,7 +1,8 @@
-"""The ``hf`` backend: transformers + peft weights, served by the fast Llama engine.
+"""The ``hf`` backend: transformers + peft weights, served by the fast engine.
 
-Llama-family models run on :class:`~evalhub.generation.llama.LlamaEngine` (static KV cache,
-multi-LoRA in one batch, CUDA graph on GPU). Anything else runs on a slower but general loop
+Llama, Qwen2/2.5, Qwen3, Mistral, Gemma 2 and Gemma 3 (text) models run on
+:class:`~evalhub.generation.llama.FastEngine` (static KV cache, multi-LoRA in one batch, CUDA
+graph on GPU). Anything else runs on a slower but general loop
 over the HF model's own forward with peft's mixed-adapter batches; the log says which.
 """
 
@@ -24,7 +25,7 @@ from evalhub.generation.interface import (
     GenerationResult,
     OnBatch,
 )
-from evalhub.generation.llama import LlamaEngine, unsupported_reason
+from evalhub.generation.llama import FastEngine, unsupported_reason
 from evalhub.generation.loading import load_base_model, peft_attach, resolve_device, resolve_dtype
 from evalhub.generation.prompts import PendingRow, admit_requests, rejected_result
 from evalhub.generation.sampling import choose_tokens
@@ -221,7 +222,7 @@ class HFBackend:
 
         reason = unsupported_reason(model, read) if self.fast else "fast engine disabled (fast=False)"
         if reason is None:
-            self._stepper = LlamaEngine(
+            self._stepper = FastEngine(
                 model,
                 read,
                 device=self.device,
@@ -232,9 +233,14 @@ class HFBackend:
                 merge_single_adapter=self.merge_single_adapter,
             )
             self.path = "fast"
+            model_type = model.config.model_type
             del model  # the engine holds its own fused copy of the weights
             log.info(
-                "hf backend: fast Llama engine on %s (%s), %d adapters", self.device, self.dtype, len(read)
+                "hf backend: fast engine (%s) on %s (%s), %d adapters",
+                model_type,
+                self.device,
+                self.dtype,
+                len(read),
             )
         else:
             log.warning("hf backend: slower HF forward path (%s)", reason)

@@ -68,6 +68,8 @@ def rows_dump(rows: ReportRows) -> dict[str, Any]:
             if rows.judge_studies
             else {}
         ),
+        # Only when there are any: snapshots of runs without judged checks keep their content hash.
+        **({"judge_checks": [list(r) for r in rows.judge_checks]} if rows.judge_checks else {}),
     }
 
 
@@ -90,6 +92,7 @@ def rows_load(data: Mapping[str, Any]) -> ReportRows:
         study_ids=data["study_ids"],
         judged=list(data.get("judged", [])),
         judge_studies=list(data.get("judge_studies", [])),
+        judge_checks=[(a, c, p, j) for a, c, p, j in data.get("judge_checks", [])],
     )
 
 
