@@ -296,13 +296,16 @@ def judged_rows(*, study_ids: list[int]) -> tuple[list[dict[str, Any]], list[dic
         .values_list("pk", "study_id", "case_id", "output_a_id", "output_b_id", "routing")
     )
     orders: dict[int, dict[str, dict[str, Any]]] = {}
-    for task_id, study_id, order, preference, prob_a, name, version in Judgement.objects.filter(
+    for task_id, study_id, order, preference, prob_a, scores, name, version in Judgement.objects.filter(
         task__study_id__in=list(judges)
     ).values_list(
-        "task_id", "task__study_id", "order", "preference", "prob_a", "judge_name", "judge_version"
+        "task_id", "task__study_id", "order", "preference", "prob_a", "scores", "judge_name", "judge_version"
     ):
         if judges[study_id] == (name, version):
-            orders.setdefault(task_id, {})[order] = {"preference": preference, "prob_a": prob_a}
+            answer: dict[str, Any] = {"preference": preference, "prob_a": prob_a}
+            if scores:  # per-criterion scores, from judges that give them (calibrated per criterion)
+                answer["scores"] = scores
+            orders.setdefault(task_id, {})[order] = answer
     rows = [
         {
             "task": pk,
