@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 
 from annotation import selectors, services
 from annotation.blinding import task_blind_by_id
-from annotation.models import RaterPool, Study
+from annotation.models import RaterPool, Study, StudyRouting
 from annotation.queue import task_assign_next
-from evalhub.catalog.models import Adapter
+from evalhub.catalog.models import Adapter, BaseModel
 from evalhub.catalog.selectors import adapter_by_label
 from evalhub.errors import NotFound, ValidationFailed
 from evalhub.permissions import WRITE_ROLES, projects_for
@@ -217,6 +217,24 @@ class StudyCreateIn(serializers.Serializer[Any]):
     allow_missing = serializers.BooleanField(
         default=True, help_text="False: refuse, saying how many tasks would lack an output, so you can wait."
     )
+    judge_adapter = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="name@version of a catalogue adapter that judges every pair (by its log-probabilities).",
+    )
+    judge_base_model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Name of a catalogue base model that judges every pair (when no judge adapter is given).",
+    )
+    routing = serializers.ChoiceField(
+        choices=StudyRouting.values,
+        default=StudyRouting.RANDOM,
+        help_text="uncertainty_first: experts first get the pairs the judge is least sure of (needs a judge).",
+    )
+    audit_share = serializers.FloatField(
+        default=0.2, min_value=0, max_value=1, help_text="Under uncertainty_first, the uniformly drawn share."
+    )
 
 
 class StudySummaryOut(serializers.Serializer[Any]):
@@ -233,6 +251,10 @@ class StudySummaryOut(serializers.Serializer[Any]):
     complete = serializers.IntegerField()
     ratings = serializers.IntegerField()
     needed = serializers.IntegerField()
+    routing = serializers.CharField()
+    audit_share = serializers.FloatField()
+    judge = serializers.JSONField(help_text="The judge's spec ({} for none).")
+    judge_status = serializers.CharField(allow_blank=True, help_text="pending, running, done or failed.")
 
 
 class RaterStatsOut(serializers.Serializer[Any]):
@@ -270,6 +292,10 @@ def _study_summary(study: Study) -> dict[str, Any]:
         "complete": progress.complete,
         "ratings": progress.ratings,
         "needed": progress.needed,
+        "routing": study.routing,
+        "audit_share": study.audit_share,
+        "judge": study.judge_spec,
+        "judge_status": study.judge_state.get("status", ""),
     }
 
 
@@ -278,6 +304,15 @@ def _adapter(run: Run, label: str, field: str) -> Adapter:
     if adapter is None:
         raise ValidationFailed(f"No adapter {label!r} in the project.", fields={field: ["Unknown adapter."]})
     return adapter
+
+
+def _base_model(run: Run, name: str) -> BaseModel:
+    model = BaseModel.objects.filter(project=run.project, name=name).first()
+    if model is None:
+        raise ValidationFailed(
+            f"No base model {name!r} in the project.", fields={"judge_base_model": ["Unknown model."]}
+        )
+    return model
 
 
 class StudyListCreateApi(APIView):
@@ -326,6 +361,14 @@ class StudyListCreateApi(APIView):
             seed=values["seed"],
             allow_case_repeats=values["allow_case_repeats"],
             allow_missing=values["allow_missing"],
+            judge_adapter=_adapter(run, values["judge_adapter"], "judge_adapter")
+            if values.get("judge_adapter")
+            else None,
+            judge_base_model=_base_model(run, values["judge_base_model"])
+            if values.get("judge_base_model")
+            else None,
+            routing=values["routing"],
+            audit_share=values["audit_share"],
             actor=request.user,
         )
         return Response(_study_summary(study), status=status.HTTP_201_CREATED)

@@ -13,10 +13,10 @@ from typing import Any, cast
 from django import forms
 
 from annotation.blinding import BlindTask
-from annotation.models import RaterPool
+from annotation.models import RaterPool, StudyRouting
 from annotation.rubric import PREFERENCE_LABELS, rubric_normalise
 from annotation.services import DEFAULT_SINGLE_OUTPUT_CATEGORIES
-from evalhub.catalog.models import Adapter
+from evalhub.catalog.models import Adapter, BaseModel
 from evalhub.errors import DomainError
 from evalhub.suites.models import Case
 
@@ -126,7 +126,10 @@ SAMPLING = (
 
 # The rubric templates a study owner picks from (annotation.rubric holds the rubrics themselves).
 RUBRIC_CHOICES = (
-    ("summary_pairwise", "Summaries side by side (accuracy, completeness, conciseness); single-output cases alone"),
+    (
+        "summary_pairwise",
+        "Summaries side by side (accuracy, completeness, conciseness); single-output cases alone",
+    ),
     ("adversarial_single", "Adversarial cases only, each output alone: was the expected behaviour met?"),
     ("custom", "Custom criteria with anchors (JSON below)"),
 )
@@ -144,7 +147,9 @@ def _gold_lines(text: str) -> list[dict[str, str]]:
             continue
         parts = line.split()
         if len(parts) != 2:
-            raise forms.ValidationError(f"Line {number}: write the case key and the answer, for example “c-12 candidate”.")
+            raise forms.ValidationError(
+                f"Line {number}: write the case key and the answer, for example “c-12 candidate”."
+            )
         specs.append({"case": parts[0], "preference": parts[1]})
     return specs
 
@@ -185,7 +190,12 @@ class StudyCreateForm(forms.Form):
         help_text="One per line: a case key and the known answer (baseline, candidate, tie or both_bad).",
     )
     gold_rate = forms.FloatField(
-        min_value=0, max_value=1, initial=0, required=False, label="Gold rate", help_text="Share of each rater's tasks that are gold (0 to 1)."
+        min_value=0,
+        max_value=1,
+        initial=0,
+        required=False,
+        label="Gold rate",
+        help_text="Share of each rater's tasks that are gold (0 to 1).",
     )
     overlap = forms.IntegerField(min_value=1, max_value=50, initial=2, help_text="Ratings per task (k).")
     lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=15)
@@ -202,6 +212,28 @@ class StudyCreateForm(forms.Form):
     allow_missing = forms.BooleanField(
         required=False, label="Proceed without missing outputs", help_text="Otherwise wait for the run."
     )
+    judge = forms.ChoiceField(
+        choices=(),
+        required=False,
+        label="Judge",
+        help_text="A model or adapter of the catalogue that rates every pair in both orders. Raters never see its answers; "
+        "the report measures it against them.",
+    )
+    routing = forms.ChoiceField(
+        choices=StudyRouting.choices,
+        initial=StudyRouting.RANDOM,
+        required=False,
+        label="Order of the pairs",
+        help_text="Uncertainty-first needs a judge: experts get first the pairs it is least sure of, plus a random audit share.",
+    )
+    audit_share = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.2,
+        required=False,
+        label="Audit share",
+        help_text="Under uncertainty-first: the share of the order drawn uniformly at random (above 0, up to 1).",
+    )
 
     def __init__(self, *args: Any, run: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -213,13 +245,29 @@ class StudyCreateForm(forms.Form):
             project=run.project
         )
         categories = sorted(
-            set(Case.objects.filter(version=run.suite_version_id).exclude(category="").values_list("category", flat=True))
+            set(
+                Case.objects.filter(version=run.suite_version_id)
+                .exclude(category="")
+                .values_list("category", flat=True)
+            )
         )
         single = cast(forms.MultipleChoiceField, self.fields["single_categories"])
         single.choices = [(c, c) for c in categories]
         single.initial = [c for c in categories if c in DEFAULT_SINGLE_OUTPUT_CATEGORIES]
         if not categories:
             single.help_text = "No case of this run's suite has a category: every case is rated as a pair."
+        judge = cast(forms.ChoiceField, self.fields["judge"])
+        judge.choices = [("", "No judge")]
+        judge.choices += [
+            (f"base:{m.pk}", f"{m.name} (base model)")
+            for m in BaseModel.objects.filter(project=run.project).order_by("name")
+        ]
+        judge.choices += [
+            (f"adapter:{a.pk}", f"{a.label} (adapter on {a.base_model.name})")
+            for a in Adapter.objects.filter(project=run.project)
+            .select_related("base_model")
+            .order_by("name", "version")
+        ]
         self.fields["baseline"].initial = next((pk for pk, r in roles.items() if r == "baseline"), None)
         self.fields["candidates"].initial = [pk for pk, r in roles.items() if r == "candidate"]
 
@@ -258,10 +306,21 @@ class StudyCreateForm(forms.Form):
             return {"kind": "adversarial"}  # annotation.rubric fills in the adversarial template
         return None
 
+    def _judge(self) -> dict[str, Any]:
+        kind, _, pk = (self.cleaned_data.get("judge") or "").partition(":")
+        if kind == "adapter":
+            return {"judge_adapter": Adapter.objects.get(pk=int(pk))}
+        if kind == "base":
+            return {"judge_base_model": BaseModel.objects.get(pk=int(pk))}
+        return {}
+
     def service_kwargs(self) -> dict[str, Any]:
         data = self.cleaned_data
         sampled = data["sampling"] != "all"
         return {
+            **self._judge(),
+            "routing": data.get("routing") or StudyRouting.RANDOM,
+            "audit_share": 0.2 if data.get("audit_share") is None else data["audit_share"],
             "name": data["name"],
             "baseline": data["baseline"],
             "candidates": list(data["candidates"]),
@@ -273,7 +332,9 @@ class StudyCreateForm(forms.Form):
             "pool": data["pool"],
             "rubric": self._rubric(),
             "single_output_categories": list(data["single_categories"]),
-            "categories": list(data["single_categories"]) if data["rubric_template"] == "adversarial_single" else None,
+            "categories": list(data["single_categories"])
+            if data["rubric_template"] == "adversarial_single"
+            else None,
             "gold_tasks": data["gold_tasks"],
             "gold_rate": data["gold_rate"] or 0.0,
             "instructions": data["instructions"],

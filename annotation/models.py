@@ -39,6 +39,14 @@ class StudyStatus(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+class StudyRouting(models.TextChoices):
+    RANDOM = "random", "Random order"
+    UNCERTAINTY_FIRST = (
+        "uncertainty_first",
+        "Pairs the judge is least sure of first, with a random audit share",
+    )
+
+
 class Study(models.Model):
     project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="studies")
     run = models.ForeignKey("runs.Run", on_delete=models.PROTECT, related_name="studies")
@@ -66,6 +74,22 @@ class Study(models.Model):
         help_text="Let one rater get several tasks of the same case (for very small suites): "
         "a rater who sees the same output twice can learn which side is the baseline.",
     )
+    judge_spec = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Which judge rates every pair: {} for none, {"kind": "local", "base_model": id, '
+        '"adapter": id or null} for a catalogue model read by its log-probabilities (evalhub.judging).',
+    )
+    routing = models.CharField(max_length=20, choices=StudyRouting.choices, default=StudyRouting.RANDOM)
+    audit_share = models.FloatField(
+        default=0.2,
+        help_text="Under uncertainty-first routing, the share of the order drawn uniformly (audit).",
+    )
+    judge_state = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What judging the study did: status, pairs judged, failures with their reason, routing.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -78,6 +102,13 @@ class Study(models.Model):
             models.CheckConstraint(condition=models.Q(overlap__gte=1), name="study_overlap_positive"),
             models.CheckConstraint(
                 condition=models.Q(gold_rate__gte=0) & models.Q(gold_rate__lte=1), name="study_gold_rate_0_1"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(audit_share__gte=0) & models.Q(audit_share__lte=1),
+                name="study_audit_share_0_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(routing__in=StudyRouting.values), name="study_routing_valid"
             ),
         ]
 
@@ -107,6 +138,12 @@ class Task(models.Model):
     )
     rating_count = models.PositiveIntegerField(default=0)
     order_key = models.CharField(max_length=32, db_index=True, help_text="Random key that orders the queue.")
+    routing = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Under uncertainty-first routing: the pair's sampling weight, key and audit draw "
+        "(metrics.routing.RoutingPlan), from which the report derives its inclusion probability.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

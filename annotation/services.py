@@ -27,14 +27,16 @@ from annotation.models import (
     Rating,
     Study,
     StudyKind,
+    StudyRouting,
     StudyStatus,
     Task,
 )
 from annotation.queue import assignment_for_update, task_has_room
 from annotation.rubric import rating_check, rubric_for_task, rubric_normalise
+from annotation.signals import study_created
 from annotation.sql import column, table
 from evalhub.audit.services import audit_record
-from evalhub.catalog.models import Adapter
+from evalhub.catalog.models import Adapter, BaseModel
 from evalhub.errors import Conflict, NotFound, ValidationFailed
 from evalhub.runs.models import AdapterRole, Output, Run, RunAdapter
 from evalhub.suites.models import Case
@@ -127,6 +129,10 @@ def study_create_from_run(
     seed: int = 0,
     allow_case_repeats: bool = False,
     allow_missing: bool = True,
+    judge_base_model: BaseModel | None = None,
+    judge_adapter: Adapter | None = None,
+    routing: str = StudyRouting.RANDOM,
+    audit_share: float = 0.2,
     actor: Any = None,
 ) -> Study:
     """Create a study and its tasks from a run's outputs (sample 0 of each adapter and case).
@@ -142,6 +148,11 @@ def study_create_from_run(
     A rater gets at most one task per case unless `allow_case_repeats` (see annotation.queue).
     Outputs missing from the run (failed or not yet generated) leave their tasks out; with
     `allow_missing=False` the study is refused instead, saying how many, so the owner can wait.
+
+    A judge (`judge_adapter`, or a bare `judge_base_model`, from the project's catalogue) rates every
+    pair in both orders once the study exists (evalhub.judging, through the `study_created` signal);
+    with `routing="uncertainty_first"` its uncertainty then orders the experts' queue (`study_route`),
+    with `audit_share` of the order drawn uniformly. Raters never see the judge's answers.
     """
     check = _study_check(
         run=run,
@@ -155,6 +166,13 @@ def study_create_from_run(
         name=name,
     )
     baseline, candidates = check["baseline"], check["candidates"]
+    judge_spec = judge_spec_check(
+        project=run.project,
+        base_model=judge_base_model,
+        adapter=judge_adapter,
+        routing=routing,
+        audit_share=audit_share,
+    )
     _rater_text_check(
         adapters=[baseline, *candidates], texts={"name": name, "instructions": instructions, "terms": terms}
     )
@@ -175,7 +193,9 @@ def study_create_from_run(
         wanted = set(categories)
         rated = [c for c in rated if c.category in wanted]
         if not rated:
-            message = f"No case of the run's suite has a category among {', '.join(sorted(wanted)) or 'none'}."
+            message = (
+                f"No case of the run's suite has a category among {', '.join(sorted(wanted)) or 'none'}."
+            )
             raise ValidationFailed(message, fields={"categories": [message]})
     sample = cases_sample(rated, size=sample_size, stratify_by_tag=stratify_by_tag, rng=rng)
     if pairing == "baseline":
@@ -208,6 +228,10 @@ def study_create_from_run(
             pool=pool,
             seed=seed,
             allow_case_repeats=allow_case_repeats,
+            judge_spec=judge_spec,
+            routing=routing,
+            audit_share=audit_share,
+            judge_state={"status": "pending"} if judge_spec else {},
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
         tasks = _study_tasks(study, plan=plan, gold_pairs=gold_pairs, overlap=overlap, rng=rng)
@@ -229,9 +253,64 @@ def study_create_from_run(
                 "overlap": overlap,
                 "seed": seed,
                 "allow_case_repeats": allow_case_repeats,
+                "judge": judge_spec,
+                "routing": routing,
+                "audit_share": audit_share,
             },
         )
+        if judge_spec and plan.pairs:
+            study_pk = study.pk
+            transaction.on_commit(lambda: study_created.send_robust(sender=Study, study_id=study_pk))
     return study
+
+
+def judge_spec_check(
+    *,
+    project: Any,
+    base_model: BaseModel | None,
+    adapter: Adapter | None,
+    routing: str,
+    audit_share: float,
+) -> dict[str, Any]:
+    """The study's judge as stored (``Study.judge_spec``), checked: a catalogue model or adapter of the
+    project, read by its log-probabilities. Uncertainty-first routing needs a judge and an audit share
+    above 0 (without an audit some pairs could never be drawn, and no estimate would be unbiased).
+    An HTTP endpoint will be another ``kind`` of the same spec."""
+    if routing not in StudyRouting.values:
+        message = f"routing must be one of {', '.join(StudyRouting.values)}."
+        raise ValidationFailed(message, fields={"routing": [message]})
+    if isinstance(audit_share, bool) or not isinstance(audit_share, int | float) or not 0 <= audit_share <= 1:
+        raise ValidationFailed(
+            "audit_share must be a number from 0 to 1.", fields={"audit_share": ["From 0 to 1."]}
+        )
+    if adapter is not None and adapter.project_id != project.pk:
+        raise ValidationFailed(
+            "The judge adapter belongs to another project.", fields={"judge_adapter": ["Wrong project."]}
+        )
+    if base_model is not None and base_model.project_id != project.pk:
+        raise ValidationFailed(
+            "The judge model belongs to another project.", fields={"judge_base_model": ["Wrong project."]}
+        )
+    if adapter is not None and base_model is not None and adapter.base_model_id != base_model.pk:
+        message = (
+            f"The judge adapter {adapter.label} is trained on another base model than {base_model.name}."
+        )
+        raise ValidationFailed(message, fields={"judge_adapter": [message]})
+    spec: dict[str, Any] = {}
+    if adapter is not None or base_model is not None:
+        spec = {
+            "kind": "local",
+            "base_model": adapter.base_model_id if adapter is not None else base_model.pk,  # type: ignore[union-attr]
+            "adapter": adapter.pk if adapter is not None else None,
+        }
+    if routing == StudyRouting.UNCERTAINTY_FIRST:
+        if not spec:
+            message = "Uncertainty-first routing needs a judge: choose a judge model or adapter."
+            raise ValidationFailed(message, fields={"routing": [message]})
+        if audit_share <= 0:
+            message = "Uncertainty-first routing needs an audit share above 0, so every pair can be drawn."
+            raise ValidationFailed(message, fields={"audit_share": [message]})
+    return spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,3 +750,57 @@ def pool_create(*, project: Any, name: str, members: Iterable[Any] = (), actor: 
         pool.members.add(*members)
         audit_record(actor=actor, action="rater_pool.set", obj=pool, project=project, after={"name": name})
     return pool
+
+
+ROUTED_KEY = "key"
+
+
+def study_route(*, study: Study, uncertainty: Mapping[int, float], seed: int | None = None) -> dict[str, Any]:
+    """Put a study's pairs in uncertainty-first order (metrics.routing.routing_plan): experts meet the
+    pairs the judge is least sure of first, mixed with a uniform audit share (``study.audit_share``).
+
+    ``uncertainty`` maps every non-gold pairwise task id to the judge's uncertainty on it (a pair the
+    judge failed on counts as the most uncertain, 0.5). Each pair keeps one of the study's existing
+    random order keys: the pairs' keys, sorted, are handed out in the plan's order, so single-output
+    and gold tasks keep their places between them. Each pair stores its weight, its plan key and its
+    audit draw (``Task.routing``): the report derives every pair's inclusion probability from them.
+
+    All or nothing: once any task of the study has been handed to a rater, the order is left as it
+    is (the pairs already seen were drawn uniformly, not by the plan), and the reason is returned.
+    Gold tasks are never touched.
+    """
+    from metrics.routing import routing_plan
+
+    with transaction.atomic():
+        tasks = list(
+            Task.objects.select_for_update()
+            .filter(study=study, is_gold=False, output_b__isnull=False)
+            .order_by("pk")
+        )
+        if Assignment.objects.filter(study=study).exists():
+            return {
+                "applied": False,
+                "reason": "raters had started before the judge finished; the order stays random",
+            }
+        if not tasks:
+            return {"applied": False, "reason": "the study has no pairwise task"}
+        missing = [t.pk for t in tasks if t.pk not in uncertainty]
+        if missing:
+            raise ValidationFailed(f"No uncertainty given for {len(missing)} pairwise task(s) of the study.")
+        plan = routing_plan(
+            [float(uncertainty[t.pk]) for t in tasks],
+            audit_share=study.audit_share,
+            seed=study.seed if seed is None else seed,
+        )
+        slots = sorted(t.order_key for t in tasks)
+        for rank, index in enumerate(plan.order.tolist()):
+            task = tasks[index]
+            task.order_key = slots[rank]
+            task.routing = {
+                "weight": float(plan.weights[index]),
+                ROUTED_KEY: float(plan.keys[index]),
+                "audit_draw": float(plan.audit_draws[index]),
+                "audit_weight": float(plan.audit_weight),
+            }
+        Task.objects.bulk_update(tasks, ["order_key", "routing"], batch_size=500)
+    return {"applied": True, "pairs": len(tasks), "audit_share": study.audit_share}

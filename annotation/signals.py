@@ -10,11 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models.signals import m2m_changed, post_delete, post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from annotation.models import Assignment, RaterPool
 from annotation.queue import leases_release
 from evalhub.accounts.models import ApiToken, Membership, Role
+
+#: Sent once a study with a judge is committed (``study_id``): evalhub.judging judges its pairs. The
+#: annotation app must not load the judge (torch), so it announces the study instead of calling it.
+study_created = Signal()
 
 
 @receiver(post_delete, sender=Membership, dispatch_uid="annotation.leases.member_removed")

@@ -190,10 +190,12 @@ def open_study(state: DemoState, out: Writer) -> None:
     from annotation.queue import task_assign_next
     from annotation.selectors import study_raters_needed
     from annotation.services import consent_accept, rating_submit, study_create_from_run
+    from evalhub.judging.services import study_judge
 
     assert state.project is not None
     user_model = get_user_model()
     run = state.objects["run"]
+    judge = demo_judge(state, out)
     study = study_create_from_run(
         run=run,
         name="Demo: which summary would you ship?",
@@ -204,7 +206,27 @@ def open_study(state: DemoState, out: Writer) -> None:
         instructions="Compare the two summaries of each note. Check every number against the note.",
         terms="I rate as an independent domain expert and keep the notes confidential.",
         seed=7,
+        routing="uncertainty_first",
+        audit_share=0.2,
         actor=state.users["lead"],
+        **judge,
+    )
+    study.refresh_from_db()
+    if study.judge_state.get("status") != "done":  # a worker judges it; the demo needs the order now
+        study_judge(study_id=study.pk)
+        study.refresh_from_db()
+    js = study.judge_state
+    seconds = float(js.get("seconds") or 0)
+    rate = f", {2 * js['pairs'] / seconds:.1f} orders/s" if seconds else ""
+    routed = js.get("routing") or {}
+    out.write(
+        f"  judge {js['judge']} rated {js['judged']} of {js['pairs']} pairs in both orders in {seconds:.1f}s{rate}"
+        f" ({len(js['failures'])} failed); experts' order: "
+        + (
+            "uncertainty-first with a 20% random audit\n"
+            if routed.get("applied")
+            else f"random ({routed.get('reason')})\n"
+        )
     )
     state.objects["study"] = study
     total = study.tasks.count()
@@ -251,6 +273,26 @@ def open_study(state: DemoState, out: Writer) -> None:
     state.urls.append(("Rate (as rater1)", "/rate/"))
 
 
+def demo_judge(state: DemoState, out: Writer) -> dict[str, Any]:
+    """The study's judge: the fixture judge adapter when fixtures/models/judge exists (trained on the
+    fixture base to tell a faithful summary from one with altered facts), else the bare fixture base."""
+    assert state.project is not None and state.base_model is not None
+    folder = settings.FIXTURES_DIR / "models" / "judge"
+    if (folder / "adapter_config.json").is_file():
+        adapter = Adapter.objects.filter(project=state.project, name="judge").first() or adapter_register(
+            project=state.project,
+            base_model=state.base_model,
+            folder=str(folder),
+            actor=state.users.get("engineer"),
+        )
+        out.write(
+            f"  judge: the fixture judge adapter {adapter.label} on the fixture base (log-probabilities)\n"
+        )
+        return {"judge_adapter": adapter}
+    out.write("  judge: the bare fixture base (log-probabilities); fixtures/models/judge is not built\n")
+    return {"judge_base_model": state.base_model}
+
+
 VERDICTS = ["summariser-v2", "synthetic-bad"]  # each frozen against summariser-v1
 
 
@@ -279,8 +321,51 @@ def report(state: DemoState, out: Writer) -> None:
     # Fill the report cache, so the lead's first visit opens the report at once instead of the building page.
     report_cached(run=run)
     for name in VERDICTS:
-        report_cached(run=run, candidate=state.adapters[name], baseline=state.adapters["summariser-v1"])
+        built = report_cached(
+            run=run, candidate=state.adapters[name], baseline=state.adapters["summariser-v1"]
+        )
+        for line in judge_lines(built):
+            out.write(f"    {line}\n")
     state.urls.append(("Report (as lead)", f"/p/{state.project.slug}/runs/{run.pk}/report/"))
+
+
+def judge_lines(report: Any) -> list[str]:
+    """The report's judge section in a few lines of the demo's output: agreement with the experts, the
+    statement, the corrected win rate and the expert ratings saved."""
+    j = report.judge
+    if j is None:
+        return []
+    label = report.candidate.label if report.candidate else "?"
+    lines = [f"judge on {label} vs {report.baseline.label if report.baseline else '?'}:"]
+    row = j.calibration.rows[0]
+    if row.accuracy.rate is not None:
+        kappa = "undefined" if row.kappa.kappa is None else f"{row.kappa.kappa:.2f}"
+        experts = "undefined" if row.expert_mean_kappa is None else f"{row.expert_mean_kappa:.2f}"
+        lines.append(
+            f"  agrees with the expert majority on {row.accuracy.rate:.0%} of {row.n_units} pairs (kappa {kappa};"
+            f" experts among themselves {experts}); same answer in both orders on"
+            f" {j.calibration.consistency.rate.rate or 0:.0%} of pairs"
+        )
+    lines.append(f"  {j.calibration.statement}")
+    if j.win_rate is not None and j.win_rate.estimate is not None:
+        lines.append(
+            f"  win rate {j.win_rate.estimate:.3f} ({j.win_rate.ci_low:.3f}-{j.win_rate.ci_high:.3f}), {j.estimator};"
+            f" plain mean of the rated pairs {j.naive_win_rate.estimate or 0:.3f}"
+        )
+    s = j.ratings_saved
+    if s.ratings_saved is not None and s.ratings_saved < 0:
+        lines.append(
+            f"  expert ratings saved: none; {s.ratings_collected} given where a uniform random order needed about"
+            f" {s.uniform_ratings_needed} for an interval as narrow (this judge's predictions widen the interval)"
+        )
+    elif s.ratings_saved is not None:
+        lines.append(
+            f"  expert ratings saved: {s.ratings_collected} given where a uniform random order needed about"
+            f" {s.uniform_ratings_needed} for an interval as narrow ({s.ratings_saved} saved, {s.saved_share or 0:.0%})"
+        )
+    else:
+        lines.append(f"  expert ratings saved: not computable ({s.reason})")
+    return lines
 
 
 def gate_line(gate: dict[str, Any]) -> str:
@@ -299,7 +384,7 @@ PIPELINE: list[tuple[str, Any]] = [
     ("Import the sample suites (validation and PII screening)", import_suites),
     ("Generate outputs for every adapter and case", generate),
     ("Score the outputs (ROUGE, BLEU, chrF, embeddings, checks, perplexity)", scores),
-    ("Open a blinded rating study", open_study),
+    ("Open a blinded rating study; the judge rates every pair and routes the experts", open_study),
     ("Build the report and freeze a verdict", report),
 ]
 

@@ -241,6 +241,7 @@ CELERY_TASK_ROUTES = {
     "evalhub.runs.tasks.generate_chunk": {"queue": "gpu"},
     "evalhub.runs.tasks.prepare_run": {"queue": "gpu"},  # the adapter sanity check loads the model
     "evalhub.runs.tasks.score_perplexity": {"queue": "gpu"},
+    "evalhub.judging.tasks.judge_study": {"queue": "gpu"},  # loads the judge model
     "evalhub.runs.tasks.score_judge_checks": {"queue": "gpu"},  # loads the judge model
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {

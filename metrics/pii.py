@@ -144,7 +144,21 @@ _DOB_MIN_AGE_YEARS = 12
 # code; Presidio's phone recognizer therefore misses them. Alone they score under the threshold (page
 # and batch numbers have that shape too): a context word ("call", "phone", ...) before them lifts them.
 _LOCAL_PHONE_REGEX = r"(?<![\d.-])\d{3}[-.]\d{4}(?![\d-]|\.\d)"
-_PHONE_CONTEXT = ["phone", "call", "telephone", "reached", "dial", "tel", "mobile", "cell", "ring", "number", "contact", "reach", "fax"]
+_PHONE_CONTEXT = [
+    "phone",
+    "call",
+    "telephone",
+    "reached",
+    "dial",
+    "tel",
+    "mobile",
+    "cell",
+    "ring",
+    "number",
+    "contact",
+    "reach",
+    "fax",
+]
 #: Legal-form words that end company names: spaCy's small model often tags "Gamma Inc" as a PERSON.
 _ORGANISATION_SUFFIXES = frozenset(
     ["inc", "ltd", "llc", "llp", "plc", "gmbh", "ag", "sa", "corp", "co", "company", "group", "holdings"]
@@ -261,7 +275,9 @@ def _date_of_birth_recognizer() -> Any:
                     score=score,
                     # the context enhancer writes its supporting word into the explanation
                     analysis_explanation=AnalysisExplanation(
-                        recognizer="DateOfBirthRecognizer", original_score=score, textual_explanation="date pattern"
+                        recognizer="DateOfBirthRecognizer",
+                        original_score=score,
+                        textual_explanation="date pattern",
                     ),
                     recognition_metadata={
                         RecognizerResult.RECOGNIZER_NAME_KEY: "DateOfBirthRecognizer",

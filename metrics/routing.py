@@ -124,6 +124,33 @@ def routing_plan(uncertainty: ArrayLike, *, audit_share: float = 0.2, seed: int 
     )
 
 
+def plan_restore(
+    weights: ArrayLike, keys: ArrayLike, audit_draws: ArrayLike, *, audit_weight: float
+) -> RoutingPlan:
+    """The plan a study stored pair by pair (each pair's weight, key and audit draw), rebuilt so the
+    report can ask it for inclusion probabilities."""
+    w, k, v = (np.asarray(x, dtype=float) for x in (weights, keys, audit_draws))
+    if not w.shape == k.shape == v.shape or w.ndim != 1 or w.size == 0:
+        raise ValueError("weights, keys and audit draws must be 1-D, non-empty and of the same length")
+    return RoutingPlan(
+        weights=w, audit_weight=audit_weight, keys=k, audit_draws=v, order=np.argsort(k, kind="stable")
+    )
+
+
+def rated_prefix(plan: RoutingPlan, rated: ArrayLike) -> int:
+    """How many pairs, in the plan's order, were rated before the first one that was not.
+
+    Experts take pairs roughly in order, but not exactly (a rater never gets two pairs of one case, a
+    pair may be skipped): the pairs rated beyond the first gap were not drawn by the plan's threshold,
+    so the estimator keeps only this prefix, whose inclusion probabilities are known exactly."""
+    mask = np.asarray(rated, dtype=bool)
+    if mask.shape != plan.order.shape:
+        raise ValueError("one rated flag per pair")
+    in_order = mask[plan.order]
+    gaps = np.flatnonzero(~in_order)
+    return int(gaps[0]) if gaps.size else int(mask.size)
+
+
 @dataclass(frozen=True)
 class WinRateEstimate(StatResult):
     """A win rate (ties as half) with a normal-approximation interval."""
@@ -184,6 +211,27 @@ def ppi_win_rate(
     return _normal_estimate(
         "prediction-powered (judge + weighted expert residuals)", terms, f.size, int(rated.sum()), confidence
     )
+
+
+def uniform_pairs_needed(
+    expert: ArrayLike, inclusion: ArrayLike, *, n_pairs: int, std_error: float
+) -> float | None:
+    """How many pairs a uniform random order would need rated for the plain mean to reach
+    ``std_error``: ``m = s2 / (se^2 + s2 / N)`` (the finite-population variance of a simple random
+    sample), with the population variance ``s2`` of the expert scores estimated from the rated pairs
+    weighted by one over their inclusion probability (the Hajek estimator, unbiased under the routing).
+    None when fewer than two pairs are rated or the error is not positive."""
+    y = np.asarray(expert, dtype=float)
+    pi = np.asarray(inclusion, dtype=float)
+    rated = np.isfinite(y)
+    if rated.sum() < 2 or not std_error or std_error <= 0 or n_pairs < 1:
+        return None
+    w = 1 / pi[rated]
+    mean = float(np.sum(w * y[rated]) / np.sum(w))
+    s2 = float(np.sum(w * (y[rated] - mean) ** 2) / np.sum(w))
+    if s2 <= 0:
+        return None
+    return min(float(n_pairs), s2 / (std_error**2 + s2 / n_pairs))
 
 
 def naive_win_rate(expert: ArrayLike, *, confidence: float = 0.95) -> WinRateEstimate:

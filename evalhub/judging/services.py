@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import transaction
 
-from annotation.models import Task
+from annotation.models import Study, StudyRouting, Task
 from annotation.rubric import rubric_text
+from annotation.services import study_route
+from evalhub.catalog.models import Adapter, BaseModel
+from evalhub.celery import TRANSIENT_ERRORS
 from evalhub.errors import ValidationFailed
 from evalhub.judging.models import Judgement, JudgePreference
+from metrics.routing import judge_uncertainty
 
 if TYPE_CHECKING:  # the judge's module loads torch; the services must not at import time
     from evalhub.accounts.models import Project
@@ -118,3 +123,97 @@ def judge_for_adapter(*, project: Project, label: str, **options: Any) -> Logpro
             f"No adapter {label!r} in this project's catalogue.", fields={"judge": ["unknown adapter"]}
         )
     return LogprobJudge(adapter.base_model.folder, adapter_dir=adapter.folder, name=adapter.label, **options)
+
+
+def judge_for_spec(spec: dict[str, Any]) -> PairJudge:
+    """The judge a study names (``Study.judge_spec``), loaded: a catalogue model or adapter read by its
+    log-probabilities. The HTTP endpoint judge will be another ``kind`` here."""
+    from evalhub.judging.logprob import LogprobJudge  # loads torch: only where a judge is built
+
+    if spec.get("kind") != "local":
+        raise ValidationFailed(
+            f"Unknown judge kind {spec.get('kind')!r}.", fields={"judge": ["Unknown kind."]}
+        )
+    base = BaseModel.objects.get(pk=spec["base_model"])
+    adapter = Adapter.objects.get(pk=spec["adapter"]) if spec.get("adapter") else None
+    return LogprobJudge(base.folder, adapter_dir=adapter.folder if adapter is not None else None)
+
+
+def judge_prediction(judgements: Sequence[Judgement]) -> tuple[float | None, float]:
+    """A pair's judge prediction (probability that output A is better, the mean of its two orders) and
+    its uncertainty (``metrics.routing.judge_uncertainty``). A pair without two parsed orders has no
+    prediction and the largest uncertainty, 0.5: the judge told us nothing reliable about it."""
+    probs = {j.order: j.prob_a for j in judgements if j.prob_a is not None}
+    if set(probs) != {"ab", "ba"}:
+        return None, 0.5
+    f, u = judge_uncertainty([probs["ab"]], [probs["ba"]])
+    return float(f[0]), float(u[0])
+
+
+def study_judge(*, study_id: int, judge: PairJudge | None = None) -> dict[str, Any]:
+    """Judge every pairwise task of a study in both orders, then, for uncertainty-first routing, order
+    the experts' queue by the judge's uncertainty (``annotation.services.study_route``). Gold tasks are
+    left alone. What happened is stored on the study (``Study.judge_state``): pairs judged, each failed
+    pair with its reason, and whether the routing was applied (or why not).
+
+    A judge that fails on one pair (the pair does not fit its context, the model errs) leaves that
+    pair without a prediction: it is recorded and counts as the most uncertain; the study carries on.
+    Pairs already judged by this judge and version are not judged again, so a redelivered task is cheap
+    and writes nothing twice. Transient database errors propagate (the task's retry policy).
+    """
+    study = Study.objects.get(pk=study_id)
+    if not study.judge_spec:
+        return {"status": "no judge"}
+    Study.objects.filter(pk=study.pk).update(judge_state={**study.judge_state, "status": "running"})
+    judge = judge or judge_for_spec(study.judge_spec)
+    tasks = list(
+        Task.objects.filter(study=study, is_gold=False, output_b__isnull=False)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    failures: list[dict[str, Any]] = []
+    uncertainty: dict[int, float] = {}
+    unparseable = 0
+    started = time.monotonic()
+    for task_id in tasks:
+        stored = list(
+            Judgement.objects.filter(task_id=task_id, judge_name=judge.name, judge_version=judge.version)
+        )
+        if len(stored) < 2:
+            try:
+                stored = list(pair_judge(task_id=task_id, judge=judge).judgements)
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:  # any judge failure: recorded per pair, the study goes on
+                public_id = Task.objects.filter(pk=task_id).values_list("public_id", flat=True).first()
+                failures.append({"task": public_id, "reason": f"{type(exc).__name__}: {exc}"[:500]})
+                uncertainty[task_id] = 0.5
+                continue
+        prediction, uncertainty[task_id] = judge_prediction(stored)
+        unparseable += prediction is None
+    state: dict[str, Any] = {
+        "status": "done",
+        "judge": f"{judge.name}@{judge.version}",
+        "judge_name": judge.name,
+        "judge_version": judge.version,
+        "pairs": len(tasks),
+        "judged": len(tasks) - len(failures),
+        "unparseable": unparseable,
+        "failures": failures,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    if study.routing == StudyRouting.UNCERTAINTY_FIRST and tasks:
+        state["routing"] = study_route(study=study, uncertainty=uncertainty)
+    Study.objects.filter(pk=study.pk).update(judge_state=state)
+    return state
+
+
+def study_judge_gave_up(*, study_id: int, error: str) -> None:
+    """The judging task gave up (after its retries): the study carries on in random order, and says why."""
+    Study.objects.filter(pk=study_id).update(
+        judge_state={
+            "status": "failed",
+            "error": error[:1000],
+            "routing": {"applied": False, "reason": "the judge failed"},
+        }
+    )

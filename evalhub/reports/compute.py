@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from annotation.rubric import MET_KEY, MET_PARTLY, MET_YES, SEVERITY_KEY, gold_expected
+from evalhub.reports.judge_section import judge_section
 from evalhub.reports.schema import (
     SCHEMA_VERSION,
     AdapterInfo,
@@ -965,7 +966,9 @@ def _judge_checks(f: _Frame) -> JudgeChecks | None:
         per_adapter[f.labels[aid]] = _rate(sum(decided), len(decided))
         not_evaluated[f.labels[aid]] = len(verdicts) - len(decided)
     return JudgeChecks(
-        judges=tuple(sorted({judge for *_, judge in rows})), per_adapter=per_adapter, not_evaluated=not_evaluated
+        judges=tuple(sorted({judge for *_, judge in rows})),
+        per_adapter=per_adapter,
+        not_evaluated=not_evaluated,
     )
 
 
@@ -1079,5 +1082,6 @@ def report_from_input(inp: ReportInput) -> Report:
             human_vs_metric=_human_vs_metric(f, _metric_deltas(f, table), human),
             cases=_case_rows(f, table, human),
             adversarial_human=_adversarial_human(f, table),
+            judge=judge_section(f),
             judge_checks=_judge_checks(f),
         )

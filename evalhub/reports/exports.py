@@ -61,6 +61,146 @@ def cases_csv(report: Report) -> str:
     return _csv(header, rows)
 
 
+JUDGE_CSV_HEADER = [
+    "table",
+    "criterion",
+    "slice",
+    "pairs",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "kappa",
+    "kappa_ci_low",
+    "kappa_ci_high",
+    "experts_kappa",
+]
+
+
+def judge_csv(report: Report) -> str:
+    """The judge calibration table(s), one row per criterion and slice (empty without a judge)."""
+    from evalhub.reports.judge_section import calibration_tables
+
+    rows = []
+    for title, cal in calibration_tables(report.judge):
+        table = "audit" if "audit" in title else "rated"
+        for r in cal.rows:
+            rows.append(
+                [
+                    table,
+                    r.criterion,
+                    r.slice,
+                    r.n_units,
+                    r.accuracy.rate,
+                    r.accuracy.ci_low,
+                    r.accuracy.ci_high,
+                    r.kappa.kappa,
+                    r.kappa.ci_low,
+                    r.kappa.ci_high,
+                    r.expert_mean_kappa,
+                ]
+            )
+    return _csv(JUDGE_CSV_HEADER, rows)
+
+
+def _judge_story(report: Report, gates: list[Any], pdf: _Pdf) -> list[Any]:
+    """The PDF's "Judge calibration" section, as the page shows it."""
+    from evalhub.reports.judge_section import calibration_tables, judge_only_gates
+
+    j = report.judge
+    if j is None:
+        return []
+    story: list[Any] = []
+    intro = (
+        f"Judge {j.judge} rated {j.judged} of {j.pairs} candidate-vs-baseline pairs in both orders"
+        + (f"; it failed on {j.failed}" if j.failed else "")
+        + ". Order: "
+        + (
+            "uncertainty-first with a uniform audit share."
+            if j.routing == "uncertainty_first"
+            else "uniform random."
+        )
+    )
+    parts: list[Any] = [pdf.p(intro), pdf.p(j.calibration.statement)]
+    for title, cal in calibration_tables(j):
+        rows = [
+            [
+                r.criterion,
+                r.slice,
+                str(r.n_units),
+                _rate(r.accuracy.rate, r.accuracy.ci_low, r.accuracy.ci_high),
+                _interval(r.kappa.kappa, r.kappa.ci_low, r.kappa.ci_high, 2),
+                _fmt(r.expert_mean_kappa, 2),
+            ]
+            for r in cal.rows
+        ]
+        parts += [
+            pdf.p(title),
+            pdf.table(
+                [
+                    "Criterion",
+                    "Slice",
+                    "Pairs",
+                    "Accuracy (Wilson 95%)",
+                    "Kappa with majority (95%)",
+                    "Experts' kappa",
+                ],
+                rows,
+                [2.6, 3.6, 1.4, 3.6, 3.8, 2.4],
+                numeric=2,
+            ),
+        ]
+    c = j.calibration.consistency
+    parts.append(
+        pdf.p(
+            "Position consistency: "
+            + (
+                f"{c.n_consistent} of {c.n_pairs} ({_fmt(c.rate.rate, 2)})"
+                if c.rate.rate is not None
+                else str(c.reason)
+            )
+            + ". "
+            + j.calibration_note
+        )
+    )
+    win_rows = []
+    if j.win_rate is not None:
+        w = j.win_rate
+        win_rows.append(
+            [f"{j.estimator} (used by the gates)", str(w.n_rated), _interval(w.estimate, w.ci_low, w.ci_high)]
+        )
+    n = j.naive_win_rate
+    win_rows.append(["mean of the rated pairs", str(n.n_rated), _interval(n.estimate, n.ci_low, n.ci_high)])
+    parts.append(
+        pdf.table(["Win rate estimator", "Rated pairs", "Estimate (95%)"], win_rows, [10.0, 2.5, 5.0])
+    )
+    s = j.ratings_saved
+    if s.ratings_saved is not None and s.ratings_saved < 0:
+        saved = (
+            f"Expert ratings saved: none. {s.ratings_collected} ratings on {s.pairs_rated} of {s.pairs} pairs, where a "
+            f"uniform random order would have needed about {s.uniform_ratings_needed} for an interval as narrow: the "
+            "judge's predictions widened the interval."
+        )
+    elif s.ratings_saved is not None:
+        saved = (
+            f"Expert ratings saved: {s.ratings_collected} ratings on {s.pairs_rated} of {s.pairs} pairs; a uniform random "
+            f"order would have needed about {s.uniform_ratings_needed} for an interval as narrow: {s.ratings_saved} saved "
+            f"({_pct(s.saved_share)})."
+        )
+    else:
+        saved = f"Expert ratings saved: not computable ({s.reason}); {s.ratings_collected} ratings collected."
+    parts.append(pdf.p(saved))
+    on_judge = judge_only_gates(gates)
+    parts.append(
+        pdf.p(
+            f"This verdict rests on the judge alone for: {', '.join(on_judge)} (the policy allows it)."
+            if on_judge
+            else "No gate reads the judge alone: the verdict rests on the experts' ratings."
+        )
+    )
+    story += pdf.section("Judge calibration", *parts)
+    return story
+
+
 def _spans_cell(entry: Any) -> str:
     """A side's hallucination spans as JSON (start, end and the quoted text), "" when none."""
     spans = entry.get("spans") if isinstance(entry, dict) else None
@@ -259,7 +399,11 @@ def _gate_rows(decision: str, gates: list[GateResult], pdf: _Pdf) -> list[Row]:
                 Paragraph(result, pdf.cell),
                 Paragraph(
                     _esc(g["needed_text"])
-                    + (f"<br/><font color='#57606a'>{_esc(g['needed_range'])}</font>" if g["needed_range"] else ""),
+                    + (
+                        f"<br/><font color='#57606a'>{_esc(g['needed_range'])}</font>"
+                        if g["needed_range"]
+                        else ""
+                    ),
                     pdf.num,
                 ),
             ]
@@ -648,6 +792,7 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
     )
     # Rater quality: per rater time, gold accuracy, straight-lining and flags (when the report has it).
     story += _rater_quality_story(report, styles, pdf.grid)
+    story += _judge_story(report, list(verdict.get("gates", [])), pdf)
     for name, fn in plots.REPORT_PLOTS.items():
         if name == "slices":  # wide: in parts that stay legible at the page's width
             parts = plots.slice_heatmap_parts(report)

@@ -19,12 +19,13 @@ from evalhub.errors import ValidationFailed
 from evalhub.reports.schema import Report
 from evalhub.untrusted import unstorable, yaml_error_text, yaml_load
 from metrics.power import mean_difference_evidence_from_summary, win_rate_evidence
+from metrics.routing import WinRateEstimate
 from metrics.stats import wilson_interval
 
 OPS = (">=", "<=", ">", "<")
 ON_FAIL = ("NO-GO", "INCONCLUSIVE")
 GATE_FIELDS = {"name", "metric", "op", "threshold", "on_fail", "use", "min_n"}
-POLICY_FIELDS = {"name", "description", "gates"}
+POLICY_FIELDS = {"name", "description", "gates", "allow_judge_only"}
 SIMPLE_METRICS = {
     "win_rate_lower": "interval",
     "win_rate": "point",
@@ -109,6 +110,9 @@ class Policy(TypedDict):
     name: str
     description: str
     gates: list[Gate]
+    allow_judge_only: NotRequired[bool]
+    """A gate may read the judge's win rate alone where no expert has rated (default false; policies
+    stored before the flag lack it)."""
 
 
 class GateValue(TypedDict, total=False):
@@ -121,6 +125,8 @@ class GateValue(TypedDict, total=False):
     sd: float | None
     n: int
     reason: str
+    estimator: str
+    judge_only: bool
     judge: str  # the judge(s) whose results the value rests on (judge-evaluated metrics only)
 
 
@@ -135,6 +141,8 @@ class GateResult(Gate):
     status: str
     passed: bool | None
     counted: bool
+    estimator: NotRequired[str]
+    judge_only: NotRequired[bool]
     judge_evaluated: NotRequired[str]  # the judge(s), when the value rests on judge-evaluated results
 
 
@@ -296,11 +304,19 @@ def policy_parse(source: str) -> Policy:
     if not isinstance(gates_in, list) or not gates_in:
         raise ValidationFailed("The policy needs a non-empty 'gates' list.", fields={"gates": ["Required."]})
     gates = [_parse_gate(raw, f"gates[{i}]") for i, raw in enumerate(gates_in)]
-    return {
+    allow = data.get("allow_judge_only", False)
+    if not isinstance(allow, bool):
+        raise ValidationFailed(
+            "allow_judge_only must be true or false.", fields={"allow_judge_only": ["true or false."]}
+        )
+    policy: Policy = {
         "name": str(data.get("name") or ""),
         "description": str(data.get("description") or ""),
         "gates": gates,
     }
+    if allow:  # only when set, so policies without it parse (and freeze) exactly as before
+        policy["allow_judge_only"] = True
+    return policy
 
 
 def default_policy() -> Policy:
@@ -316,10 +332,51 @@ def _holds(value: float, op: str, threshold: float) -> bool:
     }[op]
 
 
-def _win_rate_value(report: Report, metric: str) -> GateValue:
+JUDGE_ONLY_REFUSED = (
+    "no expert rating to rest on: the value would come from the judge alone, which this policy does not "
+    "allow (allow_judge_only)"
+)
+
+
+def _estimate_value(
+    est: WinRateEstimate, metric: str, *, estimator: str, judge_only: bool = False, n: int | None = None
+) -> GateValue:
+    if est.estimate is None:
+        return {"value": None, "reason": est.reason or "no estimate"}
+    value = est.ci_low if metric == "win_rate_lower" else est.estimate
+    got: GateValue = {"value": value, "low": est.ci_low, "high": est.ci_high, "point": est.estimate}
+    got["estimator"] = estimator
+    if judge_only:
+        got["judge_only"] = True
+    if n is not None:
+        got["n"] = n
+    return got
+
+
+def _win_rate_value(report: Report, metric: str, *, allow_judge_only: bool = False) -> GateValue:
+    """The candidate's win rate: under uncertainty-first routing the judge section's corrected
+    (prediction-powered) estimate, since the plain mean of routed pairs is biased; else the experts'
+    plain win rate. Where no expert has rated, only a policy with ``allow_judge_only`` reads the
+    judge's own win rate, and the result says so (``judge_only``)."""
+    judge = report.judge
+    if judge is not None and judge.routing == "uncertainty_first" and judge.win_rate is not None:
+        if judge.win_rate.n_rated > 0:
+            return _estimate_value(
+                judge.win_rate, metric, estimator=judge.estimator, n=judge.win_rate.n_rated
+            )
+        if not allow_judge_only or judge.judge_only_win_rate is None:
+            return {"value": None, "reason": JUDGE_ONLY_REFUSED}
+        return _estimate_value(
+            judge.judge_only_win_rate, metric, judge_only=True, estimator=judge.judge_only_win_rate.estimator
+        )
     win = report.win_rate
     half = win.ties_as_half
     if half.rate is None:
+        if judge is not None and judge.judge_only_win_rate is not None:
+            if not allow_judge_only:
+                return {"value": None, "reason": f"{win.reason or 'no ratings'}; {JUDGE_ONLY_REFUSED}"}
+            est = judge.judge_only_win_rate
+            return _estimate_value(est, metric, judge_only=True, estimator=est.estimator)
         return {"value": None, "reason": win.reason or "no ratings"}
     if win.wins + win.losses == 0:
         return {"value": None, "reason": "only ties: no rating prefers either adapter"}
@@ -428,11 +485,11 @@ def _alpha_value(report: Report, name: str) -> GateValue:
     return {"value": alpha.alpha}
 
 
-def gate_value(report: Report, metric: str) -> GateValue:
+def gate_value(report: Report, metric: str, *, allow_judge_only: bool = False) -> GateValue:
     """The value (and interval, and the reason when missing) a gate metric reads from a report."""
     prefix, _, arg = metric.partition(":")
     if metric in ("win_rate_lower", "win_rate"):
-        return _win_rate_value(report, metric)
+        return _win_rate_value(report, metric, allow_judge_only=allow_judge_only)
     if metric == "min_ratings":
         return {"value": float(report.counts.pair_ratings)}
     if metric == "hallucination_rate_delta":
@@ -465,6 +522,8 @@ def _evidence(report: Report, gate: Gate, got: GateValue) -> dict[str, Any] | No
     # before either (settings without mc_target) reopens with the figures it was frozen with.
     with_range = report.settings.mc_target is not None
     if metric in ("win_rate_lower", "win_rate"):
+        if got.get("estimator"):  # the corrected or judge's estimate: the counts below are not its basis
+            return None
         win = report.win_rate
         return win_rate_evidence(
             win.wins, win.ties, win.losses, threshold=threshold, with_range=with_range
@@ -485,9 +544,11 @@ def _evidence(report: Report, gate: Gate, got: GateValue) -> dict[str, Any] | No
     return None
 
 
-def gate_evaluate(report: Report, gate: Gate) -> GateResult:
-    """One gate's result: status pass / fail / open / missing, with the value and threshold."""
-    got = gate_value(report, gate["metric"])
+def gate_evaluate(report: Report, gate: Gate, *, allow_judge_only: bool = False) -> GateResult:
+    """One gate's result: status pass / fail / open / missing, with the value and threshold. A value
+    read from the corrected estimator names it (``estimator``); one from the judge alone is marked
+    ``judge_only`` (both keys only when they apply, so other verdicts store what they always did)."""
+    got = gate_value(report, gate["metric"], allow_judge_only=allow_judge_only)
     value = got.get("value")
     result: GateResult = {  # type: ignore[typeddict-item]  # status, passed and counted follow
         **gate,
@@ -497,6 +558,10 @@ def gate_evaluate(report: Report, gate: Gate) -> GateResult:
         "reason": got.get("reason"),
         "evidence": None,
     }
+    if got.get("estimator"):
+        result["estimator"] = got["estimator"]
+    if got.get("judge_only"):
+        result["judge_only"] = True
     if got.get("judge"):
         result["judge_evaluated"] = str(got["judge"])
     if value is None:
@@ -543,10 +608,12 @@ def verdict_decide(report: Report, policy: Policy) -> tuple[str, list[GateResult
     """NO-GO if a NO-GO gate clearly fails; else INCONCLUSIVE if any gate failed, is open or has no
     value; else GO. When an INCONCLUSIVE gate on the ratings fails (too few, low agreement), NO-GO
     gates on the ratings are not counted: unreliable ratings decide nothing either way."""
-    results = [gate_evaluate(report, gate) for gate in policy["gates"]]
+    allow = bool(policy.get("allow_judge_only", False))
+    results = [gate_evaluate(report, gate, allow_judge_only=allow) for gate in policy["gates"]]
     # Ratings that fail a precondition (too few, raters disagree) cannot justify NO-GO either.
     unreliable = any(
-        r["on_fail"] == "INCONCLUSIVE" and r["status"] != "pass" and is_human_metric(r["metric"]) for r in results
+        r["on_fail"] == "INCONCLUSIVE" and r["status"] != "pass" and is_human_metric(r["metric"])
+        for r in results
     )
     for r in results:
         r["counted"] = not (unreliable and r["on_fail"] == "NO-GO" and is_human_metric(r["metric"]))
@@ -607,11 +674,22 @@ def verdict_why(decision: str, gates: list[Mapping[str, Any]], candidate: str | 
     numbers. One home, so the page, PDF, API and frozen verdict never disagree on why."""
     deciding = [g for g in gates if gate_deciding(decision, g)]
     head = f"{decision} for {candidate}" if candidate else decision
+    on_judge = [str(g.get("name")) for g in deciding if g.get("judge_only")]
+    tail = (
+        f" This verdict rests on the judge alone for: {', '.join(on_judge)} (the policy allows it)."
+        if on_judge
+        else ""
+    )
     if decision == "GO":
-        return f"{head}: all {len(gates)} gates pass; " + "; ".join(gate_sentence(g) for g in deciding) + "."
+        return (
+            f"{head}: all {len(gates)} gates pass; "
+            + "; ".join(gate_sentence(g) for g in deciding)
+            + "."
+            + tail
+        )
     if not deciding:
-        return f"{head}: no gate decided (see the gates below)."
-    return f"{head} because " + "; ".join(gate_sentence(g) for g in deciding) + "."
+        return f"{head}: no gate decided (see the gates below).{tail}"
+    return f"{head} because " + "; ".join(gate_sentence(g) for g in deciding) + "." + tail
 
 
 def gate_worst_cases(report: Report, metric: str, limit: int = 5) -> list[dict[str, Any]]:

@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from metrics.agreement import AlphaResult, FleissKappaResult, PairwiseKappaResult
+from metrics.judge import Calibration
 from metrics.ranking import BradleyTerryResult, ControlledWinRate, StyleControlledResult
 from metrics.rater_quality import QualityRules, RaterQuality
+from metrics.routing import WinRateEstimate
 from metrics.stats import MeanCI, PairedBootstrap, RankCorrelation, StatResult, WinRate
 
 SCHEMA_VERSION = 1
@@ -454,6 +456,45 @@ class CaseRow(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class RatingsSaved(Section):
+    """Expert ratings the routing saved: those collected against what a uniform random order would
+    have needed for an interval as narrow (``metrics.routing.uniform_pairs_needed``)."""
+
+    pairs: int
+    pairs_rated: int
+    ratings_collected: int
+    ratings_per_pair: float | None
+    uniform_pairs_needed: float | None
+    uniform_ratings_needed: int | None
+    ratings_saved: int | None
+    saved_share: float | None
+    reason: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeReport(Section):
+    """The judge of the report's studies against their experts (docs/judge.md): calibration, the
+    corrected win rate under uncertainty-first routing, and the expert ratings saved."""
+
+    judge: str
+    routing: str
+    pairs: int
+    judged: int
+    failed: int
+    unparseable: int
+    calibration: Calibration
+    audit_calibration: Calibration | None
+    calibration_note: str
+    estimator: str
+    win_rate: WinRateEstimate | None
+    naive_win_rate: WinRateEstimate
+    judge_only_win_rate: WinRateEstimate | None
+    pairs_beyond_prefix: int
+    ratings_saved: RatingsSaved
+    routing_note: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True)
 class RunRef(Section):
     id: int
     name: str
@@ -495,6 +536,7 @@ class Report(Section):
     human_vs_metric: tuple[HumanVsMetric, ...] = ()
     cases: tuple[CaseRow, ...] = ()
     adversarial_human: AdversarialHuman | None = field(default=None, metadata=OMIT_NONE)
+    judge: JudgeReport | None = field(default=None, metadata=OMIT_NONE)
     judge_checks: JudgeChecks | None = field(default=None, metadata=OMIT_NONE)
     run: RunRef | None = field(default=None, metadata=OMIT_NONE)
     lineage: dict[str, LineageEntry | None] | None = field(default=None, metadata=OMIT_NONE)

@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Avg, Count, Q, QuerySet
 from django.db.models.fields.json import KT
 
-from annotation.models import Rating, Study
+from annotation.models import Rating, Study, Task
 from annotation.rubric import DEFAULT_RUBRIC, MET_KEY, SEVERITY_KEY
 from evalhub.catalog.models import Adapter
 from evalhub.errors import NotFound, ValidationFailed
@@ -253,9 +253,72 @@ class ReportRows:
     ratings: RatingColumns
     raters: dict[int, str] = field(default_factory=dict)
     study_ids: list[int] = field(default_factory=list)
+    judged: list[dict[str, Any]] = field(default_factory=list)
+    """Every pairwise non-gold task of the studies that have a judge, in task id order (``judged_rows``):
+    its case, sides, study, the judge's two orders and the task's routing record. Empty without a judge."""
+    judge_studies: list[dict[str, Any]] = field(default_factory=list)
+    """Per study with a judge: its id, routing, audit share and the judge (name@version) the report reads."""
     # The judge's verdicts on the pending checks (adapter_id, case_id, passed, "judge@version"): the
     # newest judgement of each sample-0 output; kept out of `scores`, never counted as a check's.
     judge_checks: list[tuple[int, int, bool | None, str]] = field(default_factory=list)
+
+
+def judged_rows(*, study_ids: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The judge's side of a report: each pairwise non-gold task of the studies with a judge, with the
+    judge's answers in both orders (the study's own judge and version only) and its routing record;
+    and per study, its routing and judge. The experts' ratings come from ``_ratings`` as ever."""
+    from evalhub.judging.models import Judgement
+
+    studies = [
+        {
+            "study": pk,
+            "routing": routing,
+            "audit_share": audit_share,
+            "judge": state.get("judge"),
+            "judge_name": state.get("judge_name"),
+            "judge_version": state.get("judge_version"),
+            "failures": len(state.get("failures") or []),
+            "routing_applied": bool((state.get("routing") or {}).get("applied")),
+            "routing_note": (state.get("routing") or {}).get("reason"),
+            "status": state.get("status", "pending"),
+        }
+        for pk, routing, audit_share, state in Study.objects.filter(pk__in=study_ids)
+        .exclude(judge_spec={})
+        .order_by("pk")
+        .values_list("pk", "routing", "audit_share", "judge_state")
+    ]
+    if not studies:
+        return [], []
+    judges = {s["study"]: (s["judge_name"], s["judge_version"]) for s in studies}
+    tasks = list(
+        Task.objects.filter(study_id__in=list(judges), is_gold=False, output_b__isnull=False)
+        .order_by("pk")
+        .values_list("pk", "study_id", "case_id", "output_a_id", "output_b_id", "routing")
+    )
+    orders: dict[int, dict[str, dict[str, Any]]] = {}
+    for task_id, study_id, order, preference, prob_a, scores, name, version in Judgement.objects.filter(
+        task__study_id__in=list(judges)
+    ).values_list(
+        "task_id", "task__study_id", "order", "preference", "prob_a", "scores", "judge_name", "judge_version"
+    ):
+        if judges[study_id] == (name, version):
+            answer: dict[str, Any] = {"preference": preference, "prob_a": prob_a}
+            if scores:  # per-criterion scores, from judges that give them (calibrated per criterion)
+                answer["scores"] = scores
+            orders.setdefault(task_id, {})[order] = answer
+    rows = [
+        {
+            "task": pk,
+            "study": study_id,
+            "case": case_id,
+            "a": a,
+            "b": b,
+            "orders": orders.get(pk, {}),
+            "routing": routing or {},
+        }
+        for pk, study_id, case_id, a, b, routing in tasks
+    ]
+    return rows, studies
 
 
 def adapter_info(adapter: Adapter) -> dict[str, Any]:
@@ -361,6 +424,7 @@ def report_rows(
 
     rater_ids = set(np.unique(ratings.rater).tolist())
     raters = dict(get_user_model().objects.filter(pk__in=rater_ids).values_list("pk", "username"))
+    judged, judge_studies = judged_rows(study_ids=chosen)
     return ReportRows(
         cases=cases,
         adapters=adapters,
@@ -372,6 +436,8 @@ def report_rows(
         ratings=ratings,
         raters=raters,
         study_ids=chosen,
+        judged=judged,
+        judge_studies=judge_studies,
         judge_checks=_judge_checks(run=run, adapter_ids=ids),
     )
 

@@ -42,7 +42,7 @@ from evalhub.runs.models import Run, RunAdapter
 from metrics.rater_quality import DEFAULT_MIN_SECONDS
 
 DEFAULT_RESAMPLES = 2000
-ADDED_SECTIONS = ("rater_quality",)
+ADDED_SECTIONS = ("rater_quality", "judge")
 """Report sections newer than some frozen snapshots; reopening such a snapshot leaves them out."""
 
 

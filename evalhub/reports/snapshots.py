@@ -61,6 +61,13 @@ def rows_dump(rows: ReportRows) -> dict[str, Any]:
         "ratings": rows.ratings.to_dicts(),
         "raters": sorted([k, v] for k, v in rows.raters.items()),
         "study_ids": sorted(rows.study_ids),
+        # Left out when empty, so a report without a judge freezes exactly as it did before judges.
+        **({"judged": sorted(rows.judged, key=lambda r: r["task"])} if rows.judged else {}),
+        **(
+            {"judge_studies": sorted(rows.judge_studies, key=lambda s: s["study"])}
+            if rows.judge_studies
+            else {}
+        ),
         # Only when there are any: snapshots of runs without judged checks keep their content hash.
         **({"judge_checks": [list(r) for r in rows.judge_checks]} if rows.judge_checks else {}),
     }
@@ -83,6 +90,8 @@ def rows_load(data: Mapping[str, Any]) -> ReportRows:
         ratings=RatingColumns.from_dicts(data["ratings"]),
         raters={k: v for k, v in data["raters"]},
         study_ids=data["study_ids"],
+        judged=list(data.get("judged", [])),
+        judge_studies=list(data.get("judge_studies", [])),
         judge_checks=[(a, c, p, j) for a, c, p, j in data.get("judge_checks", [])],
     )
 

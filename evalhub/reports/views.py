@@ -17,6 +17,7 @@ from evalhub.accounts.models import Project
 from evalhub.errors import DomainError
 from evalhub.permissions import APPROVE_ROLES, WRITE_ROLES, projects_for
 from evalhub.reports import exports, gates, plots, selectors, services
+from evalhub.reports.judge_section import calibration_tables, judge_only_gates
 from evalhub.reports.models import GatePolicy
 from evalhub.reports.schema import Report
 from evalhub.reports.services import VerdictOutcome
@@ -108,6 +109,8 @@ def report(request: HttpRequest, project_slug: str, run_id: int) -> HttpResponse
             "policies": GatePolicy.objects.filter(project=project).order_by("name"),
             "query": request.GET.urlencode(),
             "worst_cases": worst_cases,
+            "calibration_tables": calibration_tables(data.judge),
+            "judge_only_gates": judge_only_gates(list(verdict["gates"])),
             "query_exclude_flagged": _query_with(request, exclude_flagged="1"),
             "query_all_raters": _query_with(request, exclude_flagged=None),
             "can_freeze": projects_for(user=request.user, roles=WRITE_ROLES).filter(pk=project.pk).exists(),
@@ -150,6 +153,8 @@ def report_export(request: HttpRequest, project_slug: str, run_id: int, fmt: str
         response = HttpResponse(body, content_type="application/json")
     elif fmt == "cases.csv":
         response = HttpResponse(exports.cases_csv(data), content_type="text/csv")
+    elif fmt == "judge.csv" and data.judge is not None:
+        response = HttpResponse(exports.judge_csv(data), content_type="text/csv")
     elif fmt == "ratings.csv":
         response = HttpResponse(
             exports.ratings_csv(selectors.rating_rows(run=run), list(data.settings.criteria)),
@@ -186,7 +191,9 @@ def verdict_freeze(request: HttpRequest, project_slug: str, run_id: int) -> Http
         # One click must not freeze a verdict for good: the page asks first, and only its answer carries confirm.
         messages.error(request, "Confirm to freeze the verdict: nothing was frozen.")
         query = request.GET.urlencode()
-        return redirect(reverse("reports:report", args=[project.slug, run.pk]) + (f"?{query}" if query else ""))
+        return redirect(
+            reverse("reports:report", args=[project.slug, run.pk]) + (f"?{query}" if query else "")
+        )
     params = _params(request, run)
     policy = selectors.policy_for_run(run=run, name=request.GET.get("policy") or None)
     verdict = services.verdict_freeze(run=run, policy=policy, actor=request.user, **params)
@@ -211,7 +218,9 @@ def verdict(request: HttpRequest, project_slug: str, public_id: str) -> HttpResp
             "report": obj.snapshot.get("report", {}),
             "reopened": reopened,
             # Approving the candidate of a GO verdict is a lead's decision (evalhub.continuous.recipes).
-            "can_approve": projects_for(user=request.user, roles=APPROVE_ROLES).filter(pk=project.pk).exists(),
+            "can_approve": projects_for(user=request.user, roles=APPROVE_ROLES)
+            .filter(pk=project.pk)
+            .exists(),
         },
     )
 

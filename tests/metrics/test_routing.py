@@ -7,9 +7,12 @@ from scipy.stats import norm
 from metrics.routing import (
     judge_uncertainty,
     naive_win_rate,
+    plan_restore,
     ppi_win_rate,
+    rated_prefix,
     routing_plan,
     routing_weights,
+    uniform_pairs_needed,
 )
 
 N_PAIRS, BUDGET, SIMULATIONS = 1000, 200, 500
@@ -183,3 +186,45 @@ def test_bad_inclusion_probabilities_are_refused():
     with pytest.raises(ValueError, match="same length"):
         ppi_win_rate([0.5], [1.0, 0.0], [1.0, 1.0])
     assert ppi_win_rate([0.5], [1.0], [1.0]).reason == "fewer than two terms"
+
+
+def test_a_stored_plan_restores_the_same_inclusion_probabilities_and_audit():
+    plan = routing_plan(np.random.default_rng(3).random(50), audit_share=0.3, seed=9)
+    again = plan_restore(
+        plan.weights.tolist(), plan.keys.tolist(), plan.audit_draws.tolist(), audit_weight=plan.audit_weight
+    )
+    assert np.array_equal(again.order, plan.order)
+    for n in (0, 7, 50):
+        assert np.allclose(again.inclusion_probabilities(n), plan.inclusion_probabilities(n))
+        assert np.array_equal(again.audit_mask(n), plan.audit_mask(n))
+    with pytest.raises(ValueError):
+        plan_restore([0.5], [1.0, 2.0], [0.1], audit_weight=0.1)
+
+
+def test_the_rated_prefix_stops_at_the_first_unrated_pair_in_plan_order():
+    plan = routing_plan([0.1, 0.5, 0.3, 0.2], audit_share=0.5, seed=1)
+    rated = np.zeros(4, dtype=bool)
+    rated[plan.order[:2]] = True
+    assert rated_prefix(plan, rated) == 2
+    rated[plan.order[3]] = True  # rated beyond a gap: not part of the prefix
+    assert rated_prefix(plan, rated) == 2
+    assert rated_prefix(plan, np.ones(4, dtype=bool)) == 4
+    assert rated_prefix(plan, np.zeros(4, dtype=bool)) == 0
+
+
+def test_uniform_pairs_needed_matches_the_simple_random_sample_formula():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 400) / 2
+    # Everything rated with inclusion 1: s2 is the population variance, and the size that gives the
+    # standard error of a sample of 100 without replacement is 100.
+    s2 = float(np.var(y))
+    se_100 = np.sqrt(s2 / 100 * (1 - 100 / 400))
+    assert uniform_pairs_needed(y, np.ones(400), n_pairs=400, std_error=se_100) == pytest.approx(
+        100, rel=1e-6
+    )
+    # A tiny error needs every pair, never more; constant scores or under two rated pairs: undefined.
+    assert uniform_pairs_needed(y, np.ones(400), n_pairs=400, std_error=1e-9) == pytest.approx(400)
+    assert uniform_pairs_needed(np.ones(10), np.ones(10), n_pairs=10, std_error=0.1) is None
+    assert (
+        uniform_pairs_needed(np.array([1.0] + [np.nan] * 9), np.ones(10), n_pairs=10, std_error=0.1) is None
+    )

@@ -41,7 +41,8 @@ class Command(DomainCommand):
             "--exclude-below", type=float, help="exclude raters with gold accuracy below this"
         )
         parser.add_argument(
-            "--exclude-flagged", action="store_true",
+            "--exclude-flagged",
+            action="store_true",
             help="leave out the raters the rater-quality checks flag (as the report page's re-run does)",
         )
         # A string, checked by the report's own rule (services.rater_quality_params): a bad value is a
