@@ -19,6 +19,7 @@ from evalhub.generation.folders import (
     check_lora_pairs,
     check_lora_shapes,
     check_trained_for_base,
+    lora_embedding_key,
     lora_key,
     weight_files,
     weights_fingerprint,
@@ -48,8 +49,23 @@ class LoraAdapter:
     config: dict[str, Any]
     modules: dict[str, LoraModule] = field(default_factory=dict)
     weights_sha256: str = ""
-    #: Tensors we cannot apply as plain LoRA (DoRA magnitudes, embedding LoRA, saved modules).
+    #: Tensors and config switches we cannot apply as plain LoRA (DoRA, saved modules, biases).
     unsupported: list[str] = field(default_factory=list)
+    #: Modules whose LoRA is an embedding's (A [r, vocab] is looked up by token id, not multiplied).
+    embedding_modules: set[str] = field(default_factory=set)
+    #: Full weights peft saved beside the LoRA (embed_tokens / lm_head when they are targeted):
+    #: module path -> weight. Equal to the base's they change nothing; different, the vocabulary
+    #: was resized or retrained and the fast engine refuses the adapter.
+    saved_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def uses_dora(self) -> bool:
+        return bool(self.config.get("use_dora"))
+
+
+# peft saves targeted embedding layers whole: "...model.embed_tokens.base_layer.weight" (older
+# versions without ".base_layer").
+_SAVED_WEIGHT = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+?)(?:\.base_layer)?\.weight$")
+_SAVED_LAYERS = frozenset({"embed_tokens", "lm_head", "embed_out", "wte"})
 
 
 def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
@@ -90,8 +106,16 @@ def read_adapter(name: str, path: str | Path) -> LoraAdapter:
     halves: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         parsed = lora_key(key)
+        embedding = lora_embedding_key(key) if parsed is None else None
+        if embedding is not None:
+            adapter.embedding_modules.add(embedding[0])
+            parsed = embedding
         if parsed is None:
-            adapter.unsupported.append(key)
+            saved = _SAVED_WEIGHT.match(key)
+            if saved is not None and saved["module"].rsplit(".", 1)[-1] in _SAVED_LAYERS:
+                adapter.saved_weights[saved["module"]] = tensor
+            elif "lora_magnitude_vector" not in key:  # DoRA's magnitudes: named by use_dora below
+                adapter.unsupported.append(key)
             continue
         halves.setdefault(parsed[0], {})[parsed[1]] = tensor
     check_lora_pairs(name, {module: {k: tuple(t.shape) for k, t in ab.items()} for module, ab in halves.items()})
@@ -106,7 +130,7 @@ def read_adapter(name: str, path: str | Path) -> LoraAdapter:
         scale = module_alpha / math.sqrt(rank) if rslora else module_alpha / rank
         adapter.modules[module] = LoraModule(name=module, a=a, b=b, scale=scale)
     if config.get("use_dora"):
-        adapter.unsupported.append("use_dora")
+        adapter.unsupported.insert(0, "use_dora")
     if config.get("modules_to_save"):
         adapter.unsupported.append("modules_to_save")
     if str(config.get("bias", "none")) != "none":
@@ -172,9 +196,12 @@ def read_checked_adapters(
 
 
 def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
-    """Module path -> (out, in) for every nn.Linear of a HF model (paths as peft writes them)."""
-    return {
-        name: (int(module.out_features), int(module.in_features))
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-    }
+    """Module path -> (out, in) for every module LoRA can target in a HF model (paths as peft writes
+    them): each nn.Linear, and each nn.Embedding as (dim, vocab), the shape its LoRA B @ A has."""
+    shapes: dict[str, tuple[int, int]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            shapes[name] = (int(module.out_features), int(module.in_features))
+        elif isinstance(module, torch.nn.Embedding):
+            shapes[name] = (int(module.embedding_dim), int(module.num_embeddings))
+    return shapes

@@ -56,6 +56,21 @@ def lora_key(tensor_name: str) -> tuple[str, str] | None:
     return match["module"], match["ab"]
 
 
+_LORA_EMBEDDING_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_embedding_(?P<ab>[AB])(?:\.[^.]+)?$"
+)
+
+
+def lora_embedding_key(tensor_name: str) -> tuple[str, str] | None:
+    """'base_model.model.model.embed_tokens.lora_embedding_A' -> ('model.embed_tokens', 'A'); else None.
+
+    An embedding's LoRA A is [r, vocab] and B [dim, r]: the same chain as a linear layer's, with the
+    vocabulary as the input size.
+    """
+    match = _LORA_EMBEDDING_KEY.match(tensor_name)
+    return None if match is None else (match["module"], match["ab"])
+
+
 def lora_module_shapes(tensor_shapes: Mapping[str, Sequence[int]]) -> dict[str, dict[str, tuple[int, ...]]]:
     """Module path -> {"A": shape, "B": shape} from an adapter's tensor names and shapes."""
     modules: dict[str, dict[str, tuple[int, ...]]] = {}

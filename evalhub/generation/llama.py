@@ -24,11 +24,16 @@ import torch.nn.functional as F
 
 from evalhub.generation import kernels
 from evalhub.generation.adapters import LoraAdapter
+from evalhub.generation.capacity import available_bytes, check_context
 from evalhub.generation.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama"})
+EMBEDDING, HEAD = "model.embed_tokens", "lm_head"  # module paths of LoRA on the embeddings / LM head
+#: Prompt tokens per row in one prefill forward: long prompts are prefilled in chunks of this many,
+#: so one chunk's activations (not the whole prompt's) are alive at once.
+DEFAULT_PREFILL_CHUNK = 512
 
 # Fused projection groups: (group name, block, [sub-module names]).
 _GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -58,15 +63,29 @@ def unsupported_reason(model: torch.nn.Module, adapters: dict[str, LoraAdapter])
         for i in range(config.num_hidden_layers)
         for _, blk, subs in _GROUPS
         for sub in subs
-    }
+    } | {EMBEDDING, HEAD}
+    modules = dict(model.named_modules())
     for adapter in adapters.values():
+        if adapter.uses_dora():
+            return (
+                f"adapter {adapter.name!r} uses DoRA (use_dora): its per-column magnitudes need the "
+                "merged weight's column norms; the fast engine serves plain LoRA only"
+            )
         if adapter.unsupported:
             return f"adapter {adapter.name!r} uses {adapter.unsupported[:3]} (not plain LoRA)"
         extra = set(adapter.modules) - known
         if extra:
             return (
-                f"adapter {adapter.name!r} targets {sorted(extra)[:3]} (only attention/MLP linears are fused)"
+                f"adapter {adapter.name!r} targets {sorted(extra)[:3]} (the fast engine applies LoRA to "
+                "attention/MLP linears, embed_tokens and lm_head)"
             )
+        for module, saved in adapter.saved_weights.items():
+            weight = getattr(modules.get(module), "weight", None)
+            if weight is None or weight.shape != saved.shape or not torch.equal(weight, saved.to(weight.dtype)):
+                return (
+                    f"adapter {adapter.name!r} carries its own {module} weights, not the base model's "
+                    "(resized or retrained vocabulary)"
+                )
     return None
 
 
@@ -131,8 +150,13 @@ class LlamaEngine:
         attention: str = "auto",
         fused_kernels: bool | None = None,
         merge_single_adapter: bool | None = None,
+        prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     ) -> None:
         config: Any = model.config
+        if prefill_chunk < 1:
+            raise ValueError(f"prefill_chunk must be >= 1, not {prefill_chunk}")
+        #: Prompt tokens per row prefilled in one forward; longer prompts go in chunks.
+        self.prefill_chunk = int(prefill_chunk)
         self.device = device
         self.dtype = dtype
         self.n_heads = int(config.num_attention_heads)
@@ -181,6 +205,24 @@ class LlamaEngine:
         self.embed = param(inner.embed_tokens.weight)
         self.final_norm = param(inner.norm.weight)
         self.lm_head = param(model.get_output_embeddings().weight)  # type: ignore[operator]
+        # LoRA on the LM head: a fused linear like the others (base rows + LoRA A rows).
+        self.head: _Linear | None = None
+        if any(HEAD in a.modules for a in adapters.values()):
+            self.head = self._fuse([model.get_output_embeddings()], [HEAD], adapters, param, act=False)
+        # LoRA on the embeddings: every adapter's A^T as a [vocab, R] table (its block of columns),
+        # looked up per token, then the pre-scaled B [hidden, R] of the row's own adapter.
+        self.embed_lora: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.merged_embed: torch.Tensor | None = None
+        if any(EMBEDDING in a.modules for a in adapters.values()):
+            table = torch.zeros(self.embed.shape[0], self.lora_cols, dtype=torch.float32)
+            lora_b = torch.zeros(self.hidden, self.lora_cols, dtype=torch.float32)
+            for k, adapter in enumerate(adapters.values()):
+                lora = adapter.modules.get(EMBEDDING)
+                if lora is not None:
+                    off = self.lora_offsets[k]
+                    table[:, off : off + lora.rank] = lora.a.float().t()
+                    lora_b[:, off : off + lora.rank] = lora.b.float() * lora.scale
+            self.embed_lora = (param(table), param(lora_b))
         self.layers: list[_Layer] = []
         for i, layer in enumerate(inner.layers):
             linears = {}
@@ -313,7 +355,7 @@ class LlamaEngine:
         mask: torch.Tensor,
         write: slice | torch.Tensor,
     ) -> torch.Tensor:
-        """Run all layers on x [B, T, hidden]; T > 1 is prefill (slots 0..T-1), T == 1 decode."""
+        """Run all layers on x [B, T, hidden]: prefill of slots ``write`` (a slice), or one decode step."""
         bsz, t, _ = x.shape
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         q_size, kv_size = nh * hd, nkv * hd
@@ -325,11 +367,15 @@ class LlamaEngine:
             q = qk[:, :, :nh]
             k = qk[:, :, nh:].transpose(1, 2)
             v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
-            if isinstance(write, slice):  # prefill: attend over the fresh keys only
+            if isinstance(write, slice):  # prefill chunk: attend over the cache so far + the chunk
                 k_cache[:, :, write] = k
                 v_cache[:, :, write] = v
                 attn = F.scaled_dot_product_attention(
-                    q.transpose(1, 2), k, v, attn_mask=mask, enable_gqa=nh != nkv
+                    q.transpose(1, 2),
+                    k_cache[:, :, : write.stop],
+                    v_cache[:, :, : write.stop],
+                    attn_mask=mask,
+                    enable_gqa=nh != nkv,
                 ).transpose(1, 2)
             else:
                 k_cache.index_copy_(2, write, k)
@@ -350,8 +396,26 @@ class LlamaEngine:
             x = x + self._linear(act, layer.linears["down"], st).view(bsz, t, self.hidden)
         return x
 
-    def _logits(self, x_last: torch.Tensor) -> torch.Tensor:
-        return F.linear(self._norm(x_last, self.final_norm), self.lm_head)
+    def _embed(self, ids: torch.Tensor, st: _BatchState) -> torch.Tensor:
+        """Token embeddings [*ids.shape, hidden], with each row's embedding LoRA where there is one."""
+        if self.embed_lora is None or st.mode == "base":
+            return F.embedding(ids, self.embed)
+        if st.mode == "merged":
+            return F.embedding(ids, self.merged_embed if self.merged_embed is not None else self.embed)
+        table, lora_b = self.embed_lora
+        flat = ids.reshape(-1)
+        mask = st.masks[1] if ids.dim() == 1 else st.extra["prefill_masks"][1]
+        x = torch.addmm(F.embedding(flat, self.embed), F.embedding(flat, table) * mask, lora_b.t())
+        return x.view(*ids.shape, self.hidden)
+
+    def _head(self, h: torch.Tensor, st: _BatchState) -> torch.Tensor:
+        """Logits [B, vocab] of the final-normed hidden states h [B, hidden], with LM-head LoRA."""
+        if self.head is None:
+            return F.linear(h, self.lm_head)
+        return self._linear(h, self.head, st)
+
+    def _logits(self, x_last: torch.Tensor, st: _BatchState) -> torch.Tensor:
+        return self._head(self._norm(x_last, self.final_norm), st)
 
     def _choose(self, logits: torch.Tensor, st: _BatchState) -> torch.Tensor:
         return choose_tokens(
@@ -381,6 +445,12 @@ class LlamaEngine:
             self._states.pop(next(iter(self._states)))
         dev, dt = self.device, self.dtype
         shape = (batch, self.n_kv, length, self.head_dim)
+        if dev.type == "cuda" and self._states:
+            # The backend sized this batch counting idle states' memory as free: free it if needed.
+            need = 2 * len(self.layers) * batch * self.n_kv * length * self.head_dim * dt.itemsize
+            if (available_bytes(dev, None) or 0) < need:
+                self.drop_states()
+                torch.cuda.empty_cache()
         st = _BatchState(
             batch=batch,
             length=length,
@@ -406,6 +476,10 @@ class LlamaEngine:
         self._states[key] = st
         return st
 
+    def held_bytes(self) -> int:
+        """Memory held by idle KV caches (freed by ``_state`` when a new batch needs it)."""
+        return sum(2 * k.nbytes for st in self._states.values() for k, _v in st.cache)
+
     def drop_states(self) -> None:
         """Free every KV cache and CUDA graph (after an out-of-memory error, or on close)."""
         self._states.clear()
@@ -414,7 +488,7 @@ class LlamaEngine:
         if self.fused_kernels:
             self._decode_step_fused(st)
             return
-        x = F.embedding(st.tok, self.embed).unsqueeze(1)  # [B, 1, H]
+        x = self._embed(st.tok, st).unsqueeze(1)  # [B, 1, H]
         pos = (st.slot - st.pad).clamp(min=0)
         cos = self.cos[pos].unsqueeze(1)
         sin = self.sin[pos].unsqueeze(1)
@@ -422,7 +496,7 @@ class LlamaEngine:
         valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)  # [B, L]
         mask = valid.view(st.batch, 1, 1, st.length)
         x = self._layers(x, st, cos=cos, sin=sin, mask=mask, write=st.slot.view(1))
-        tok = self._choose(self._logits(x[:, 0]), st)
+        tok = self._choose(self._logits(x[:, 0], st), st)
         st.tok.copy_(tok)
         st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
         st.slot.add_(1)
@@ -431,7 +505,7 @@ class LlamaEngine:
     def _decode_step_fused(self, st: _BatchState) -> None:
         """The decode step with Triton kernels: same maths, ~17 kernels per layer instead of ~40."""
         bsz, nh, nkv, hd = st.batch, self.n_heads, self.n_kv, self.head_dim
-        x = F.embedding(st.tok, self.embed)  # [B, H]; the residual stream, updated in place
+        x = self._embed(st.tok, st)  # [B, H]; the residual stream, updated in place
         mask = mask_bkv = None
         if self.attention != "triton":  # the Triton kernel reads pad and slot itself
             keys = self.positions[: st.length]
@@ -473,7 +547,7 @@ class LlamaEngine:
             act = self._linear(h, layer.linears["gate_up"], st, act=True)
             pending = self._linear(act, layer.linears["down"], st)
         h = kernels.add_rmsnorm(x, pending, self.final_norm, self.eps)
-        tok = self._choose(F.linear(h, self.lm_head), st)
+        tok = self._choose(self._head(h, st), st)
         st.tok.copy_(tok)
         st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
         st.slot.add_(1)
@@ -509,11 +583,15 @@ class LlamaEngine:
         top_p: float,
         pad_id: int,
     ) -> _BatchState:
-        """Prefill a batch and choose its first token; returns the state to ``advance``."""
+        """Prefill a batch and choose its first token; returns the state to ``advance``.
+
+        Prompts longer than ``prefill_chunk`` tokens are prefilled in chunks: each chunk writes its
+        keys and values into the cache and attends, causally, to the cache so far and to itself, so
+        the activations of one chunk (not of the whole prompt) are alive at once.
+        """
         bsz = len(prompts)
         plen = max(len(p) for p in prompts)
-        if plen + max_new > self.max_positions:
-            raise ValueError("prompt + max_new_tokens exceeds the model context")
+        check_context(plen, max_new, self.max_positions)
         used = set(adapter_index)
         if used == {None} or self.lora_cols == 0:
             mode = "base"
@@ -537,19 +615,11 @@ class LlamaEngine:
                     span_lo[row], span_hi[row] = off, off + width
             for n, buf in st.masks.items():
                 buf.copy_(row_mask.repeat(1, n))
-            st.extra["prefill_masks"] = {n: m.repeat_interleave(plen, dim=0) for n, m in st.masks.items()}
             if self.fused_kernels:
-                r = self.lora_cols
                 kernels.lora_row_ranges(
-                    span_lo, span_hi, kernels.lora_tiles(bsz).bm, block=r, out=st.row_ranges
+                    span_lo, span_hi, kernels.lora_tiles(bsz).bm, block=self.lora_cols, out=st.row_ranges
                 )
-                rows = bsz * plen
-                st.extra["prefill_row_ranges"] = kernels.lora_row_ranges(
-                    span_lo.repeat_interleave(plen).to(self.device),
-                    span_hi.repeat_interleave(plen).to(self.device),
-                    kernels.lora_tiles(rows).bm,
-                    block=r,
-                )
+            st.extra["spans"] = (span_lo, span_hi)
         pads = [plen - len(p) for p in prompts]
         ids = torch.tensor(
             [[pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], dtype=torch.long
@@ -562,31 +632,52 @@ class LlamaEngine:
         st.slot.fill_(plen)
 
         ids_d = ids.to(self.device)
-        pos = (self.positions[:plen].unsqueeze(0) - st.pad.unsqueeze(1)).clamp(min=0)
-        keys = self.positions[:plen]
-        causal = keys.view(1, plen) <= keys.view(plen, 1)  # [T, S]
-        visible = causal.unsqueeze(0) & (keys.view(1, 1, plen) >= st.pad.view(bsz, 1, 1))
-        # A padded query sees only itself, so no softmax row is empty (no NaN in the cache).
-        visible = visible | torch.eye(plen, dtype=torch.bool, device=self.device).unsqueeze(0)
-        if self.fused_kernels:
-            logits = self._prefill_fused(ids_d, st, pos, visible)
-        else:
-            x = self._layers(
-                F.embedding(ids_d, self.embed),
-                st,
-                cos=self.cos[pos],
-                sin=self.sin[pos],
-                mask=visible.unsqueeze(1),
-                write=slice(0, plen),
-            )
-            logits = self._logits(x[:, -1])
-        st.extra.pop("prefill_masks", None)
-        st.extra.pop("prefill_row_ranges", None)
+        chunk = self.prefill_chunk
+        for begin in range(0, plen, chunk):
+            end = min(begin + chunk, plen)
+            logits = self._prefill_chunk(ids_d[:, begin:end], st, begin)
+        for key in ("spans", "prefill_masks", "prefill_row_ranges"):
+            st.extra.pop(key, None)
+        st.extra["prefill_logits"] = logits  # the first token's logits (parity tests read them)
         tok = self._choose(logits, st)
         st.tok.copy_(tok)
         st.out[:, 0].copy_(tok)
         st.step.fill_(1)
         return st
+
+    def _prefill_chunk(self, ids: torch.Tensor, st: _BatchState, begin: int) -> torch.Tensor:
+        """Prefill cache slots begin..begin+T-1 from ids [B, T]; returns the last position's logits."""
+        bsz, t = ids.shape
+        end = begin + t
+        if st.mode == "mixed":
+            # Prefill rows are (batch, position) pairs, batch-major: the row masks repeat per position.
+            st.extra["prefill_masks"] = {n: m.repeat_interleave(t, dim=0) for n, m in st.masks.items()}
+            if self.fused_kernels:
+                span_lo, span_hi = st.extra["spans"]
+                st.extra["prefill_row_ranges"] = kernels.lora_row_ranges(
+                    span_lo.repeat_interleave(t).to(self.device),
+                    span_hi.repeat_interleave(t).to(self.device),
+                    kernels.lora_tiles(bsz * t).bm,
+                    block=self.lora_cols,
+                )
+        pos = (self.positions[begin:end].unsqueeze(0) - st.pad.unsqueeze(1)).clamp(min=0)
+        queries = self.positions[begin:end].view(t, 1)
+        keys = self.positions[:end].view(1, end)
+        causal = keys <= queries  # [T, S]
+        visible = causal.unsqueeze(0) & (keys.view(1, 1, end) >= st.pad.view(bsz, 1, 1))
+        # A padded query sees only itself, so no softmax row is empty (no NaN in the cache).
+        visible = visible | (keys == queries).unsqueeze(0)
+        if self.fused_kernels:
+            return self._prefill_fused(ids, st, pos, visible, begin)
+        x = self._layers(
+            self._embed(ids, st),
+            st,
+            cos=self.cos[pos],
+            sin=self.sin[pos],
+            mask=visible.unsqueeze(1),
+            write=slice(begin, end),
+        )
+        return self._logits(x[:, -1], st)
 
     def _merge(self, index: int) -> None:
         """Write base + adapter ``index``'s delta into the merged weight buffers (in place)."""
@@ -594,35 +685,40 @@ class LlamaEngine:
             return
         off, width = self.lora_offsets[index], self.lora_widths[index]
         r = self.lora_cols
-        for layer in self.layers:
-            for lin in layer.linears.values():
-                if lin.lora_b is None:
-                    continue
-                if lin.merged is None:
-                    lin.merged = torch.empty_like(lin.base_weight())
-                cols = torch.cat(
-                    [torch.arange(t * r + off, t * r + off + width) for t in range(lin.n_sub)]
-                ).to(self.device)
-                # B is pre-scaled and zero outside each sub-module's rows: one product per group.
-                torch.addmm(
-                    lin.base_weight(), lin.lora_b[:, cols], lin.weight[lin.out + cols], out=lin.merged
-                )
+        head = [self.head] if self.head is not None else []
+        for lin in [lin for layer in self.layers for lin in layer.linears.values()] + head:
+            if lin.lora_b is None:
+                continue
+            if lin.merged is None:
+                lin.merged = torch.empty_like(lin.base_weight())
+            cols = torch.cat(
+                [torch.arange(t * r + off, t * r + off + width) for t in range(lin.n_sub)]
+            ).to(self.device)
+            # B is pre-scaled and zero outside each sub-module's rows: one product per group.
+            torch.addmm(lin.base_weight(), lin.lora_b[:, cols], lin.weight[lin.out + cols], out=lin.merged)
+        if self.embed_lora is not None:
+            table, lora_b = self.embed_lora
+            if self.merged_embed is None:
+                self.merged_embed = torch.empty_like(self.embed)
+            span = slice(off, off + width)
+            torch.addmm(self.embed, table[:, span], lora_b[:, span].t(), out=self.merged_embed)
         self._merged_for = index
 
     def _prefill_fused(
-        self, ids: torch.Tensor, st: _BatchState, pos: torch.Tensor, visible: torch.Tensor
+        self, ids: torch.Tensor, st: _BatchState, pos: torch.Tensor, visible: torch.Tensor, begin: int
     ) -> torch.Tensor:
-        """Prefill with the Triton kernels and grouped-query attention; returns last-token logits."""
+        """Prefill one chunk with the Triton kernels and grouped-query attention; last-token logits."""
         bsz, t = ids.shape
+        end = begin + t
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         group = nh // nkv
         q_size, kv_size = nh * hd, nkv * hd
-        x = F.embedding(ids, self.embed).view(bsz * t, self.hidden)
+        x = self._embed(ids, st).view(bsz * t, self.hidden)
         cos, sin = self.cos[pos].unsqueeze(2), self.sin[pos].unsqueeze(2)
         zero = torch.zeros((), device=self.device, dtype=self.dtype)
-        bias = torch.where(visible, zero, torch.full_like(zero, float("-inf")))  # [B, T, T]
+        bias = torch.where(visible, zero, torch.full_like(zero, float("-inf")))  # [B, T, S]
         # Query heads sharing a KV head are stacked along the query axis: [B, KV, G*T, D].
-        bias = bias.unsqueeze(1).expand(bsz, group, t, t).reshape(bsz, 1, group * t, t)
+        bias = bias.unsqueeze(1).expand(bsz, group, t, end).reshape(bsz, 1, group * t, end)
         pending: torch.Tensor | None = None
         for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
             h = kernels.add_rmsnorm(x, pending, layer.in_norm, self.eps)
@@ -630,15 +726,15 @@ class LlamaEngine:
             qk = self._rope(qkv[..., : q_size + kv_size].view(bsz, t, nh + nkv, hd), cos, sin)
             k = qk[:, :, nh:].transpose(1, 2)
             v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
-            k_cache[:, :, :t] = k
-            v_cache[:, :, :t] = v
+            k_cache[:, :, begin:end] = k
+            v_cache[:, :, begin:end] = v
             q = (
                 qk[:, :, :nh]
                 .reshape(bsz, t, nkv, group, hd)
                 .permute(0, 2, 3, 1, 4)
                 .reshape(bsz, nkv, group * t, hd)
             )
-            attn = F.scaled_dot_product_attention(q, k_cache[:, :, :t], v_cache[:, :, :t], attn_mask=bias)
+            attn = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=bias)
             attn = attn.view(bsz, nkv, group, t, hd).permute(0, 3, 1, 2, 4).reshape(bsz * t, q_size)
             o = self._linear(attn, layer.linears["o"], st)
             h = kernels.add_rmsnorm(x, o, layer.post_norm, self.eps)
@@ -647,7 +743,7 @@ class LlamaEngine:
         assert pending is not None
         last = x.view(bsz, t, self.hidden)[:, -1].contiguous()
         h = kernels.add_rmsnorm(last, pending.view(bsz, t, self.hidden)[:, -1], self.final_norm, self.eps)
-        return F.linear(h, self.lm_head)
+        return self._head(h, st)
 
     def advance(self, st: _BatchState, steps: int) -> None:
         """Generate ``steps`` more tokens for every row (no host synchronisation)."""
