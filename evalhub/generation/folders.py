@@ -153,3 +153,41 @@ def check_lora_shapes(
                 adapter,
                 f"module {module}: LoRA maps {a[1]}->{b[0]} but the base layer is {in_features}->{out_features}",
             )
+
+
+#: How a QLoRA-style adapter's base was quantised while it was trained ("none": plain weights).
+QUANTIZATIONS = ("none", "nf4", "fp4", "int8")
+_QUANTIZATION_ALIASES = {"": "none", "no": "none", "4bit": "nf4", "8bit": "int8", "bnb-nf4": "nf4", "llm.int8": "int8"}
+
+
+def normalise_quantization(value: object) -> str:
+    """'NF4', '4bit', None, ... -> one of QUANTIZATIONS; ValueError naming the choices otherwise."""
+    text = "" if value is None else str(value).strip().lower()
+    text = _QUANTIZATION_ALIASES.get(text, text)
+    if text not in QUANTIZATIONS:
+        raise ValueError(f"base quantization {value!r} is not one of {', '.join(QUANTIZATIONS)}")
+    return text
+
+
+def trained_quantization(config: Mapping[str, object], provenance: Mapping[str, object]) -> str:
+    """The base quantisation an adapter was trained on: ``base_quantization`` in its evalhub.json
+    provenance, else in adapter_config.json, else a bitsandbytes ``quantization_config`` there
+    (load_in_4bit + bnb_4bit_quant_type, or load_in_8bit); "none" when nothing says."""
+    for source in (provenance, config):
+        if source.get("base_quantization") not in (None, ""):
+            return normalise_quantization(source["base_quantization"])
+    bnb = config.get("quantization_config")
+    if isinstance(bnb, Mapping):
+        if bnb.get("load_in_4bit"):
+            return normalise_quantization(bnb.get("bnb_4bit_quant_type") or "nf4")
+        if bnb.get("load_in_8bit"):
+            return "int8"
+    return "none"
+
+
+def base_precision_note(evaluated: str, trained_on: str) -> str:
+    """What a run records for an adapter's base: the precision it was evaluated in, and the adapter's
+    training quantisation where they differ, e.g. "bf16 (adapter trained on nf4)"."""
+    if trained_on in ("", "none") or trained_on == evaluated:
+        return evaluated
+    return f"{evaluated} (adapter trained on {trained_on})"

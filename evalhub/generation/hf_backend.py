@@ -20,6 +20,7 @@ import torch
 from evalhub.generation.adapters import LoraAdapter, read_checked_adapters
 from evalhub.generation.capacity import FREE_MEMORY_SHARE, ModelShape, available_bytes, batch_bytes
 from evalhub.generation.errors import GenerationError
+from evalhub.generation.folders import normalise_quantization
 from evalhub.generation.interface import (
     GenerationConfig,
     GenerationRequest,
@@ -27,7 +28,13 @@ from evalhub.generation.interface import (
     OnBatch,
 )
 from evalhub.generation.llama import DEFAULT_PREFILL_CHUNK, LlamaEngine, unsupported_reason
-from evalhub.generation.loading import load_base_model, peft_attach, resolve_device, resolve_dtype
+from evalhub.generation.loading import (
+    load_base_model,
+    peft_attach,
+    precision_label,
+    resolve_device,
+    resolve_dtype,
+)
 from evalhub.generation.prompts import PendingRow, admit_requests, rejected_result
 from evalhub.generation.sampling import choose_tokens
 
@@ -214,6 +221,7 @@ class HFBackend:
         check_base_name: bool = True,
         prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
         memory_budget: int | None = None,
+        quantization: str = "none",
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -228,6 +236,10 @@ class HFBackend:
         self.check_base_name = check_base_name
         self.prefill_chunk = prefill_chunk
         self.memory_budget = memory_budget
+        #: "none", or how bitsandbytes quantises the base ("nf4", "fp4", "int8"): the general path only.
+        self.quantization = normalise_quantization(quantization)
+        #: The precision the base runs in ("bf16", "fp32", "nf4", ...), for the run's record.
+        self.precision = precision_label(self.dtype, self.quantization)
         self.shape: ModelShape | None = None
         self.one_adapter_per_batch = False
         self.fault_hook: Callable[[int], None] | None = None
@@ -245,7 +257,7 @@ class HFBackend:
     def load(self, base_model_dir: str | Path, adapters: Mapping[str, str | Path]) -> None:
         """Load the base model once and every adapter; raise AdapterError before any work."""
         base_dir = Path(base_model_dir)
-        base = load_base_model(base_dir, dtype=self.dtype)
+        base = load_base_model(base_dir, dtype=self.dtype, quantization=self.quantization, device=self.device)
         self.tokenizer, model = base.tokenizer, base.model
         read = read_checked_adapters(
             adapters,
@@ -262,7 +274,12 @@ class HFBackend:
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else min(self._eos, default=0))
 
-        reason = unsupported_reason(model, read) if self.fast else "fast engine disabled (fast=False)"
+        if not self.fast:
+            reason: str | None = "fast engine disabled (fast=False)"
+        elif self.quantization != "none":
+            reason = f"base loaded in {self.quantization} (bitsandbytes): the fast engine needs plain weights"
+        else:
+            reason = unsupported_reason(model, read)
         if reason is None:
             self._stepper = LlamaEngine(
                 model,
@@ -295,7 +312,8 @@ class HFBackend:
             torch.cuda.empty_cache()
 
     def _peft_model(self, model: Any, adapters: Mapping[str, str | Path]) -> Any:
-        model = model.to(self.device)
+        if self.quantization == "none":  # bitsandbytes placed a quantised model already
+            model = model.to(self.device)
         for name, path in adapters.items():
             model = peft_attach(model, name, path)
         return model

@@ -81,7 +81,11 @@ def unsupported_reason(model: torch.nn.Module, adapters: dict[str, LoraAdapter])
             )
         for module, saved in adapter.saved_weights.items():
             weight = getattr(modules.get(module), "weight", None)
-            if weight is None or weight.shape != saved.shape or not torch.equal(weight, saved.to(weight.dtype)):
+            if (
+                weight is None
+                or weight.shape != saved.shape
+                or not torch.equal(weight, saved.to(weight.dtype))
+            ):
                 return (
                     f"adapter {adapter.name!r} carries its own {module} weights, not the base model's "
                     "(resized or retrained vocabulary)"
@@ -691,9 +695,9 @@ class LlamaEngine:
                 continue
             if lin.merged is None:
                 lin.merged = torch.empty_like(lin.base_weight())
-            cols = torch.cat(
-                [torch.arange(t * r + off, t * r + off + width) for t in range(lin.n_sub)]
-            ).to(self.device)
+            cols = torch.cat([torch.arange(t * r + off, t * r + off + width) for t in range(lin.n_sub)]).to(
+                self.device
+            )
             # B is pre-scaled and zero outside each sub-module's rows: one product per group.
             torch.addmm(lin.base_weight(), lin.lora_b[:, cols], lin.weight[lin.out + cols], out=lin.merged)
         if self.embed_lora is not None:
