@@ -7,6 +7,10 @@ HBM roofline and the ratio to the naive path measured in the same run.
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py [--quick] [--naive-new 32] [--out DIR]
 
+``--long 4096``: instead, one long-input case (4096 prompt tokens per row, chunked prefill, 4
+adapters mixed, batch ``--long-batch``): chunked against one-shot prefill and the naive path, with
+peak GPU memory, in the same run.
+
 Runs without Django or Celery: the GPU box has neither, and `evalhub.generation` needs neither.
 """
 
@@ -37,7 +41,7 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 ENV_ROOFLINE_TOK_S = 97_000  # ENVIRONMENT.md's figure for batch 64
 
 
-def build_model(folder: Path, *, vocab: int, layers: int) -> Any:
+def build_model(folder: Path, *, vocab: int, layers: int, max_positions: int = 2048) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -48,7 +52,7 @@ def build_model(folder: Path, *, vocab: int, layers: int) -> Any:
         num_hidden_layers=layers,
         num_attention_heads=32,
         num_key_value_heads=4,
-        max_position_embeddings=2048,
+        max_position_embeddings=max_positions,
         rms_norm_eps=1e-5,
         bos_token_id=0,
         eos_token_id=None,  # random weights: never stop early, every row makes all its tokens
@@ -497,8 +501,16 @@ def main() -> None:
     )
     parser.add_argument("--work", default="/tmp/evalhub-bench-generation")
     parser.add_argument("--out", default="")
+    parser.add_argument(
+        "--long", type=int, default=0, help="prompt tokens of the long-input case (e.g. 4096)"
+    )
+    parser.add_argument("--long-batch", type=int, default=16, help="rows of the long-input case")
+    parser.add_argument("--prefill-chunk", type=int, default=0, help="engine prefill chunk (0: the default)")
     args = parser.parse_args()
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
+    if args.long:
+        long_input(args)
+        return
     work = Path(args.work)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -727,6 +739,158 @@ def main() -> None:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "generation_bench.json").write_text(json.dumps(report, indent=2, default=str))
+
+
+def long_input(args: Any) -> None:
+    """One long-input case: ``args.long`` prompt tokens per row, ``args.new`` new, 4 adapters mixed.
+
+    evalhub with chunked prefill (the default chunk) against one-shot prefill (chunk = the prompt)
+    and the naive peft generate() path, each with its peak GPU memory, all in this run.
+    """
+    import transformers
+    from peft import PeftModel
+
+    from evalhub.generation.llama import DEFAULT_PREFILL_CHUNK
+
+    work = Path(args.work) / f"long{args.long}"
+    batch, plen, new = args.long_batch, args.long, args.new
+    chunk = args.prefill_chunk or DEFAULT_PREFILL_CHUNK
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "args": vars(args),
+    }
+    print(
+        f"{report['gpu']}  long input: batch {batch} x {plen} prompt + {new} new tokens, prefill chunk {chunk}"
+    )
+    model = build_model(work / "base", vocab=32000, layers=args.layers, max_positions=plen + new + 64)
+    adapter_dirs = write_adapters(work, model, count=args.adapters, rank=args.rank)
+    names = list(adapter_dirs)
+    lora_params = sum(
+        (m.weight.shape[0] + m.weight.shape[1]) * args.rank
+        for n, m in model.named_modules()
+        if n.rsplit(".", 1)[-1] in TARGETS
+    )
+    roof = roofline(model, batch=batch, prompt=plen, new=new, lora_params=lora_params * args.adapters)
+    params = sum(p.numel() for p in model.parameters())
+    model.to("cpu")
+    torch.cuda.empty_cache()
+    rng = torch.Generator().manual_seed(3)
+    words = torch.randint(2, 32000, (batch, plen - 1), generator=rng).tolist()
+    prompts = [" ".join(f"w{w}" for w in row) for row in words]
+    mixed = [names[i % len(names)] for i in range(batch)]
+    config = GenerationConfig(max_new_tokens=new, use_chat_template=False)
+    requests = [GenerationRequest(key=i, prompt=prompts[i], adapter=mixed[i]) for i in range(batch)]
+    results: dict[str, Any] = {}
+    tokens: dict[str, list[Any]] = {}
+    for label, prefill_chunk in (("chunked", chunk), ("one-shot", plen + 64)):
+        backend = HFBackend(
+            device="cuda",
+            dtype=torch.bfloat16,
+            max_batch_size=batch,
+            check_every=32,
+            prefill_chunk=prefill_chunk,
+        )
+        backend.load(work / "base", adapter_dirs)
+        ids = [backend.tokenizer(p)["input_ids"] for p in prompts]
+        assert len(ids[0]) == plen, len(ids[0])
+        batches: list[int] = []
+        backend.generate(
+            requests, config, on_batch=lambda done, seen=batches: seen.append(len(done))
+        )  # warm-up
+        torch.cuda.reset_peak_memory_stats()
+        base_mem = torch.cuda.memory_allocated()
+        secs, out = timed(lambda be=backend: be.generate(requests, config), args.repeat)
+        peak = torch.cuda.max_memory_allocated() - base_mem
+        made = sum(r.output_tokens for r in out)
+        order = sorted(range(batch), key=lambda i: mixed[i])
+        rows_idx = [names.index(mixed[i]) for i in order]
+        pre = prefill_ms(backend, [ids[i] for i in order], rows_idx, new)
+        step = decode_step_ms(backend, [ids[i] for i in order], rows_idx, new)
+        tokens[label] = [r.token_ids for r in out]
+        results[f"evalhub {label}"] = {
+            "prefill_chunk": prefill_chunk,
+            "tok_s": made / secs,
+            "seconds": secs,
+            "batches": batches,
+            "prefill_ms": pre,
+            "prefill_tok_s": batch * plen / pre * 1e3,
+            "prefill_tflop_s": 2 * params * batch * plen / pre / 1e9,
+            "decode_step_ms": step,
+            "decode_roofline_share": roof["step_ms"] / step,
+            "peak_mem_gb_beyond_weights": peak / 1e9,
+        }
+        print(
+            f"evalhub {label:9s} (chunk {prefill_chunk}): {made / secs:9,.0f} tok/s end to end, batches {batches}, "
+            f"prefill {pre:.0f} ms ({batch * plen / pre * 1e3:,.0f} tok/s), decode step {step:.2f} ms "
+            f"({roof['step_ms'] / step:.1%} of roofline), peak {peak / 1e9:.1f} GB beyond weights"
+        )
+        backend.close()
+        del backend
+        torch.cuda.empty_cache()
+    common = [
+        next((j for j, (a, b) in enumerate(zip(x, y, strict=True)) if a != b), len(x))
+        for x, y in zip(tokens["chunked"], tokens["one-shot"], strict=True)
+    ]
+    results["agreement chunked vs one-shot"] = {
+        "rows_identical": sum(c == new for c in common),
+        "mean_common_prefix": statistics.mean(common),
+    }
+    print(f"greedy agreement chunked vs one-shot (bf16): {results['agreement chunked vs one-shot']}")
+
+    # ---- naive path: HF generate() + peft adapter_names, the whole prompt in one forward ----------
+    model.to("cuda")
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dirs[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        peft_model.load_adapter(str(adapter_dirs[name]), adapter_name=name)
+    peft_model.eval()
+    tok = transformers.AutoTokenizer.from_pretrained(work / "base")
+    enc = tok(prompts, return_tensors="pt").to("cuda")
+    naive_new = new  # as many tokens as evalhub makes: the prefill weighs the same in both
+
+    def naive() -> Any:
+        with torch.inference_mode():
+            return peft_model.generate(
+                **enc,
+                max_new_tokens=naive_new,
+                min_new_tokens=naive_new,
+                do_sample=False,
+                pad_token_id=1,
+                adapter_names=mixed,
+            )
+
+    try:
+        naive()
+        torch.cuda.reset_peak_memory_stats()
+        base_mem = torch.cuda.memory_allocated()
+        secs, _ = timed(naive, 1)
+        naive_peak = torch.cuda.max_memory_allocated() - base_mem
+        naive_tok_s = batch * naive_new / secs
+        results["naive peft mixed4"] = {
+            "tok_s": naive_tok_s,
+            "seconds": secs,
+            "new_tokens": naive_new,
+            "peak_mem_gb_beyond_weights": naive_peak / 1e9,
+        }
+        print(
+            f"naive peft generate mixed4 ({naive_new} new tokens): {naive_tok_s:,.0f} tok/s, "
+            f"peak {naive_peak / 1e9:.1f} GB beyond weights"
+        )
+    except torch.cuda.OutOfMemoryError as exc:
+        naive_tok_s = float("nan")
+        results["naive peft mixed4"] = {"error": f"out of memory: {exc}"[:300]}
+        print(f"naive peft generate mixed4: out of memory at batch {batch} x {plen}")
+    best = results["evalhub chunked"]["tok_s"]
+    report["results"] = results
+    report["ratio_vs_naive"] = best / naive_tok_s
+    print(
+        f"ratio evalhub chunked / naive (end to end, 4 adapters mixed, {plen}-token prompts): {best / naive_tok_s:.1f}x"
+    )
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"generation_long{plen}.json").write_text(json.dumps(report, indent=2, default=str))
 
 
 if __name__ == "__main__":
