@@ -160,3 +160,45 @@ def test_the_memory_estimate_grows_with_rows_context_and_chunk() -> None:
     assert batch_bytes(shape, rows=8, prompt_tokens=4096, max_new=128, prefill_chunk=None) > 2 * small
     kv = 8 * (4096 + 128) * shape.kv_bytes_per_token()
     assert kv < small < 4 * kv
+
+
+FUSED_SCRIPT = """
+import json, sys
+from evalhub.generation import GenerationConfig
+from evalhub.generation.hf_backend import HFBackend
+from tests.generation.test_hf_backend import _peft_generate, _prompts, _requests
+
+base, adapters = sys.argv[1], json.loads(sys.argv[2])
+be = HFBackend(device="cpu", fused_kernels=True, prefill_chunk=8, merge_single_adapter=False)
+be.load(base, adapters)
+assert be._stepper.fused_kernels and be._stepper.head is not None and be._stepper.embed_lora is not None
+prompts = _prompts(6, seed=23, longest=40)
+requests = _requests(prompts, [None, *adapters])
+got = [list(r.token_ids) for r in be.generate(requests, GenerationConfig(max_new_tokens=8))]
+want = _peft_generate(base, adapters, prompts, [r.adapter for r in requests], max_new=8)
+print(json.dumps({"same": sum(g == w for g, w in zip(got, want)), "rows": len(got)}))
+"""
+
+
+@pytest.mark.slow
+def test_fused_kernels_with_chunked_prefill_and_embedding_and_head_lora_match_peft(
+    tiny_family: dict[str, Path], tmp_path: Path
+) -> None:
+    import json
+
+    from tests.generation.factories import make_lora_adapter
+    from tests.generation.test_kernels import _interpret
+
+    base = tiny_family["base"]
+    adapters = {
+        "a": str(tiny_family["a"]),
+        "emb": str(
+            make_lora_adapter(tmp_path / "emb", base, rank=6, targets=("embed_tokens", "v_proj"), seed=6)
+        ),
+        "head": str(
+            make_lora_adapter(tmp_path / "head", base, rank=3, targets=("lm_head", "down_proj"), seed=7)
+        ),
+    }
+    proc = _interpret(FUSED_SCRIPT, str(base), json.dumps(adapters))
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["same"] == result["rows"], result
