@@ -208,11 +208,12 @@ class LlamaEngine:
         inner: Any = model.model
         self.embed = param(inner.embed_tokens.weight)
         self.final_norm = param(inner.norm.weight)
-        self.lm_head = param(model.get_output_embeddings().weight)  # type: ignore[operator]
+        head_module: Any = model.get_output_embeddings()  # type: ignore[operator]
+        self.lm_head = param(head_module.weight)
         # LoRA on the LM head: a fused linear like the others (base rows + LoRA A rows).
         self.head: _Linear | None = None
         if any(HEAD in a.modules for a in adapters.values()):
-            self.head = self._fuse([model.get_output_embeddings()], [HEAD], adapters, param, act=False)
+            self.head = self._fuse([head_module], [HEAD], adapters, param, act=False)
         # LoRA on the embeddings: every adapter's A^T as a [vocab, R] table (its block of columns),
         # looked up per token, then the pre-scaled B [hidden, R] of the row's own adapter.
         self.embed_lora: tuple[torch.Tensor, torch.Tensor] | None = None
