@@ -109,6 +109,7 @@ def test_embedding_and_head_lora_are_read_with_their_shapes(shapes_family: dict[
     assert tuple(head.modules["lm_head"].b.shape) == (320, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", [False, True], ids=["mixed-rows", "merged-per-adapter"])
 def test_every_shape_in_one_batch_matches_peft_tokens_and_logits(
     shapes_family: dict[str, Path], merge: bool
@@ -145,6 +146,7 @@ def test_every_shape_in_one_batch_matches_peft_tokens_and_logits(
         assert float((st.extra["prefill_logits"] - want_logits).abs().max()) < 1e-4
 
 
+@pytest.mark.slow
 def test_dora_is_a_named_fallback_that_still_matches_peft(
     shapes_family: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
