@@ -34,6 +34,8 @@ class LoraModule:
     a: torch.Tensor  # [r, in]
     b: torch.Tensor  # [out, r]
     scale: float
+    #: DoRA: the per-output-row magnitude m [out]; the layer is then m * (W + s B A) / ||W + s B A||_row.
+    magnitude: torch.Tensor | None = None
 
     @property
     def rank(self) -> int:
@@ -65,6 +67,7 @@ class LoraAdapter:
 # peft saves targeted embedding layers whole: "...model.embed_tokens.base_layer.weight" (older
 # versions without ".base_layer").
 _SAVED_WEIGHT = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+?)(?:\.base_layer)?\.weight$")
+_MAGNITUDE = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_magnitude_vector(?:\.[^.]+)?$")
 _SAVED_LAYERS = frozenset({"embed_tokens", "lm_head", "embed_out", "wte"})
 
 
@@ -104,6 +107,7 @@ def read_adapter(name: str, path: str | Path) -> LoraAdapter:
 
     adapter = LoraAdapter(name=name, path=folder, config=config, weights_sha256=weights_fingerprint(files))
     halves: dict[str, dict[str, torch.Tensor]] = {}
+    magnitudes: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         parsed = lora_key(key)
         embedding = lora_embedding_key(key) if parsed is None else None
@@ -114,11 +118,15 @@ def read_adapter(name: str, path: str | Path) -> LoraAdapter:
             saved = _SAVED_WEIGHT.match(key)
             if saved is not None and saved["module"].rsplit(".", 1)[-1] in _SAVED_LAYERS:
                 adapter.saved_weights[saved["module"]] = tensor
-            elif "lora_magnitude_vector" not in key:  # DoRA's magnitudes: named by use_dora below
+            elif (dora := _MAGNITUDE.match(key)) is not None:
+                magnitudes[dora["module"]] = tensor
+            else:
                 adapter.unsupported.append(key)
             continue
         halves.setdefault(parsed[0], {})[parsed[1]] = tensor
-    check_lora_pairs(name, {module: {k: tuple(t.shape) for k, t in ab.items()} for module, ab in halves.items()})
+    check_lora_pairs(
+        name, {module: {k: tuple(t.shape) for k, t in ab.items()} for module, ab in halves.items()}
+    )
 
     alpha = float(config.get("lora_alpha", config.get("r", 8)))
     alpha_pattern = dict(config.get("alpha_pattern") or {})
@@ -129,8 +137,15 @@ def read_adapter(name: str, path: str | Path) -> LoraAdapter:
         module_alpha = float(_pattern_value(alpha_pattern, module, alpha))
         scale = module_alpha / math.sqrt(rank) if rslora else module_alpha / rank
         adapter.modules[module] = LoraModule(name=module, a=a, b=b, scale=scale)
+    for module, magnitude in magnitudes.items():
+        if module in adapter.modules:
+            adapter.modules[module].magnitude = magnitude.reshape(-1)
+        else:
+            adapter.unsupported.append(f"{module}.lora_magnitude_vector without LoRA weights")
     if config.get("use_dora"):
-        adapter.unsupported.insert(0, "use_dora")
+        bare = sorted(m for m, lora in adapter.modules.items() if lora.magnitude is None)
+        if bare:
+            adapter.unsupported.insert(0, f"use_dora without a lora_magnitude_vector for {bare[:2]}")
     if config.get("modules_to_save"):
         adapter.unsupported.append("modules_to_save")
     if str(config.get("bias", "none")) != "none":
@@ -161,7 +176,9 @@ def check_adapter_fits(
         )
     check_lora_shapes(
         adapter.name,
-        lora_shapes={m: {"A": tuple(lora.a.shape), "B": tuple(lora.b.shape)} for m, lora in adapter.modules.items()},
+        lora_shapes={
+            m: {"A": tuple(lora.a.shape), "B": tuple(lora.b.shape)} for m, lora in adapter.modules.items()
+        },
         module_shapes=module_shapes,
     )
     if all(

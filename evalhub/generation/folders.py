@@ -120,7 +120,9 @@ def check_lora_pairs(adapter: str, lora_shapes: Mapping[str, Mapping[str, Sequen
     """Raise AdapterIncompatible unless every module has a 2-D lora_A [r, in] and lora_B [out, r]."""
     for module, halves in sorted(lora_shapes.items()):
         if set(halves) != {"A", "B"}:
-            raise AdapterIncompatible(adapter, f"module {module} has only lora_{''.join(sorted(halves))} weights")
+            raise AdapterIncompatible(
+                adapter, f"module {module} has only lora_{''.join(sorted(halves))} weights"
+            )
         a, b = halves["A"], halves["B"]
         if len(a) != 2 or len(b) != 2 or a[0] != b[1]:
             raise AdapterIncompatible(
@@ -157,7 +159,14 @@ def check_lora_shapes(
 
 #: How a QLoRA-style adapter's base was quantised while it was trained ("none": plain weights).
 QUANTIZATIONS = ("none", "nf4", "fp4", "int8")
-_QUANTIZATION_ALIASES = {"": "none", "no": "none", "4bit": "nf4", "8bit": "int8", "bnb-nf4": "nf4", "llm.int8": "int8"}
+_QUANTIZATION_ALIASES = {
+    "": "none",
+    "no": "none",
+    "4bit": "nf4",
+    "8bit": "int8",
+    "bnb-nf4": "nf4",
+    "llm.int8": "int8",
+}
 
 
 def normalise_quantization(value: object) -> str:

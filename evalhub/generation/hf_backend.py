@@ -280,6 +280,8 @@ class HFBackend:
             reason = f"base loaded in {self.quantization} (bitsandbytes): the fast engine needs plain weights"
         else:
             reason = unsupported_reason(model, read)
+        # DoRA adapters run one adapter per batch: merged weights on the engine; peft mixes none.
+        self.one_adapter_per_batch = any(a.uses_dora() for a in read.values())
         if reason is None:
             self._stepper = LlamaEngine(
                 model,
@@ -299,8 +301,6 @@ class HFBackend:
             )
         else:
             log.warning("hf backend: slower HF forward path (%s)", reason)
-            # peft mixes DoRA adapters in no batch: one adapter per batch then.
-            self.one_adapter_per_batch = any(a.uses_dora() for a in read.values())
             self._stepper = HFStepper(
                 self._peft_model(model, adapters),
                 list(read),

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from evalhub.generation import kernels
 from evalhub.generation.adapters import LoraAdapter
 from evalhub.generation.capacity import available_bytes, check_context
+from evalhub.generation.errors import GenerationError
 from evalhub.generation.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,10 @@ def unsupported_reason(model: torch.nn.Module, adapters: dict[str, LoraAdapter])
     } | {EMBEDDING, HEAD}
     modules = dict(model.named_modules())
     for adapter in adapters.values():
-        if adapter.uses_dora():
+        if adapter.uses_dora() and {EMBEDDING, HEAD} & set(adapter.modules):
             return (
-                f"adapter {adapter.name!r} uses DoRA (use_dora): its per-column magnitudes need the "
-                "merged weight's column norms; the fast engine serves plain LoRA only"
+                f"adapter {adapter.name!r} uses DoRA (use_dora) on embed_tokens or lm_head: the fast "
+                "engine merges DoRA into the attention/MLP linears only"
             )
         if adapter.unsupported:
             return f"adapter {adapter.name!r} uses {adapter.unsupported[:3]} (not plain LoRA)"
@@ -105,6 +106,8 @@ class _Linear:
     # Triton path: per column tile (keyed by tile width), the K blocks where lora_b is non-zero.
     col_ranges: dict[int, torch.Tensor] | None = None
     merged: torch.Tensor | None = None  # base + one adapter's delta (single-adapter batches)
+    names: tuple[str, ...] = ()  # the fused sub-modules' paths, in row order
+    outs: tuple[int, ...] = ()  # their output sizes
 
     def base_weight(self) -> torch.Tensor:
         return self.weight[: self.out]
@@ -193,6 +196,9 @@ class LlamaEngine:
         )
         self._merged_for: int | None = None
         self.adapter_names = list(adapters)
+        self._adapters = list(adapters.values())
+        #: DoRA adapters (by index): served only on merged weights, one adapter per batch.
+        self.dora = {k for k, a in enumerate(self._adapters) if a.uses_dora()}
         self._states: dict[tuple[int, int, str, bool, float, float], _BatchState] = {}
 
         # Each adapter owns a fixed block of LoRA columns (its largest rank) in every module,
@@ -307,6 +313,8 @@ class LlamaEngine:
             lora_b=param(lora_b) if lora_b is not None else None,
             n_sub=len(targeted),
             col_ranges=col_ranges,
+            names=tuple(names),
+            outs=tuple(outs),
         )
 
     # ---- building blocks -------------------------------------------------------------------
@@ -598,9 +606,15 @@ class LlamaEngine:
         plen = max(len(p) for p in prompts)
         check_context(plen, max_new, self.max_positions)
         used = set(adapter_index)
+        dora = used & self.dora
+        if dora and len(used) > 1:
+            raise GenerationError(
+                f"adapter {self.adapter_names[min(dora)]!r} uses DoRA: the fast engine serves it on merged "
+                "weights, in batches of its own"
+            )
         if used == {None} or self.lora_cols == 0:
             mode = "base"
-        elif len(used) == 1 and self.merge_single_adapter:
+        elif len(used) == 1 and (self.merge_single_adapter or dora):
             mode = "merged"
             only = adapter_index[0]
             assert only is not None
@@ -701,6 +715,8 @@ class LlamaEngine:
             )
             # B is pre-scaled and zero outside each sub-module's rows: one product per group.
             torch.addmm(lin.base_weight(), lin.lora_b[:, cols], lin.weight[lin.out + cols], out=lin.merged)
+            if index in self.dora:
+                self._dora_rescale(lin, self._adapters[index])
         if self.embed_lora is not None:
             table, lora_b = self.embed_lora
             if self.merged_embed is None:
@@ -708,6 +724,20 @@ class LlamaEngine:
             span = slice(off, off + width)
             torch.addmm(self.embed, table[:, span], lora_b[:, span].t(), out=self.merged_embed)
         self._merged_for = index
+
+    def _dora_rescale(self, lin: _Linear, adapter: LoraAdapter) -> None:
+        """DoRA on merged weights: each targeted sub-module's rows of W + sBA scaled to the adapter's
+        magnitudes, m / ||W + sBA|| per output row (peft's weight norm, over the input dimension)."""
+        assert lin.merged is not None
+        row0 = 0
+        for name, out in zip(lin.names, lin.outs, strict=True):
+            lora = adapter.modules.get(name)
+            if lora is not None and lora.magnitude is not None:
+                rows = lin.merged[row0 : row0 + out]
+                norm = rows.float().norm(p=2, dim=1)
+                scale = lora.magnitude.to(device=self.device, dtype=torch.float32) / norm
+                rows.copy_((rows.float() * scale.unsqueeze(1)).to(rows.dtype))
+            row0 += out
 
     def _prefill_fused(
         self, ids: torch.Tensor, st: _BatchState, pos: torch.Tensor, visible: torch.Tensor, begin: int

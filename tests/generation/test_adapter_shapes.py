@@ -1,7 +1,7 @@
 """Adapter shapes in one batch on the fast engine, against transformers + peft in float32: mixed
 ranks and target modules, rsLoRA, LoRA on the embeddings and the LM head (greedy tokens identical,
-logits within 1e-4); and the named fallbacks (DoRA, an adapter carrying its own embedding weights)
-that run on peft and still match it."""
+logits within 1e-4); DoRA on merged weights, one adapter per batch (and on peft, its fallback);
+and the named fallback for an adapter carrying its own embedding weights."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from evalhub.generation import GenerationConfig, GenerationRequest
+from evalhub.generation import GenerationConfig, GenerationError, GenerationRequest
 from evalhub.generation.adapters import read_adapter
 from evalhub.generation.hf_backend import HFBackend
 from evalhub.generation.llama import LlamaEngine
@@ -147,16 +147,18 @@ def test_every_shape_in_one_batch_matches_peft_tokens_and_logits(
 
 
 @pytest.mark.slow
-def test_dora_is_a_named_fallback_that_still_matches_peft(
-    shapes_family: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-engine-merged", "peft-fallback"])
+def test_dora_runs_one_adapter_per_batch_and_matches_peft(
+    shapes_family: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, fast: bool
 ) -> None:
-    dora = make_lora_adapter(tmp_path / "dora", shapes_family["base"], rank=4, dora=True, seed=8)
+    dora = make_lora_adapter(
+        tmp_path_factory.mktemp("dora") / "dora", shapes_family["base"], rank=4, dora=True, seed=8
+    )
     adapters = {"a": shapes_family["a"], "dora": dora}
-    be = HFBackend(device="cpu")
-    with caplog.at_level("WARNING", logger="evalhub.generation.hf_backend"):
-        be.load(shapes_family["base"], adapters)
-    assert be.path == "hf"
-    assert "adapter 'dora' uses DoRA (use_dora)" in caplog.text
+    assert read_adapter("dora", dora).modules["model.layers.0.self_attn.q_proj"].magnitude is not None
+    be = HFBackend(device="cpu", fast=fast)
+    be.load(shapes_family["base"], adapters)
+    assert be.path == ("fast" if fast else "hf") and be.one_adapter_per_batch
     prompts = _prompts(6, seed=32)
     names: list[str | None] = [None, "a", "dora"]
     seen: list[list] = []
@@ -168,6 +170,13 @@ def test_dora_is_a_named_fallback_that_still_matches_peft(
             shapes_family["base"], adapters.get(name or ""), [prompts[i] for i in rows], max_new=10
         )
         assert [list(got[i].token_ids) for i in rows] == want
+    if fast:
+        engine = be._stepper
+        assert isinstance(engine, LlamaEngine)
+        with pytest.raises(GenerationError, match="'dora' uses DoRA: .* in batches of its own"):
+            engine.start(
+                [[5, 6], [7]], [0, 1], [0, 0], max_new=2, greedy=True, temperature=1, top_p=1, pad_id=0
+            )
 
 
 def test_an_adapter_with_its_own_embedding_weights_is_a_named_fallback(
