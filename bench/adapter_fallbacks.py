@@ -1,9 +1,11 @@
-"""The price of the named adapter fallbacks: DoRA adapters run on peft (one adapter per batch, as
-peft mixes no DoRA batch) instead of the fast engine. Same model, same prompts, same run:
+"""DoRA adapters against plain LoRA: the fast engine serves DoRA on merged weights, one adapter per
+batch (peft mixes no DoRA batch either); peft's DoRA path is the fallback. Same model, same prompts,
+same run:
 
 * fast engine, 4 plain LoRA adapters mixed in each batch (the baseline);
 * peft forward path, the same 4 LoRA adapters mixed (adapter_names);
-* peft forward path, 4 DoRA adapters, one adapter per batch (the DoRA fallback).
+* fast engine, 4 DoRA adapters, one adapter per batch on merged weights;
+* peft forward path, the 4 DoRA adapters, one adapter per batch (the fallback).
 
     PYTHONPATH=. python bench/adapter_fallbacks.py [--device cpu] [--hidden 256] [--layers 4]
 
@@ -110,7 +112,8 @@ def main() -> None:
         for label, kind, fast in (
             ("fast engine, LoRA mixed (baseline)", "lora", True),
             ("peft path, LoRA mixed", "lora", False),
-            ("peft path, DoRA one adapter per batch (fallback)", "dora", True),
+            ("fast engine, DoRA merged, one adapter per batch", "dora", True),
+            ("peft path, DoRA one adapter per batch (fallback)", "dora", False),
         ):
             names = list(folders[kind])
             backend = HFBackend(device=args.device, fast=fast, max_batch_size=args.batch)
