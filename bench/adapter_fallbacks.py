@@ -15,6 +15,7 @@ Prints tokens/s and the ratio of each fallback to the fast engine. Runs without 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -74,12 +75,17 @@ def build(folder: Path, *, hidden: int, layers: int, vocab: int, adapters: int, 
     return out
 
 
-def measure(backend: HFBackend, requests: list[GenerationRequest], config: GenerationConfig) -> float:
+def measure(
+    backend: HFBackend, requests: list[GenerationRequest], config: GenerationConfig, repeat: int
+) -> float:
+    """Median tokens/s over ``repeat`` timed calls after a warm-up (a shared CPU box is noisy)."""
     backend.generate(requests, config)  # warm-up
-    t0 = time.perf_counter()
-    results = backend.generate(requests, config)
-    seconds = time.perf_counter() - t0
-    return sum(r.output_tokens for r in results) / seconds
+    rates = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        results = backend.generate(requests, config)
+        rates.append(sum(r.output_tokens for r in results) / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 def main() -> None:
@@ -92,6 +98,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=32)
     parser.add_argument("--adapters", type=int, default=4)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folders = build(
@@ -122,7 +129,7 @@ def main() -> None:
                 GenerationRequest(key=i, prompt=p, adapter=names[i % len(names)])
                 for i, p in enumerate(prompts)
             ]
-            tok_s = measure(backend, requests, config)
+            tok_s = measure(backend, requests, config, args.repeat)
             rows.append((f"{label} [{backend.path}]", tok_s))
             backend.close()
     print(
