@@ -73,15 +73,16 @@ vllm-env: .venv-vllm/.installed
 # themselves (real Celery workers, the load bench, vLLM, Chromium) carry an xdist_group (tests/conftest.py)
 # and loadgroup runs each group on one worker. PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= auto
-PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
-# The full suite on PostgreSQL when it is reachable (it is on CI), then the database-portable part on SQLite.
+# The full suite on PostgreSQL when it is reachable (it is on CI), then, on SQLite, every test that reaches
+# the database and is not marked slow (tests/conftest.py: a test that never touches it would only repeat).
 test: install browser vllm-env lint typecheck
 	@if $(PY) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))"; then \
 		echo "== pytest on PostgreSQL"; DATABASE_URL=$(PG_URL) $(PYTEST) $(PYTEST_ARGS) || exit $$?; \
-		echo "== pytest on SQLite (every test not marked slow), with make prod-check beside it (its output follows)"; \
+		echo "== pytest on SQLite (every test that reaches the database, not marked slow), with make prod-check beside it (its output follows)"; \
 		pclog=$$(mktemp); ( $(MAKE) --no-print-directory prod-check > $$pclog 2>&1; echo $$? > $$pclog.rc ) & pcpid=$$!; \
-		DATABASE_URL= $(PYTEST) -m "not slow" $(PYTEST_SQLITE_ARGS); rc=$$?; wait $$pcpid; \
+		DATABASE_URL= EVALHUB_TESTS_DATABASE_ONLY=1 $(PYTEST) -m "not slow" $(PYTEST_SQLITE_ARGS); rc=$$?; wait $$pcpid; \
 		echo "== make prod-check"; cat $$pclog; pcrc=$$(cat $$pclog.rc); rm -f $$pclog $$pclog.rc; \
 		[ $$rc -eq 0 ] || exit $$rc; [ $$pcrc -eq 0 ] || exit $$pcrc; \
 	else \

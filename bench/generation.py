@@ -1,11 +1,19 @@
 """Generation throughput on a GPU: evalhub's hf backend against the naive peft generate() path.
 
-TinyLlama-1.1B shape (hidden 2048, 22 layers, 32 heads, 4 KV heads, intermediate 5632, vocab
-32000), random bf16 weights, batch 64, 128 prompt + 128 new tokens, 4 rank-16 LoRA adapters on
-every linear layer (random non-zero B), mixed in one batch. Prints tokens/s, the share of the
-HBM roofline and the ratio to the naive path measured in the same run.
+A model shape (default: TinyLlama-1.1B, hidden 2048, 22 layers, 32 heads, 4 KV heads,
+intermediate 5632, vocab 32000; ``--family`` picks each fast-engine family's 1-2B shape,
+``--shape`` any of ``SHAPES``, e.g. llama3-8b), random bf16 weights, batch 64, 128 prompt + 128 new
+tokens, 4 rank-16 LoRA adapters on every linear layer (random non-zero B), mixed in one batch.
+Prints tokens/s, the share of the HBM roofline and the ratio to the naive path measured in the
+same run.
 
-    PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py [--quick] [--naive-new 32] [--out DIR]
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py [--family gemma2] [--quick] [--naive-new 32] [--out DIR]
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python bench/generation.py --shape llama3-8b --quick   # + naive: drop --quick
+    PYTHONPATH=. python bench/generation.py --smoke --family qwen3   # CPU: tiny shape, float32, minutes
+
+Families and their shapes (``FAMILY_SHAPES``): llama tinyllama-1.1b, qwen2 qwen2.5-1.5b, qwen3
+qwen3-1.7b, mistral mistral-7b-8l (Mistral 7B's layer, 8 of 32 layers), gemma2 gemma-2-2b, gemma3
+gemma-3-1b.
 
 ``--long 4096``: instead, one long-input case (4096 prompt tokens per row, chunked prefill, 4
 adapters mixed, batch ``--long-batch``): chunked against one-shot prefill and the naive path, with
@@ -41,26 +49,106 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 ENV_ROOFLINE_TOK_S = 97_000  # ENVIRONMENT.md's figure for batch 64
 
 
-def build_model(folder: Path, *, vocab: int, layers: int, max_positions: int = 2048) -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+# Model shapes: (model_type, config fields). Dimensions from the published configs; the engine's
+# family switches (biases, q/k norms, windows, soft-capping, ...) follow from model_type + fields.
+_GEMMA2 = {"query_pre_attn_scalar": 256, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}
+SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "tinyllama-1.1b": (
+        "llama",
+        {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
+         "num_key_value_heads": 4, "vocab_size": 32000, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5},
+    ),
+    "qwen2.5-1.5b": (
+        "qwen2",
+        {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+         "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768,
+         "tie_word_embeddings": True, "rope_theta": 1e6},
+    ),
+    "qwen3-1.7b": (
+        "qwen3",
+        {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
+         "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 40960,
+         "tie_word_embeddings": True, "rope_theta": 1e6},
+    ),
+    # Mistral 7B v0.1's layer (GQA 32/8, sliding window 4096), 8 of its 32 layers: 1.9B parameters.
+    "mistral-7b-8l": (
+        "mistral",
+        {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 8, "num_attention_heads": 32,
+         "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 32768, "sliding_window": 4096},
+    ),
+    "gemma-2-2b": (
+        "gemma2",
+        {"hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8,
+         "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 256000, "max_position_embeddings": 8192,
+         "sliding_window": 4096, **_GEMMA2},
+    ),
+    "gemma-3-1b": (
+        "gemma3_text",
+        {"hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4,
+         "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144, "max_position_embeddings": 32768,
+         "sliding_window": 512, "query_pre_attn_scalar": 256, "rope_local_base_freq": 10000.0,
+         "rope_theta": 1e6},
+    ),
+    "llama3-8b": (
+        "llama",
+        {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+         "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192, "rope_theta": 5e5},
+    ),
+}  # fmt: skip
+FAMILY_SHAPES = {
+    "llama": "tinyllama-1.1b",
+    "qwen2": "qwen2.5-1.5b",
+    "qwen3": "qwen3-1.7b",
+    "mistral": "mistral-7b-8l",
+    "gemma2": "gemma-2-2b",
+    "gemma3": "gemma-3-1b",
+}
+# --smoke: each shape's family switches on a tiny model (windows shorter than the 24 tokens).
+SMOKE = {
+    "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "head_dim": 64, "vocab_size": 512, "max_position_embeddings": 256,
+}  # fmt: skip
 
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=2048,
-        intermediate_size=5632,
-        num_hidden_layers=layers,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        max_position_embeddings=max_positions,
-        rms_norm_eps=1e-5,
-        bos_token_id=0,
-        eos_token_id=None,  # random weights: never stop early, every row makes all its tokens
-        pad_token_id=1,
-    )
+
+def shape_config(name: str, *, layers: int | None, smoke: bool) -> Any:
+    from transformers import CONFIG_MAPPING
+
+    model_type, fields = SHAPES[name]
+    fields = dict(fields)
+    if smoke:
+        fields.update(SMOKE)
+        if "sliding_window" in fields:
+            fields["sliding_window"] = 8
+        if model_type in {"gemma2", "gemma3_text"}:
+            fields["layer_types"] = ["sliding_attention", "full_attention"]
+    if layers:
+        fields["num_hidden_layers"] = layers
+    if "rope_theta" in fields:  # transformers 5 reads RoPE settings from rope_parameters
+        theta = fields.pop("rope_theta")
+        fields["rope_parameters"] = {"rope_type": "default", "rope_theta": theta}
+    if model_type == "gemma3_text":  # its own table for the sliding layers
+        local = fields.pop("rope_local_base_freq")
+        fields["rope_parameters"] = {
+            "full_attention": fields.get("rope_parameters", {"rope_type": "default", "rope_theta": 1e6}),
+            "sliding_attention": {"rope_type": "default", "rope_theta": local},
+        }
+    # random weights: never stop early (no EOS), every row makes all its tokens
+    return CONFIG_MAPPING[model_type](bos_token_id=0, eos_token_id=None, pad_token_id=1, **fields)
+
+
+def build_model(folder: Path, config: Any, device: str, dtype: torch.dtype) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    vocab = config.vocab_size
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config).to(dtype)
+        if config.model_type.startswith("gemma"):  # zero-initialised (1 + w) norms: make them count
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if "norm" in name:
+                        p.normal_(0, 0.1)
     model.eval()
     model.save_pretrained(folder)
     vocab_map = {"<s>": 0, "<pad>": 1} | {f"w{i}": i for i in range(2, vocab)}
@@ -74,6 +162,13 @@ def build_model(folder: Path, *, vocab: int, layers: int, max_positions: int = 2
         unk_token="<pad>",  # noqa: S106
     ).save_pretrained(folder)
     return model
+
+
+def word_tokenizer(folder: Path) -> Any:
+    """The bench's word-level tokenizer as written, whatever the model type."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
 def write_adapters(folder: Path, model: Any, *, count: int, rank: int) -> dict[str, Path]:
@@ -118,13 +213,19 @@ def write_adapters(folder: Path, model: Any, *, count: int, rank: int) -> dict[s
 
 def roofline(model: Any, *, batch: int, prompt: int, new: int, lora_params: int) -> dict[str, float]:
     """Bytes one decode step must read: every weight once (bf16) + the KV cache at the mean context."""
+    from evalhub.generation.llama import layer_windows
+
     cfg = model.config
     params = sum(p.numel() for p in model.parameters())
     embed = model.get_input_embeddings().weight.numel()
-    weight_bytes = 2 * (params - embed + lora_params)  # embedding: only `batch` rows are read
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    # embedding: only `batch` rows are read; a tied LM head is read whole (counted once in params)
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    weight_bytes = 2 * (params - embed + (embed if tied else 0) + lora_params)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     mean_ctx = prompt + new / 2
-    kv_bytes = 2 * cfg.num_hidden_layers * 2 * batch * cfg.num_key_value_heads * head_dim * mean_ctx
+    # a sliding-window layer reads at most its window of the cache
+    ctx = sum(min(mean_ctx, w or mean_ctx) for w in layer_windows(cfg))
+    kv_bytes = 2 * 2 * batch * cfg.num_key_value_heads * head_dim * ctx
     step_s = (weight_bytes + kv_bytes) / HBM_BYTES_PER_S
     return {
         "weight_bytes": weight_bytes,
@@ -134,13 +235,18 @@ def roofline(model: Any, *, batch: int, prompt: int, new: int, lora_params: int)
     }
 
 
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Any, repeat: int) -> tuple[float, Any]:
     times, result = [], None
     for _ in range(repeat):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         result = fn()
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
 
@@ -157,6 +263,9 @@ def decode_step_ms(
     st = engine.start(
         prompts, adapters, [0] * len(prompts), max_new=new, greedy=True, temperature=0.0, top_p=1.0, pad_id=1
     )
+    if engine.device.type != "cuda":  # --smoke
+        secs, _ = timed(lambda: engine.advance(st, new - 1), 1)
+        return secs * 1e3 / (new - 1)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     engine.advance(st, new - 1)
@@ -169,7 +278,7 @@ def prefill_ms(backend: HFBackend, prompts: list[list[int]], adapters: list[int 
     engine: Any = backend._stepper
     times = []
     for _ in range(3):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         engine.start(
             prompts,
@@ -181,7 +290,7 @@ def prefill_ms(backend: HFBackend, prompts: list[list[int]], adapters: list[int 
             top_p=1.0,
             pad_id=1,
         )
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
 
@@ -251,12 +360,29 @@ def kernel_checks() -> dict[str, float]:
             q.double().unsqueeze(2), k.double(), v.double(), attn_mask=live, enable_gqa=True
         ).squeeze(2)
         errors[f"decode_attention slot {slot}"] = rel(out, ref)
+    # Gemma's options: head_dim 256, query_pre_attn_scalar scale, soft-capped scores, a window.
+    d, scale, cap, window, slot = 256, 224**-0.5, 50.0, 100, 255
+    q = torch.randn(b, 8, d, device=dev, generator=gen).to(bf)
+    k = torch.randn(b, nkv, length, d, device=dev, generator=gen).to(bf)
+    v = torch.randn(b, nkv, length, d, device=dev, generator=gen).to(bf)
+    out = torch.full_like(q, float("nan"))
+    kernels.decode_attention(
+        q, k, v, pad, torch.tensor(slot, device=dev), out, scale=scale, softcap=cap, window=window
+    )
+    keys = torch.arange(length, device=dev)
+    live = ((keys >= pad[:, None]) & (keys <= slot) & (keys > slot - window)).view(b, 1, 1, length)
+    kk = k.double().repeat_interleave(8 // nkv, dim=1)
+    scores = torch.tanh(q.double().unsqueeze(2) @ kk.transpose(2, 3) * scale / cap) * cap
+    probs = torch.softmax(scores.masked_fill(~live, float("-inf")), dim=-1)
+    ref = (probs @ v.double().repeat_interleave(8 // nkv, dim=1)).squeeze(2)
+    errors["decode_attention d=256 softcap window"] = rel(out, ref)
     r = 64  # 4 adapters x rank 16, rows grouped by adapter as the backend batches them
-    for act, outs, m in (
-        (False, (2048, 256, 256), 64),
-        (True, (5632, 5632), 64),
-        (False, (2048, 256, 256), 1000),
-        (True, (5632, 5632), 1000),
+    for act, outs, m, activation in (
+        (False, (2048, 256, 256), 64, "silu"),
+        (True, (5632, 5632), 64, "silu"),
+        (False, (2048, 256, 256), 1000, "silu"),
+        (True, (5632, 5632), 1000, "silu"),
+        (True, (5632, 5632), 64, "gelu_tanh"),
     ):
         out_cols = sum(outs)
         lora_b = torch.zeros(out_cols, len(outs) * r, device=dev)
@@ -276,13 +402,17 @@ def kernel_checks() -> dict[str, float]:
         bn = tiles.shape(act)[0]
         cols = {bn: kernels.lora_col_ranges(lora_b, out_cols, act=act, block=r, bn=bn).to(dev)}
         spans = kernels.lora_row_ranges(lo, hi, tiles.bm, block=r)
-        got = kernels.lora_expand(y, out_cols, mask, lora_b.to(bf), cols, spans, block=r, act=act)
+        got = kernels.lora_expand(
+            y, out_cols, mask, lora_b.to(bf), cols, spans, block=r, act=act, activation=activation
+        )
         ref = (
             y[:, :out_cols].double() + (y[:, out_cols:].double() * mask.double()) @ lora_b.to(bf).double().t()
         )
         if act:
-            ref = F.silu(ref[:, : out_cols // 2]) * ref[:, out_cols // 2 :]
-        errors[f"lora_expand act={act} m={m}"] = rel(got, ref)
+            gate = ref[:, : out_cols // 2]
+            gate = F.silu(gate) if activation == "silu" else F.gelu(gate, approximate="tanh")
+            ref = gate * ref[:, out_cols // 2 :]
+        errors[f"lora_expand act={act} m={m} {activation}"] = rel(got, ref)
     for name, err in errors.items():
         print(f"kernel check (bf16 vs float64): {name:32s} relative error {err:.2e}")
     worst = max(errors.values())
@@ -355,6 +485,7 @@ def kernel_sweep(engine: Any, batch: int, prompt: int) -> dict[str, Any]:
     Returns the table. Rows are grouped by adapter (4 equal groups) as the backend batches them.
     """
     import torch.nn.functional as F
+    import triton
     from triton.testing import do_bench, do_bench_cudagraph
 
     dev, dt = engine.device, engine.dtype
@@ -425,13 +556,13 @@ def kernel_sweep(engine: Any, batch: int, prompt: int) -> dict[str, Any]:
                 def addmm(y=y, lin=lin, mask=mask, act=g == "gate_up") -> None:
                     out = torch.addmm(y[:, : lin.out], y[:, lin.out :] * mask, lin.lora_b.t())
                     if act:
-                        kernels.silu_mul(out, out.shape[1] // 2)
+                        kernels.gate_mul(out, out.shape[1] // 2)
 
                 cublas += do_bench(addmm, rep=50)
             cublas *= len(engine.layers) * 1e3
             report["lora"]["prefill addmm"] = cublas
             print(
-                f"lora_expand prefill M={m:5d} cuBLAS addmm (+ silu_mul) instead: {cublas:8.1f} µs per step"
+                f"lora_expand prefill M={m:5d} cuBLAS addmm (+ gate_mul) instead: {cublas:8.1f} µs per step"
             )
         report[f"best_{label}"] = str(best)
         if label == "decode":
@@ -471,18 +602,27 @@ def kernel_sweep(engine: Any, batch: int, prompt: int) -> dict[str, Any]:
     slot = torch.tensor(prompt + prompt // 2, device=dev)
     best_a: tuple[float, Any] = (float("inf"), None)
     for bn, warps in ((32, 2), (32, 4), (64, 4), (64, 8), (128, 4), (128, 8)):
-        ms = do_bench_cudagraph(
-            lambda bn=bn, warps=warps: kernels.decode_attention(q, k, v, pad, slot, out, bn=bn, warps=warps),
-            rep=20,
-        )
+        try:
+            ms = do_bench_cudagraph(
+                lambda bn=bn, warps=warps: kernels.decode_attention(
+                    q, k, v, pad, slot, out, bn=bn, warps=warps
+                ),
+                rep=20,
+            )
+        except triton.runtime.errors.OutOfResources as exc:  # wide heads (256) x 128 positions
+            print(f"decode_attention bn={bn:3d} warps={warps}: does not fit ({exc})")
+            continue
         per_step = ms * len(engine.layers) * 1e3
         report["attention"][f"bn={bn} warps={warps}"] = per_step
         print(f"decode_attention bn={bn:3d} warps={warps}: {per_step:8.1f} µs per step")
         if per_step < best_a[0]:
             best_a = (per_step, (bn, warps))
-    kernels.ATTN_BN, kernels.ATTN_WARPS = best_a[1]
+    if hd <= 128:
+        kernels.ATTN_BN, kernels.ATTN_WARPS = best_a[1]
+    else:
+        kernels.ATTN_BN_WIDE, kernels.ATTN_WARPS = best_a[1]
     report["best_attention"] = best_a[1]
-    print(f"decode_attention chosen: bn={kernels.ATTN_BN} warps={kernels.ATTN_WARPS}")
+    print(f"decode_attention chosen (head_dim {hd}): bn={best_a[1][0]} warps={kernels.ATTN_WARPS}")
     return report
 
 
@@ -493,11 +633,26 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--adapters", type=int, default=4)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--layers", type=int, default=22)
+    parser.add_argument("--layers", type=int, default=0, help="override the shape's layer count")
+    parser.add_argument("--family", choices=sorted(FAMILY_SHAPES), default="", help="the family's 1-2B shape")
+    parser.add_argument(
+        "--shape", choices=sorted(SHAPES), default="", help="a shape by name (default: llama)"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CPU, float32, the shape's family on a tiny model, batch 4, 16+8 tokens: checks the bench runs",
+    )
     parser.add_argument("--naive-new", type=int, default=32, help="new tokens for the (slow) naive peft runs")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--quick", action="store_true", help="default engine only: no ablations, no naive path"
+    )
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="default engine and the naive path only: no kernel checks, sweep, ablations, profiles or batch 1 "
+        "(for a short GPU lease)",
     )
     parser.add_argument("--work", default="/tmp/evalhub-bench-generation")
     parser.add_argument("--out", default="")
@@ -507,16 +662,27 @@ def main() -> None:
     parser.add_argument("--long-batch", type=int, default=16, help="rows of the long-input case")
     parser.add_argument("--prefill-chunk", type=int, default=0, help="engine prefill chunk (0: the default)")
     args = parser.parse_args()
-    assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
+    if args.family and args.shape:
+        parser.error("give --family or --shape, not both")
+    shape = args.shape or FAMILY_SHAPES[args.family or "llama"]
+    if args.smoke:
+        args.batch, args.prompt, args.new, args.naive_new, args.repeat = 4, 16, 8, 8, 1
+        args.rank = 4
+    elif not torch.cuda.is_available():
+        parser.error("this benchmark needs a CUDA GPU (--smoke runs a tiny model on the CPU)")
+    device, dtype = ("cpu", torch.float32) if args.smoke else ("cuda", torch.bfloat16)
     if args.long:
+        if device != "cuda":
+            parser.error("--long needs a CUDA GPU")
         long_input(args)
         return
     work = Path(args.work)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "gpu": torch.cuda.get_device_name(),
+        "gpu": "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "args": vars(args),
+        "shape": shape,
     }
     import transformers
 
@@ -524,18 +690,24 @@ def main() -> None:
     print(f"{report['gpu']}  torch {torch.__version__}  transformers {transformers.__version__}")
 
     t0 = time.perf_counter()
-    model = build_model(work / "base", vocab=32000, layers=args.layers)
+    config = shape_config(shape, layers=args.layers or None, smoke=args.smoke)
+    model = build_model(work / "base", config, device, dtype)
     adapter_dirs = write_adapters(work, model, count=args.adapters, rank=args.rank)
     names = list(adapter_dirs)
-    print(f"model + adapters written in {time.perf_counter() - t0:.1f} s")
-    report["kernel_checks"] = kernel_checks()
-    report["sanity"] = sanity_on_gpu(work / "base", adapter_dirs, work)
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"shape {shape}{' (smoke: tiny)' if args.smoke else ''}: {config.model_type}, "
+        f"{params / 1e9:.2f}B parameters; model + adapters written in {time.perf_counter() - t0:.1f} s"
+    )
+    if not args.smoke and not args.lean:
+        report["kernel_checks"] = kernel_checks()
+        report["sanity"] = sanity_on_gpu(work / "base", adapter_dirs, work)
 
     rng = torch.Generator().manual_seed(2)
-    words = torch.randint(2, 32000, (args.batch, args.prompt - 1), generator=rng).tolist()
+    words = torch.randint(2, config.vocab_size, (args.batch, args.prompt - 1), generator=rng).tolist()
     prompts = [" ".join(f"w{w}" for w in row) for row in words]
     mixed = [names[i % len(names)] for i in range(args.batch)]
-    config = GenerationConfig(max_new_tokens=args.new, use_chat_template=False)
+    gen_config = GenerationConfig(max_new_tokens=args.new, use_chat_template=False)
     lora_params = sum(
         (m.weight.shape[0] + m.weight.shape[1]) * args.rank
         for n, m in model.named_modules()
@@ -549,9 +721,14 @@ def main() -> None:
 
     # ---- evalhub hf backend -----------------------------------------------------------------
     t0 = time.perf_counter()
-    backend = HFBackend(device="cuda", dtype=torch.bfloat16, max_batch_size=args.batch, check_every=32)
+    backend = HFBackend(device=device, dtype=dtype, max_batch_size=args.batch, check_every=32)
     backend.load(work / "base", adapter_dirs)
     print(f"backend loaded in {time.perf_counter() - t0:.1f} s (path: {backend.path})")
+    assert backend.path == "fast", f"{shape} is not on the fast engine"
+    # transformers 5 swaps in the model type's own tokenizer class (Qwen2Tokenizer, ...), which
+    # mangles the bench's word-level vocabulary; real checkpoints ship matching tokenizers.
+    backend.tokenizer = word_tokenizer(work / "base")
+    backend._eos = set()  # and its EOS: random weights never stop early, as the config says
     tokens = backend.tokenizer(prompts[0])["input_ids"]
     assert len(tokens) == args.prompt, len(tokens)
 
@@ -559,7 +736,7 @@ def main() -> None:
         requests = [
             GenerationRequest(key=i, prompt=prompts[i], adapter=adapter_of_row[i]) for i in range(batch)
         ]
-        return backend.generate(requests, config)
+        return backend.generate(requests, gen_config)
 
     rows: list[tuple[str, float, float]] = []  # (label, tok/s, roofline tok/s)
     results: dict[str, Any] = {}
@@ -569,7 +746,8 @@ def main() -> None:
         "base": [None] * args.batch,
     }
     engine: Any = backend._stepper
-    report["sweep"] = kernel_sweep(engine, args.batch, args.prompt)
+    if not args.smoke and not args.lean:
+        report["sweep"] = kernel_sweep(engine, args.batch, args.prompt)
     default = {
         "fused_kernels": engine.fused_kernels,
         "attention": engine.attention,
@@ -578,7 +756,7 @@ def main() -> None:
     print(f"engine defaults: {default}")
     # (label, engine settings, cases to run)
     variants: list[tuple[str, dict[str, Any], list[str]]] = [("default", default, list(cases))]
-    if engine.fused_kernels and not args.quick:
+    if engine.fused_kernels and not args.quick and not args.lean:
         variants += [
             ("LoRA expand without K spans", {**default, "spans": False}, ["mixed4"]),
             ("SDPA attention", {**default, "attention": "gqa"}, ["mixed4", "base"]),
@@ -652,24 +830,28 @@ def main() -> None:
         setattr(engine, key, value)
     engine.drop_states()
     grouped = sorted(range(args.batch), key=lambda i: mixed[i])
-    profile_step(backend, [ids[i] for i in grouped], [index[mixed[i]] for i in grouped], args.new, work)
+    if not args.smoke and not args.lean:
+        profile_step(backend, [ids[i] for i in grouped], [index[mixed[i]] for i in grouped], args.new, work)
     fast_tokens = {r.key: r.token_ids for r in run(mixed)}
-    host_profile(lambda: run(mixed))
+    if not args.smoke and not args.lean:
+        host_profile(lambda: run(mixed))
 
     # Batch-1 latency (adapter 0): per-token decode time, and end to end.
     single = [names[0]]
-    run(single, batch=1)
-    secs, out = timed(lambda: run(single, batch=1), args.repeat)
-    step1 = decode_step_ms(backend, ids[:1], [0], args.new)
-    results["batch1"] = {
-        "ms_per_token_decode": step1,
-        "ms_per_token_end_to_end": secs * 1e3 / out[0].output_tokens,
-    }
-    print(
-        f"batch 1 (one adapter): {step1:.3f} ms/token decode, {secs * 1e3 / out[0].output_tokens:.3f} ms/token end to end"
-    )
+    if not args.lean:
+        run(single, batch=1)
+        secs, out = timed(lambda: run(single, batch=1), args.repeat)
+        step1 = decode_step_ms(backend, ids[:1], [0], args.new)
+        results["batch1"] = {
+            "ms_per_token_decode": step1,
+            "ms_per_token_end_to_end": secs * 1e3 / out[0].output_tokens,
+        }
+        print(
+            f"batch 1 (one adapter): {step1:.3f} ms/token decode, {secs * 1e3 / out[0].output_tokens:.3f} ms/token end to end"
+        )
     backend.close()  # frees the engine's weights, KV caches and graphs
-    torch.cuda.empty_cache()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
     naive_tok_s = float("nan")
     if not args.quick:
@@ -680,8 +862,8 @@ def main() -> None:
         for name in names[1:]:
             peft_model.load_adapter(str(adapter_dirs[name]), adapter_name=name)
         peft_model.eval()
-        tok = transformers.AutoTokenizer.from_pretrained(work / "base")
-        enc = tok(prompts, return_tensors="pt").to("cuda")
+        tok = word_tokenizer(work / "base")
+        enc = tok(prompts, return_tensors="pt").to(device)
         naive_new = args.naive_new
 
         def naive(adapter_names: list[str] | None) -> Any:
@@ -715,7 +897,7 @@ def main() -> None:
             "mean_common_prefix": statistics.mean(prefix),
             "rows": len(prefix),
         }
-        print(f"greedy agreement with naive peft (bf16): {results['agreement_with_naive']}")
+        print(f"greedy agreement with naive peft ({dtype}): {results['agreement_with_naive']}")
         with peft_model.disable_adapter():
             naive(None)
             secs, _ = timed(lambda: naive(None), 1)
@@ -765,7 +947,9 @@ def long_input(args: Any) -> None:
     print(
         f"{report['gpu']}  long input: batch {batch} x {plen} prompt + {new} new tokens, prefill chunk {chunk}"
     )
-    model = build_model(work / "base", vocab=32000, layers=args.layers, max_positions=plen + new + 64)
+    config = shape_config("tinyllama-1.1b", layers=args.layers or None, smoke=False)
+    config.max_position_embeddings = plen + new + 64
+    model = build_model(work / "base", config, "cuda", torch.bfloat16)
     adapter_dirs = write_adapters(work, model, count=args.adapters, rank=args.rank)
     names = list(adapter_dirs)
     lora_params = sum(

@@ -235,7 +235,7 @@ def hostile() -> None:
     print("| case | outcome | CPU s | peak MB above start | wall s |")
     print("|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="evalhub-hostile-") as folder:
-        settings.MEDIA_ROOT = Path(folder)
+        settings.MEDIA_ROOT = settings.EVALHUB_SCRATCH_DIR = Path(folder)
         for label, (name, build) in cases.items():
             path = Path(folder) / name
             path.write_bytes(build())

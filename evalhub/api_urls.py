@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("evalhub.reports.api_urls")),
     path("", include("evalhub.audit.api_urls")),
     path("", include("evalhub.continuous.api_urls")),
+    path("", include("evalhub.judging.api_urls")),
 ]

@@ -7,6 +7,7 @@ and ALLOWED_HOSTS; with DEBUG off a missing SECRET_KEY stops start-up instead of
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("EVALHUB_DATA_DIR", BASE_DIR / "data"))
 MEDIA_ROOT = Path(os.environ.get("EVALHUB_MEDIA_DIR", DATA_DIR / "media"))
 MEDIA_URL = "/media/"
+# This machine's folder for files being read (received uploads, local copies of stored ones, spools):
+# never shared, unlike the storage below.
+EVALHUB_SCRATCH_DIR = Path(os.environ.get("EVALHUB_SCRATCH_DIR", DATA_DIR / "scratch"))
 STATIC_ROOT = Path(os.environ.get("EVALHUB_STATIC_DIR", DATA_DIR / "static"))
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -168,8 +172,26 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+
+def env_storage() -> dict[str, Any]:
+    """STORAGES["default"], where uploads are kept: a folder under MEDIA_ROOT unless
+    EVALHUB_STORAGE_BACKEND names another storage class ("s3" for django-storages' S3Storage, an
+    optional install), with EVALHUB_STORAGE_OPTIONS (a JSON object) as its options."""
+    backend = (
+        os.environ.get("EVALHUB_STORAGE_BACKEND", "").strip() or "django.core.files.storage.FileSystemStorage"
+    )
+    backend = {"s3": "storages.backends.s3.S3Storage"}.get(backend.lower(), backend)
+    try:
+        options = json.loads(os.environ.get("EVALHUB_STORAGE_OPTIONS", "").strip() or "{}")
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"EVALHUB_STORAGE_OPTIONS is not valid JSON: {exc}.") from exc
+    if not isinstance(options, dict):
+        raise ImproperlyConfigured("EVALHUB_STORAGE_OPTIONS must be a JSON object of the storage's options.")
+    return {"BACKEND": backend, "OPTIONS": options}
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": env_storage(),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -219,6 +241,7 @@ CELERY_TASK_ROUTES = {
     "evalhub.runs.tasks.generate_chunk": {"queue": "gpu"},
     "evalhub.runs.tasks.prepare_run": {"queue": "gpu"},  # the adapter sanity check loads the model
     "evalhub.runs.tasks.score_perplexity": {"queue": "gpu"},
+    "evalhub.runs.tasks.score_judge_checks": {"queue": "gpu"},  # loads the judge model
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")),
@@ -246,10 +269,15 @@ EVALHUB_WATCH_SETTLE_SECONDS = int(os.environ.get("EVALHUB_WATCH_SETTLE_SECONDS"
 EVALHUB_WEBHOOK_ATTEMPTS = int(os.environ.get("EVALHUB_WEBHOOK_ATTEMPTS", "5"))
 EVALHUB_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("EVALHUB_WEBHOOK_TIMEOUT_SECONDS", "10"))
 EVALHUB_WEBHOOK_ALLOW_PRIVATE = env_bool("EVALHUB_WEBHOOK_ALLOW_PRIVATE", False)
+# HTTP judge endpoints (evalhub.judging.endpoints): same URL rule as webhooks (evalhub.outbound). A judge
+# served inside the network (vLLM on a private address) needs an admin to allow private addresses here.
+EVALHUB_JUDGE_ALLOW_PRIVATE = env_bool("EVALHUB_JUDGE_ALLOW_PRIVATE", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "evalhub@localhost")
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))

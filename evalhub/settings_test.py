@@ -18,6 +18,7 @@ CACHES = {
     "reports": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "reports"},
 }
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="evalhub-test-media-"))
+EVALHUB_SCRATCH_DIR = Path(tempfile.mkdtemp(prefix="evalhub-test-scratch-"))
 # Real-worker tests point Celery at Redis themselves; everything else runs tasks in process.
 CELERY_TASK_ALWAYS_EAGER = True
 # Generation tests finish many runs; scoring tests turn this on themselves.

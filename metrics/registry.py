@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, TypedDict
 
 __all__ = [
     "CHECKS_METRIC",
+    "JUDGE_CHECKS_METRIC",
     "PERPLEXITY_METRIC",
     "ROUGE_METRICS",
     "ROUGE_UNICODE_METRICS",
@@ -59,6 +60,9 @@ TEXT_METRICS: tuple[str, ...] = (
 #: checks come from each case's expected behaviour (metrics.checks).
 PERPLEXITY_METRIC = "perplexity"
 CHECKS_METRIC = "checks"
+#: The pending checks of imported suites, evaluated by a judge (evalhub.runs.judged_checks): kept apart
+#: from CHECKS_METRIC, so a judge's verdict is never counted as a deterministic check's.
+JUDGE_CHECKS_METRIC = "judge_checks"
 # Where a higher value is not better: a ratio aims at 1, perplexity is better lower.
 _NOT_HIGHER_IS_BETTER = frozenset({"length", "length_ratio", "compression_ratio", PERPLEXITY_METRIC})
 

@@ -1,4 +1,4 @@
-"""Tiny random Llama (or Mistral) models and LoRA adapters written to a folder: the one builder.
+"""Tiny random Llama (Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, OLMo) models and LoRA adapters written to a folder: the one builder.
 
 `build_base_model` and `build_lora_adapter` are the only implementation. Two presets keep the names
 their callers know: `make_base_model`/`make_lora_adapter` here (the plain family of the catalog and
@@ -35,6 +35,8 @@ def build_base_model(
     init_std: float | None = 0.08,
     special_ids: bool = True,
     bos_prefix: bool = True,
+    config_extra: dict[str, Any] | None = None,
+    init_1d_std: float | None = None,
 ) -> Path:
     """A random causal LM (head_dim 64) and a word-level tokenizer over "t0".."tN" in `folder`.
 
@@ -42,17 +44,26 @@ def build_base_model(
     varied choices (None keeps transformers' init); `special_ids` writes the pad/BOS/EOS ids (the
     last three of the vocabulary) into the config; `bos_prefix` makes the tokenizer put BOS in front
     of every text, as Llama's does. Without `special_ids` the tokenizer's first special is "<unk>".
+    `architecture` is a model_type (gemma3_text: Gemma 3's text-only model); `config_extra` adds
+    config fields (sliding window, soft-capping, ...); `init_1d_std` adds N(0, init_1d_std) to every
+    1-D weight (norms, biases), so a norm or bias the engine forgot changes the output.
     """
     import torch
+    import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-    config_class, model_class = {
-        "llama": (LlamaConfig, LlamaForCausalLM),
-        "mistral": (MistralConfig, MistralForCausalLM),
+    config_name, model_name = {
+        "llama": ("LlamaConfig", "LlamaForCausalLM"),
+        "mistral": ("MistralConfig", "MistralForCausalLM"),
+        "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+        "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+        "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
+        "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+        "olmo": ("OlmoConfig", "OlmoForCausalLM"),
     }[architecture]
+    config_class, model_class = getattr(transformers, config_name), getattr(transformers, model_name)
     torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(config_extra or {})
     if rope_scaling is not None:
         kwargs["rope_scaling"] = rope_scaling
     if special_ids:
@@ -75,6 +86,11 @@ def build_base_model(
             for p in model.parameters():
                 if p.dim() == 2:
                     p.normal_(0, init_std)
+    if init_1d_std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 1:
+                    p.add_(torch.randn_like(p) * init_1d_std)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     first = "<pad>" if special_ids else "<unk>"

@@ -14,16 +14,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import socket
 import time
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -34,6 +31,7 @@ from evalhub.accounts.models import Project
 from evalhub.audit.services import audit_record
 from evalhub.continuous.models import Channel, Delivery, DeliveryStatus, Event, NotificationSettings
 from evalhub.errors import ValidationFailed
+from evalhub.outbound import check_outbound_url
 from evalhub.runs.models import Run
 
 log = logging.getLogger(__name__)
@@ -50,37 +48,13 @@ class DeliveryFailed(Exception):
 # ---- webhook URL check --------------------------------------------------------------------------
 
 
-def _address_refused(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return bool(
-        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast
-        or ip.is_unspecified or (ip.version == 6 and ip.ipv4_mapped is not None and _address_refused(str(ip.ipv4_mapped)))
-    )
-
-
 def check_webhook_url(url: str) -> str:
-    """Only http(s), and only public addresses unless EVALHUB_WEBHOOK_ALLOW_PRIVATE: every address the host
-    resolves to is checked, so a name pointing at 127.0.0.1 or 10.x is refused like the address itself."""
-    url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed("A webhook URL is http:// or https:// with a host.", fields={"webhook_url": ["http(s) only."]})
-    if settings.EVALHUB_WEBHOOK_ALLOW_PRIVATE:
-        return url
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ValidationFailed(
-            f"The webhook host {parts.hostname!r} does not resolve.", fields={"webhook_url": ["Unknown host."]}
-        ) from exc
-    refused = sorted({str(info[4][0]) for info in infos if _address_refused(str(info[4][0]))})
-    if refused:
-        raise ValidationFailed(
-            f"The webhook host {parts.hostname!r} resolves to a loopback, private or link-local address "
-            f"({', '.join(refused)}); an admin can allow those with EVALHUB_WEBHOOK_ALLOW_PRIVATE.",
-            fields={"webhook_url": ["Private address refused."]},
-        )
-    return url
+    """Only http(s), and only public addresses unless EVALHUB_WEBHOOK_ALLOW_PRIVATE (the rule is
+    evalhub.outbound's, shared with the HTTP judge endpoints)."""
+    return check_outbound_url(
+        url, what="webhook", field="webhook_url", allow_private=settings.EVALHUB_WEBHOOK_ALLOW_PRIVATE,
+        allow_setting="EVALHUB_WEBHOOK_ALLOW_PRIVATE",
+    )  # fmt: skip
 
 
 def _emails_check(text: str) -> list[str]:

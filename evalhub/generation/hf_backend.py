@@ -1,7 +1,8 @@
-"""The ``hf`` backend: transformers + peft weights, served by the fast Llama engine.
+"""The ``hf`` backend: transformers + peft weights, served by the fast engine.
 
-Llama-family models run on :class:`~evalhub.generation.llama.LlamaEngine` (static KV cache,
-multi-LoRA in one batch, CUDA graph on GPU). Anything else runs on a slower but general loop
+Llama, Qwen2/2.5, Qwen3, Mistral, Gemma 2 and Gemma 3 (text) models run on
+:class:`~evalhub.generation.llama.FastEngine` (static KV cache, multi-LoRA in one batch, CUDA
+graph on GPU). Anything else runs on a slower but general loop
 over the HF model's own forward with peft's mixed-adapter batches; the log says which.
 """
 
@@ -27,7 +28,7 @@ from evalhub.generation.interface import (
     GenerationResult,
     OnBatch,
 )
-from evalhub.generation.llama import DEFAULT_PREFILL_CHUNK, LlamaEngine, unsupported_reason
+from evalhub.generation.llama import DEFAULT_PREFILL_CHUNK, FastEngine, unsupported_reason
 from evalhub.generation.loading import (
     load_base_model,
     peft_attach,
@@ -283,7 +284,7 @@ class HFBackend:
         # DoRA adapters run one adapter per batch: merged weights on the engine; peft mixes none.
         self.one_adapter_per_batch = any(a.uses_dora() for a in read.values())
         if reason is None:
-            self._stepper = LlamaEngine(
+            self._stepper = FastEngine(
                 model,
                 read,
                 device=self.device,
@@ -295,9 +296,14 @@ class HFBackend:
                 prefill_chunk=self.prefill_chunk,
             )
             self.path = "fast"
+            model_type = model.config.model_type
             del model  # the engine holds its own fused copy of the weights
             log.info(
-                "hf backend: fast Llama engine on %s (%s), %d adapters", self.device, self.dtype, len(read)
+                "hf backend: fast engine (%s) on %s (%s), %d adapters",
+                model_type,
+                self.device,
+                self.dtype,
+                len(read),
             )
         else:
             log.warning("hf backend: slower HF forward path (%s)", reason)
@@ -349,7 +355,7 @@ class HFBackend:
             requests, self.adapter_index, self.tokenizer, config, self.context_length, on_batch
         )
         memory = available_bytes(self.device, self.memory_budget)
-        if memory is not None and self.memory_budget is None and isinstance(self._stepper, LlamaEngine):
+        if memory is not None and self.memory_budget is None and isinstance(self._stepper, FastEngine):
             memory += int(self._stepper.held_bytes() * FREE_MEMORY_SHARE)  # idle caches it frees on demand
         for batch in self._batches(rows, config, memory=memory):
             done = self._run_splitting(batch, config)

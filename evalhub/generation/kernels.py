@@ -4,10 +4,11 @@ At batch 64 a decode step of a 1B model moves ~2 GB of weights (0.66 ms on an H1
 runs hundreds of tiny element-wise kernels; each costs microseconds even inside a CUDA
 graph. These replace the chattiest groups:
 
-* ``rope_kv``: RoPE on q and k of one new token, k/v written into the cache slot, q packed
-  for attention (replaces ~8 kernels per layer);
-* ``add_rmsnorm``: residual add + RMSNorm in one pass (replaces ~8);
-* ``silu_mul``: SiLU(gate) * up (replaces 2);
+* ``rope_kv``: RoPE on q and k of one new token (after a per-head q/k RMSNorm where the
+  family has one), k/v written into the cache slot, q packed for attention (replaces ~8 kernels
+  per layer);
+* ``add_rmsnorm``: residual add + RMSNorm in one pass, Llama's or Gemma's rounding (replaces ~8);
+* ``gate_mul``: SiLU(gate) * up, or GELU-tanh(gate) * up for Gemma's GeGLU (replaces 2);
 * ``lora_expand``: base + (h * row mask) @ B^T for every adapter at once, optionally followed by
   SiLU(gate) * up for the fused gate|up projection (replaces 2-4); a tile reads only the K
   where both can be non-zero: the sub-module blocks its columns touch (one of q|k|v's three)
@@ -15,8 +16,9 @@ graph. These replace the chattiest groups:
   grouped by adapter, as the backend batches them);
 * ``decode_attention``: one new query token per row against the KV cache, flash-decoding style:
   one program per (row, KV head) loads each K/V block once for all query heads of its group
-  and visits only the row's live positions (pad..slot), where SDPA with a mask reads the whole
-  static cache length and needs a [B, L] mask kernel first.
+  and visits only the row's live positions (pad..slot, or the sliding window's part of them),
+  where SDPA with a mask reads the whole static cache length and needs a [B, L] mask kernel
+  first; optional tanh soft-capping of the scores (Gemma 2).
 """
 
 from __future__ import annotations
@@ -35,11 +37,33 @@ except ImportError:  # pragma: no cover - depends on the install
     HAVE_TRITON = False
 
 
+#: Gate activations of a gated MLP and their constexpr code in the kernels.
+ACTIVATIONS = {"silu": 1, "gelu_tanh": 2}
+
+
 def available(device: torch.device) -> bool:
     return HAVE_TRITON and device.type == "cuda"
 
 
 if HAVE_TRITON:
+
+    @triton.jit
+    def _norm_scale(normed, w, dtype: tl.constexpr, NORM_F32: tl.constexpr):  # type: ignore[no-untyped-def]
+        # Llama-style RMSNorm rounds the normalised value to the model dtype, then multiplies by the
+        # weight; Gemma's multiplies in float32 by a float32 weight (1 + w, folded in at load).
+        if NORM_F32:
+            return (normed * w.to(tl.float32)).to(dtype).to(tl.float32)
+        return (w.to(tl.float32) * normed.to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+
+    @triton.jit
+    def _gate_act(g, dtype: tl.constexpr, ACT: tl.constexpr):  # type: ignore[no-untyped-def]
+        # ACT 1: SiLU (Llama, Qwen, Mistral); 2: GELU, tanh approximation (Gemma's GeGLU).
+        if ACT == 2:
+            inner = 0.7978845608028654 * (g + 0.044715 * g * g * g)
+            a = 0.5 * g * (2.0 * tl.sigmoid(2.0 * inner))  # 1 + tanh(y) = 2 sigmoid(2y)
+        else:
+            a = g * tl.sigmoid(g)
+        return a.to(dtype).to(tl.float32)
 
     @triton.jit
     def _rope_kv_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
@@ -53,9 +77,14 @@ if HAVE_TRITON:
         k_cache_ptr,
         v_cache_ptr,
         cache_len,
+        q_norm_ptr,
+        k_norm_ptr,
+        eps,
         NH: tl.constexpr,
         NKV: tl.constexpr,
         D: tl.constexpr,
+        QK_NORM: tl.constexpr,
+        NORM_F32: tl.constexpr,
     ) -> None:
         b = tl.program_id(0)
         h = tl.program_id(1)
@@ -70,6 +99,11 @@ if HAVE_TRITON:
         src = qkv_ptr + b * qkv_stride + h * D
         x1 = tl.load(src + d).to(tl.float32)
         x2 = tl.load(src + half + d).to(tl.float32)
+        if QK_NORM:  # RMSNorm over this head's D values, rounded to the model dtype as HF does
+            w_ptr = q_norm_ptr if h < NH else k_norm_ptr
+            inv = tl.rsqrt((tl.sum(x1 * x1, axis=0) + tl.sum(x2 * x2, axis=0)) / D + eps)
+            x1 = _norm_scale(x1 * inv, tl.load(w_ptr + d), qkv_ptr.dtype.element_ty, NORM_F32)
+            x2 = _norm_scale(x2 * inv, tl.load(w_ptr + half + d), qkv_ptr.dtype.element_ty, NORM_F32)
         # rotate_half(x) = [-x2, x1]
         o1 = x1 * c1 - x2 * s1
         o2 = x2 * c2 + x1 * s2
@@ -96,6 +130,7 @@ if HAVE_TRITON:
         n_cols,
         eps,
         HAS_DELTA: tl.constexpr,
+        NORM_F32: tl.constexpr,
         BLOCK: tl.constexpr,
     ) -> None:
         row = tl.program_id(0)
@@ -109,24 +144,20 @@ if HAVE_TRITON:
             tl.store(x_ptr + row * n_cols + cols, x, mask=valid)
         xf = x.to(tl.float32)
         var = tl.sum(xf * xf, axis=0) / n_cols
-        normed = (xf * tl.rsqrt(var + eps)).to(out_ptr.dtype.element_ty)
         w = tl.load(w_ptr + cols, mask=valid, other=0.0)
-        tl.store(
-            out_ptr + row * n_cols + cols,
-            (w.to(tl.float32) * normed.to(tl.float32)).to(out_ptr.dtype.element_ty),
-            mask=valid,
-        )
+        normed = _norm_scale(xf * tl.rsqrt(var + eps), w, out_ptr.dtype.element_ty, NORM_F32)
+        tl.store(out_ptr + row * n_cols + cols, normed.to(out_ptr.dtype.element_ty), mask=valid)
 
     @triton.jit
-    def _silu_mul_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
-        gu_ptr, gu_stride, out_ptr, inter, BLOCK: tl.constexpr
+    def _gate_mul_kernel(  # type: ignore[no-untyped-def]  # Triton reads the argument annotations
+        gu_ptr, gu_stride, out_ptr, inter, ACT: tl.constexpr, BLOCK: tl.constexpr
     ) -> None:
         row = tl.program_id(0)
         cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         valid = cols < inter
         g = tl.load(gu_ptr + row * gu_stride + cols, mask=valid, other=0.0).to(tl.float32)
         u = tl.load(gu_ptr + row * gu_stride + inter + cols, mask=valid, other=0.0).to(tl.float32)
-        act = (g * tl.sigmoid(g)).to(out_ptr.dtype.element_ty).to(tl.float32)
+        act = _gate_act(g, out_ptr.dtype.element_ty, ACT)
         tl.store(out_ptr + row * inter + cols, (act * u).to(out_ptr.dtype.element_ty), mask=valid)
 
 
@@ -209,7 +240,7 @@ if HAVE_TRITON:
             tl.load(col_ptr + tile * 4), tl.load(col_ptr + tile * 4 + 1), a_lo, a_hi, OUT_COLS, R, BK,
         )  # fmt: skip
         val = (base + acc).to(o_ptr.dtype.element_ty)
-        if ACT:
+        if ACT > 0:
             up = tl.load(y_ptr + rm[:, None] * y_stride + INTER + rn[None, :], mask=om, other=0.0).to(
                 tl.float32
             )
@@ -219,8 +250,7 @@ if HAVE_TRITON:
                 tl.load(col_ptr + tile * 4 + 2), tl.load(col_ptr + tile * 4 + 3), a_lo, a_hi, OUT_COLS, R, BK,
             )  # fmt: skip
             u = (up + acc_up).to(o_ptr.dtype.element_ty).to(tl.float32)
-            g = val.to(tl.float32)
-            a = (g * tl.sigmoid(g)).to(o_ptr.dtype.element_ty).to(tl.float32)
+            a = _gate_act(val.to(tl.float32), o_ptr.dtype.element_ty, ACT)
             val = (a * u).to(o_ptr.dtype.element_ty)
         tl.store(o_ptr + rm[:, None] * o_stride + rn[None, :], val, mask=om)
 
@@ -234,6 +264,8 @@ if HAVE_TRITON:
         slot_ptr,
         cache_len,
         scale,
+        softcap,
+        window,
         NH: tl.constexpr,
         NKV: tl.constexpr,
         G: tl.constexpr,
@@ -241,6 +273,8 @@ if HAVE_TRITON:
         D: tl.constexpr,
         BN: tl.constexpr,
         IEEE: tl.constexpr,
+        SOFTCAP: tl.constexpr,
+        WINDOW: tl.constexpr,
     ) -> None:
         b = tl.program_id(0)
         kvh = tl.program_id(1)
@@ -251,11 +285,13 @@ if HAVE_TRITON:
         q = tl.load(q_ptr + heads[:, None] * D + d[None, :], mask=g_ok[:, None], other=0.0)
         pad = tl.load(pad_ptr + b)
         slot = tl.load(slot_ptr)
+        if WINDOW:  # sliding window: only the last `window` positions (HF: key > query - window)
+            pad = tl.maximum(pad, slot - window + 1)
         m_i = tl.full((GP,), float("-inf"), dtype=tl.float32)
         l_i = tl.zeros((GP,), dtype=tl.float32)
         acc = tl.zeros((GP, D), dtype=tl.float32)
         cache = (b * NKV + kvh).to(tl.int64) * cache_len * D
-        # The first block holds position pad, which is live, so every row's max is finite from
+        # The first block holds position pad (or the window's first), which is live, so every row's max is finite from
         # the first block on (no NaN from an all-masked block).
         for n0 in range((pad // BN) * BN, slot + 1, BN):
             n = n0 + tl.arange(0, BN)
@@ -265,7 +301,10 @@ if HAVE_TRITON:
                 s = tl.dot(q, tl.trans(k), input_precision="ieee")
             else:
                 s = tl.dot(q, tl.trans(k))
-            s = tl.where(live[None, :], s * scale, float("-inf"))
+            s = s * scale
+            if SOFTCAP:  # Gemma 2: softcap * tanh(s / softcap), tanh(y) = 2 sigmoid(2y) - 1
+                s = softcap * (2.0 * tl.sigmoid(2.0 * s / softcap) - 1.0)
+            s = tl.where(live[None, :], s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
             p = tl.exp(s - m_new[:, None])
             alpha = tl.exp(m_i - m_new)
@@ -375,10 +414,11 @@ def lora_expand(
     *,
     block: int,
     act: bool,
+    activation: str = "silu",
 ) -> torch.Tensor:
     """y [M, out + K] = [x W^T | x A^T]; returns y[:, :out] + (y[:, out:] * mask) @ lora_b^T, [M, out].
 
-    With ``act`` the out columns are gate|up and the result is SiLU(gate) * up, [M, out / 2].
+    With ``act`` the out columns are gate|up and the result is ``activation``(gate) * up, [M, out / 2].
     ``col_ranges[bn]`` comes from ``lora_col_ranges(..., bn=bn)`` for the column tile of
     ``lora_tiles(M).shape(act)``; ``row_ranges`` from ``lora_row_ranges(..., bm)`` for its row tile.
     ``block`` is the width of one sub-module's block of K (all adapters' columns).
@@ -394,12 +434,13 @@ def lora_expand(
     _lora_expand_kernel[grid](
         y, y.stride(0), mask, mask.stride(0), lora_b, lora_b.stride(0), cols, row_ranges, out, out.stride(0),
         m, n, out_cols, out_cols // 2, block,
-        ACT=act, BM=tiles.bm, BN=bn, BK=LORA_BK, num_warps=warps,
+        ACT=ACTIVATIONS[activation] if act else 0, BM=tiles.bm, BN=bn, BK=LORA_BK, num_warps=warps,
     )  # fmt: skip
     return out
 
 
 ATTN_BN = 128  # cache positions per block of decode_attention (fastest of 32-128 on an H100)
+ATTN_BN_WIDE = 64  # for head_dim > 128 (Gemma's 256): K and V blocks of half the positions
 ATTN_WARPS = 4
 
 
@@ -411,22 +452,31 @@ def decode_attention(
     slot: torch.Tensor,
     out: torch.Tensor,
     *,
+    scale: float | None = None,
+    softcap: float | None = None,
+    window: int | None = None,
     bn: int | None = None,
     warps: int | None = None,
 ) -> torch.Tensor:
-    """q [B, NH, D], caches [B, NKV, L, D]: softmax(q k^T / sqrt(D)) v over positions pad..slot.
+    """q [B, NH, D], caches [B, NKV, L, D]: softmax(q k^T * scale) v over positions pad..slot.
 
     Writes and returns ``out`` [B, NH, D] (the same maths as SDPA with the decode mask).
-    ``bn`` positions per block and ``warps`` default to ``ATTN_BN`` and ``ATTN_WARPS``.
+    ``scale`` defaults to 1/sqrt(D); ``softcap`` caps scores to softcap * tanh(s / softcap);
+    ``window`` keeps only positions > slot - window (a sliding-window layer).
+    ``bn`` positions per block and ``warps`` default to ``ATTN_BN`` (``ATTN_BN_WIDE`` for D > 128)
+    and ``ATTN_WARPS``.
     """
     bsz, nh, hd = q.shape
     nkv, length = k_cache.shape[1], k_cache.shape[2]
     group = nh // nkv
     grid: Any = (bsz, nkv)
+    bn = bn or (ATTN_BN if hd <= 128 else ATTN_BN_WIDE)
     _decode_attention_kernel[grid](
-        q, k_cache, v_cache, out, pad, slot, length, hd**-0.5,
-        NH=nh, NKV=nkv, G=group, GP=max(16, triton.next_power_of_2(group)), D=hd, BN=bn or ATTN_BN,
-        IEEE=q.dtype == torch.float32, num_warps=warps or ATTN_WARPS,
+        q, k_cache, v_cache, out, pad, slot, length, hd**-0.5 if scale is None else scale,
+        softcap or 1.0, window or 0,
+        NH=nh, NKV=nkv, G=group, GP=max(16, triton.next_power_of_2(group)), D=hd, BN=bn,
+        IEEE=q.dtype == torch.float32, SOFTCAP=softcap is not None, WINDOW=window is not None,
+        num_warps=warps or ATTN_WARPS,
     )  # fmt: skip
     return out
 
@@ -443,35 +493,49 @@ def rope_kv(
     n_heads: int,
     n_kv: int,
     head_dim: int,
+    *,
+    qk_norm: tuple[torch.Tensor, torch.Tensor] | None = None,
+    eps: float = 1e-6,
+    norm_f32: bool = False,
 ) -> None:
-    """qkv [B, >= (nh+2nkv)*D] rows -> q_out [B, nh, D]; k, v written at ``slot`` of the caches."""
+    """qkv [B, >= (nh+2nkv)*D] rows -> q_out [B, nh, D]; k, v written at ``slot`` of the caches.
+
+    ``qk_norm`` (q weight, k weight), each [D]: RMSNorm each q and k head first (Qwen3, Gemma 3),
+    with ``norm_f32`` as in ``add_rmsnorm``.
+    """
     bsz = qkv.shape[0]
     grid: Any = (bsz, n_heads + n_kv)
+    q_norm, k_norm = qk_norm if qk_norm is not None else (cos, cos)
     _rope_kv_kernel[grid](
         qkv, qkv.stride(0), cos, sin, pad, slot, q_out, k_cache, v_cache, k_cache.shape[2],
-        NH=n_heads, NKV=n_kv, D=head_dim,
+        q_norm, k_norm, eps,
+        NH=n_heads, NKV=n_kv, D=head_dim, QK_NORM=qk_norm is not None, NORM_F32=norm_f32,
     )  # fmt: skip
 
 
 def add_rmsnorm(
-    x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, eps: float
+    x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, eps: float, *, norm_f32: bool = False
 ) -> torch.Tensor:
-    """x += delta (in place, when given); return RMSNorm(x) * weight. x [B, H] contiguous."""
+    """x += delta (in place, when given); return RMSNorm(x) * weight. x [B, H] contiguous.
+
+    Llama rounds the normalised x to the model dtype before the weight; with ``norm_f32`` (Gemma)
+    the product is taken in float32 with a float32 weight and rounded once.
+    """
     bsz, n_cols = x.shape
     out = torch.empty_like(x)
     grid: Any = (bsz,)
     _add_rmsnorm_kernel[grid](
         x, delta if delta is not None else x, delta.stride(0) if delta is not None else 0, weight, out,
-        n_cols, eps, HAS_DELTA=delta is not None, BLOCK=triton.next_power_of_2(n_cols),
+        n_cols, eps, HAS_DELTA=delta is not None, NORM_F32=norm_f32, BLOCK=triton.next_power_of_2(n_cols),
     )  # fmt: skip
     return out
 
 
-def silu_mul(gu: torch.Tensor, inter: int) -> torch.Tensor:
-    """gu [B, >= 2*inter] (gate | up) -> SiLU(gate) * up, [B, inter]."""
+def gate_mul(gu: torch.Tensor, inter: int, activation: str = "silu") -> torch.Tensor:
+    """gu [B, >= 2*inter] (gate | up) -> activation(gate) * up, [B, inter] (see ``ACTIVATIONS``)."""
     bsz = gu.shape[0]
     out = torch.empty(bsz, inter, device=gu.device, dtype=gu.dtype)
     block = 1024
     grid: Any = (bsz, triton.cdiv(inter, block))
-    _silu_mul_kernel[grid](gu, gu.stride(0), out, inter, BLOCK=block)
+    _gate_mul_kernel[grid](gu, gu.stride(0), out, inter, ACT=ACTIVATIONS[activation], BLOCK=block)
     return out

@@ -1,4 +1,4 @@
-"""A hand-written multi-LoRA decode engine for Llama-architecture models.
+"""A hand-written multi-LoRA decode engine for Llama-architecture models and their relatives.
 
 Why not ``generate()``: at batch 64 it spends its time launching small kernels and in
 Python (2.6k tok/s on an H100, 284 tok/s with 4 peft adapters mixed per batch). Here:
@@ -11,6 +11,10 @@ Python (2.6k tok/s on an H100, 284 tok/s with 4 peft adapters mixed per batch). 
   writes the same slot at each step, and a [B, L] position mask hides padding and the future;
 * on CUDA one whole decode step (embedding, layers, head, token choice, bookkeeping) is
   captured as a CUDA graph and replayed; on CPU the same step runs eagerly.
+
+Qwen2/2.5, Qwen3, Mistral, Gemma 2 and Gemma 3 (text) are the Llama layer with a few switches,
+each described by a :class:`Family` (see ``FAMILIES``); biases on q/k/v (Qwen2) need no switch:
+any linear's bias is fused with its weight.
 """
 
 from __future__ import annotations
@@ -30,11 +34,49 @@ from evalhub.generation.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = frozenset({"llama"})
+
 EMBEDDING, HEAD = "model.embed_tokens", "lm_head"  # module paths of LoRA on the embeddings / LM head
 #: Prompt tokens per row in one prefill forward: long prompts are prefilled in chunks of this many,
 #: so one chunk's activations (not the whole prompt's) are alive at once.
 DEFAULT_PREFILL_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class Family:
+    """What one model family changes in the Llama decoder layer (read from transformers'
+    ``models/<type>/modeling_<type>.py``). Numbers that vary per checkpoint (sliding window,
+    soft-capping values, query scale, rope tables) are read from the config by the engine."""
+
+    #: config attribute naming the MLP gate's activation
+    activation_key: str = "hidden_act"
+    #: RMSNorm on each q and k head before RoPE (Qwen3, Gemma 3)
+    qk_norm: bool = False
+    #: RMSNorm scales by (1 + w) in float32 and rounds once (Gemma); Llama rounds, then scales by w
+    gemma_norm: bool = False
+    #: RMSNorm on the attention output and on the MLP output too (Gemma 2 and 3)
+    sandwich_norms: bool = False
+    #: embeddings multiplied by sqrt(hidden_size), rounded to the model dtype (Gemma)
+    embed_scale: bool = False
+    #: tanh soft-capping of attention scores by config.attn_logit_softcapping (Gemma 2; Gemma 3's
+    #: attention does not pass it on)
+    attn_softcap: bool = False
+    #: sliding-window layers have their own RoPE table (Gemma 3: rope_local_base_freq)
+    local_rope: bool = False
+
+
+_GEMMA = Family(activation_key="hidden_activation", gemma_norm=True, sandwich_norms=True, embed_scale=True)
+FAMILIES: dict[str, Family] = {
+    "llama": Family(),
+    "mistral": Family(),  # a sliding window where config.sliding_window is set
+    "qwen2": Family(),  # q/k/v biases; sliding layers per config.layer_types where enabled
+    "qwen3": Family(qk_norm=True),
+    "gemma2": Family(**{**_GEMMA.__dict__, "attn_softcap": True}),
+    "gemma3_text": Family(**{**_GEMMA.__dict__, "qk_norm": True, "local_rope": True}),
+}
+SUPPORTED_MODEL_TYPES = frozenset(FAMILIES)
+
+#: HF activation names -> the engine's (and kernels.ACTIVATIONS') names
+_ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
 
 # Fused projection groups: (group name, block, [sub-module names]).
 _GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -43,22 +85,50 @@ _GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("gate_up", "mlp", ("gate_proj", "up_proj")),
     ("down", "mlp", ("down_proj",)),
 )
+_LAYER_TYPES = {"full_attention", "sliding_attention"}
+
+
+def layer_windows(config: Any) -> list[int | None]:
+    """Each layer's sliding window (None: full attention), as transformers builds the masks.
+
+    Gemma 2/3 and Qwen2/3 name each layer's kind in ``layer_types``; Mistral slides every layer
+    when ``sliding_window`` is set.
+    """
+    n = int(config.num_hidden_layers)
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return [int(window) if t == "sliding_attention" and window else None for t in types[:n]]
+    return [int(window) if window else None] * n
+
+
+def _rope_types(config: Any) -> set[str]:
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if not isinstance(rope, dict):
+        return set()
+    # Gemma 3 keeps one parameter set per layer type.
+    sets = [v for v in rope.values() if isinstance(v, dict)] or [rope]
+    return {str(r.get("rope_type", r.get("type", "default"))) for r in sets}
 
 
 def unsupported_reason(model: torch.nn.Module, adapters: dict[str, LoraAdapter]) -> str | None:
     """Why the fast engine cannot serve this model/adapters (None if it can)."""
     config: Any = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        return f"model_type {model_type!r} is not Llama"
-    if getattr(config, "hidden_act", "silu") != "silu":
-        return f"hidden_act {config.hidden_act!r} is not silu"
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    if isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) in {
-        "dynamic",
-        "longrope",
-    }:
-        return f"rope type {rope.get('rope_type')!r} depends on the sequence length"
+    family = FAMILIES.get(str(model_type))
+    if family is None:
+        return f"model_type {model_type!r} is not one of the fast engine's families {sorted(FAMILIES)}"
+    act = getattr(config, family.activation_key, "silu")
+    if act not in _ACTIVATIONS:
+        return f"{family.activation_key} {act!r} is not one of {sorted(_ACTIVATIONS)}"
+    dynamic = _rope_types(config) & {"dynamic", "longrope"}
+    if dynamic:
+        return f"rope type {sorted(dynamic)[0]!r} depends on the sequence length"
+    if getattr(config, "use_bidirectional_attention", False):
+        return "use_bidirectional_attention is set (the engine decodes causally)"
+    other = set(getattr(config, "layer_types", None) or ()) - _LAYER_TYPES
+    if other:
+        return f"layer_types {sorted(other)} (only full and sliding-window attention)"
     known = {
         f"model.layers.{i}.{blk}.{sub}"
         for i in range(config.num_hidden_layers)
@@ -74,6 +144,10 @@ def unsupported_reason(model: torch.nn.Module, adapters: dict[str, LoraAdapter])
             )
         if adapter.unsupported:
             return f"adapter {adapter.name!r} uses {adapter.unsupported[:3]} (not plain LoRA)"
+        if family.embed_scale and EMBEDDING in adapter.modules:
+            # Gemma 2 scales embed_tokens' output (LoRA included) in the model, Gemma 3 inside the
+            # embedding module (LoRA delta not scaled): not checked against peft here, so refused.
+            return f"adapter {adapter.name!r} has embed_tokens LoRA on a Gemma model (scaled embeddings)"
         extra = set(adapter.modules) - known
         if extra:
             return (
@@ -116,8 +190,19 @@ class _Linear:
 @dataclass
 class _Layer:
     in_norm: torch.Tensor
-    post_norm: torch.Tensor
+    post_norm: torch.Tensor  # the norm before the MLP (Gemma: pre_feedforward_layernorm)
     linears: dict[str, _Linear]
+    cos: torch.Tensor  # [max positions, head_dim] RoPE table (shared by layers of one kind)
+    sin: torch.Tensor
+    window: int | None = None  # sliding window (keys > query - window), None: full attention
+    q_norm: torch.Tensor | None = None  # per-head q/k RMSNorm weights (Qwen3, Gemma 3)
+    k_norm: torch.Tensor | None = None
+    attn_out_norm: torch.Tensor | None = None  # Gemma: post_attention_layernorm on the o output
+    mlp_out_norm: torch.Tensor | None = None  # Gemma: post_feedforward_layernorm on the MLP output
+
+    @property
+    def qk_norms(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None if self.q_norm is None or self.k_norm is None else (self.q_norm, self.k_norm)
 
 
 @dataclass
@@ -143,7 +228,7 @@ class _BatchState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class LlamaEngine:
+class FastEngine:
     """Prefill + decode for a batch of left-padded prompts with per-row adapters."""
 
     def __init__(
@@ -164,6 +249,8 @@ class LlamaEngine:
             raise ValueError(f"prefill_chunk must be >= 1, not {prefill_chunk}")
         #: Prompt tokens per row prefilled in one forward; longer prompts go in chunks.
         self.prefill_chunk = int(prefill_chunk)
+        self.family = FAMILIES[config.model_type]
+        self.activation = _ACTIVATIONS[getattr(config, self.family.activation_key, "silu")]
         self.device = device
         self.dtype = dtype
         self.n_heads = int(config.num_attention_heads)
@@ -172,6 +259,12 @@ class LlamaEngine:
         self.hidden = int(config.hidden_size)
         self.eps = float(config.rms_norm_eps)
         self.max_positions = int(config.max_position_embeddings)
+        scalar = getattr(config, "query_pre_attn_scalar", None)  # Gemma: scores * scalar^-0.5
+        self.scale = float(scalar) ** -0.5 if scalar else self.head_dim**-0.5
+        cap = getattr(config, "attn_logit_softcapping", None) if self.family.attn_softcap else None
+        self.attn_softcap: float | None = float(cap) if cap else None
+        cap = getattr(config, "final_logit_softcapping", None)
+        self.final_softcap: float | None = float(cap) if cap else None
         self.use_cuda_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
         if attention not in {"auto", "triton", "grouped", "gqa", "bmm"}:
             raise ValueError("attention must be 'auto', 'triton', 'grouped', 'gqa' or 'bmm'")
@@ -188,6 +281,8 @@ class LlamaEngine:
             attention = "triton" if self.fused_kernels and pow2_head else "gqa"
         if attention == "triton" and not pow2_head:
             raise ValueError(f"attention='triton' needs a power-of-two head_dim >= 16, not {self.head_dim}")
+        if self.attn_softcap is not None and attention in {"grouped", "bmm"}:
+            raise ValueError(f"attention={attention!r} cannot soft-cap scores; use 'triton' or 'gqa'")
         self.attention = attention
         # A batch whose rows all use one adapter runs on base+delta merged weights (one extra
         # weight copy, re-merged in place when the adapter changes): base-model speed.
@@ -211,9 +306,19 @@ class LlamaEngine:
         def param(t: torch.Tensor) -> torch.Tensor:
             return t.detach().to(device=device, dtype=dtype).contiguous()
 
+        def norm(module: Any) -> torch.Tensor:
+            # Gemma's (1 + w), folded in once, kept in float32 as Gemma's RMSNorm computes it.
+            if self.family.gemma_norm:
+                return (1.0 + module.weight.detach().float()).to(device).contiguous()
+            return param(module.weight)
+
         inner: Any = model.model
         self.embed = param(inner.embed_tokens.weight)
-        self.final_norm = param(inner.norm.weight)
+        # Gemma multiplies the embeddings by sqrt(hidden) rounded to the model dtype.
+        self.embed_scale = (
+            torch.tensor(self.hidden**0.5, dtype=dtype, device=device) if self.family.embed_scale else None
+        )
+        self.final_norm = norm(inner.norm)
         head_module: Any = model.get_output_embeddings()  # type: ignore[operator]
         self.lm_head = param(head_module.weight)
         # LoRA on the LM head: a fused linear like the others (base rows + LoRA A rows).
@@ -234,6 +339,8 @@ class LlamaEngine:
                     table[:, off : off + lora.rank] = lora.a.float().t()
                     lora_b[:, off : off + lora.rank] = lora.b.float() * lora.scale
             self.embed_lora = (param(table), param(lora_b))
+        tables = self._rope_tables(inner, config)
+        windows = layer_windows(config)
         self.layers: list[_Layer] = []
         for i, layer in enumerate(inner.layers):
             linears = {}
@@ -241,22 +348,44 @@ class LlamaEngine:
                 modules = [getattr(getattr(layer, block), sub) for sub in subs]
                 names = [f"model.layers.{i}.{block}.{sub}" for sub in subs]
                 linears[group] = self._fuse(modules, names, adapters, param, act=group == "gate_up")
+            attn, sandwich = layer.self_attn, self.family.sandwich_norms
+            cos, sin = tables[config.layer_types[i] if self.family.local_rope else "full_attention"]
             self.layers.append(
                 _Layer(
-                    in_norm=param(layer.input_layernorm.weight),
-                    post_norm=param(layer.post_attention_layernorm.weight),
+                    in_norm=norm(layer.input_layernorm),
+                    post_norm=norm(
+                        layer.pre_feedforward_layernorm if sandwich else layer.post_attention_layernorm
+                    ),
                     linears=linears,
+                    cos=cos,
+                    sin=sin,
+                    window=windows[i],
+                    q_norm=norm(attn.q_norm) if self.family.qk_norm else None,
+                    k_norm=norm(attn.k_norm) if self.family.qk_norm else None,
+                    attn_out_norm=norm(layer.post_attention_layernorm) if sandwich else None,
+                    mlp_out_norm=norm(layer.post_feedforward_layernorm) if sandwich else None,
                 )
             )
-        # cos/sin tables from the model's own rotary module, so every rope_scaling type HF
-        # implements (linear, llama3, yarn, ...) gives the same angles here.
-        rope_device = inner.rotary_emb.inv_freq.device
+        self.windows = sorted({w for w in windows if w is not None})
+        self.positions = torch.arange(self.max_positions, device=device)
+
+    def _rope_tables(self, inner: Any, config: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """cos/sin [max positions, head_dim] per layer kind, from the model's own rotary module,
+        so every rope type HF implements (linear, llama3, yarn, ...) gives the same angles here.
+        One table for all layers, except Gemma 3's own table for its sliding-window layers."""
+        rotary = inner.rotary_emb
+        rope_device = next(iter(rotary.buffers())).device
         positions = torch.arange(self.max_positions, device=rope_device).unsqueeze(0)
         probe = torch.zeros(1, dtype=torch.float32, device=rope_device)
-        cos, sin = inner.rotary_emb(probe, positions)
-        self.cos = cos[0].to(device=device, dtype=dtype).contiguous()
-        self.sin = sin[0].to(device=device, dtype=dtype).contiguous()
-        self.positions = torch.arange(self.max_positions, device=device)
+        kinds = sorted(set(config.layer_types)) if self.family.local_rope else ["full_attention"]
+        tables = {}
+        for kind in kinds:
+            cos, sin = rotary(probe, positions, kind) if self.family.local_rope else rotary(probe, positions)
+            tables[kind] = (
+                cos[0].to(device=self.device, dtype=self.dtype).contiguous(),
+                sin[0].to(device=self.device, dtype=self.dtype).contiguous(),
+            )
+        return tables
 
     def _fuse(
         self,
@@ -320,15 +449,53 @@ class LlamaEngine:
     # ---- building blocks -------------------------------------------------------------------
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # Same arithmetic as LlamaRMSNorm (float32 statistics, weight applied in model dtype).
+        # Same arithmetic as LlamaRMSNorm (float32 statistics, weight applied in model dtype),
+        # or Gemma's (float32 weight 1 + w, one rounding at the end).
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.family.gemma_norm:
+            return (h * weight).to(x.dtype)
         return weight * h.to(x.dtype)
+
+    def _add_norm(self, x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
+        """The fused path's residual add + RMSNorm (x updated in place)."""
+        return kernels.add_rmsnorm(x, delta, weight, self.eps, norm_f32=self.family.gemma_norm)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T * scale + mask) v; q [B, H, T, D], k/v [B, KV, S, D] (H a multiple of KV);
+        ``mask`` boolean (True: visible) or additive, broadcastable to [B, H, T, S]."""
+        if self.attn_softcap is None:
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=q.shape[1] != k.shape[1]
+            )
+        # Gemma 2's soft-capped scores, which SDPA cannot do: HF's eager attention.
+        group = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        scores = torch.matmul(q, k.transpose(2, 3)) * self.scale
+        scores = torch.tanh(scores / self.attn_softcap) * self.attn_softcap
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), v)
+
+    def _windowed(self, mask: torch.Tensor, queries: torch.Tensor) -> dict[int | None, torch.Tensor]:
+        """The boolean mask [..., T, S] and, per sliding window w, the same mask restricted to keys
+        > query - w (``queries`` [T]: the queries' cache slots; keys are slots 0..S-1)."""
+        keys = self.positions[: mask.shape[-1]]
+        out: dict[int | None, torch.Tensor] = {None: mask}
+        for w in self.windows:
+            out[w] = mask & (keys.view(1, -1) > queries.view(-1, 1) - w)
+        return out
+
+    def _qk_norm(self, qk: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        """qk [..., nh + nkv, D]: the per-head RMSNorm of q and of k (Qwen3, Gemma 3), or qk."""
+        if layer.qk_norms is None:
+            return qk
+        nh, (q_norm, k_norm) = self.n_heads, layer.qk_norms
+        return torch.cat([self._norm(qk[..., :nh, :], q_norm), self._norm(qk[..., nh:, :], k_norm)], dim=-2)
 
     def _linear(self, x: torch.Tensor, lin: _Linear, st: _BatchState, *, act: bool = False) -> torch.Tensor:
         """x [N, in] -> [N, out], base weight plus each row's own adapter delta.
 
-        With ``act`` the layer is gate|up and SiLU(gate) * up, [N, out / 2], is returned.
+        With ``act`` the layer is gate|up and act(gate) * up, [N, out / 2], is returned.
         """
         if st.mode == "mixed" and lin.lora_b is not None:
             y = F.linear(x, lin.weight, lin.bias)
@@ -339,8 +506,9 @@ class LlamaEngine:
                 assert lin.col_ranges is not None
                 rows = st.row_ranges if decode else st.extra["prefill_row_ranges"]
                 return kernels.lora_expand(
-                    y, lin.out, mask, lin.lora_b, lin.col_ranges, rows, block=self.lora_cols, act=act
-                )
+                    y, lin.out, mask, lin.lora_b, lin.col_ranges, rows, block=self.lora_cols, act=act,
+                    activation=self.activation,
+                )  # fmt: skip
             h = y[:, lin.out :] * mask
             out = torch.addmm(y[:, : lin.out], h, lin.lora_b.t())
         else:
@@ -350,8 +518,13 @@ class LlamaEngine:
             return out
         inter = out.shape[-1] // 2
         if self.fused_kernels:
-            return kernels.silu_mul(out, inter)
-        return F.silu(out[:, :inter]) * out[:, inter:]
+            return kernels.gate_mul(out, inter, self.activation)
+        gate = (
+            F.silu(out[:, :inter])
+            if self.activation == "silu"
+            else F.gelu(out[:, :inter], approximate="tanh")
+        )
+        return gate * out[:, inter:]
 
     def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         half = x.shape[-1] // 2
@@ -363,32 +536,38 @@ class LlamaEngine:
         x: torch.Tensor,
         st: _BatchState,
         *,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        pos: torch.Tensor,
         mask: torch.Tensor,
         write: slice | torch.Tensor,
     ) -> torch.Tensor:
-        """Run all layers on x [B, T, hidden]: prefill of slots ``write`` (a slice), or one decode step."""
+        """Run all layers on x [B, T, hidden]: prefill of cache slots ``write`` (a slice: one chunk,
+        attending to the cache so far and itself), or one decode step.
+
+        ``pos`` [B, T]: each token's RoPE position; ``mask`` [B, 1, T, S] boolean, True: visible.
+        """
         bsz, t, _ = x.shape
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         q_size, kv_size = nh * hd, nkv * hd
+        queries = self.positions[write] if isinstance(write, slice) else write
+        masks = self._windowed(mask, queries)
+        rope: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
+            if id(layer.cos) not in rope:
+                rope[id(layer.cos)] = (layer.cos[pos].unsqueeze(2), layer.sin[pos].unsqueeze(2))
+            cos, sin = rope[id(layer.cos)]
             h = self._norm(x, layer.in_norm).view(bsz * t, self.hidden)
             qkv = self._linear(h, layer.linears["qkv"], st).view(bsz, t, q_size + 2 * kv_size)
-            qk = qkv[..., : q_size + kv_size].view(bsz, t, nh + nkv, hd)
-            qk = self._rope(qk, cos.unsqueeze(2), sin.unsqueeze(2))
+            qk = self._qk_norm(qkv[..., : q_size + kv_size].view(bsz, t, nh + nkv, hd), layer)
+            qk = self._rope(qk, cos, sin)
             q = qk[:, :, :nh]
             k = qk[:, :, nh:].transpose(1, 2)
             v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
+            mask = masks[layer.window]
             if isinstance(write, slice):  # prefill chunk: attend over the cache so far + the chunk
                 k_cache[:, :, write] = k
                 v_cache[:, :, write] = v
-                attn = F.scaled_dot_product_attention(
-                    q.transpose(1, 2),
-                    k_cache[:, :, : write.stop],
-                    v_cache[:, :, : write.stop],
-                    attn_mask=mask,
-                    enable_gqa=nh != nkv,
+                attn = self._attend(
+                    q.transpose(1, 2), k_cache[:, :, : write.stop], v_cache[:, :, : write.stop], mask
                 ).transpose(1, 2)
             else:
                 k_cache.index_copy_(2, write, k)
@@ -396,36 +575,43 @@ class LlamaEngine:
                 if self.attention == "grouped":
                     # Query heads that share a KV head become "positions" of one group: no
                     # K/V expansion, one SDPA over [B, KV, group, D] x [B, KV, L, D].
-                    qg = q.reshape(bsz, nkv, nh // nkv, hd)
-                    attn = F.scaled_dot_product_attention(qg, k_cache, v_cache, attn_mask=mask)
+                    attn = self._attend(q.reshape(bsz, nkv, nh // nkv, hd), k_cache, v_cache, mask)
                 else:
-                    attn = F.scaled_dot_product_attention(
-                        q.transpose(1, 2), k_cache, v_cache, attn_mask=mask, enable_gqa=nh != nkv
-                    )
-            attn2d = attn.reshape(bsz * t, q_size)
-            x = x + self._linear(attn2d, layer.linears["o"], st).view(bsz, t, self.hidden)
+                    attn = self._attend(q.transpose(1, 2), k_cache, v_cache, mask)
+            o = self._linear(attn.reshape(bsz * t, q_size), layer.linears["o"], st)
+            if layer.attn_out_norm is not None:
+                o = self._norm(o, layer.attn_out_norm)
+            x = x + o.view(bsz, t, self.hidden)
             h = self._norm(x, layer.post_norm).view(bsz * t, self.hidden)
             act = self._linear(h, layer.linears["gate_up"], st, act=True)
-            x = x + self._linear(act, layer.linears["down"], st).view(bsz, t, self.hidden)
+            down = self._linear(act, layer.linears["down"], st)
+            if layer.mlp_out_norm is not None:
+                down = self._norm(down, layer.mlp_out_norm)
+            x = x + down.view(bsz, t, self.hidden)
         return x
 
     def _embed(self, ids: torch.Tensor, st: _BatchState) -> torch.Tensor:
-        """Token embeddings [*ids.shape, hidden], with each row's embedding LoRA where there is one."""
+        """Token embeddings [*ids.shape, hidden], with each row's embedding LoRA where there is one
+        (Gemma: then scaled, as the model scales embed_tokens' output, LoRA included)."""
         if self.embed_lora is None or st.mode == "base":
-            return F.embedding(ids, self.embed)
-        if st.mode == "merged":
-            return F.embedding(ids, self.merged_embed if self.merged_embed is not None else self.embed)
-        table, lora_b = self.embed_lora
-        flat = ids.reshape(-1)
-        mask = st.masks[1] if ids.dim() == 1 else st.extra["prefill_masks"][1]
-        x = torch.addmm(F.embedding(flat, self.embed), F.embedding(flat, table) * mask, lora_b.t())
-        return x.view(*ids.shape, self.hidden)
+            x = F.embedding(ids, self.embed)
+        elif st.mode == "merged":
+            x = F.embedding(ids, self.merged_embed if self.merged_embed is not None else self.embed)
+        else:
+            table, lora_b = self.embed_lora
+            flat = ids.reshape(-1)
+            mask = st.masks[1] if ids.dim() == 1 else st.extra["prefill_masks"][1]
+            x = torch.addmm(F.embedding(flat, self.embed), F.embedding(flat, table) * mask, lora_b.t())
+            x = x.view(*ids.shape, self.hidden)
+        return x if self.embed_scale is None else x * self.embed_scale
 
     def _head(self, h: torch.Tensor, st: _BatchState) -> torch.Tensor:
-        """Logits [B, vocab] of the final-normed hidden states h [B, hidden], with LM-head LoRA."""
-        if self.head is None:
-            return F.linear(h, self.lm_head)
-        return self._linear(h, self.head, st)
+        """Normed hidden states -> logits, with LM-head LoRA (Gemma: soft-capped by
+        final_logit_softcapping)."""
+        logits = F.linear(h, self.lm_head) if self.head is None else self._linear(h, self.head, st)
+        if self.final_softcap is not None:
+            logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
+        return logits
 
     def _logits(self, x_last: torch.Tensor, st: _BatchState) -> torch.Tensor:
         return self._head(self._norm(x_last, self.final_norm), st)
@@ -502,13 +688,11 @@ class LlamaEngine:
             self._decode_step_fused(st)
             return
         x = self._embed(st.tok, st).unsqueeze(1)  # [B, 1, H]
-        pos = (st.slot - st.pad).clamp(min=0)
-        cos = self.cos[pos].unsqueeze(1)
-        sin = self.sin[pos].unsqueeze(1)
+        pos = (st.slot - st.pad).clamp(min=0).view(st.batch, 1)
         keys = self.positions[: st.length]
         valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)  # [B, L]
         mask = valid.view(st.batch, 1, 1, st.length)
-        x = self._layers(x, st, cos=cos, sin=sin, mask=mask, write=st.slot.view(1))
+        x = self._layers(x, st, pos=pos, mask=mask, write=st.slot.view(1))
         tok = self._choose(self._logits(x[:, 0], st), st)
         st.tok.copy_(tok)
         st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
@@ -519,13 +703,15 @@ class LlamaEngine:
         """The decode step with Triton kernels: same maths, ~17 kernels per layer instead of ~40."""
         bsz, nh, nkv, hd = st.batch, self.n_heads, self.n_kv, self.head_dim
         x = self._embed(st.tok, st)  # [B, H]; the residual stream, updated in place
-        mask = mask_bkv = None
-        if self.attention != "triton":  # the Triton kernel reads pad and slot itself
+        masks: dict[int | None, torch.Tensor] = {}
+        if self.attention != "triton":  # the Triton kernel reads pad, slot and window itself
             keys = self.positions[: st.length]
             valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)
             zero = torch.zeros((), device=self.device, dtype=self.dtype)
-            mask = torch.where(valid, zero, torch.full_like(zero, float("-inf"))).view(bsz, 1, 1, st.length)
-            mask_bkv = mask.expand(bsz, nkv, 1, st.length).reshape(bsz * nkv, 1, st.length)
+            masks = {
+                w: torch.where(m, zero, torch.full_like(zero, float("-inf"))).view(bsz, 1, 1, st.length)
+                for w, m in self._windowed(valid, st.slot.view(1)).items()
+            }
         q = st.extra.get("q")
         if q is None:
             q = st.extra["q"] = torch.empty(bsz, nh, hd, device=self.device, dtype=self.dtype)
@@ -533,33 +719,39 @@ class LlamaEngine:
         attn_out = st.extra["attn_out"]
         pending: torch.Tensor | None = None
         for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
-            h = kernels.add_rmsnorm(x, pending, layer.in_norm, self.eps)
+            h = self._add_norm(x, pending, layer.in_norm)
             qkv = self._linear(h, layer.linears["qkv"], st)
-            kernels.rope_kv(qkv, self.cos, self.sin, st.pad, st.slot, q, k_cache, v_cache, nh, nkv, hd)
+            kernels.rope_kv(
+                qkv, layer.cos, layer.sin, st.pad, st.slot, q, k_cache, v_cache, nh, nkv, hd,
+                qk_norm=layer.qk_norms, eps=self.eps, norm_f32=self.family.gemma_norm,
+            )  # fmt: skip
             if self.attention == "triton":
-                attn = kernels.decode_attention(q, k_cache, v_cache, st.pad, st.slot, attn_out)
+                attn = kernels.decode_attention(
+                    q, k_cache, v_cache, st.pad, st.slot, attn_out,
+                    scale=self.scale, softcap=self.attn_softcap, window=layer.window,
+                )  # fmt: skip
             elif self.attention == "grouped":
-                attn = F.scaled_dot_product_attention(
-                    q.view(bsz, nkv, nh // nkv, hd), k_cache, v_cache, attn_mask=mask
-                )
+                attn = self._attend(q.view(bsz, nkv, nh // nkv, hd), k_cache, v_cache, masks[layer.window])
             elif self.attention == "bmm":
-                assert mask_bkv is not None
+                mask_bkv = masks[layer.window].expand(bsz, nkv, 1, st.length).reshape(bsz * nkv, 1, st.length)
                 scores = torch.baddbmm(
                     mask_bkv,
                     q.view(bsz * nkv, nh // nkv, hd),
                     k_cache.view(bsz * nkv, st.length, hd).transpose(1, 2),
-                    alpha=hd**-0.5,
+                    alpha=self.scale,
                 )
                 attn = torch.bmm(torch.softmax(scores, dim=-1), v_cache.view(bsz * nkv, st.length, hd))
             else:
-                attn = F.scaled_dot_product_attention(
-                    q.view(bsz, nh, 1, hd), k_cache, v_cache, attn_mask=mask, enable_gqa=nh != nkv
-                )
+                attn = self._attend(q.view(bsz, nh, 1, hd), k_cache, v_cache, masks[layer.window])
             o = self._linear(attn.reshape(bsz, nh * hd), layer.linears["o"], st)
-            h = kernels.add_rmsnorm(x, o, layer.post_norm, self.eps)
+            if layer.attn_out_norm is not None:
+                o = self._add_norm(o, None, layer.attn_out_norm)
+            h = self._add_norm(x, o, layer.post_norm)
             act = self._linear(h, layer.linears["gate_up"], st, act=True)
             pending = self._linear(act, layer.linears["down"], st)
-        h = kernels.add_rmsnorm(x, pending, self.final_norm, self.eps)
+            if layer.mlp_out_norm is not None:
+                pending = self._add_norm(pending, None, layer.mlp_out_norm)
+        h = self._add_norm(x, pending, self.final_norm)
         tok = self._choose(self._head(h, st), st)
         st.tok.copy_(tok)
         st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
@@ -691,8 +883,7 @@ class LlamaEngine:
         x = self._layers(
             self._embed(ids, st),
             st,
-            cos=self.cos[pos],
-            sin=self.sin[pos],
+            pos=pos,
             mask=visible.unsqueeze(1),
             write=slice(begin, end),
         )
@@ -749,16 +940,22 @@ class LlamaEngine:
         group = nh // nkv
         q_size, kv_size = nh * hd, nkv * hd
         x = self._embed(ids, st).view(bsz * t, self.hidden)
-        cos, sin = self.cos[pos].unsqueeze(2), self.sin[pos].unsqueeze(2)
         zero = torch.zeros((), device=self.device, dtype=self.dtype)
-        bias = torch.where(visible, zero, torch.full_like(zero, float("-inf")))  # [B, T, S]
-        # Query heads sharing a KV head are stacked along the query axis: [B, KV, G*T, D].
-        bias = bias.unsqueeze(1).expand(bsz, group, t, end).reshape(bsz, 1, group * t, end)
+        biases = {}
+        for w, seen in self._windowed(visible, self.positions[begin:end]).items():  # [B, T, S] each
+            bias = torch.where(seen, zero, torch.full_like(zero, float("-inf")))
+            # Query heads sharing a KV head are stacked along the query axis: [B, KV, G*T, D].
+            biases[w] = bias.unsqueeze(1).expand(bsz, group, t, end).reshape(bsz, 1, group * t, end)
+        rope: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pending: torch.Tensor | None = None
         for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
-            h = kernels.add_rmsnorm(x, pending, layer.in_norm, self.eps)
+            if id(layer.cos) not in rope:
+                rope[id(layer.cos)] = (layer.cos[pos].unsqueeze(2), layer.sin[pos].unsqueeze(2))
+            cos, sin = rope[id(layer.cos)]
+            h = self._add_norm(x, pending, layer.in_norm)
             qkv = self._linear(h, layer.linears["qkv"], st).view(bsz, t, q_size + 2 * kv_size)
-            qk = self._rope(qkv[..., : q_size + kv_size].view(bsz, t, nh + nkv, hd), cos, sin)
+            qk = self._qk_norm(qkv[..., : q_size + kv_size].view(bsz, t, nh + nkv, hd), layer)
+            qk = self._rope(qk, cos, sin)
             k = qk[:, :, nh:].transpose(1, 2)
             v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
             k_cache[:, :, begin:end] = k
@@ -769,15 +966,19 @@ class LlamaEngine:
                 .permute(0, 2, 3, 1, 4)
                 .reshape(bsz, nkv, group * t, hd)
             )
-            attn = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=bias)
+            attn = self._attend(q, k_cache[:, :, :end], v_cache[:, :, :end], biases[layer.window])
             attn = attn.view(bsz, nkv, group, t, hd).permute(0, 3, 1, 2, 4).reshape(bsz * t, q_size)
             o = self._linear(attn, layer.linears["o"], st)
-            h = kernels.add_rmsnorm(x, o, layer.post_norm, self.eps)
+            if layer.attn_out_norm is not None:
+                o = self._add_norm(o, None, layer.attn_out_norm)
+            h = self._add_norm(x, o, layer.post_norm)
             act = self._linear(h, layer.linears["gate_up"], st, act=True)
             pending = self._linear(act, layer.linears["down"], st)
+            if layer.mlp_out_norm is not None:
+                pending = self._add_norm(pending, None, layer.mlp_out_norm)
         assert pending is not None
         last = x.view(bsz, t, self.hidden)[:, -1].contiguous()
-        h = kernels.add_rmsnorm(last, pending.view(bsz, t, self.hidden)[:, -1], self.final_norm, self.eps)
+        h = self._add_norm(last, pending.view(bsz, t, self.hidden)[:, -1].contiguous(), self.final_norm)
         return self._head(h, st)
 
     def advance(self, st: _BatchState, steps: int) -> None:
@@ -787,3 +988,7 @@ class LlamaEngine:
                 st.graph.replay()
             else:
                 self._decode_step(st)
+
+
+#: The engine's name before it served more than Llama.
+LlamaEngine = FastEngine

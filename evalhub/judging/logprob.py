@@ -1,5 +1,6 @@
-"""A pairwise judge that reads the log-probabilities of the answer tokens "A" and "B" from a local
-causal LM (optionally with a LoRA adapter), loaded through the generation package, in both orders.
+"""A judge that reads the log-probabilities of the answer tokens "A" and "B" from a local causal LM
+(optionally with a LoRA adapter), loaded through the generation package: pairs in both orders, and
+single outputs against a rubric (pass is answer A, fail answer B: the same single-token answers).
 
 No Django here: the services in ``evalhub.judging.services`` store what this returns. Reading the
 next-token distribution instead of parsing free text means the answer is never guessed from prose;
@@ -12,7 +13,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,16 @@ _PROMPT = (
     "Which answer is better under the rubric? Reply with A or B.\n"
     "Better answer:"
 )
+#: Bumped with the single-output prompt below (part of the judge's version, like PROMPT_VERSION).
+OUTPUT_PROMPT_VERSION = "1"
+_OUTPUT_PROMPT = (
+    "You check one answer against a rubric.\n"
+    "Rubric:\n{rubric}\n\n"
+    "Task:\n{case}\n\n"
+    "Answer:\n{output}\n\n"
+    "Does the answer meet the rubric? Reply with A if it passes, B if it fails.\n"
+    "Verdict:"
+)
 
 
 class JudgeContextError(GenerationError):
@@ -52,6 +63,31 @@ class OrderJudgement:
     preference: Preference
     prob_a: float | None
     latency_ms: float
+    #: Per-criterion scores when the judge gives them (the HTTP judge's JSON answer).
+    scores: dict[str, float] = field(default_factory=dict)
+    #: Why there is no usable answer (timeout, HTTP 429 after the retries, refusal); "" when it answered.
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class OutputJudgement:
+    """One output judged against a rubric. ``passed`` is None when the answer was unparseable (the
+    model put almost no probability on either answer token): never a guessed pass or fail.
+    ``prob_pass`` is the probability of "passes" among the two answers; ``score`` the same in [0, 1]
+    (promptfoo's score, compared with an assertion's threshold). An HTTP judge that could not be
+    reached gives ``passed=None`` too, and ``reason`` says which."""
+
+    prompt: str
+    raw_output: str
+    passed: bool | None  # None = unparseable
+    prob_pass: float | None
+    score: float | None
+    reason: str
+    latency_ms: float
+
+
+def output_prompt(*, rubric: str, case: str, output: str) -> str:
+    return _OUTPUT_PROMPT.format(rubric=rubric.strip(), case=case.strip(), output=output.strip())
 
 
 def judge_prompt(*, rubric: str, case: str, first: str, second: str) -> str:
@@ -100,6 +136,7 @@ class LogprobJudge:
         self.name = base.name if adapter_dir is None else f"{base.name}+{Path(adapter_dir).name}"
         fingerprint = {
             "prompt": PROMPT_VERSION,
+            "output_prompt": OUTPUT_PROMPT_VERSION,
             "base": _folder_fingerprint(base),
             "adapter": _folder_fingerprint(Path(adapter_dir)) if adapter_dir is not None else None,
         }
@@ -121,20 +158,43 @@ class LogprobJudge:
         return ids
 
     @torch.inference_mode()
+    def _answer_logprobs(self, ids: list[int]) -> tuple[float, float, int, float]:
+        """Log-probabilities of the answers A and B as the next token, the top token, and the latency."""
+        started = time.perf_counter()
+        logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        latency_ms = (time.perf_counter() - started) * 1000
+        lp_a, lp_b = (float(logprobs[i]) for i in self.answer_ids)
+        return lp_a, lp_b, int(torch.argmax(logits)), latency_ms
+
+    def judge_output(self, *, rubric: str, case: str, output: str) -> OutputJudgement:
+        """One output against ``rubric``: passes (answer A) or fails (answer B), read from the answer
+        tokens' log-probabilities. A prompt the context cannot hold raises ``JudgeContextError``."""
+        prompt = output_prompt(rubric=rubric, case=case, output=output)
+        ids = self.check_fits(prompt)
+        lp_pass, lp_fail, top, latency_ms = self._answer_logprobs(ids)
+        raw = json.dumps({"logprob_pass": lp_pass, "logprob_fail": lp_fail, "top_token": top})
+        mass = math.exp(lp_pass) + math.exp(lp_fail)
+        if not math.isfinite(mass) or mass < self.min_answer_mass:
+            reason = (
+                f"unparseable: the judge put {mass:.4f} of its probability on the answers "
+                f"(at least {self.min_answer_mass} needed)"
+            )
+            return OutputJudgement(prompt, raw, None, None, None, reason, latency_ms)
+        prob_pass = 1 / (1 + math.exp(lp_fail - lp_pass))
+        passed = prob_pass > 0.5
+        reason = f"{'passes' if passed else 'fails'}: P(pass) = {prob_pass:.3f} from the answer tokens"
+        return OutputJudgement(prompt, raw, passed, prob_pass, prob_pass, reason, latency_ms)
+
+    @torch.inference_mode()
     def _judge_order(
         self, order: Order, *, rubric: str, case: str, output_a: str, output_b: str
     ) -> OrderJudgement:
         first, second = (output_a, output_b) if order == "ab" else (output_b, output_a)
         prompt = judge_prompt(rubric=rubric, case=case, first=first, second=second)
         ids = self.check_fits(prompt)
-        started = time.perf_counter()
-        logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0, -1].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        latency_ms = (time.perf_counter() - started) * 1000
-        lp_first, lp_second = (float(logprobs[i]) for i in self.answer_ids)
-        raw = json.dumps(
-            {"logprob_A": lp_first, "logprob_B": lp_second, "top_token": int(torch.argmax(logits))}
-        )
+        lp_first, lp_second, top, latency_ms = self._answer_logprobs(ids)
+        raw = json.dumps({"logprob_A": lp_first, "logprob_B": lp_second, "top_token": top})
         mass = math.exp(lp_first) + math.exp(lp_second)
         if not math.isfinite(mass) or mass < self.min_answer_mass:
             return OrderJudgement(order, prompt, raw, "unparseable", None, latency_ms)

@@ -14,11 +14,12 @@ from evalhub.errors import ValidationFailed
 from evalhub.judging.models import Judgement, JudgePreference
 
 if TYPE_CHECKING:  # the judge's module loads torch; the services must not at import time
-    from evalhub.judging.logprob import OrderJudgement
+    from evalhub.judging.logprob import OrderJudgement, OutputJudgement
 
 
 class PairJudge(Protocol):
-    """What the services need of a judge (the log-probability judge, later the HTTP one)."""
+    """What the services need of a judge (``LogprobJudge``, ``HttpJudge``). A judge never raises for one
+    order's failure: it returns that order as unparseable with ``failure`` set, so a study carries on."""
 
     name: str
     version: str
@@ -26,6 +27,16 @@ class PairJudge(Protocol):
     def judge_pair(
         self, *, rubric: str, case: str, output_a: str, output_b: str
     ) -> tuple[OrderJudgement, ...]: ...
+
+
+class OutputJudge(Protocol):
+    """What a single-output judge offers (the log-probability judge, the HTTP one): one output judged
+    against a rubric, passes or fails, ``passed`` None when its answer was unparseable."""
+
+    name: str
+    version: str
+
+    def judge_output(self, *, rubric: str, case: str, output: str) -> OutputJudgement: ...
 
 
 @dataclass(frozen=True)
@@ -45,23 +56,27 @@ def judgements_record(
     *, task: Task, judge_name: str, judge_version: str, results: Sequence[OrderJudgement]
 ) -> tuple[Judgement, ...]:
     """Store each order's judgement once: a judgement already stored for the same task, judge, version
-    and order is kept as it was (so a retried task writes nothing twice)."""
+    and order is kept as it was (so a retried task writes nothing twice), except one that failed (the
+    endpoint timed out or refused): a later try's answer replaces it."""
     rows = []
     with transaction.atomic():
         for r in results:
-            row, _ = Judgement.objects.get_or_create(
-                task=task,
-                judge_name=judge_name,
-                judge_version=judge_version,
-                order=r.order,
-                defaults={
-                    "prompt": r.prompt,
-                    "raw_output": r.raw_output,
-                    "preference": r.preference,
-                    "prob_a": r.prob_a,
-                    "latency_ms": r.latency_ms,
-                },
+            values = {
+                "prompt": r.prompt,
+                "raw_output": r.raw_output,
+                "preference": r.preference,
+                "prob_a": r.prob_a,
+                "scores": r.scores,
+                "latency_ms": r.latency_ms,
+                "failure": r.failure,
+            }
+            row, created = Judgement.objects.select_for_update().get_or_create(
+                task=task, judge_name=judge_name, judge_version=judge_version, order=r.order, defaults=values
             )
+            if not created and row.failure:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                row.save(update_fields=[*values])
             rows.append(row)
     return tuple(rows)
 

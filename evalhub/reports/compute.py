@@ -35,6 +35,7 @@ from evalhub.reports.schema import (
     GoldRow,
     Hallucination,
     HumanVsMetric,
+    JudgeChecks,
     Leaderboard,
     MetricSummary,
     MustRefuse,
@@ -948,11 +949,32 @@ def _human_vs_metric(
     return tuple(out)
 
 
+def _judge_checks(f: _Frame) -> JudgeChecks | None:
+    """The judge's verdicts on the pending checks per adapter (None when no judge evaluated any)."""
+    rows = f.rows.judge_checks
+    if not rows:
+        return None
+    by_adapter: dict[int, list[bool | None]] = defaultdict(list)
+    for adapter_id, _, passed, _ in rows:
+        by_adapter[adapter_id].append(passed)
+    per_adapter, not_evaluated = {}, {}
+    for aid, verdicts in by_adapter.items():
+        if aid not in f.labels:
+            continue
+        decided = [v for v in verdicts if v is not None]
+        per_adapter[f.labels[aid]] = _rate(sum(decided), len(decided))
+        not_evaluated[f.labels[aid]] = len(verdicts) - len(decided)
+    return JudgeChecks(
+        judges=tuple(sorted({judge for *_, judge in rows})), per_adapter=per_adapter, not_evaluated=not_evaluated
+    )
+
+
 def _case_rows(f: _Frame, table: _MetricTable, human: dict[int, float]) -> tuple[CaseRow, ...]:
     """Per case rows, for the drill-down and the CSV export."""
     cand, base = f.inp.candidate_id, f.inp.baseline_id
     outcome_by_case = f.per_case_outcomes.tolist()
     cand_checks, base_checks = table.checks.get(cand, {}), table.checks.get(base, {})
+    judged: dict[tuple[int, int], bool | None] = {(a, c): p for a, c, p, _ in f.rows.judge_checks}
     out = []
     for pos, case in enumerate(f.rows.cases):
         cid = case["id"]
@@ -974,6 +996,11 @@ def _case_rows(f: _Frame, table: _MetricTable, human: dict[int, float]) -> tuple
                     for m in table.names
                 },
                 checks=CheckPair(candidate=cand_checks.get(cid), baseline=base_checks.get(cid)),
+                judge_checks=(
+                    CheckPair(candidate=judged.get((cand, cid)), baseline=judged.get((base, cid)))
+                    if (cand, cid) in judged or (base, cid) in judged
+                    else None
+                ),
             )
         )
     return tuple(out)
@@ -1052,4 +1079,5 @@ def report_from_input(inp: ReportInput) -> Report:
             human_vs_metric=_human_vs_metric(f, _metric_deltas(f, table), human),
             cases=_case_rows(f, table, human),
             adversarial_human=_adversarial_human(f, table),
+            judge_checks=_judge_checks(f),
         )

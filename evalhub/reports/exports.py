@@ -44,6 +44,9 @@ def cases_csv(report: Report) -> str:
     header = ["case_key", "origin", "split", "category", "tags", "wins", "ties", "losses", "human_mean"]
     header += [f"{m}_{who}" for m in metrics for who in ("candidate", "baseline")]
     header += ["checks_candidate", "checks_baseline"]
+    judged = report.judge_checks is not None  # columns only where a judge evaluated pending checks
+    if judged:
+        header += ["judge_evaluated_checks_candidate", "judge_evaluated_checks_baseline"]
     rows = []
     for c in report.cases:
         row = [c.key, c.origin, c.split, c.category, ";".join(c.tags), c.wins, c.ties, c.losses, c.human]
@@ -51,6 +54,9 @@ def cases_csv(report: Report) -> str:
             pair = c.metrics.get(m)
             row += [pair.candidate, pair.baseline] if pair is not None else [None, None]
         row += [c.checks.candidate, c.checks.baseline]
+        if judged:
+            judge = c.judge_checks
+            row += [judge.candidate, judge.baseline] if judge is not None else [None, None]
         rows.append(row)
     return _csv(header, rows)
 
@@ -234,6 +240,8 @@ def _gate_rows(decision: str, gates: list[GateResult], pdf: _Pdf) -> list[Row]:
             result += " (not counted: ratings unreliable)"
         if g.get("reason"):
             result += f"<br/>{_esc(g['reason'])}"
+        if g.get("judge_evaluated"):
+            result += f"<br/>judge-evaluated by {_esc(g['judge_evaluated'])}"
         on_fail = " · else inconclusive" if g.get("on_fail") == "INCONCLUSIVE" else ""
         min_n = f" · min n {g['min_n']}" if g.get("min_n") else ""
         from reportlab.platypus import Paragraph
@@ -354,6 +362,29 @@ def _adversarial_rows(report: Report) -> tuple[list[str], list[Row]]:
             ]
         )
     return adapters, rows
+
+
+def judge_checks_rows(report: Report) -> list[Row]:
+    """Per adapter: outputs whose pending checks all passed as the judge evaluated them, and those it
+    could not evaluate (empty when no judge evaluated any)."""
+    judged = report.judge_checks
+    if judged is None:
+        return []
+    return [
+        [label, _rate(r.rate, r.ci_low, r.ci_high), f"{r.n}", f"{judged.not_evaluated.get(label, 0)}"]
+        for label, r in judged.per_adapter.items()
+    ]
+
+
+def judge_checks_note(report: Report) -> str:
+    judged = report.judge_checks
+    if judged is None:
+        return ""
+    return (
+        f"Judge-evaluated by {', '.join(judged.judges)}: the suite's pending checks (imported model-graded "
+        "assertions), graded by a judge model, not checked by evalhub. Not evaluated: the judge's answer "
+        "was unparseable or the prompt did not fit; never counted as passed or failed."
+    )
 
 
 def _agreement_rows(report: Report) -> list[Row]:
@@ -588,6 +619,16 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
         if adversarial
         else pdf.p("No adversarial or must-refuse cases in this run."),
     )
+    if report.judge_checks is not None:
+        story += pdf.section(
+            "Pending checks evaluated by the judge (judge-evaluated)",
+            pdf.table(
+                ["Adapter", "Outputs passing (Wilson 95%)", "Evaluated", "Not evaluated"],
+                judge_checks_rows(report),
+                [6.0, 6.0, 3.0, 3.0],
+            ),
+            note=judge_checks_note(report),
+        )
     story += pdf.section(
         "Rater agreement",
         pdf.table(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import yaml
 
@@ -34,6 +34,7 @@ SIMPLE_METRICS = {
     "must_refuse_pass_rate": "point",
     "adversarial_pass_rate": "point",
     "adversarial_human_pass_rate": "point",
+    "judge_checks_pass_rate": "point",
     "min_ratings": "point",
 }
 PREFIXED_METRICS = {"criterion_delta": "interval", "alpha": "point", "metric_delta": "interval"}
@@ -59,6 +60,7 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "must_refuse_pass_rate": _RATES,
     "adversarial_pass_rate": _RATES,
     "adversarial_human_pass_rate": _RATES,
+    "judge_checks_pass_rate": _RATES,
     "hallucination_rate_delta": (-1.0, 1.0),
     "alpha": (-1.0, 1.0),
     "min_ratings": (0.0, math.inf),
@@ -74,6 +76,7 @@ METRIC_HELP: dict[str, str] = {
     "must_refuse_pass_rate": "Share of must-refuse cases the candidate refused.",
     "adversarial_pass_rate": "Share of adversarial checks (injection, PII, refusal, format) the candidate passed. Give it a min_n: below that many checks the gate is INCONCLUSIVE, never a pass.",
     "adversarial_human_pass_rate": "Share of raters' verdicts on the candidate's adversarial outputs (single-output tasks) that found the case's expected behaviour met; 'partly' counts as not met. The people's side of the adversarial gate: use it beside adversarial_pass_rate (the report lists the outputs where the two disagree). Give it a min_n.",
+    "judge_checks_pass_rate": "Share of the candidate's outputs whose pending checks (imported model-graded assertions: llm-rubric, factuality, ...) all passed as a judge evaluated them, among those it could evaluate. Judge-evaluated, not checked by evalhub: the gate says so, and a verdict that rests on it says so. Give it a min_n.",
     "alpha:<criterion>": "Krippendorff's alpha of the raters on a criterion, or alpha:preference on the pairwise choice.",
     "min_ratings": "Number of candidate-vs-baseline ratings.",
     "metric_delta:<metric>": "Candidate minus baseline mean of an automatic metric (paired bootstrap interval).",
@@ -118,6 +121,7 @@ class GateValue(TypedDict, total=False):
     sd: float | None
     n: int
     reason: str
+    judge: str  # the judge(s) whose results the value rests on (judge-evaluated metrics only)
 
 
 class GateResult(Gate):
@@ -131,6 +135,7 @@ class GateResult(Gate):
     status: str
     passed: bool | None
     counted: bool
+    judge_evaluated: NotRequired[str]  # the judge(s), when the value rests on judge-evaluated results
 
 
 DEFAULT_POLICY_YAML = """\
@@ -354,6 +359,16 @@ def _adversarial_human_value(report: Report) -> GateValue:
     return {"value": rate.rate, "low": rate.ci_low, "high": rate.ci_high, "n": rate.n}
 
 
+def _judge_checks_value(report: Report) -> GateValue:
+    """The judge's verdicts on the pending checks: judge-evaluated, so the value names the judge."""
+    judged = report.judge_checks
+    rate = judged.per_adapter.get(report.candidate_label or "") if judged is not None else None
+    if judged is None or rate is None or not rate.n or rate.rate is None:
+        return {"value": None, "reason": "no judge-evaluated check results for the candidate"}
+    judge = ", ".join(judged.judges)
+    return {"value": rate.rate, "low": rate.ci_low, "high": rate.ci_high, "n": rate.n, "judge": judge}
+
+
 def _hallucination_rate_value(report: Report) -> GateValue:
     """The candidate's own flag rate (Wilson interval): an absolute ceiling, whatever the baseline does."""
     label = report.candidate_label
@@ -432,6 +447,8 @@ def gate_value(report: Report, metric: str) -> GateValue:
         return _adversarial_value(report)
     if metric == "adversarial_human_pass_rate":
         return _adversarial_human_value(report)
+    if metric == "judge_checks_pass_rate":
+        return _judge_checks_value(report)
     if prefix == "criterion_delta":
         return _criterion_value(report, arg)
     if prefix == "metric_delta":
@@ -480,6 +497,8 @@ def gate_evaluate(report: Report, gate: Gate) -> GateResult:
         "reason": got.get("reason"),
         "evidence": None,
     }
+    if got.get("judge"):
+        result["judge_evaluated"] = str(got["judge"])
     if value is None:
         result["status"] = "missing"
         result["passed"] = None
@@ -579,7 +598,8 @@ def gate_sentence(gate: Mapping[str, Any]) -> str:
         shown += f" (interval {low} to {high})"
     threshold = gate_number(metric, gate.get("threshold"))
     verb = {"pass": "meets", "fail": "misses", "open": "straddles"}.get(str(gate.get("status")), "vs")
-    return f"{name}: {shown} {verb} the threshold {gate.get('op')} {threshold}"
+    judged = f" (judge-evaluated by {gate['judge_evaluated']})" if gate.get("judge_evaluated") else ""
+    return f"{name}: {shown}{judged} {verb} the threshold {gate.get('op')} {threshold}"
 
 
 def verdict_why(decision: str, gates: list[Mapping[str, Any]], candidate: str | None = None) -> str:
@@ -606,6 +626,9 @@ def gate_worst_cases(report: Report, metric: str, limit: int = 5) -> list[dict[s
         if metric in ("adversarial_pass_rate", "must_refuse_pass_rate"):
             if c.checks.candidate is False and (metric != "must_refuse_pass_rate" or c.category == "refusal"):
                 rows.append((0.0, c, "check failed"))
+        elif metric == "judge_checks_pass_rate":
+            if c.judge_checks is not None and c.judge_checks.candidate is False:
+                rows.append((0.0, c, "judge-evaluated check failed"))
         elif prefix == "metric_delta":
             pair = c.metrics.get(arg)
             if pair is not None and pair.candidate is not None and pair.baseline is not None:

@@ -418,6 +418,19 @@ class CheckPair(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class JudgeChecks(Section):
+    """The suite's pending checks (imported model-graded assertions) as a judge evaluated them, kept
+    apart from the checks evalhub runs itself. Per adapter: the share of outputs whose judge-evaluated
+    checks all passed, among the outputs with a verdict; and the outputs without one (an unparseable
+    answer or a prompt the judge could not hold: not evaluated, never counted as passed or failed)."""
+
+    judges: tuple[str, ...]  # name@version of each judge whose results are shown
+    per_adapter: dict[str, Proportion]
+    not_evaluated: dict[str, int]
+    judge_evaluated: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class CaseRow(Section):
     """One case of the drill-down and the per-case CSV."""
 
@@ -433,6 +446,7 @@ class CaseRow(Section):
     human: float | None
     metrics: dict[str, ValuePair]
     checks: CheckPair
+    judge_checks: CheckPair | None = field(default=None, metadata=OMIT_NONE)  # judge-evaluated
 
     @property
     def rated(self) -> int:
@@ -481,6 +495,7 @@ class Report(Section):
     human_vs_metric: tuple[HumanVsMetric, ...] = ()
     cases: tuple[CaseRow, ...] = ()
     adversarial_human: AdversarialHuman | None = field(default=None, metadata=OMIT_NONE)
+    judge_checks: JudgeChecks | None = field(default=None, metadata=OMIT_NONE)
     run: RunRef | None = field(default=None, metadata=OMIT_NONE)
     lineage: dict[str, LineageEntry | None] | None = field(default=None, metadata=OMIT_NONE)
 

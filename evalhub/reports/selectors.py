@@ -26,6 +26,7 @@ from evalhub.errors import NotFound, ValidationFailed
 from evalhub.reports.models import GatePolicy, Verdict
 from evalhub.runs.models import AdapterRole, MetricScore, Output, Run, RunAdapter
 from evalhub.suites.models import Case
+from metrics.registry import JUDGE_CHECKS_METRIC
 
 PREFERENCES: tuple[str | None, ...] = ("", "A", "B", "tie", "both_bad", None)
 """Preference codes of ``RatingColumns.preference`` (the labels a Rating may hold, and None)."""
@@ -252,6 +253,9 @@ class ReportRows:
     ratings: RatingColumns
     raters: dict[int, str] = field(default_factory=dict)
     study_ids: list[int] = field(default_factory=list)
+    # The judge's verdicts on the pending checks (adapter_id, case_id, passed, "judge@version"): the
+    # newest judgement of each sample-0 output; kept out of `scores`, never counted as a check's.
+    judge_checks: list[tuple[int, int, bool | None, str]] = field(default_factory=list)
 
 
 def adapter_info(adapter: Adapter) -> dict[str, Any]:
@@ -333,6 +337,7 @@ def report_rows(
             for adapter_id, case_id, metric, value, passed in _raw_rows(
                 MetricScore.objects.filter(run=run, adapter_id__in=ids)
                 .filter(Q(sample=0) | Q(output__isnull=True))
+                .exclude(metric=JUDGE_CHECKS_METRIC)
                 .values_list("adapter_id", "case_id", "metric", "value", "passed")
             )
         ],
@@ -367,7 +372,21 @@ def report_rows(
         ratings=ratings,
         raters=raters,
         study_ids=chosen,
+        judge_checks=_judge_checks(run=run, adapter_ids=ids),
     )
+
+
+def _judge_checks(*, run: Run, adapter_ids: list[int]) -> list[tuple[int, int, bool | None, str]]:
+    """The newest judge verdict of each (adapter, case) sample-0 output, with the judge's identity."""
+    newest: dict[tuple[int, int], tuple[int, int, bool | None, str]] = {}
+    rows = (
+        MetricScore.objects.filter(run=run, adapter_id__in=adapter_ids, metric=JUDGE_CHECKS_METRIC, sample=0)
+        .order_by("created_at", "pk")
+        .values_list("adapter_id", "case_id", "passed", "details__judge__name", "details__judge__version")
+    )
+    for adapter_id, case_id, passed, name, version in rows:
+        newest[(adapter_id, case_id)] = (adapter_id, case_id, passed, f"{name}@{version}")
+    return sorted(newest.values(), key=lambda r: (r[0], r[1]))
 
 
 def _raw_rows(query: QuerySet[Any]) -> list[tuple[Any, ...]]:
@@ -684,10 +703,20 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
         .order_by("adapter__created_at")
     )
     scores: dict[int, dict[str, Any]] = {}
-    for adapter_id, metric, value, passed in MetricScore.objects.filter(run=run, case=case).values_list(
-        "adapter_id", "metric", "value", "passed"
+    for adapter_id, metric, value, passed in (
+        MetricScore.objects.filter(run=run, case=case)
+        .exclude(metric=JUDGE_CHECKS_METRIC)
+        .values_list("adapter_id", "metric", "value", "passed")
     ):
         scores.setdefault(adapter_id, {})[metric] = passed if metric == "checks" else value
+    # The newest judge's results per output (judge-evaluated, shown apart from the scores).
+    judged: dict[int, dict[str, Any]] = {}
+    for output_id, details in (
+        MetricScore.objects.filter(run=run, case=case, metric=JUDGE_CHECKS_METRIC, sample=0)
+        .order_by("created_at", "pk")
+        .values_list("output_id", "details")
+    ):
+        judged[output_id] = details
     ratings = rating_rows(run=run, case_id=case.pk)
     return {
         "case": case,
@@ -696,6 +725,7 @@ def case_detail(*, run: Run, case_id: int) -> dict[str, Any]:
                 "output": o,
                 "adapter": o.adapter.label,
                 "scores": scores.get(o.adapter_id, {}),
+                "judged": judged.get(o.pk),
                 "segments": highlight_segments(o.text, output_spans(ratings, o.pk)),
             }
             for o in outputs

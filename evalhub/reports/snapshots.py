@@ -61,6 +61,8 @@ def rows_dump(rows: ReportRows) -> dict[str, Any]:
         "ratings": rows.ratings.to_dicts(),
         "raters": sorted([k, v] for k, v in rows.raters.items()),
         "study_ids": sorted(rows.study_ids),
+        # Only when there are any: snapshots of runs without judged checks keep their content hash.
+        **({"judge_checks": [list(r) for r in rows.judge_checks]} if rows.judge_checks else {}),
     }
 
 
@@ -81,6 +83,7 @@ def rows_load(data: Mapping[str, Any]) -> ReportRows:
         ratings=RatingColumns.from_dicts(data["ratings"]),
         raters={k: v for k, v in data["raters"]},
         study_ids=data["study_ids"],
+        judge_checks=[(a, c, p, j) for a, c, p, j in data.get("judge_checks", [])],
     )
 
 

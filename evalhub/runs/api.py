@@ -93,6 +93,9 @@ class RunSerializer(serializers.ModelSerializer[Run]):
     suite_version = serializers.IntegerField(source="suite_version.number")
     base_model = serializers.CharField(source="base_model.name")
     adapters = serializers.SerializerMethodField()
+    judge_adapter = serializers.SerializerMethodField(
+        help_text="name@version of the judge's adapter, if any."
+    )
     progress = serializers.SerializerMethodField()
     scoring = serializers.SerializerMethodField()
 
@@ -111,6 +114,8 @@ class RunSerializer(serializers.ModelSerializer[Run]):
             "config_hash",
             "samples_per_case",
             "force_regenerate",
+            "judge_checks",
+            "judge_adapter",
             "status",
             "error",
             "watchdog_note",
@@ -126,6 +131,9 @@ class RunSerializer(serializers.ModelSerializer[Run]):
     @extend_schema(responses=RunAdapterSerializer(many=True))
     def get_adapters(self, run: Run) -> list[dict[str, Any]]:
         return list(RunAdapterSerializer(selectors.run_adapters(run=run), many=True).data)
+
+    def get_judge_adapter(self, run: Run) -> str | None:
+        return run.judge_adapter.label if run.judge_adapter is not None else None
 
     @extend_schema(responses=ProgressSerializer)
     def get_progress(self, run: Run) -> dict[str, Any]:
@@ -147,6 +155,14 @@ class RunCreateSerializer(serializers.Serializer[Any]):
     generation_config = serializers.DictField(required=False, default=dict)
     samples_per_case = serializers.IntegerField(required=False, default=1, min_value=1)
     force_regenerate = serializers.BooleanField(required=False, default=False)
+    judge_checks = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Evaluate the suite's pending checks (imported model-graded assertions) with the judge.",
+    )
+    judge_adapter = serializers.CharField(
+        required=False, help_text="name@version of the judge's adapter on the base model (default: none)."
+    )
     name = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -244,6 +260,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             generation_config=values["generation_config"],
             samples_per_case=values["samples_per_case"],
             force_regenerate=values["force_regenerate"],
+            judge_checks=values["judge_checks"],
+            judge_adapter=(
+                _adapter(project, values["judge_adapter"], "judge_adapter")
+                if values.get("judge_adapter")
+                else None
+            ),
             name=values["name"],
             actor=request.user,
         )

@@ -35,6 +35,15 @@ class RunStartForm(forms.Form):
     force_regenerate = forms.BooleanField(
         required=False, label="Regenerate instead of reusing cached outputs"
     )
+    judge_checks = forms.BooleanField(
+        required=False,
+        label="Evaluate the suite's pending checks with the judge",
+        help_text="Imported model-graded assertions (llm-rubric, factuality, ...) are graded by the base model "
+        "as a log-probability judge; the report marks them judge-evaluated.",
+    )
+    judge_adapter = forms.ModelChoiceField(
+        queryset=Adapter.objects.none(), required=False, label="Judge adapter (optional)"
+    )
     name = forms.CharField(required=False, max_length=200)
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
@@ -53,6 +62,8 @@ class RunStartForm(forms.Form):
         fields["adapters"].label_from_instance = lambda a: f"{a.label} (on {a.base_model.name})"
         fields["baseline"].queryset = adapters
         fields["baseline"].label_from_instance = lambda a: a.label
+        fields["judge_adapter"].queryset = adapters
+        fields["judge_adapter"].label_from_instance = lambda a: f"{a.label} (on {a.base_model.name})"
         fields["backend"].choices = [(name, name) for name in available_backends()]
         # Where there is only one sensible choice, start from it rather than "---------".
         base_models = list(fields["base_model"].queryset[:2])

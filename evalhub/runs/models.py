@@ -29,6 +29,18 @@ class Run(models.Model):
     config_hash = models.CharField(max_length=64)
     samples_per_case = models.PositiveIntegerField(default=1)
     force_regenerate = models.BooleanField(default=False)
+    judge_checks = models.BooleanField(
+        default=False,
+        help_text="Evaluate the suite's pending checks (imported model-graded assertions) with the judge.",
+    )
+    judge_adapter = models.ForeignKey(
+        "catalog.Adapter",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The judge: the run's base model with this adapter (none: the base model alone).",
+    )
     status = models.CharField(
         max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
     )
@@ -170,6 +182,7 @@ class MetricScore(models.Model):
 class ScoringKind(models.TextChoices):
     TEXT = "text", "Text metrics and checks"
     PERPLEXITY = "perplexity", "Perplexity"
+    JUDGE_CHECKS = "judge_checks", "Pending checks by the judge"
 
 
 class ScoringStatus(models.TextChoices):

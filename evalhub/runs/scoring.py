@@ -1,4 +1,5 @@
-"""Automatic scoring of a completed run: text metrics, adversarial checks and perplexity.
+"""Automatic scoring of a completed run: text metrics, adversarial checks and perplexity, and, when the
+run asks for it, the suite's pending checks evaluated by the judge (evalhub.runs.judged_checks).
 
 Each score is one MetricScore row keyed on (run, adapter, case, sample, metric, config hash). Scoring
 first reads which of those rows exist and computes only the missing ones (a redelivered task or a
@@ -6,7 +7,7 @@ second call costs a query and writes nothing), and writes with `ignore_conflicts
 racing still write nothing twice. `force=True` deletes the run's rows of that metric first, for a
 recomputation with new code.
 
-Text metrics and checks run on the `cpu` queue; perplexity loads the model and runs on `gpu`. Each
+Text metrics and checks run on the `cpu` queue; perplexity and the judge load a model and run on `gpu`. Each
 kind's state (queued, running, done, failed with the error) is kept in one RunScoring row, written
 here only, so the run page, the API and the CLI can say whether a run's scores are complete.
 """
@@ -290,13 +291,26 @@ def scoring_give_up(*, run_id: int, kind: str, exc: BaseException) -> None:
         log.exception("could not check whether run %s's scoring finished", run_id)
 
 
+def _score_judge_checks(*, run_id: int, force: bool = False) -> int:
+    from evalhub.runs.judged_checks import score_judge_checks
+
+    return score_judge_checks(run_id=run_id, force=force)
+
+
 def _scorer(kind: str) -> Callable[..., int]:
     # Looked up at call time, so a test can replace one scorer.
     scorers: dict[str, Callable[..., int]] = {
         ScoringKind.TEXT: score_text,
         ScoringKind.PERPLEXITY: score_perplexity,
+        ScoringKind.JUDGE_CHECKS: _score_judge_checks,
     }
     return scorers[kind]
+
+
+def run_scoring_kinds(run: Run) -> tuple[str, ...]:
+    """The kinds of scoring a run asks for: text and perplexity always, the judge's checks on request."""
+    kinds: tuple[str, ...] = (ScoringKind.TEXT, ScoringKind.PERPLEXITY)
+    return (*kinds, ScoringKind.JUDGE_CHECKS) if run.judge_checks else kinds
 
 
 def run_score_kind(
@@ -351,7 +365,7 @@ def run_score(*, run_id: int, force: bool = False) -> dict[str, int]:
         return {}
     written: dict[str, int] = {}
     error: Exception | None = None
-    for kind in ScoringKind.values:
+    for kind in run_scoring_kinds(run):
         try:
             written[kind] = run_score_kind(run_id=run_id, kind=kind, force=force)
         except Exception as exc:
@@ -382,7 +396,7 @@ def score_enqueue(*, run_id: int, force: bool = False) -> None:
     nothing is raised, the state says what happened.
     """
     # Every kind is queued before any is sent, so one finishing in process does not look like the last.
-    kinds = (ScoringKind.TEXT, ScoringKind.PERPLEXITY)
+    kinds = run_scoring_kinds(Run.objects.get(pk=run_id))
     for kind in kinds:
         _scoring_queued(run_id=run_id, kind=kind)
     for kind in kinds:
@@ -411,7 +425,11 @@ def _scoring_queued(*, run_id: int, kind: str) -> None:
 def _scoring_deliver(*, run_id: int, kind: str, force: bool) -> None:
     from evalhub.runs import tasks as run_tasks
 
-    task = run_tasks.score_perplexity if kind == ScoringKind.PERPLEXITY else run_tasks.score_text
+    tasks: dict[str, Any] = {
+        ScoringKind.PERPLEXITY: run_tasks.score_perplexity,
+        ScoringKind.JUDGE_CHECKS: run_tasks.score_judge_checks,
+    }
+    task = tasks.get(kind, run_tasks.score_text)
     try:
         task.delay(run_id=run_id, force=force)
     except Exception as exc:

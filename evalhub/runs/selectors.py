@@ -48,7 +48,7 @@ def _count(model: type[Model], **filters: Any) -> Coalesce:
 def runs_with_details(runs: QuerySet[Run]) -> QuerySet[Run]:
     """The runs with what `run_adapters`, `run_progress` and `run_scoring` read, loaded with them: a list of
     runs costs a fixed number of queries however long it is."""
-    return runs.annotate(
+    return runs.select_related("judge_adapter").annotate(
         chunks_total=_count(RunChunk),
         chunks_done=_count(RunChunk, status=ChunkStatus.DONE),
         outputs_rejected=_count(Output, finish_reason="rejected"),
@@ -76,7 +76,8 @@ NOT_SCORED = "not_scored"
 
 
 def run_scoring(*, run: Run) -> list[dict[str, Any]]:
-    """One entry per kind of automatic scoring (text, perplexity), in that order, with its state.
+    """One entry per kind of automatic scoring (text, perplexity, and the judge's checks when the run
+    asks for them), in that order, with its state.
 
     A kind that was never sent (scoring on completion is off, or the run has not completed) has the
     status "not_scored". The run's scores are complete when every kind is "done".
@@ -86,6 +87,8 @@ def run_scoring(*, run: Run) -> list[dict[str, Any]]:
     states = []
     for kind, label in ScoringKind.choices:
         row = rows.get(kind)
+        if kind == ScoringKind.JUDGE_CHECKS and row is None and not run.judge_checks:
+            continue  # asked for per run: a run without it has nothing to wait for
         states.append(
             {
                 "kind": kind,

@@ -123,6 +123,8 @@ def run_create(
     generation_config: dict[str, Any] | None = None,
     samples_per_case: int = 1,
     force_regenerate: bool = False,
+    judge_checks: bool = False,
+    judge_adapter: Adapter | None = None,
     name: str = "",
     actor: Any = None,
 ) -> Run:
@@ -130,6 +132,8 @@ def run_create(
 
     The baseline, when given, is one more adapter of the run with the role baseline. Every
     adapter must be on `base_model` in `project`, with its files unchanged since registration.
+    `judge_checks` asks for the suite's pending checks to be evaluated by the judge once the outputs
+    are final: the base model, with `judge_adapter` when given (on the same base model).
     """
     if suite_version.suite.project_id != project.pk:
         raise ValidationFailed(
@@ -167,6 +171,7 @@ def run_create(
     if not Case.objects.filter(version=suite_version).exists():
         raise ValidationFailed("The suite version has no cases.", fields={"suite_version": ["No cases."]})
     check_adapter_folders(base_model=base_model, adapters=chosen.values())
+    _check_judge_adapter(project=project, base_model=base_model, judge_checks=judge_checks, adapter=judge_adapter)
 
     with transaction.atomic():
         run = Run.objects.create(
@@ -179,6 +184,8 @@ def run_create(
             config_hash=config.config_hash(),
             samples_per_case=samples_per_case,
             force_regenerate=force_regenerate,
+            judge_checks=judge_checks,
+            judge_adapter=judge_adapter if judge_checks else None,
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
         RunAdapter.objects.bulk_create(
@@ -202,9 +209,31 @@ def run_create(
                 "backend": backend,
                 "config_hash": run.config_hash,
                 "force_regenerate": force_regenerate,
+                "judge_checks": judge_checks,
+                "judge_adapter": judge_adapter.label if judge_adapter else None,
             },
         )
     return run
+
+
+def _check_judge_adapter(
+    *, project: Project, base_model: BaseModel, judge_checks: bool, adapter: Adapter | None
+) -> None:
+    """The judge's adapter: only with judge_checks, in the project, on the run's base model, files intact."""
+    if adapter is None:
+        return
+    if not judge_checks:
+        message = "A judge adapter is used only when the pending checks are evaluated by the judge."
+        raise ValidationFailed(message, fields={"judge_adapter": [message]})
+    if adapter.project_id != project.pk:
+        raise ValidationFailed(
+            f"Adapter {adapter.label} belongs to another project.",
+            fields={"judge_adapter": [f"{adapter.label}: not in this project."]},
+        )
+    if adapter.base_model_id != base_model.pk:
+        message = f"The judge adapter {adapter.label} is not on the run's base model {base_model.name}."
+        raise ValidationFailed(message, fields={"judge_adapter": [message]})
+    check_adapter_folders(base_model=base_model, adapters=[adapter])
 
 
 def _enqueue_prepare(run_id: int) -> None:

@@ -1,8 +1,8 @@
 """Celery tasks of a run: thin wrappers that take ids and call a service, under the project's one retry
 policy (`evalhub.celery.evalhub_task`).
 
-`generate_chunk`, `prepare_run` (which loads the model for the adapter sanity check) and `score_perplexity`
-are routed to the `gpu` queue by settings.CELERY_TASK_ROUTES; anything else goes to `cpu`. When a run task
+`generate_chunk`, `prepare_run` (which loads the model for the adapter sanity check), `score_perplexity` and
+`score_judge_checks` (which loads the judge) are routed to the `gpu` queue by settings.CELERY_TASK_ROUTES; anything else goes to `cpu`. When a run task
 gives up the run is failed through `run_fail` with the error, so it can be resumed; when a scoring task
 gives up, the kind's scoring state records the error.
 
@@ -48,7 +48,9 @@ def _score(*, run_id: int, kind: str, force: bool) -> int:
 
 
 def _scoring_gave_up(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:
-    kind = ScoringKind.PERPLEXITY if name == "score_perplexity" else ScoringKind.TEXT
+    kind = {"score_perplexity": ScoringKind.PERPLEXITY, "score_judge_checks": ScoringKind.JUDGE_CHECKS}.get(
+        name, ScoringKind.TEXT
+    )
     scoring.scoring_give_up(run_id=kwargs["run_id"], kind=kind, exc=exc)
 
 
@@ -60,6 +62,12 @@ def score_text(*, run_id: int, force: bool = False) -> int:
 @evalhub_task(give_up=_scoring_gave_up)
 def score_perplexity(*, run_id: int, force: bool = False) -> int:
     return _score(run_id=run_id, kind=ScoringKind.PERPLEXITY, force=force)
+
+
+@evalhub_task(give_up=_scoring_gave_up)
+def score_judge_checks(*, run_id: int, force: bool = False) -> int:
+    """The suite's pending checks evaluated by the run's judge (it loads a model: the gpu queue)."""
+    return _score(run_id=run_id, kind=ScoringKind.JUDGE_CHECKS, force=force)
 
 
 def _watchdog_gave_up(name: str, exc: Exception, kwargs: dict[str, Any]) -> None:

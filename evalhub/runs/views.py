@@ -53,6 +53,8 @@ def run_new(request: HttpRequest, project_slug: str) -> HttpResponse:
                 generation_config=form.generation_config(),
                 samples_per_case=data["samples_per_case"],
                 force_regenerate=data["force_regenerate"],
+                judge_checks=data["judge_checks"],
+                judge_adapter=data["judge_adapter"],
                 name=data["name"] or "",
                 actor=request.user,
             )

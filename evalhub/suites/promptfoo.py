@@ -188,9 +188,12 @@ def _redteam_check(kind: str) -> dict[str, Any] | None:
     return next((dict(check) for prefix, check in REDTEAM_GRADERS if plugin.startswith(prefix)), None)
 
 
-def _pending(item: dict[str, Any]) -> dict[str, Any]:
-    """An assertion evalhub cannot run, kept whole for a judge: never run, never passed."""
-    return {"type": "pending", "assert": item}
+def _pending(item: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An assertion evalhub cannot run, kept whole for a judge: never run, never passed. The test's
+    grader options (`provider`, `rubricPrompt`: from `defaultTest.options` or the test's own) go with
+    it, as promptfoo applies them to its model-graded assertions; the assertion's own win."""
+    grading = {key: options[key] for key in GRADER_OPTIONS if options and options.get(key) not in (None, "")}
+    return {"type": "pending", "assert": {**grading, **item}}
 
 
 # Keys of an assertion that a mapped check uses; `metric` becomes a tag; the others are dropped.
@@ -210,6 +213,8 @@ PROMPTFOO_METADATA_FIELDS = ("id", "tags", "origin", "generator", "split", "cate
 TOP_LEVEL_USED = {"prompts", "tests", "defaultTest", "scenarios", "assertionTemplates"}
 TEST_USED = {"vars", "assert", "description", "metadata", "options", "threshold"}
 OPTIONS_USED = {"prefix", "suffix"}
+# Grader options: kept with each pending assertion of the test, for the judge (see _pending).
+GRADER_OPTIONS = ("provider", "rubricPrompt")
 REMOTE = ("huggingface://", "hf://", "http://", "https://", "s3://", "gs://", "langfuse://", "sheets://")
 CODE_SUFFIXES = (".py", ".js", ".ts", ".mjs", ".cjs")
 
@@ -492,7 +497,7 @@ class ConfigReader:
     def _drop_options(self, options: Any, where: str) -> None:
         if isinstance(options, dict):
             for key in options:
-                if key not in OPTIONS_USED and key != "transform":
+                if key not in OPTIONS_USED and key != "transform" and key not in GRADER_OPTIONS:
                     self.fidelity.drop(f"{where}.options.{key}")
 
     def _vars(self, value: Any, where: str) -> dict[str, Any]:
@@ -1039,7 +1044,7 @@ def _expected(
             item = {**item, "transform": test.options["transform"]}
         checks = _mapped(kind, item)
         if checks is None:
-            expected.append(_pending(item))
+            expected.append(_pending(item, test.options))
             tally["pending"] += 1
             continue
         if (
@@ -1054,7 +1059,9 @@ def _expected(
             and isinstance(item.get("value"), dict | list)
             and not kind.endswith(("json", "-all", "-any"))
         ):
-            expected.append(_pending(item))  # equals an object: a JSON comparison, left to a judge
+            expected.append(
+                _pending(item, test.options)
+            )  # equals an object: a JSON comparison, left to a judge
             tally["pending"] += 1
             continue
         for key in item:

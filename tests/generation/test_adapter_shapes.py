@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from evalhub.generation import GenerationConfig, GenerationError, GenerationRequest
 from evalhub.generation.adapters import read_adapter
 from evalhub.generation.hf_backend import HFBackend
-from evalhub.generation.llama import LlamaEngine
+from evalhub.generation.llama import FastEngine
 from tests.generation.factories import make_base_model, make_lora_adapter
 from tests.generation.test_hf_backend import _peft_generate, _prompts, _requests
 
@@ -119,7 +119,7 @@ def test_every_shape_in_one_batch_matches_peft_tokens_and_logits(
     be.load(shapes_family["base"], adapters)
     assert be.path == "fast", "every shape here is served by the fast engine"
     engine = be._stepper
-    assert isinstance(engine, LlamaEngine)
+    assert isinstance(engine, FastEngine)
     assert engine.head is not None and engine.embed_lora is not None
     prompts = _prompts(12, seed=31)
     requests = _requests(prompts, NAMES)
@@ -172,7 +172,7 @@ def test_dora_runs_one_adapter_per_batch_and_matches_peft(
         assert [list(got[i].token_ids) for i in rows] == want
     if fast:
         engine = be._stepper
-        assert isinstance(engine, LlamaEngine)
+        assert isinstance(engine, FastEngine)
         with pytest.raises(GenerationError, match="'dora' uses DoRA: .* in batches of its own"):
             engine.start(
                 [[5, 6], [7]], [0, 1], [0, 0], max_new=2, greedy=True, temperature=1, top_p=1, pad_id=0

@@ -342,13 +342,13 @@ def test_other_architectures_fall_back_to_the_hf_path_and_still_match(
 ) -> None:
     from tests.generation.factories import make_lora_adapter
 
-    base = make_base_model(tmp_path / "mistral", architecture="mistral", layers=1)
+    base = make_base_model(tmp_path / "olmo", architecture="olmo", layers=1)
     adapters = {"m": make_lora_adapter(tmp_path / "m", base, rank=4, seed=5)}
     be = HFBackend(device="cpu")
     with caplog.at_level("WARNING", logger="evalhub.generation.hf_backend"):
         be.load(base, adapters)
     assert be.path == "hf"
-    assert "model_type 'mistral' is not Llama" in caplog.text
+    assert "model_type 'olmo' is not one of the fast engine's families" in caplog.text
     prompts = _prompts(4, seed=13)
     names: list[str | None] = [None, "m"]
     results = be.generate(_requests(prompts, names), GenerationConfig(max_new_tokens=10))

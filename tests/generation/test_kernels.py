@@ -70,6 +70,21 @@ for nh, nkv in ((8, 2), (2, 2)):
         ).squeeze(2)
         errors[f"attention nh={nh} nkv={nkv} slot={slot}"] = rel(out, ref)
 
+# Gemma's attention options: another scale, tanh soft-capped scores, a sliding window that
+# starts past some rows' padding and inside others'.
+scale, cap, window, slot = 0.3, 3.0, 70, 129
+out = torch.full_like(q, float("nan"))
+kernels.decode_attention(q, k, v, pad, torch.tensor(slot), out, scale=scale, softcap=cap, window=window)
+live = ((keys >= pad[:, None]) & (keys <= slot) & (keys > slot - window)).view(b, 1, 1, length)
+scores = torch.tanh(q.double().unsqueeze(2) @ k.double().transpose(2, 3) * scale / cap) * cap
+ref = (torch.softmax(scores.masked_fill(~live, float("-inf")), dim=-1) @ v.double()).squeeze(2)
+errors["attention scale softcap window"] = rel(out, ref)
+
+# GeGLU: GELU-tanh(gate) * up
+gu = torch.randn(5, 2 * 300, generator=gen).to(dtype)
+ref = F.gelu(gu[:, :300].double(), approximate="tanh") * gu[:, 300:].double()
+errors["gate_mul gelu_tanh"] = rel(kernels.gate_mul(gu, 300, "gelu_tanh"), ref)
+
 # LoRA expand: B is zero outside each targeted sub-module's block of K; untargeted modules
 # (here k of q|k|v, or gate of gate|up) have no block. Two adapters (ranks 16 and 8) share each
 # block; rows keep only their adapter's columns, some rows have none. Rows grouped by adapter,
@@ -128,7 +143,7 @@ def _interpret(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 1e-5), ("float16", 2e-3)])
 def test_kernels_equal_a_float64_reference(dtype: str, tolerance: float) -> None:
     errors = json.loads(_interpret(KERNEL_SCRIPT, dtype, "7").stdout.strip().splitlines()[-1])
-    assert len(errors) == 12
+    assert len(errors) == 14
     bad = {name: err for name, err in errors.items() if not err < tolerance}
     assert not bad, bad
 

@@ -13,7 +13,7 @@ import torch
 from evalhub.generation import GenerationConfig, GenerationRequest
 from evalhub.generation.capacity import ContextTooLong, ModelShape, batch_bytes, check_context
 from evalhub.generation.hf_backend import HFBackend
-from evalhub.generation.llama import LlamaEngine
+from evalhub.generation.llama import FastEngine
 from tests.generation.test_hf_backend import _peft_generate
 
 MAX_POSITIONS = 128
@@ -87,7 +87,7 @@ def test_chunked_prefill_logits_equal_peft_within_1e_4(
 ) -> None:
     be = long_backends["chunked"]
     engine = be._stepper
-    assert isinstance(engine, LlamaEngine) and engine.prefill_chunk == 16
+    assert isinstance(engine, FastEngine) and engine.prefill_chunk == 16
     prompt = " ".join(f"t{(7 * i) % 290}" for i in range(MAX_POSITIONS - 2))
     ids = be.tokenizer(prompt)["input_ids"]
     assert len(ids) == MAX_POSITIONS - 1  # 8 chunks, the last one partial
@@ -105,7 +105,7 @@ def test_a_context_longer_than_the_model_allows_is_an_error_naming_the_numbers(
     long_backends: dict[str, HFBackend],
 ) -> None:
     engine = long_backends["chunked"]._stepper
-    assert isinstance(engine, LlamaEngine)
+    assert isinstance(engine, FastEngine)
     with pytest.raises(
         ContextTooLong, match=r"120 tokens \+ max_new_tokens=9 = 129 .* maximum context of 128"
     ):

@@ -20,9 +20,7 @@ VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
 
 def test_choosing_the_vllm_backend_does_not_import_vllm() -> None:
-    code = (
-        "import sys; from evalhub.generation import get_backend; get_backend('vllm'); print('vllm' in sys.modules)"
-    )
+    code = "import sys; from evalhub.generation import get_backend; get_backend('vllm'); print('vllm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
 

@@ -72,6 +72,11 @@ HOSTILE_EXPECTATIONS: dict[str, str | tuple[str, ...]] = {
 }
 
 
+def files_under(*folders: Path) -> list[Path]:
+    """The files left under these folders (kept uploads under MEDIA_ROOT, scratch files)."""
+    return [p for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file()]
+
+
 def hostile_named(name: str, text: str) -> bool:
     """Whether `text` holds the phrase (or one of the phrases) the hostile file `name` must get."""
     expected = HOSTILE_EXPECTATIONS[name]

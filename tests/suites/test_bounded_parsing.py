@@ -22,7 +22,7 @@ from evalhub.suites.models import SuiteVersion, Upload
 from evalhub.suites.parsing import DecodedReader
 from evalhub.suites.services import scan_file, suite_import_file, suite_upload_purge
 from tests.data import make_files
-from tests.suites.conftest import assert_no_internals
+from tests.suites.conftest import assert_no_internals, files_under
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_pii_scan")]
 MB = 1024 * 1024
@@ -32,6 +32,7 @@ MB = 1024 * 1024
 def sandbox_every_read(settings: Any, tmp_path: Path) -> None:
     settings.EVALHUB_SUITE_SANDBOX_BYTES = 0
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EVALHUB_SCRATCH_DIR = tmp_path / "scratch"
 
 
 # name -> (file name, builder, a phrase of the expected problem, CPU seconds, MB above the fork)
@@ -108,7 +109,7 @@ def test_a_read_past_the_cpu_limit_is_a_clear_problem_not_a_timeout(
     # sandbox's interpreter start on a loaded 2-core CI machine (38 s was seen at load 10).
     assert time.monotonic() - started < 120
     assert_no_internals(status["error"]["message"], status["error"]["fields"])
-    assert not list((Path(settings.MEDIA_ROOT) / "suite_uploads").iterdir())
+    assert files_under(Path(settings.MEDIA_ROOT), Path(settings.EVALHUB_SCRATCH_DIR)) == []
 
 
 def test_the_cell_count_is_capped_before_reading(project: Any, settings: Any, tmp_path: Path) -> None:
@@ -141,7 +142,15 @@ def test_the_purge_removes_staged_files_no_upload_points_at(project: Any, settin
     fresh = staging / "4567ef01"
     fresh.mkdir()
     old = time.time() - 3 * 86400
+    os.utime(orphan / "cases.csv", (old, old))
     os.utime(orphan, (old, old))
+    scratch = Path(settings.EVALHUB_SCRATCH_DIR)
+    crashed, reading = scratch / "upload-0123abcd", scratch / "upload-4567ef01"  # a crash's copy; one in use
+    for folder in (crashed, reading):
+        folder.mkdir(parents=True)
+        (folder / "cases.csv").write_text("id,input\nc1,personal data\n")
+    os.utime(crashed, (old, old))
     suite_upload_purge(older_than=timedelta(hours=24))
     assert not orphan.exists() and fresh.exists()  # a folder younger than the cutoff may be in use
+    assert not crashed.exists() and reading.exists()
     assert not Upload.objects.exists()

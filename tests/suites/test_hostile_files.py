@@ -17,6 +17,7 @@ from tests.suites.conftest import (
     HOSTILE_EXPECTATIONS,
     HOSTILE_IMPORTS,
     assert_no_internals,
+    files_under,
     hostile_named,
 )
 
@@ -29,11 +30,12 @@ FILES = sorted(HOSTILE_EXPECTATIONS)
 def own_media_root(settings: Any, tmp_path: Path) -> Path:
     """Each test stages into its own folder, so a file left behind is seen."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EVALHUB_SCRATCH_DIR = tmp_path / "scratch"
     return settings.MEDIA_ROOT
 
 
 def staged_files(media: Path) -> list[Path]:
-    return [p for p in (media / "suite_uploads").rglob("*") if p.is_file()] if media.exists() else []
+    return files_under(media, media.parent / "scratch")
 
 
 def nothing_stored() -> None:

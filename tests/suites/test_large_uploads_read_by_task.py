@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_pii_scan")]
 def read_every_upload_in_a_task(settings: Any, tmp_path: Path) -> None:
     settings.EVALHUB_SUITE_SANDBOX_BYTES = 10  # small.csv is larger
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EVALHUB_SCRATCH_DIR = tmp_path / "scratch"
 
 
 @pytest.fixture

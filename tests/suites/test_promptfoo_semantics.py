@@ -98,13 +98,52 @@ def test_the_fidelity_summary_counts_everything_and_lists_what_was_dropped(
         "asserts_pending": 1,
         "dropped": {
             "assert[].weight": 1,
-            "defaultTest.options.provider": 1,
             "description": 1,
             "providers": 1,
             "tests[].options.cache": 1,
             "tests[].provider": 1,
         },
     }
+
+
+def test_grader_options_are_kept_with_the_pending_checks_for_the_judge(
+    project: Any, tmp_path: Path, no_pii_scan: None
+) -> None:
+    # promptfoo grades model-graded assertions with options.provider and options.rubricPrompt (from
+    # defaultTest or the test): they go with each pending check; an assertion's own setting wins.
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "defaultTest:\n"
+        "  options:\n"
+        "    provider: openai:gpt-4.1\n"
+        "    rubricPrompt: 'Grade {{ output }} by {{ rubric }}'\n"
+        "tests:\n"
+        "  - vars: {input: Capital of France?}\n"
+        "    assert:\n"
+        "      - {type: contains, value: Paris}\n"
+        "      - {type: llm-rubric, value: is concise}\n"
+        "      - {type: factuality, value: Paris, provider: local:judge}\n"
+    )
+    version = suite_import_file(project=project, name="pf", path=path)
+    case = version.cases.get()
+    assert case.expected == [
+        {"type": "contains", "value": "Paris"},
+        {
+            "type": "pending",
+            "assert": {
+                "type": "llm-rubric", "value": "is concise",
+                "provider": "openai:gpt-4.1", "rubricPrompt": "Grade {{ output }} by {{ rubric }}",
+            },
+        },
+        {
+            "type": "pending",
+            "assert": {
+                "type": "factuality", "value": "Paris",
+                "provider": "local:judge", "rubricPrompt": "Grade {{ output }} by {{ rubric }}",
+            },
+        },
+    ]  # fmt: skip
+    assert version.fidelity["dropped"] == {}
 
 
 def test_the_cli_prints_the_fidelity_summary_and_every_dropped_field(

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from evalhub.errors import DomainError
 from evalhub.suites import services
+from tests.suites.conftest import files_under
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_pii_scan")]
 PROPERTY = settings(
@@ -60,6 +61,7 @@ records = st.dictionaries(st.sampled_from(FIELD_NAMES) | texts, json_values, max
 @pytest.fixture(autouse=True)
 def own_media_root(settings: Any, tmp_path: Path) -> Path:
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EVALHUB_SCRATCH_DIR = tmp_path / "scratch"
     return Path(settings.MEDIA_ROOT)
 
 
@@ -71,8 +73,7 @@ def upload(project: Any, content: bytes, filename: str) -> None:
 
 
 def no_staged_files(media: Path) -> bool:
-    root = media / "suite_uploads"
-    return not root.exists() or not any(p.is_file() for p in root.rglob("*"))
+    return files_under(media, media.parent / "scratch") == []
 
 
 def _dumps(value: Any) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,7 +19,7 @@ from evalhub.errors import ValidationFailed
 from evalhub.suites.models import Case, PiiDecision, Suite, SuiteVersion
 from evalhub.suites.services.pii import PII_ACTIONS, _pii_summary
 from evalhub.suites.services.scanning import BATCH, ImportOptions, ScanReport, problems_error, scan_file
-from evalhub.suites.services.storage import _staging_dir
+from evalhub.suites.services.storage import scratch_folder
 from evalhub.suites.validation import (
     CaseData,
 )
@@ -144,32 +142,29 @@ def suite_import(
     filename = printable(filename or path.name)
     # Check, then write: the slow pass (parse, validate, PII screen and redact) spools the cases to a
     # scratch file outside any transaction; only the bulk insert holds one, briefly.
-    spool_dir = _staging_dir() / f"spool-{uuid.uuid4().hex}"
-    spool_dir.mkdir()
-    spool = spool_dir / "cases.jsonl"
-    try:
-        report = scan_file(
-            path=path,
-            filename=filename,
-            options=options,
-            spool=spool,
-            pii="redact" if choices.pii_action == "redact" else "scan",
-            pii_known=pii_known,
-            progress=progress,
-        )
-        _check_report(report, filename=filename, choices=choices)
-        return _write_version(
-            project=project, name=name, filename=filename, spool=spool, report=report,
-            choices=choices, actor=actor, description=description,
-        )  # fmt: skip
-    except ValidationFailed as error:
-        if "pii" in error.fields:
-            _audit_pii_rejection(
-                project=project, name=name, filename=filename, choices=choices, actor=actor, error=error
+    with scratch_folder("spool-") as spool_dir:
+        spool = spool_dir / "cases.jsonl"
+        try:
+            report = scan_file(
+                path=path,
+                filename=filename,
+                options=options,
+                spool=spool,
+                pii="redact" if choices.pii_action == "redact" else "scan",
+                pii_known=pii_known,
+                progress=progress,
             )
-        raise
-    finally:
-        shutil.rmtree(spool_dir, ignore_errors=True)
+            _check_report(report, filename=filename, choices=choices)
+            return _write_version(
+                project=project, name=name, filename=filename, spool=spool, report=report,
+                choices=choices, actor=actor, description=description,
+            )  # fmt: skip
+        except ValidationFailed as error:
+            if "pii" in error.fields:
+                _audit_pii_rejection(
+                    project=project, name=name, filename=filename, choices=choices, actor=actor, error=error
+                )
+            raise
 
 
 def _check_report(report: ScanReport, *, filename: str, choices: ImportChoices) -> None:
@@ -441,9 +436,7 @@ def _import_folder(
     from evalhub.suites.bundles import pack_folder
     from evalhub.suites.parsing import FileProblem
 
-    scratch = _staging_dir() / f"folder-{uuid.uuid4().hex}"
-    scratch.mkdir()
-    try:
+    with scratch_folder("folder-") as scratch:
         try:
             archive = pack_folder(folder, scratch)
         except FileProblem as exc:
@@ -457,5 +450,3 @@ def _import_folder(
             actor=actor,
             choices=choices,
         )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

@@ -20,7 +20,7 @@ from evalhub.errors import ValidationFailed
 from evalhub.suites.parsing import FileProblem, RawRow, Source, detect_format, limits, open_source
 from evalhub.suites.sandbox import LimitExceeded, run_limited, sandbox_available, sandbox_limits
 from evalhub.suites.services.pii import KnownFindings, _pii_enabled, _pii_screen
-from evalhub.suites.services.storage import _staging_dir
+from evalhub.suites.services.storage import scratch_dir
 from evalhub.suites.validation import (
     FIELDS,
     CaseData,
@@ -196,7 +196,7 @@ def scan_file(
     with the number of rows screened so far, every PROGRESS_ROWS rows.
     """
     screening = pii != "off" and _pii_enabled()
-    with tempfile.TemporaryDirectory(dir=_staging_dir(), prefix="scan-") as scratch:
+    with tempfile.TemporaryDirectory(dir=scratch_dir(), prefix="scan-") as scratch:
         read_to = Path(scratch) / "read.jsonl" if screening else spool
         report = _read(
             path=path, filename=filename, options=options or ImportOptions(), spool=read_to, preview=preview

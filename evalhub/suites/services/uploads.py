@@ -5,9 +5,8 @@ confirm, discard), the queued import's task body, and the purge of what was left
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,7 +27,17 @@ from evalhub.suites.services.scanning import (
     sandbox_threshold,
     scan_file,
 )
-from evalhub.suites.services.storage import _file_chunks, _staging_dir, _store
+from evalhub.suites.services.storage import (
+    Received,
+    _file_chunks,
+    delete_kept,
+    is_kept,
+    keep,
+    local_copy,
+    purge_kept,
+    purge_scratch,
+    receive,
+)
 from evalhub.suites.validation import (
     Problem,
 )
@@ -55,12 +64,10 @@ def suite_import_cases(
         for case in cases:
             yield json.dumps(case).encode("ascii") + b"\n"
 
-    path, size = _store(lines(), "cases.jsonl")
     return _import_or_queue(
         project=project,
         name=name,
-        path=path,
-        size=size,
+        received=receive(lines(), "cases.jsonl"),
         filename="cases.jsonl",
         options=ImportOptions(format="jsonl"),
         actor=actor,
@@ -98,20 +105,18 @@ def suite_import_upload(
     than `background_rows()` are imported by a task and the queued Upload is returned. A file over
     the sandbox threshold is not read here at all: it is queued at once (`reads_in_background`).
     """
-    chunks = _file_chunks(file)
-    path, size = _store(chunks, filename)
+    received = receive(_file_chunks(file), filename)
     rows: int | None = None  # unknown: a large file is counted, read and checked by the task
-    if not reads_in_background(size):
+    if not reads_in_background(received.size):
         try:
-            rows = scan_file(path=path, filename=filename, options=options, pii="off").rows_read
+            rows = scan_file(path=received.path, filename=filename, options=options, pii="off").rows_read
         except BaseException:
-            shutil.rmtree(path.parent, ignore_errors=True)
+            received.remove()
             raise
     return _import_or_queue(
         project=project,
         name=name,
-        path=path,
-        size=size,
+        received=received,
         filename=filename,
         options=options or ImportOptions(),
         actor=actor,
@@ -144,19 +149,20 @@ def _upload_create(
     project: Project,
     name: str,
     filename: str,
-    path: Path,
+    path: str,
     size: int,
     fmt: str,
     options: ImportOptions,
     actor: Any,
     **extra: Any,
 ) -> Upload:
-    """The Upload row of a file stored under MEDIA_ROOT (staged for preview, or queued for import)."""
+    """The Upload row of a file kept in the storage (staged for preview, or queued for import);
+    `path` is its storage name."""
     return Upload.objects.create(
         project=project,
         suite_name=name.strip()[:200],
         filename=printable(filename)[:300],
-        path=str(path.relative_to(Path(settings.MEDIA_ROOT))),
+        path=path,
         size=size,
         format=fmt,
         options=options.to_dict(),
@@ -169,43 +175,45 @@ def _import_or_queue(
     *,
     project: Project,
     name: str,
-    path: Path,
-    size: int,
+    received: Received,
     filename: str,
     options: ImportOptions,
     actor: Any,
     rows: int | None,
     choices: ImportChoices,
 ) -> Imported | Upload:
-    """Import the stored file now, or queue it as an Upload when it has more than background_rows()
-    (or `rows` is None: a large file not read in the request).
+    """Import the received file now, or keep it in the storage and queue it as an Upload when it
+    has more than background_rows() (or `rows` is None: a large file not read in the request).
 
-    Owns the stored file's folder: removed after a synchronous import, by the task after a queued one.
+    Owns the received file: removed after a synchronous import; a queued one's kept copy is removed
+    by the task.
     """
-    queued = False
     try:
         _check_choices(name=name, choices=choices)
         if _import_now(rows):
             return suite_import(
                 project=project,
                 name=name,
-                path=path,
+                path=received.path,
                 filename=filename,
                 options=options,
                 actor=actor,
                 choices=choices,
             )
-        with transaction.atomic():
-            upload = _upload_create(
-                project=project, name=name, filename=filename, path=path, size=size,
-                fmt=options.format, options=options, actor=actor,
-            )  # fmt: skip
-            _queue(upload=upload, actor=actor, rows=rows, choices=choices)
-        queued = True
+        stored = keep(received)
+        try:
+            with transaction.atomic():
+                upload = _upload_create(
+                    project=project, name=name, filename=filename, path=stored, size=received.size,
+                    fmt=options.format, options=options, actor=actor,
+                )  # fmt: skip
+                _queue(upload=upload, actor=actor, rows=rows, choices=choices)
+        except BaseException:
+            delete_kept(stored)  # no Upload row points at it
+            raise
         return upload
     finally:
-        if not queued:
-            shutil.rmtree(path.parent, ignore_errors=True)
+        received.remove()
 
 
 def suite_upload_check(
@@ -221,18 +229,17 @@ def suite_upload_check(
     A file over the sandbox threshold is read by a task: the Upload returned ends `checked` with the
     report on it (its file removed), or `failed`.
     """
-    chunks = _file_chunks(file)
-    path, size = _store(chunks, filename)
-    if reads_in_background(size):
+    received = receive(_file_chunks(file), filename)
+    if reads_in_background(received.size):
         return _read_later(
-            project=project, name="", filename=filename, path=path, size=size,
+            project=project, name="", filename=filename, received=received,
             options=options or ImportOptions(), actor=actor, dry_run=True,
         )  # fmt: skip
     try:
         pii = "scan" if screening_in_process() else "off"  # reported as not scanned
-        return scan_file(path=path, filename=filename, options=options, preview=True, pii=pii)
+        return scan_file(path=received.path, filename=filename, options=options, preview=True, pii=pii)
     finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
+        received.remove()
 
 
 def suite_upload_stage(
@@ -244,30 +251,35 @@ def suite_upload_stage(
     actor: Any = None,
     options: ImportOptions | None = None,
 ) -> Upload:
-    """Store the file under MEDIA_ROOT and scan it: the preview, the row problems and the PII found.
+    """Scan the file and keep it in the storage: the preview, the row problems and the PII found.
 
     A file over the sandbox threshold is scanned by a task (`suite_upload_read`): the Upload is
     returned `reading` at once, and its page follows the task until the preview is ready.
     """
     if not name.strip():
         raise ValidationFailed("A suite needs a name.", fields={"name": ["This field is required."]})
-    chunks = _file_chunks(file)
-    path, size = _store(chunks, filename)
+    received = receive(_file_chunks(file), filename)
     options = options or ImportOptions()
-    if reads_in_background(size):
+    if reads_in_background(received.size):
         return _read_later(
-            project=project, name=name, filename=filename, path=path, size=size,
+            project=project, name=name, filename=filename, received=received,
             options=options, actor=actor, dry_run=False,
         )  # fmt: skip
     try:
-        report = _preview_scan(path=path, filename=filename, options=options)
+        report = _preview_scan(
+            path=received.path, findings=received.findings, filename=filename, options=options
+        )
+        stored = keep(received)  # with the PII findings recorded beside it
+    finally:
+        received.remove()
+    try:
         upload = _stage_record(
-            project=project, name=name, filename=filename, path=path, size=size,
+            project=project, name=name, filename=filename, path=stored, size=received.size,
             options=options, actor=actor, report=report,
         )  # fmt: skip
     except BaseException:
         # No Upload row points at the file, so nothing else would ever remove it.
-        shutil.rmtree(path.parent, ignore_errors=True)
+        delete_kept(stored)
         raise
     return upload
 
@@ -277,7 +289,7 @@ def _stage_record(
     project: Project,
     name: str,
     filename: str,
-    path: Path,
+    path: str,
     size: int,
     options: ImportOptions,
     actor: Any,
@@ -308,19 +320,21 @@ def _read_later(
     project: Project,
     name: str,
     filename: str,
-    path: Path,
-    size: int,
+    received: Received,
     options: ImportOptions,
     actor: Any,
     dry_run: bool,
 ) -> Upload:
-    """Record a stored file as `reading` and enqueue its read after the commit."""
+    """Keep a received file in the storage, record it as `reading` and enqueue its read after the
+    commit."""
     from evalhub.suites.tasks import read_upload
 
+    size = received.size
+    stored = keep(received)
     try:
         with transaction.atomic():
             upload = _upload_create(
-                project=project, name=name, filename=filename, path=path, size=size,
+                project=project, name=name, filename=filename, path=stored, size=size,
                 fmt=options.format, options=options, actor=actor, status=UploadStatus.READING,
                 choices={"dry_run": dry_run},
             )  # fmt: skip
@@ -333,7 +347,7 @@ def _read_later(
             upload_id = str(upload.pk)
             transaction.on_commit(lambda: read_upload.delay(upload_id=upload_id))
     except BaseException:
-        shutil.rmtree(path.parent, ignore_errors=True)
+        delete_kept(stored)
         raise
     return upload
 
@@ -348,12 +362,14 @@ def suite_upload_read(*, upload_id: str) -> None:
     upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.READING).first()
     if upload is None:
         return
-    path = _upload_path(upload)
     try:
-        if not path.is_file():
+        if not is_kept(upload.path):
             raise Conflict("The uploaded file is gone; upload it again.")
         options = ImportOptions.from_dict(upload.options)
-        report = _preview_scan(path=path, filename=upload.filename, options=options)
+        with local_copy(upload.path, record_findings=True) as local:
+            report = _preview_scan(
+                path=local.path, findings=local.findings, filename=upload.filename, options=options
+            )
         if report.fatal and not upload.choices.get("dry_run"):  # a dry run's answer is its report
             fatal = next((p.problem for p in report.problems if p.fatal), "the file cannot be read")
             raise problems_error(f"{upload.filename}: {fatal}", report)
@@ -384,27 +400,20 @@ def _preview_pii_rows() -> int:
     return int(getattr(settings, "EVALHUB_SUITE_PREVIEW_PII_ROWS", 200))
 
 
-def _findings_path(staged: Path) -> Path:
-    """The PII spans found when the upload was staged, beside the staged file."""
-    return staged.parent / "pii#findings.jsonl"  # "#" never appears in a stored upload's name
-
-
-def _upload_path(upload: Upload) -> Path:
-    return Path(settings.MEDIA_ROOT) / upload.path
-
-
 def _check_staged(upload: Upload) -> None:
     if upload.status != UploadStatus.STAGED:
         raise Conflict(f"This upload was already {upload.get_status_display().lower()}.")
-    if not _upload_path(upload).is_file():
+    if not is_kept(upload.path):
         raise Conflict("The staged file is gone; upload it again.")
 
 
 def suite_upload_remap(*, upload: Upload, options: ImportOptions, actor: Any = None) -> Upload:
     """Scan the staged file again under another mapping (or delimiter, sheet, input variable)."""
     _check_staged(upload)
-    path = _upload_path(upload)
-    report = _preview_scan(path=path, filename=upload.filename, options=options)
+    with local_copy(upload.path, record_findings=True) as local:
+        report = _preview_scan(
+            path=local.path, findings=local.findings, filename=upload.filename, options=options
+        )
     with transaction.atomic():
         upload.options = options.to_dict()
         upload.format = report.format
@@ -414,15 +423,16 @@ def suite_upload_remap(*, upload: Upload, options: ImportOptions, actor: Any = N
     return upload
 
 
-def _preview_scan(*, path: Path, filename: str, options: ImportOptions) -> ScanReport:
-    """The preview's pass: PII screening of the first rows here, or later by `suite_upload_screen`."""
+def _preview_scan(*, path: Path, findings: Path, filename: str, options: ImportOptions) -> ScanReport:
+    """The preview's pass: PII screening of the first rows here, or later by `suite_upload_screen`;
+    the spans found are recorded in `findings`, for the import to reuse."""
     return scan_file(
         path=path,
         filename=filename,
         options=options,
         preview=True,
         pii="scan" if screening_in_process() else "off",
-        pii_record=_findings_path(path),
+        pii_record=findings,
         pii_row_limit=_preview_pii_rows(),
     )
 
@@ -449,17 +459,17 @@ def suite_upload_screen(*, upload_id: str) -> None:
     staged or already screened, does nothing.
     """
     upload = Upload.objects.filter(pk=upload_id, status=UploadStatus.STAGED).first()
-    if upload is None or not upload.report.get("pii_pending") or not _upload_path(upload).is_file():
+    if upload is None or not upload.report.get("pii_pending") or not is_kept(upload.path):
         return
-    path = _upload_path(upload)
-    report = scan_file(
-        path=path,
-        filename=upload.filename,
-        options=ImportOptions.from_dict(upload.options),
-        preview=True,
-        pii_record=_findings_path(path),
-        pii_row_limit=_preview_pii_rows(),
-    )
+    with local_copy(upload.path, record_findings=True) as local:
+        report = scan_file(
+            path=local.path,
+            filename=upload.filename,
+            options=ImportOptions.from_dict(upload.options),
+            preview=True,
+            pii_record=local.findings,
+            pii_row_limit=_preview_pii_rows(),
+        )
     with transaction.atomic():
         locked = Upload.objects.select_for_update().filter(pk=upload_id, status=UploadStatus.STAGED).first()
         if locked is not None and locked.report.get("pii_pending") and locked.options == upload.options:
@@ -476,16 +486,17 @@ def suite_upload_confirm(*, upload: Upload, choices: ImportChoices, actor: Any =
     """
     _check_staged(upload)
     try:
-        imported = suite_import(
-            project=upload.project,
-            name=upload.suite_name,
-            path=_upload_path(upload),
-            filename=upload.filename,
-            options=ImportOptions.from_dict(upload.options),
-            actor=actor,
-            choices=choices,
-            pii_known=_findings_path(_upload_path(upload)),
-        )
+        with local_copy(upload.path) as local:
+            imported = suite_import(
+                project=upload.project,
+                name=upload.suite_name,
+                path=local.path,
+                filename=upload.filename,
+                options=ImportOptions.from_dict(upload.options),
+                actor=actor,
+                choices=choices,
+                pii_known=local.findings,
+            )
     except ValidationFailed as error:
         if "pii" in error.fields:
             suite_upload_discard(upload=upload, actor=actor)
@@ -494,7 +505,7 @@ def suite_upload_confirm(*, upload: Upload, choices: ImportChoices, actor: Any =
     upload.version = imported.version
     upload.report = {**upload.report, "pii_rows": [], "preview": []}  # the staged copy of personal data goes
     upload.save(update_fields=["status", "version", "report"])
-    shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+    delete_kept(upload.path)
     return imported
 
 
@@ -553,7 +564,6 @@ def suite_upload_import(*, upload_id: str) -> Upload:
     choices = ImportChoices.from_dict(upload.choices)
     actor_id = upload.choices.get("actor_id")
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-    path = _upload_path(upload)
 
     def progress(done: int) -> None:
         # rows_total is 0 for a large file queued unread: its count is known only as it is read.
@@ -561,19 +571,20 @@ def suite_upload_import(*, upload_id: str) -> Upload:
         Upload.objects.filter(pk=upload.pk).update(rows_screened=screened)
 
     try:
-        if not path.is_file():
+        if not is_kept(upload.path):
             raise Conflict("The staged file is gone; upload it again.")
-        imported = suite_import(
-            project=upload.project,
-            name=upload.suite_name,
-            path=path,
-            filename=upload.filename,
-            options=ImportOptions.from_dict(upload.options),
-            actor=actor,
-            choices=choices,
-            pii_known=_findings_path(path),
-            progress=progress,
-        )
+        with local_copy(upload.path) as local:
+            imported = suite_import(
+                project=upload.project,
+                name=upload.suite_name,
+                path=local.path,
+                filename=upload.filename,
+                options=ImportOptions.from_dict(upload.options),
+                actor=actor,
+                choices=choices,
+                pii_known=local.findings,
+                progress=progress,
+            )
     except DomainError as error:
         _finish_upload(upload, status=UploadStatus.FAILED, error=error)
         return upload
@@ -607,12 +618,12 @@ def _finish_upload(
         upload.report = {**upload.report, "pii_rows": [], "preview": []}
     fields = ["status", "finished_at", "rows_total", "rows_screened", "error", "report", "version"]
     upload.save(update_fields=fields)
-    shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+    delete_kept(upload.path)
 
 
 def suite_upload_discard(*, upload: Upload, actor: Any = None) -> None:
     if upload.status == UploadStatus.STAGED:
-        shutil.rmtree(_upload_path(upload).parent, ignore_errors=True)
+        delete_kept(upload.path)
         upload.status = UploadStatus.DISCARDED
         upload.report = {**upload.report, "pii_rows": [], "preview": []}
         upload.save(update_fields=["status", "report"])
@@ -621,19 +632,19 @@ def suite_upload_discard(*, upload: Upload, actor: Any = None) -> None:
 
 def suite_upload_purge(*, older_than: timedelta, actor: Any = None) -> int:
     """Discard staged uploads nobody confirmed (their files may hold personal data), and delete
-    staged files and scratch folders older than the cutoff that no live upload points at (left by
-    a crash). Returns how many uploads were discarded."""
+    kept files older than the cutoff that no live upload points at, and this machine's scratch
+    files older than the cutoff (both left by a crash). Returns how many uploads were discarded."""
     cutoff = timezone.now() - older_than
     count = 0
     for upload in Upload.objects.filter(status=UploadStatus.STAGED, created_at__lt=cutoff):
         suite_upload_discard(upload=upload, actor=actor)
         count += 1
-    _purge_orphans(before=cutoff.timestamp())
+    _purge_orphans(before=cutoff)
     return count
 
 
-def _purge_orphans(*, before: float) -> int:
-    """Delete folders under the staging area older than `before` with no live Upload row."""
+def _purge_orphans(*, before: datetime) -> int:
+    """Delete kept upload folders older than `before` with no live Upload row, and scratch entries."""
     live = {
         Path(path).parent.name
         for path in Upload.objects.filter(
@@ -645,13 +656,4 @@ def _purge_orphans(*, before: float) -> int:
             ]
         ).values_list("path", flat=True)
     }
-    removed = 0
-    for folder in _staging_dir().iterdir():
-        if folder.name in live or folder.stat().st_mtime >= before:
-            continue
-        if folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            folder.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    return purge_kept(before=before, live=live) + purge_scratch(before=before.timestamp())

@@ -60,8 +60,8 @@ ok(
     cases=74,
     mapped=0,
     pending=2,
-    dropped={"providers": 1, "description": 1, "defaultTest.options.provider": 1},
-    reason="45 inline tests x 2 prompts (prompts.txt split by '---'); 8 questions are written twice word for word (the second 'David Lee Roth' is spelled 'David LeRoth', so that one differs): 8 x 2 = 16 exact duplicates, reported, and skipped with only_valid_rows: 37 x 2 = 74 cases (cases_made counts the cases stored, after the skipped duplicates). The first test's 'similar' needs embeddings (defaultTest.options.provider.embedding): pending in both prompts.",
+    dropped=P1D,
+    reason="45 inline tests x 2 prompts (prompts.txt split by '---'); 8 questions are written twice word for word (the second 'David Lee Roth' is spelled 'David LeRoth', so that one differs): 8 x 2 = 16 exact duplicates, reported, and skipped with only_valid_rows: 37 x 2 = 74 cases (cases_made counts the cases stored, after the skipped duplicates). The first test's 'similar' needs embeddings (defaultTest.options.provider.embedding): pending in both prompts, the provider kept with it (grader options go with pending checks since 2026-12-06).",
     options={"only_valid_rows": True},
     duplicates=16,
 )
@@ -167,8 +167,8 @@ ok(
     cases=1,
     mapped=0,
     pending=1,
-    dropped={"providers": 1, "defaultTest.options.rubricPrompt": 1},
-    reason="1 test, 1 prompt; llm-rubric with no value: its rubric is defaultTest.options.rubricPrompt, a grader prompt: pending (with the rubric prompt kept for the judge, or listed as dropped).",
+    dropped=P1,
+    reason="1 test, 1 prompt; llm-rubric with no value: its rubric is defaultTest.options.rubricPrompt, a grader prompt: pending, with the rubric prompt kept in the pending check for the judge.",
 )
 ok(
     "eval-customer-support-rubric",
@@ -176,8 +176,8 @@ ok(
     cases=8,
     mapped=0,
     pending=40,
-    dropped={"providers": 1, "description": 1, "defaultTest.options.provider": 1},
-    reason="tests.csv: 8 rows with __description, __metadata:severity and __threshold; prompt.txt is '{{reply}}' (1 prompt); defaultTest has 5 llm-rubric asserts (metric, threshold, vars in the rubric): 8 x 5 = 40 pending. defaultTest.options.provider is the grader.",
+    dropped=P1D,
+    reason="tests.csv: 8 rows with __description, __metadata:severity and __threshold; prompt.txt is '{{reply}}' (1 prompt); defaultTest has 5 llm-rubric asserts (metric, threshold, vars in the rubric): 8 x 5 = 40 pending. defaultTest.options.provider is the grader: kept with each pending check.",
 )
 ok(
     "eval-self-grading",

@@ -54,6 +54,9 @@ class Command(DomainCommand):
         parser.add_argument("--no-chat-template", action="store_true")
         parser.add_argument("--samples", type=int, default=1, help="Samples per case (default 1).")
         parser.add_argument("--force", action="store_true", help="Regenerate instead of reusing cached outputs.")
+        parser.add_argument("--judge-checks", action="store_true",
+                            help="Evaluate the suite's pending checks (llm-rubric, factuality, ...) with the judge.")
+        parser.add_argument("--judge-adapter", help="name@version of the judge's adapter (with --judge-checks).")
         parser.add_argument("--name", default="")
         parser.add_argument("--no-wait", action="store_true", help="Start and return without following it.")
         parser.add_argument("--resume", type=int, metavar="RUN_ID", help="Resume a cancelled or failed run.")
@@ -130,6 +133,8 @@ class Command(DomainCommand):
             generation_config=config,
             samples_per_case=options["samples"],
             force_regenerate=options["force"],
+            judge_checks=options["judge_checks"],
+            judge_adapter=self._adapter(project, options["judge_adapter"]) if options.get("judge_adapter") else None,
             name=options["name"],
             actor=actor,
         )
