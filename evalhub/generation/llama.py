@@ -798,7 +798,7 @@ class FastEngine:
         plen = max(len(p) for p in prompts)
         check_context(plen, max_new, self.max_positions)
         used = set(adapter_index)
-        dora = used & self.dora
+        dora = {i for i in used if i is not None and i in self.dora}
         if dora and len(used) > 1:
             raise GenerationError(
                 f"adapter {self.adapter_names[min(dora)]!r} uses DoRA: the fast engine serves it on merged "
