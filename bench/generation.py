@@ -672,9 +672,7 @@ def main() -> None:
         parser.error("this benchmark needs a CUDA GPU (--smoke runs a tiny model on the CPU)")
     device, dtype = ("cpu", torch.float32) if args.smoke else ("cuda", torch.bfloat16)
     if args.long:
-        if device != "cuda":
-            parser.error("--long needs a CUDA GPU")
-        long_input(args)
+        long_input(args, device, dtype)
         return
     work = Path(args.work)
     report: dict[str, Any] = {
@@ -923,7 +921,19 @@ def main() -> None:
         (Path(args.out) / "generation_bench.json").write_text(json.dumps(report, indent=2, default=str))
 
 
-def long_input(args: Any) -> None:
+def peak_reset(cuda: bool) -> int:
+    """Start a peak-memory window; returns the memory allocated now (0 on the CPU: not measured)."""
+    if not cuda:
+        return 0
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def peak_since(cuda: bool, base: int) -> int:
+    return torch.cuda.max_memory_allocated() - base if cuda else 0
+
+
+def long_input(args: Any, device: str, dtype: torch.dtype) -> None:
     """One long-input case: ``args.long`` prompt tokens per row, ``args.new`` new, 4 adapters mixed.
 
     evalhub with chunked prefill (the default chunk) against one-shot prefill (chunk = the prompt)
@@ -939,7 +949,7 @@ def long_input(args: Any) -> None:
     chunk = args.prefill_chunk or DEFAULT_PREFILL_CHUNK
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "gpu": torch.cuda.get_device_name(),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke)",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "args": vars(args),
@@ -947,9 +957,10 @@ def long_input(args: Any) -> None:
     print(
         f"{report['gpu']}  long input: batch {batch} x {plen} prompt + {new} new tokens, prefill chunk {chunk}"
     )
-    config = shape_config("tinyllama-1.1b", layers=args.layers or None, smoke=False)
+    config = shape_config("tinyllama-1.1b", layers=args.layers or None, smoke=args.smoke)
     config.max_position_embeddings = plen + new + 64
-    model = build_model(work / "base", config, "cuda", torch.bfloat16)
+    model = build_model(work / "base", config, device, dtype)
+    cuda = device == "cuda"
     adapter_dirs = write_adapters(work, model, count=args.adapters, rank=args.rank)
     names = list(adapter_dirs)
     lora_params = sum(
@@ -960,9 +971,10 @@ def long_input(args: Any) -> None:
     roof = roofline(model, batch=batch, prompt=plen, new=new, lora_params=lora_params * args.adapters)
     params = sum(p.numel() for p in model.parameters())
     model.to("cpu")
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     rng = torch.Generator().manual_seed(3)
-    words = torch.randint(2, 32000, (batch, plen - 1), generator=rng).tolist()
+    words = torch.randint(2, config.vocab_size, (batch, plen - 1), generator=rng).tolist()
     prompts = [" ".join(f"w{w}" for w in row) for row in words]
     mixed = [names[i % len(names)] for i in range(batch)]
     config = GenerationConfig(max_new_tokens=new, use_chat_template=False)
@@ -971,8 +983,8 @@ def long_input(args: Any) -> None:
     tokens: dict[str, list[Any]] = {}
     for label, prefill_chunk in (("chunked", chunk), ("one-shot", plen + 64)):
         backend = HFBackend(
-            device="cuda",
-            dtype=torch.bfloat16,
+            device=device,
+            dtype=dtype,
             max_batch_size=batch,
             check_every=32,
             prefill_chunk=prefill_chunk,
@@ -984,10 +996,9 @@ def long_input(args: Any) -> None:
         backend.generate(
             requests, config, on_batch=lambda done, seen=batches: seen.append(len(done))
         )  # warm-up
-        torch.cuda.reset_peak_memory_stats()
-        base_mem = torch.cuda.memory_allocated()
+        base_mem = peak_reset(cuda)
         secs, out = timed(lambda be=backend: be.generate(requests, config), args.repeat)
-        peak = torch.cuda.max_memory_allocated() - base_mem
+        peak = peak_since(cuda, base_mem)
         made = sum(r.output_tokens for r in out)
         order = sorted(range(batch), key=lambda i: mixed[i])
         rows_idx = [names.index(mixed[i]) for i in order]
@@ -1013,7 +1024,8 @@ def long_input(args: Any) -> None:
         )
         backend.close()
         del backend
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     common = [
         next((j for j, (a, b) in enumerate(zip(x, y, strict=True)) if a != b), len(x))
         for x, y in zip(tokens["chunked"], tokens["one-shot"], strict=True)
@@ -1025,13 +1037,13 @@ def long_input(args: Any) -> None:
     print(f"greedy agreement chunked vs one-shot (bf16): {results['agreement chunked vs one-shot']}")
 
     # ---- naive path: HF generate() + peft adapter_names, the whole prompt in one forward ----------
-    model.to("cuda")
+    model.to(device)
     peft_model = PeftModel.from_pretrained(model, str(adapter_dirs[names[0]]), adapter_name=names[0])
     for name in names[1:]:
         peft_model.load_adapter(str(adapter_dirs[name]), adapter_name=name)
     peft_model.eval()
     tok = transformers.AutoTokenizer.from_pretrained(work / "base")
-    enc = tok(prompts, return_tensors="pt").to("cuda")
+    enc = tok(prompts, return_tensors="pt").to(device)
     naive_new = new  # as many tokens as evalhub makes: the prefill weighs the same in both
 
     def naive() -> Any:
@@ -1047,10 +1059,9 @@ def long_input(args: Any) -> None:
 
     try:
         naive()
-        torch.cuda.reset_peak_memory_stats()
-        base_mem = torch.cuda.memory_allocated()
+        base_mem = peak_reset(cuda)
         secs, _ = timed(naive, 1)
-        naive_peak = torch.cuda.max_memory_allocated() - base_mem
+        naive_peak = peak_since(cuda, base_mem)
         naive_tok_s = batch * naive_new / secs
         results["naive peft mixed4"] = {
             "tok_s": naive_tok_s,
