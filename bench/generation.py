@@ -15,6 +15,10 @@ Families and their shapes (``FAMILY_SHAPES``): llama tinyllama-1.1b, qwen2 qwen2
 qwen3-1.7b, mistral mistral-7b-8l (Mistral 7B's layer, 8 of 32 layers), gemma2 gemma-2-2b, gemma3
 gemma-3-1b.
 
+``--long 4096``: instead, one long-input case (4096 prompt tokens per row, chunked prefill, 4
+adapters mixed, batch ``--long-batch``): chunked against one-shot prefill and the naive path, with
+peak GPU memory, in the same run.
+
 Runs without Django or Celery: the GPU box has neither, and `evalhub.generation` needs neither.
 """
 
@@ -652,6 +656,11 @@ def main() -> None:
     )
     parser.add_argument("--work", default="/tmp/evalhub-bench-generation")
     parser.add_argument("--out", default="")
+    parser.add_argument(
+        "--long", type=int, default=0, help="prompt tokens of the long-input case (e.g. 4096)"
+    )
+    parser.add_argument("--long-batch", type=int, default=16, help="rows of the long-input case")
+    parser.add_argument("--prefill-chunk", type=int, default=0, help="engine prefill chunk (0: the default)")
     args = parser.parse_args()
     if args.family and args.shape:
         parser.error("give --family or --shape, not both")
@@ -662,6 +671,9 @@ def main() -> None:
     elif not torch.cuda.is_available():
         parser.error("this benchmark needs a CUDA GPU (--smoke runs a tiny model on the CPU)")
     device, dtype = ("cpu", torch.float32) if args.smoke else ("cuda", torch.bfloat16)
+    if args.long:
+        long_input(args, device, dtype)
+        return
     work = Path(args.work)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -907,6 +919,173 @@ def main() -> None:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "generation_bench.json").write_text(json.dumps(report, indent=2, default=str))
+
+
+def peak_reset(cuda: bool) -> int:
+    """Start a peak-memory window; returns the memory allocated now (0 on the CPU: not measured)."""
+    if not cuda:
+        return 0
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def peak_since(cuda: bool, base: int) -> int:
+    return torch.cuda.max_memory_allocated() - base if cuda else 0
+
+
+def long_input(args: Any, device: str, dtype: torch.dtype) -> None:
+    """One long-input case: ``args.long`` prompt tokens per row, ``args.new`` new, 4 adapters mixed.
+
+    evalhub with chunked prefill (the default chunk) against one-shot prefill (chunk = the prompt)
+    and the naive peft generate() path, each with its peak GPU memory, all in this run.
+    """
+    import transformers
+    from peft import PeftModel
+
+    from evalhub.generation.llama import DEFAULT_PREFILL_CHUNK
+
+    work = Path(args.work) / f"long{args.long}"
+    batch, plen, new = args.long_batch, args.long, args.new
+    chunk = args.prefill_chunk or DEFAULT_PREFILL_CHUNK
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke)",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "args": vars(args),
+    }
+    print(
+        f"{report['gpu']}  long input: batch {batch} x {plen} prompt + {new} new tokens, prefill chunk {chunk}"
+    )
+    config = shape_config("tinyllama-1.1b", layers=args.layers or None, smoke=args.smoke)
+    config.max_position_embeddings = plen + new + 64
+    model = build_model(work / "base", config, device, dtype)
+    cuda = device == "cuda"
+    adapter_dirs = write_adapters(work, model, count=args.adapters, rank=args.rank)
+    names = list(adapter_dirs)
+    lora_params = sum(
+        (m.weight.shape[0] + m.weight.shape[1]) * args.rank
+        for n, m in model.named_modules()
+        if n.rsplit(".", 1)[-1] in TARGETS
+    )
+    roof = roofline(model, batch=batch, prompt=plen, new=new, lora_params=lora_params * args.adapters)
+    params = sum(p.numel() for p in model.parameters())
+    model.to("cpu")
+    if cuda:
+        torch.cuda.empty_cache()
+    rng = torch.Generator().manual_seed(3)
+    words = torch.randint(2, config.vocab_size, (batch, plen - 1), generator=rng).tolist()
+    prompts = [" ".join(f"w{w}" for w in row) for row in words]
+    mixed = [names[i % len(names)] for i in range(batch)]
+    config = GenerationConfig(max_new_tokens=new, use_chat_template=False)
+    requests = [GenerationRequest(key=i, prompt=prompts[i], adapter=mixed[i]) for i in range(batch)]
+    results: dict[str, Any] = {}
+    tokens: dict[str, list[Any]] = {}
+    for label, prefill_chunk in (("chunked", chunk), ("one-shot", plen + 64)):
+        backend = HFBackend(
+            device=device,
+            dtype=dtype,
+            max_batch_size=batch,
+            check_every=32,
+            prefill_chunk=prefill_chunk,
+        )
+        backend.load(work / "base", adapter_dirs)
+        ids = [backend.tokenizer(p)["input_ids"] for p in prompts]
+        assert len(ids[0]) == plen, len(ids[0])
+        batches: list[int] = []
+        backend.generate(
+            requests, config, on_batch=lambda done, seen=batches: seen.append(len(done))
+        )  # warm-up
+        base_mem = peak_reset(cuda)
+        secs, out = timed(lambda be=backend: be.generate(requests, config), args.repeat)
+        peak = peak_since(cuda, base_mem)
+        made = sum(r.output_tokens for r in out)
+        order = sorted(range(batch), key=lambda i: mixed[i])
+        rows_idx = [names.index(mixed[i]) for i in order]
+        pre = prefill_ms(backend, [ids[i] for i in order], rows_idx, new)
+        step = decode_step_ms(backend, [ids[i] for i in order], rows_idx, new)
+        tokens[label] = [r.token_ids for r in out]
+        results[f"evalhub {label}"] = {
+            "prefill_chunk": prefill_chunk,
+            "tok_s": made / secs,
+            "seconds": secs,
+            "batches": batches,
+            "prefill_ms": pre,
+            "prefill_tok_s": batch * plen / pre * 1e3,
+            "prefill_tflop_s": 2 * params * batch * plen / pre / 1e9,
+            "decode_step_ms": step,
+            "decode_roofline_share": roof["step_ms"] / step,
+            "peak_mem_gb_beyond_weights": peak / 1e9,
+        }
+        print(
+            f"evalhub {label:9s} (chunk {prefill_chunk}): {made / secs:9,.0f} tok/s end to end, batches {batches}, "
+            f"prefill {pre:.0f} ms ({batch * plen / pre * 1e3:,.0f} tok/s), decode step {step:.2f} ms "
+            f"({roof['step_ms'] / step:.1%} of roofline), peak {peak / 1e9:.1f} GB beyond weights"
+        )
+        backend.close()
+        del backend
+        if cuda:
+            torch.cuda.empty_cache()
+    common = [
+        next((j for j, (a, b) in enumerate(zip(x, y, strict=True)) if a != b), len(x))
+        for x, y in zip(tokens["chunked"], tokens["one-shot"], strict=True)
+    ]
+    results["agreement chunked vs one-shot"] = {
+        "rows_identical": sum(c == new for c in common),
+        "mean_common_prefix": statistics.mean(common),
+    }
+    print(f"greedy agreement chunked vs one-shot (bf16): {results['agreement chunked vs one-shot']}")
+
+    # ---- naive path: HF generate() + peft adapter_names, the whole prompt in one forward ----------
+    model.to(device)
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dirs[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        peft_model.load_adapter(str(adapter_dirs[name]), adapter_name=name)
+    peft_model.eval()
+    tok = transformers.AutoTokenizer.from_pretrained(work / "base")
+    enc = tok(prompts, return_tensors="pt").to(device)
+    naive_new = new  # as many tokens as evalhub makes: the prefill weighs the same in both
+
+    def naive() -> Any:
+        with torch.inference_mode():
+            return peft_model.generate(
+                **enc,
+                max_new_tokens=naive_new,
+                min_new_tokens=naive_new,
+                do_sample=False,
+                pad_token_id=1,
+                adapter_names=mixed,
+            )
+
+    try:
+        naive()
+        base_mem = peak_reset(cuda)
+        secs, _ = timed(naive, 1)
+        naive_peak = peak_since(cuda, base_mem)
+        naive_tok_s = batch * naive_new / secs
+        results["naive peft mixed4"] = {
+            "tok_s": naive_tok_s,
+            "seconds": secs,
+            "new_tokens": naive_new,
+            "peak_mem_gb_beyond_weights": naive_peak / 1e9,
+        }
+        print(
+            f"naive peft generate mixed4 ({naive_new} new tokens): {naive_tok_s:,.0f} tok/s, "
+            f"peak {naive_peak / 1e9:.1f} GB beyond weights"
+        )
+    except torch.cuda.OutOfMemoryError as exc:
+        naive_tok_s = float("nan")
+        results["naive peft mixed4"] = {"error": f"out of memory: {exc}"[:300]}
+        print(f"naive peft generate mixed4: out of memory at batch {batch} x {plen}")
+    best = results["evalhub chunked"]["tok_s"]
+    report["results"] = results
+    report["ratio_vs_naive"] = best / naive_tok_s
+    print(
+        f"ratio evalhub chunked / naive (end to end, 4 adapters mixed, {plen}-token prompts): {best / naive_tok_s:.1f}x"
+    )
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"generation_long{plen}.json").write_text(json.dumps(report, indent=2, default=str))
 
 
 if __name__ == "__main__":

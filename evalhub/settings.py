@@ -353,6 +353,9 @@ SPECTACULAR_SETTINGS = {
 
 # Generation defaults; a run may override them.
 EVALHUB_DEVICE = os.environ.get("EVALHUB_DEVICE", "auto")
+# "none": base models in their dtype; "nf4" / "fp4" / "int8": load them quantised by bitsandbytes (GPU
+# only, the general path), as QLoRA adapters' users deploy them.
+EVALHUB_BASE_QUANTIZATION = os.environ.get("EVALHUB_BASE_QUANTIZATION", "none")
 EVALHUB_GENERATION_CHUNK_SIZE = int(os.environ.get("EVALHUB_GENERATION_CHUNK_SIZE", "32"))
 # Score a run (text metrics, checks, perplexity) as soon as its generation completes.
 EVALHUB_SCORE_ON_COMPLETE = env_bool("EVALHUB_SCORE_ON_COMPLETE", True)

@@ -131,6 +131,7 @@ def build_lora_adapter(
     seed: int = 1,
     scale: float | None = 0.3,
     rslora: bool = False,
+    dora: bool = False,
     zero_b: bool = False,
     alpha_pattern: dict[str, int] | None = None,
     task_type: str | None = "CAUSAL_LM",
@@ -138,6 +139,7 @@ def build_lora_adapter(
 ) -> Path:
     """A random LoRA adapter for the model in `base`, saved to `folder`.
 
+    `targets` may name embed_tokens and lm_head; `dora` makes it a DoRA adapter (use_dora).
     `scale` draws A and B from N(0, scale) (B zero with `zero_b`); None keeps peft's own random
     init (init_lora_weights=False). `base_name` is written as base_model_name_or_path (default:
     the base folder's full path).
@@ -158,6 +160,7 @@ def build_lora_adapter(
             target_modules=list(targets),
             lora_dropout=0.0,
             use_rslora=rslora,
+            use_dora=dora,
             alpha_pattern=alpha_pattern or {},
             task_type=task_type,
         )
@@ -165,9 +168,9 @@ def build_lora_adapter(
     if scale is not None:
         with torch.no_grad():
             for name, p in peft_model.named_parameters():
-                if "lora_B" in name:
+                if "lora_B" in name or "lora_embedding_B" in name:
                     p.zero_() if zero_b else p.normal_(0, scale)
-                elif "lora_A" in name:
+                elif "lora_A" in name or "lora_embedding_A" in name:
                     p.normal_(0, scale)
     peft_model.save_pretrained(folder, safe_serialization=True)
     cfg_file = folder / "adapter_config.json"

@@ -63,6 +63,7 @@ class AdapterSerializer(serializers.ModelSerializer[Adapter]):
             "rank",
             "alpha",
             "target_modules",
+            "base_quantization",
             "parent",
             "stage",
             "train_examples",

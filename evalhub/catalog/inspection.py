@@ -20,6 +20,7 @@ from evalhub.generation.folders import (
     check_trained_for_base,
     linear_shapes_from_tensors,
     lora_module_shapes,
+    trained_quantization,
     weight_files,
     weights_fingerprint,
 )
@@ -59,6 +60,7 @@ class AdapterFolderInfo:
     weights_hash: str
     shapes: dict[str, list[int]] = field(repr=False)
     provenance: dict[str, Any]
+    base_quantization: str = "none"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -181,6 +183,10 @@ def inspect_adapter_folder(folder: str | Path) -> AdapterFolderInfo:
     shapes = _all_shapes(files)
     provenance_path = path / "evalhub.json"
     provenance = _read_json(provenance_path) if provenance_path.is_file() else {}
+    try:
+        quantization = trained_quantization(config, provenance)
+    except ValueError as exc:
+        raise FolderProblem(f"{path}: {exc} (evalhub.json or adapter_config.json).") from exc
     return AdapterFolderInfo(
         folder=path.resolve(),
         config=config,
@@ -193,6 +199,7 @@ def inspect_adapter_folder(folder: str | Path) -> AdapterFolderInfo:
         weights_hash=weights_fingerprint(files),
         shapes=shapes,
         provenance=provenance,
+        base_quantization=quantization,
     )
 
 

@@ -52,6 +52,14 @@ class Adapter(models.Model):
     alpha = models.FloatField()
     target_modules = models.JSONField(default=list)
     peft_config = models.JSONField(default=dict)
+    base_quantization = models.CharField(
+        max_length=10,
+        default="none",
+        help_text=(
+            'How the base was quantised when the adapter was trained: "none", or "nf4"/"fp4"/"int8" for '
+            "QLoRA (the values: evalhub.generation.folders.QUANTIZATIONS)."
+        ),
+    )
     parent = models.ForeignKey(
         "self",
         null=True,

@@ -138,6 +138,7 @@ def adapter_register(
                 alpha=info.alpha,
                 target_modules=info.target_modules,
                 peft_config=info.config,
+                base_quantization=info.base_quantization,
                 parent=parent,
                 stage=stage if stage is not None else str(prov.get("stage") or ""),
                 train_examples=examples,

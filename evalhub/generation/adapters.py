@@ -19,6 +19,7 @@ from evalhub.generation.folders import (
     check_lora_pairs,
     check_lora_shapes,
     check_trained_for_base,
+    lora_embedding_key,
     lora_key,
     weight_files,
     weights_fingerprint,
@@ -33,6 +34,8 @@ class LoraModule:
     a: torch.Tensor  # [r, in]
     b: torch.Tensor  # [out, r]
     scale: float
+    #: DoRA: the per-output-row magnitude m [out]; the layer is then m * (W + s B A) / ||W + s B A||_row.
+    magnitude: torch.Tensor | None = None
 
     @property
     def rank(self) -> int:
@@ -48,8 +51,24 @@ class LoraAdapter:
     config: dict[str, Any]
     modules: dict[str, LoraModule] = field(default_factory=dict)
     weights_sha256: str = ""
-    #: Tensors we cannot apply as plain LoRA (DoRA magnitudes, embedding LoRA, saved modules).
+    #: Tensors and config switches we cannot apply as plain LoRA (DoRA, saved modules, biases).
     unsupported: list[str] = field(default_factory=list)
+    #: Modules whose LoRA is an embedding's (A [r, vocab] is looked up by token id, not multiplied).
+    embedding_modules: set[str] = field(default_factory=set)
+    #: Full weights peft saved beside the LoRA (embed_tokens / lm_head when they are targeted):
+    #: module path -> weight. Equal to the base's they change nothing; different, the vocabulary
+    #: was resized or retrained and the fast engine refuses the adapter.
+    saved_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def uses_dora(self) -> bool:
+        return bool(self.config.get("use_dora"))
+
+
+# peft saves targeted embedding layers whole: "...model.embed_tokens.base_layer.weight" (older
+# versions without ".base_layer").
+_SAVED_WEIGHT = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+?)(?:\.base_layer)?\.weight$")
+_MAGNITUDE = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_magnitude_vector(?:\.[^.]+)?$")
+_SAVED_LAYERS = frozenset({"embed_tokens", "lm_head", "embed_out", "wte"})
 
 
 def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
@@ -88,13 +107,26 @@ def read_adapter(name: str, path: str | Path) -> LoraAdapter:
 
     adapter = LoraAdapter(name=name, path=folder, config=config, weights_sha256=weights_fingerprint(files))
     halves: dict[str, dict[str, torch.Tensor]] = {}
+    magnitudes: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         parsed = lora_key(key)
+        embedding = lora_embedding_key(key) if parsed is None else None
+        if embedding is not None:
+            adapter.embedding_modules.add(embedding[0])
+            parsed = embedding
         if parsed is None:
-            adapter.unsupported.append(key)
+            saved = _SAVED_WEIGHT.match(key)
+            if saved is not None and saved["module"].rsplit(".", 1)[-1] in _SAVED_LAYERS:
+                adapter.saved_weights[saved["module"]] = tensor
+            elif (dora := _MAGNITUDE.match(key)) is not None:
+                magnitudes[dora["module"]] = tensor
+            else:
+                adapter.unsupported.append(key)
             continue
         halves.setdefault(parsed[0], {})[parsed[1]] = tensor
-    check_lora_pairs(name, {module: {k: tuple(t.shape) for k, t in ab.items()} for module, ab in halves.items()})
+    check_lora_pairs(
+        name, {module: {k: tuple(t.shape) for k, t in ab.items()} for module, ab in halves.items()}
+    )
 
     alpha = float(config.get("lora_alpha", config.get("r", 8)))
     alpha_pattern = dict(config.get("alpha_pattern") or {})
@@ -105,8 +137,15 @@ def read_adapter(name: str, path: str | Path) -> LoraAdapter:
         module_alpha = float(_pattern_value(alpha_pattern, module, alpha))
         scale = module_alpha / math.sqrt(rank) if rslora else module_alpha / rank
         adapter.modules[module] = LoraModule(name=module, a=a, b=b, scale=scale)
+    for module, magnitude in magnitudes.items():
+        if module in adapter.modules:
+            adapter.modules[module].magnitude = magnitude.reshape(-1)
+        else:
+            adapter.unsupported.append(f"{module}.lora_magnitude_vector without LoRA weights")
     if config.get("use_dora"):
-        adapter.unsupported.append("use_dora")
+        bare = sorted(m for m, lora in adapter.modules.items() if lora.magnitude is None)
+        if bare:
+            adapter.unsupported.insert(0, f"use_dora without a lora_magnitude_vector for {bare[:2]}")
     if config.get("modules_to_save"):
         adapter.unsupported.append("modules_to_save")
     if str(config.get("bias", "none")) != "none":
@@ -137,7 +176,9 @@ def check_adapter_fits(
         )
     check_lora_shapes(
         adapter.name,
-        lora_shapes={m: {"A": tuple(lora.a.shape), "B": tuple(lora.b.shape)} for m, lora in adapter.modules.items()},
+        lora_shapes={
+            m: {"A": tuple(lora.a.shape), "B": tuple(lora.b.shape)} for m, lora in adapter.modules.items()
+        },
         module_shapes=module_shapes,
     )
     if all(
@@ -172,9 +213,12 @@ def read_checked_adapters(
 
 
 def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
-    """Module path -> (out, in) for every nn.Linear of a HF model (paths as peft writes them)."""
-    return {
-        name: (int(module.out_features), int(module.in_features))
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-    }
+    """Module path -> (out, in) for every module LoRA can target in a HF model (paths as peft writes
+    them): each nn.Linear, and each nn.Embedding as (dim, vocab), the shape its LoRA B @ A has."""
+    shapes: dict[str, tuple[int, int]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            shapes[name] = (int(module.out_features), int(module.in_features))
+        elif isinstance(module, torch.nn.Embedding):
+            shapes[name] = (int(module.embedding_dim), int(module.num_embeddings))
+    return shapes

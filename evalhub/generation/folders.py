@@ -56,6 +56,21 @@ def lora_key(tensor_name: str) -> tuple[str, str] | None:
     return match["module"], match["ab"]
 
 
+_LORA_EMBEDDING_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_embedding_(?P<ab>[AB])(?:\.[^.]+)?$"
+)
+
+
+def lora_embedding_key(tensor_name: str) -> tuple[str, str] | None:
+    """'base_model.model.model.embed_tokens.lora_embedding_A' -> ('model.embed_tokens', 'A'); else None.
+
+    An embedding's LoRA A is [r, vocab] and B [dim, r]: the same chain as a linear layer's, with the
+    vocabulary as the input size.
+    """
+    match = _LORA_EMBEDDING_KEY.match(tensor_name)
+    return None if match is None else (match["module"], match["ab"])
+
+
 def lora_module_shapes(tensor_shapes: Mapping[str, Sequence[int]]) -> dict[str, dict[str, tuple[int, ...]]]:
     """Module path -> {"A": shape, "B": shape} from an adapter's tensor names and shapes."""
     modules: dict[str, dict[str, tuple[int, ...]]] = {}
@@ -105,7 +120,9 @@ def check_lora_pairs(adapter: str, lora_shapes: Mapping[str, Mapping[str, Sequen
     """Raise AdapterIncompatible unless every module has a 2-D lora_A [r, in] and lora_B [out, r]."""
     for module, halves in sorted(lora_shapes.items()):
         if set(halves) != {"A", "B"}:
-            raise AdapterIncompatible(adapter, f"module {module} has only lora_{''.join(sorted(halves))} weights")
+            raise AdapterIncompatible(
+                adapter, f"module {module} has only lora_{''.join(sorted(halves))} weights"
+            )
         a, b = halves["A"], halves["B"]
         if len(a) != 2 or len(b) != 2 or a[0] != b[1]:
             raise AdapterIncompatible(
@@ -138,3 +155,48 @@ def check_lora_shapes(
                 adapter,
                 f"module {module}: LoRA maps {a[1]}->{b[0]} but the base layer is {in_features}->{out_features}",
             )
+
+
+#: How a QLoRA-style adapter's base was quantised while it was trained ("none": plain weights).
+QUANTIZATIONS = ("none", "nf4", "fp4", "int8")
+_QUANTIZATION_ALIASES = {
+    "": "none",
+    "no": "none",
+    "4bit": "nf4",
+    "8bit": "int8",
+    "bnb-nf4": "nf4",
+    "llm.int8": "int8",
+}
+
+
+def normalise_quantization(value: object) -> str:
+    """'NF4', '4bit', None, ... -> one of QUANTIZATIONS; ValueError naming the choices otherwise."""
+    text = "" if value is None else str(value).strip().lower()
+    text = _QUANTIZATION_ALIASES.get(text, text)
+    if text not in QUANTIZATIONS:
+        raise ValueError(f"base quantization {value!r} is not one of {', '.join(QUANTIZATIONS)}")
+    return text
+
+
+def trained_quantization(config: Mapping[str, object], provenance: Mapping[str, object]) -> str:
+    """The base quantisation an adapter was trained on: ``base_quantization`` in its evalhub.json
+    provenance, else in adapter_config.json, else a bitsandbytes ``quantization_config`` there
+    (load_in_4bit + bnb_4bit_quant_type, or load_in_8bit); "none" when nothing says."""
+    for source in (provenance, config):
+        if source.get("base_quantization") not in (None, ""):
+            return normalise_quantization(source["base_quantization"])
+    bnb = config.get("quantization_config")
+    if isinstance(bnb, Mapping):
+        if bnb.get("load_in_4bit"):
+            return normalise_quantization(bnb.get("bnb_4bit_quant_type") or "nf4")
+        if bnb.get("load_in_8bit"):
+            return "int8"
+    return "none"
+
+
+def base_precision_note(evaluated: str, trained_on: str) -> str:
+    """What a run records for an adapter's base: the precision it was evaluated in, and the adapter's
+    training quantisation where they differ, e.g. "bf16 (adapter trained on nf4)"."""
+    if trained_on in ("", "none") or trained_on == evaluated:
+        return evaluated
+    return f"{evaluated} (adapter trained on {trained_on})"

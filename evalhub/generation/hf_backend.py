@@ -8,6 +8,7 @@ over the HF model's own forward with peft's mixed-adapter batches; the log says 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,15 +19,23 @@ from typing import Any, Protocol
 import torch
 
 from evalhub.generation.adapters import LoraAdapter, read_checked_adapters
+from evalhub.generation.capacity import FREE_MEMORY_SHARE, ModelShape, available_bytes, batch_bytes
 from evalhub.generation.errors import GenerationError
+from evalhub.generation.folders import normalise_quantization
 from evalhub.generation.interface import (
     GenerationConfig,
     GenerationRequest,
     GenerationResult,
     OnBatch,
 )
-from evalhub.generation.llama import FastEngine, unsupported_reason
-from evalhub.generation.loading import load_base_model, peft_attach, resolve_device, resolve_dtype
+from evalhub.generation.llama import DEFAULT_PREFILL_CHUNK, FastEngine, unsupported_reason
+from evalhub.generation.loading import (
+    load_base_model,
+    peft_attach,
+    precision_label,
+    resolve_device,
+    resolve_dtype,
+)
 from evalhub.generation.prompts import PendingRow, admit_requests, rejected_result
 from evalhub.generation.sampling import choose_tokens
 
@@ -71,27 +80,53 @@ class _HFState:
 
 
 class HFStepper:
-    """Decode with the HF model's forward and a dynamic cache: correct for any causal LM."""
+    """Decode with the HF model's forward and a dynamic cache: correct for any causal LM.
 
-    def __init__(self, model: Any, adapter_names: list[str], device: torch.device) -> None:
+    ``one_adapter_per_batch``: peft cannot mix DoRA adapters in a batch (``adapter_names``), so each
+    batch then holds one adapter (or none), made active for it; the backend forms such batches.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        adapter_names: list[str],
+        device: torch.device,
+        *,
+        one_adapter_per_batch: bool = False,
+    ) -> None:
         self.model = model
         self.adapter_names = adapter_names
         self.device = device
+        self.one_adapter_per_batch = one_adapter_per_batch
 
     def _forward(self, st: _HFState, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         kwargs: dict[str, Any] = {}
-        if st.adapter_names is not None:
+        active = contextlib.nullcontext()
+        if self.one_adapter_per_batch and st.adapter_names is not None:
+            (name,) = set(st.adapter_names)
+            if name == BASE_ADAPTER:
+                active = self.model.disable_adapter()
+            else:
+                self.model.set_adapter(name)
+        elif st.adapter_names is not None:
             kwargs["adapter_names"] = st.adapter_names
-        output = self.model(
+        with active:
+            output = self._call(st, input_ids, position_ids, kwargs)
+        st.past = output.past_key_values
+        return output.logits[:, -1]
+
+    def _call(
+        self, st: _HFState, input_ids: torch.Tensor, position_ids: torch.Tensor, kwargs: dict[str, Any]
+    ) -> Any:
+        return self.model(
             input_ids=input_ids,
             attention_mask=st.attention_mask,
             position_ids=position_ids,
             past_key_values=st.past,
             use_cache=True,
+            logits_to_keep=1,  # only the last position's logits: a long prompt's would be [T, vocab]
             **kwargs,
         )
-        st.past = output.past_key_values
-        return output.logits[:, -1]
 
     def _choose(self, logits: torch.Tensor, st: _HFState) -> torch.Tensor:
         step = torch.tensor(st.step, dtype=torch.long, device=self.device)
@@ -117,6 +152,10 @@ class HFStepper:
         names = None
         if self.adapter_names:
             names = [BASE_ADAPTER if i is None else self.adapter_names[i] for i in adapter_index]
+            if self.one_adapter_per_batch and len(set(names)) > 1:
+                raise GenerationError(
+                    f"this batch mixes adapters {sorted(set(names))}; DoRA needs one per batch"
+                )
         st = _HFState(
             out=torch.zeros(len(prompts), max_new, dtype=torch.long, device=self.device),
             attention_mask=mask,
@@ -156,7 +195,11 @@ class HFBackend:
     """transformers + peft backend; see the module docstring for the two execution paths.
 
     ``max_batch_size`` rows per batch (default 64 on CUDA, 16 on CPU) and at most
-    ``max_batch_tokens`` cache slots per batch (rows x (prompt + new tokens)).
+    ``max_batch_tokens`` cache slots per batch (rows x (prompt + new tokens)). Batches are also
+    sized from memory (`evalhub.generation.capacity`): the estimated KV cache + prefill
+    activations of a batch stay within the free GPU memory, or ``memory_budget`` bytes where
+    given (the only memory limit on a CPU); an out-of-memory error still halves a batch.
+    ``prefill_chunk``: prompt tokens per row prefilled in one forward by the fast engine.
     ``check_every``: decode steps between host-side checks for EOS / stop strings.
     ``fault_hook`` is called with each batch's size before it runs (tests inject OOM there).
     """
@@ -177,6 +220,9 @@ class HFBackend:
         merge_single_adapter: bool | None = None,
         check_every: int = 16,
         check_base_name: bool = True,
+        prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+        memory_budget: int | None = None,
+        quantization: str = "none",
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -189,6 +235,14 @@ class HFBackend:
         self.merge_single_adapter = merge_single_adapter
         self.check_every = max(1, check_every)
         self.check_base_name = check_base_name
+        self.prefill_chunk = prefill_chunk
+        self.memory_budget = memory_budget
+        #: "none", or how bitsandbytes quantises the base ("nf4", "fp4", "int8"): the general path only.
+        self.quantization = normalise_quantization(quantization)
+        #: The precision the base runs in ("bf16", "fp32", "nf4", ...), for the run's record.
+        self.precision = precision_label(self.dtype, self.quantization)
+        self.shape: ModelShape | None = None
+        self.one_adapter_per_batch = False
         self.fault_hook: Callable[[int], None] | None = None
         self.tokenizer: Any = None
         self.adapters: dict[str, LoraAdapter] = {}
@@ -204,7 +258,7 @@ class HFBackend:
     def load(self, base_model_dir: str | Path, adapters: Mapping[str, str | Path]) -> None:
         """Load the base model once and every adapter; raise AdapterError before any work."""
         base_dir = Path(base_model_dir)
-        base = load_base_model(base_dir, dtype=self.dtype)
+        base = load_base_model(base_dir, dtype=self.dtype, quantization=self.quantization, device=self.device)
         self.tokenizer, model = base.tokenizer, base.model
         read = read_checked_adapters(
             adapters,
@@ -217,10 +271,18 @@ class HFBackend:
         self.adapter_index = {name: i for i, name in enumerate(read)}
         self.context_length = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
         self._eos = self._eos_ids(model)
+        self.shape = ModelShape.from_config(model.config, self.dtype)
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else min(self._eos, default=0))
 
-        reason = unsupported_reason(model, read) if self.fast else "fast engine disabled (fast=False)"
+        if not self.fast:
+            reason: str | None = "fast engine disabled (fast=False)"
+        elif self.quantization != "none":
+            reason = f"base loaded in {self.quantization} (bitsandbytes): the fast engine needs plain weights"
+        else:
+            reason = unsupported_reason(model, read)
+        # DoRA adapters run one adapter per batch: merged weights on the engine; peft mixes none.
+        self.one_adapter_per_batch = any(a.uses_dora() for a in read.values())
         if reason is None:
             self._stepper = FastEngine(
                 model,
@@ -231,6 +293,7 @@ class HFBackend:
                 attention=self.attention,
                 fused_kernels=self.fused_kernels,
                 merge_single_adapter=self.merge_single_adapter,
+                prefill_chunk=self.prefill_chunk,
             )
             self.path = "fast"
             model_type = model.config.model_type
@@ -244,13 +307,19 @@ class HFBackend:
             )
         else:
             log.warning("hf backend: slower HF forward path (%s)", reason)
-            self._stepper = HFStepper(self._peft_model(model, adapters), list(read), self.device)
+            self._stepper = HFStepper(
+                self._peft_model(model, adapters),
+                list(read),
+                self.device,
+                one_adapter_per_batch=self.one_adapter_per_batch,
+            )
             self.path = "hf"
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     def _peft_model(self, model: Any, adapters: Mapping[str, str | Path]) -> Any:
-        model = model.to(self.device)
+        if self.quantization == "none":  # bitsandbytes placed a quantised model already
+            model = model.to(self.device)
         for name, path in adapters.items():
             model = peft_attach(model, name, path)
         return model
@@ -285,7 +354,10 @@ class HFBackend:
         results, rows = admit_requests(
             requests, self.adapter_index, self.tokenizer, config, self.context_length, on_batch
         )
-        for batch in self._batches(rows, config):
+        memory = available_bytes(self.device, self.memory_budget)
+        if memory is not None and self.memory_budget is None and isinstance(self._stepper, FastEngine):
+            memory += int(self._stepper.held_bytes() * FREE_MEMORY_SHARE)  # idle caches it frees on demand
+        for batch in self._batches(rows, config, memory=memory):
             done = self._run_splitting(batch, config)
             for row, result in zip(batch, done, strict=True):
                 results[row.index] = result
@@ -293,7 +365,17 @@ class HFBackend:
                 on_batch(done)
         return [r for r in results if r is not None]
 
-    def _batches(self, rows: list[PendingRow], config: GenerationConfig) -> list[list[PendingRow]]:
+    def _batch_bytes(self, rows: int, prompt_tokens: int, max_new: int) -> int:
+        """Estimated memory for a batch beyond the weights (`capacity.batch_bytes`)."""
+        assert self.shape is not None
+        chunk = self.prefill_chunk if self.path == "fast" else None
+        return batch_bytes(
+            self.shape, rows=rows, prompt_tokens=prompt_tokens, max_new=max_new, prefill_chunk=chunk
+        )
+
+    def _batches(
+        self, rows: list[PendingRow], config: GenerationConfig, *, memory: int | None = None
+    ) -> list[list[PendingRow]]:
         # Grouped by adapter, so most batches hold one adapter (merged weights on GPU: base
         # speed); only the batch where one adapter's rows end and the next begin mixes them.
         # Within an adapter, longest first: the first batch is the largest, so memory trouble
@@ -305,7 +387,22 @@ class HFBackend:
         for row in ordered:
             wider = max(width, len(row.prompt.ids))
             cost = (len(current) + 1) * (wider + config.max_new_tokens)
-            if current and (len(current) >= self.max_batch_size or cost > self.max_batch_tokens):
+            too_big = memory is not None and (
+                self._batch_bytes(len(current) + 1, wider, config.max_new_tokens) > memory
+            )
+            other_adapter = (
+                self.one_adapter_per_batch and current and current[0].request.adapter != row.request.adapter
+            )
+            if current and (
+                len(current) >= self.max_batch_size
+                or cost > self.max_batch_tokens
+                or too_big
+                or other_adapter
+            ):
+                if too_big and len(current) < self.max_batch_size:
+                    log.info(
+                        "batch of %d rows (%d tokens wide) sized to fit %d bytes", len(current), width, memory
+                    )
                 batches.append(current)
                 current, wider = [], len(row.prompt.ids)
             current.append(row)

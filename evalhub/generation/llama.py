@@ -28,9 +28,17 @@ import torch.nn.functional as F
 
 from evalhub.generation import kernels
 from evalhub.generation.adapters import LoraAdapter
+from evalhub.generation.capacity import available_bytes, check_context
+from evalhub.generation.errors import GenerationError
 from evalhub.generation.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
+
+
+EMBEDDING, HEAD = "model.embed_tokens", "lm_head"  # module paths of LoRA on the embeddings / LM head
+#: Prompt tokens per row in one prefill forward: long prompts are prefilled in chunks of this many,
+#: so one chunk's activations (not the whole prompt's) are alive at once.
+DEFAULT_PREFILL_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -126,15 +134,37 @@ def unsupported_reason(model: torch.nn.Module, adapters: dict[str, LoraAdapter])
         for i in range(config.num_hidden_layers)
         for _, blk, subs in _GROUPS
         for sub in subs
-    }
+    } | {EMBEDDING, HEAD}
+    modules = dict(model.named_modules())
     for adapter in adapters.values():
+        if adapter.uses_dora() and {EMBEDDING, HEAD} & set(adapter.modules):
+            return (
+                f"adapter {adapter.name!r} uses DoRA (use_dora) on embed_tokens or lm_head: the fast "
+                "engine merges DoRA into the attention/MLP linears only"
+            )
         if adapter.unsupported:
             return f"adapter {adapter.name!r} uses {adapter.unsupported[:3]} (not plain LoRA)"
+        if family.embed_scale and EMBEDDING in adapter.modules:
+            # Gemma 2 scales embed_tokens' output (LoRA included) in the model, Gemma 3 inside the
+            # embedding module (LoRA delta not scaled): not checked against peft here, so refused.
+            return f"adapter {adapter.name!r} has embed_tokens LoRA on a Gemma model (scaled embeddings)"
         extra = set(adapter.modules) - known
         if extra:
             return (
-                f"adapter {adapter.name!r} targets {sorted(extra)[:3]} (only attention/MLP linears are fused)"
+                f"adapter {adapter.name!r} targets {sorted(extra)[:3]} (the fast engine applies LoRA to "
+                "attention/MLP linears, embed_tokens and lm_head)"
             )
+        for module, saved in adapter.saved_weights.items():
+            weight = getattr(modules.get(module), "weight", None)
+            if (
+                weight is None
+                or weight.shape != saved.shape
+                or not torch.equal(weight, saved.to(weight.dtype))
+            ):
+                return (
+                    f"adapter {adapter.name!r} carries its own {module} weights, not the base model's "
+                    "(resized or retrained vocabulary)"
+                )
     return None
 
 
@@ -150,6 +180,8 @@ class _Linear:
     # Triton path: per column tile (keyed by tile width), the K blocks where lora_b is non-zero.
     col_ranges: dict[int, torch.Tensor] | None = None
     merged: torch.Tensor | None = None  # base + one adapter's delta (single-adapter batches)
+    names: tuple[str, ...] = ()  # the fused sub-modules' paths, in row order
+    outs: tuple[int, ...] = ()  # their output sizes
 
     def base_weight(self) -> torch.Tensor:
         return self.weight[: self.out]
@@ -210,8 +242,13 @@ class FastEngine:
         attention: str = "auto",
         fused_kernels: bool | None = None,
         merge_single_adapter: bool | None = None,
+        prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
     ) -> None:
         config: Any = model.config
+        if prefill_chunk < 1:
+            raise ValueError(f"prefill_chunk must be >= 1, not {prefill_chunk}")
+        #: Prompt tokens per row prefilled in one forward; longer prompts go in chunks.
+        self.prefill_chunk = int(prefill_chunk)
         self.family = FAMILIES[config.model_type]
         self.activation = _ACTIVATIONS[getattr(config, self.family.activation_key, "silu")]
         self.device = device
@@ -254,6 +291,9 @@ class FastEngine:
         )
         self._merged_for: int | None = None
         self.adapter_names = list(adapters)
+        self._adapters = list(adapters.values())
+        #: DoRA adapters (by index): served only on merged weights, one adapter per batch.
+        self.dora = {k for k, a in enumerate(self._adapters) if a.uses_dora()}
         self._states: dict[tuple[int, int, str, bool, float, float], _BatchState] = {}
 
         # Each adapter owns a fixed block of LoRA columns (its largest rank) in every module,
@@ -279,7 +319,26 @@ class FastEngine:
             torch.tensor(self.hidden**0.5, dtype=dtype, device=device) if self.family.embed_scale else None
         )
         self.final_norm = norm(inner.norm)
-        self.lm_head = param(model.get_output_embeddings().weight)  # type: ignore[operator]
+        head_module: Any = model.get_output_embeddings()  # type: ignore[operator]
+        self.lm_head = param(head_module.weight)
+        # LoRA on the LM head: a fused linear like the others (base rows + LoRA A rows).
+        self.head: _Linear | None = None
+        if any(HEAD in a.modules for a in adapters.values()):
+            self.head = self._fuse([head_module], [HEAD], adapters, param, act=False)
+        # LoRA on the embeddings: every adapter's A^T as a [vocab, R] table (its block of columns),
+        # looked up per token, then the pre-scaled B [hidden, R] of the row's own adapter.
+        self.embed_lora: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.merged_embed: torch.Tensor | None = None
+        if any(EMBEDDING in a.modules for a in adapters.values()):
+            table = torch.zeros(self.embed.shape[0], self.lora_cols, dtype=torch.float32)
+            lora_b = torch.zeros(self.hidden, self.lora_cols, dtype=torch.float32)
+            for k, adapter in enumerate(adapters.values()):
+                lora = adapter.modules.get(EMBEDDING)
+                if lora is not None:
+                    off = self.lora_offsets[k]
+                    table[:, off : off + lora.rank] = lora.a.float().t()
+                    lora_b[:, off : off + lora.rank] = lora.b.float() * lora.scale
+            self.embed_lora = (param(table), param(lora_b))
         tables = self._rope_tables(inner, config)
         windows = layer_windows(config)
         self.layers: list[_Layer] = []
@@ -383,6 +442,8 @@ class FastEngine:
             lora_b=param(lora_b) if lora_b is not None else None,
             n_sub=len(targeted),
             col_ranges=col_ranges,
+            names=tuple(names),
+            outs=tuple(outs),
         )
 
     # ---- building blocks -------------------------------------------------------------------
@@ -399,10 +460,6 @@ class FastEngine:
     def _add_norm(self, x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
         """The fused path's residual add + RMSNorm (x updated in place)."""
         return kernels.add_rmsnorm(x, delta, weight, self.eps, norm_f32=self.family.gemma_norm)
-
-    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
-        x = F.embedding(ids, self.embed)
-        return x if self.embed_scale is None else x * self.embed_scale
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """softmax(q k^T * scale + mask) v; q [B, H, T, D], k/v [B, KV, S, D] (H a multiple of KV);
@@ -483,7 +540,8 @@ class FastEngine:
         mask: torch.Tensor,
         write: slice | torch.Tensor,
     ) -> torch.Tensor:
-        """Run all layers on x [B, T, hidden]; T > 1 is prefill (slots 0..T-1), T == 1 decode.
+        """Run all layers on x [B, T, hidden]: prefill of cache slots ``write`` (a slice: one chunk,
+        attending to the cache so far and itself), or one decode step.
 
         ``pos`` [B, T]: each token's RoPE position; ``mask`` [B, 1, T, S] boolean, True: visible.
         """
@@ -505,10 +563,12 @@ class FastEngine:
             k = qk[:, :, nh:].transpose(1, 2)
             v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
             mask = masks[layer.window]
-            if isinstance(write, slice):  # prefill: attend over the fresh keys only
+            if isinstance(write, slice):  # prefill chunk: attend over the cache so far + the chunk
                 k_cache[:, :, write] = k
                 v_cache[:, :, write] = v
-                attn = self._attend(q.transpose(1, 2), k, v, mask).transpose(1, 2)
+                attn = self._attend(
+                    q.transpose(1, 2), k_cache[:, :, : write.stop], v_cache[:, :, : write.stop], mask
+                ).transpose(1, 2)
             else:
                 k_cache.index_copy_(2, write, k)
                 v_cache.index_copy_(2, write, v)
@@ -530,15 +590,31 @@ class FastEngine:
             x = x + down.view(bsz, t, self.hidden)
         return x
 
-    def _head(self, h: torch.Tensor) -> torch.Tensor:
-        """Normed hidden states -> logits (Gemma: soft-capped by final_logit_softcapping)."""
-        logits = F.linear(h, self.lm_head)
+    def _embed(self, ids: torch.Tensor, st: _BatchState) -> torch.Tensor:
+        """Token embeddings [*ids.shape, hidden], with each row's embedding LoRA where there is one
+        (Gemma: then scaled, as the model scales embed_tokens' output, LoRA included)."""
+        if self.embed_lora is None or st.mode == "base":
+            x = F.embedding(ids, self.embed)
+        elif st.mode == "merged":
+            x = F.embedding(ids, self.merged_embed if self.merged_embed is not None else self.embed)
+        else:
+            table, lora_b = self.embed_lora
+            flat = ids.reshape(-1)
+            mask = st.masks[1] if ids.dim() == 1 else st.extra["prefill_masks"][1]
+            x = torch.addmm(F.embedding(flat, self.embed), F.embedding(flat, table) * mask, lora_b.t())
+            x = x.view(*ids.shape, self.hidden)
+        return x if self.embed_scale is None else x * self.embed_scale
+
+    def _head(self, h: torch.Tensor, st: _BatchState) -> torch.Tensor:
+        """Normed hidden states -> logits, with LM-head LoRA (Gemma: soft-capped by
+        final_logit_softcapping)."""
+        logits = F.linear(h, self.lm_head) if self.head is None else self._linear(h, self.head, st)
         if self.final_softcap is not None:
             logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
         return logits
 
-    def _logits(self, x_last: torch.Tensor) -> torch.Tensor:
-        return self._head(self._norm(x_last, self.final_norm))
+    def _logits(self, x_last: torch.Tensor, st: _BatchState) -> torch.Tensor:
+        return self._head(self._norm(x_last, self.final_norm), st)
 
     def _choose(self, logits: torch.Tensor, st: _BatchState) -> torch.Tensor:
         return choose_tokens(
@@ -568,6 +644,12 @@ class FastEngine:
             self._states.pop(next(iter(self._states)))
         dev, dt = self.device, self.dtype
         shape = (batch, self.n_kv, length, self.head_dim)
+        if dev.type == "cuda" and self._states:
+            # The backend sized this batch counting idle states' memory as free: free it if needed.
+            need = 2 * len(self.layers) * batch * self.n_kv * length * self.head_dim * dt.itemsize
+            if (available_bytes(dev, None) or 0) < need:
+                self.drop_states()
+                torch.cuda.empty_cache()
         st = _BatchState(
             batch=batch,
             length=length,
@@ -593,6 +675,10 @@ class FastEngine:
         self._states[key] = st
         return st
 
+    def held_bytes(self) -> int:
+        """Memory held by idle KV caches (freed by ``_state`` when a new batch needs it)."""
+        return sum(2 * k.nbytes for st in self._states.values() for k, _v in st.cache)
+
     def drop_states(self) -> None:
         """Free every KV cache and CUDA graph (after an out-of-memory error, or on close)."""
         self._states.clear()
@@ -601,13 +687,13 @@ class FastEngine:
         if self.fused_kernels:
             self._decode_step_fused(st)
             return
-        x = self._embed(st.tok).unsqueeze(1)  # [B, 1, H]
+        x = self._embed(st.tok, st).unsqueeze(1)  # [B, 1, H]
         pos = (st.slot - st.pad).clamp(min=0).view(st.batch, 1)
         keys = self.positions[: st.length]
         valid = (keys >= st.pad.unsqueeze(1)) & (keys <= st.slot)  # [B, L]
         mask = valid.view(st.batch, 1, 1, st.length)
         x = self._layers(x, st, pos=pos, mask=mask, write=st.slot.view(1))
-        tok = self._choose(self._logits(x[:, 0]), st)
+        tok = self._choose(self._logits(x[:, 0], st), st)
         st.tok.copy_(tok)
         st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
         st.slot.add_(1)
@@ -616,7 +702,7 @@ class FastEngine:
     def _decode_step_fused(self, st: _BatchState) -> None:
         """The decode step with Triton kernels: same maths, ~17 kernels per layer instead of ~40."""
         bsz, nh, nkv, hd = st.batch, self.n_heads, self.n_kv, self.head_dim
-        x = self._embed(st.tok)  # [B, H]; the residual stream, updated in place
+        x = self._embed(st.tok, st)  # [B, H]; the residual stream, updated in place
         masks: dict[int | None, torch.Tensor] = {}
         if self.attention != "triton":  # the Triton kernel reads pad, slot and window itself
             keys = self.positions[: st.length]
@@ -666,7 +752,7 @@ class FastEngine:
             if layer.mlp_out_norm is not None:
                 pending = self._add_norm(pending, None, layer.mlp_out_norm)
         h = self._add_norm(x, pending, self.final_norm)
-        tok = self._choose(self._head(h), st)
+        tok = self._choose(self._head(h, st), st)
         st.tok.copy_(tok)
         st.out.index_copy_(1, st.step.view(1), tok.view(-1, 1))
         st.slot.add_(1)
@@ -702,15 +788,25 @@ class FastEngine:
         top_p: float,
         pad_id: int,
     ) -> _BatchState:
-        """Prefill a batch and choose its first token; returns the state to ``advance``."""
+        """Prefill a batch and choose its first token; returns the state to ``advance``.
+
+        Prompts longer than ``prefill_chunk`` tokens are prefilled in chunks: each chunk writes its
+        keys and values into the cache and attends, causally, to the cache so far and to itself, so
+        the activations of one chunk (not of the whole prompt) are alive at once.
+        """
         bsz = len(prompts)
         plen = max(len(p) for p in prompts)
-        if plen + max_new > self.max_positions:
-            raise ValueError("prompt + max_new_tokens exceeds the model context")
+        check_context(plen, max_new, self.max_positions)
         used = set(adapter_index)
+        dora = {i for i in used if i is not None and i in self.dora}
+        if dora and len(used) > 1:
+            raise GenerationError(
+                f"adapter {self.adapter_names[min(dora)]!r} uses DoRA: the fast engine serves it on merged "
+                "weights, in batches of its own"
+            )
         if used == {None} or self.lora_cols == 0:
             mode = "base"
-        elif len(used) == 1 and self.merge_single_adapter:
+        elif len(used) == 1 and (self.merge_single_adapter or dora):
             mode = "merged"
             only = adapter_index[0]
             assert only is not None
@@ -730,19 +826,11 @@ class FastEngine:
                     span_lo[row], span_hi[row] = off, off + width
             for n, buf in st.masks.items():
                 buf.copy_(row_mask.repeat(1, n))
-            st.extra["prefill_masks"] = {n: m.repeat_interleave(plen, dim=0) for n, m in st.masks.items()}
             if self.fused_kernels:
-                r = self.lora_cols
                 kernels.lora_row_ranges(
-                    span_lo, span_hi, kernels.lora_tiles(bsz).bm, block=r, out=st.row_ranges
+                    span_lo, span_hi, kernels.lora_tiles(bsz).bm, block=self.lora_cols, out=st.row_ranges
                 )
-                rows = bsz * plen
-                st.extra["prefill_row_ranges"] = kernels.lora_row_ranges(
-                    span_lo.repeat_interleave(plen).to(self.device),
-                    span_hi.repeat_interleave(plen).to(self.device),
-                    kernels.lora_tiles(rows).bm,
-                    block=r,
-                )
+            st.extra["spans"] = (span_lo, span_hi)
         pads = [plen - len(p) for p in prompts]
         ids = torch.tensor(
             [[pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], dtype=torch.long
@@ -755,30 +843,51 @@ class FastEngine:
         st.slot.fill_(plen)
 
         ids_d = ids.to(self.device)
-        pos = (self.positions[:plen].unsqueeze(0) - st.pad.unsqueeze(1)).clamp(min=0)
-        keys = self.positions[:plen]
-        causal = keys.view(1, plen) <= keys.view(plen, 1)  # [T, S]
-        visible = causal.unsqueeze(0) & (keys.view(1, 1, plen) >= st.pad.view(bsz, 1, 1))
-        # A padded query sees only itself, so no softmax row is empty (no NaN in the cache).
-        visible = visible | torch.eye(plen, dtype=torch.bool, device=self.device).unsqueeze(0)
-        if self.fused_kernels:
-            logits = self._prefill_fused(ids_d, st, pos, visible)
-        else:
-            x = self._layers(
-                self._embed(ids_d),
-                st,
-                pos=pos,
-                mask=visible.unsqueeze(1),
-                write=slice(0, plen),
-            )
-            logits = self._logits(x[:, -1])
-        st.extra.pop("prefill_masks", None)
-        st.extra.pop("prefill_row_ranges", None)
+        chunk = self.prefill_chunk
+        for begin in range(0, plen, chunk):
+            end = min(begin + chunk, plen)
+            logits = self._prefill_chunk(ids_d[:, begin:end], st, begin)
+        for key in ("spans", "prefill_masks", "prefill_row_ranges"):
+            st.extra.pop(key, None)
+        st.extra["prefill_logits"] = logits  # the first token's logits (parity tests read them)
         tok = self._choose(logits, st)
         st.tok.copy_(tok)
         st.out[:, 0].copy_(tok)
         st.step.fill_(1)
         return st
+
+    def _prefill_chunk(self, ids: torch.Tensor, st: _BatchState, begin: int) -> torch.Tensor:
+        """Prefill cache slots begin..begin+T-1 from ids [B, T]; returns the last position's logits."""
+        bsz, t = ids.shape
+        end = begin + t
+        if st.mode == "mixed":
+            # Prefill rows are (batch, position) pairs, batch-major: the row masks repeat per position.
+            st.extra["prefill_masks"] = {n: m.repeat_interleave(t, dim=0) for n, m in st.masks.items()}
+            if self.fused_kernels:
+                span_lo, span_hi = st.extra["spans"]
+                st.extra["prefill_row_ranges"] = kernels.lora_row_ranges(
+                    span_lo.repeat_interleave(t).to(self.device),
+                    span_hi.repeat_interleave(t).to(self.device),
+                    kernels.lora_tiles(bsz * t).bm,
+                    block=self.lora_cols,
+                )
+        pos = (self.positions[begin:end].unsqueeze(0) - st.pad.unsqueeze(1)).clamp(min=0)
+        queries = self.positions[begin:end].view(t, 1)
+        keys = self.positions[:end].view(1, end)
+        causal = keys <= queries  # [T, S]
+        visible = causal.unsqueeze(0) & (keys.view(1, 1, end) >= st.pad.view(bsz, 1, 1))
+        # A padded query sees only itself, so no softmax row is empty (no NaN in the cache).
+        visible = visible | (keys == queries).unsqueeze(0)
+        if self.fused_kernels:
+            return self._prefill_fused(ids, st, pos, visible, begin)
+        x = self._layers(
+            self._embed(ids, st),
+            st,
+            pos=pos,
+            mask=visible.unsqueeze(1),
+            write=slice(begin, end),
+        )
+        return self._logits(x[:, -1], st)
 
     def _merge(self, index: int) -> None:
         """Write base + adapter ``index``'s delta into the merged weight buffers (in place)."""
@@ -786,36 +895,57 @@ class FastEngine:
             return
         off, width = self.lora_offsets[index], self.lora_widths[index]
         r = self.lora_cols
-        for layer in self.layers:
-            for lin in layer.linears.values():
-                if lin.lora_b is None:
-                    continue
-                if lin.merged is None:
-                    lin.merged = torch.empty_like(lin.base_weight())
-                cols = torch.cat(
-                    [torch.arange(t * r + off, t * r + off + width) for t in range(lin.n_sub)]
-                ).to(self.device)
-                # B is pre-scaled and zero outside each sub-module's rows: one product per group.
-                torch.addmm(
-                    lin.base_weight(), lin.lora_b[:, cols], lin.weight[lin.out + cols], out=lin.merged
-                )
+        head = [self.head] if self.head is not None else []
+        for lin in [lin for layer in self.layers for lin in layer.linears.values()] + head:
+            if lin.lora_b is None:
+                continue
+            if lin.merged is None:
+                lin.merged = torch.empty_like(lin.base_weight())
+            cols = torch.cat([torch.arange(t * r + off, t * r + off + width) for t in range(lin.n_sub)]).to(
+                self.device
+            )
+            # B is pre-scaled and zero outside each sub-module's rows: one product per group.
+            torch.addmm(lin.base_weight(), lin.lora_b[:, cols], lin.weight[lin.out + cols], out=lin.merged)
+            if index in self.dora:
+                self._dora_rescale(lin, self._adapters[index])
+        if self.embed_lora is not None:
+            table, lora_b = self.embed_lora
+            if self.merged_embed is None:
+                self.merged_embed = torch.empty_like(self.embed)
+            span = slice(off, off + width)
+            torch.addmm(self.embed, table[:, span], lora_b[:, span].t(), out=self.merged_embed)
         self._merged_for = index
 
+    def _dora_rescale(self, lin: _Linear, adapter: LoraAdapter) -> None:
+        """DoRA on merged weights: each targeted sub-module's rows of W + sBA scaled to the adapter's
+        magnitudes, m / ||W + sBA|| per output row (peft's weight norm, over the input dimension)."""
+        assert lin.merged is not None
+        row0 = 0
+        for name, out in zip(lin.names, lin.outs, strict=True):
+            lora = adapter.modules.get(name)
+            if lora is not None and lora.magnitude is not None:
+                rows = lin.merged[row0 : row0 + out]
+                norm = rows.float().norm(p=2, dim=1)
+                scale = lora.magnitude.to(device=self.device, dtype=torch.float32) / norm
+                rows.copy_((rows.float() * scale.unsqueeze(1)).to(rows.dtype))
+            row0 += out
+
     def _prefill_fused(
-        self, ids: torch.Tensor, st: _BatchState, pos: torch.Tensor, visible: torch.Tensor
+        self, ids: torch.Tensor, st: _BatchState, pos: torch.Tensor, visible: torch.Tensor, begin: int
     ) -> torch.Tensor:
-        """Prefill with the Triton kernels and grouped-query attention; returns last-token logits."""
+        """Prefill one chunk with the Triton kernels and grouped-query attention; last-token logits."""
         bsz, t = ids.shape
+        end = begin + t
         nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
         group = nh // nkv
         q_size, kv_size = nh * hd, nkv * hd
-        x = self._embed(ids).view(bsz * t, self.hidden)
+        x = self._embed(ids, st).view(bsz * t, self.hidden)
         zero = torch.zeros((), device=self.device, dtype=self.dtype)
         biases = {}
-        for w, seen in self._windowed(visible, self.positions[:t]).items():  # [B, T, T] each
+        for w, seen in self._windowed(visible, self.positions[begin:end]).items():  # [B, T, S] each
             bias = torch.where(seen, zero, torch.full_like(zero, float("-inf")))
             # Query heads sharing a KV head are stacked along the query axis: [B, KV, G*T, D].
-            biases[w] = bias.unsqueeze(1).expand(bsz, group, t, t).reshape(bsz, 1, group * t, t)
+            biases[w] = bias.unsqueeze(1).expand(bsz, group, t, end).reshape(bsz, 1, group * t, end)
         rope: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pending: torch.Tensor | None = None
         for layer, (k_cache, v_cache) in zip(self.layers, st.cache, strict=True):
@@ -828,15 +958,15 @@ class FastEngine:
             qk = self._rope(qk, cos, sin)
             k = qk[:, :, nh:].transpose(1, 2)
             v = qkv[..., q_size + kv_size :].view(bsz, t, nkv, hd).transpose(1, 2)
-            k_cache[:, :, :t] = k
-            v_cache[:, :, :t] = v
+            k_cache[:, :, begin:end] = k
+            v_cache[:, :, begin:end] = v
             q = (
                 qk[:, :, :nh]
                 .reshape(bsz, t, nkv, group, hd)
                 .permute(0, 2, 3, 1, 4)
                 .reshape(bsz, nkv, group * t, hd)
             )
-            attn = self._attend(q, k_cache[:, :, :t], v_cache[:, :, :t], biases[layer.window])
+            attn = self._attend(q, k_cache[:, :, :end], v_cache[:, :, :end], biases[layer.window])
             attn = attn.view(bsz, nkv, group, t, hd).permute(0, 3, 1, 2, 4).reshape(bsz * t, q_size)
             o = self._linear(attn, layer.linears["o"], st)
             if layer.attn_out_norm is not None:
@@ -849,7 +979,7 @@ class FastEngine:
         assert pending is not None
         last = x.view(bsz, t, self.hidden)[:, -1].contiguous()
         h = self._add_norm(last, pending.view(bsz, t, self.hidden)[:, -1].contiguous(), self.final_norm)
-        return self._head(h)
+        return self._head(h, st)
 
     def advance(self, st: _BatchState, steps: int) -> None:
         """Generate ``steps`` more tokens for every row (no host synchronisation)."""

@@ -15,6 +15,7 @@ import torch
 
 from evalhub.generation.adapters import linear_shapes
 from evalhub.generation.errors import GenerationError
+from evalhub.generation.folders import normalise_quantization
 
 AUTO = "auto"
 _DTYPES: dict[str, torch.dtype] = {
@@ -50,6 +51,37 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise GenerationError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}") from None
 
 
+_PRECISION = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def precision_label(dtype: torch.dtype, quantization: str = "none") -> str:
+    """The precision a base model runs in, as a run records it: "bf16", "fp32", or "nf4" etc."""
+    return quantization if quantization != "none" else _PRECISION.get(dtype, str(dtype))
+
+
+def quantization_config(quantization: str, dtype: torch.dtype, device: torch.device) -> Any:
+    """A transformers BitsAndBytesConfig loading the base as ``quantization`` ("nf4", "fp4", "int8"),
+    as a QLoRA adapter's users deploy it; GenerationError naming what is missing (bitsandbytes, a GPU)."""
+    quantization = normalise_quantization(quantization)
+    if device.type != "cuda":
+        raise GenerationError(
+            f"a {quantization} base needs a CUDA GPU (bitsandbytes); the device is {device}"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise GenerationError(
+            f"a {quantization} base needs the bitsandbytes package, which is not installed ({exc})"
+        ) from exc
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=quantization, bnb_4bit_compute_dtype=dtype
+    )
+
+
 @dataclass
 class LoadedBase:
     """A base model loaded on the CPU in its dtype, with what the adapter checks need to know of it."""
@@ -61,11 +93,18 @@ class LoadedBase:
 
 
 def load_base_model(
-    base_model_dir: str | Path, *, dtype: torch.dtype, tokenizer_dir: str | Path | None = None
+    base_model_dir: str | Path,
+    *,
+    dtype: torch.dtype,
+    tokenizer_dir: str | Path | None = None,
+    quantization: str = "none",
+    device: torch.device | None = None,
 ) -> LoadedBase:
     """Load a local Hugging Face causal LM and its tokenizer (from ``tokenizer_dir`` when given), in eval mode.
 
     The model stays on the CPU: the fast engine copies its weights into its own layout, the others move it.
+    With ``quantization`` other than "none" it is loaded by bitsandbytes straight onto ``device`` (a GPU),
+    already in place: callers must not move it.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -73,7 +112,16 @@ def load_base_model(
     if not (base_dir / "config.json").is_file():
         raise GenerationError(f"base model folder {base_dir} has no config.json")
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or base_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    if normalise_quantization(quantization) == "none":
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+    else:
+        dev = device or torch.device("cuda")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base_dir),
+            dtype=dtype,
+            quantization_config=quantization_config(quantization, dtype, dev),
+            device_map={"": dev},
+        )
     model.eval()
     return LoadedBase(
         model=model,

@@ -13,7 +13,14 @@ import torch
 
 from evalhub.generation.adapters import read_checked_adapters
 from evalhub.generation.errors import AdapterIneffective, GenerationError
-from evalhub.generation.loading import load_base_model, peft_attach, resolve_device, resolve_dtype
+from evalhub.generation.folders import normalise_quantization
+from evalhub.generation.loading import (
+    load_base_model,
+    peft_attach,
+    precision_label,
+    resolve_device,
+    resolve_dtype,
+)
 
 DEFAULT_PROBES: tuple[str, ...] = (
     "Summarise the following text in one sentence.",
@@ -32,6 +39,7 @@ class AdapterReport:
     modules: int  # adapted linear layers
     max_rank: int
     max_logit_delta: float  # max |adapter logits - base logits| on the probes' next token
+    base_precision: str = ""  # the precision the base ran in: "bf16", "fp32", "nf4", ...
 
 
 def _next_token_logits(
@@ -58,6 +66,7 @@ def check_adapters(
     device: str | torch.device | None = "cpu",
     dtype: str | torch.dtype | None = None,
     check_base_name: bool = True,
+    quantization: str = "none",
 ) -> dict[str, AdapterReport]:
     """Check every adapter; raise the first problem as an AdapterError naming the adapter.
 
@@ -68,8 +77,11 @@ def check_adapters(
     than ``tolerance`` somewhere.
     """
     dev = resolve_device(device)
-    base = load_base_model(base_model_dir, dtype=resolve_dtype(dtype, dev))
-    model, tokenizer = base.model.to(dev), base.tokenizer
+    dt = resolve_dtype(dtype, dev)
+    quantization = normalise_quantization(quantization)
+    base = load_base_model(base_model_dir, dtype=dt, quantization=quantization, device=dev)
+    model = base.model.to(dev) if quantization == "none" else base.model
+    tokenizer = base.tokenizer
     read = read_checked_adapters(
         adapters,
         base_model_dir=base_model_dir,
@@ -101,6 +113,7 @@ def check_adapters(
             modules=len(adapter.modules),
             max_rank=max(m.rank for m in adapter.modules.values()),
             max_logit_delta=delta,
+            base_precision=precision_label(dt, quantization),
         )
         peft_model.delete_adapter(name)
     return reports

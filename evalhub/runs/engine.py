@@ -47,12 +47,20 @@ def configured_device() -> str:
     return str(getattr(settings, "EVALHUB_DEVICE", "auto") or "auto")
 
 
+def configured_quantization() -> str:
+    """The ``EVALHUB_BASE_QUANTIZATION`` setting: "none", or how bitsandbytes loads base models."""
+    return str(getattr(settings, "EVALHUB_BASE_QUANTIZATION", "none") or "none")
+
+
 def backend_options(name: str) -> dict[str, Any]:
     """Constructor options for a backend, from settings."""
+    options: dict[str, Any] = {}
     device = configured_device()
     if name == "hf" and device != "auto":
-        return {"device": device}
-    return {}
+        options["device"] = device
+    if name == "hf" and configured_quantization() != "none":
+        options["quantization"] = configured_quantization()
+    return options
 
 
 def engine_for(spec: EngineSpec) -> Backend:

@@ -37,8 +37,15 @@ from evalhub.generation import (
     GenerationResult,
     available_backends,
 )
+from evalhub.generation.folders import base_precision_note
 from evalhub.runs import progress
-from evalhub.runs.engine import EngineSpec, configured_device, engine_for, engine_release
+from evalhub.runs.engine import (
+    EngineSpec,
+    configured_device,
+    configured_quantization,
+    engine_for,
+    engine_release,
+)
 from evalhub.runs.hooks import on_run_completed, on_run_failed
 from evalhub.runs.models import AdapterRole, ChunkStatus, Output, Run, RunAdapter, RunChunk, RunStatus
 from evalhub.suites.models import Case, SuiteVersion
@@ -296,12 +303,22 @@ def sanity_check(*, run: Run) -> dict[str, dict[str, Any]]:
     from evalhub.generation.sanity import check_adapters
 
     # On the device and in the dtype generation uses: a large model in float32 on the CPU would not fit.
-    adapters = {ra.adapter.label: ra.adapter.folder for ra in run.run_adapters.select_related("adapter")}
-    reports = check_adapters(run.base_model.folder, adapters, device=configured_device(), dtype=None)
+    run_adapters = {ra.adapter.label: ra.adapter for ra in run.run_adapters.select_related("adapter")}
+    adapters = {label: adapter.folder for label, adapter in run_adapters.items()}
+    reports = check_adapters(
+        run.base_model.folder,
+        adapters,
+        device=configured_device(),
+        dtype=None,
+        quantization=configured_quantization(),
+    )
     checked_at = timezone.now().isoformat()
     return {
         label: {
             "ok": True,
+            # The precision generation runs the base in (the same device, dtype and quantisation), and
+            # the adapter's training quantisation where it differs: "bf16 (adapter trained on nf4)".
+            "base_precision": base_precision_note(report.base_precision, run_adapters[label].base_quantization),
             "weights_sha256": report.weights_sha256,
             "modules": report.modules,
             "max_rank": report.max_rank,

@@ -89,6 +89,7 @@ def engine_run(
     *,
     fused: bool,
     new: int,
+    prefill_chunk: int = 512,
 ) -> tuple[list[list[int]], list[torch.Tensor], str | None]:
     """The fast engine's greedy tokens and the logits it chose each token from."""
     from transformers import AutoModelForCausalLM
@@ -113,6 +114,7 @@ def engine_run(
         dtype=torch.float32,
         fused_kernels=fused,
         use_cuda_graph=False,
+        prefill_chunk=prefill_chunk,
     )
     index = {name: i for i, name in enumerate(read)}
     st = engine.start(
@@ -129,8 +131,11 @@ def engine_run(
     return st.out[:, :new].tolist(), seen, reason
 
 
-def compare(base: Path, adapters: dict[str, Path], *, fused: bool, seed: int = 3) -> dict[str, Any]:
-    """Greedy rows equal and the largest logit difference, base rows and mixed adapters in one batch."""
+def compare(
+    base: Path, adapters: dict[str, Path], *, fused: bool, seed: int = 3, prefill_chunk: int = 512
+) -> dict[str, Any]:
+    """Greedy rows equal and the largest logit difference, base rows and mixed adapters in one batch
+    (``prefill_chunk``: the engine's, small to prefill the prompts in chunks)."""
     from transformers import AutoConfig
 
     pad_id = int(AutoConfig.from_pretrained(base).pad_token_id)
@@ -138,7 +143,9 @@ def compare(base: Path, adapters: dict[str, Path], *, fused: bool, seed: int = 3
     ids = prompts(len(cycle) if fused else 2 * len(cycle), seed)
     names = [cycle[i % len(cycle)] for i in range(len(ids))]
     new = MAX_NEW // 2 if fused else MAX_NEW
-    got, got_logits, reason = engine_run(base, adapters, ids, names, fused=fused, new=new)
+    got, got_logits, reason = engine_run(
+        base, adapters, ids, names, fused=fused, new=new, prefill_chunk=prefill_chunk
+    )
     want, want_logits = reference(base, adapters, ids, names, pad_id, new)
     same = [g == w for g, w in zip(got, want, strict=True)]
     # Compare the logits of the steps before the first divergence (after it the inputs differ).

@@ -54,6 +54,16 @@ def test_eager_path_matches_transformers_and_peft(
     _check(compare(base, adapters, fused=False))
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_chunked_prefill_matches_transformers_and_peft(
+    family_models: dict[str, tuple[Path, dict[str, Path]]], family: str
+) -> None:
+    # Chunks of 4 over prompts of 3-12 tokens: chunks attend to the cache so far across the
+    # families' sliding windows (5-7 positions) and Gemma's local/global layers.
+    base, adapters = family_models[family]
+    _check(compare(base, adapters, fused=False, prefill_chunk=4))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_triton_path_matches_transformers_and_peft(
