@@ -227,6 +227,12 @@ class StudyCreateIn(serializers.Serializer[Any]):
         allow_blank=True,
         help_text="Name of a catalogue base model that judges every pair (when no judge adapter is given).",
     )
+    judge_endpoint = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Name of one of the project's HTTP judge endpoints (OpenAI-compatible) that judges every "
+        "pair; instead of a catalogue judge.",
+    )
     routing = serializers.ChoiceField(
         choices=StudyRouting.values,
         default=StudyRouting.RANDOM,
@@ -315,6 +321,17 @@ def _base_model(run: Run, name: str) -> BaseModel:
     return model
 
 
+def _judge_endpoint(run: Run, name: str) -> Any:
+    from evalhub.judging.models import JudgeEndpoint
+
+    endpoint = JudgeEndpoint.objects.filter(project=run.project, name=name).first()
+    if endpoint is None:
+        raise ValidationFailed(
+            f"No judge endpoint {name!r} in the project.", fields={"judge_endpoint": ["Unknown endpoint."]}
+        )
+    return endpoint
+
+
 class StudyListCreateApi(APIView):
     """Studies of your projects (staff roles); POST creates one from a run."""
 
@@ -366,6 +383,9 @@ class StudyListCreateApi(APIView):
             else None,
             judge_base_model=_base_model(run, values["judge_base_model"])
             if values.get("judge_base_model")
+            else None,
+            judge_endpoint=_judge_endpoint(run, values["judge_endpoint"])
+            if values.get("judge_endpoint")
             else None,
             routing=values["routing"],
             audit_share=values["audit_share"],

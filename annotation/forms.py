@@ -268,6 +268,12 @@ class StudyCreateForm(forms.Form):
             .select_related("base_model")
             .order_by("name", "version")
         ]
+        from evalhub.judging.models import JudgeEndpoint
+
+        judge.choices += [
+            (f"endpoint:{e.pk}", f"{e.name} (HTTP judge, {e.model})")
+            for e in JudgeEndpoint.objects.filter(project=run.project).order_by("name")
+        ]
         self.fields["baseline"].initial = next((pk for pk, r in roles.items() if r == "baseline"), None)
         self.fields["candidates"].initial = [pk for pk, r in roles.items() if r == "candidate"]
 
@@ -312,6 +318,10 @@ class StudyCreateForm(forms.Form):
             return {"judge_adapter": Adapter.objects.get(pk=int(pk))}
         if kind == "base":
             return {"judge_base_model": BaseModel.objects.get(pk=int(pk))}
+        if kind == "endpoint":
+            from evalhub.judging.models import JudgeEndpoint
+
+            return {"judge_endpoint": JudgeEndpoint.objects.get(pk=int(pk))}
         return {}
 
     def service_kwargs(self) -> dict[str, Any]:

@@ -131,6 +131,7 @@ def study_create_from_run(
     allow_missing: bool = True,
     judge_base_model: BaseModel | None = None,
     judge_adapter: Adapter | None = None,
+    judge_endpoint: Any = None,
     routing: str = StudyRouting.RANDOM,
     audit_share: float = 0.2,
     actor: Any = None,
@@ -149,7 +150,8 @@ def study_create_from_run(
     Outputs missing from the run (failed or not yet generated) leave their tasks out; with
     `allow_missing=False` the study is refused instead, saying how many, so the owner can wait.
 
-    A judge (`judge_adapter`, or a bare `judge_base_model`, from the project's catalogue) rates every
+    A judge (`judge_adapter`, or a bare `judge_base_model`, from the project's catalogue, or one of the
+    project's HTTP `judge_endpoint`s, evalhub.judging.models.JudgeEndpoint) rates every
     pair in both orders once the study exists (evalhub.judging, through the `study_created` signal);
     with `routing="uncertainty_first"` its uncertainty then orders the experts' queue (`study_route`),
     with `audit_share` of the order drawn uniformly. Raters never see the judge's answers.
@@ -170,6 +172,7 @@ def study_create_from_run(
         project=run.project,
         base_model=judge_base_model,
         adapter=judge_adapter,
+        endpoint=judge_endpoint,
         routing=routing,
         audit_share=audit_share,
     )
@@ -271,11 +274,12 @@ def judge_spec_check(
     adapter: Adapter | None,
     routing: str,
     audit_share: float,
+    endpoint: Any = None,
 ) -> dict[str, Any]:
     """The study's judge as stored (``Study.judge_spec``), checked: a catalogue model or adapter of the
-    project, read by its log-probabilities. Uncertainty-first routing needs a judge and an audit share
-    above 0 (without an audit some pairs could never be drawn, and no estimate would be unbiased).
-    An HTTP endpoint will be another ``kind`` of the same spec."""
+    project, read by its log-probabilities (``kind`` "local"), or one of the project's HTTP judge endpoints
+    (``kind`` "endpoint"), not both. Uncertainty-first routing needs a judge and an audit share above 0
+    (without an audit some pairs could never be drawn, and no estimate would be unbiased)."""
     if routing not in StudyRouting.values:
         message = f"routing must be one of {', '.join(StudyRouting.values)}."
         raise ValidationFailed(message, fields={"routing": [message]})
@@ -296,8 +300,17 @@ def judge_spec_check(
             f"The judge adapter {adapter.label} is trained on another base model than {base_model.name}."
         )
         raise ValidationFailed(message, fields={"judge_adapter": [message]})
+    if endpoint is not None and endpoint.project_id != project.pk:
+        raise ValidationFailed(
+            "The judge endpoint belongs to another project.", fields={"judge_endpoint": ["Wrong project."]}
+        )
+    if endpoint is not None and (adapter is not None or base_model is not None):
+        message = "Choose one judge: a catalogue model or adapter, or an HTTP endpoint."
+        raise ValidationFailed(message, fields={"judge_endpoint": [message]})
     spec: dict[str, Any] = {}
-    if adapter is not None or base_model is not None:
+    if endpoint is not None:
+        spec = {"kind": "endpoint", "endpoint": endpoint.pk, "name": endpoint.name}
+    elif adapter is not None or base_model is not None:
         spec = {
             "kind": "local",
             "base_model": adapter.base_model_id if adapter is not None else base_model.pk,  # type: ignore[union-attr]
@@ -305,7 +318,7 @@ def judge_spec_check(
         }
     if routing == StudyRouting.UNCERTAINTY_FIRST:
         if not spec:
-            message = "Uncertainty-first routing needs a judge: choose a judge model or adapter."
+            message = "Uncertainty-first routing needs a judge: choose a judge model, adapter or endpoint."
             raise ValidationFailed(message, fields={"routing": [message]})
         if audit_share <= 0:
             message = "Uncertainty-first routing needs an audit share above 0, so every pair can be drawn."

@@ -127,7 +127,12 @@ def judge_for_adapter(*, project: Project, label: str, **options: Any) -> Logpro
 
 def judge_for_spec(spec: dict[str, Any]) -> PairJudge:
     """The judge a study names (``Study.judge_spec``), loaded: a catalogue model or adapter read by its
-    log-probabilities. The HTTP endpoint judge will be another ``kind`` here."""
+    log-probabilities (``kind`` "local"), or one of the project's HTTP endpoints (``kind`` "endpoint")."""
+    if spec.get("kind") == "endpoint":
+        from evalhub.judging.endpoints import http_judge_for
+        from evalhub.judging.models import JudgeEndpoint
+
+        return http_judge_for(JudgeEndpoint.objects.get(pk=spec["endpoint"]))
     from evalhub.judging.logprob import LogprobJudge  # loads torch: only where a judge is built
 
     if spec.get("kind") != "local":

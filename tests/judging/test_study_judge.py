@@ -260,3 +260,54 @@ def test_a_judge_that_cannot_load_leaves_the_study_open_in_random_order(
     rater = rater_user(project, "carries-on")
     consent_accept(study=study, rater=rater)
     assert task_assign_next(study=study, rater=rater) is not None
+
+
+def test_a_study_can_name_an_http_judge_endpoint_through_the_api_and_the_form(project, settings):
+    """The study's judge may be one of the project's HTTP endpoints (judge_spec kind "endpoint"), loaded as
+    the HTTP judge; an unknown name is a 400 on its field, and a catalogue judge beside it is refused."""
+    from evalhub.accounts.models import Role
+    from evalhub.accounts.services import membership_set, user_create
+    from evalhub.judging.endpoints import endpoint_save
+    from evalhub.judging.http import HttpJudge
+    from evalhub.judging.services import judge_for_spec
+
+    settings.EVALHUB_JUDGE_ALLOW_PRIVATE = True
+    rows = run_rows(project, n_cases=3)
+    lead = user_create(username="lead-endpoint", password="x-Secret-123")
+    membership_set(project=project, user=lead, role=Role.LEAD)
+    endpoint = endpoint_save(
+        project=project, create=True, actor=lead, name="vllm-judge", base_url="http://127.0.0.1:8011/v1",
+        model="judge",
+    )  # fmt: skip
+    client = Client()
+    client.force_login(lead)
+    unknown = client.post(
+        "/api/v1/rater/studies/",
+        {"run": rows.run.pk, "name": "s", "judge_endpoint": "nope"},
+        content_type="application/json",
+    )
+    assert unknown.status_code == 400 and "judge_endpoint" in json.dumps(unknown.json())
+    both = client.post(
+        "/api/v1/rater/studies/",
+        {
+            "run": rows.run.pk,
+            "name": "s",
+            "judge_endpoint": "vllm-judge",
+            "judge_base_model": rows.base_model.name,
+        },
+        content_type="application/json",
+    )
+    assert both.status_code == 400 and "judge_endpoint" in json.dumps(both.json())
+    assert not Study.objects.exists()
+    ok = client.post(
+        "/api/v1/rater/studies/",
+        {"run": rows.run.pk, "name": "s", "judge_endpoint": "vllm-judge"},
+        content_type="application/json",
+    )
+    assert ok.status_code == 201, ok.content
+    spec = ok.json()["judge"]
+    assert spec == {"kind": "endpoint", "endpoint": endpoint.pk, "name": "vllm-judge"}
+    judge = judge_for_spec(spec)
+    assert isinstance(judge, HttpJudge) and judge.name
+    page = client.get(reverse("annotation:study-new", args=[rows.run.pk])).content.decode()
+    assert f'value="endpoint:{endpoint.pk}"' in page
