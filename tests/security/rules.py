@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
+
+from tests.security.schema import param_prefix
 
 # Outcomes
 OK = "ok"  # 2xx
@@ -331,6 +334,11 @@ def rating_body(world: Any, scope: str) -> dict[str, Any]:
     return {"scores": {"factual_accuracy": {"A": 4, "B": 3}}, "preference": "A", "rationale": "ok"}
 
 
+def judge_endpoint_body(world: Any, scope: str) -> dict[str, Any]:
+    # The host need not resolve: a 400 on base_url is past authorisation (PASS).
+    return {"name": "new-judge", "base_url": "https://judge.example.com/v1", "model": "m"}
+
+
 RULES: dict[tuple[str, str], Rule] = {
     # accounts
     ("GET", "/api/v1/me/"): Rule(ANY_USER),
@@ -400,6 +408,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/api/v1/projects/{slug}/deliveries/"): Rule(staff_object()),
     ("POST", "/api/v1/verdicts/{public_id}/approve/"): Rule(LEAD_OBJECT),
+    # a project's HTTP judge endpoints: the recipe's rule (staff read, write roles change; raters get 404)
+    ("GET", "/api/v1/projects/{slug}/judge-endpoints/"): Rule(staff_object(), seed=("judge_endpoint",)),
+    ("POST", "/api/v1/projects/{slug}/judge-endpoints/"): Rule(staff_object(PASS), body=judge_endpoint_body),
+    ("GET", "/api/v1/projects/{slug}/judge-endpoints/{name}/"): Rule(staff_object()),
+    ("PUT", "/api/v1/projects/{slug}/judge-endpoints/{name}/"): Rule(
+        staff_object(PASS), body=judge_endpoint_body
+    ),
+    ("DELETE", "/api/v1/projects/{slug}/judge-endpoints/{name}/"): Rule(staff_object()),
     # rating: the rater's side
     ("GET", "/api/v1/rater/assigned-studies"): Rule(RATER_LIST, seed=("study",)),
     ("POST", "/api/v1/rater/assigned-studies/{study_id}/consent"): Rule(rater_object()),
@@ -418,9 +434,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
 }
 
-# Path parameters: the prefix up to the parameter -> (kind of object, attribute that fills it).
-PARAMS: dict[str, tuple[str, str]] = {
+# Path parameters: the prefix up to the last parameter -> (kind of object, attribute that fills it, or
+# one attribute per parameter, dotted paths allowed, for an object named within its parent).
+PARAMS: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "/api/v1/projects/{slug}": ("project", "slug"),
+    "/api/v1/projects/{slug}/judge-endpoints/{name}": ("judge_endpoint", ("project.slug", "name")),
     "/api/v1/memberships/{id}": ("membership", "pk"),
     "/api/v1/tokens/{id}": ("token", "pk"),
     "/api/v1/audit-events/{id}": ("audit_event", "pk"),
@@ -438,3 +456,10 @@ PARAMS: dict[str, tuple[str, str]] = {
     "/api/v1/rater/tasks/{task_id}": ("task", "public_id"),
     "/api/v1/rater/studies/{study_id}": ("study", "public_id"),
 }
+
+
+def param_values(world: Any, path: str, scope: str) -> list[Any]:
+    """The values of the path's parameters, in order, from the scope's object of PARAMS' kind."""
+    kind, attrs = PARAMS[param_prefix(path) or ""]
+    obj = world.get(kind, scope)
+    return [attrgetter(attr)(obj) for attr in ((attrs,) if isinstance(attrs, str) else attrs)]

@@ -25,13 +25,23 @@ def operations() -> list[tuple[str, str]]:
     )
 
 
+PARAM = re.compile(r"\{([^}]+)\}")
+
+
+def param_names(path: str) -> list[str]:
+    """The path's parameters, in order: '/api/v1/projects/{slug}/judge-endpoints/{name}/' -> [slug, name]."""
+    return PARAM.findall(path)
+
+
 def param_prefix(path: str) -> str | None:
-    """The template up to its first parameter: '/api/v1/adapters/{id}/status/' -> '/api/v1/adapters/{id}'."""
-    match = re.search(r"\{[^}]+\}", path)
-    return path[: match.end()] if match else None
+    """The template up to its last parameter, which names the object: '/api/v1/adapters/{id}/status/' ->
+    '/api/v1/adapters/{id}'; '/api/v1/projects/{slug}/judge-endpoints/{name}/' -> the whole but '/'."""
+    matches = list(PARAM.finditer(path))
+    return path[: matches[-1].end()] if matches else None
 
 
-def fill(path: str, value: str) -> str:
-    """Put the value in the path's first (and only) parameter."""
-    assert path.count("{") <= 1, f"{path}: more than one path parameter; extend tests/security/schema.fill"
-    return re.sub(r"\{[^}]+\}", value, path)
+def fill(path: str, *values: str) -> str:
+    """Put the values in the path's parameters, one each, in order."""
+    assert len(values) == path.count("{"), f"{path}: {len(values)} value(s) for {param_names(path)}"
+    given = iter(values)
+    return PARAM.sub(lambda _: next(given), path)

@@ -43,10 +43,8 @@ def world(db) -> World:
 def _prepare(world: World, method: str, path: str, rule: rules.Rule, scope: str) -> tuple[str, dict]:
     """The URL and request arguments; builds any object they name (outside the request's savepoint)."""
     url = path
-    prefix = param_prefix(path)
-    if prefix is not None:
-        kind, attr = rules.PARAMS[prefix]
-        url = fill(path, str(getattr(world.get(kind, scope), attr)))
+    if param_prefix(path) is not None:
+        url = fill(path, *map(str, rules.param_values(world, path, scope)))
     kwargs: dict = {}
     if rule.query:
         kwargs["data"] = rule.query(world, scope)

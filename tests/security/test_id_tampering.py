@@ -78,20 +78,23 @@ def _body(response) -> bytes:
 )
 def test_api_ids_from_elsewhere_look_like_missing_ones(world, method, path):
     rule = rules.RULES[(method, path)]
-    kind, attr = rules.PARAMS[param_prefix(path)]
     actor = _viewer(rule)
-    own_value = getattr(world.get(kind, "own"), attr)
-    other_value = getattr(world.get(kind, "other"), attr)
+    # An object named within its parent (a project's judge endpoint by slug and name): from elsewhere
+    # is the other project's whole address, missing is none of it there, malformed is the own parent's.
+    *own_parents, own_value = rules.param_values(world, path, "own")
+    other_values = rules.param_values(world, path, "other")
     kwargs: dict = {}
     if rule.query:
         kwargs["data"] = rule.query(world, "own")
     if rule.body:
         kwargs = {"data": rule.body(world, "own"), "format": "multipart" if rule.multipart else "json"}
     client = world.actors[actor].client()
-    elsewhere, wrote_elsewhere = _call(client, method, fill(path, str(other_value)), **kwargs)
+    elsewhere, wrote_elsewhere = _call(client, method, fill(path, *map(str, other_values)), **kwargs)
     if rule.body and rule.multipart:  # a file is consumed by the first request
         kwargs["data"] = rule.body(world, "own")
-    missing, wrote_missing = _call(client, method, fill(path, _missing(own_value)), **kwargs)
+    missing, wrote_missing = _call(
+        client, method, fill(path, *map(_missing, [*own_parents, own_value])), **kwargs
+    )
     assert elsewhere.status_code == missing.status_code == 404, (elsewhere.status_code, missing.status_code)
     assert _body(elsewhere) == _body(missing)
     assert OTHER_MARK not in _body(elsewhere).decode()
@@ -99,7 +102,7 @@ def test_api_ids_from_elsewhere_look_like_missing_ones(world, method, path):
     for bad in MALFORMED:
         if rule.body and rule.multipart:
             kwargs["data"] = rule.body(world, "own")
-        response, written = _call(client, method, fill(path, bad), **kwargs)
+        response, written = _call(client, method, fill(path, *map(str, own_parents), bad), **kwargs)
         assert response.status_code in (400, 404), f"{bad!r}: {response.status_code}"
         assert written == 0 and OWN_MARK not in _body(response).decode()
 

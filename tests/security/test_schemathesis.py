@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.security import rules
-from tests.security.schema import param_prefix
+from tests.security.schema import param_names, param_prefix
 from tests.security.world import World, build_world
 
 MAX_EXAMPLES = int(os.environ.get("EVALHUB_SCHEMATHESIS_EXAMPLES", "15"))
@@ -33,6 +33,7 @@ SEED_KINDS = (
     "audit_event",
     "gate_policy",
     "verdict",
+    "judge_endpoint",
 )
 
 
@@ -61,12 +62,12 @@ def world(db, settings, keep_connection) -> World:
 
 
 def _real_parameters(world: World, path: str) -> dict[str, str] | None:
-    prefix = param_prefix(path)
-    if prefix is None:
+    if param_prefix(path) is None:
         return None
-    kind, attr = rules.PARAMS[prefix]
-    name = prefix[prefix.rindex("{") + 1 : -1]
-    return {name: str(getattr(world.get(kind, "own"), attr))}
+    names = param_names(path)
+    values = [str(v) for v in rules.param_values(world, path, "own")]
+    # Any parameter past those PARAMS fills (none today): a value that names nothing there.
+    return {name: values[i] if i < len(values) else f"no-such-{name}" for i, name in enumerate(names)}
 
 
 @pytest.mark.slow

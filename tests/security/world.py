@@ -342,7 +342,21 @@ def build_verdict(world: World, scope: str) -> Any:
     )
 
 
+def build_judge_endpoint(world: World, scope: str) -> Any:
+    """With the ORM: the service resolves the host, and a name is only letters, digits, . _ -."""
+    from evalhub.judging.models import JudgeEndpoint
+
+    return JudgeEndpoint.objects.create(
+        project=world.project(scope),
+        name=f"judge-{scope}",
+        base_url="https://judge.example.com/v1",
+        model=f"model {world.mark(scope)}",
+        api_key=f"key-{_n()}",
+    )
+
+
 BUILDERS = {
+    "judge_endpoint": build_judge_endpoint,
     "gate_policy": build_gate_policy,
     "verdict": build_verdict,
     "upload": build_upload,
