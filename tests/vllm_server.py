@@ -1,6 +1,6 @@
 """A real vLLM OpenAI-compatible server on the fixture base model, for the HTTP clients' tests.
 
-One home for starting it: ``vllm_server`` is a module-scoped fixture (start-up takes one to two
+One home for starting it: ``vllm_server`` is a session-scoped fixture (start-up takes one to two
 minutes on CPU, so a test module shares one server). It runs from ``.venv-vllm`` (``make vllm-env``)
 with a small KV cache; tests using it carry the "vllm" xdist group (tests/conftest.py SERIAL_GROUPS)
 so they never run beside the other vLLM tests.
@@ -92,7 +92,9 @@ def vllm_serving(log: Path, *, max_num_seqs: int = 8) -> Iterator[VllmServer]:
         _stop(proc)
 
 
-@pytest.fixture(scope="module")
+# Session scope: the vllm xdist group runs several modules' tests interleaved on one worker, and a
+# module-scoped server was started again each time the module came back (about 30 s each on CI).
+@pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
     if not VLLM_PYTHON.exists():
         pytest.skip(".venv-vllm is absent: make vllm-env")
