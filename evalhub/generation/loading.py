@@ -7,6 +7,7 @@ device in the same precision and refuse the same adapters.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,17 @@ class LoadedBase:
     name_or_path: str
 
 
+def _attention_for(base_dir: Path) -> dict[str, Any]:
+    """Attention soft-capping (Gemma 2's ``attn_logit_softcapping``) is applied only by transformers'
+    eager attention: SDPA, the default, drops it and gives other outputs. Such a model is loaded eager,
+    so the general path (the fast engine's fallback) stays right."""
+    try:
+        config = json.loads((base_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"attn_implementation": "eager"} if config.get("attn_logit_softcapping") else {}
+
+
 def load_base_model(
     base_model_dir: str | Path,
     *,
@@ -112,8 +124,9 @@ def load_base_model(
     if not (base_dir / "config.json").is_file():
         raise GenerationError(f"base model folder {base_dir} has no config.json")
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or base_dir))
+    attention = _attention_for(base_dir)
     if normalise_quantization(quantization) == "none":
-        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype, **attention)
     else:
         dev = device or torch.device("cuda")
         model = AutoModelForCausalLM.from_pretrained(
@@ -121,6 +134,7 @@ def load_base_model(
             dtype=dtype,
             quantization_config=quantization_config(quantization, dtype, dev),
             device_map={"": dev},
+            **attention,
         )
     model.eval()
     return LoadedBase(
