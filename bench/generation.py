@@ -171,44 +171,50 @@ def word_tokenizer(folder: Path) -> Any:
     return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
-def write_adapters(folder: Path, model: Any, *, count: int, rank: int) -> dict[str, Path]:
-    """PEFT-format adapters written directly (what peft's save_pretrained writes)."""
+def write_lora_adapter(path: Path, model: Any, *, rank: int, base: Path, generator: torch.Generator) -> Path:
+    """One PEFT-format LoRA adapter on every TARGETS linear of ``model``, random bf16 weights drawn from
+    ``generator``, written directly (what peft's save_pretrained writes). Shared with bench/judge.py."""
     from safetensors.torch import save_file
 
-    adapters = {}
-    gen = torch.Generator(device="cpu").manual_seed(1)
-    for k in range(count):
-        name = f"adapter{k}"
-        path = folder / name
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {}
-        for mod_name, module in model.named_modules():
-            if mod_name.rsplit(".", 1)[-1] in TARGETS:
-                out_f, in_f = module.weight.shape
-                prefix = f"base_model.model.{mod_name}"
-                tensors[f"{prefix}.lora_A.weight"] = (
-                    torch.randn(rank, in_f, generator=gen) / math.sqrt(in_f)
-                ).to(torch.bfloat16)
-                tensors[f"{prefix}.lora_B.weight"] = (torch.randn(out_f, rank, generator=gen) * 0.02).to(
-                    torch.bfloat16
-                )
-        save_file(tensors, str(path / "adapter_model.safetensors"))
-        (path / "adapter_config.json").write_text(
-            json.dumps(
-                {
-                    "peft_type": "LORA",
-                    "task_type": "CAUSAL_LM",
-                    "r": rank,
-                    "lora_alpha": 2 * rank,
-                    "target_modules": list(TARGETS),
-                    "lora_dropout": 0.0,
-                    "bias": "none",
-                    "base_model_name_or_path": str(folder.parent / "base"),
-                }
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for mod_name, module in model.named_modules():
+        if mod_name.rsplit(".", 1)[-1] in TARGETS:
+            out_f, in_f = module.weight.shape
+            prefix = f"base_model.model.{mod_name}"
+            tensors[f"{prefix}.lora_A.weight"] = (
+                torch.randn(rank, in_f, generator=generator) / math.sqrt(in_f)
+            ).to(torch.bfloat16)
+            tensors[f"{prefix}.lora_B.weight"] = (torch.randn(out_f, rank, generator=generator) * 0.02).to(
+                torch.bfloat16
             )
+    save_file(tensors, str(path / "adapter_model.safetensors"))
+    (path / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "task_type": "CAUSAL_LM",
+                "r": rank,
+                "lora_alpha": 2 * rank,
+                "target_modules": list(TARGETS),
+                "lora_dropout": 0.0,
+                "bias": "none",
+                "base_model_name_or_path": str(base),
+            }
         )
-        adapters[name] = path
-    return adapters
+    )
+    return path
+
+
+def write_adapters(folder: Path, model: Any, *, count: int, rank: int) -> dict[str, Path]:
+    """``count`` random adapters (``write_lora_adapter``) from one seeded stream, on the base in folder/../base."""
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    return {
+        f"adapter{k}": write_lora_adapter(
+            folder / f"adapter{k}", model, rank=rank, base=folder.parent / "base", generator=gen
+        )
+        for k in range(count)
+    }
 
 
 def roofline(model: Any, *, batch: int, prompt: int, new: int, lora_params: int) -> dict[str, float]:

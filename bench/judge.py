@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -49,11 +48,12 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from generation import write_lora_adapter  # noqa: E402  (bench/ is on sys.path: the script's folder)
+
 from evalhub.judging.logprob import LogprobJudge, PairToJudge, answer_token_ids, judge_prompt  # noqa: E402
 
 PEAK_FLOPS = 989e12  # H100 SXM dense bf16
 FIXTURE_MODELS = REPO / "fixtures" / "models"
-TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 RUBRIC = "- Factual accuracy: Is every statement supported by the input?"
 
 
@@ -98,7 +98,6 @@ def fixture_pairs(n: int) -> tuple[Path, Path, list[PairToJudge], str]:
 def write_llama(work: Path, *, layers: int, rank: int, device: torch.device) -> tuple[Path, Path]:
     """A random-weight TinyLlama-1.1B-shaped base (bf16) with a word-level tokenizer in which " A" and
     " B" are single tokens, and a random LoRA adapter (non-zero B) in peft's format."""
-    from safetensors.torch import save_file
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -131,34 +130,7 @@ def write_llama(work: Path, *, layers: int, rank: int, device: torch.device) -> 
         unk_token="<unk>",  # noqa: S106
         model_max_length=2048,
     ).save_pretrained(base)
-    gen = torch.Generator().manual_seed(1)
-    tensors = {}
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in TARGETS:
-            out_f, in_f = module.weight.shape
-            prefix = f"base_model.model.{name}"
-            tensors[f"{prefix}.lora_A.weight"] = (
-                torch.randn(rank, in_f, generator=gen) / math.sqrt(in_f)
-            ).to(torch.bfloat16)
-            tensors[f"{prefix}.lora_B.weight"] = (torch.randn(out_f, rank, generator=gen) * 0.02).to(
-                torch.bfloat16
-            )
-    adapter.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(adapter / "adapter_model.safetensors"))
-    (adapter / "adapter_config.json").write_text(
-        json.dumps(
-            {
-                "peft_type": "LORA",
-                "task_type": "CAUSAL_LM",
-                "r": rank,
-                "lora_alpha": 2 * rank,
-                "target_modules": list(TARGETS),
-                "lora_dropout": 0.0,
-                "bias": "none",
-                "base_model_name_or_path": str(base),
-            }
-        )
-    )
+    write_lora_adapter(adapter, model, rank=rank, base=base, generator=torch.Generator().manual_seed(1))
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
