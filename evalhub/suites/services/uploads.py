@@ -5,7 +5,7 @@ confirm, discard), the queued import's task body, and the purge of what was left
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -477,6 +477,25 @@ def suite_upload_screen(*, upload_id: str) -> None:
             locked.save(update_fields=["report"])
 
 
+def _import_kept(
+    upload: Upload, *, actor: Any, choices: ImportChoices, progress: Callable[[int], None] | None = None
+) -> Imported:
+    """Import a kept upload's file with its options and the uploader's choices, reusing the PII
+    findings recorded beside it (the web confirm and the queued import both end here)."""
+    with local_copy(upload.path) as local:
+        return suite_import(
+            project=upload.project,
+            name=upload.suite_name,
+            path=local.path,
+            filename=upload.filename,
+            options=ImportOptions.from_dict(upload.options),
+            actor=actor,
+            choices=choices,
+            pii_known=local.findings,
+            progress=progress,
+        )
+
+
 def suite_upload_confirm(*, upload: Upload, choices: ImportChoices, actor: Any = None) -> Imported:
     """Import a staged upload with the uploader's choices; the staged file is removed on success.
 
@@ -486,17 +505,7 @@ def suite_upload_confirm(*, upload: Upload, choices: ImportChoices, actor: Any =
     """
     _check_staged(upload)
     try:
-        with local_copy(upload.path) as local:
-            imported = suite_import(
-                project=upload.project,
-                name=upload.suite_name,
-                path=local.path,
-                filename=upload.filename,
-                options=ImportOptions.from_dict(upload.options),
-                actor=actor,
-                choices=choices,
-                pii_known=local.findings,
-            )
+        imported = _import_kept(upload, actor=actor, choices=choices)
     except ValidationFailed as error:
         if "pii" in error.fields:
             suite_upload_discard(upload=upload, actor=actor)
@@ -573,18 +582,7 @@ def suite_upload_import(*, upload_id: str) -> Upload:
     try:
         if not is_kept(upload.path):
             raise Conflict("The staged file is gone; upload it again.")
-        with local_copy(upload.path) as local:
-            imported = suite_import(
-                project=upload.project,
-                name=upload.suite_name,
-                path=local.path,
-                filename=upload.filename,
-                options=ImportOptions.from_dict(upload.options),
-                actor=actor,
-                choices=choices,
-                pii_known=local.findings,
-                progress=progress,
-            )
+        imported = _import_kept(upload, actor=actor, choices=choices, progress=progress)
     except DomainError as error:
         _finish_upload(upload, status=UploadStatus.FAILED, error=error)
         return upload
