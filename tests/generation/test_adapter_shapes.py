@@ -17,29 +17,21 @@ from evalhub.generation import GenerationConfig, GenerationError, GenerationRequ
 from evalhub.generation.adapters import read_adapter
 from evalhub.generation.hf_backend import HFBackend
 from evalhub.generation.llama import FastEngine
-from tests.generation.factories import make_base_model, make_lora_adapter
+from tests.generation.factories import make_lora_adapter
 from tests.generation.test_hf_backend import _peft_generate, _prompts, _requests
 
 NAMES: list[str | None] = [None, "a", "b", "c", "emb", "head"]
 
 
 @pytest.fixture(scope="module")
-def shapes_family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Six shapes: rank 4 everywhere; rank 8 rsLoRA on q/v; rank 2 on o/gate/down with an alpha
-    pattern; rank 6 on embed_tokens + k; rank 3 on lm_head + up, rsLoRA."""
+def shapes_family(tiny_family: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny family's base and its three adapters (conftest.tiny_family: rank 4 everywhere; rank 8
+    rsLoRA on q/v; rank 2 on o/gate/down with an alpha pattern), plus rank 6 on embed_tokens + k and
+    rank 3 on lm_head + up, rsLoRA."""
     root = tmp_path_factory.mktemp("shapes")
-    base = make_base_model(root / "base")
+    base = tiny_family["base"]
     return {
-        "base": base,
-        "a": make_lora_adapter(root / "a", base, seed=1),
-        "b": make_lora_adapter(root / "b", base, rank=8, targets=("q_proj", "v_proj"), rslora=True, seed=2),
-        "c": make_lora_adapter(
-            root / "c",
-            base,
-            rank=2,
-            targets=("o_proj", "gate_proj", "down_proj"),
-            alpha_pattern={"down_proj": 4},
-        ),
+        **tiny_family,
         "emb": make_lora_adapter(root / "emb", base, rank=6, targets=("embed_tokens", "k_proj"), seed=6),
         "head": make_lora_adapter(
             root / "head", base, rank=3, targets=("lm_head", "up_proj"), rslora=True, seed=7
