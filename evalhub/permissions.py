@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
 
@@ -45,6 +46,13 @@ def writable_project(request: Request, slug: str) -> Project:
     if project is None:
         raise serializers.ValidationError({"project": ["Unknown project, or you cannot write to it."]})
     return project
+
+
+def project_in_path(request: Request, slug: str, *, write: bool = False) -> Project:
+    """The project named by `slug` in an API path, if the caller may read it (with `write`, write to it);
+    else 404, so a project the caller cannot reach looks like one that does not exist."""
+    projects = projects_for(user=request.user, auth=request.auth, roles=WRITE_ROLES if write else READ_ROLES)
+    return get_object_or_404(projects, slug=slug)
 
 
 def admin_projects_for(*, user: Any, auth: Any = None) -> QuerySet[Project]:

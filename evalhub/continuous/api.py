@@ -14,18 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.models import Study
-from evalhub.accounts.models import Project
 from evalhub.catalog.api import AdapterSerializer
 from evalhub.continuous import recipes, selectors
 from evalhub.continuous.models import BaselineRule, Delivery
-from evalhub.permissions import WRITE_ROLES, projects_for
+from evalhub.permissions import project_in_path, projects_for
 from evalhub.reports.models import GatePolicy, Verdict
-
-
-def _project(request: Request, slug: str, *, write: bool = False) -> Project:
-    roles = WRITE_ROLES if write else None
-    projects = projects_for(user=request.user, auth=request.auth, **({"roles": roles} if roles else {}))
-    return get_object_or_404(projects, slug=slug)
 
 
 class RecipeInSerializer(serializers.Serializer[Any]):
@@ -48,12 +41,12 @@ class RecipeView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, slug: str) -> Response:
-        recipe = selectors.recipe_of(project=_project(request, slug))
+        recipe = selectors.recipe_of(project=project_in_path(request, slug))
         return Response(recipes.recipe_describe(recipe) if recipe is not None else {})
 
     @extend_schema(request=RecipeInSerializer, responses={200: dict})
     def put(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug, write=True)
+        project = project_in_path(request, slug, write=True)
         data = RecipeInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
@@ -95,5 +88,5 @@ class DeliverySerializer(serializers.ModelSerializer[Delivery]):
 class DeliveriesView(APIView):
     @extend_schema(responses={200: DeliverySerializer(many=True)})
     def get(self, request: Request, slug: str) -> Response:
-        rows: QuerySet[Delivery] = selectors.deliveries(project=_project(request, slug))[:200]
+        rows: QuerySet[Delivery] = selectors.deliveries(project=project_in_path(request, slug))[:200]
         return Response(DeliverySerializer(rows, many=True).data)

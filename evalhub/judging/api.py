@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -16,13 +15,7 @@ from rest_framework.views import APIView
 from evalhub.accounts.models import Project
 from evalhub.judging import endpoints
 from evalhub.judging.models import JudgeApi, JudgeEndpoint
-from evalhub.permissions import WRITE_ROLES, projects_for
-
-
-def _project(request: Request, slug: str, *, write: bool = False) -> Project:
-    roles = WRITE_ROLES if write else None
-    projects = projects_for(user=request.user, auth=request.auth, **({"roles": roles} if roles else {}))
-    return get_object_or_404(projects, slug=slug)
+from evalhub.permissions import project_in_path
 
 
 class JudgeEndpointInSerializer(serializers.Serializer[Any]):
@@ -70,12 +63,12 @@ class JudgeEndpointsView(APIView):
 
     @extend_schema(responses={200: JudgeEndpointOutSerializer(many=True)})
     def get(self, request: Request, slug: str) -> Response:
-        rows = JudgeEndpoint.objects.filter(project=_project(request, slug)).order_by("name")
+        rows = JudgeEndpoint.objects.filter(project=project_in_path(request, slug)).order_by("name")
         return Response([endpoints.endpoint_describe(e) for e in rows])
 
     @extend_schema(request=JudgeEndpointInSerializer, responses={201: JudgeEndpointOutSerializer})
     def post(self, request: Request, slug: str) -> Response:
-        endpoint = _save(request, _project(request, slug, write=True), create=True)
+        endpoint = _save(request, project_in_path(request, slug, write=True), create=True)
         return Response(endpoints.endpoint_describe(endpoint), status=status.HTTP_201_CREATED)
 
 
@@ -85,17 +78,19 @@ class JudgeEndpointView(APIView):
     @extend_schema(responses={200: JudgeEndpointOutSerializer})
     def get(self, request: Request, slug: str, name: str) -> Response:
         return Response(
-            endpoints.endpoint_describe(endpoints.endpoint_get(project=_project(request, slug), name=name))
+            endpoints.endpoint_describe(
+                endpoints.endpoint_get(project=project_in_path(request, slug), name=name)
+            )
         )
 
     @extend_schema(request=JudgeEndpointInSerializer, responses={200: JudgeEndpointOutSerializer})
     def put(self, request: Request, slug: str, name: str) -> Response:
-        endpoint = _save(request, _project(request, slug, write=True), create=False, name=name)
+        endpoint = _save(request, project_in_path(request, slug, write=True), create=False, name=name)
         return Response(endpoints.endpoint_describe(endpoint))
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, slug: str, name: str) -> Response:
-        project = _project(request, slug, write=True)
+        project = project_in_path(request, slug, write=True)
         endpoints.endpoint_delete(
             endpoint=endpoints.endpoint_get(project=project, name=name), actor=request.user
         )
