@@ -89,6 +89,11 @@ def test_two_workers_from_the_command_share_one_run_exactly(
                              "--without-heartbeat", "--without-gossip", "--without-mingle"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        # Both workers must be listening before the chunks are enqueued: on a slow box the first one up would
+        # otherwise take every chunk before the second has imported torch, and the test would prove nothing.
+        logfile = tmp_path / "workers.log"
+        wait_for(lambda: logfile.read_text(errors="replace").count(" ready.") >= 2, 120, "both workers to be ready",
+                 tmp_path)
         # The CLI creates the run and enqueues its chunks on the broker (this test process runs tasks eagerly).
         cli = subprocess.run(
             [sys.executable, "manage.py", "run_eval", "--project", project.slug, "--suite", "share-suite",
