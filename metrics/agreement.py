@@ -27,6 +27,10 @@ Record = tuple[Hashable, Hashable, Any]
 
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
 KappaWeights = Literal["linear", "quadratic"] | None
+KappaInterval = Literal["bounded", "asymptotic"]
+"""Cohen's kappa's 95% interval: "bounded" is the asymptotic (Wald) interval kappa -+ 1.96 se
+truncated to kappa's range [-1, 1]; "asymptotic" is the Wald interval as is, which passes 1 on few
+units with high agreement (reports frozen before the bound were computed with it)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,7 +305,8 @@ def fleiss_kappa(data: MatrixLike) -> FleissKappaResult:
 
 @dataclass(frozen=True)
 class CohenKappaResult(StatResult):
-    """Cohen's kappa for two raters on their shared units, with the asymptotic 95% interval."""
+    """Cohen's kappa for two raters on their shared units, with the asymptotic 95% interval
+    (truncated to [-1, 1] unless computed with ``interval="asymptotic"``, see ``KappaInterval``)."""
 
     kappa: float | None
     std_error: float | None
@@ -328,6 +333,7 @@ def cohen_kappa(
     *,
     weights: KappaWeights = None,
     categories: Sequence[Any] | None = None,
+    interval: KappaInterval = "bounded",
 ) -> CohenKappaResult:
     """Cohen's kappa between two raters' values on the same units (statsmodels ``cohens_kappa``).
 
@@ -335,6 +341,8 @@ def cohen_kappa(
     ``weights="linear"`` or ``"quadratic"`` gives weighted kappa for ordinal scales, with the
     disagreement weight computed from the numeric category values (or from the position in
     ``categories`` for labels), so a 1-vs-5 disagreement weighs more than 1-vs-2.
+    The 95% interval is the asymptotic Wald interval truncated to kappa's range [-1, 1];
+    ``interval="asymptotic"`` leaves it unbounded, as reports frozen before the bound had it.
     """
     if len(x) != len(y):
         raise ValueError(f"paired inputs differ in length: {len(x)} != {len(y)}")
@@ -356,11 +364,23 @@ def cohen_kappa(
     table = np.zeros((len(scores), len(scores)))
     for a, b in pairs:
         table[index[a], index[b]] += 1
-    return _kappa_from_table(table, scores, weights)
+    return _kappa_from_table(table, scores, weights, interval=interval)
 
 
-def _kappa_from_table(table: np.ndarray, scores: Sequence[Any], weights: KappaWeights) -> CohenKappaResult:
-    """Cohen's kappa from a categories x categories table of counts (statsmodels)."""
+def _kappa_interval(low: float, high: float, *, interval: KappaInterval) -> tuple[float, float]:
+    """The ends of kappa's Wald interval as ``interval`` reports them: intersected with kappa's range
+    [-1, 1] when "bounded" (an end past it is no possible kappa, and a report showing 1.03 loses its
+    reader's trust), as they are when "asymptotic"."""
+    if interval == "asymptotic":
+        return low, high
+    return max(low, -1.0), min(high, 1.0)
+
+
+def _kappa_from_table(
+    table: np.ndarray, scores: Sequence[Any], weights: KappaWeights, *, interval: KappaInterval
+) -> CohenKappaResult:
+    """Cohen's kappa from a categories x categories table of counts (statsmodels), its Wald
+    interval given as ``interval`` says (``_kappa_interval``)."""
     from statsmodels.stats.inter_rater import cohens_kappa  # ~1 s: imported where used
 
     n = int(table.sum())
@@ -392,6 +412,7 @@ def _kappa_from_table(table: np.ndarray, scores: Sequence[Any], weights: KappaWe
             warnings.simplefilter("ignore", RuntimeWarning)
             std = float(result.std_kappa)
         low, high = float(result.kappa_low), float(result.kappa_upp)
+    low, high = _kappa_interval(low, high, interval=interval)
     return CohenKappaResult(
         kappa=kappa,
         std_error=std if math.isfinite(std) else None,
@@ -446,10 +467,15 @@ class PairwiseKappaResult(StatResult):
 
 
 def pairwise_cohen_kappa(
-    data: MatrixLike, *, weights: KappaWeights = None, min_overlap: int = 2
+    data: MatrixLike,
+    *,
+    weights: KappaWeights = None,
+    min_overlap: int = 2,
+    interval: KappaInterval = "bounded",
 ) -> PairwiseKappaResult:
     """Cohen's kappa for each pair of raters on their shared units, and the mean over the
-    pairs where it is defined. Pairs sharing fewer than ``min_overlap`` units get None."""
+    pairs where it is defined. Pairs sharing fewer than ``min_overlap`` units get None. Each
+    pair's interval is as in ``cohen_kappa`` (``interval``)."""
     matrix = _as_matrix(data)
     categories: list[Any] | None = None
     if matrix.categories is not None:
@@ -474,7 +500,7 @@ def pairwise_cohen_kappa(
         else:
             cells = codes[i, shared] * k + codes[j, shared]
             table = np.bincount(cells, minlength=k * k).reshape(k, k).astype(float)
-            result = _kappa_from_table(table, categories, weights)
+            result = _kappa_from_table(table, categories, weights, interval=interval)
         pairs.append(RaterPairKappa(matrix.rater_ids[i], matrix.rater_ids[j], result))
     defined = [p.result.kappa for p in pairs if p.result.kappa is not None]
     reason = None

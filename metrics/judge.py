@@ -16,6 +16,7 @@ from typing import Any
 
 from metrics.agreement import (
     CohenKappaResult,
+    KappaInterval,
     KappaWeights,
     Record,
     cohen_kappa,
@@ -83,14 +84,16 @@ def judge_agreement(
     weights: KappaWeights = None,
     categories: Sequence[Any] | None = None,
     confidence: float = 0.95,
+    kappa_interval: KappaInterval = "bounded",
 ) -> JudgeAgreement:
-    """Accuracy (Wilson interval) and Cohen's kappa (asymptotic interval) of the judge's values
+    """Accuracy (Wilson interval) and Cohen's kappa (asymptotic interval in [-1, 1]) of the judge's values
     against the expert majority, on the units both rated, beside the experts' mean pairwise kappa
     (Light's kappa) on the same units.
 
     ``expert`` holds ``(unit_id, expert_id, value)`` records; ``judge`` maps a unit to the judge's
     value (units it could not judge, e.g. an unparseable answer, are simply absent). ``units``
     restricts everything to a slice. ``weights`` gives weighted kappa for ordinal scores.
+    ``kappa_interval`` says how both kappas' intervals are given (``metrics.agreement.KappaInterval``).
     """
     keep = set(units) if units is not None else None
     rows = [r for r in expert if keep is None or r[0] in keep]
@@ -100,13 +103,15 @@ def judge_agreement(
     correct = sum(1 for u in shared if judge[u] == majority[u])
     truth = [majority[u] for u in shared]
     said = [judge[u] for u in shared]
-    kappa = cohen_kappa(truth, said, weights=weights, categories=categories)
+    kappa = cohen_kappa(truth, said, weights=weights, categories=categories, interval=kappa_interval)
 
     # The experts' agreement among themselves on the same units the judge is measured on.
     both = set(shared)
     expert_rows = [r for r in rows if r[0] in both]
     experts = (
-        pairwise_cohen_kappa(ratings_matrix(expert_rows, categories=categories), weights=weights)
+        pairwise_cohen_kappa(
+            ratings_matrix(expert_rows, categories=categories), weights=weights, interval=kappa_interval
+        )
         if expert_rows
         else None
     )
@@ -210,6 +215,7 @@ def judge_calibration(
     weights: Mapping[str, KappaWeights] | None = None,
     rule: StandInRule | None = None,
     confidence: float = 0.95,
+    kappa_interval: KappaInterval = "bounded",
 ) -> Calibration:
     """The judge against the experts, criterion by criterion and slice by slice, and the statement.
 
@@ -217,6 +223,7 @@ def judge_calibration(
     ``judge[criterion]`` the judge's value per unit (``"preference"`` is a criterion like the
     others). ``orders`` are the judge's preference in both orders (see ``position_consistency``).
     Rows come overall first, then each slice by name, per criterion in the given order.
+    ``kappa_interval`` says how the kappa intervals the rule reads are given (``judge_agreement``).
     """
     rule = rule or StandInRule()
     weights = weights or {}
@@ -229,7 +236,16 @@ def judge_calibration(
         kept = list(records)
         said = judge.get(criterion, {})
         w = weights.get(criterion)
-        rows.append(judge_agreement(kept, said, criterion=criterion, weights=w, confidence=confidence))
+        rows.append(
+            judge_agreement(
+                kept,
+                said,
+                criterion=criterion,
+                weights=w,
+                confidence=confidence,
+                kappa_interval=kappa_interval,
+            )
+        )
         for name, units in sorted(slices.items()):
             rows.append(
                 judge_agreement(
@@ -240,6 +256,7 @@ def judge_calibration(
                     units=units,
                     weights=w,
                     confidence=confidence,
+                    kappa_interval=kappa_interval,
                 )
             )
     consistency = position_consistency(orders, confidence=confidence)

@@ -56,6 +56,7 @@ from evalhub.reports.schema import (
 )
 from evalhub.reports.selectors import PREFERENCES, SIDES, RatingColumns, ReportRows
 from metrics.agreement import (
+    KappaInterval,
     fleiss_kappa,
     gold_accuracy,
     krippendorff_alpha,
@@ -249,9 +250,12 @@ def _mean(values: Iterable[float | None]) -> float | None:
 _PREF_CATEGORY = np.array([-1, 0, 3, 1, 2, -1])  # preference code -> index in PREFERENCE_CATEGORIES
 
 
-def _agreement(rc: RatingColumns, keep: np.ndarray, criteria: tuple[str, ...]) -> Agreement:
+def _agreement(
+    rc: RatingColumns, keep: np.ndarray, criteria: tuple[str, ...], *, kappa_interval: KappaInterval
+) -> Agreement:
     """Krippendorff's alpha per criterion (ordinal; a unit is one side of one task) and on the
-    preference (nominal), Fleiss' kappa and pairwise Cohen's kappa on the preference."""
+    preference (nominal), Fleiss' kappa and pairwise Cohen's kappa on the preference (its intervals
+    as ``kappa_interval`` says)."""
     rated = keep & ~rc.gold
     task, rater = rc.task[rated], rc.rater[rated]
     # Records in row order, side A before side B within a rating (as the rating dicts list them).
@@ -275,11 +279,13 @@ def _agreement(rc: RatingColumns, keep: np.ndarray, criteria: tuple[str, ...]) -
     return Agreement(
         criteria=tuple(per_criterion),
         n_raters=int(np.unique(rc.rater[rated]).size),
-        preference=_preference_agreement(rc, rated),
+        preference=_preference_agreement(rc, rated, kappa_interval=kappa_interval),
     )
 
 
-def _preference_agreement(rc: RatingColumns, rated: np.ndarray) -> PreferenceAgreement:
+def _preference_agreement(
+    rc: RatingColumns, rated: np.ndarray, *, kappa_interval: KappaInterval
+) -> PreferenceAgreement:
     prefs = rated & (rc.b != 0) & (_PREF_CATEGORY[rc.preference] >= 0)
     if not prefs.any():
         return PreferenceAgreement(alpha=None, fleiss=None, pairwise_cohen=None, reason="no preferences")
@@ -292,7 +298,7 @@ def _preference_agreement(rc: RatingColumns, rated: np.ndarray) -> PreferenceAgr
     return PreferenceAgreement(
         alpha=krippendorff_alpha(matrix, level="nominal"),
         fleiss=fleiss_kappa(matrix),
-        pairwise_cohen=pairwise_cohen_kappa(matrix),
+        pairwise_cohen=pairwise_cohen_kappa(matrix, interval=kappa_interval),
     )
 
 
@@ -375,6 +381,10 @@ class ReportInput:
     mc_target: float | None = MC_TARGET
     """Monte-Carlo error bound of the bootstraps (see BOOT_DRAWS); None: fixed counts, as reports
     frozen before it existed were computed (their snapshots lack it, so they reopen identical)."""
+    kappa_interval: KappaInterval = "bounded"
+    """Cohen's kappa intervals (rater agreement, judge calibration) truncated to [-1, 1];
+    "asymptotic": unbounded, as reports frozen before the bound were computed (their snapshots lack
+    it, so they reopen identical)."""
 
     def boot(self, *, slice_: bool = False) -> dict[str, Any]:
         """The Monte-Carlo keywords of a bootstrap of means (of a slice: a smaller cap)."""
@@ -838,12 +848,13 @@ def _exclusion(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> Exc
     rc = f.rc
     everyone = np.ones(len(rc), dtype=bool)
     before = _Pairs(rc, everyone, f.adapter_a, f.adapter_b, f.inp.candidate_id, f.inp.baseline_id)
+    before_agreement = _agreement(rc, everyone, (), kappa_interval=f.inp.kappa_interval)
     return Exclusion(
         threshold=threshold,
         excluded=f.excluded,
         before=ExclusionSide(
             win_rate=win_rate(*before.counts()),
-            preference_alpha=_agreement(rc, everyone, ()).alpha("preference"),
+            preference_alpha=before_agreement.alpha("preference"),
         ),
         after=ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference")),
     )
@@ -899,9 +910,10 @@ def _rater_quality(f: _Frame, after_win: WinRate, after_agreement: Agreement) ->
     if inp.exclude_flagged:
         everyone = np.ones(len(rc), dtype=bool)
         all_pairs = _Pairs(rc, everyone, f.adapter_a, f.adapter_b, inp.candidate_id, inp.baseline_id)
+        everyone_agreement = _agreement(rc, everyone, (), kappa_interval=inp.kappa_interval)
         before = ExclusionSide(
             win_rate=win_rate(*all_pairs.counts()),
-            preference_alpha=_agreement(rc, everyone, ()).alpha("preference"),
+            preference_alpha=everyone_agreement.alpha("preference"),
         )
         after = ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference"))
     return RaterQualityReport(
@@ -1027,6 +1039,7 @@ def report_compute(
     exclude_flagged: bool = False,
     min_seconds: float = DEFAULT_MIN_SECONDS,
     mc_target: float | None = MC_TARGET,
+    kappa_interval: KappaInterval = "bounded",
 ) -> Report:
     """Everything the report page, exports and gates read, from already-fetched rows."""
     return report_from_input(
@@ -1042,6 +1055,7 @@ def report_compute(
             exclude_flagged=exclude_flagged,
             min_seconds=min_seconds,
             mc_target=mc_target,
+            kappa_interval=kappa_interval,
         )
     )
 
@@ -1056,7 +1070,7 @@ def report_from_input(inp: ReportInput) -> Report:
         table = _metric_table(rows)
         battles = _battle_data(f)
         adversarial, must_refuse = _adversarial(f, table)
-        agreement = _agreement(f.rc, f.keep, f.criteria)
+        agreement = _agreement(f.rc, f.keep, f.criteria, kappa_interval=inp.kappa_interval)
         human = _human_by_case(f)
         return Report(
             schema=SCHEMA_VERSION,

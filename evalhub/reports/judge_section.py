@@ -119,6 +119,7 @@ def _calibrate(f: _Frame, judged: list[dict[str, Any]], units: set[int]) -> Cali
         judge,
         orders,
         slices_by_unit={r["task"]: slices_by_case.get(r["case"], []) for r in rows},
+        kappa_interval=f.inp.kappa_interval,
     )
 
 

@@ -112,6 +112,8 @@ def snapshot_build(
         "min_seconds": inp.min_seconds,
         # Not in PARAMS (required): snapshots frozen before it lack it and reopen with fixed counts.
         "mc_target": inp.mc_target,
+        # Likewise: snapshots frozen before kappa's interval was bounded lack it and reopen unbounded.
+        "kappa_interval": inp.kappa_interval,
     }
     snapshot = {
         "schema": SCHEMA_VERSION,
@@ -204,6 +206,8 @@ def snapshot_read(snapshot: Mapping[str, Any]) -> StoredSnapshot:
         exclude_flagged=bool(params.get("exclude_flagged", False)),
         min_seconds=float(params.get("min_seconds", DEFAULT_MIN_SECONDS)),
         mc_target=params.get("mc_target"),
+        # Frozen before the bound: kappa's Wald interval as it was, unbounded.
+        kappa_interval="bounded" if params.get("kappa_interval") == "bounded" else "asymptotic",
     )
     return StoredSnapshot(
         version=int(snapshot.get("schema", 1)),

@@ -342,3 +342,68 @@ def test_unweighted_kappa_interval_is_statsmodels_asymptotic_interval() -> None:
     assert result.std_error == pytest.approx(reference.std_kappa, rel=1e-12)
     assert result.ci_low == pytest.approx(reference.kappa_low, rel=1e-12)
     assert result.ci_high == pytest.approx(reference.kappa_upp, rel=1e-12)
+
+
+# Ten units, one disagreement: kappa 0.8 with se 0.19, so its Wald interval kappa + 1.96 se reaches 1.16.
+HIGH_X = ["a"] * 6 + ["b"] * 4
+HIGH_Y = ["a"] * 5 + ["b"] * 5
+# Nine units, one agreement: kappa -0.8, whose Wald interval reaches -1.13.
+LOW_X = ["a"] * 4 + ["b"] * 4 + ["a"]
+LOW_Y = ["b"] * 4 + ["a"] * 4 + ["a"]
+
+
+def _sm_interval(x: list, y: list, **weighted: object) -> tuple[float, float]:
+    """statsmodels' asymptotic interval of the pair's table (categories in sorted order)."""
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
+
+    cats = sorted(set(x) | set(y))
+    table = np.zeros((len(cats), len(cats)))
+    for a, b in zip(x, y, strict=True):
+        table[cats.index(a), cats.index(b)] += 1
+    reference = sm_cohens_kappa(table, **weighted)
+    return float(reference.kappa_low), float(reference.kappa_upp)
+
+
+def test_kappa_interval_is_truncated_to_kappas_range() -> None:
+    high = cohen_kappa(HIGH_X, HIGH_Y)
+    sm_low, sm_high = _sm_interval(HIGH_X, HIGH_Y)
+    assert high.kappa == pytest.approx(0.8) and sm_high > 1
+    assert (high.ci_low, high.ci_high) == (pytest.approx(sm_low, rel=1e-12), 1.0)
+    low = cohen_kappa(LOW_X, LOW_Y)
+    sm_low, sm_high = _sm_interval(LOW_X, LOW_Y)
+    assert low.kappa == pytest.approx(-0.8) and sm_low < -1
+    assert (low.ci_low, low.ci_high) == (-1.0, pytest.approx(sm_high, rel=1e-12))
+
+
+def test_kappa_interval_stays_unbounded_with_the_legacy_asymptotic_interval() -> None:
+    # Reports frozen before the bound recompute with it, so they reopen as they were shown.
+    high = cohen_kappa(HIGH_X, HIGH_Y, interval="asymptotic")
+    assert (high.ci_low, high.ci_high) == pytest.approx(_sm_interval(HIGH_X, HIGH_Y), rel=1e-12)
+    assert high.ci_high > 1
+    low = cohen_kappa(LOW_X, LOW_Y, interval="asymptotic")
+    assert (low.ci_low, low.ci_high) == pytest.approx(_sm_interval(LOW_X, LOW_Y), rel=1e-12)
+    assert low.ci_low < -1
+
+
+def test_weighted_kappa_interval_is_truncated_likewise() -> None:
+    x, y = [1] * 6 + [2] * 4 + [3] * 2, [1] * 5 + [2] * 5 + [3] * 2
+    values = np.array([1.0, 2.0, 3.0])
+    sm_low, sm_high = _sm_interval(x, y, weights=values, wt="quadratic")
+    assert sm_high > 1
+    bounded = cohen_kappa(x, y, weights="quadratic")
+    assert (bounded.ci_low, bounded.ci_high) == (pytest.approx(sm_low, rel=1e-12), 1.0)
+    legacy = cohen_kappa(x, y, weights="quadratic", interval="asymptotic")
+    assert legacy.ci_high == pytest.approx(sm_high, rel=1e-12)
+
+
+def test_pairwise_kappa_intervals_are_truncated_unless_asked_for_the_asymptotic_one() -> None:
+    records = [
+        *[(f"u{i}", "ann", v) for i, v in enumerate(HIGH_X)],
+        *[(f"u{i}", "bob", v) for i, v in enumerate(HIGH_Y)],
+    ]
+    matrix = ratings_matrix(records)
+    (bounded,) = pairwise_cohen_kappa(matrix).pairs
+    assert bounded.result.ci_high == 1.0
+    (legacy,) = pairwise_cohen_kappa(matrix, interval="asymptotic").pairs
+    assert legacy.result.ci_high > 1
+    assert legacy.result.ci_high == pytest.approx(_sm_interval(HIGH_X, HIGH_Y)[1], rel=1e-12)

@@ -140,3 +140,23 @@ def test_every_criterion_gets_its_row_and_ordinal_scores_use_weighted_kappa():
     assert [r.criterion for r in result.rows] == ["preference", "factual_accuracy"]
     assert result.rows[1].kappa.weights == "quadratic"
     assert result.to_dict()["rows"][1]["kappa"]["kappa"] == pytest.approx(result.rows[1].kappa.kappa)
+
+
+def test_calibration_kappa_intervals_stay_within_kappas_range_unless_asked_for_the_legacy_one():
+    # Ten pairs, three experts agreeing, the judge off on one: kappa 0.8, Wald interval up to 1.16.
+    truth = ["A"] * 6 + ["B"] * 4
+    records = [(u, e, t) for u, t in enumerate(truth) for e in ("e1", "e2", "e3")]
+    judged = {u: ("B" if u == 5 else t) for u, t in enumerate(truth)}
+    orders = {u: (v, v) for u, v in judged.items()}
+    slices = {u: ["all ten"] for u in judged}
+
+    def highs(**kw):
+        calibration = judge_calibration(
+            {"preference": records}, {"preference": judged}, orders, slices_by_unit=slices, **kw
+        )
+        return [row.kappa.ci_high for row in calibration.rows]  # overall, then the one slice
+
+    assert highs() == [1.0, 1.0]
+    unbounded = cohen_kappa(truth, list(judged.values()), interval="asymptotic").ci_high
+    assert unbounded > 1
+    assert highs(kappa_interval="asymptotic") == [unbounded, unbounded]

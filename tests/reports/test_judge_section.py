@@ -36,9 +36,10 @@ def _cand_is_a(task, rows) -> bool:
     return task.output_a.adapter_id == rows.adapters["candidate"].pk
 
 
-def _routed_study(project, *, rate: int = RATED, routing: str = "uncertainty_first"):
+def _routed_study(project, *, rate: int = RATED, routing: str = "uncertainty_first", unsure=None):
     """A study whose judge is sure on the pairs the candidate wins (0.99 both orders) and unsure on the
-    ones it loses (its two orders disagree), so routing sends the losses to the experts first."""
+    ones it loses (its two orders disagree), so routing sends the losses to the experts first.
+    ``unsure(position)`` picks the cases it is unsure on instead; it is sure and right on the others."""
     rows = run_rows(project, n_cases=N_CASES)
     study = study_create_from_run(
         run=rows.run, name="Routed", overlap=2, seed=3, judge_base_model=rows.base_model, routing=routing
@@ -47,7 +48,10 @@ def _routed_study(project, *, rate: int = RATED, routing: str = "uncertainty_fir
     for task in Task.objects.filter(study=study).select_related("output_a", "case"):
         wins = task.case.position < WINS
         truth[task.pk] = wins
-        p_cand = (0.99, 0.99) if wins else (0.55, 0.40)
+        if unsure is None:
+            p_cand = (0.99, 0.99) if wins else (0.55, 0.40)
+        else:
+            p_cand = (0.55, 0.40) if unsure(task.case.position) else (0.99, 0.99) if wins else (0.01, 0.01)
         results = []
         for order, p in zip(("ab", "ba"), p_cand, strict=True):
             prob_a = p if _cand_is_a(task, rows) else 1 - p
@@ -215,3 +219,24 @@ def test_a_frozen_verdict_with_a_judge_reopens_identical(project):
     assert win_gate["estimator"].startswith("prediction-powered")
     reopened = verdict_reopen(verdict)
     assert reopened.hash_ok and reopened.status == "identical", [c.to_dict() for c in reopened.changes]
+
+
+def test_a_verdict_frozen_before_kappa_was_bounded_reopens_identical_with_its_calibration(project):
+    from evalhub.reports.services import verdict_freeze, verdict_reopen
+    from tests.reports.test_reopen import unbounded_kappa_snapshot, verdict_with
+
+    # The experts rate every pair; the judge is sure and right on all but case 0, which it calls a tie:
+    # its kappa with the experts is 0.95 on 40 pairs, whose Wald interval passes 1.
+    rows, study, _ = _routed_study(
+        project, rate=N_CASES, routing="random", unsure=lambda position: position == 0
+    )
+    verdict = verdict_freeze(run=rows.run, study=study)
+
+    def highs(snapshot):
+        return [r["kappa"]["ci_high"] for r in snapshot["report"]["judge"]["calibration"]["rows"]]
+
+    assert verdict.snapshot["params"]["kappa_interval"] == "bounded" and max(highs(verdict.snapshot)) == 1.0
+    legacy = unbounded_kappa_snapshot(verdict)
+    assert min(highs(legacy)) > 1
+    reopened = verdict_reopen(verdict_with(project, legacy))
+    assert reopened.status == "identical", [c.to_dict() for c in reopened.changes]

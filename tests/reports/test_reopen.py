@@ -3,6 +3,7 @@ number named with its old and new value, and exactly what is missing when inputs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -11,10 +12,17 @@ from typing import Any
 import pytest
 
 from annotation.models import Rating, Study
+from evalhub.reports.compute import report_from_input
 from evalhub.reports.models import Verdict
 from evalhub.reports.schema import SCHEMA_VERSION, report_from_dict
-from evalhub.reports.services import default_policy_for, report_build, verdict_freeze, verdict_reopen
-from evalhub.reports.snapshots import content_hash, report_changes, rows_dump
+from evalhub.reports.services import (
+    default_policy_for,
+    report_build,
+    report_with_verdict,
+    verdict_freeze,
+    verdict_reopen,
+)
+from evalhub.reports.snapshots import content_hash, report_changes, rows_dump, snapshot_build, snapshot_read
 from tests.reports.factories import build_run
 
 DATA = Path(__file__).parent / "data"
@@ -33,8 +41,36 @@ THREE_CRITERIA = {
     "extra_criteria": ("completeness", "conciseness"),
 }
 
+# Ten pairs, every rater for the candidate but rater 1 on case 0: that pair of raters' kappa is 0.8,
+# whose Wald interval reaches past 1.
+KAPPA_PAST_ONE = {"n_cases": 10, "preference": lambda i, r: "baseline" if (i, r) == (0, 1) else "candidate"}
 
-def _verdict_with(project: Any, snapshot: dict[str, Any]) -> Verdict:
+
+def _kappa_highs(report: dict[str, Any]) -> list[float]:
+    """The upper ends of the raters' pairwise kappa intervals on the preference."""
+    pairs = report["agreement"]["preference"]["pairwise_cohen"]["pairs"]
+    return [p["result"]["ci_high"] for p in pairs]
+
+
+def unbounded_kappa_snapshot(verdict: Verdict) -> dict[str, Any]:
+    """The snapshot the code before kappa's bound froze from the verdict's rows: its report with the
+    unbounded Wald intervals, and no "kappa_interval" parameter."""
+    legacy = dataclasses.replace(snapshot_read(verdict.snapshot).inp, kappa_interval="asymptotic")
+    report = report_from_input(legacy)
+    policy = verdict.snapshot["policy"]
+    outcome = report_with_verdict(report=report, policy=policy)
+    snapshot = snapshot_build(
+        inp=legacy,
+        policy=policy,
+        report=report.to_dict(),
+        decision=outcome["decision"],
+        gates=outcome["gates"],
+    )
+    del snapshot["params"]["kappa_interval"]
+    return snapshot
+
+
+def verdict_with(project: Any, snapshot: dict[str, Any]) -> Verdict:
     """A verdict row holding a given snapshot (its run and adapters are stand-ins: reopening reads
     the snapshot alone)."""
     built = build_run(project, n_cases=2, with_study=False)
@@ -60,7 +96,7 @@ def test_a_snapshot_frozen_by_the_untyped_code_reopens_identical(project: Any) -
     report = report_from_dict(snapshot["report"])
     assert report.to_dict() == snapshot["report"]
     assert [c.criterion for c in report.criteria] == ["factual_accuracy", "completeness", "conciseness"]
-    reopened = verdict_reopen(_verdict_with(project, snapshot))
+    reopened = verdict_reopen(verdict_with(project, snapshot))
     assert reopened.hash_ok and reopened.status == "identical", [str(c) for c in reopened.changes]
     assert reopened.decision == snapshot["decision"]
 
@@ -261,3 +297,18 @@ def test_inputs_gone_checks_any_number_of_ids() -> None:
         " and 39990 more)"
     )
     assert gone[1].startswith("40000 of 40000 rated tasks") and gone[2].startswith("40000 of 40000 ratings")
+
+
+@pytest.mark.django_db
+def test_a_verdict_frozen_before_kappa_was_bounded_reopens_identical(project: Any, lead: Any) -> None:
+    built = build_run(project, **KAPPA_PAST_ONE)
+    verdict = verdict_freeze(run=built.run, actor=lead)
+    verdict.refresh_from_db()
+    # A new verdict stores the bound, shows kappa within its range, and reopens identical.
+    assert verdict.snapshot["params"]["kappa_interval"] == "bounded"
+    assert max(_kappa_highs(verdict.snapshot["report"])) == 1.0
+    assert verdict_reopen(verdict).status == "identical"
+    snapshot = unbounded_kappa_snapshot(verdict)
+    assert max(_kappa_highs(snapshot["report"])) > 1
+    reopened = verdict_reopen(verdict_with(project, snapshot))
+    assert (reopened.hash_ok, reopened.status) == (True, "identical"), [str(c) for c in reopened.changes]
