@@ -234,7 +234,9 @@ class LogprobJudge:
 
         Prompts are sorted by length and run ``batch_size`` at a time, left-padded; a batch of equal
         lengths runs without a mask (the causal fast path). Only the last position goes through the
-        LM head (``logits_to_keep=1``)."""
+        LM head (``logits_to_keep=1``). No KV cache is built (``use_cache=False``): one forward pass
+        per batch needs none, and under compiled layers transformers' cache objects made dynamo
+        recompile until its limit."""
         n = len(ids)
         by_length = sorted(range(n), key=lambda i: len(ids[i]))
         answers = torch.tensor(self.answer_ids, device=self.device)
@@ -253,7 +255,9 @@ class LogprobJudge:
                 lengths = torch.tensor([len(b) for b in batch], device=self.device)
                 positions = torch.arange(x.shape[1], device=self.device) - (x.shape[1] - lengths)[:, None]
                 kwargs = {"attention_mask": (positions >= 0).long(), "position_ids": positions.clamp(min=0)}
-            logits = self.model(input_ids=x, logits_to_keep=1, **kwargs).logits[:, -1].float()
+            logits = (
+                self.model(input_ids=x, logits_to_keep=1, use_cache=False, **kwargs).logits[:, -1].float()
+            )
             picked = torch.log_softmax(logits, dim=-1).index_select(1, answers)
             index = torch.tensor(rows)
             logprobs[index] = picked.cpu()
