@@ -50,7 +50,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from generation import write_lora_adapter  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
-from evalhub.judging.logprob import LogprobJudge, PairToJudge, answer_token_ids, judge_prompt  # noqa: E402
+from evalhub.judging.logprob import (  # noqa: E402
+    LogprobJudge,
+    PairToJudge,
+    answer_token_ids,
+    judge_prompt,
+    pair_orders,
+)
 
 PEAK_FLOPS = 989e12  # H100 SXM dense bf16
 FIXTURE_MODELS = REPO / "fixtures" / "models"
@@ -291,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     j.judge_pairs(pairs, rubric=rubric)
     secs = timed(lambda: j.judge_pairs(pairs, rubric=rubric), args.repeat, device)
     judged = record("judge: LogprobJudge.judge_pairs", secs, n_pairs, flops, strict_flops)
-    results = j.judge_pairs(pairs, rubric=rubric)
+    results = [pair_orders(r) for r in j.judge_pairs(pairs, rubric=rubric)]
     consistent = sum(a.preference == b.preference for a, b in results)
 
     # The forward passes alone, on pre-tokenised ids (what the judge's time would be with free parsing).

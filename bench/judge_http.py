@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from evalhub.judging.http import HttpJudge  # noqa: E402
-from evalhub.judging.logprob import JudgeContextError  # noqa: E402
+from evalhub.judging.logprob import JudgeContextError, PairToJudge  # noqa: E402
 
 RUBRIC = "- Factual accuracy: every figure matches the notes.\n- Coverage: the key figures are there."
 
 
-def make_pairs(n: int, seed: int) -> list[tuple[str, str, str]]:
+def make_pairs(n: int, seed: int) -> list[PairToJudge]:
     rng = random.Random(seed)
     pairs = []
     for i in range(n):
@@ -42,7 +42,7 @@ def make_pairs(n: int, seed: int) -> list[tuple[str, str, str]]:
         )
         faithful = f"{company}: revenue ${revenue:.1f} million ({growth:+.1f}%), margin {margin:.1f}%."
         wrong = f"{company}: revenue ${revenue * 1.4:.1f} million ({-growth:+.1f}%), margin {margin:.1f}%."
-        pairs.append((note, faithful, wrong) if i % 2 else (note, wrong, faithful))
+        pairs.append(PairToJudge(note, faithful, wrong) if i % 2 else PairToJudge(note, wrong, faithful))
     return pairs
 
 
@@ -73,7 +73,7 @@ def main() -> int:
     with server(args) as (base_url, model):
         print(f"server {base_url} model {model}; {len(pairs)} pairs, both orders, api {args.api}", flush=True)
         with HttpJudge(base_url=base_url, model=model, api=args.api, constrained=True, timeout_s=120) as warm:
-            warm.judge_pairs(rubric=RUBRIC, pairs=pairs[:2])  # first requests pay for warm-up
+            warm.judge_pairs(pairs[:2], rubric=RUBRIC)  # first requests pay for warm-up
         rates: dict[int, float] = {}
         for level in levels:
             with HttpJudge(
@@ -85,7 +85,7 @@ def main() -> int:
                 concurrency=level,
             ) as judge:
                 started = time.perf_counter()
-                results = judge.judge_pairs(rubric=RUBRIC, pairs=pairs)
+                results = judge.judge_pairs(pairs, rubric=RUBRIC)
                 seconds = time.perf_counter() - started
             orders = [o for r in results if not isinstance(r, JudgeContextError) for o in r]
             failed = sum(1 for o in orders if o.failure)

@@ -41,7 +41,10 @@ from evalhub.judging.logprob import (
     Order,
     OrderJudgement,
     OutputJudgement,
+    PairResult,
+    PairToJudge,
     Preference,
+    pair_orders,
 )
 from evalhub.untrusted import json_loads, printable
 
@@ -506,12 +509,18 @@ class HttpJudge:
         prob_a = p_first if order == "ab" else 1 - p_first
         return OrderJudgement(order, prompt, raw, preference, prob_a, done.latency_ms, scores=scores)  # type: ignore[arg-type]
 
-    def _prompts(self, *, rubric: str, case: str, output_a: str, output_b: str) -> list[tuple[Order, str]]:
+    def _prompts(self, pair: PairToJudge, rubric: str) -> list[tuple[Order, str]] | JudgeContextError:
+        """Both orders' prompts of one pair, or its refusal when either cannot fit the context."""
         prompts: list[tuple[Order, str]] = []
         for order in ORDERS:
-            first, second = (output_a, output_b) if order == "ab" else (output_b, output_a)
-            prompt = pair_prompt(rubric=rubric, case=case, first=first, second=second)
-            self.check_fits(prompt)
+            first, second = (
+                (pair.output_a, pair.output_b) if order == "ab" else (pair.output_b, pair.output_a)
+            )
+            prompt = pair_prompt(rubric=rubric, case=pair.case, first=first, second=second)
+            try:
+                self.check_fits(prompt)
+            except JudgeContextError as exc:
+                return exc
             prompts.append((order, prompt))
         return prompts
 
@@ -520,21 +529,13 @@ class HttpJudge:
     ) -> tuple[OrderJudgement, ...]:
         """Both orders of one pair, asked at once. A prompt that cannot fit raises ``JudgeContextError``
         before anything is asked; every other failure is an order returned with ``failure`` set."""
-        prompts = self._prompts(rubric=rubric, case=case, output_a=output_a, output_b=output_b)
-        futures = [self._pool.submit(self._order, order, prompt) for order, prompt in prompts]
-        return tuple(f.result() for f in futures)
+        return pair_orders(self.judge_pairs([PairToJudge(case, output_a, output_b)], rubric=rubric)[0])
 
-    def judge_pairs(
-        self, *, rubric: str, pairs: Sequence[tuple[str, str, str]]
-    ) -> list[tuple[OrderJudgement, ...] | JudgeContextError]:
-        """Many (case, output A, output B) pairs, ``concurrency`` requests in flight; a pair that cannot
-        fit comes back as its ``JudgeContextError`` in its place, and the others are judged."""
-        planned: list[list[tuple[Order, str]] | JudgeContextError] = []
-        for case, output_a, output_b in pairs:
-            try:
-                planned.append(self._prompts(rubric=rubric, case=case, output_a=output_a, output_b=output_b))
-            except JudgeContextError as exc:
-                planned.append(exc)
+    def judge_pairs(self, pairs: Sequence[PairToJudge], *, rubric: str) -> list[PairResult]:
+        """Many pairs, both orders each, ``concurrency`` requests in flight (the context checks too,
+        before any pair is asked). A pair that cannot fit comes back as its ``JudgeContextError`` in its
+        place, never asked; the others are judged."""
+        planned = list(self._pool.map(lambda pair: self._prompts(pair, rubric), pairs))
         futures = [
             item
             if isinstance(item, JudgeContextError)

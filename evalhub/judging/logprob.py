@@ -95,11 +95,23 @@ def output_prompt(*, rubric: str, case: str, output: str) -> str:
 
 @dataclass(frozen=True)
 class PairToJudge:
-    """One blinded pair for ``LogprobJudge.judge_pairs``: the case and the task's outputs A and B."""
+    """One blinded pair for a judge's ``judge_pairs``: the case and the task's outputs A and B."""
 
     case: str
     output_a: str
     output_b: str
+
+
+#: What a judge's ``judge_pairs`` returns for each pair: its orders, or, in its place, the
+#: ``JudgeContextError`` of a pair it refused (so one pair too long never costs the others).
+PairResult = tuple[OrderJudgement, ...] | JudgeContextError
+
+
+def pair_orders(result: PairResult) -> tuple[OrderJudgement, ...]:
+    """One pair's orders, or its refusal raised: for callers that judge a single pair."""
+    if isinstance(result, JudgeContextError):
+        raise result
+    return result
 
 
 def judge_prompt(*, rubric: str, case: str, first: str, second: str) -> str:
@@ -234,7 +246,9 @@ class LogprobJudge:
 
         Prompts are sorted by length and run ``batch_size`` at a time, left-padded; a batch of equal
         lengths runs without a mask (the causal fast path). Only the last position goes through the
-        LM head (``logits_to_keep=1``)."""
+        LM head (``logits_to_keep=1``). No KV cache is built (``use_cache=False``): one forward pass
+        per batch needs none, and under compiled layers transformers' cache objects made dynamo
+        recompile until its limit."""
         n = len(ids)
         by_length = sorted(range(n), key=lambda i: len(ids[i]))
         answers = torch.tensor(self.answer_ids, device=self.device)
@@ -253,7 +267,9 @@ class LogprobJudge:
                 lengths = torch.tensor([len(b) for b in batch], device=self.device)
                 positions = torch.arange(x.shape[1], device=self.device) - (x.shape[1] - lengths)[:, None]
                 kwargs = {"attention_mask": (positions >= 0).long(), "position_ids": positions.clamp(min=0)}
-            logits = self.model(input_ids=x, logits_to_keep=1, **kwargs).logits[:, -1].float()
+            logits = (
+                self.model(input_ids=x, logits_to_keep=1, use_cache=False, **kwargs).logits[:, -1].float()
+            )
             picked = torch.log_softmax(logits, dim=-1).index_select(1, answers)
             index = torch.tensor(rows)
             logprobs[index] = picked.cpu()
@@ -301,41 +317,40 @@ class LogprobJudge:
         preference: Preference = "tie" if abs(prob_a - 0.5) < self.tie_band else "A" if prob_a > 0.5 else "B"
         return OrderJudgement(order, prompt, raw, preference, prob_a, latency_ms)
 
-    def judge_pairs(
-        self, pairs: Sequence[PairToJudge], *, rubric: str
-    ) -> list[tuple[OrderJudgement, OrderJudgement]]:
+    def judge_pairs(self, pairs: Sequence[PairToJudge], *, rubric: str) -> list[PairResult]:
         """Both orders of many pairs under one rubric, batched (``batch_size`` prompts per forward
-        pass). Every prompt is checked against the context first: one that cannot fit raises
-        ``JudgeContextError`` (naming the pair) before anything is judged. ``latency_ms`` of each order
-        is its share of its batch's wall time."""
+        pass). A pair whose prompt (either order) cannot fit the context comes back as its
+        ``JudgeContextError``, naming the order, in its place; it is never run, and the other pairs are
+        judged. ``latency_ms`` of each order is its share of its batch's wall time."""
         prompts = [
             self._prompts(rubric=rubric, case=p.case, output_a=p.output_a, output_b=p.output_b) for p in pairs
         ]
         flat = [prompt for both in prompts for _, prompt in both]
         ids = self.tokenizer(flat)["input_ids"] if flat else []
+        refused: dict[int, JudgeContextError] = {}
         for k, row in enumerate(ids):
-            if self.context and len(row) > self.context:
-                raise JudgeContextError(
-                    f"pair {k // 2} ({ORDERS[k % 2]}): the judging prompt is {len(row)} tokens; "
+            if self.context and len(row) > self.context and k // 2 not in refused:
+                refused[k // 2] = JudgeContextError(
+                    f"order {ORDERS[k % 2]}: the judging prompt is {len(row)} tokens; "
                     f"the judge's context holds {self.context}"
                 )
-        logprobs, top, latency = self.answer_logprobs(ids)
+        kept = [k for k in range(len(ids)) if k // 2 not in refused]
+        logprobs, top, latency = self.answer_logprobs([ids[k] for k in kept])
         values = logprobs.tolist()
         tops = top.tolist()
-        out = []
+        row_of = {k: i for i, k in enumerate(kept)}  # prompt index -> its row among those run
+        out: list[PairResult] = []
         for p, both in enumerate(prompts):
-            judged = [
-                self._order_judgement(
-                    order,
-                    prompt,
-                    values[2 * p + k][0],
-                    values[2 * p + k][1],
-                    tops[2 * p + k],
-                    latency[2 * p + k],
+            if p in refused:
+                out.append(refused[p])
+                continue
+            rows = [row_of[2 * p + k] for k in range(len(both))]
+            out.append(
+                tuple(
+                    self._order_judgement(order, prompt, values[r][0], values[r][1], tops[r], latency[r])
+                    for r, (order, prompt) in zip(rows, both, strict=True)
                 )
-                for k, (order, prompt) in enumerate(both)
-            ]
-            out.append((judged[0], judged[1]))
+            )
         return out
 
     def judge_pair(
@@ -344,6 +359,4 @@ class LogprobJudge:
         """Both orders of one pair, output A shown first and then second (one forward pass for both).
         Either order's prompt that cannot fit the context raises ``JudgeContextError`` before anything
         is judged."""
-        for _, prompt in self._prompts(rubric=rubric, case=case, output_a=output_a, output_b=output_b):
-            self.check_fits(prompt)
-        return self.judge_pairs([PairToJudge(case, output_a, output_b)], rubric=rubric)[0]
+        return pair_orders(self.judge_pairs([PairToJudge(case, output_a, output_b)], rubric=rubric)[0])

@@ -20,19 +20,24 @@ from metrics.routing import judge_uncertainty
 
 if TYPE_CHECKING:  # the judge's module loads torch; the services must not at import time
     from evalhub.accounts.models import Project
-    from evalhub.judging.logprob import LogprobJudge, OrderJudgement, OutputJudgement
+    from evalhub.judging.logprob import LogprobJudge, OrderJudgement, OutputJudgement, PairResult, PairToJudge
+
+#: Pairs a study hands its judge at once: enough for an HTTP judge's ``concurrency`` requests in flight
+#: and a local judge's full forward batches, few enough that memory stays bounded and a crash loses
+#: at most this many pairs' work (each batch is stored before the next is judged).
+STUDY_BATCH_PAIRS = 32
 
 
 class PairJudge(Protocol):
-    """What the services need of a judge (``LogprobJudge``, ``HttpJudge``). A judge never raises for one
-    order's failure: it returns that order as unparseable with ``failure`` set, so a study carries on."""
+    """What the services need of a judge (``LogprobJudge``, ``HttpJudge``): both orders of a batch of
+    pairs under one rubric, returned per pair in the order given; a pair the judge refuses (it cannot
+    fit the context) comes back as its ``JudgeContextError`` in its place. A judge never fails a pair
+    for one order's failure: it returns that order as unparseable with ``failure`` set."""
 
     name: str
     version: str
 
-    def judge_pair(
-        self, *, rubric: str, case: str, output_a: str, output_b: str
-    ) -> tuple[OrderJudgement, ...]: ...
+    def judge_pairs(self, pairs: Sequence[PairToJudge], *, rubric: str) -> list[PairResult]: ...
 
 
 class OutputJudge(Protocol):
@@ -88,26 +93,92 @@ def orders_agree(judgements: Sequence[Judgement]) -> bool | None:
     return len(set(prefs)) == 1
 
 
+def _pair_to_judge(task: Task) -> PairToJudge:
+    """The blinded pair as the experts see it: the task's sides A and B, no adapter names."""
+    from evalhub.judging.logprob import PairToJudge  # (the judge's module: loaded only where one judges)
+
+    assert task.output_b is not None  # (callers pick pairwise tasks)
+    return PairToJudge(case=task.case.input, output_a=task.output_a.text, output_b=task.output_b.text)
+
+
+def _record(task: Task, judge: PairJudge, results: Sequence[OrderJudgement]) -> PairJudged:
+    rows = judgements_record(task=task, judge_name=judge.name, judge_version=judge.version, results=results)
+    return PairJudged(task_id=task.pk, judgements=rows, orders_agree=orders_agree(rows))
+
+
 def pair_judge(*, task_id: int, judge: PairJudge) -> PairJudged:
     """Judge one pairwise task in both orders with the study's rubric, and store both judgements.
 
-    The judge sees the blinded pair as the experts do (task sides A and B, no adapter names). Raises
-    ``ValidationFailed`` for a single-output task; the judge's own ``JudgeContextError`` (a pair its
-    context cannot hold) propagates before anything is stored.
+    The judge sees the blinded pair as the experts do. Raises ``ValidationFailed`` for a single-output
+    task; the judge's ``JudgeContextError`` (a pair its context cannot hold) is raised before anything
+    is stored.
     """
+    from evalhub.judging.logprob import pair_orders
+
     task = Task.objects.select_related("study", "case", "output_a", "output_b").get(pk=task_id)
     if task.output_b is None:
         raise ValidationFailed(
             "Only pairwise tasks can be judged pairwise.", fields={"task": ["single output"]}
         )
-    results = judge.judge_pair(
-        rubric=rubric_text(task.study.rubric),
-        case=task.case.input,
-        output_a=task.output_a.text,
-        output_b=task.output_b.text,
+    (result,) = judge.judge_pairs([_pair_to_judge(task)], rubric=rubric_text(task.study.rubric))
+    return _record(task, judge, pair_orders(result))
+
+
+def _judge_batch(judge: PairJudge, pairs: Sequence[PairToJudge], rubric: str) -> list[PairResult | Exception]:
+    """The judge's answer for each pair, or the error that cost a pair its answer. A judge that fails a
+    whole batch (the model errs) is asked again one pair at a time, so only the failing pair is lost,
+    as when pairs were judged singly. Transient database errors propagate (the task's retry policy)."""
+    try:
+        return list(judge.judge_pairs(pairs, rubric=rubric))
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # any judge failure: recorded per pair, the study goes on
+        if len(pairs) == 1:
+            return [exc]
+        return [result for pair in pairs for result in _judge_batch(judge, [pair], rubric)]
+
+
+@dataclass(frozen=True)
+class _BatchJudged:
+    """One batch of a study's pairs, judged and stored: what ``study_judge`` adds up (never the texts)."""
+
+    uncertainty: dict[int, float]  # task id -> the judge's uncertainty about the pair
+    unparseable: int  # pairs judged without a prediction (an order unparseable)
+    failures: list[dict[str, Any]]  # pairs the judge failed on: the task's public id and the reason
+
+
+def _study_batch_judge(*, task_ids: Sequence[int], judge: PairJudge, rubric: str) -> _BatchJudged:
+    """Judge the batch's pairs that this judge and version have not judged yet, in one call, and store
+    their judgements in one transaction; then read every pair's prediction from what is stored. A pair
+    the judge failed gets no prediction and the largest uncertainty, 0.5, and its reason is kept."""
+    stored: dict[int, list[Judgement]] = {task_id: [] for task_id in task_ids}
+    for row in Judgement.objects.filter(
+        task_id__in=task_ids, judge_name=judge.name, judge_version=judge.version
+    ):
+        stored[row.task_id].append(row)
+    todo = list(
+        Task.objects.filter(pk__in=[t for t in task_ids if len(stored[t]) < 2])
+        .select_related("case", "output_a", "output_b")
+        .order_by("pk")
     )
-    rows = judgements_record(task=task, judge_name=judge.name, judge_version=judge.version, results=results)
-    return PairJudged(task_id=task.pk, judgements=rows, orders_agree=orders_agree(rows))
+    results = _judge_batch(judge, [_pair_to_judge(task) for task in todo], rubric) if todo else []
+    failures: dict[int, dict[str, Any]] = {}
+    with transaction.atomic():
+        for task, result in zip(todo, results, strict=True):
+            if isinstance(result, Exception):
+                reason = f"{type(result).__name__}: {result}"[:500]
+                failures[task.pk] = {"task": task.public_id, "reason": reason}
+            else:
+                stored[task.pk] = list(_record(task, judge, result).judgements)
+    uncertainty: dict[int, float] = {}
+    unparseable = 0
+    for task_id in task_ids:
+        if task_id in failures:
+            uncertainty[task_id] = 0.5
+            continue
+        prediction, uncertainty[task_id] = judge_prediction(stored[task_id])
+        unparseable += prediction is None
+    return _BatchJudged(uncertainty, unparseable, list(failures.values()))
 
 
 def judge_for_adapter(*, project: Project, label: str, **options: Any) -> LogprobJudge:
@@ -155,22 +226,28 @@ def judge_prediction(judgements: Sequence[Judgement]) -> tuple[float | None, flo
     return float(f[0]), float(u[0])
 
 
-def study_judge(*, study_id: int, judge: PairJudge | None = None) -> dict[str, Any]:
+def study_judge(
+    *, study_id: int, judge: PairJudge | None = None, batch_pairs: int = STUDY_BATCH_PAIRS
+) -> dict[str, Any]:
     """Judge every pairwise task of a study in both orders, then, for uncertainty-first routing, order
     the experts' queue by the judge's uncertainty (``annotation.services.study_route``). Gold tasks are
     left alone. What happened is stored on the study (``Study.judge_state``): pairs judged, each failed
     pair with its reason, and whether the routing was applied (or why not).
 
-    A judge that fails on one pair (the pair does not fit its context, the model errs) leaves that
-    pair without a prediction: it is recorded and counts as the most uncertain; the study carries on.
-    Pairs already judged by this judge and version are not judged again, so a redelivered task is cheap
-    and writes nothing twice. Transient database errors propagate (the task's retry policy).
+    The pairs go to the judge ``batch_pairs`` at a time (one ``judge_pairs`` call: an HTTP judge keeps
+    its requests in flight, a local one fills its forward batches), and each batch's judgements are
+    stored before the next is judged. A judge that fails on one pair (the pair does not fit its
+    context, the model errs) leaves that pair without a prediction: it is recorded and counts as the
+    most uncertain; the study carries on. Pairs already judged by this judge and version are not judged
+    again, so a redelivered task is cheap and writes nothing twice. Transient database errors propagate
+    (the task's retry policy).
     """
     study = Study.objects.get(pk=study_id)
     if not study.judge_spec:
         return {"status": "no judge"}
     Study.objects.filter(pk=study.pk).update(judge_state={**study.judge_state, "status": "running"})
     judge = judge or judge_for_spec(study.judge_spec)
+    rubric = rubric_text(study.rubric)
     tasks = list(
         Task.objects.filter(study=study, is_gold=False, output_b__isnull=False)
         .order_by("pk")
@@ -180,22 +257,12 @@ def study_judge(*, study_id: int, judge: PairJudge | None = None) -> dict[str, A
     uncertainty: dict[int, float] = {}
     unparseable = 0
     started = time.monotonic()
-    for task_id in tasks:
-        stored = list(
-            Judgement.objects.filter(task_id=task_id, judge_name=judge.name, judge_version=judge.version)
-        )
-        if len(stored) < 2:
-            try:
-                stored = list(pair_judge(task_id=task_id, judge=judge).judgements)
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception as exc:  # any judge failure: recorded per pair, the study goes on
-                public_id = Task.objects.filter(pk=task_id).values_list("public_id", flat=True).first()
-                failures.append({"task": public_id, "reason": f"{type(exc).__name__}: {exc}"[:500]})
-                uncertainty[task_id] = 0.5
-                continue
-        prediction, uncertainty[task_id] = judge_prediction(stored)
-        unparseable += prediction is None
+    size = max(1, batch_pairs)
+    for start in range(0, len(tasks), size):
+        batch = _study_batch_judge(task_ids=tasks[start : start + size], judge=judge, rubric=rubric)
+        failures += batch.failures
+        uncertainty |= batch.uncertainty
+        unparseable += batch.unparseable
     state: dict[str, Any] = {
         "status": "done",
         "judge": f"{judge.name}@{judge.version}",

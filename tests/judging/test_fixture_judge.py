@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -133,12 +134,27 @@ def test_batched_judging_equals_one_prompt_at_a_time(judge, corpus):
     assert [o.prob_a for o in single] == pytest.approx([o.prob_a for o in batched[0]], abs=1e-5)
 
 
-def test_judge_pairs_refuses_a_pair_the_context_cannot_hold_before_judging_any(judge):
+def test_judge_pairs_returns_a_pair_the_context_cannot_hold_as_its_refusal_and_judges_the_others(judge):
     long_case = "word " * 2000
-    with pytest.raises(JudgeContextError, match=r"pair 1 \(ab\).*context holds 1024"):
-        judge.judge_pairs(
-            [PairToJudge("short note.", "a.", "b."), PairToJudge(long_case, "a.", "b.")], rubric="- Factual"
-        )
+    short, refused, other = judge.judge_pairs(
+        [
+            PairToJudge("short note.", "a.", "b."),
+            PairToJudge(long_case, "a.", "b."),
+            PairToJudge("n.", "b.", "a."),
+        ],
+        rubric="- Factual",
+    )
+    assert isinstance(refused, JudgeContextError)
+    assert re.search(
+        r"order ab: the judging prompt is \d+ tokens; the judge's context holds 1024", str(refused)
+    )
+    # The others are judged as they would be alone: the refused pair took no place in their batch.
+    alone = judge.judge_pairs(
+        [PairToJudge("short note.", "a.", "b."), PairToJudge("n.", "b.", "a.")], rubric="- Factual"
+    )
+    assert [o.prob_a for r in (short, other) for o in r] == pytest.approx(
+        [o.prob_a for r in alone for o in r], abs=1e-5
+    )
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from annotation.models import Task
 from evalhub.accounts.services import project_create
 from evalhub.errors import ValidationFailed
 from evalhub.judging.endpoints import endpoint_save, http_judge_for
@@ -69,13 +70,19 @@ class Seen:
 
 class Script:
     """Replies in turn to POST /v1/...; the last one repeats. /tokenize and /v1/models answer 404
-    unless ``tokenize`` is set to (count, max_model_len)."""
+    unless ``tokenize`` is set to (count, max_model_len); a prompt holding ``too_long`` then counts one
+    token more than the limit. ``max_in_flight``: the most completions the server held at once."""
 
-    def __init__(self, *replies: Reply, tokenize: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, *replies: Reply, tokenize: tuple[int, int] | None = None, too_long: str | None = None
+    ) -> None:
         self.replies = list(replies)
         self.tokenize = tokenize
+        self.too_long = too_long
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def next(self) -> Reply:
         with self.lock:
@@ -121,12 +128,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(Reply(404, {"error": "no"}))
             else:
                 count, limit = script.tokenize
+                if script.too_long and script.too_long in raw.decode():
+                    count = limit + 1
                 self._send(Reply(200, {"count": count, "max_model_len": limit, "tokens": []}))
             return
         reply = script.next()
-        if reply.delay_s:
-            time.sleep(reply.delay_s)
-        self._send(reply)
+        with script.lock:
+            script.in_flight += 1
+            script.max_in_flight = max(script.max_in_flight, script.in_flight)
+        try:
+            if reply.delay_s:
+                time.sleep(reply.delay_s)
+            self._send(reply)
+        finally:
+            with script.lock:
+                script.in_flight -= 1
 
 
 @pytest.fixture
@@ -390,3 +406,36 @@ def test_a_stored_endpoint_builds_its_judge_and_private_addresses_need_the_admin
     with pytest.raises(ValidationFailed) as refused:
         http_judge_for(endpoint)
     assert "base_url" in refused.value.fields and "EVALHUB_JUDGE_ALLOW_PRIVATE" in str(refused.value)
+
+
+@pytest.mark.django_db
+def test_study_judge_keeps_an_http_judges_requests_in_flight_and_a_refused_pair_costs_only_itself(
+    serve,
+) -> None:
+    """The study hands the judge its pairs in batches, so ``concurrency`` requests are in flight at once
+    (one pair at a time would never hold more than its two orders); a pair too long for the served
+    context is recorded as failed, the others are judged and stored."""
+    from annotation.services import study_create_from_run
+    from evalhub.judging.services import study_judge
+    from tests.annotation.factories import run_rows
+
+    project = project_create(name="Concurrent")
+    long_side = "LONG-OUTPUT " * 3
+    rows = run_rows(
+        project,
+        n_cases=9,
+        text=lambda key, case, i: long_side if (key, i) == ("candidate", 4) else f"{key} {i}.",
+    )
+    study = study_create_from_run(run=rows.run, name="s", judge_base_model=rows.base_model, seed=1)
+    script = Script(Reply(body=chat("A"), delay_s=0.15), tokenize=(50, 1024), too_long="LONG-OUTPUT")
+    with judge_at(serve(script), concurrency=4) as judge:
+        state = study_judge(study_id=study.pk, judge=judge, batch_pairs=4)
+    assert script.max_in_flight == 4  # the judge's bound, reached; never more
+    assert state["pairs"] == 9 and state["judged"] == 8
+    (failure,) = state["failures"]
+    refused = Task.objects.get(public_id=failure["task"])
+    assert refused.case_id == rows.cases[4].pk and "JudgeContextError" in failure["reason"]
+    assert not Judgement.objects.filter(task=refused).exists()
+    judged = Judgement.objects.filter(task__study=study).exclude(task=refused)
+    assert judged.count() == 16 and {j.preference for j in judged} <= {"A", "B"}
+    assert len(script.completions) == 16  # the refused pair was never asked

@@ -17,7 +17,7 @@ import pytest
 
 from evalhub.accounts.services import project_create
 from evalhub.judging.http import HttpJudge, pair_prompt
-from evalhub.judging.logprob import JudgeContextError
+from evalhub.judging.logprob import JudgeContextError, PairToJudge
 from evalhub.judging.models import Judgement
 from evalhub.judging.services import pair_judge
 from tests.factories import CaseFactory, OutputFactory, RunFactory, TaskFactory
@@ -144,7 +144,7 @@ def test_a_tiny_timeout_is_recorded_per_order_and_the_next_pairs_carry_on(vllm_s
     )
     with impatient:
         results = impatient.judge_pairs(
-            rubric=RUBRIC, pairs=[(NOTE, FAITHFUL, WRONG), (NOTE, WRONG, FAITHFUL)]
+            [PairToJudge(NOTE, FAITHFUL, WRONG), PairToJudge(NOTE, WRONG, FAITHFUL)], rubric=RUBRIC
         )
     for orders in results:
         assert not isinstance(orders, JudgeContextError)

@@ -73,6 +73,32 @@ def test_an_order_the_model_does_not_answer_is_stored_as_unparseable_never_guess
     assert (ab.preference, ab.prob_a, ba.preference, ba.prob_a) == ("unparseable", None, "unparseable", None)
 
 
+def test_the_judge_builds_no_kv_cache_and_reads_the_same_answers_as_a_cached_forward(judge):
+    # One forward pass per batch needs no cache; under compiled layers building one made dynamo recompile.
+    import torch
+
+    seen: list[tuple[object, object]] = []
+    handle = judge.model.register_forward_hook(
+        lambda _m, _a, kwargs, out: seen.append((kwargs.get("use_cache"), out.past_key_values)),
+        with_kwargs=True,
+    )
+    prompts = [
+        judge.tokenizer.encode(o.prompt)
+        for o in judge.judge_pair(rubric="r", case=NOTE, output_a=FAITHFUL, output_b=WRONG)
+    ]
+    try:
+        judged = [judge.answer_logprobs([ids])[0][0] for ids in prompts]
+    finally:
+        handle.remove()
+    assert seen and all(use_cache is False and cache is None for use_cache, cache in seen)
+    for ids, logprobs in zip(prompts, judged, strict=True):
+        with torch.inference_mode():
+            cached = judge.model(input_ids=torch.tensor([ids]), logits_to_keep=1)  # the model's default
+        assert cached.past_key_values is not None  # (so the check above would see a cache)
+        expected = torch.log_softmax(cached.logits[0, -1].float(), -1)[list(judge.answer_ids)]
+        assert torch.equal(logprobs, expected)
+
+
 @pytest.mark.django_db
 def test_pair_judge_records_both_orders_once_with_prompt_raw_output_and_latency(judge):
     task = _task(FAITHFUL, WRONG)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 
@@ -14,6 +15,7 @@ from annotation.models import Study, Task
 from annotation.queue import task_assign_next
 from annotation.services import consent_accept, study_create_from_run
 from evalhub.errors import ValidationFailed
+from evalhub.judging.logprob import OrderJudgement
 from evalhub.judging.models import Judgement
 from evalhub.judging.services import judge_prediction, study_judge
 from metrics.routing import routing_plan
@@ -311,3 +313,59 @@ def test_a_study_can_name_an_http_judge_endpoint_through_the_api_and_the_form(pr
     assert isinstance(judge, HttpJudge) and judge.name
     page = client.get(reverse("annotation:study-new", args=[rows.run.pk])).content.decode()
     assert f'value="endpoint:{endpoint.pk}"' in page
+
+
+class BatchJudge:
+    """A judge that prefers A in both orders and records the batches it is handed. It fails a whole batch
+    (as a model error would) when a pair holds ``erring``, and the database goes away on call ``crash_on``."""
+
+    name, version = "batch-judge", "fedcba9876543210"
+
+    def __init__(self, *, erring: str = "", crash_on: int = 0) -> None:
+        self.erring, self.crash_on = erring, crash_on
+        self.batches: list[list[str]] = []
+
+    def judge_pairs(self, pairs, *, rubric):
+        self.batches.append([p.output_a for p in pairs])
+        if len(self.batches) == self.crash_on:
+            raise OperationalError("the database went away")
+        if self.erring and any(self.erring in p.output_a + p.output_b for p in pairs):
+            raise RuntimeError("the model erred")
+        return [
+            (
+                OrderJudgement("ab", rubric, "A", "A", 0.9, 1.0),
+                OrderJudgement("ba", rubric, "B", "A", 0.8, 1.0),
+            )
+            for _ in pairs
+        ]
+
+
+def test_pairs_go_to_the_judge_in_batches_and_a_failing_pair_costs_only_itself(project):
+    rows = run_rows(project, n_cases=7, text=lambda key, case, i: f"{key} {i}" + (" ERR" if i == 2 else ""))
+    study = study_create_from_run(run=rows.run, name="s", judge_base_model=rows.base_model, seed=2)
+    judge = BatchJudge(erring="ERR")
+    state = study_judge(study_id=study.pk, judge=judge, batch_pairs=3)
+    # Batches of 3, 3 and 1; the first fails as a whole and is asked again one pair at a time.
+    assert [len(b) for b in judge.batches] == [3, 1, 1, 1, 3, 1]
+    assert state["pairs"] == 7 and state["judged"] == 6 and state["unparseable"] == 0
+    (failure,) = state["failures"]
+    failed = Task.objects.get(public_id=failure["task"])
+    assert failed.case_id == rows.cases[2].pk and failure["reason"] == "RuntimeError: the model erred"
+    assert not Judgement.objects.filter(task=failed).exists()
+    assert Judgement.objects.filter(task__study=study).count() == 12
+
+
+def test_each_batch_is_stored_before_the_next_so_a_crash_loses_one_batch_and_a_redelivery_resumes(project):
+    rows = run_rows(project, n_cases=7)
+    study = study_create_from_run(run=rows.run, name="s", judge_base_model=rows.base_model, seed=2)
+    with pytest.raises(OperationalError):  # transient: the task's retry policy takes it
+        study_judge(study_id=study.pk, judge=BatchJudge(crash_on=2), batch_pairs=3)
+    assert Judgement.objects.filter(task__study=study).count() == 6  # the first batch, kept
+    again = BatchJudge()
+    state = study_judge(study_id=study.pk, judge=again, batch_pairs=3)
+    assert [len(b) for b in again.batches] == [3, 1]  # only the pairs not judged yet
+    assert state["judged"] == state["pairs"] == 7 and state["failures"] == []
+    assert Judgement.objects.filter(task__study=study).count() == 14
+    redelivered = BatchJudge()
+    assert study_judge(study_id=study.pk, judge=redelivered, batch_pairs=3)["judged"] == 7
+    assert redelivered.batches == [] and Judgement.objects.filter(task__study=study).count() == 14

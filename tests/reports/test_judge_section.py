@@ -28,7 +28,7 @@ class StoredJudge:
 
     name, version = "fixture-judge", "0123456789abcdef"
 
-    def judge_pair(self, **kwargs):
+    def judge_pairs(self, pairs, *, rubric):
         raise AssertionError("every pair is judged already")
 
 
