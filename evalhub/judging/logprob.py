@@ -317,6 +317,9 @@ class LogprobJudge:
         preference: Preference = "tie" if abs(prob_a - 0.5) < self.tie_band else "A" if prob_a > 0.5 else "B"
         return OrderJudgement(order, prompt, raw, preference, prob_a, latency_ms)
 
+    def close(self) -> None:
+        """Nothing to release but memory, which goes with the judge (the ``PairJudge`` protocol's close)."""
+
     def judge_pairs(self, pairs: Sequence[PairToJudge], *, rubric: str) -> list[PairResult]:
         """Both orders of many pairs under one rubric, batched (``batch_size`` prompts per forward
         pass). A pair whose prompt (either order) cannot fit the context comes back as its

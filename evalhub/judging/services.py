@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class PairJudge(Protocol):
     version: str
 
     def judge_pairs(self, pairs: Sequence[PairToJudge], *, rubric: str) -> list[PairResult]: ...
+
+    def close(self) -> None: ...
 
 
 class OutputJudge(Protocol):
@@ -246,7 +249,14 @@ def study_judge(
     if not study.judge_spec:
         return {"status": "no judge"}
     Study.objects.filter(pk=study.pk).update(judge_state={**study.judge_state, "status": "running"})
-    judge = judge or judge_for_spec(study.judge_spec)
+    if judge is None:
+        # A judge built here is closed here (an HTTP judge's request threads and connections).
+        with contextlib.closing(judge_for_spec(study.judge_spec)) as built:
+            return _study_judge_with(study, built, batch_pairs)
+    return _study_judge_with(study, judge, batch_pairs)
+
+
+def _study_judge_with(study: Study, judge: PairJudge, batch_pairs: int) -> dict[str, Any]:
     rubric = rubric_text(study.rubric)
     tasks = list(
         Task.objects.filter(study=study, is_gold=False, output_b__isnull=False)

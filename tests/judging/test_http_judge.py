@@ -439,3 +439,30 @@ def test_study_judge_keeps_an_http_judges_requests_in_flight_and_a_refused_pair_
     judged = Judgement.objects.filter(task__study=study).exclude(task=refused)
     assert judged.count() == 16 and {j.preference for j in judged} <= {"A", "B"}
     assert len(script.completions) == 16  # the refused pair was never asked
+
+
+@pytest.mark.django_db
+def test_a_study_naming_an_endpoint_is_judged_through_it_and_the_judge_is_closed_after(
+    serve, settings, monkeypatch
+) -> None:
+    """``study_judge`` builds the study's endpoint judge itself (as the Celery task does) and closes it:
+    no request thread of it outlives the study's judging in a long-lived worker."""
+    from annotation.services import study_create_from_run
+    from evalhub.judging.services import study_judge
+    from tests.annotation.factories import run_rows
+
+    settings.EVALHUB_JUDGE_ALLOW_PRIVATE = True  # the test server is on loopback
+    project = project_create(name="Closed")
+    rows = run_rows(project, n_cases=3, text=lambda key, case, i: f"{key} {i}.")
+    script = Script(Reply(body=chat("B")), tokenize=(50, 1024))
+    endpoint = endpoint_save(project=project, name="local", base_url=serve(script), model="judge", concurrency=3)
+    closed: list[str] = []
+    close = HttpJudge.close
+    monkeypatch.setattr(HttpJudge, "close", lambda self: (closed.append(self.name), close(self))[1])
+    study = study_create_from_run(run=rows.run, name="s", judge_endpoint=endpoint, seed=1)
+    closed.clear()  # (creating the study may already have judged it, through the eager task)
+    state = study_judge(study_id=study.pk)
+    assert closed == ["http:local"]  # the judge study_judge built, closed once it was done
+    assert state["status"] == "done" and state["judged"] == 3 and state["judge"].startswith("http:local@")
+    assert len(script.completions) == 6  # both orders of every pair, through the endpoint
+    assert Judgement.objects.filter(task__study=study).count() == 6
