@@ -69,10 +69,12 @@ browser:
 
 vllm-env: .venv-vllm/.installed
 
-# pytest-xdist: one worker per core, each with its own test database. Tests that must not run beside
-# themselves (real Celery workers, the load bench, vLLM, Chromium) carry an xdist_group (tests/conftest.py)
-# and loadgroup runs each group on one worker. PYTEST_WORKERS=0 runs everything in one process.
-PYTEST_WORKERS ?= auto
+# pytest-xdist: one worker per core, plus one on small machines, each with its own test database. Tests that
+# must not run beside themselves (real Celery workers, the load bench, vLLM, Chromium) carry an xdist_group
+# (tests/conftest.py) and loadgroup runs each group on one worker, longest groups first. The extra worker
+# fills the cores while the fault and worker tests wait on outages and subprocesses: on a 2-core machine the
+# PostgreSQL pass fell from about 1,000 s to 550 s (bench/RESULTS.md). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 8 ? n + 1 : n )))
 PYTEST := $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
 # The full suite on PostgreSQL when it is reachable (it is on CI), then, on SQLite, every test that reaches

@@ -83,6 +83,26 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         group = serial_group(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=_start_rank)  # stable: the same order in every xdist worker's collection
+
+
+# The longest serial groups start first (xdist hands out work in collection order, see pytest_configure),
+# so none of them is the last thing running while the other workers sit idle: the fault tests alone take
+# about six minutes, mostly waiting on outages, and started last they once made the whole pass's tail.
+START_FIRST = ("faults", "browser", "celery-workers", "tests/runs/test_demo_verdicts.py", "vllm", "load-bench")
+
+
+def _start_rank(item: Any) -> int:
+    key = serial_group(item) or item.path.relative_to(REPO).as_posix()
+    if key in START_FIRST:
+        return START_FIRST.index(key)
+    return len(START_FIRST) + (0 if "slow" in item.keywords else 1)
+
+
+def pytest_configure(config: Any) -> None:
+    # pytest-xdist would reorder groups by their number of tests; collection order (above) is by length.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 class Clock:
