@@ -83,7 +83,10 @@ def test_two_workers_from_the_command_share_one_run_exactly(
 ) -> None:
     make_suite_version(project, [words(i * 7, 18 + i % 5) for i in range(CASES)], name="share-suite")
     flush_broker()
-    env = {**worker_env, "EVALHUB_TEST_BATCH_DELAY": "0.3"}
+    # A visibility timeout longer than any chunk: with worker_env's 5 s (the kill test's fast redelivery), a
+    # worker whose first chunk waited on its cold imports past 5 s on a loaded box saw the other worker take
+    # that message again and finish the chunk first, so only one worker ever leased a chunk.
+    env = {**worker_env, "EVALHUB_TEST_BATCH_DELAY": "0.3", "CELERY_VISIBILITY_TIMEOUT": "120"}
     log = (tmp_path / "workers.log").open("wb")
     proc = subprocess.Popen([sys.executable, "manage.py", "gpu_workers", "--cpu", "2", "--queues", "gpu,cpu", "--",
                              "--without-heartbeat", "--without-gossip", "--without-mingle"],
