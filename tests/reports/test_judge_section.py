@@ -162,8 +162,13 @@ def test_the_page_json_and_csv_show_the_section_from_the_cache(project):
     assert judge.calibration.statement.split(":")[0] in page
     assert f"{judge.win_rate.estimate:.3f}" in page and "Expert ratings saved" in page
     assert f"{judge.calibration.rows[0].kappa.kappa:.2f}" in page
+    # The routed study's criteria and flag rates are weighted, and the page says so under each table.
+    assert page.count('class="muted routed-weighting"') == 2 and "weighted by 1/inclusion probability" in page
     export = reverse("reports:export", args=[project.slug, rows.run.pk, "json"])
-    data = client.get(export).json()["report"]["judge"]
+    full = client.get(export).json()["report"]
+    assert full["hallucination"]["weighting"] == report.hallucination.weighting is not None
+    assert all(c["weighting"] == report.hallucination.weighting for c in full["criteria"])
+    data = full["judge"]
     assert data["win_rate"]["estimate"] == pytest.approx(judge.win_rate.estimate)
     assert data["estimator"] == judge.estimator and data["ratings_saved"]["ratings_collected"] == 2 * RATED
     csv_text = client.get(
