@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from metrics.stats import StatResult
+from metrics.stats import StatResult, hajek_mean
 
 ArrayLike = np.ndarray | list[float]
 
@@ -227,8 +227,8 @@ def uniform_pairs_needed(
     if rated.sum() < 2 or not std_error or std_error <= 0 or n_pairs < 1:
         return None
     w = 1 / pi[rated]
-    mean = float(np.sum(w * y[rated]) / np.sum(w))
-    s2 = float(np.sum(w * (y[rated] - mean) ** 2) / np.sum(w))
+    mean = hajek_mean(y[rated], w)
+    s2 = hajek_mean((y[rated] - mean) ** 2, w)
     if s2 <= 0:
         return None
     return min(float(n_pairs), s2 / (std_error**2 + s2 / n_pairs))

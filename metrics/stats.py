@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -114,6 +114,7 @@ def _bootstrap_mean_ci(
     method: BootstrapMethod,
     mc_target: float | None = None,
     max_draws: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> _Interval:
     if values.size < 2:
         return _Interval(None, None, resamples)
@@ -121,6 +122,18 @@ def _bootstrap_mean_ci(
         # Every resample has the same mean; scipy's BCa would divide by zero here.
         point = float(values[0])
         return _Interval(point, point, resamples, *((0.0, 0.0) if mc_target is not None else (None, None)))
+    if weights is not None:
+        if method != "percentile" or resamples <= 0:
+            raise ValueError("a weighted mean is bootstrapped by the percentile method only")
+        return _weighted_percentile_mean(
+            values,
+            weights,
+            resamples=resamples,
+            confidence=confidence,
+            seed=seed,
+            mc_target=mc_target,
+            max_draws=max_draws,
+        )
     if method == "percentile" and resamples > 0 and mc_target is not None:
         return _adaptive_percentile_mean(
             values,
@@ -202,7 +215,6 @@ def _adaptive_percentile_mean(
     levels, counts = np.unique(values, return_counts=True)
     few = levels.size * _FEW_DISTINCT <= n
     cost = levels.size * _BINOMIAL_COST if few else n
-    cap = max(resamples, (max_draws // cost) if max_draws else resamples * 16)
     rng = np.random.default_rng(seed)
     stream = None if few else _stream(n, seed)
     shares = counts / n
@@ -213,6 +225,24 @@ def _adaptive_percentile_mean(
         assert stream is not None
         return np.concatenate([np.mean(values[index], axis=-1) for index in stream.blocks(start, stop)])
 
+    return _adaptive_percentile(
+        draw, cost=cost, resamples=resamples, confidence=confidence, mc_target=mc_target, max_draws=max_draws
+    )
+
+
+def _adaptive_percentile(
+    draw: Callable[[int, int], np.ndarray],
+    *,
+    cost: int,
+    resamples: int,
+    confidence: float,
+    mc_target: float,
+    max_draws: int | None,
+) -> _Interval:
+    """The percentile interval of the replicates ``draw(start, stop)`` yields (the seeded stream's
+    replicates start to stop), grown until each endpoint's Monte-Carlo error is at most ``mc_target``
+    times the width or ``max_draws / cost`` replicates are drawn (``cost``: random draws per replicate)."""
+    cap = max(resamples, (max_draws // cost) if max_draws else resamples * 16)
     alpha = (1 - confidence) / 2
     theta = draw(0, resamples)
     while True:
@@ -228,6 +258,63 @@ def _adaptive_percentile_mean(
         grown = min(cap, max(wanted, theta.size + theta.size // 2))
         theta = np.concatenate([theta, draw(theta.size, grown)])
     return _Interval(_finite_or_none(low), _finite_or_none(high), int(theta.size), se_low, se_high)
+
+
+def hajek_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted mean ``sum(w y) / sum(w)``: with ``w = 1 / inclusion probability`` the Hajek
+    (ratio) estimator of a population mean from an unequal-probability sample. Its bias is of order
+    1/n, where the plain mean of the sample keeps the sample's over-representation at any n."""
+    return float(np.sum(weights * values) / np.sum(weights))
+
+
+def _kept_weights(weights: Numbers | None, keep: np.ndarray) -> np.ndarray | None:
+    """The weights of the kept values (None stays None), refused unless there is one per value and
+    every kept one is finite and positive: a unit with no chance of being drawn has no weight, the
+    caller leaves it out."""
+    if weights is None:
+        return None
+    w = _to_float_array(weights)
+    if w.shape != keep.shape:
+        raise ValueError(f"one weight per value: {w.size} weights for {keep.size} values")
+    w = w[keep]
+    if not np.all(np.isfinite(w) & (w > 0)):
+        raise ValueError("weights must be finite and positive where there is a value")
+    return w
+
+
+def _weighted_percentile_mean(
+    values: np.ndarray,
+    weights: np.ndarray,
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    mc_target: float | None,
+    max_draws: int | None,
+) -> _Interval:
+    """Percentile bootstrap of ``hajek_mean``: the units are resampled with the report's seeded
+    indices (the same draws an unweighted bootstrap of the same n and seed makes) and the weighted
+    ratio is recomputed on each resample, so its interval carries the weights' extra variance.
+    With ``mc_target`` it grows as ``_adaptive_percentile_mean`` does."""
+    n = values.size
+    wy = weights * values
+
+    def ratios(index: np.ndarray) -> np.ndarray:
+        return np.asarray(np.sum(wy[index], axis=-1) / np.sum(weights[index], axis=-1))
+
+    if mc_target is None:
+        theta = np.concatenate([ratios(index) for index in _resample_indices(n, resamples, seed)])
+        alpha = (1 - confidence) / 2
+        low, high = (float(v) for v in np.quantile(theta, [alpha, 1 - alpha]))
+        return _Interval(_finite_or_none(low), _finite_or_none(high), resamples)
+    stream = _stream(n, seed)
+
+    def draw(start: int, stop: int) -> np.ndarray:
+        return np.concatenate([ratios(index) for index in stream.blocks(start, stop)])
+
+    return _adaptive_percentile(
+        draw, cost=n, resamples=resamples, confidence=confidence, mc_target=mc_target, max_draws=max_draws
+    )
 
 
 def _bootstrap_batch(n: int) -> int:
@@ -363,6 +450,8 @@ class MeanCI(StatResult):
     mc_se_high: float | None = mc_field()
     mc_target: float | None = mc_field()
     """The bound aimed at: each endpoint's error at most this share of the width, unless capped."""
+    weighted: bool | None = mc_field()
+    """True when the mean is ``hajek_mean`` with the weights given (absent for a plain mean)."""
 
 
 def _mc_fields(interval: _Interval, mc_target: float | None) -> dict[str, Any]:
@@ -385,6 +474,7 @@ def mean_ci(
     method: BootstrapMethod = "percentile",
     mc_target: float | None = None,
     max_draws: int | None = None,
+    weights: Numbers | None = None,
 ) -> MeanCI:
     """Mean with a seeded bootstrap interval (per-criterion means of 1-5 ratings).
 
@@ -392,9 +482,15 @@ def mean_ci(
     until each endpoint's Monte-Carlo standard error is at most ``mc_target`` x the width, or the
     cap of ``max_draws`` random draws is reached, and the errors are reported (``mc_se_low``,
     ``mc_se_high``) with the count used.
+
+    With ``weights`` (one per value, positive where the value is present: one over each unit's
+    inclusion probability) the mean is ``hajek_mean`` and the bootstrap recomputes it on each
+    resample of the units; ``std`` is then the weighted standard deviation.
     """
     x = _to_float_array(values)
-    kept = x[np.isfinite(x)]
+    present = np.isfinite(x)
+    kept = x[present]
+    w = _kept_weights(weights, present)
     common: dict[str, Any] = {
         "n": int(kept.size),
         "n_dropped": int(x.size - kept.size),
@@ -414,14 +510,21 @@ def mean_ci(
         method=method,
         mc_target=mc_target,
         max_draws=max_draws,
+        weights=w,
     )
+    if w is None:
+        mean, std = float(kept.mean()), float(kept.std(ddof=1)) if kept.size > 1 else None
+    else:
+        mean = hajek_mean(kept, w)
+        std = math.sqrt(hajek_mean((kept - mean) ** 2, w)) if kept.size > 1 else None
     return MeanCI(
-        mean=float(kept.mean()),
-        std=float(kept.std(ddof=1)) if kept.size > 1 else None,
+        mean=mean,
+        std=std,
         ci_low=interval.low,
         ci_high=interval.high,
         reason=_interval_reason(kept.size, interval.low, method),
         **_mc_fields(interval, mc_target),
+        weighted=None if w is None else True,
         **common,
     )
 
@@ -447,6 +550,8 @@ class PairedBootstrap(StatResult):
     """Monte-Carlo standard error of ``ci_low`` (``percentile_mc_se``); likewise ``mc_se_high``."""
     mc_se_high: float | None = mc_field()
     mc_target: float | None = mc_field()
+    weighted: bool | None = mc_field()
+    """True when the means are ``hajek_mean`` with the weights given (absent for plain means)."""
 
 
 def paired_bootstrap(
@@ -459,14 +564,17 @@ def paired_bootstrap(
     method: BootstrapMethod = "percentile",
     mc_target: float | None = None,
     max_draws: int | None = None,
+    weights: Numbers | None = None,
 ) -> PairedBootstrap:
     """Mean difference ``b - a`` (candidate minus baseline) with a seeded bootstrap interval.
 
     Cases are resampled as pairs; for the mean this is the same as resampling the
     per-case differences, which is what is done (``scipy.stats.bootstrap``). ``mc_target`` and
-    ``max_draws``: as in ``mean_ci``.
+    ``max_draws``: as in ``mean_ci``. ``weights`` (one per pair, positive on the complete ones):
+    every mean is ``hajek_mean``, recomputed on each resample of the pairs.
     """
     x, y, dropped = paired_arrays(a, b)
+    w = _kept_weights(weights, np.isfinite(_to_float_array(a)) & np.isfinite(_to_float_array(b)))
     common: dict[str, Any] = {
         "n": int(x.size),
         "n_dropped": dropped,
@@ -494,15 +602,21 @@ def paired_bootstrap(
         method=method,
         mc_target=mc_target,
         max_draws=max_draws,
+        weights=w,
     )
+    if w is None:
+        means = float(x.mean()), float(y.mean()), float(diff.mean())
+    else:
+        means = hajek_mean(x, w), hajek_mean(y, w), hajek_mean(diff, w)
     return PairedBootstrap(
-        mean_a=float(x.mean()),
-        mean_b=float(y.mean()),
-        mean_difference=float(diff.mean()),
+        mean_a=means[0],
+        mean_b=means[1],
+        mean_difference=means[2],
         ci_low=interval.low,
         ci_high=interval.high,
         reason=_interval_reason(x.size, interval.low, method),
         **_mc_fields(interval, mc_target),
+        weighted=None if w is None else True,
         **common,
     )
 

@@ -12,12 +12,12 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from annotation.rubric import MET_KEY, MET_PARTLY, MET_YES, SEVERITY_KEY, gold_expected
-from evalhub.reports.judge_section import judge_section
+from evalhub.reports.judge_section import RoutedPairs, judge_section, routed_pairs
 from evalhub.reports.schema import (
     SCHEMA_VERSION,
     AdapterInfo,
@@ -358,6 +358,13 @@ def _battles(
     return battle_arrays(names, la[rows], lb[rows], winner[rows]), rc.a[rows], rc.b[rows]
 
 
+RoutedRates = Literal["weighted", "rated"]
+ROUTED_NOTE = (
+    "weighted by 1/inclusion probability: the study was routed uncertainty-first, so the rated pairs "
+    "over-represent the judge's hard pairs (pairs rated beyond the plan's rated prefix are left out)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ReportInput:
     """Everything a report is computed from: the fetched rows and the parameters. A frozen
@@ -385,6 +392,10 @@ class ReportInput:
     """Cohen's kappa intervals (rater agreement, judge calibration) truncated to [-1, 1];
     "asymptotic": unbounded, as reports frozen before the bound were computed (their snapshots lack
     it, so they reopen identical)."""
+    routed_rates: RoutedRates = "weighted"
+    """Under uncertainty-first routing, the human rates and means (hallucination, criteria) weighted by
+    one over each pair's inclusion probability; "rated": the plain figures of the rated pairs, as
+    reports frozen before the weighting were computed (their snapshots lack it, so they reopen identical)."""
 
     def boot(self, *, slice_: bool = False) -> dict[str, Any]:
         """The Monte-Carlo keywords of a bootstrap of means (of a slice: a smaller cap)."""
@@ -421,6 +432,11 @@ class _Frame:
     """The rated cases' ids, sorted; ``pair_group`` is each pair rating's index in it."""
     pair_group: np.ndarray
     slice_in_order: dict[str, np.ndarray]
+    routed: RoutedPairs | None
+    """The pairs of the uncertainty-first studies and their inclusion probabilities (None: none routed)."""
+    weights: np.ndarray | None
+    """Per rating, its weight in the human rates and means (``RoutedPairs.weights``); None where they
+    are the plain figures (no routed study, every routed pair rated, or ``routed_rates="rated"``)."""
 
     @property
     def rows(self) -> ReportRows:
@@ -486,6 +502,8 @@ def _frame(inp: ReportInput) -> _Frame:
     # resampling unit of the human bootstraps (a cluster bootstrap).
     case_order = np.unique(pairs.case)
     order_pos = _lookup(sorted_ids, case_sort, case_order)
+    routed = routed_pairs(rows, {int(t) for t in np.unique(rc.task[~rc.gold]).tolist()})
+    weights = routed.weights(rc.task) if routed is not None and inp.routed_rates == "weighted" else None
     return _Frame(
         inp=inp,
         rc=rc,
@@ -507,6 +525,9 @@ def _frame(inp: ReportInput) -> _Frame:
             name: np.isin(order_pos, np.array(members, dtype=np.int64))
             for name, members in slice_positions.items()
         },
+        routed=routed,
+        # Every routed pair rated (all probabilities 1): the plain figures, exactly.
+        weights=None if weights is None or np.all(weights == 1) else weights,
     )
 
 
@@ -558,13 +579,14 @@ def _criterion(f: _Frame, criterion: str) -> CriterionSummary:
     int_a, int_b = (col.a_int, col.b_int) if col is not None else (everyone, everyone)
     c_vals, b_vals = pairs.sides(side_a, side_b)
     c_int, b_int = pairs.sides(int_a, int_b)
-    both = ~np.isnan(c_vals) & ~np.isnan(b_vals)
+    both, case_w = _counted_pairs(f, ~np.isnan(c_vals) & ~np.isnan(b_vals))
     n_cases = f.case_order.size
     c_case = _group_mean(f.pair_group[both], c_vals[both], n_cases)
     b_case = _group_mean(f.pair_group[both], b_vals[both], n_cases)
     boots = boot_resamples(n_cases, inp.resamples)
     complete = ~np.isnan(c_case) & ~np.isnan(b_case)
     diffs = c_case[complete] - b_case[complete]
+    weighted = _weights_kw(case_w)
     by_slice = tuple(
         SliceDelta(
             slice=name,
@@ -574,6 +596,7 @@ def _criterion(f: _Frame, criterion: str) -> CriterionSummary:
                 resamples=boot_resamples(int(members.sum()), inp.resamples // 2),
                 seed=inp.seed,
                 **inp.boot(slice_=True),
+                **_weights_kw(case_w, members),
             ),
         )
         for name, members in sorted(f.slice_in_order.items())
@@ -583,13 +606,52 @@ def _criterion(f: _Frame, criterion: str) -> CriterionSummary:
         criterion=criterion,
         unit="cases",
         n_ratings=int(both.sum()),
-        candidate=mean_ci(c_case, resamples=boots, seed=inp.seed, **inp.boot()),
-        baseline=mean_ci(b_case, resamples=boots, seed=inp.seed, **inp.boot()),
-        delta=paired_bootstrap(b_case, c_case, resamples=boots, seed=inp.seed, **inp.boot()),
+        candidate=mean_ci(c_case, resamples=boots, seed=inp.seed, **inp.boot(), **weighted),
+        baseline=mean_ci(b_case, resamples=boots, seed=inp.seed, **inp.boot(), **weighted),
+        delta=paired_bootstrap(b_case, c_case, resamples=boots, seed=inp.seed, **inp.boot(), **weighted),
         delta_sd=float(diffs.std(ddof=1)) if diffs.size > 1 else None,
         distribution=Sides(candidate=_distribution(c_vals, c_int), baseline=_distribution(b_vals, b_int)),
         by_slice=by_slice,
+        weighting=None if case_w is None else ROUTED_NOTE,
     )
+
+
+def _counted_pairs(f: _Frame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pair ratings among ``rows`` that enter the human means and, under routing weights, each
+    case's weight: the mean weight of its counted ratings (one over its pair's inclusion probability).
+    Ratings of a routed pair beyond the rated prefix weigh 0 and are left out."""
+    if f.weights is None:
+        return rows, None
+    w = f.weights[f.pairs.idx]
+    counted = rows & (w > 0)
+    return counted, _group_mean(f.pair_group[counted], w[counted], f.case_order.size)
+
+
+def _weights_kw(case_w: np.ndarray | None, members: np.ndarray | None = None) -> dict[str, Any]:
+    """The ``weights`` keyword of a bootstrap over cases: none at all for the plain figures, so they
+    are computed exactly as before the weighting existed."""
+    if case_w is None:
+        return {}
+    return {"weights": case_w if members is None else case_w[members]}
+
+
+def _weighted_rate(f: _Frame, flags: np.ndarray, weights: np.ndarray, cases: np.ndarray) -> Proportion:
+    """A flag rate weighted by one over the inclusion probability (``hajek_mean``), its interval from
+    the report's bootstrap over cases: per case the weighted sum of its flags over the sum of its
+    weights, each case weighing its weights' sum, which is the same ratio over the flags."""
+    if flags.size == 0:
+        return Proportion(rate=None, ci_low=None, ci_high=None, n=0)
+    distinct, inverse = np.unique(cases, return_inverse=True)
+    total = np.bincount(inverse.reshape(-1), weights, minlength=distinct.size)
+    flagged = np.bincount(inverse.reshape(-1), weights * flags, minlength=distinct.size)
+    result = mean_ci(
+        flagged / total,
+        weights=total,
+        resamples=boot_resamples(distinct.size, f.inp.resamples),
+        seed=f.inp.seed,
+        **f.inp.boot(),
+    )
+    return Proportion(rate=result.mean, ci_low=result.ci_low, ci_high=result.ci_high, n=int(flags.size))
 
 
 def _hallucination(f: _Frame) -> Hallucination:
@@ -602,15 +664,25 @@ def _hallucination(f: _Frame) -> Hallucination:
     flagged = np.column_stack([rated, rated & (rc.b != 0)]) & (flag_value >= 0)
     f_adapter, f_value = flag_adapter[flagged], flag_value[flagged]
     f_ids, f_first, f_group = np.unique(f_adapter, return_index=True, return_inverse=True)
-    f_sum = np.bincount(f_group.reshape(-1), f_value, minlength=f_ids.size)
-    f_n = np.bincount(f_group.reshape(-1), minlength=f_ids.size)
+    f_group = f_group.reshape(-1)
+    f_sum = np.bincount(f_group, f_value, minlength=f_ids.size)
+    f_n = np.bincount(f_group, minlength=f_ids.size)
+    weights = np.ones(len(rc)) if f.weights is None else f.weights
+    f_weight = np.column_stack([weights, weights])[flagged]
+    f_case = np.column_stack([rc.case, rc.case])[flagged]
     per_adapter = []
     for g in np.argsort(f_first, kind="stable").tolist():
         aid = int(f_ids[g])
-        if aid in f.labels:
-            per_adapter.append(AdapterRate(adapter=f.labels[aid], share=_rate(int(f_sum[g]), int(f_n[g]))))
+        if aid not in f.labels:
+            continue
+        if f.weights is None:
+            share = _rate(int(f_sum[g]), int(f_n[g]))
+        else:
+            mine = (f_group == g) & (f_weight > 0)
+            share = _weighted_rate(f, f_value[mine].astype(float), f_weight[mine], f_case[mine])
+        per_adapter.append(AdapterRate(adapter=f.labels[aid], share=share))
     fc, fb = pairs.sides(rc.hall_a, rc.hall_b)
-    both_flags = (fc >= 0) & (fb >= 0)
+    both_flags, case_w = _counted_pairs(f, (fc >= 0) & (fb >= 0))
     n_cases = f.case_order.size
     hall_c = _group_mean(f.pair_group[both_flags], fc[both_flags].astype(float), n_cases)
     hall_b = _group_mean(f.pair_group[both_flags], fb[both_flags].astype(float), n_cases)
@@ -620,8 +692,11 @@ def _hallucination(f: _Frame) -> Hallucination:
         resamples=boot_resamples(hall_c.size, f.inp.resamples),
         seed=f.inp.seed,
         **f.inp.boot(),
+        **_weights_kw(case_w),
     )
-    return Hallucination(per_adapter=tuple(per_adapter), delta=delta)
+    return Hallucination(
+        per_adapter=tuple(per_adapter), delta=delta, weighting=None if f.weights is None else ROUTED_NOTE
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -990,6 +1065,7 @@ def _case_rows(f: _Frame, table: _MetricTable, human: dict[int, float]) -> tuple
     outcome_by_case = f.per_case_outcomes.tolist()
     cand_checks, base_checks = table.checks.get(cand, {}), table.checks.get(base, {})
     judged: dict[tuple[int, int], bool | None] = {(a, c): p for a, c, p, _ in f.rows.judge_checks}
+    weight = _case_weights(f)
     out = []
     for pos, case in enumerate(f.rows.cases):
         cid = case["id"]
@@ -1016,9 +1092,23 @@ def _case_rows(f: _Frame, table: _MetricTable, human: dict[int, float]) -> tuple
                     if (cand, cid) in judged or (base, cid) in judged
                     else None
                 ),
+                routing_weight=weight.get(cid),
             )
         )
     return tuple(out)
+
+
+def _case_weights(f: _Frame) -> dict[int, float]:
+    """Per rated case, its weight in the human means weighted for routing (``_counted_pairs``, 0 when
+    every rating of it lies beyond the rated prefix); empty when nothing is weighted."""
+    if f.weights is None:
+        return {}
+    _, case_w = _counted_pairs(f, np.ones(len(f.pairs), dtype=bool))
+    assert case_w is not None
+    return {
+        int(case): 0.0 if math.isnan(value) else float(value)
+        for case, value in zip(f.case_order.tolist(), case_w.tolist(), strict=True)
+    }
 
 
 def _adapter(rows: ReportRows, adapter_id: int) -> AdapterInfo | None:
@@ -1040,6 +1130,7 @@ def report_compute(
     min_seconds: float = DEFAULT_MIN_SECONDS,
     mc_target: float | None = MC_TARGET,
     kappa_interval: KappaInterval = "bounded",
+    routed_rates: RoutedRates = "weighted",
 ) -> Report:
     """Everything the report page, exports and gates read, from already-fetched rows."""
     return report_from_input(
@@ -1056,6 +1147,7 @@ def report_compute(
             min_seconds=min_seconds,
             mc_target=mc_target,
             kappa_interval=kappa_interval,
+            routed_rates=routed_rates,
         )
     )
 

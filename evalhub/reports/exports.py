@@ -47,6 +47,10 @@ def cases_csv(report: Report) -> str:
     judged = report.judge_checks is not None  # columns only where a judge evaluated pending checks
     if judged:
         header += ["judge_evaluated_checks_candidate", "judge_evaluated_checks_baseline"]
+    # Only under routing weights: the case's weight in the report's weighted human means and rates.
+    weighted = any(c.routing_weight is not None for c in report.cases)
+    if weighted:
+        header.append("routing_weight")
     rows = []
     for c in report.cases:
         row = [c.key, c.origin, c.split, c.category, ";".join(c.tags), c.wins, c.ties, c.losses, c.human]
@@ -57,6 +61,8 @@ def cases_csv(report: Report) -> str:
         if judged:
             judge = c.judge_checks
             row += [judge.candidate, judge.baseline] if judge is not None else [None, None]
+        if weighted:
+            row.append(c.routing_weight)
         rows.append(row)
     return _csv(header, rows)
 
@@ -726,6 +732,7 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
     )
     story += pdf.section("Key numbers", pdf.table(["Number", "Value"], _key_numbers(report), [8, 10]))
     if report.criteria:
+        weighting = report.criteria[0].weighting
         story += pdf.section(
             "Criteria (case means, bootstrap 95%)",
             pdf.table(
@@ -733,6 +740,7 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
                 _criteria_rows(report),
                 [3.6, 3.9, 3.9, 4.6, 2.0],
             ),
+            note=f"Means and deltas {weighting}." if weighting else None,
         )
     if report.metrics:
         story += pdf.section(
@@ -743,16 +751,22 @@ def report_pdf(report: Report, verdict: VerdictOutcome, *, generated_at: datetim
                 [3.6, 3.2, 3.2, 6.0, 2.0],
             ),
         )
-    delta = report.hallucination.delta
+    hallucination = report.hallucination
+    delta = hallucination.delta
     story += pdf.section(
         "Hallucination flags",
         pdf.table(
-            ["Adapter", "Outputs flagged (Wilson 95%)", "Rated sides"],
+            [
+                "Adapter",
+                f"Outputs flagged ({'bootstrap' if hallucination.weighting else 'Wilson'} 95%)",
+                "Rated sides",
+            ],
             _hallucination_rows(report),
             [6.0, 8.0, 4.0],
         ),
         note=f"Candidate - baseline flag rate (paired bootstrap over cases): "
-        f"{_interval(delta.mean_difference, delta.ci_low, delta.ci_high)}.",
+        f"{_interval(delta.mean_difference, delta.ci_low, delta.ci_high)}."
+        + (f" Rates and delta {hallucination.weighting}." if hallucination.weighting else ""),
     )
     adapters, adversarial = _adversarial_rows(report)
     story += pdf.section(

@@ -384,11 +384,20 @@ def _win_rate_value(report: Report, metric: str, *, allow_judge_only: bool = Fal
     return {"value": value, "low": half.ci_low, "high": half.ci_high, "point": half.rate}
 
 
+def _weighted(got: GateValue, weighting: str | None) -> GateValue:
+    """A value weighted for routing names it (``estimator``, as the corrected win rate does); a plain
+    one carries no such key, so verdicts of unrouted studies store what they always did."""
+    if weighting is not None and got.get("value") is not None:
+        got["estimator"] = weighting
+    return got
+
+
 def _hallucination_value(report: Report) -> GateValue:
     delta = report.hallucination.delta
     if delta.mean_difference is None:
         return {"value": None, "reason": delta.reason or "no hallucination flags"}
-    return {"value": delta.mean_difference, "low": delta.ci_low, "high": delta.ci_high}
+    got: GateValue = {"value": delta.mean_difference, "low": delta.ci_low, "high": delta.ci_high}
+    return _weighted(got, report.hallucination.weighting)
 
 
 def _must_refuse_value(report: Report) -> GateValue:
@@ -433,7 +442,8 @@ def _hallucination_rate_value(report: Report) -> GateValue:
     if entry is None or not entry.share.n or entry.share.rate is None:
         return {"value": None, "reason": "no hallucination flags on the candidate's outputs"}
     share = entry.share
-    return {"value": share.rate, "low": share.ci_low, "high": share.ci_high, "n": share.n}
+    got: GateValue = {"value": share.rate, "low": share.ci_low, "high": share.ci_high, "n": share.n}
+    return _weighted(got, report.hallucination.weighting)
 
 
 def _both_bad_value(report: Report) -> GateValue:
@@ -452,13 +462,14 @@ def _criterion_value(report: Report, name: str) -> GateValue:
     delta = entry.delta
     if delta.mean_difference is None or delta.ci_low is None:
         return {"value": None, "reason": delta.reason or "too few ratings"}
-    return {
+    got: GateValue = {
         "value": delta.mean_difference,
         "low": delta.ci_low,
         "high": delta.ci_high,
         "sd": entry.delta_sd,
         "n": delta.n,
     }
+    return _weighted(got, entry.weighting)
 
 
 def _metric_value(report: Report, name: str) -> GateValue:

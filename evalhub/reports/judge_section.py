@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evalhub.reports.schema import JudgeReport, RatingsSaved
-from evalhub.reports.selectors import PREFERENCES
+from evalhub.reports.selectors import PREFERENCES, ReportRows
 from metrics.agreement import Record
 from metrics.judge import Calibration, judge_calibration
 from metrics.routing import (
@@ -136,37 +137,63 @@ def _expert_scores(f: _Frame) -> dict[int, float]:
     return {task: sum(v) / len(v) for task, v in sums.items()}
 
 
-def _inclusion(
-    judged: list[dict[str, Any]], studies: list[dict[str, Any]], rated_tasks: set[int]
-) -> tuple[dict[int, float], set[int], int]:
-    """Per routed task, its inclusion probability under its study's stored plan, the tasks inside the
-    rated prefix, and how many rated tasks lie beyond it (left out of the estimate)."""
+@dataclass(frozen=True)
+class RoutedPairs:
+    """The pairs of the report's uncertainty-first studies as their stored plans drew them: per routed
+    task its inclusion probability, the tasks inside the rated prefix (whose probabilities are exact),
+    the audit pairs among them, and how many rated tasks lie beyond the prefix (left out)."""
+
+    inclusion: dict[int, float]
+    in_prefix: frozenset[int]
+    audit: frozenset[int]
+    beyond: int
+
+    def weights(self, tasks: np.ndarray) -> np.ndarray:
+        """Per rating's task, its weight in a routed-corrected mean: one over its inclusion probability
+        inside the rated prefix, 0 beyond it (no known probability: left out, as from the win rate), and
+        1 for a task no plan drew (a single output, a gold task, a study in random order)."""
+        ids = np.array(sorted(self.inclusion), dtype=np.int64)
+        if ids.size == 0:
+            return np.ones(tasks.shape, dtype=float)
+        weight = np.array([1 / self.inclusion[t] if t in self.in_prefix else 0.0 for t in ids.tolist()])
+        pos = np.minimum(np.searchsorted(ids, tasks), ids.size - 1)
+        return np.where(ids[pos] == tasks, weight[pos], 1.0)
+
+
+def routed_pairs(rows: ReportRows, rated_tasks: set[int]) -> RoutedPairs | None:
+    """The one derivation of the routed pairs' inclusion probabilities (``metrics.routing``'s plan,
+    restored from each pair's stored weight, key and audit draw, cut at the rated prefix), which the
+    corrected win rate and the weighted human rates both read; None when no study was routed."""
+    studies = [s for s in rows.judge_studies if s["routing"] == "uncertainty_first" and s["routing_applied"]]
+    if not studies:
+        return None
     inclusion: dict[int, float] = {}
     in_prefix: set[int] = set()
+    audit_tasks: set[int] = set()
     beyond = 0
     for study in studies:
-        rows = [r for r in judged if r["study"] == study["study"] and r["routing"]]
-        if not rows:
+        judged = [r for r in rows.judged if r["study"] == study["study"] and r["routing"]]
+        if not judged:
             continue
         plan = plan_restore(
-            [r["routing"]["weight"] for r in rows],
-            [r["routing"]["key"] for r in rows],
-            [r["routing"]["audit_draw"] for r in rows],
-            audit_weight=rows[0]["routing"]["audit_weight"],
+            [r["routing"]["weight"] for r in judged],
+            [r["routing"]["key"] for r in judged],
+            [r["routing"]["audit_draw"] for r in judged],
+            audit_weight=judged[0]["routing"]["audit_weight"],
         )
-        rated = np.array([r["task"] in rated_tasks for r in rows], dtype=bool)
+        rated = np.array([r["task"] in rated_tasks for r in judged], dtype=bool)
         n = rated_prefix(plan, rated)
         pi = plan.inclusion_probabilities(n)
         prefix = plan.rated_mask(n)
         audit = plan.audit_mask(n)
-        for i, row in enumerate(rows):
+        for i, row in enumerate(judged):
             inclusion[row["task"]] = float(pi[i])
             if prefix[i]:
                 in_prefix.add(row["task"])
-            row_audit = bool(audit[i])
-            row.setdefault("_audit", row_audit)
+            if audit[i]:
+                audit_tasks.add(row["task"])
         beyond += int(np.sum(rated & ~prefix))
-    return inclusion, in_prefix, beyond
+    return RoutedPairs(inclusion, frozenset(in_prefix), frozenset(audit_tasks), beyond)
 
 
 def judge_section(f: _Frame) -> JudgeReport | None:
@@ -177,25 +204,21 @@ def judge_section(f: _Frame) -> JudgeReport | None:
     cand, base = f.inp.candidate_id, f.inp.baseline_id
     adapter_of = rows.output_adapter
     mine = {cand, base}
-    # Copies: the inclusion step marks audit pairs on them, and the rows are the report's input.
-    judged = [dict(r) for r in rows.judged if {adapter_of.get(r["a"]), adapter_of.get(r["b"])} == mine]
-    all_judged = [dict(r) for r in rows.judged]
+    judged = [r for r in rows.judged if {adapter_of.get(r["a"]), adapter_of.get(r["b"])} == mine]
     studies = rows.judge_studies
-    routed = [s for s in studies if s["routing"] == "uncertainty_first" and s["routing_applied"]]
-    routing = "uncertainty_first" if routed else "random"
+    routed = f.routed
+    routing = "uncertainty_first" if routed is not None else "random"
     expert = _expert_scores(f)
-    rated_any = {int(t) for t in np.unique(f.rc.task[~f.rc.gold]).tolist()}
 
     units = {r["task"] for r in judged}
     calibration = _calibrate(f, judged, units)
     audit_calibration = None
     inclusion: dict[int, float] = {}
-    in_prefix: set[int] = set()
+    in_prefix: frozenset[int] = frozenset()
     beyond = 0
-    if routed:
-        inclusion, in_prefix, beyond = _inclusion(all_judged, routed, rated_any)
-        audit_units = {r["task"] for r in all_judged if r.get("_audit")} & units
-        audit_calibration = _calibrate(f, judged, audit_units)
+    if routed is not None:
+        inclusion, in_prefix, beyond = routed.inclusion, routed.in_prefix, routed.beyond
+        audit_calibration = _calibrate(f, judged, set(routed.audit & units))
         note = (
             "Calibration is measured on every pair the experts rated. Under uncertainty-first routing these are "
             "mostly the judge's hardest pairs, so the first table is pessimistic; the audit table uses only the "
@@ -212,7 +235,7 @@ def judge_section(f: _Frame) -> JudgeReport | None:
         pred = 0.5 if prob is None else (prob if cand_is_a else 1 - prob)
         f_pred.append(pred)
         task = r["task"]
-        if routed:
+        if routed is not None:
             y.append(expert[task] if task in in_prefix and task in expert else math.nan)
             pi.append(inclusion.get(task, 1.0))
         else:
@@ -226,9 +249,9 @@ def judge_section(f: _Frame) -> JudgeReport | None:
         judge_only = dataclasses.replace(
             naive_win_rate(f_arr), estimator="the judge alone (mean of its predictions)", n_rated=0
         )
-    if routed and judged:
+    if routed is not None and judged:
         corrected = ppi_win_rate(f_arr, y_arr, pi_arr)
-    saved = _ratings_saved(f, judged, y_arr, pi_arr, corrected, routed=bool(routed))
+    saved = _ratings_saved(f, judged, y_arr, pi_arr, corrected, routed=routed is not None)
     judged_both = sum(1 for r in judged if _judge_prob(r["orders"]) is not None)
     failures = sum(int(s.get("failures") or 0) for s in studies)
     unparseable = sum(
@@ -248,7 +271,7 @@ def judge_section(f: _Frame) -> JudgeReport | None:
         calibration=calibration,
         audit_calibration=audit_calibration,
         calibration_note=note,
-        estimator=PPI if routed else PLAIN,
+        estimator=PPI if routed is not None else PLAIN,
         win_rate=corrected,
         naive_win_rate=naive,
         judge_only_win_rate=judge_only,

@@ -193,11 +193,15 @@ class CriterionSummary(Section):
     delta_sd: float | None
     distribution: Sides
     by_slice: tuple[SliceDelta, ...]
+    weighting: str | None = field(default=None, metadata=OMIT_NONE)
+    """Set when the means and deltas are weighted for routing (by one over each pair's inclusion
+    probability), saying so; absent for the plain means of the rated pairs."""
 
 
 @dataclass(frozen=True, slots=True)
 class Proportion(Section):
-    """A rate with its Wilson interval and n (all None and n 0 when there is nothing to count)."""
+    """A rate with its Wilson interval and n (all None and n 0 when there is nothing to count); under
+    routing weights (the section's ``weighting``) the weighted rate with its bootstrap interval."""
 
     rate: float | None
     ci_low: float | None
@@ -215,6 +219,8 @@ class AdapterRate(Section):
 class Hallucination(Section):
     per_adapter: tuple[AdapterRate, ...]
     delta: PairedBootstrap
+    weighting: str | None = field(default=None, metadata=OMIT_NONE)
+    """Set when the rates and the delta are weighted for routing, saying so (as on CriterionSummary)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +455,9 @@ class CaseRow(Section):
     metrics: dict[str, ValuePair]
     checks: CheckPair
     judge_checks: CheckPair | None = field(default=None, metadata=OMIT_NONE)  # judge-evaluated
+    routing_weight: float | None = field(default=None, metadata=OMIT_NONE)
+    """The case's weight in the human means weighted for routing (one over its pair's inclusion
+    probability; 0 when rated beyond the rated prefix, so left out); absent when nothing is weighted."""
 
     @property
     def rated(self) -> int:

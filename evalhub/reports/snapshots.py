@@ -114,6 +114,8 @@ def snapshot_build(
         "mc_target": inp.mc_target,
         # Likewise: snapshots frozen before kappa's interval was bounded lack it and reopen unbounded.
         "kappa_interval": inp.kappa_interval,
+        # Likewise: snapshots frozen before routed studies' rates were weighted lack it and reopen plain.
+        "routed_rates": inp.routed_rates,
     }
     snapshot = {
         "schema": SCHEMA_VERSION,
@@ -208,6 +210,8 @@ def snapshot_read(snapshot: Mapping[str, Any]) -> StoredSnapshot:
         mc_target=params.get("mc_target"),
         # Frozen before the bound: kappa's Wald interval as it was, unbounded.
         kappa_interval="bounded" if params.get("kappa_interval") == "bounded" else "asymptotic",
+        # Frozen before the weighting: the plain rates and means of the rated pairs, as they were.
+        routed_rates="weighted" if params.get("routed_rates") == "weighted" else "rated",
     )
     return StoredSnapshot(
         version=int(snapshot.get("schema", 1)),

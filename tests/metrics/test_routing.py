@@ -14,6 +14,7 @@ from metrics.routing import (
     routing_weights,
     uniform_pairs_needed,
 )
+from metrics.stats import mean_ci
 
 N_PAIRS, BUDGET, SIMULATIONS = 1000, 200, 500
 MEAN_GAP, SPREAD, EXPERT_NOISE, JUDGE_NOISE, POSITION_BIAS = 0.6, 1.5, 0.7, 0.5, 0.4
@@ -228,3 +229,41 @@ def test_uniform_pairs_needed_matches_the_simple_random_sample_formula():
     assert (
         uniform_pairs_needed(np.array([1.0] + [np.nan] * 9), np.ones(10), n_pairs=10, std_error=0.1) is None
     )
+
+
+def _flags(uncertainty: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A hallucination-like flag that is more common where the judge is unsure (the close calls are
+    also the garbled ones), so the pairs routing sends first over-represent it."""
+    return (rng.random(uncertainty.size) < 0.05 + 0.8 * uncertainty).astype(float)
+
+
+def test_the_weighted_rate_of_routed_pairs_is_unbiased_where_their_plain_rate_is_not():
+    """500 seeded simulations: a flag tied to the judge's uncertainty, 200 of 1,000 pairs routed. The
+    weighted rate (one over the inclusion probability, ``hajek_mean`` inside ``mean_ci``) misses the
+    population's rate by 0.003 on average, against a spread of 0.033 (the ratio's bias is of order
+    1/n; the bound, a fifth of the spread, is about 4 standard errors of the mean error over 500
+    draws) and its bootstrap interval covers it in 95.6% (90-98% accepted: the bootstrap treats the
+    sample as drawn with replacement, so it may over-cover a little). The plain rate of the same rated
+    pairs is off by 0.068, over twenty times as much."""
+    errors, plain_errors, covered = [], [], []
+    for seed in range(SIMULATIONS):
+        rng = np.random.default_rng(seed)
+        _, first, second = _population(rng)
+        _, uncertainty = judge_uncertainty(first, second)
+        flags = _flags(uncertainty, rng)
+        plan = routing_plan(uncertainty, seed=seed)
+        rated, pi = plan.rated_mask(BUDGET), plan.inclusion_probabilities(BUDGET)
+        weighted = mean_ci(flags[rated], weights=1 / pi[rated], resamples=400, seed=seed)
+        plain = mean_ci(flags[rated], resamples=400, seed=seed)
+        assert weighted.weighted is True and plain.weighted is None
+        truth = flags.mean()
+        errors.append(weighted.mean - truth)
+        plain_errors.append(plain.mean - truth)
+        covered.append(weighted.ci_low <= truth <= weighted.ci_high)
+    errors_arr = np.array(errors)
+    assert abs(errors_arr.mean()) < 0.2 * errors_arr.std(), (errors_arr.mean(), errors_arr.std())
+    assert np.mean(plain_errors) > 0.05 and np.mean(plain_errors) > 10 * abs(errors_arr.mean()), (
+        np.mean(plain_errors),
+        errors_arr.mean(),
+    )
+    assert 0.90 <= np.mean(covered) <= 0.98, np.mean(covered)

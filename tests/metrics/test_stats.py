@@ -360,3 +360,40 @@ def test_adaptive_intervals_do_not_depend_on_which_bootstrap_drew_the_shared_ind
         reverse = [mean_ci(v, resamples=300, seed=1, mc_target=0.01, max_draws=10**6) for v in (y, x)][::-1]
     assert alone == forwards == reverse
     assert alone[0].resamples != alone[1].resamples  # they grew to different counts from one stream
+
+
+def test_weighted_means_are_the_hajek_ratio_and_a_weight_counts_like_copies() -> None:
+    # Weight 3 on a value is, for the point estimate, three copies of it: sum(w y) / sum(w).
+    a, b, w = [1.0, 2.0, None, 4.0], [2.0, 2.0, 9.0, 7.0], [3.0, 1.0, 0.0, 2.0]
+    paired = paired_bootstrap(a, b, weights=w, resamples=500, seed=2)
+    copies_a, copies_b = [1.0, 1.0, 1.0, 2.0, 4.0, 4.0], [2.0, 2.0, 2.0, 2.0, 7.0, 7.0]
+    assert paired.mean_a == pytest.approx(np.mean(copies_a))
+    assert paired.mean_b == pytest.approx(np.mean(copies_b))
+    assert paired.mean_difference == pytest.approx(np.mean(np.subtract(copies_b, copies_a)))
+    # The incomplete pair is dropped with its weight (0 there is no error).
+    assert (paired.n, paired.n_dropped, paired.weighted) == (3, 1, True)
+    single = mean_ci([1.0, None, 3.0], weights=[1.0, float("nan"), 3.0], resamples=500)
+    assert single.mean == pytest.approx(2.5) and single.to_dict()["weighted"] is True
+    # Unweighted results keep their keys: no "weighted" in the JSON.
+    assert "weighted" not in paired_bootstrap(a, b, resamples=500).to_dict()
+
+
+def test_weighted_bootstrap_recomputes_the_ratio_on_each_resample_and_is_seeded() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.normal(0, 1, 60)
+    weights = rng.uniform(1, 8, 60)
+    for mc_target in (None, 0.01):
+        first = mean_ci(values, weights=weights, resamples=1000, seed=5, mc_target=mc_target)
+        assert first == mean_ci(values, weights=weights, resamples=1000, seed=5, mc_target=mc_target)
+        assert first.ci_low < first.mean < first.ci_high
+    # Equal weights give the plain mean, and an interval from the same resampled units.
+    equal = mean_ci(values, weights=np.full(60, 2.0), resamples=1000, seed=5)
+    plain = mean_ci(values, resamples=1000, seed=5)
+    assert equal.mean == pytest.approx(plain.mean)
+    assert (equal.ci_low, equal.ci_high) == pytest.approx((plain.ci_low, plain.ci_high))
+
+
+@pytest.mark.parametrize("weights", [[1.0, 0.0, 1.0], [1.0, -2.0, 1.0], [1.0, float("inf"), 1.0], [1.0, 1.0]])
+def test_weights_must_be_positive_and_one_per_value(weights: list[float]) -> None:
+    with pytest.raises(ValueError, match="weight"):
+        mean_ci([1.0, 2.0, 3.0], weights=weights)

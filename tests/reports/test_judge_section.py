@@ -16,7 +16,7 @@ from evalhub.judging.services import judgements_record, study_judge
 from evalhub.reports import gates
 from evalhub.reports.exports import report_pdf
 from evalhub.reports.services import report_build, report_input_hash, report_key
-from tests.annotation.factories import rater_user, rating_data, run_rows
+from tests.annotation.factories import FULL_SCORES, rater_user, rating_data, run_rows
 from tests.reports.test_pdf import pdf_lines
 
 pytestmark = pytest.mark.django_db
@@ -36,10 +36,14 @@ def _cand_is_a(task, rows) -> bool:
     return task.output_a.adapter_id == rows.adapters["candidate"].pk
 
 
-def _routed_study(project, *, rate: int = RATED, routing: str = "uncertainty_first", unsure=None):
+def _routed_study(
+    project, *, rate: int = RATED, routing: str = "uncertainty_first", unsure=None, flags: bool = False
+):
     """A study whose judge is sure on the pairs the candidate wins (0.99 both orders) and unsure on the
     ones it loses (its two orders disagree), so routing sends the losses to the experts first.
-    ``unsure(position)`` picks the cases it is unsure on instead; it is sure and right on the others."""
+    ``unsure(position)`` picks the cases it is unsure on instead; it is sure and right on the others.
+    With ``flags`` the experts also flag the candidate as hallucinating where it loses, and score its
+    factual accuracy 2 there and 5 where it wins (the baseline: never flagged, always 4)."""
     rows = run_rows(project, n_cases=N_CASES)
     study = study_create_from_run(
         run=rows.run, name="Routed", overlap=2, seed=3, judge_base_model=rows.base_model, routing=routing
@@ -70,10 +74,19 @@ def _routed_study(project, *, rate: int = RATED, routing: str = "uncertainty_fir
             task = assignment.task
             cand_side = "A" if _cand_is_a(task, rows) else "B"
             other = "B" if cand_side == "A" else "A"
+            extra = {}
+            if flags:
+                extra = {
+                    "hallucination": {cand_side: not truth[task.pk], other: False},
+                    "scores": {
+                        **FULL_SCORES,
+                        "factual_accuracy": {cand_side: 5 if truth[task.pk] else 2, other: 4},
+                    },
+                }
             rating_submit(
                 public_id=task.public_id,
                 rater=expert,
-                data=rating_data(preference=cand_side if truth[task.pk] else other),
+                data=rating_data(preference=cand_side if truth[task.pk] else other, **extra),
             )
     return rows, study, truth
 
@@ -149,8 +162,13 @@ def test_the_page_json_and_csv_show_the_section_from_the_cache(project):
     assert judge.calibration.statement.split(":")[0] in page
     assert f"{judge.win_rate.estimate:.3f}" in page and "Expert ratings saved" in page
     assert f"{judge.calibration.rows[0].kappa.kappa:.2f}" in page
+    # The routed study's criteria and flag rates are weighted, and the page says so under each table.
+    assert page.count('class="muted routed-weighting"') == 2 and "weighted by 1/inclusion probability" in page
     export = reverse("reports:export", args=[project.slug, rows.run.pk, "json"])
-    data = client.get(export).json()["report"]["judge"]
+    full = client.get(export).json()["report"]
+    assert full["hallucination"]["weighting"] == report.hallucination.weighting is not None
+    assert all(c["weighting"] == report.hallucination.weighting for c in full["criteria"])
+    data = full["judge"]
     assert data["win_rate"]["estimate"] == pytest.approx(judge.win_rate.estimate)
     assert data["estimator"] == judge.estimator and data["ratings_saved"]["ratings_collected"] == 2 * RATED
     csv_text = client.get(
@@ -240,3 +258,92 @@ def test_a_verdict_frozen_before_kappa_was_bounded_reopens_identical_with_its_ca
     assert min(highs(legacy)) > 1
     reopened = verdict_reopen(verdict_with(project, legacy))
     assert reopened.status == "identical", [c.to_dict() for c in reopened.changes]
+
+
+def test_a_routed_studys_hallucination_rate_and_criterion_delta_are_weighted_and_the_gates_read_them(project):
+    import dataclasses
+
+    from evalhub.reports.compute import report_from_input
+
+    # The candidate hallucinates on the 12 pairs it loses (true rate 12/40 = 0.3); routing sends those
+    # to the experts first, so most of the 15 rated pairs are flagged.
+    rows, _, _ = _routed_study(project, flags=True)
+    key = report_key(run=rows.run)
+    report = report_from_input(dataclasses.replace(key.inp, resamples=400))
+    plain = report_from_input(dataclasses.replace(key.inp, resamples=400, routed_rates="rated"))
+    cand = rows.adapters["candidate"].label
+    rate = {h.adapter: h.share for h in report.hallucination.per_adapter}[cand]
+    plain_rate = {h.adapter: h.share for h in plain.hallucination.per_adapter}[cand]
+    true_rate = (N_CASES - WINS) / N_CASES
+    assert plain_rate.rate > true_rate + 0.2, plain_rate  # the rated pairs' own rate: biased
+    assert abs(rate.rate - true_rate) < 0.12 and abs(rate.rate - plain_rate.rate) > 0.15, (rate, plain_rate)
+    assert rate.ci_low < rate.rate < rate.ci_high
+    assert report.hallucination.weighting.startswith("weighted by 1/inclusion probability")
+    assert plain.hallucination.weighting is None and "weighting" not in plain.to_dict()["hallucination"]
+    # The baseline is never flagged, so the delta is the candidate's weighted rate per case.
+    assert report.hallucination.delta.mean_difference == pytest.approx(rate.rate)
+    assert report.hallucination.delta.weighted is True
+    # Factual accuracy: +1 where the candidate wins, -2 where it loses, 0.1 over all 40 pairs.
+    fa = report.criterion("factual_accuracy")
+    plain_fa = plain.criterion("factual_accuracy")
+    assert plain_fa.delta.mean_difference < -0.5
+    assert abs(fa.delta.mean_difference - 0.1) < 0.4 and fa.weighting == report.hallucination.weighting
+
+    # The gates read the weighted figures and name the weighting.
+    policy = gates.policy_parse(
+        "gates:\n"
+        "  - {metric: hallucination_rate, op: '<=', threshold: 0.5, use: point}\n"
+        "  - {metric: hallucination_rate_delta, op: '<=', threshold: 0.5}\n"
+        "  - {metric: 'criterion_delta:factual_accuracy', op: '>=', threshold: -0.5, use: point}\n"
+    )
+    decision, results = gates.verdict_decide(report, policy)
+    ceiling, delta, criterion = results
+    assert ceiling["value"] == pytest.approx(rate.rate) and ceiling["status"] == "pass"
+    assert (ceiling["ci_low"], ceiling["ci_high"]) == pytest.approx((rate.ci_low, rate.ci_high))
+    assert delta["value"] == pytest.approx(rate.rate) and criterion["status"] == "pass"
+    assert all(r["estimator"] == report.hallucination.weighting for r in results)
+    assert decision == "GO"
+    plain_decision, plain_results = gates.verdict_decide(plain, policy)
+    assert plain_decision == "NO-GO" and not any("estimator" in r for r in plain_results)
+
+    # The per-case CSV gives each case's weight; the PDF says which figures are weighted.
+    from evalhub.reports.exports import cases_csv
+
+    header = cases_csv(report).splitlines()[0]
+    assert header.endswith(",routing_weight") and "routing_weight" not in cases_csv(plain)
+    lines = " ".join(pdf_lines(report_pdf(report, {"decision": decision, "gates": results})))
+    assert "weighted by 1/inclusion probability" in lines
+
+
+def test_every_routed_pair_rated_gives_exactly_the_plain_figures(project):
+    import dataclasses
+
+    from evalhub.reports.compute import report_from_input
+
+    rows, _, _ = _routed_study(project, rate=N_CASES, flags=True)
+    key = report_key(run=rows.run)
+    weighted = report_from_input(dataclasses.replace(key.inp, resamples=200))
+    plain = report_from_input(dataclasses.replace(key.inp, resamples=200, routed_rates="rated"))
+    assert weighted.judge.routing == "uncertainty_first"
+    assert weighted.to_dict() == plain.to_dict()
+
+
+def test_a_verdict_frozen_before_routed_rates_were_weighted_reopens_identical(project):
+    from evalhub.reports.services import verdict_freeze, verdict_reopen
+    from tests.reports.test_reopen import legacy_snapshot, verdict_with
+
+    rows, study, _ = _routed_study(project, flags=True)
+    verdict = verdict_freeze(run=rows.run, study=study)
+    assert verdict.snapshot["params"]["routed_rates"] == "weighted"
+    assert verdict.snapshot["report"]["hallucination"]["weighting"]
+    assert verdict_reopen(verdict).status == "identical"
+
+    # Frozen by the code before the weighting: the rated pairs' plain rates, no "routed_rates".
+    legacy = legacy_snapshot(verdict, routed_rates="rated")
+    assert "weighting" not in legacy["report"]["hallucination"]
+    rates = [
+        [h["rate"] for h in s["report"]["hallucination"]["per_adapter"]] for s in (verdict.snapshot, legacy)
+    ]
+    assert rates[0] != rates[1]
+    reopened = verdict_reopen(verdict_with(project, legacy))
+    assert (reopened.hash_ok, reopened.status) == (True, "identical"), [c.to_dict() for c in reopened.changes]

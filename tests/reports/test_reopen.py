@@ -55,7 +55,13 @@ def _kappa_highs(report: dict[str, Any]) -> list[float]:
 def unbounded_kappa_snapshot(verdict: Verdict) -> dict[str, Any]:
     """The snapshot the code before kappa's bound froze from the verdict's rows: its report with the
     unbounded Wald intervals, and no "kappa_interval" parameter."""
-    legacy = dataclasses.replace(snapshot_read(verdict.snapshot).inp, kappa_interval="asymptotic")
+    return legacy_snapshot(verdict, kappa_interval="asymptotic")
+
+
+def legacy_snapshot(verdict: Verdict, **before: Any) -> dict[str, Any]:
+    """The snapshot the code before a parameter existed froze from the verdict's rows: its report
+    computed with the parameter at its old behaviour (``before``), and the parameter left out."""
+    legacy = dataclasses.replace(snapshot_read(verdict.snapshot).inp, **before)
     report = report_from_input(legacy)
     policy = verdict.snapshot["policy"]
     outcome = report_with_verdict(report=report, policy=policy)
@@ -66,7 +72,8 @@ def unbounded_kappa_snapshot(verdict: Verdict) -> dict[str, Any]:
         decision=outcome["decision"],
         gates=outcome["gates"],
     )
-    del snapshot["params"]["kappa_interval"]
+    for name in before:
+        del snapshot["params"][name]
     return snapshot
 
 
