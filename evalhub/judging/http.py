@@ -281,7 +281,7 @@ def _completion_tokens(api: Api, choice: dict[str, Any]) -> list[tuple[str, dict
 class HttpJudge:
     """Judges through ``base_url`` (``http(s)://host:port`` or ``…/v1``) serving ``model``.
 
-    ``timeout_s`` bounds each request; ``max_retries`` more tries follow a retryable failure, waiting
+    ``timeout_s`` bounds each try's wall-clock time (an answer arriving later is a timeout); ``max_retries`` more tries follow a retryable failure, waiting
     ``backoff_s * 2**try`` (at most ``max_backoff_s``) or the server's ``Retry-After`` when it says
     more; a ``Retry-After`` beyond ``max_backoff_s`` ends the tries at once. The caller checks the URL
     (``evalhub.judging.endpoints``); this class trusts what it is given.
@@ -378,6 +378,12 @@ class HttpJudge:
                 f"could not reach the endpoint: {_snippet(str(exc)) or type(exc).__name__}", retryable=True
             ) from exc
         latency_ms = (time.perf_counter() - started) * 1000
+        if latency_ms > self.timeout_s * 1000:
+            # httpx bounds each phase (connect, each read), not the whole request: a server dripping its answer,
+            # or one whose answer was ready before a busy client read it, would pass unbounded. timeout_s is the
+            # wall-clock bound of one try, so an answer past it is a timeout like any other (and retried).
+            raise _Failed(f"timed out after {self.timeout_s:g} s (the answer took {latency_ms / 1000:.3g} s)",
+                          retryable=True)
         if answer.status_code >= 400:
             text = answer.text
             if answer.status_code == 400 and logprobs and "logprob" in text.lower():

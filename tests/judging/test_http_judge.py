@@ -58,6 +58,7 @@ class Reply:
     body: Any = None  # dict -> JSON, str -> as is
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drip_s: float = 0.0  # the body in four pieces, this long apart (each read waits less than a timeout)
 
 
 @dataclass
@@ -109,7 +110,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if not reply.drip_s:
+                self.wfile.write(data)
+            step = -(-len(data) // 4)
+            for start in range(0, len(data), step) if reply.drip_s else ():
+                self.wfile.write(data[start : start + step])
+                self.wfile.flush()
+                time.sleep(reply.drip_s)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -466,3 +473,13 @@ def test_a_study_naming_an_endpoint_is_judged_through_it_and_the_judge_is_closed
     assert state["status"] == "done" and state["judged"] == 3 and state["judge"].startswith("http:local@")
     assert len(script.completions) == 6  # both orders of every pair, through the endpoint
     assert Judgement.objects.filter(task__study=study).count() == 6
+
+
+def test_an_answer_arriving_after_the_timeout_is_a_timeout_even_when_no_read_waited_that_long(serve) -> None:
+    """httpx bounds each phase, not the whole try: an answer dripped out in pieces, each within the read
+    timeout, would otherwise be taken however late it comes. timeout_s is the try's wall-clock bound."""
+    script = Script(Reply(body=chat("A"), delay_s=0.2, drip_s=0.15))
+    with judge_at(serve(script), timeout_s=0.5, max_retries=0) as judge:
+        ab, _ = judge.judge_pair(rubric="r", case="c", output_a="a", output_b="b")
+    assert ab.preference == "unparseable" and ab.prob_a is None
+    assert ab.failure.startswith("timed out after 0.5 s (the answer took "), ab.failure
