@@ -667,9 +667,9 @@ def _hallucination(f: _Frame) -> Hallucination:
     f_group = f_group.reshape(-1)
     f_sum = np.bincount(f_group, f_value, minlength=f_ids.size)
     f_n = np.bincount(f_group, minlength=f_ids.size)
-    weights = np.ones(len(rc)) if f.weights is None else f.weights
-    f_weight = np.column_stack([weights, weights])[flagged]
-    f_case = np.column_stack([rc.case, rc.case])[flagged]
+    if f.weights is not None:  # per flag, its rating's routing weight and case (the weighted rates only)
+        f_weight = np.column_stack([f.weights, f.weights])[flagged]
+        f_case = np.column_stack([rc.case, rc.case])[flagged]
     per_adapter = []
     for g in np.argsort(f_first, kind="stable").tolist():
         aid = int(f_ids[g])
@@ -915,24 +915,32 @@ def _adversarial_human(f: _Frame, table: _MetricTable) -> AdversarialHuman | Non
     )
 
 
-def _exclusion(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> Exclusion | None:
+def _with_and_without(
+    f: _Frame, after_win: WinRate, after_agreement: Agreement
+) -> tuple[ExclusionSide, ExclusionSide] | None:
+    """Win rate and preference alpha over every rating, then over the kept raters' ones: what both the
+    exclusion and the rater quality sections show, computed once; None when no rater filter is on."""
+    inp, rc = f.inp, f.rc
+    if inp.exclude_raters_below is None and not inp.exclude_flagged:
+        return None
+    everyone = np.ones(len(rc), dtype=bool)
+    all_pairs = _Pairs(rc, everyone, f.adapter_a, f.adapter_b, inp.candidate_id, inp.baseline_id)
+    everyone_agreement = _agreement(rc, everyone, (), kappa_interval=inp.kappa_interval)
+    before = ExclusionSide(
+        win_rate=win_rate(*all_pairs.counts()), preference_alpha=everyone_agreement.alpha("preference")
+    )
+    after = ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference"))
+    return before, after
+
+
+def _exclusion(f: _Frame, sides: tuple[ExclusionSide, ExclusionSide] | None) -> Exclusion | None:
     """The effect of excluding raters: win rate and preference alpha with and without them."""
     threshold = f.inp.exclude_raters_below
     if threshold is None:
         return None
-    rc = f.rc
-    everyone = np.ones(len(rc), dtype=bool)
-    before = _Pairs(rc, everyone, f.adapter_a, f.adapter_b, f.inp.candidate_id, f.inp.baseline_id)
-    before_agreement = _agreement(rc, everyone, (), kappa_interval=f.inp.kappa_interval)
-    return Exclusion(
-        threshold=threshold,
-        excluded=f.excluded,
-        before=ExclusionSide(
-            win_rate=win_rate(*before.counts()),
-            preference_alpha=before_agreement.alpha("preference"),
-        ),
-        after=ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference")),
-    )
+    assert sides is not None  # (_with_and_without: a threshold is a filter)
+    before, after = sides
+    return Exclusion(threshold=threshold, excluded=f.excluded, before=before, after=after)
 
 
 def _quality(rc: RatingColumns, gold: tuple[GoldRow, ...], rules: QualityRules) -> tuple[RaterQuality, ...]:
@@ -964,7 +972,7 @@ NO_GOLD_WARNING = (
 )
 
 
-def _rater_quality(f: _Frame, after_win: WinRate, after_agreement: Agreement) -> RaterQualityReport:
+def _rater_quality(f: _Frame, sides: tuple[ExclusionSide, ExclusionSide] | None) -> RaterQualityReport:
     """The rater quality section: each rater's measures and flags, who is left out of this report,
     and, when flagged raters are excluded, the win rate and preference alpha with and without them."""
     inp, rc = f.inp, f.rc
@@ -981,16 +989,7 @@ def _rater_quality(f: _Frame, after_win: WinRate, after_agreement: Agreement) ->
         warnings.append(NO_GOLD_WARNING)
     if raters and not kept:
         warnings.append("Every rater was excluded: this report has no human ratings left.")
-    before = after = None
-    if inp.exclude_flagged:
-        everyone = np.ones(len(rc), dtype=bool)
-        all_pairs = _Pairs(rc, everyone, f.adapter_a, f.adapter_b, inp.candidate_id, inp.baseline_id)
-        everyone_agreement = _agreement(rc, everyone, (), kappa_interval=inp.kappa_interval)
-        before = ExclusionSide(
-            win_rate=win_rate(*all_pairs.counts()),
-            preference_alpha=everyone_agreement.alpha("preference"),
-        )
-        after = ExclusionSide(win_rate=after_win, preference_alpha=after_agreement.alpha("preference"))
+    before, after = sides if inp.exclude_flagged and sides is not None else (None, None)
     return RaterQualityReport(
         rules=QualityRules(min_seconds=inp.min_seconds),
         exclude_flagged=inp.exclude_flagged,
@@ -1164,6 +1163,7 @@ def report_from_input(inp: ReportInput) -> Report:
         adversarial, must_refuse = _adversarial(f, table)
         agreement = _agreement(f.rc, f.keep, f.criteria, kappa_interval=inp.kappa_interval)
         human = _human_by_case(f)
+        sides = _with_and_without(f, overall, agreement)
         return Report(
             schema=SCHEMA_VERSION,
             candidate=_adapter(rows, inp.candidate_id),
@@ -1183,8 +1183,8 @@ def report_from_input(inp: ReportInput) -> Report:
             must_refuse=must_refuse,
             agreement=agreement,
             gold=f.gold,
-            exclusion=_exclusion(f, overall, agreement),
-            rater_quality=_rater_quality(f, overall, agreement),
+            exclusion=_exclusion(f, sides),
+            rater_quality=_rater_quality(f, sides),
             human_vs_metric=_human_vs_metric(f, _metric_deltas(f, table), human),
             cases=_case_rows(f, table, human),
             adversarial_human=_adversarial_human(f, table),
