@@ -281,9 +281,9 @@ def _completion_tokens(api: Api, choice: dict[str, Any]) -> list[tuple[str, dict
 class HttpJudge:
     """Judges through ``base_url`` (``http(s)://host:port`` or ``…/v1``) serving ``model``.
 
-    ``timeout_s`` bounds each try's wall-clock time (an answer arriving later is a timeout); ``max_retries`` more tries follow a retryable failure, waiting
-    ``backoff_s * 2**try`` (at most ``max_backoff_s``) or the server's ``Retry-After`` when it says
-    more; a ``Retry-After`` beyond ``max_backoff_s`` ends the tries at once. The caller checks the URL
+    ``timeout_s`` bounds each try's wall-clock time (an answer arriving later is a timeout);
+    ``max_retries`` more tries follow a retryable failure, waiting ``backoff_s * 2**try`` (at most
+    ``max_backoff_s``) or the server's ``Retry-After`` when it says more; a ``Retry-After`` beyond ``max_backoff_s`` ends the tries at once. The caller checks the URL
     (``evalhub.judging.endpoints``); this class trusts what it is given.
     """
 
