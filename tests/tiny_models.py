@@ -213,3 +213,19 @@ def make_lora_adapter(
         scale=None,
         base_name=base_name if base_name is not None else base.name,
     )
+
+
+def peft_reference(base: Path, adapters: dict[str, Path], **model_kwargs: Any) -> Any:
+    """The parity tests' reference: the base in float32 with every adapter loaded into one peft model
+    (named by ``adapters``' keys, for ``adapter_names`` batches), in eval mode. ``model_kwargs`` go to
+    ``from_pretrained`` (e.g. eager attention)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **model_kwargs)
+    items = list(adapters.items())
+    peft_model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
+    for name, path in items[1:]:
+        peft_model.load_adapter(str(path), adapter_name=name)
+    return peft_model.eval()

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from tests.tiny_models import peft_reference
+
 #: Tiny configs of each family: 2 layers, head_dim 64, GQA 2:1, small sliding windows so that
 #: prompt + generation (up to 12 + 10 tokens) runs past them.
 FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
@@ -53,15 +55,8 @@ def reference(
 ) -> tuple[list[list[int]], list[torch.Tensor]]:
     """Greedy tokens and per-step logits [B, V] of peft's mixed-adapter generate(), float32, eager
     attention (SDPA in transformers drops Gemma 2's score soft-capping)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="eager")
-    items = list(adapters.items())
-    peft_model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
-    for name, path in items[1:]:
-        peft_model.load_adapter(str(path), adapter_name=name)
-    peft_model.eval()
+    peft_model = peft_reference(base, adapters, attn_implementation="eager")
+    model = peft_model.get_base_model()
     # Every row makes all its tokens, EOS included, as the engine does (min_new_tokens would
     # suppress EOS instead of generating it).
     model.generation_config.eos_token_id = None

@@ -19,6 +19,7 @@ from evalhub.generation.hf_backend import HFBackend
 from evalhub.generation.llama import FastEngine
 from tests.generation.factories import make_lora_adapter
 from tests.generation.test_hf_backend import _peft_generate, _prompts, _requests
+from tests.tiny_models import peft_reference
 
 NAMES: list[str | None] = [None, "a", "b", "c", "emb", "head"]
 
@@ -47,17 +48,11 @@ def _peft_batch_logits(
     base: Path, adapters: dict[str, Path], prompts: list[str], names: list[str | None]
 ) -> torch.Tensor:
     """transformers + peft, float32, one left-padded mixed batch: each row's next-token logits."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    items = list(adapters.items())
-    peft_model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
-    for name, path in items[1:]:
-        peft_model.load_adapter(str(path), adapter_name=name)
-    peft_model.eval()
+    peft_model = peft_reference(base, adapters)
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.no_grad():
         return peft_model(**enc, adapter_names=[n or "__base__" for n in names]).logits[:, -1]

@@ -11,6 +11,7 @@ import torch
 from evalhub.generation import AdapterError, GenerationConfig, GenerationRequest, get_backend
 from evalhub.generation.hf_backend import HFBackend
 from tests.generation.factories import make_base_model
+from tests.tiny_models import peft_reference
 
 ADAPTER_CYCLE = [None, "a", "b", "c"]
 
@@ -30,17 +31,11 @@ def _peft_generate(
     base: Path, adapters: dict[str, Path], prompts: list[str], names: list[str | None], max_new: int
 ) -> list[list[int]]:
     """Reference: HF generate() + peft mixed-adapter batch, left padding, float32."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    items = list(adapters.items())
-    peft_model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
-    for name, path in items[1:]:
-        peft_model.load_adapter(str(path), adapter_name=name)
-    peft_model.eval()
+    peft_model = peft_reference(base, adapters)
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     out = peft_model.generate(
         **enc, max_new_tokens=max_new, do_sample=False, adapter_names=[n or "__base__" for n in names]

@@ -15,6 +15,7 @@ from evalhub.generation.capacity import ContextTooLong, ModelShape, batch_bytes,
 from evalhub.generation.hf_backend import HFBackend
 from evalhub.generation.llama import FastEngine
 from tests.generation.test_hf_backend import _peft_generate
+from tests.tiny_models import peft_reference
 
 MAX_POSITIONS = 128
 
@@ -29,16 +30,10 @@ def _long_prompts(n: int, seed: int, shortest: int, longest: int) -> list[str]:
 
 def _peft_logits(base: Path, adapters: dict[str, Path], prompt: str, adapter: str | None) -> torch.Tensor:
     """transformers + peft, float32: the next-token logits after the whole prompt."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    items = list(adapters.items())
-    peft_model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
-    for name, path in items[1:]:
-        peft_model.load_adapter(str(path), adapter_name=name)
-    peft_model.eval()
+    peft_model = peft_reference(base, adapters)
     enc = tokenizer([prompt], return_tensors="pt")
     with torch.no_grad():
         out = peft_model(**enc, adapter_names=[adapter or "__base__"])
